@@ -1,0 +1,1 @@
+"""Mechanisms: the Sinkhorn matching layer, demand marginals, learned and analytic auctions."""
