@@ -1,0 +1,62 @@
+"""The mechanism contract shared by learned, classical and user-written auctions.
+
+A mechanism is a ``torch.nn.Module`` whose ``forward(bids)`` maps bids
+``(batch, agents, items)`` to ``(allocation, payment)``:
+
+* ``allocation``: ``(batch, agents, items)`` in ``[0, 1]``, feasible for the
+  mechanism's demand type (item totals <= 1; agent totals <= k, or == k for
+  exactly-k demand);
+* ``payment``: ``(batch, agents)``.
+
+Agent ``i``'s utility under valuation ``v`` is
+``sum_j v_ij * allocation_ij - payment_i`` (:func:`utility`).  Training,
+evaluation and plots accept any module that honours this contract; subclassing
+:class:`Mechanism` adds the bookkeeping (sizes, demand, input checks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mechanisms.demand import Demand, KSpec
+
+__all__ = ["Mechanism", "check_bids", "utility"]
+
+
+def check_bids(bids: Tensor, n_agents: int, n_items: int) -> None:
+    """Raise ``ValueError`` unless ``bids`` is a finite float ``(batch, n_agents, n_items)`` tensor."""
+    if not isinstance(bids, Tensor) or bids.dim() != 3 or tuple(bids.shape[1:]) != (n_agents, n_items):
+        shape = tuple(bids.shape) if isinstance(bids, Tensor) else type(bids).__name__
+        raise ValueError(f"bids must have shape (batch, {n_agents}, {n_items}), got {shape}")
+    if not bids.is_floating_point():
+        raise ValueError(f"bids must be a floating-point tensor, got {bids.dtype}")
+    if not bool(torch.isfinite(bids).all()):
+        raise ValueError("bids contain NaN or Inf")
+
+
+def utility(valuations: Tensor, allocation: Tensor, payment: Tensor) -> Tensor:
+    """Quasi-linear utilities ``(batch, agents)`` from valuations and allocations ``(batch, agents, items)``."""
+    return (valuations * allocation).sum(-1) - payment
+
+
+class Mechanism(nn.Module):
+    """Base class: stores the setting and validates bids before :meth:`allocate_and_pay`.
+
+    Subclasses implement ``allocate_and_pay(bids) -> (allocation, payment)``.
+    """
+
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1) -> None:
+        super().__init__()
+        self.demand = demand if isinstance(demand, Demand) else Demand(demand, k)
+        self.capacities = self.demand.capacities(n_agents, n_items)  # validates sizes and k
+        self.n_agents = n_agents
+        self.n_items = n_items
+
+    def forward(self, bids: Tensor) -> tuple[Tensor, Tensor]:
+        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for ``bids``."""
+        check_bids(bids, self.n_agents, self.n_items)
+        return self.allocate_and_pay(bids)
+
+    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
