@@ -1,0 +1,50 @@
+"""Brute-force references for the baseline tests: exhaustive allocations and misreport grids."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor, nn
+
+from mechanisms.base import utility
+
+
+def best_welfare(values: list[list[float]], agents: list[int], capacities: list[int], exact: bool) -> tuple[float, list]:
+    """Max welfare and the optimal owner tuples, enumerating every item -> (agent or nobody) map.
+
+    Only ``agents`` take part; agent ``i`` gets at most (``exact``: exactly) ``capacities[i]`` items.
+    """
+    n_items = len(values[0])
+    best, argmax = float("-inf"), []
+    for owners in itertools.product([None, *agents], repeat=n_items):
+        counts = [owners.count(i) for i in agents]
+        caps = [capacities[i] for i in agents]
+        if any(c > k for c, k in zip(counts, caps)) or (exact and counts != caps):
+            continue
+        welfare = sum(values[i][j] for j, i in enumerate(owners) if i is not None)
+        if welfare > best + 1e-12:
+            best, argmax = welfare, [owners]
+        elif abs(welfare - best) <= 1e-12:
+            argmax.append(owners)
+    return best, argmax
+
+
+def grid_regret(mechanism: nn.Module, valuations: Tensor, grid: Tensor) -> Tensor:
+    """Best utility gain ``(profiles, agents)`` of any single-agent misreport in ``grid^items``.
+
+    ``valuations`` is ``(profiles, agents, items)``; every agent in turn reports
+    each point of the grid while the others report truthfully.
+    """
+    n_profiles, n_agents, n_items = valuations.shape
+    reports = torch.cartesian_prod(*[grid] * n_items).reshape(-1, n_items).to(valuations.dtype)  # (G, items)
+    truthful = utility(valuations, *mechanism(valuations))  # (profiles, agents)
+    gains = torch.empty(n_profiles, n_agents, dtype=valuations.dtype)
+    for i in range(n_agents):
+        bids = valuations.unsqueeze(1).repeat(1, len(reports), 1, 1)  # (profiles, G, agents, items)
+        bids[:, :, i] = reports
+        allocation, payment = mechanism(bids.reshape(-1, n_agents, n_items))
+        truth = valuations.unsqueeze(1).expand_as(bids).reshape(-1, n_agents, n_items)
+        u = utility(truth, allocation, payment)[:, i].reshape(n_profiles, len(reports))
+        gains[:, i] = u.max(dim=1).values - truthful[:, i]
+    return gains
