@@ -91,6 +91,28 @@ class Demand:
         b = torch.tensor([1] * n_items + [dummy_item], dtype=dtype, device=device)
         return a, b
 
+    def violation(self, allocation: Tensor) -> Tensor:
+        """Largest constraint violation ``(batch,)`` of an allocation ``(batch, agents, items)``.
+
+        The maximum over ``x < 0``, ``x > 1``, item totals above 1 and agent totals
+        above ``k`` (for exactly_k: away from ``k``); 0 when the allocation is feasible.
+        """
+        if not isinstance(allocation, Tensor) or allocation.dim() != 3 or not allocation.is_floating_point():
+            shape = tuple(allocation.shape) if isinstance(allocation, Tensor) else type(allocation).__name__
+            raise ValueError(f"allocation must be a floating-point (batch, agents, items) tensor, got {shape}")
+        if not bool(torch.isfinite(allocation).all()):
+            raise ValueError("allocation contains NaN or Inf")
+        _, n_agents, n_items = allocation.shape
+        ks = torch.tensor(self.capacities(n_agents, n_items), dtype=allocation.dtype, device=allocation.device)
+        excess = allocation.sum(-1) - ks  # (batch, agents)
+        terms = (
+            (-allocation).amax((1, 2)),
+            (allocation - 1).amax((1, 2)),
+            (allocation.sum(1) - 1).amax(-1),
+            (excess.abs() if self.exact else excess).amax(-1),
+        )
+        return torch.stack(terms, -1).amax(-1).clamp_min(0)
+
 
 def _check_sizes(n_agents: int, n_items: int) -> None:
     for name, value in (("agents", n_agents), ("items", n_items)):

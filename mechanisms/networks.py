@@ -1,0 +1,68 @@
+"""Building blocks shared by the learned mechanisms: MLPs and the IR payment head."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ACTIVATIONS", "PaymentHead", "check_dtype", "mlp"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128), activation: str = "tanh") -> nn.Sequential:
+    """Feed-forward network ``(batch, in_features) -> (batch, out_features)``.
+
+    ``hidden`` lists the hidden widths (empty: one linear layer); ``activation``
+    (one of :data:`ACTIVATIONS`) follows every hidden layer, the output is linear.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
+    widths = [in_features, *hidden, out_features]
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(
+            f"layer widths must be positive integers, got in={in_features!r}, hidden={list(hidden)!r}, out={out_features!r}"
+        )
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths[:-2], widths[1:-1]):
+        layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers)
+
+
+def check_dtype(bids: Tensor, network: nn.Module) -> None:
+    """Raise ``ValueError`` unless ``bids`` has the dtype of ``network``'s parameters."""
+    dtype = next(network.parameters()).dtype
+    if bids.dtype != dtype:
+        raise ValueError(f"bids are {bids.dtype} but the mechanism is {dtype}; cast one of them (e.g. mechanism.to({bids.dtype}))")
+
+
+class PaymentHead(nn.Module):
+    """RegretNet payment network: ``payment_i = sigmoid(mlp(bids))_i * sum_j bids_ij * allocation_ij``.
+
+    The sigmoid fraction lies in ``[0, 1]``, so no agent is charged more than the
+    reported value of what it receives (individual rationality under truthful bids).
+    """
+
+    def __init__(self, n_agents: int, n_items: int, hidden: Sequence[int] = (128, 128), activation: str = "tanh") -> None:
+        super().__init__()
+        self.n_agents, self.n_items = n_agents, n_items
+        self.net = mlp(n_agents * n_items, n_agents, hidden, activation)
+
+    def fraction(self, bids: Tensor) -> Tensor:
+        """Payment fractions ``(batch, agents)`` in ``[0, 1]`` for bids ``(batch, agents, items)``."""
+        return torch.sigmoid(self.net(bids.flatten(1)))
+
+    def forward(self, bids: Tensor, allocation: Tensor) -> Tensor:
+        """Payments ``(batch, agents)`` for bids and allocation, both ``(batch, agents, items)``."""
+        return self.fraction(bids) * (bids * allocation).sum(-1)

@@ -1,0 +1,98 @@
+"""The RegretNet baseline (Duetting et al. 2019; section 3.2 of the paper).
+
+The allocation MLP maps the flattened bids to scores; a softmax output layer
+makes the allocation feasible by construction:
+
+* additive demand: for every item, a softmax over the agents plus a dummy agent
+  ("allocated to nobody");
+* unit demand (and k_demand with every k = 1): the elementwise minimum of the
+  item-wise softmax above and an agent-wise softmax over the items plus a dummy
+  item ("receives nothing"), computed from a second score matrix;
+* exactly_k with one agent and k = 1: a softmax over the items without the dummy
+  item (section 4.4).
+
+Other demand types (exactly_k with several agents, k_demand with k > 1) cannot
+be expressed with softmax outputs and are refused; use
+:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from mechanisms.base import Mechanism
+from mechanisms.demand import Demand, KSpec
+from mechanisms.networks import PaymentHead, check_dtype, mlp
+
+__all__ = ["RegretNet"]
+
+Head = Literal["additive", "unit", "exactly_one"]
+
+
+def _choose_head(demand: Demand, capacities: list[int], n_agents: int, n_items: int) -> Head:
+    """The softmax output layer able to represent ``demand``; ``ValueError`` if none can."""
+    if demand.exact:
+        if n_agents == 1 and capacities[0] == 1:
+            return "exactly_one"
+        raise ValueError(
+            f"RegretNet cannot represent exactly_k demand with {n_agents} agents and k={demand.k}: "
+            "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
+            "only one agent with k=1 works); use SinkhornMechanism"
+        )
+    if demand.name == "additive":
+        return "additive"
+    if max(capacities) == 1:
+        return "unit"
+    if min(capacities) >= n_items:
+        return "additive"  # a capacity of at least all items is no constraint
+    raise ValueError(
+        f"RegretNet cannot represent k_demand with k={demand.k}: its softmax outputs only enforce "
+        "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism"
+    )
+
+
+class RegretNet(Mechanism):
+    """RegretNet: softmax allocation heads and the shared IR payment head.
+
+    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
+    ``(batch, agents, items)`` (exactly feasible) and payments ``(batch, agents)``.
+    Construction raises ``ValueError`` for demand types RegretNet cannot represent.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        n_items: int,
+        demand: str | Demand = "unit",
+        k: KSpec = 1,
+        hidden: Sequence[int] = (128, 128),
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__(n_agents, n_items, demand, k)
+        self.head: Head = _choose_head(self.demand, self.capacities, n_agents, n_items)
+        item_wise = (n_agents + 1) * n_items  # softmax over agents + dummy agent, per item
+        agent_wise = n_agents * (n_items + 1)  # softmax over items + dummy item, per agent
+        n_out = {"additive": item_wise, "unit": item_wise + agent_wise, "exactly_one": n_items}[self.head]
+        self.allocation_net = mlp(n_agents * n_items, n_out, hidden, activation)
+        self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
+
+    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
+        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""
+        check_dtype(bids, self.allocation_net)
+        batch, n, m = bids.shape
+        scores = self.allocation_net(bids.flatten(1))
+        if self.head == "exactly_one":  # one agent, no dummy item: the row sums to exactly 1
+            allocation = scores.view(batch, 1, m).softmax(2)
+        else:
+            split = (n + 1) * m
+            allocation = scores[:, :split].view(batch, n + 1, m).softmax(1)[:, :n, :]
+            if self.head == "unit":
+                agent_wise = scores[:, split:].view(batch, n, m + 1).softmax(2)[:, :, :m]
+                allocation = torch.minimum(allocation, agent_wise)
+        return allocation, self.payment_net(bids, allocation)
+
+    def extra_repr(self) -> str:
+        return f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, head={self.head!r}"

@@ -1,0 +1,120 @@
+"""The Sinkhorn auction network (section 4.3 of the paper).
+
+An allocation MLP maps the flattened bids to an agents x items score matrix,
+which is padded with a zero-cost dummy agent row and dummy item column and used
+as the cost of the Sinkhorn layer with the demand's marginals; the dummy row and
+column of the plan are cut off.  Payments come from the shared
+:class:`~mechanisms.networks.PaymentHead`.  The architecture is the same for
+every demand type: only the marginals change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from mechanisms.base import Mechanism
+from mechanisms.demand import Demand, KSpec
+from mechanisms.networks import PaymentHead, check_dtype, mlp
+from mechanisms.sinkhorn import GradMode, geometric_epsilons, solve
+
+__all__ = ["SinkhornMechanism"]
+
+
+class SinkhornMechanism(Mechanism):
+    """Learned auction whose allocation is a Sinkhorn transport plan.
+
+    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
+    ``(batch, agents, items)`` and payments ``(batch, agents)``.  Item totals are
+    exact; agent totals match their capacity up to the relative tolerance
+    ``tol`` (the Sinkhorn stopping rule).
+
+    The epsilon schedule (``epsilons``, a tuple), ``tol`` and ``max_iter`` are
+    plain attributes that may be changed at any time, e.g. with
+    :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
+    ``last_marginal_error`` hold the Sinkhorn iteration count and the final
+    relative row-marginal error.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        n_items: int,
+        demand: str | Demand = "unit",
+        k: KSpec = 1,
+        hidden: Sequence[int] = (128, 128),
+        activation: str = "tanh",
+        eps_init: float = 1.0,
+        eps_final: float = 0.05,
+        eps_steps: int = 10,
+        tol: float = 1e-2,
+        max_iter: int = 1000,
+        grad: GradMode = "implicit",
+    ) -> None:
+        super().__init__(n_agents, n_items, demand, k)
+        if grad not in ("implicit", "unroll"):
+            raise ValueError(f"grad must be 'implicit' or 'unroll', got {grad!r}")
+        self.grad: GradMode = grad
+        self._configure(eps_init, eps_final, eps_steps, tol, max_iter)
+        self.allocation_net = mlp(n_agents * n_items, n_agents * n_items, hidden, activation)
+        self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
+        a, b = self.demand.marginals(n_agents, n_items)
+        self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
+        self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
+        self.last_iterations = 0
+        self.last_marginal_error = math.nan
+
+    def set_sinkhorn(
+        self,
+        eps_init: float | None = None,
+        eps_final: float | None = None,
+        eps_steps: int | None = None,
+        tol: float | None = None,
+        max_iter: int | None = None,
+    ) -> None:
+        """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value."""
+        self._configure(
+            self.epsilons[0] if eps_init is None else eps_init,
+            self.epsilons[-1] if eps_final is None else eps_final,
+            len(self.epsilons) if eps_steps is None else eps_steps,
+            self.tol if tol is None else tol,
+            self.max_iter if max_iter is None else max_iter,
+        )
+
+    def _configure(self, eps_init: float, eps_final: float, eps_steps: int, tol: float, max_iter: int) -> None:
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        self.epsilons = geometric_epsilons(eps_init, eps_final, eps_steps)
+        self.tol, self.max_iter = tol, max_iter
+
+    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
+        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""
+        check_dtype(bids, self.allocation_net)
+        batch, n, m = bids.shape
+        scores = self.allocation_net(bids.flatten(1)).view(batch, n, m)
+        cost = F.pad(scores, (0, 1, 0, 1))  # zero-cost dummy agent row and dummy item column
+        result = solve(
+            cost,
+            self.row_marginals,
+            self.col_marginals,
+            epsilons=self.epsilons,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            grad=self.grad,
+        )
+        self.last_iterations = result.iterations
+        self.last_marginal_error = result.marginal_error
+        allocation = result.plan[:, :n, :m]
+        return allocation, self.payment_net(bids, allocation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, "
+            f"epsilons={self.epsilons[0]:g}->{self.epsilons[-1]:g} ({len(self.epsilons)} steps), "
+            f"tol={self.tol:g}, max_iter={self.max_iter}, grad={self.grad!r}"
+        )
