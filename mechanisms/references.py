@@ -1,0 +1,139 @@
+"""Reference revenues for a setting: the known optimum, where there is one, and VCG.
+
+For valuations i.i.d. U[low, high] (default U[0, 1]) :func:`references` gives
+the optimal revenue and the name of the mechanism that attains it (known only
+for ``low == 0``: see :mod:`mechanisms.optimal`) and a Monte Carlo estimate of
+VCG's revenue with its standard error, from a fixed seed and sample count and
+cached in-process.  :func:`optimal_mechanism` returns the optimal mechanism
+itself.  Training logs these as reference lines.
+
+Known optima (``low = 0``):
+
+=================================  ===============================  ================
+setting                            mechanism                        revenue / high
+=================================  ===============================  ================
+1 agent, 2 items, unit (k = 1)     posted price 1/sqrt(3)           0.3849
+1 agent, 2 items, exactly_k k = 1  item 0 free, item 1 at 1/3       0.0741
+1 agent, 2 items, additive (k>=2)  Manelli-Vincent                  0.5492
+n agents, 1 item, free disposal    Myerson, reserve 1/2             (n-1+2^-n)/(n+1)
+=================================  ===============================  ================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from mechanisms.base import Mechanism
+from mechanisms.demand import Demand, KSpec
+from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
+from mechanisms.vcg import VCG
+
+__all__ = ["References", "VCG_SAMPLES", "VCG_SEED", "optimal_mechanism", "references", "vcg_revenue"]
+
+VCG_SAMPLES = 10_000
+VCG_SEED = 0
+
+
+@dataclass(frozen=True)
+class References:
+    """Reference revenues (summed over agents, per sample) for one setting.
+
+    ``optimal`` is ``None`` where no optimal mechanism is known, and then so
+    is ``optimal_name``.  ``vcg`` is a Monte Carlo mean over ``vcg_samples``
+    valuation profiles with standard error ``vcg_stderr``.
+    """
+
+    optimal: float | None
+    optimal_name: str | None
+    vcg: float
+    vcg_stderr: float
+    vcg_samples: int
+
+
+def _check_range(low: float, high: float) -> None:
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"value range needs finite low < high, got low={low!r}, high={high!r}")
+
+
+def optimal_mechanism(
+    demand: str = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0
+) -> Mechanism | None:
+    """The known revenue-optimal mechanism for valuations i.i.d. U[low, high], or ``None``.
+
+    Its ``expected_revenue`` attribute is the closed-form revenue and
+    ``name`` says what it is and where it comes from.
+    """
+    demand_type = Demand(demand, k)
+    capacities = demand_type.capacities(agents, items)  # validates the setting
+    _check_range(low, high)
+    if low != 0:
+        return None
+    if items == 1 and not demand_type.exact:
+        return Myerson(agents, high, demand_type)
+    if agents == 1 and items == 2:
+        if capacities[0] == 1:
+            return free_and_priced(high) if demand_type.exact else posted_price(high, demand_type)
+        if not demand_type.exact:
+            return manelli_vincent(high, demand_type)
+    return None
+
+
+@lru_cache(maxsize=None)
+def _vcg_revenue(
+    demand: Demand, agents: int, items: int, low: float, high: float, samples: int, seed: int
+) -> tuple[float, float]:
+    generator = torch.Generator().manual_seed(seed)
+    values = low + (high - low) * torch.rand(samples, agents, items, generator=generator, dtype=torch.float64)
+    with torch.inference_mode():
+        revenue = VCG(agents, items, demand)(values)[1].sum(-1)
+    stderr = float(revenue.std()) / math.sqrt(samples) if samples > 1 else math.nan
+    return float(revenue.mean()), stderr
+
+
+def vcg_revenue(
+    demand: str = "unit",
+    k: KSpec = 1,
+    agents: int = 1,
+    items: int = 2,
+    low: float = 0.0,
+    high: float = 1.0,
+    samples: int = VCG_SAMPLES,
+    seed: int = VCG_SEED,
+) -> tuple[float, float]:
+    """VCG's mean revenue per sample and its standard error, over ``samples`` U[low, high] profiles (cached)."""
+    demand_type = Demand(demand, k)
+    demand_type.capacities(agents, items)
+    _check_range(low, high)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    return _vcg_revenue(demand_type, agents, items, float(low), float(high), samples, seed)
+
+
+def references(
+    demand: str = "unit",
+    k: KSpec = 1,
+    agents: int = 1,
+    items: int = 2,
+    low: float = 0.0,
+    high: float = 1.0,
+    samples: int = VCG_SAMPLES,
+    seed: int = VCG_SEED,
+) -> References:
+    """Optimal (where known) and VCG revenue for ``agents`` x ``items`` valuations i.i.d. U[low, high].
+
+    Example: ``references("unit", 1, agents=1, items=2)`` gives
+    ``optimal=0.3849`` (posted price) and ``vcg=0`` (a lone bidder pays nothing).
+    """
+    vcg, stderr = vcg_revenue(demand, k, agents, items, low, high, samples, seed)
+    mechanism = optimal_mechanism(demand, k, agents, items, low, high)
+    return References(
+        optimal=None if mechanism is None else mechanism.expected_revenue,
+        optimal_name=None if mechanism is None else mechanism.name,
+        vcg=vcg,
+        vcg_stderr=stderr,
+        vcg_samples=samples,
+    )
