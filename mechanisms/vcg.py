@@ -68,6 +68,11 @@ class VCG(Mechanism):
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.per_item = not self.demand.exact and all(c >= n_items for c in self.capacities)
+        # for each agent i: the other agents and their capacities (the problem without i)
+        self._without = [
+            ([j for j in range(n_agents) if j != i], [c for j, c in enumerate(self.capacities) if j != i])
+            for i in range(n_agents)
+        ]
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""
@@ -77,12 +82,10 @@ class VCG(Mechanism):
         values = bids.to("cpu", torch.float64).numpy()
         allocation = np.zeros_like(values)
         payment = np.zeros(values.shape[:2])
-        others = [[j for j in range(self.n_agents) if j != i] for i in range(self.n_agents)]
         for b, v in enumerate(values):
             allocation[b], welfare = max_welfare_assignment(v, self.capacities, self.demand.exact)
             own = (v * allocation[b]).sum(-1)
-            for i, rest in enumerate(others):
-                caps = [self.capacities[j] for j in rest]
+            for i, (rest, caps) in enumerate(self._without):
                 without_i = max_welfare_assignment(v[rest], caps, self.demand.exact)[1] if rest else 0.0
                 payment[b, i] = without_i - (welfare - own[i])
         return (
