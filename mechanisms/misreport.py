@@ -1,0 +1,305 @@
+"""The misreport search and regret engine, shared by training and evaluation.
+
+Agent ``i``'s regret at a valuation profile ``v`` is what it gains by reporting
+``v'_i`` instead of ``v_i`` while everybody else reports truthfully:
+``rgt_i = max(0, u_i(v; (v'_i, v_-i)) - u_i(v; v))``.  The best ``v'_i`` is
+found by gradient ascent on the reported row, for every agent and sample at
+once: with ``S = restarts + 1`` starts, each step is ONE mechanism call on
+``S * agents * batch`` bid profiles, each equal to the truth except for one
+agent's row.
+
+* :func:`find_misreports` runs the search (few steps in training, many in evaluation);
+* :func:`regret` turns misreports into regrets, differentiably in the mechanism's parameters;
+* :func:`evaluate` reports revenue, regret (both conventions), IR and feasibility.
+
+Two regret conventions are in use: RegretNet (Duetting et al.) averages the
+per-agent regrets of a sample over the agents (``regret_mean_over_agents``),
+the paper's tables sum them (``regret_sum_over_agents``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mechanisms.base import check_bids, utility
+from mechanisms.demand import Demand
+
+__all__ = ["Evaluation", "MisreportSearch", "RegretTerms", "evaluate", "find_misreports", "regret"]
+
+Bound = Union[float, Tensor]
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+@dataclass(frozen=True)
+class MisreportSearch:
+    """Settings of the gradient-ascent misreport search.
+
+    steps:     gradient steps per start (0: only compare the starts).
+    lr:        optimizer learning rate (the paper: 0.1).
+    restarts:  uniform random starts in addition to the truthful start.
+    optimizer: ``"adam"`` (the paper) or ``"sgd"``.
+    """
+
+    steps: int = 25
+    lr: float = 0.1
+    restarts: int = 0
+    optimizer: str = "adam"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"MisreportSearch.{name} must be an integer >= 0, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"MisreportSearch.lr must be positive, got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+
+class RegretTerms(NamedTuple):
+    """What :func:`regret` returns.
+
+    regret:     ``(batch, agents)`` per-sample, per-agent regret (>= 0).
+    allocation: ``(batch, agents, items)`` allocation of the truthful bids.
+    payment:    ``(batch, agents)`` payments of the truthful bids.
+    """
+
+    regret: Tensor
+    allocation: Tensor
+    payment: Tensor
+
+
+def _check_valuations(valuations: Tensor) -> None:
+    if not isinstance(valuations, Tensor) or valuations.dim() != 3:
+        shape = tuple(valuations.shape) if isinstance(valuations, Tensor) else type(valuations).__name__
+        raise ValueError(f"valuations must have shape (batch, agents, items), got {shape}")
+    check_bids(valuations, valuations.shape[1], valuations.shape[2])
+
+
+def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor]:
+    """Domain bounds as ``(1, agents, 1, items)`` tensors, the layout of the misreport rows."""
+    _, n, m = valuations.shape
+    try:
+        lo, hi = (
+            torch.as_tensor(x, dtype=valuations.dtype, device=valuations.device).broadcast_to(n, m)
+            for x in (low, high)
+        )
+    except RuntimeError as error:
+        raise ValueError(f"low and high must be floats or tensors broadcastable to (agents, items) = ({n}, {m})") from error
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
+        raise ValueError("low and high must be finite with low <= high")
+    return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
+
+
+def _forward(mechanism: nn.Module, bids: Tensor) -> tuple[Tensor, Tensor]:
+    """``mechanism(bids)``, checked against the contract ``(allocation, payment)``."""
+    output = mechanism(bids)
+    if not (isinstance(output, tuple) and len(output) == 2):
+        raise ValueError(f"a mechanism must return (allocation, payment), got {type(output).__name__}")
+    allocation, payment = output
+    if tuple(allocation.shape) != tuple(bids.shape) or tuple(payment.shape) != tuple(bids.shape[:2]):
+        raise ValueError(
+            f"a mechanism must return allocation {tuple(bids.shape)} and payment {tuple(bids.shape[:2])}, "
+            f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
+        )
+    return allocation, payment
+
+
+def _deviation_utility(mechanism: nn.Module, valuations: Tensor, rows: Tensor) -> Tensor:
+    """Each agent's true utility when it alone reports its row of ``rows``.
+
+    ``valuations`` is ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
+    batch, items)``, ``rows[s, i, b]`` being agent ``i``'s report in sample ``b``.
+    One mechanism call on ``starts * agents * batch`` profiles; returns
+    ``(starts, batch, agents)``.
+    """
+    starts, n, batch, m = rows.shape
+    own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
+    profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
+    allocation, payment = _forward(mechanism, profiles.reshape(starts * n * batch, n, m))
+    own_allocation = allocation.view(starts, n, batch, n, m).diagonal(dim1=1, dim2=3)  # (S, B, m, n)
+    own_payment = payment.view(starts, n, batch, n).diagonal(dim1=1, dim2=3)  # (S, B, n)
+    return (own_allocation * valuations.transpose(1, 2)).sum(2) - own_payment
+
+
+def find_misreports(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    search: MisreportSearch = MisreportSearch(),
+    low: Bound = 0.0,
+    high: Bound = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Best misreport of every agent in every sample, by projected gradient ascent.
+
+    Starts from the truth and ``search.restarts`` uniform random reports in
+    ``[low, high]``; after every optimizer step the reports are clamped to
+    ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
+    Every iterate of every start is scored, the truth included, and the best one
+    is kept per agent and sample, so the result is never worse than the truth.
+
+    Gradients are taken with ``torch.autograd.grad`` with respect to the reports
+    only: the mechanism's parameter ``.grad`` is never touched, its train/eval
+    mode is left as is, and the search runs even when called under ``no_grad``
+    or ``inference_mode``.  A mechanism whose output does not depend
+    differentiably on the bids (VCG, posted prices) is compared on its starts only.
+
+    Args:
+        mechanism: any module mapping bids ``(batch, agents, items)`` to ``(allocation, payment)``.
+        valuations: true valuations ``(batch, agents, items)``.
+        search: steps, learning rate, restarts and optimizer.
+        low, high: the valuation domain.
+        generator: random generator for the random starts.
+
+    Returns:
+        Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
+    """
+    _check_valuations(valuations)
+    with torch.inference_mode(False), torch.enable_grad():
+        low_t, high_t = _bounds(low, high, valuations)
+        truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
+        batch, n, m = truth.shape
+        starts = [truth.transpose(0, 1).unsqueeze(0)]  # (1, n, B, m)
+        if search.restarts:
+            noise = torch.rand(
+                (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
+            )
+            starts.append(low_t + (high_t - low_t) * noise)
+        rows = torch.cat(starts).requires_grad_(True)  # (S, n, B, m)
+        optimizer = OPTIMIZERS[search.optimizer]([rows], lr=search.lr, maximize=True)
+        best_rows = starts[0][0].clone()  # (n, B, m)
+        best_utility = torch.full((n, batch), -torch.inf, dtype=truth.dtype, device=truth.device)
+        for step in range(search.steps + 1):
+            last = step == search.steps
+            with torch.set_grad_enabled(not last):
+                gains = _deviation_utility(mechanism, truth, rows).permute(0, 2, 1)  # (S, n, B)
+            with torch.no_grad():
+                top, index = gains.max(0)
+                better = top > best_utility
+                best_utility = torch.where(better, top, best_utility)
+                chosen = rows.gather(0, index.view(1, n, batch, 1).expand(1, n, batch, m))[0]
+                best_rows = torch.where(better.unsqueeze(-1), chosen, best_rows)
+            if last or not gains.requires_grad:
+                break
+            (grad,) = torch.autograd.grad(gains.sum(), rows, allow_unused=True)
+            if grad is None:  # the output does not depend on the bids: the reports cannot move
+                break
+            rows.grad = grad
+            optimizer.step()
+            with torch.no_grad():
+                rows.clamp_(low_t, high_t)
+        return best_rows.transpose(0, 1).contiguous()
+
+
+def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> RegretTerms:
+    """Per-sample, per-agent regret ``(batch, agents)`` of ``misreports`` and the truthful outcome.
+
+    ``misreports`` is ``(batch, agents, items)``, row ``i`` being agent ``i``'s
+    report (as returned by :func:`find_misreports`; it is detached here).  Uses
+    one truthful forward and one forward on the ``agents * batch`` deviation
+    profiles; the result is differentiable in the mechanism's parameters.
+    """
+    _check_valuations(valuations)
+    if not isinstance(misreports, Tensor) or misreports.shape != valuations.shape:
+        shape = tuple(misreports.shape) if isinstance(misreports, Tensor) else type(misreports).__name__
+        raise ValueError(f"misreports must have the valuations' shape {tuple(valuations.shape)}, got {shape}")
+    allocation, payment = _forward(mechanism, valuations)
+    truthful = utility(valuations, allocation, payment)  # (B, n)
+    rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
+    deviated = _deviation_utility(mechanism, valuations, rows)[0]  # (B, n)
+    return RegretTerms(F.relu(deviated - truthful), allocation, payment)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test-time metrics of a mechanism (``std``: population standard deviation over samples).
+
+    revenue_*:                  sum of the agents' payments per sample.
+    regret_mean_over_agents_*:  per-sample regret averaged over the agents (RegretNet's convention).
+    regret_sum_over_agents_*:   per-sample regret summed over the agents (the paper's tables).
+    regret_per_agent:           mean regret of each agent.
+    ir_violation_max:           largest ``max(0, -u_i)`` of a truthful utility.
+    ir_violation_fraction:      fraction of samples where some agent's truthful utility is below -1e-6.
+    allocation_violation_max:   largest demand-constraint violation (:meth:`Demand.violation`).
+    """
+
+    n_samples: int
+    revenue_mean: float
+    revenue_std: float
+    regret_mean_over_agents_mean: float
+    regret_mean_over_agents_std: float
+    regret_mean_over_agents_max: float
+    regret_sum_over_agents_mean: float
+    regret_sum_over_agents_std: float
+    regret_sum_over_agents_max: float
+    regret_per_agent: list[float]
+    ir_violation_max: float
+    ir_violation_fraction: float
+    allocation_violation_max: float
+
+    def to_dict(self) -> dict[str, float | int | list[float]]:
+        """The metrics as a plain dict (JSON-serializable)."""
+        return asdict(self)
+
+
+def evaluate(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    search: MisreportSearch = MisreportSearch(steps=1000, lr=0.1, restarts=10),
+    low: Bound = 0.0,
+    high: Bound = 1.0,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    demand: Demand | str | None = None,
+) -> Evaluation:
+    """Revenue, regret, IR and feasibility of ``mechanism`` on ``valuations`` ``(samples, agents, items)``.
+
+    Misreports are searched with :func:`find_misreports` (default: the paper's
+    1000 Adam steps at lr 0.1 from the truth and 10 random starts) in batches of
+    ``batch_size`` samples (tqdm bar if ``progress``).  Feasibility is checked
+    against ``demand`` or, by default, ``mechanism.demand``.  The mechanism's
+    train/eval mode is left as is.
+    """
+    _check_valuations(valuations)
+    demand = demand if demand is not None else getattr(mechanism, "demand", None)
+    if demand is None:
+        raise ValueError("the mechanism has no .demand: pass demand=... to check its allocations")
+    demand = demand if isinstance(demand, Demand) else Demand(demand)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _bounds(low, high, valuations)
+    revenue, regrets, utilities, violations = [], [], [], []
+    for chunk in tqdm(valuations.split(batch_size), desc="evaluate", disable=not progress):
+        misreports = find_misreports(mechanism, chunk, search, low, high, generator)
+        with torch.no_grad():
+            terms = regret(mechanism, chunk, misreports)
+            revenue.append(terms.payment.sum(-1))
+            regrets.append(terms.regret)
+            utilities.append(utility(chunk, terms.allocation, terms.payment))
+            violations.append(demand.violation(terms.allocation))
+    revenue_all = torch.cat(revenue).double()
+    regret_all = torch.cat(regrets).double()  # (samples, agents)
+    utility_all = torch.cat(utilities).double()
+    mean_over, sum_over = regret_all.mean(1), regret_all.sum(1)
+    return Evaluation(
+        n_samples=len(revenue_all),
+        revenue_mean=revenue_all.mean().item(),
+        revenue_std=revenue_all.std(correction=0).item(),
+        regret_mean_over_agents_mean=mean_over.mean().item(),
+        regret_mean_over_agents_std=mean_over.std(correction=0).item(),
+        regret_mean_over_agents_max=mean_over.max().item(),
+        regret_sum_over_agents_mean=sum_over.mean().item(),
+        regret_sum_over_agents_std=sum_over.std(correction=0).item(),
+        regret_sum_over_agents_max=sum_over.max().item(),
+        regret_per_agent=regret_all.mean(0).tolist(),
+        ir_violation_max=(-utility_all).clamp_min(0).max().item(),
+        ir_violation_fraction=(utility_all < -1e-6).any(1).double().mean().item(),
+        allocation_violation_max=torch.cat(violations).max().item(),
+    )
