@@ -1,0 +1,54 @@
+"""The MLP builder and the IR payment head."""
+
+import pytest
+import torch
+from torch import nn
+
+from mechanisms.networks import ACTIVATIONS, PaymentHead, check_dtype, mlp
+
+
+def test_mlp_layers_follow_the_requested_widths_and_activation() -> None:
+    net = mlp(6, 4, hidden=(16, 8), activation="relu")
+    linears = [layer for layer in net if isinstance(layer, nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(6, 16), (16, 8), (8, 4)]
+    assert [type(layer) for layer in net if not isinstance(layer, nn.Linear)] == [nn.ReLU, nn.ReLU]
+    assert isinstance(net[-1], nn.Linear)  # linear output
+    assert net(torch.rand(5, 6)).shape == (5, 4)
+
+
+def test_mlp_without_hidden_layers_is_one_affine_map() -> None:
+    net = mlp(3, 2, hidden=())
+    x, y = torch.rand(4, 3), torch.rand(4, 3)
+    # affine: f(x) + f(y) = f(x + y) + f(0)
+    torch.testing.assert_close(net(x) + net(y), net(x + y) + net(torch.zeros(1, 3)))
+
+
+def test_unknown_activation_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid activations: " + ", ".join(ACTIVATIONS)):
+        mlp(2, 2, activation="swish2")
+
+
+@pytest.mark.parametrize("hidden", [(0,), (4, -1), (2.5,)])
+def test_mlp_rejects_bad_widths(hidden: tuple) -> None:
+    with pytest.raises(ValueError, match="positive integers"):
+        mlp(2, 2, hidden=hidden)
+
+
+def test_payment_is_a_bid_dependent_fraction_of_the_allocated_bid_value() -> None:
+    head = PaymentHead(3, 2, hidden=(8,))
+    bids = torch.rand(64, 3, 2)
+    allocation = torch.rand(64, 3, 2)
+    value = (bids * allocation).sum(-1)
+    payment = head(bids, allocation)
+    assert payment.shape == (64, 3)
+    assert bool((payment >= 0).all()) and bool((payment <= value).all())  # IR by construction
+    # The fraction depends on the bids only: scaling the allocation scales the payment.
+    torch.testing.assert_close(head(bids, 0.5 * allocation), 0.5 * payment)
+    fraction = payment / value
+    assert bool((fraction > 0).all()) and bool((fraction < 1).all())
+    assert fraction.std(0).min() > 0  # it does depend on the bids
+
+
+def test_check_dtype_names_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"mechanism.to\(torch.float64\)"):
+        check_dtype(torch.rand(2, 2, dtype=torch.float64), mlp(2, 2))
