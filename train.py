@@ -1,11 +1,34 @@
-"""Smoke check until the training entry point lands: solve one Sinkhorn problem."""
+"""Train and test a learned auction: ``python train.py [overrides]`` (see README, "Training").
 
-import torch
+The configuration is checked before anything runs: a bad setting exits with
+one line on stderr and status 2.
+"""
 
-from mechanisms.demand import marginals
-from mechanisms.sinkhorn import geometric_epsilons, solve
+from __future__ import annotations
+
+import sys
+import warnings
+
+import hydra
+from omegaconf import DictConfig
+
+from training.config import validate_config
+from training.run import run
+
+# The data lives in memory (on the training device) and is served as whole batches: workers would only add overhead.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Validate, train, test; returns the test revenue (the objective for Hydra sweepers)."""
+    try:
+        validate_config(cfg)
+    except ValueError as error:
+        print(f"error: invalid configuration: {error}", file=sys.stderr)
+        sys.exit(2)
+    return float(run(cfg)["test"]["revenue_mean"])
+
 
 if __name__ == "__main__":
-    a, b = marginals("unit", 1, 2)
-    result = solve(torch.randn(4, 2, 3), a, b, epsilons=geometric_epsilons(1.0, 0.05, 10))
-    print(f"sinkhorn ok: {result.iterations} iterations, marginal error {result.marginal_error:.4f}")
+    main()

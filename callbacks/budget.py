@@ -1,0 +1,56 @@
+"""The checkpoint criterion that respects a regret budget.
+
+``budgeted_score(revenue, regret, budget)`` is ``revenue`` when
+``regret <= budget`` and ``-regret`` otherwise.  Revenue is never negative
+(payments are a fraction of the allocated value), so every checkpoint within
+budget outranks every checkpoint over it; within budget the highest revenue
+wins, over it the lowest regret.  :class:`RegretBudgetScore` publishes this
+score after each validation, and a ``ModelCheckpoint(monitor=<score key>,
+mode="max")`` keeps the best checkpoint by it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+
+__all__ = ["RegretBudgetScore", "budgeted_score"]
+
+
+def budgeted_score(revenue: float, regret: float, budget: float) -> float:
+    """Checkpoint score: ``revenue`` if ``regret <= budget`` else ``-regret`` (higher is better)."""
+    return revenue if regret <= budget else -regret
+
+
+class RegretBudgetScore(pl.Callback):
+    """After each validation, log ``score_key = budgeted_score(val revenue, val regret, budget)``.
+
+    ``revenue_key`` and ``regret_key`` name the validation metrics the
+    LightningModule logs (by default mean revenue and the per-agent-mean
+    regret).  Lightning runs checkpoint callbacks after all others, so a
+    ``ModelCheckpoint`` monitoring ``score_key`` sees the fresh score.
+    """
+
+    def __init__(
+        self,
+        budget: float = 0.002,
+        revenue_key: str = "val/revenue",
+        regret_key: str = "val/regret_mean_over_agents",
+        score_key: str = "val/budgeted_revenue",
+    ) -> None:
+        if not (math.isfinite(budget) and budget >= 0):
+            raise ValueError(f"regret budget must be a finite number >= 0, got {budget}")
+        self.budget, self.revenue_key, self.regret_key, self.score_key = budget, revenue_key, regret_key, score_key
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        missing = [key for key in (self.revenue_key, self.regret_key) if key not in metrics]
+        if missing:
+            raise ValueError(f"RegretBudgetScore: validation did not log {', '.join(missing)}")
+        score = budgeted_score(float(metrics[self.revenue_key]), float(metrics[self.regret_key]), self.budget)
+        metrics[self.score_key] = metrics[self.revenue_key].new_tensor(score)
+        for logger in trainer.loggers:
+            logger.log_metrics({self.score_key: score}, step=trainer.global_step)

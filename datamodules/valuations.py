@@ -1,0 +1,193 @@
+"""Seeded uniform valuation profiles for training, validation and test (section 4.5).
+
+Every profile is a ``(agents, items)`` matrix whose entry ``(i, j)`` is drawn
+from ``U[low_i, high_i]``; ``low`` and ``high`` are one float for every agent
+or one float per agent.  The three splits come from independent streams
+spawned from one seed, so a run is reproducible on a given device type (CPU
+and CUDA generators produce different streams for the same seed).
+
+Batches are served whole: the dataset is indexed with a tensor of indices and
+the loader runs with ``batch_size=None``, so no per-sample collation happens
+and data generated on the GPU stays there.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence, Union
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+__all__ = ["BatchShuffleSampler", "ValuationDataModule", "ValuationDataset", "sample_valuations", "value_bounds"]
+
+Bounds = Union[float, Sequence[float]]
+
+
+def value_bounds(
+    low: Bounds, high: Bounds, n_agents: int, *, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per-agent value ranges as ``(agents, 1)`` tensors ``(low, high)``; raises ``ValueError`` if invalid."""
+    bounds = []
+    for name, value in (("low", low), ("high", high)):
+        values = [value] * n_agents if isinstance(value, (int, float)) else list(value)
+        if len(values) != n_agents:
+            raise ValueError(f"{name} has {len(values)} entries but there are {n_agents} agents")
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            raise ValueError(f"{name} must be finite numbers, got {value!r}")
+        bounds.append(torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(-1))
+    lo, hi = bounds
+    if not bool((lo < hi).all()):
+        raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
+    return lo, hi
+
+
+def sample_valuations(
+    n: int,
+    n_agents: int,
+    n_items: int,
+    low: Bounds = 0.0,
+    high: Bounds = 1.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` valuation profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]``."""
+    if n < 1:
+        raise ValueError(f"number of profiles must be positive, got {n}")
+    if generator is not None:
+        device = generator.device
+    lo, hi = value_bounds(low, high, n_agents, device=device)
+    unit = torch.rand(n, n_agents, n_items, generator=generator, device=device)
+    return lo + (hi - lo) * unit
+
+
+class ValuationDataset(Dataset[Tensor]):
+    """Valuation profiles ``(n, agents, items)``; indexing with an index tensor returns a whole batch."""
+
+    def __init__(self, valuations: Tensor) -> None:
+        if valuations.dim() != 3:
+            raise ValueError(f"valuations must have shape (n, agents, items), got {tuple(valuations.shape)}")
+        self.valuations = valuations
+
+    def __len__(self) -> int:
+        return self.valuations.shape[0]
+
+    def __getitem__(self, index: Tensor | int) -> Tensor:
+        return self.valuations[index]
+
+
+class BatchShuffleSampler(Sampler[Tensor]):
+    """Yields index tensors of ``batch_size`` (the last one may be shorter).
+
+    With ``shuffle``, epoch ``e`` uses the permutation seeded by ``(seed, e)``:
+    Lightning calls :meth:`set_epoch` before every epoch, so a resumed run
+    sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> None:
+        if batch_size < 1 or batch_size > n:
+            raise ValueError(f"batch size must be in [1, {n}] (the data set size), got {batch_size}")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation used by the next iteration."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_derive_seed(self.seed, _SHUFFLE_STREAM, self.epoch))
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = torch.arange(self.n)
+        yield from order.split(self.batch_size)
+
+
+class ValuationDataModule(pl.LightningDataModule):
+    """Training, validation and test valuation profiles ``(batch, agents, items)``.
+
+    Defaults follow the paper: 2^19 training profiles in batches of 4096 and a
+    1000-profile test set.  The test loader yields the whole test set as one
+    batch (the evaluation engine chunks it itself).  ``device="auto"``
+    samples and keeps the data on the trainer's device; ``"cpu"`` keeps it on
+    the CPU (Lightning moves each batch).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        n_items: int,
+        low: Bounds = 0.0,
+        high: Bounds = 1.0,
+        train_size: int = 2**19,
+        val_size: int = 4096,
+        test_size: int = 1000,
+        batch_size: int = 4096,
+        val_batch_size: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        super().__init__()
+        for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+            if value < 1:
+                raise ValueError(f"data.{name} must be positive, got {value}")
+        val_batch_size = batch_size if val_batch_size is None else val_batch_size
+        if not 1 <= batch_size <= train_size:
+            raise ValueError(f"data.batch_size={batch_size} must be in [1, train_size={train_size}]")
+        if not 1 <= val_batch_size <= val_size:
+            raise ValueError(f"data.val_batch_size={val_batch_size} must be in [1, val_size={val_size}]")
+        value_bounds(low, high, n_agents)  # validates the ranges early
+        self.save_hyperparameters()
+        self.n_agents, self.n_items = n_agents, n_items
+        self.low, self.high = low, high
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.seed, self.device = seed, device
+        self.splits: dict[str, ValuationDataset] = {}
+
+    def _device(self) -> torch.device:
+        if self.device != "auto":
+            return torch.device(self.device)
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Sample all three splits once (idempotent)."""
+        if self.splits:
+            return
+        device = self._device()
+        for stream, (split, size) in enumerate(self.sizes.items()):
+            generator = torch.Generator(device=device).manual_seed(_derive_seed(self.seed, stream))
+            values = sample_valuations(size, self.n_agents, self.n_items, self.low, self.high, generator=generator)
+            self.splits[split] = ValuationDataset(values)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        self.setup()
+        sampler = BatchShuffleSampler(self.sizes[split], batch_size, shuffle=shuffle, seed=self.seed)
+        return DataLoader(self.splits[split], batch_size=None, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches ``(batch_size, agents, items)``."""
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches ``(val_batch_size, agents, items)`` in a fixed order."""
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The whole test set as one batch ``(test_size, agents, items)``."""
+        return self._loader("test", self.sizes["test"], shuffle=False)
+
+
+_SHUFFLE_STREAM = 3  # streams 0, 1, 2 sample the train, val and test splits
+
+
+def _derive_seed(seed: int, *stream: int) -> int:
+    """A 63-bit seed for one random stream of a run, independent of every other (seed, stream) pair."""
+    sequence = np.random.SeedSequence(seed, spawn_key=stream)
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))

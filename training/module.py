@@ -1,0 +1,220 @@
+"""The LightningModule that trains a mechanism with the RegretNet augmented Lagrangian (section 4.5).
+
+Each training step, for a batch of valuations ``(batch, agents, items)``:
+
+1. the misreport engine searches every agent's best misreport (the paper: 25
+   Adam steps, lr 0.1), detached;
+2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those
+   misreports, differentiable w.r.t. the mechanism's parameters;
+3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``;
+4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
+   payment networks together).
+
+``lambda`` (buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho``
+(buffer ``rho``) are saved in every checkpoint; the schedules that change
+them are the callbacks :class:`callbacks.RhoSchedule` and
+:class:`callbacks.LagrangeUpdate`.  Validation measures revenue and regret
+with a stronger misreport search; test runs the evaluation engine.
+
+Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
+of the agents' expected regrets, RegretNet's and the paper's tables) and
+``regret_sum_over_agents`` (their sum).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+
+from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
+
+__all__ = ["AuctionModule"]
+
+Bounds = Union[float, Sequence[float]]
+
+
+class AuctionModule(pl.LightningModule):
+    """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
+
+    ``low``/``high`` bound the misreports (one float, or one per agent), as
+    the valuations' support.  ``run_config`` (optional, e.g. the whole resolved run
+    configuration) is stored with the hyperparameters so that it shows in
+    TensorBoard's HParams tab and travels with checkpoints.  After
+    ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
+    """
+
+    def __init__(
+        self,
+        mechanism: nn.Module,
+        lr: float = 1e-3,
+        lambda_init: float = 5.0,
+        rho_init: float = 1.0,
+        train_search: MisreportSearch | None = None,
+        val_search: MisreportSearch | None = None,
+        test_search: MisreportSearch | None = None,
+        low: Bounds = 0.0,
+        high: Bounds = 1.0,
+        test_batch_size: int | None = None,
+        test_seed: int = 0,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
+            raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search"])
+        self.mechanism = mechanism
+        self.n_agents: int = mechanism.n_agents
+        self.train_search = train_search or MisreportSearch(25, 0.1)
+        self.val_search = val_search or MisreportSearch(100, 0.1)
+        self.test_search = test_search or MisreportSearch(1000, 0.1, 10)
+        self.lr, self.test_batch_size, self.test_seed = lr, test_batch_size, test_seed
+        self.low, self.high = _bound(low, self.n_agents), _bound(high, self.n_agents)
+        self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
+        self.register_buffer("rho", torch.tensor(float(rho_init)))
+        self.test_results: dict[str, Any] = {}
+        self.references = self._references()
+
+    # ------------------------------------------------------------------ setup
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on all mechanism parameters."""
+        return torch.optim.Adam(self.mechanism.parameters(), lr=self.lr)
+
+    def _references(self) -> dict[str, float]:
+        """Optimal (where known) and VCG revenue of the setting; empty where they do not apply."""
+        if isinstance(self.low, Tensor) or isinstance(self.high, Tensor):
+            return {}  # agents are not identically distributed
+        try:
+            from mechanisms.references import references
+        except ImportError:
+            return {}
+        demand = self.mechanism.demand
+        found = references(demand.name, demand.k, self.n_agents, self.mechanism.n_items, self.low, self.high)
+        refs = {"reference/vcg_revenue": found.vcg}
+        if found.optimal is not None:
+            refs["reference/optimal_revenue"] = found.optimal
+        return refs
+
+    def on_fit_start(self) -> None:
+        """Lay out TensorBoard's Custom Scalars tab: revenue against its references, both regrets."""
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.experiment.add_custom_scalars(
+                {
+                    "auction": {
+                        "revenue": ["Multiline", ["train/revenue", "val/revenue", *self.references]],
+                        "regret (mean over agents)": ["Multiline", [r"(train|val)/regret_mean_over_agents"]],
+                        "regret (sum over agents)": ["Multiline", [r"(train|val)/regret_sum_over_agents"]],
+                        "lagrangian": ["Multiline", [r"lagrangian/.*"]],
+                    }
+                }
+            )
+
+    # ----------------------------------------------------------------- shared
+    def _regret(self, valuations: Tensor, search: MisreportSearch) -> tuple[Tensor, Tensor]:
+        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds."""
+        with torch.enable_grad():
+            misreports = find_misreports(self.mechanism, valuations, search, low=self.low, high=self.high)
+        terms = regret(self.mechanism, valuations, misreports)
+        return terms.payment.sum(-1), terms.regret
+
+    def _log_regret(self, stage: str, revenue: Tensor, regrets: Tensor, **kwargs: Any) -> None:
+        per_agent = regrets.mean(0)
+        self.log(f"{stage}/revenue", revenue.mean(), **kwargs)
+        self.log(f"{stage}/regret_mean_over_agents", per_agent.mean(), **kwargs)
+        self.log(f"{stage}/regret_sum_over_agents", per_agent.sum(), **kwargs)
+
+    def _log_sinkhorn(self) -> None:
+        iterations = getattr(self.mechanism, "last_iterations", None)
+        if iterations is not None:
+            self.log("sinkhorn/iterations", float(iterations))
+        error = getattr(self.mechanism, "last_marginal_error", None)
+        if error is not None:
+            self.log("sinkhorn/marginal_error", float(error))
+
+    # --------------------------------------------------------------- training
+    def training_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+        """One augmented-Lagrangian step on valuations ``(batch, agents, items)``.
+
+        Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
+        """
+        revenue, regrets = self._regret(batch, self.train_search)
+        rgt = regrets.mean(0)
+        loss = -revenue.mean() + (self.lagrange_multipliers * rgt).sum() + self.rho / 2 * (rgt**2).sum()
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+        self._log_regret("train", revenue.detach(), regrets.detach(), prog_bar=True)
+        self.log("train/loss", loss.detach())
+        self.log("lagrangian/rho", self.rho)
+        for agent, value in enumerate(self.lagrange_multipliers):
+            self.log(f"lagrangian/lambda_{agent}", value)
+        self._log_sinkhorn()
+        return {"loss": loss.detach(), "regret": rgt.detach()}
+
+    # ------------------------------------------------------------- validation
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means)."""
+        revenue, regrets = self._regret(batch, self.val_search)
+        self._log_regret("val", revenue, regrets, on_epoch=True, batch_size=batch.shape[0], prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the reference revenues next to the validation curves, and validation revenue as hp_metric."""
+        for name, value in self.references.items():
+            self.log(name, value)
+        if "val/revenue" in self.trainer.callback_metrics:
+            self.log("hp_metric", self.trainer.callback_metrics["val/revenue"])
+
+    # ------------------------------------------------------------------- test
+    def test_step(self, batch: Tensor, batch_idx: int) -> None:
+        """Evaluate with the test protocol on test valuations ``(batch, agents, items)`` (one batch: the test set)."""
+        if batch_idx:
+            raise ValueError("the test loader must yield the whole test set as one batch")
+        generator = torch.Generator(device=batch.device).manual_seed(self.test_seed)
+        with torch.enable_grad():
+            evaluation = evaluate(
+                self.mechanism,
+                batch,
+                self.test_search,
+                low=self.low,
+                high=self.high,
+                batch_size=self.test_batch_size or batch.shape[0],
+                generator=generator,
+                progress=self.trainer.progress_bar_callback is not None,
+            )
+        self.test_results = {**evaluation.to_dict(), **self.references}
+        for name, value in _flatten(self.test_results).items():
+            self.log(name if name.startswith("reference/") else f"test/{name}", value, batch_size=batch.shape[0])
+
+
+def _bound(value: Bounds, n_agents: int) -> float | Tensor:
+    """A float, or per-agent bounds as a ``(agents, 1)`` tensor broadcasting over ``(..., agents, items)``."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    values = [float(v) for v in value]
+    if len(values) != n_agents:
+        raise ValueError(f"value bounds have {len(values)} entries but there are {n_agents} agents")
+    if len(set(values)) == 1:
+        return values[0]
+    return torch.tensor(values).unsqueeze(-1)
+
+
+def _flatten(results: Mapping[str, Any]) -> dict[str, float]:
+    """Scalars of a (nested) results dict, lists expanded as ``key_<index>``, keys joined with ``/``."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}/{k}": v for k, v in _flatten(value).items()})
+        elif isinstance(value, (list, tuple)):
+            flat.update({f"{key}_{i}": float(v) for i, v in enumerate(value)})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = float(value)
+    return flat
