@@ -80,7 +80,7 @@ class AuctionModule(pl.LightningModule):
         self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.test_results: dict[str, Any] = {}
-        self.references = self._references()
+        self.references: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -101,6 +101,11 @@ class AuctionModule(pl.LightningModule):
         if found.optimal is not None:
             refs["reference/optimal_revenue"] = found.optimal
         return refs
+
+    def setup(self, stage: str) -> None:
+        """Compute the setting's reference revenues once (a Monte Carlo VCG estimate: not at construction)."""
+        if not self.references:
+            self.references = self._references()
 
     def on_fit_start(self) -> None:
         """Lay out TensorBoard's Custom Scalars tab: revenue against its references, both regrets."""

@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
     fitted = time.perf_counter()
+    fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     weights = _test_weights(trainer, cfg.get("test_checkpoint", "last"))
     trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
     done = time.perf_counter()
@@ -95,6 +96,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "setting": (
             f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, {type(mechanism).__name__}"
         ),
+        "fit": fit_metrics,
         "test": {k: v for k, v in model.test_results.items() if not k.startswith("reference/")},
         "references": {k: v for k, v in model.test_results.items() if k.startswith("reference/")},
         "tested_weights": weights or "last",

@@ -1,0 +1,117 @@
+"""Hydra configuration: every demand x mechanism composes; invalid settings fail early, in one line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from training.config import validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+DEMANDS = sorted(p.stem for p in (CONF / "demand").glob("*.yaml"))
+MECHANISMS = sorted(p.stem for p in (CONF / "mechanism").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("paper_*.yaml"))
+
+
+def make_config(*overrides: str, output_dir: Path | str = "unused") -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides`` (Hydra's compose API)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"output_dir={output_dir}", *overrides])
+
+
+def test_groups_are_complete() -> None:
+    assert DEMANDS == ["additive", "exactly_k", "k_demand", "unit"]
+    assert MECHANISMS == ["regretnet", "sinkhorn"]
+    assert {"cpu", "gpu", "default", "debug"} <= {p.stem for p in (CONF / "trainer").glob("*.yaml")}
+    assert len(PRESETS) == 9  # the rows of the paper's Tables 1 and 2 (RegretNet exactly-one is N/A)
+
+
+# With 2 agents and 3 items RegretNet's softmax outputs cannot force "exactly k" for
+# several agents, nor cap an agent at k=2 < 3 items (paper section 4.4); Sinkhorn handles all.
+REGRETNET_CANNOT = {"exactly_k", "k_demand"}
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("demand", DEMANDS)
+def test_every_demand_and_mechanism_composes(demand: str, mechanism: str) -> None:
+    cfg = make_config(f"demand={demand}", f"mechanism={mechanism}", "agents=2", "items=3")
+    assert cfg.mechanism.demand == demand and cfg.mechanism.n_items == 3
+    if mechanism == "regretnet" and demand in REGRETNET_CANNOT:
+        with pytest.raises(ValueError, match="RegretNet cannot represent"):
+            validate_config(cfg)
+    else:
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_paper_presets_match_the_tables(preset: str) -> None:
+    cfg = make_config(f"experiment={preset}")
+    size = preset.split("_")[1]
+    assert f"{cfg.agents}x{cfg['items']}" == size
+    assert cfg.mechanism._target_.endswith("RegretNet" if preset.endswith("regretnet") else "SinkhornMechanism")
+    assert cfg.demand.name == ("exactly_k" if "exactly_one" in preset else "unit") and cfg.demand.k == 1
+    # section 4.5
+    assert (cfg.data.train_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (2**19, 4096, 100)
+    assert (cfg.model.lr, cfg.model.train_search.steps, cfg.model.train_search.lr) == (1e-3, 25, 0.1)
+    assert (cfg.callbacks.rho.every_n_steps, cfg.callbacks.lagrange.every_n_steps) == (2, 100)
+    assert (cfg.sinkhorn.eps_init, cfg.sinkhorn.eps_final, cfg.sinkhorn.eps_steps, cfg.sinkhorn.tol) == (
+        1.0,
+        0.05,
+        10,
+        0.01,
+    )
+    assert (cfg.data.test_size, cfg.model.test_search.steps, cfg.model.test_search.restarts) == (1000, 1000, 10)
+
+
+def test_command_line_beats_preset() -> None:
+    cfg = make_config("experiment=paper_2x3_exactly_one", "demand=unit", "agents=3")
+    assert (cfg.demand.name, cfg.agents, cfg.mechanism.n_agents) == ("unit", 3, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["demand=exactly_k", "agents=3", "items=2"], "exactly_k needs items >= sum"),
+        (["demand=exactly_k", "demand.k=2", "agents=2", "items=3"], "exactly_k needs items >= sum"),
+        (["mechanism=regretnet", "demand=exactly_k", "agents=2", "items=3"], "RegretNet cannot represent"),
+        (["sinkhorn.eps_final=0"], "epsilon must be positive"),
+        (["sinkhorn.eps_init=-1"], "epsilon must be positive"),
+        (["data.batch_size=64", "data.train_size=32"], "batch_size=64"),
+        (["demand.name=bogus"], "unknown demand 'bogus'"),
+        (["agents=0"], "agents must be"),
+        (["demand=k_demand", "demand.k=[1,2,3]", "agents=2"], "3 entries but there are 2 agents"),
+        (["data.high=[1.0]", "agents=2"], "1 entries but there are 2 agents"),
+        (["model.train_search.steps=-1"], "steps must be"),
+        (["trainer.inference_mode=true"], "inference_mode must be false"),
+        (["+trainer.gradient_clip_val=1.0"], "manual optimization"),
+        (["callbacks.budget.budget=-1"], "budget"),
+    ],
+)
+def test_invalid_settings_are_rejected_in_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        validate_config(make_config(*overrides))
+    assert "\n" not in str(error.value)
+
+
+def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_cli_rejects_a_bad_setting_with_one_line(tmp_path: Path) -> None:
+    result = _train("demand=exactly_k", "agents=3", "items=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: invalid configuration: demand: exactly_k"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_cli_rejects_an_unknown_group_option_without_traceback(tmp_path: Path) -> None:
+    result = _train("demand=bogus", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "demand/bogus" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,104 @@
+"""Tiny end-to-end runs: every valid demand x mechanism trains, checkpoints rho/lambda, resumes, tests, sweeps."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.test_config import DEMANDS, MECHANISMS, REGRETNET_CANNOT, ROOT, make_config
+from training.config import build_components
+from training.run import run
+
+TINY = [
+    "data.train_size=32",
+    "data.batch_size=8",
+    "data.val_size=8",
+    "data.test_size=8",
+    "trainer.max_epochs=1",
+    "mechanism.hidden=[16,16]",
+    "model.train_search.steps=3",
+    "model.val_search.steps=2",
+    "model.val_search.restarts=1",
+    "model.test_search.steps=2",
+    "model.test_search.restarts=1",
+    "callbacks.rho.every_n_steps=1",
+    "callbacks.lagrange.every_n_steps=2",
+    "callbacks.progress=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+VALID = [(d, m) for d in DEMANDS for m in MECHANISMS if not (m == "regretnet" and d in REGRETNET_CANNOT)]
+
+
+def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.parametrize("demand, mechanism", VALID)
+def test_tiny_run_trains_and_checkpoints_the_multipliers(demand: str, mechanism: str, tmp_path: Path) -> None:
+    cfg = make_config(*TINY, f"demand={demand}", f"mechanism={mechanism}", "agents=2", "items=3", output_dir=tmp_path)
+    metrics = run(cfg)
+    assert math.isfinite(metrics["fit"]["train/loss"])
+    assert metrics["global_step"] == 4
+    # rho + 1 before batches 1, 2, 3; lambda updated after batches 2 and 4 with non-negative regrets
+    assert metrics["rho"] == 4.0
+    assert all(value >= 5.0 for value in metrics["lambda"]) and len(metrics["lambda"]) == 2
+    state = _checkpoint_state(tmp_path / "checkpoints" / "last.ckpt")
+    assert float(state["rho"]) == metrics["rho"]
+    assert state["lagrange_multipliers"].tolist() == metrics["lambda"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"]["n_samples"] == 8
+
+
+def test_resume_continues_the_schedules_where_they_stopped(tmp_path: Path) -> None:
+    def fit(directory: Path, epochs: int, resume: Path | None = None) -> dict:
+        overrides = [*TINY, f"trainer.max_epochs={epochs}", "callbacks.lagrange.every_n_steps=3"]
+        if resume is not None:
+            overrides.append(f"resume={resume}")
+        return run(make_config(*overrides, output_dir=directory))
+
+    straight = fit(tmp_path / "straight", 4)
+    fit(tmp_path / "part", 2)
+    resumed = fit(tmp_path / "resumed", 4, resume=tmp_path / "part" / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == straight["global_step"] == 16
+    assert resumed["rho"] == straight["rho"] == 16.0
+    assert resumed["lambda"] == pytest.approx(straight["lambda"], rel=1e-5)
+    assert resumed["lambda"] != [5.0] * len(resumed["lambda"])  # the Lagrange updates did happen
+    a = _checkpoint_state(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    b = _checkpoint_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_misreport_search_runs_under_trainer_test(tmp_path: Path) -> None:
+    def test_regret(steps: int) -> float:
+        cfg = make_config(*TINY, f"model.test_search.steps={steps}", "model.test_search.restarts=0", output_dir=tmp_path)
+        torch.manual_seed(0)
+        parts = build_components(cfg)
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+        trainer.test(parts.model, datamodule=parts.datamodule, verbose=False)
+        return parts.model.test_results["regret_mean_over_agents_mean"]
+
+    # From the truthful start alone regret is exactly 0; gradient steps on the bids find profitable lies.
+    assert test_regret(0) == 0.0
+    assert test_regret(20) > 1e-4
+
+
+def test_multirun_sweeps_the_final_epsilon(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "sinkhorn.eps_final=0.05,0.1", *TINY, f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job, eps in enumerate((0.05, 0.1)):
+        metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
+        assert metrics["test"]["n_samples"] == 8
+        hparams = (tmp_path / str(job) / "tensorboard" / "hparams.yaml").read_text()
+        assert f"eps_final: {eps}" in hparams
