@@ -161,6 +161,8 @@ def find_misreports(
         Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
     """
     _check_valuations(valuations)
+    if generator is not None and generator.device.type != valuations.device.type:
+        raise ValueError(f"generator is on {generator.device} but valuations on {valuations.device}; create it there")
     with torch.inference_mode(False), torch.enable_grad():
         low_t, high_t = _bounds(low, high, valuations)
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
