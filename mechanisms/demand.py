@@ -111,7 +111,8 @@ class Demand:
             (allocation.sum(1) - 1).amax(-1),
             (excess.abs() if self.exact else excess).amax(-1),
         )
-        return torch.stack(terms, -1).amax(-1).clamp_min(0)
+        worst = torch.stack(terms, -1).amax(-1)
+        return torch.where(worst > 0, worst, 0.0)  # not clamp_min: it keeps -0.0
 
 
 def _check_sizes(n_agents: int, n_items: int) -> None:

@@ -301,7 +301,7 @@ def evaluate(
         regret_sum_over_agents_std=sum_over.std(correction=0).item(),
         regret_sum_over_agents_max=sum_over.max().item(),
         regret_per_agent=regret_all.mean(0).tolist(),
-        ir_violation_max=(-utility_all).clamp_min(0).max().item(),
+        ir_violation_max=max(0.0, (-utility_all).max().item()),
         ir_violation_fraction=(utility_all < -1e-6).any(1).double().mean().item(),
         allocation_violation_max=torch.cat(violations).max().item(),
     )
