@@ -1,0 +1,215 @@
+"""Test a trained auction (or a baseline) with the paper's protocol: ``python evaluate.py <checkpoint> [options]``.
+
+Writes ``evaluation.json`` (and, for two-item settings, ``heatmaps.png``; for a
+checkpoint with TensorBoard logs, ``curves.png``) into ``--out`` and prints a
+summary.  See README, "Evaluation".  Bad input exits with one line on stderr
+and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from mechanisms.demand import DEMAND_TYPES, Demand
+from mechanisms.references import optimal_mechanism
+from mechanisms.vcg import VCG
+from reporting.checkpoints import load_checkpoint
+from reporting.evaluation import Protocol, evaluate_mechanism, test_profiles
+from reporting.hardware import describe
+from reporting.tables import mean_std, plain_table
+
+BASELINES = ("vcg", "optimal")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python evaluate.py",
+        description="Test a trained auction or a baseline with the paper's protocol (1000 profiles, "
+        "1000 misreport steps at lr 0.1, the truthful start plus 10 random ones).",
+    )
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
+    baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
+    baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG or the known optimal mechanism")
+    baseline.add_argument("--demand", choices=DEMAND_TYPES, default="unit")
+    baseline.add_argument("--k", type=int, default=1, help="items per bidder for k_demand/exactly_k (default 1)")
+    baseline.add_argument("--agents", type=int, default=1)
+    baseline.add_argument("--items", type=int, default=2)
+    protocol = parser.add_argument_group("protocol (defaults: the paper's)")
+    protocol.add_argument("--samples", type=int, default=1000, help="test profiles (default 1000)")
+    protocol.add_argument("--steps", type=int, default=1000, help="misreport Adam steps per start (default 1000)")
+    protocol.add_argument("--lr", type=float, default=0.1, help="misreport learning rate (default 0.1)")
+    protocol.add_argument("--restarts", type=int, default=10, help="random starts besides the truthful one (default 10)")
+    protocol.add_argument("--batch-size", type=int, default=100, help="profiles per search chunk, one progress tick each (default 100)")
+    protocol.add_argument("--seed", type=int, default=None, help="seeds the test profiles and the random starts "
+                          "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
+    protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
+                        "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
+    output.add_argument("--others", type=float, default=0.5, help="the other bidders' bid on every item in the heatmaps (default 0.5)")
+    output.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    output.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    output.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def _eps_suffix(eps: float | None) -> str:
+    return "" if eps is None else f"_eps{eps:g}"
+
+
+def _target(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The mechanism to test and its setting, from a checkpoint or a baseline name."""
+    if (args.checkpoint is None) == (args.mechanism is None):
+        raise ValueError("give either a checkpoint or --mechanism vcg|optimal (with --demand --agents --items), not both")
+    if args.checkpoint is not None:
+        run = load_checkpoint(args.checkpoint, device)
+        config = run.config
+        demand = Demand(config["demand"]["name"], config["demand"].get("k", 1))
+        seed = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
+        out = args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{_eps_suffix(args.eps_final)}"
+        return dict(mechanism=run.mechanism, agents=int(config["agents"]), items=int(config["items"]), demand=demand,
+                    low=run.low, high=run.high, seeds=seed, out=out, source=str(run.checkpoint), run_dir=run.run_dir)
+    demand = Demand(args.demand, args.k)
+    mechanism: nn.Module | None
+    if args.mechanism == "vcg":
+        mechanism = VCG(args.agents, args.items, demand)
+    else:
+        mechanism = optimal_mechanism(demand.name, demand.k, args.agents, args.items)
+        if mechanism is None:
+            raise ValueError(f"no optimal mechanism is known for {args.agents} bidder(s), {args.items} item(s), "
+                             f"{demand.name} demand (known: 1x2 unit/exactly_k/additive, n bidders x 1 item)")
+    seed = 0 if args.seed is None else args.seed
+    out = args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}"
+    return dict(mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
+                seeds=(seed, seed), out=out, source=args.mechanism, run_dir=None)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    metrics, refs, protocol = report["metrics"], report["references"], report["protocol"]
+
+    def stat(name: str) -> str:
+        return f"{metrics[name + '_mean']:.4f} (std {metrics[name + '_std']:.4f}, max {metrics[name + '_max']:.4f})"
+
+    optimum = "unknown"
+    if refs["optimal_revenue_mean"] is not None:
+        optimum = (f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
+                   f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
+    eps = report["setting"].get("eps_final")
+    rows = [
+        ("mechanism", f"{report['setting']['mechanism']} ({report['source']})"),
+        ("setting", report["setting"]["description"]),
+        ("protocol", f"{protocol['samples']} profiles, {protocol['steps']} steps at lr {protocol['lr']:g}, "
+                     f"truthful + {protocol['restarts']} random start(s), seed {protocol['seed']}"
+                     + ("" if eps is None else f", Sinkhorn eps_final {eps:g}")),
+        ("revenue", mean_std(metrics["revenue_mean"], metrics["revenue_std"], 4)),
+        ("regret per agent", ", ".join(f"{r:.4f}" for r in metrics["regret_per_agent"])),
+        ("regret, mean over agents", stat("regret_mean_over_agents")),
+        ("regret, sum over agents", stat("regret_sum_over_agents")),
+        ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
+        ("allocation violation", f"max {metrics['allocation_violation_max']:.2e}"),
+        ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
+        ("optimal revenue, same profiles", optimum),
+        ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
+    ]
+    return plain_table(rows)
+
+
+def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the evaluation described by parsed ``args``; returns the report written to ``evaluation.json``."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if not -1e9 < args.others < 1e9:  # NaN and inf fail too
+        raise ValueError(f"--others must be a finite number, got {args.others}")
+    protocol = Protocol(args.samples, args.steps, args.lr, args.restarts, args.batch_size)
+    device = _device(args.device)
+    target = _target(args, device)
+    mechanism = target["mechanism"]
+    if args.eps_final is not None:
+        if not hasattr(mechanism, "set_sinkhorn"):
+            raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
+        mechanism.set_sinkhorn(eps_final=args.eps_final)
+    data_seed, search_seed = target["seeds"]
+    valuations = test_profiles(target["agents"], target["items"], protocol.samples, data_seed, target["low"], target["high"], device)
+    result = evaluate_mechanism(mechanism, valuations, protocol, low=target["low"], high=target["high"], seed=search_seed,
+                                demand=target["demand"], progress=not args.no_progress)
+    demand: Demand = target["demand"]
+    epsilons = getattr(mechanism, "epsilons", None)
+    report = {
+        "source": target["source"],
+        "setting": {
+            "description": f"{target['agents']} bidder(s) x {target['items']} item(s), {demand.name} demand"
+                           + ("" if demand.name in ("unit", "additive") else f" (k={demand.k})"),
+            "mechanism": getattr(mechanism, "name", None) or type(mechanism).__name__,
+            "agents": target["agents"], "items": target["items"], "demand": demand.name,
+            "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,
+            "low": target["low"], "high": target["high"],
+            "eps_final": None if epsilons is None else float(f"{epsilons[-1]:.12g}"),
+        },
+        **result,
+        "protocol": {**result["protocol"], "data_seed": data_seed},
+        "hardware": describe(device),
+        "figures": [],
+    }
+    out = Path(target["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    _figures(report, mechanism, target, args.others, out)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    return {**report, "out": str(out)}
+
+
+def _figures(report: dict[str, Any], mechanism: nn.Module, target: dict[str, Any], others: float, out: Path) -> None:
+    """Heatmaps (two items) and training curves (a checkpoint with TensorBoard logs), as PNGs in ``out``."""
+    if target["items"] == 2:
+        from reporting.heatmaps import heatmap_figure
+
+        heatmap_figure(mechanism, others=others, low=target["low"], high=target["high"]).savefig(out / "heatmaps.png", dpi=100)
+        report["figures"].append("heatmaps.png")
+    if target["run_dir"] is not None:
+        from reporting.curves import curves_figure, event_directories, read_scalars
+
+        if event_directories(target["run_dir"]):
+            curves_figure(read_scalars(target["run_dir"]), title=str(target["run_dir"])).savefig(out / "curves.png", dpi=100)
+            report["figures"].append("curves.png")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0, or 2 on bad input)."""
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        report = evaluate_cli(args)
+    except ValueError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    print(_summary(report))
+    files = ", ".join(["evaluation.json", *report["figures"]])
+    print(f"wrote {files} to {report['out']} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

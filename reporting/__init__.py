@@ -1,0 +1,14 @@
+"""Evaluation and reporting: checkpoints, the test protocol, heatmaps, training curves, tables, reproduction.
+
+* :mod:`reporting.checkpoints` - rebuild a trained mechanism from a ``train.py`` checkpoint;
+* :mod:`reporting.evaluation` - the paper's test protocol with VCG and optimal revenue on the same profiles;
+* :mod:`reporting.heatmaps` - allocation and payment heatmaps over the (v1, v2) grid, optimal boundaries;
+* :mod:`reporting.tensorboard` - a callback logging the heatmaps to TensorBoard during validation;
+* :mod:`reporting.curves` - training curves of revenue and regret from TensorBoard event files;
+* :mod:`reporting.tables` - markdown and plain-text tables;
+* :mod:`reporting.paper` - the paper's Tables 1 and 2;
+* :mod:`reporting.reproduce` - ``python -m reporting.reproduce``: run presets, write the reproduction table;
+* :mod:`reporting.sweep_plot` - ``sweep_plot``: revenue and regret against the final Sinkhorn epsilon.
+
+Submodules are imported on demand (``from reporting.heatmaps import heatmap_figure``).
+"""

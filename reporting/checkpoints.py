@@ -1,0 +1,112 @@
+"""Rebuilding a trained mechanism from a checkpoint written by ``train.py``.
+
+``train.py`` stores the whole resolved run configuration with the
+LightningModule's hyperparameters (``hyper_parameters["run_config"]``, with
+every ``_target_`` renamed ``target``), and the mechanism's weights under the
+``mechanism.`` prefix of the state dict.  :func:`load_checkpoint` rebuilds the
+mechanism from the first and loads the second; nothing else (no Hydra, no
+Trainer) is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import torch
+from torch import nn
+
+__all__ = ["TrainedRun", "load_checkpoint", "mechanism_from_checkpoint", "run_directory"]
+
+Bounds = Union[float, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A mechanism restored from a checkpoint, with the configuration it was trained under.
+
+    mechanism: the module mapping bids ``(batch, agents, items)`` to ``(allocation, payment)``.
+    config:    the resolved run configuration (``agents``, ``items``, ``demand``, ``data``, ``model``, ...).
+    checkpoint: the checkpoint file.
+    """
+
+    mechanism: nn.Module
+    config: dict[str, Any]
+    checkpoint: Path
+
+    @property
+    def low(self) -> Bounds:
+        """Bottom of the valuation range (one float, or one per agent)."""
+        return self.config.get("data", {}).get("low", 0.0)
+
+    @property
+    def high(self) -> Bounds:
+        """Top of the valuation range (one float, or one per agent)."""
+        return self.config.get("data", {}).get("high", 1.0)
+
+    @property
+    def data_seed(self) -> int:
+        """Seed of the run's data: with it, the test split is the one ``train.py`` tested on."""
+        return int(self.config.get("data", {}).get("seed", self.config.get("seed", 0)))
+
+    @property
+    def test_seed(self) -> int:
+        """Seed of the random misreport starts in the run's test."""
+        return int(self.config.get("model", {}).get("test_seed", self.config.get("seed", 0)))
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (the checkpoint's folder, or its parent when that folder is ``checkpoints``)."""
+        return run_directory(self.checkpoint)
+
+
+def run_directory(checkpoint: Path | str) -> Path:
+    """``<run>`` for ``<run>/checkpoints/x.ckpt``, else the checkpoint's folder."""
+    folder = Path(checkpoint).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def _import(target: str) -> Any:
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import the mechanism class {target!r} named in the checkpoint: {error}") from error
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
+    """Rebuild the mechanism of a ``train.py`` checkpoint on ``device``, weights loaded, in eval mode.
+
+    Raises ``ValueError`` (one line) when the file is missing, is not a
+    checkpoint, or lacks the run configuration or the mechanism's weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for a non-checkpoint file
+        raise ValueError(f"{path} is not a readable checkpoint: {' '.join(str(error).split())[:200]}") from error
+    config = checkpoint.get("hyper_parameters", {}).get("run_config") if isinstance(checkpoint, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("mechanism"), dict) or "target" not in config["mechanism"]:
+        raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
+    spec = dict(config["mechanism"])
+    mechanism_class = _import(spec.pop("target"))
+    try:
+        mechanism = mechanism_class(**spec)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"cannot rebuild {mechanism_class.__name__} from {path}: {error}") from error
+    prefix = "mechanism."
+    state = {key[len(prefix):]: value for key, value in checkpoint.get("state_dict", {}).items() if key.startswith(prefix)}
+    try:
+        mechanism.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"the weights in {path} do not fit {mechanism_class.__name__}: {' '.join(str(error).split())[:200]}") from error
+    return TrainedRun(mechanism.to(device).eval(), config, path)
+
+
+def mechanism_from_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> nn.Module:
+    """The trained mechanism of a ``train.py`` checkpoint (see :func:`load_checkpoint`)."""
+    return load_checkpoint(path, device).mechanism

@@ -1,0 +1,156 @@
+"""The paper's test protocol, with VCG and the optimal mechanism evaluated on the same test profiles.
+
+:func:`test_profiles` draws the test split of :class:`datamodules.ValuationDataModule`
+(for a checkpoint, with the run's seed: the profiles ``train.py`` tested on);
+:func:`evaluate_mechanism` runs the misreport engine (:func:`mechanisms.misreport.evaluate`)
+on them and adds :func:`reference_revenues`: the revenue of VCG and of the
+known optimal mechanism (where one is known) on the very same profiles, next
+to the optimum's closed form.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from datamodules import ValuationDataModule
+from mechanisms.demand import Demand
+from mechanisms.misreport import MisreportSearch, evaluate
+from mechanisms.references import optimal_mechanism
+from mechanisms.vcg import VCG
+
+__all__ = ["PAPER_PROTOCOL", "Protocol", "evaluate_mechanism", "misreport_bounds", "reference_revenues", "test_profiles", "uniform_range"]
+
+Bounds = Union[float, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a mechanism is tested (the defaults are the paper's).
+
+    samples:    test valuation profiles.
+    steps, lr:  Adam steps and learning rate of the misreport search.
+    restarts:   random starts besides the truthful one.
+    batch_size: profiles per chunk of the search (one progress-bar tick each).
+    """
+
+    samples: int = 1000
+    steps: int = 1000
+    lr: float = 0.1
+    restarts: int = 10
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        MisreportSearch(self.steps, self.lr, self.restarts)  # raises ValueError on bad search settings
+
+    @property
+    def search(self) -> MisreportSearch:
+        """The misreport search of this protocol."""
+        return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts)
+
+
+PAPER_PROTOCOL = Protocol()
+
+
+def uniform_range(low: Bounds, high: Bounds) -> tuple[float, float] | None:
+    """``(low, high)`` when every agent's values share one range, else ``None``."""
+    lows = {float(low)} if isinstance(low, (int, float)) else {float(v) for v in low}
+    highs = {float(high)} if isinstance(high, (int, float)) else {float(v) for v in high}
+    return (lows.pop(), highs.pop()) if len(lows) == len(highs) == 1 else None
+
+
+def misreport_bounds(bound: Bounds, n_agents: int) -> float | Tensor:
+    """A float, or per-agent bounds as an ``(agents, 1)`` tensor broadcasting over ``(agents, items)``."""
+    if isinstance(bound, (int, float)):
+        return float(bound)
+    values = [float(v) for v in bound]
+    if len(values) != n_agents:
+        raise ValueError(f"value bounds have {len(values)} entries but there are {n_agents} agents")
+    return torch.tensor(values).unsqueeze(-1)
+
+
+def test_profiles(
+    n_agents: int, n_items: int, samples: int, seed: int, low: Bounds = 0.0, high: Bounds = 1.0, device: torch.device | str = "cpu"
+) -> Tensor:
+    """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)`` on ``device``.
+
+    With the run's seed, size and device type these are the profiles ``train.py`` tested on.
+    """
+    data = ValuationDataModule(
+        n_agents, n_items, low, high, train_size=1, val_size=1, test_size=samples, batch_size=1, seed=seed, device=str(device)
+    )
+    return next(iter(data.test_dataloader()))
+
+
+def _mean_std(values: Tensor) -> tuple[float, float]:
+    values = values.double()
+    return values.mean().item(), values.std(correction=0).item()
+
+
+def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0) -> dict[str, Any]:
+    """VCG's and the known optimal mechanism's revenue on ``valuations`` ``(samples, agents, items)``.
+
+    Returns ``vcg_revenue_mean``/``_std`` and, where an optimum is known for
+    values i.i.d. U[low, high] (else ``None``), ``optimal_revenue_mean``/``_std``
+    on the same profiles, ``optimal_revenue_closed_form`` and ``optimal_mechanism`` (its name).
+    """
+    _, n_agents, n_items = valuations.shape
+    with torch.inference_mode():
+        vcg_mean, vcg_std = _mean_std(VCG(n_agents, n_items, demand)(valuations.cpu().double())[1].sum(-1))
+        shared = uniform_range(low, high)
+        optimum = None if shared is None else optimal_mechanism(demand.name, demand.k, n_agents, n_items, *shared)
+        result: dict[str, Any] = {"vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std}
+        if optimum is None:
+            return {**result, "optimal_revenue_mean": None, "optimal_revenue_std": None,
+                    "optimal_revenue_closed_form": None, "optimal_mechanism": None}
+        opt_mean, opt_std = _mean_std(optimum(valuations.cpu().double())[1].sum(-1))
+    return {**result, "optimal_revenue_mean": opt_mean, "optimal_revenue_std": opt_std,
+            "optimal_revenue_closed_form": optimum.expected_revenue, "optimal_mechanism": optimum.name}
+
+
+def evaluate_mechanism(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    protocol: Protocol = PAPER_PROTOCOL,
+    *,
+    low: Bounds = 0.0,
+    high: Bounds = 1.0,
+    seed: int = 0,
+    demand: Demand | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Test ``mechanism`` on ``valuations`` ``(samples, agents, items)`` with ``protocol``.
+
+    ``seed`` seeds the random misreport starts (a generator on the valuations'
+    device).  Returns ``{"metrics": Evaluation.to_dict(), "references":
+    reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``.
+    """
+    demand = demand if demand is not None else getattr(mechanism, "demand", None)
+    if demand is None:
+        raise ValueError("the mechanism has no .demand: pass demand=...")
+    _, n_agents, _ = valuations.shape
+    lo, hi = (misreport_bounds(b, n_agents) for b in (low, high))
+    lo, hi = (b.to(valuations.device) if isinstance(b, Tensor) else b for b in (lo, hi))
+    generator = torch.Generator(device=valuations.device).manual_seed(seed)
+    start = time.perf_counter()
+    result = evaluate(
+        mechanism, valuations, protocol.search, low=lo, high=hi, batch_size=protocol.batch_size,
+        generator=generator, progress=progress, demand=demand,
+    )
+    elapsed = time.perf_counter() - start
+    metrics = result.to_dict()
+    metrics["ir_violations"] = int(round(metrics["ir_violation_fraction"] * metrics["n_samples"]))
+    return {
+        "metrics": metrics,
+        "references": reference_revenues(valuations, demand, low, high),
+        "protocol": {**asdict(protocol), "samples": len(valuations), "seed": seed},
+        "evaluation_time_s": elapsed,
+    }

@@ -1,0 +1,191 @@
+"""Reproduce the paper's Tables 1 and 2: train a list of presets and write a markdown table.
+
+``python -m reporting.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
+
+Each preset (``conf/experiment/<preset>.yaml``; default: every row of
+:data:`reporting.paper.PAPER_ROWS`) is trained and tested by
+``python train.py experiment=<preset> hydra.run.dir=<runs dir>/<preset> <overrides>``
+in a subprocess (log: ``<runs dir>/<preset>.log``).  Next to the run's
+``metrics.json`` a ``reproduction.json`` records the overrides (the budget),
+the hardware and the wall time, so ``--collect-only`` can rebuild the table
+from runs made elsewhere (e.g. the GPU rows on a GPU machine).  The table
+lists revenue and regret (mean (std) on the test profiles), the optimal
+(closed form) and VCG (Monte Carlo) revenue, training time and hardware next
+to the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from reporting.hardware import describe
+from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
+from reporting.tables import duration, markdown_table, mean_std, number
+
+__all__ = ["ROOT", "collect", "main", "reproduction_table", "train_preset"]
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDECAR = "reproduction.json"
+HEADERS = (
+    "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Paper regret",
+    "Optimal", "VCG", "Paper opt./VCG", "Train time", "Paper time", "Hardware", "Budget",
+)
+
+
+def _check_presets(presets: Sequence[str]) -> None:
+    available = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    unknown = [p for p in presets if p not in available]
+    if unknown:
+        raise ValueError(f"unknown preset(s) {', '.join(unknown)}; available: {', '.join(available)}")
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or not key or key.lstrip("+~").startswith(("experiment", "hydra.run.dir")):
+            raise ValueError(f"override {override!r} must be KEY=VALUE and may not set experiment or hydra.run.dir")
+
+
+def _hardware(run_dir: Path) -> str:
+    """The device the run trained on, from its Hydra config (accelerator, threads) and this machine."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    config = OmegaConf.load(config_file) if config_file.is_file() else OmegaConf.create({})
+    accelerator = str(OmegaConf.select(config, "trainer.accelerator", default="auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return describe("cuda")
+    threads = OmegaConf.select(config, "threads", default=None)
+    return describe("cpu") + ("" if threads is None else f", {threads} torch thread(s)")
+
+
+def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
+    """Train and test one preset in ``runs_dir/preset`` (replacing an earlier reproduction run there).
+
+    Returns the sidecar written to ``reproduction.json``: preset, overrides,
+    command, return code, wall time, hardware, log file.
+    """
+    run_dir = runs_dir / preset
+    if run_dir.exists():
+        if not (run_dir / SIDECAR).is_file():
+            raise ValueError(f"{run_dir} exists and was not made by this command; move it away or pick another --runs-dir")
+        shutil.rmtree(run_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log = runs_dir / f"{preset}.log"
+    command = [sys.executable, "train.py", f"experiment={preset}", f"hydra.run.dir={run_dir.resolve()}", *overrides]
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        try:
+            returncode = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            returncode = -1
+    sidecar = {
+        "preset": preset,
+        "overrides": list(overrides),
+        "command": " ".join(command[1:]),
+        "returncode": returncode,
+        "wall_time_s": time.perf_counter() - start,
+        "hardware": _hardware(run_dir),
+        "log": str(log),
+        "date": datetime.date.today().isoformat(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return sidecar
+
+
+def collect(preset: str, runs_dir: Path) -> dict[str, Any]:
+    """``{"preset", "sidecar", "metrics"}`` of a reproduction run (``None`` for what is missing)."""
+    run_dir = runs_dir / preset
+    found: dict[str, Any] = {"preset": preset, "sidecar": None, "metrics": None}
+    for key, name in (("sidecar", SIDECAR), ("metrics", "metrics.json")):
+        if (run_dir / name).is_file():
+            found[key] = json.loads((run_dir / name).read_text())
+    return found
+
+
+def _row(entry: dict[str, Any]) -> list[str]:
+    preset, sidecar, metrics = entry["preset"], entry["sidecar"], entry["metrics"]
+    paper = PAPER_ROWS.get(preset)
+    setting = f"{paper.setting if paper else preset} (`{preset}`)"
+    paper_cells = [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4
+    if metrics is None:
+        status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
+        ours = [status, "", "", "", "", ""]
+    else:
+        test, refs = metrics["test"], metrics["references"]
+        ours = [
+            mean_std(test["revenue_mean"], test["revenue_std"]),
+            mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
+            number(refs.get("reference/optimal_revenue")),
+            number(refs.get("reference/vcg_revenue")),
+            duration(metrics.get("train_time_s")),
+            sidecar["hardware"] if sidecar else "unknown",
+        ]
+    budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
+    revenue, regret, optimal, vcg, time_, hardware = ours
+    return [setting, revenue, paper_cells[0], regret, paper_cells[1], optimal, vcg, paper_cells[2], time_, paper_cells[3], hardware, budget]
+
+
+def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> str:
+    """The markdown report: a short legend and one row per :func:`collect` entry."""
+    legend = [
+        "# Reproduction of the paper's Tables 1 and 2",
+        "",
+        *([f"Generated by `{command}`.", ""] if command else []),
+        "Revenue and regret: mean (std) over the test profiles (the paper's protocol unless the budget overrides it: "
+        "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
+        f"VCG: 10,000-profile Monte Carlo estimate. Paper times: one {PAPER_HARDWARE}. "
+        "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
+        "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
+        "",
+    ]
+    return "\n".join(legend) + "\n" + markdown_table(HEADERS, [_row(e) for e in entries]) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: train the presets (unless ``--collect-only``), write and print the table; 1 if a run failed."""
+    parser = argparse.ArgumentParser(prog="python -m reporting.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("presets", nargs="*", default=list(PAPER_ROWS), help="presets under conf/experiment (default: every table row)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="Hydra override for every run, e.g. trainer.max_steps=200 (a reduced budget); repeatable")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "results" / "runs", help="where the runs go (default results/runs)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
+    parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
+    args = parser.parse_args(argv)
+    try:
+        _check_presets(args.presets)
+        _check_overrides(args.override)
+        failed = False
+        for index, preset in enumerate(args.presets, 1):
+            if args.collect_only:
+                continue
+            print(f"[{index}/{len(args.presets)}] {preset}: training ...", flush=True)
+            sidecar = train_preset(preset, args.runs_dir, args.override, args.timeout)
+            failed |= sidecar["returncode"] != 0
+            outcome = "done" if sidecar["returncode"] == 0 else f"FAILED (exit {sidecar['returncode']}, see {sidecar['log']})"
+            print(f"[{index}/{len(args.presets)}] {preset}: {outcome} in {duration(sidecar['wall_time_s'])}", flush=True)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    command = "python -m reporting.reproduce " + " ".join([*args.presets, *(f"--override {o}" for o in args.override)])
+    table = reproduction_table([collect(p, args.runs_dir) for p in args.presets], command + (" --collect-only" if args.collect_only else ""))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table)
+    print(table)
+    print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

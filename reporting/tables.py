@@ -1,0 +1,59 @@
+"""Small text-table helpers: markdown tables, aligned two-column listings and the paper's number formats."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+__all__ = ["duration", "markdown_table", "mean_std", "number", "plain_table"]
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals; ``<0.001`` (for 3 digits) when positive but smaller; ``n/a`` for ``None``/NaN."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    floor = 10.0**-digits
+    if 0 < value < floor:
+        return f"<{floor:.{digits}f}"
+    return f"{value:.{digits}f}"
+
+
+def mean_std(mean: float | None, std: float | None = None, digits: int = 3) -> str:
+    """The paper's ``mean (std)`` format, e.g. ``0.397 (0.248)`` or ``0.001 (<0.001)``."""
+    text = number(mean, digits)
+    return text if std is None else f"{text} ({number(std, digits)})"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the paper's style: ``3h25m``, ``18m34s``, ``42s``; ``n/a`` for ``None``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _cell(value: object) -> str:
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table; cells are stringified, whitespace collapsed and ``|`` escaped.
+
+    Raises ``ValueError`` when a row's length differs from the header's.
+    """
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"every row needs {len(headers)} cells, got {len(row)}: {row!r}")
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plain_table(rows: Sequence[tuple[str, str]]) -> str:
+    """Two left-aligned columns (name, value) for terminal output."""
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,58 @@
+"""Logging the allocation and payment heatmaps to TensorBoard during validation."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from reporting.heatmaps import heatmap_figure
+
+__all__ = ["HeatmapLogger", "bounds_of"]
+
+
+def bounds_of(value: Union[float, Sequence[float], Tensor]) -> Union[float, list[float]]:
+    """A value bound as a float or one float per agent (from a float, a list or an ``(agents, 1)`` tensor)."""
+    if isinstance(value, Tensor):
+        values = value.flatten().tolist()
+        return values[0] if len(values) == 1 else values
+    return value if isinstance(value, (int, float)) else [float(v) for v in value]
+
+
+class HeatmapLogger(pl.Callback):
+    """After every ``every_n_epochs``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
+
+    Only for two-item settings (otherwise it does nothing) and only to a
+    :class:`TensorBoardLogger` (images tab, tag ``tag``, step = global step).
+    The bidder's value range is ``pl_module.low``/``high`` when the module
+    has them, else U[0, 1]; every other bidder bids ``others`` on each item.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps") -> None:
+        super().__init__()
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be a positive integer, got {every_n_epochs!r}")
+        self.every_n_epochs, self.resolution, self.others, self.agent, self.tag = every_n_epochs, resolution, others, agent, tag
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Render and log the heatmaps (skipped during the sanity check and between the chosen epochs)."""
+        mechanism: Any = getattr(pl_module, "mechanism", None)
+        if trainer.sanity_checking or mechanism is None or getattr(mechanism, "n_items", None) != 2:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not loggers:
+            return
+        figure = heatmap_figure(
+            mechanism,
+            agent=self.agent,
+            others=self.others,
+            resolution=self.resolution,
+            low=bounds_of(getattr(pl_module, "low", 0.0)),
+            high=bounds_of(getattr(pl_module, "high", 1.0)),
+        )
+        for logger in loggers:
+            logger.experiment.add_figure(self.tag, figure, global_step=trainer.global_step, close=False)
