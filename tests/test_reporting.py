@@ -158,8 +158,8 @@ def test_grid_needs_two_items() -> None:
 
 
 def test_heatmaps_are_logged_to_tensorboard_during_validation(tmp_path: Path) -> None:
-    cfg = make_config(*TINY, "+callbacks.heatmaps._target_=reporting.tensorboard.HeatmapLogger",
-                      "+callbacks.heatmaps.resolution=11", output_dir=tmp_path)
+    # wired into the default callbacks (conf/callbacks/default.yaml)
+    cfg = make_config(*TINY, "callbacks.heatmaps.every_n_epochs=1", "callbacks.heatmaps.resolution=11", output_dir=tmp_path)
     run(cfg)
     accumulator = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     accumulator.Reload()
