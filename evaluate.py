@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import torch
 from torch import nn
@@ -27,6 +29,7 @@ from reporting.hardware import describe
 from reporting.tables import mean_std, plain_table
 
 BASELINES = ("vcg", "optimal")
+Bounds = Union[float, Sequence[float]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,18 +82,37 @@ def _eps_suffix(eps: float | None) -> str:
     return "" if eps is None else f"_eps{eps:g}"
 
 
-def _target(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+@dataclass
+class Target:
+    """What to test: the mechanism, its setting and value range, seeds (profiles, random starts), where to write."""
+
+    mechanism: nn.Module
+    agents: int
+    items: int
+    demand: Demand
+    low: Bounds
+    high: Bounds
+    data_seed: int
+    search_seed: int
+    out: Path
+    source: str
+    run_dir: Path | None = None
+
+
+def _target(args: argparse.Namespace, device: torch.device) -> Target:
     """The mechanism to test and its setting, from a checkpoint or a baseline name."""
     if (args.checkpoint is None) == (args.mechanism is None):
         raise ValueError("give either a checkpoint or --mechanism vcg|optimal (with --demand --agents --items), not both")
     if args.checkpoint is not None:
         run = load_checkpoint(args.checkpoint, device)
         config = run.config
-        demand = Demand(config["demand"]["name"], config["demand"].get("k", 1))
-        seed = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
-        out = args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{_eps_suffix(args.eps_final)}"
-        return dict(mechanism=run.mechanism, agents=int(config["agents"]), items=int(config["items"]), demand=demand,
-                    low=run.low, high=run.high, seeds=seed, out=out, source=str(run.checkpoint), run_dir=run.run_dir)
+        seeds = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
+        return Target(
+            mechanism=run.mechanism, agents=int(config["agents"]), items=int(config["items"]),
+            demand=Demand(config["demand"]["name"], config["demand"].get("k", 1)), low=run.low, high=run.high,
+            data_seed=seeds[0], search_seed=seeds[1], source=str(run.checkpoint), run_dir=run.run_dir,
+            out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{_eps_suffix(args.eps_final)}",
+        )
     demand = Demand(args.demand, args.k)
     mechanism: nn.Module | None
     if args.mechanism == "vcg":
@@ -101,9 +123,11 @@ def _target(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             raise ValueError(f"no optimal mechanism is known for {args.agents} bidder(s), {args.items} item(s), "
                              f"{demand.name} demand (known: 1x2 unit/exactly_k/additive, n bidders x 1 item)")
     seed = 0 if args.seed is None else args.seed
-    out = args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}"
-    return dict(mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
-                seeds=(seed, seed), out=out, source=args.mechanism, run_dir=None)
+    return Target(
+        mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
+        data_seed=seed, search_seed=seed, source=args.mechanism,
+        out=args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}",
+    )
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -142,57 +166,56 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
         if args.threads < 1:
             raise ValueError(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if not -1e9 < args.others < 1e9:  # NaN and inf fail too
+    if not math.isfinite(args.others):
         raise ValueError(f"--others must be a finite number, got {args.others}")
     protocol = Protocol(args.samples, args.steps, args.lr, args.restarts, args.batch_size)
     device = _device(args.device)
     target = _target(args, device)
-    mechanism = target["mechanism"]
+    mechanism = target.mechanism
     if args.eps_final is not None:
         if not hasattr(mechanism, "set_sinkhorn"):
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
         mechanism.set_sinkhorn(eps_final=args.eps_final)
-    data_seed, search_seed = target["seeds"]
-    valuations = test_profiles(target["agents"], target["items"], protocol.samples, data_seed, target["low"], target["high"], device)
-    result = evaluate_mechanism(mechanism, valuations, protocol, low=target["low"], high=target["high"], seed=search_seed,
-                                demand=target["demand"], progress=not args.no_progress)
-    demand: Demand = target["demand"]
+    valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
+    result = evaluate_mechanism(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
+                                demand=target.demand, progress=not args.no_progress)
+    demand = target.demand
     epsilons = getattr(mechanism, "epsilons", None)
     report = {
-        "source": target["source"],
+        "source": target.source,
         "setting": {
-            "description": f"{target['agents']} bidder(s) x {target['items']} item(s), {demand.name} demand"
+            "description": f"{target.agents} bidder(s) x {target.items} item(s), {demand.name} demand"
                            + ("" if demand.name in ("unit", "additive") else f" (k={demand.k})"),
             "mechanism": getattr(mechanism, "name", None) or type(mechanism).__name__,
-            "agents": target["agents"], "items": target["items"], "demand": demand.name,
+            "agents": target.agents, "items": target.items, "demand": demand.name,
             "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,
-            "low": target["low"], "high": target["high"],
+            "low": target.low, "high": target.high,
             "eps_final": None if epsilons is None else float(f"{epsilons[-1]:.12g}"),
         },
         **result,
-        "protocol": {**result["protocol"], "data_seed": data_seed},
+        "protocol": {**result["protocol"], "data_seed": target.data_seed},
         "hardware": describe(device),
         "figures": [],
     }
-    out = Path(target["out"])
+    out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
     _figures(report, mechanism, target, args.others, out)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     return {**report, "out": str(out)}
 
 
-def _figures(report: dict[str, Any], mechanism: nn.Module, target: dict[str, Any], others: float, out: Path) -> None:
+def _figures(report: dict[str, Any], mechanism: nn.Module, target: Target, others: float, out: Path) -> None:
     """Heatmaps (two items) and training curves (a checkpoint with TensorBoard logs), as PNGs in ``out``."""
-    if target["items"] == 2:
+    if target.items == 2:
         from reporting.heatmaps import heatmap_figure
 
-        heatmap_figure(mechanism, others=others, low=target["low"], high=target["high"]).savefig(out / "heatmaps.png", dpi=100)
+        heatmap_figure(mechanism, others=others, low=target.low, high=target.high).savefig(out / "heatmaps.png", dpi=100)
         report["figures"].append("heatmaps.png")
-    if target["run_dir"] is not None:
+    if target.run_dir is not None:
         from reporting.curves import curves_figure, event_directories, read_scalars
 
-        if event_directories(target["run_dir"]):
-            curves_figure(read_scalars(target["run_dir"]), title=str(target["run_dir"])).savefig(out / "curves.png", dpi=100)
+        if event_directories(target.run_dir):
+            curves_figure(read_scalars(target.run_dir), title=str(target.run_dir)).savefig(out / "curves.png", dpi=100)
             report["figures"].append("curves.png")
 
 

@@ -18,12 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from datamodules import ValuationDataModule
+from datamodules.valuations import value_bounds
 from mechanisms.demand import Demand
 from mechanisms.misreport import MisreportSearch, evaluate
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
-__all__ = ["PAPER_PROTOCOL", "Protocol", "evaluate_mechanism", "misreport_bounds", "reference_revenues", "test_profiles", "uniform_range"]
+__all__ = ["PAPER_PROTOCOL", "Protocol", "evaluate_mechanism", "reference_revenues", "test_profiles", "uniform_range"]
 
 Bounds = Union[float, Sequence[float]]
 
@@ -65,16 +66,6 @@ def uniform_range(low: Bounds, high: Bounds) -> tuple[float, float] | None:
     lows = {float(low)} if isinstance(low, (int, float)) else {float(v) for v in low}
     highs = {float(high)} if isinstance(high, (int, float)) else {float(v) for v in high}
     return (lows.pop(), highs.pop()) if len(lows) == len(highs) == 1 else None
-
-
-def misreport_bounds(bound: Bounds, n_agents: int) -> float | Tensor:
-    """A float, or per-agent bounds as an ``(agents, 1)`` tensor broadcasting over ``(agents, items)``."""
-    if isinstance(bound, (int, float)):
-        return float(bound)
-    values = [float(v) for v in bound]
-    if len(values) != n_agents:
-        raise ValueError(f"value bounds have {len(values)} entries but there are {n_agents} agents")
-    return torch.tensor(values).unsqueeze(-1)
 
 
 def test_profiles(
@@ -136,9 +127,7 @@ def evaluate_mechanism(
     demand = demand if demand is not None else getattr(mechanism, "demand", None)
     if demand is None:
         raise ValueError("the mechanism has no .demand: pass demand=...")
-    _, n_agents, _ = valuations.shape
-    lo, hi = (misreport_bounds(b, n_agents) for b in (low, high))
-    lo, hi = (b.to(valuations.device) if isinstance(b, Tensor) else b for b in (lo, hi))
+    lo, hi = value_bounds(low, high, valuations.shape[1], device=valuations.device)  # (agents, 1) each
     generator = torch.Generator(device=valuations.device).manual_seed(seed)
     start = time.perf_counter()
     result = evaluate(

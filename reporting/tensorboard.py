@@ -22,7 +22,7 @@ def bounds_of(value: Union[float, Sequence[float], Tensor]) -> Union[float, list
 
 
 class HeatmapLogger(pl.Callback):
-    """After every ``every_n_epochs``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
+    """After every ``every_n_validations``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
 
     Only for two-item settings (otherwise it does nothing) and only to a
     :class:`TensorBoardLogger` (images tab, tag ``tag``, step = global step).
@@ -30,18 +30,24 @@ class HeatmapLogger(pl.Callback):
     has them, else U[0, 1]; every other bidder bids ``others`` on each item.
     """
 
-    def __init__(self, every_n_epochs: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps") -> None:
+    def __init__(
+        self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps"
+    ) -> None:
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be a positive integer, got {every_n_epochs!r}")
-        self.every_n_epochs, self.resolution, self.others, self.agent, self.tag = every_n_epochs, resolution, others, agent, tag
+        if isinstance(every_n_validations, bool) or not isinstance(every_n_validations, int) or every_n_validations < 1:
+            raise ValueError(f"every_n_validations must be a positive integer, got {every_n_validations!r}")
+        self.every_n_validations, self.resolution, self.others, self.agent, self.tag = (
+            every_n_validations, resolution, others, agent, tag
+        )
+        self.validations = 0  # validations seen in this process (sanity checks excluded)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Render and log the heatmaps (skipped during the sanity check and between the chosen epochs)."""
+        """Render and log the heatmaps (skipped during the sanity check and between the chosen validations)."""
         mechanism: Any = getattr(pl_module, "mechanism", None)
         if trainer.sanity_checking or mechanism is None or getattr(mechanism, "n_items", None) != 2:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        self.validations += 1
+        if self.validations % self.every_n_validations:
             return
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if not loggers:

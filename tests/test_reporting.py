@@ -159,12 +159,13 @@ def test_grid_needs_two_items() -> None:
 
 def test_heatmaps_are_logged_to_tensorboard_during_validation(tmp_path: Path) -> None:
     # wired into the default callbacks (conf/callbacks/default.yaml)
-    cfg = make_config(*TINY, "callbacks.heatmaps.every_n_epochs=1", "callbacks.heatmaps.resolution=11", output_dir=tmp_path)
+    cfg = make_config(*TINY, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1", "callbacks.heatmaps.every_n_validations=2",
+                      "callbacks.heatmaps.resolution=11", output_dir=tmp_path)
     run(cfg)
     accumulator = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     accumulator.Reload()
     images = accumulator.Images("heatmaps")
-    assert [event.step for event in images] == [2, 4]  # after each of the 2 epochs of 2 batches
+    assert [event.step for event in images] == [4]  # after the 2nd of 3 validations, one per epoch of 2 batches
     assert images[0].encoded_image_string.startswith(PNG)
 
 
