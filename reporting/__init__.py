@@ -7,6 +7,7 @@
 * :mod:`reporting.curves` - training curves of revenue and regret from TensorBoard event files;
 * :mod:`reporting.tables` - markdown and plain-text tables;
 * :mod:`reporting.paper` - the paper's Tables 1 and 2;
+* :mod:`reporting.hardware` - a one-line description of the CPU or GPU a run used;
 * :mod:`reporting.reproduce` - ``python -m reporting.reproduce``: run presets, write the reproduction table;
 * :mod:`reporting.sweep_plot` - ``sweep_plot``: revenue and regret against the final Sinkhorn epsilon.
 
