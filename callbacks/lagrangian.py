@@ -46,7 +46,9 @@ class RhoSchedule(pl.Callback):
             raise ValueError(f"max_rho must be positive or null, got {max_rho}")
         self.increment, self.every_n_steps, self.max_rho = increment, every_n_steps, max_rho
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step == 0 or step % self.every_n_steps:
             return

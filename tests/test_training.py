@@ -54,6 +54,13 @@ def test_tiny_run_trains_and_checkpoints_the_multipliers(demand: str, mechanism:
     assert json.loads((tmp_path / "metrics.json").read_text())["test"]["n_samples"] == 8
 
 
+def test_per_agent_value_ranges_train_without_references(tmp_path: Path) -> None:
+    cfg = make_config(*TINY, "agents=2", "data.low=[0.0,0.5]", "data.high=[1.0,2.0]", output_dir=tmp_path)
+    metrics = run(cfg)
+    assert math.isfinite(metrics["fit"]["train/loss"])
+    assert metrics["references"] == {}  # optimum and VCG references assume i.i.d. bidders
+
+
 def test_resume_continues_the_schedules_where_they_stopped(tmp_path: Path) -> None:
     def fit(directory: Path, epochs: int, resume: Path | None = None) -> dict:
         overrides = [*TINY, f"trainer.max_epochs={epochs}", "callbacks.lagrange.every_n_steps=3"]
@@ -76,7 +83,8 @@ def test_resume_continues_the_schedules_where_they_stopped(tmp_path: Path) -> No
 
 def test_misreport_search_runs_under_trainer_test(tmp_path: Path) -> None:
     def test_regret(steps: int) -> float:
-        cfg = make_config(*TINY, f"model.test_search.steps={steps}", "model.test_search.restarts=0", output_dir=tmp_path)
+        search = [f"model.test_search.steps={steps}", "model.test_search.restarts=0"]
+        cfg = make_config(*TINY, *search, output_dir=tmp_path)
         torch.manual_seed(0)
         parts = build_components(cfg)
         trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
@@ -90,7 +98,8 @@ def test_misreport_search_runs_under_trainer_test(tmp_path: Path) -> None:
 
 def test_multirun_sweeps_the_final_epsilon(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "sinkhorn.eps_final=0.05,0.1", *TINY, f"hydra.sweep.dir={tmp_path}"],
+        [sys.executable, str(ROOT / "train.py"), "-m", "sinkhorn.eps_final=0.05,0.1", *TINY]
+        + [f"hydra.sweep.dir={tmp_path}"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

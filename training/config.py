@@ -76,14 +76,15 @@ def _plain(node: Any) -> Any:
     (Left as ``_target_``, instantiate would build the nested nodes again.)
     """
     if isinstance(node, dict):
-        return {("target" if k == "_target_" else k): _plain(v) for k, v in node.items() if k == "_target_" or not k.startswith("_")}
+        kept = {k: v for k, v in node.items() if k == "_target_" or not k.startswith("_")}
+        return {("target" if k == "_target_" else k): _plain(v) for k, v in kept.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
 
 
 def build_components(cfg: DictConfig) -> Components:
-    """Instantiate mechanism, data module, LightningModule (with the resolved config as hyperparameters) and callbacks."""
+    """Instantiate mechanism, data module, LightningModule (resolved config as hyperparameters), callbacks."""
     mechanism = _build("mechanism", lambda: instantiate(cfg.mechanism))
     datamodule = _build("data", lambda: instantiate(cfg.data))
     config = _build("config", lambda: _plain(OmegaConf.to_container(cfg, resolve=True)))

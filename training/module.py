@@ -24,18 +24,18 @@ of the agents' expected regrets, RegretNet's and the paper's tables) and
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
+from datamodules.valuations import Bounds, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
+from mechanisms.references import references
 
 __all__ = ["AuctionModule"]
-
-Bounds = Union[float, Sequence[float]]
 
 
 class AuctionModule(pl.LightningModule):
@@ -76,7 +76,9 @@ class AuctionModule(pl.LightningModule):
         self.val_search = val_search or MisreportSearch(100, 0.1)
         self.test_search = test_search or MisreportSearch(1000, 0.1, 10)
         self.lr, self.test_batch_size, self.test_seed = lr, test_batch_size, test_seed
-        self.low, self.high = _bound(low, self.n_agents), _bound(high, self.n_agents)
+        low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
+        self.register_buffer("low", low_t, persistent=False)
+        self.register_buffer("high", high_t, persistent=False)
         self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.test_results: dict[str, Any] = {}
@@ -89,14 +91,11 @@ class AuctionModule(pl.LightningModule):
 
     def _references(self) -> dict[str, float]:
         """Optimal (where known) and VCG revenue of the setting; empty where they do not apply."""
-        if isinstance(self.low, Tensor) or isinstance(self.high, Tensor):
+        if not (bool((self.low == self.low[0]).all()) and bool((self.high == self.high[0]).all())):
             return {}  # agents are not identically distributed
-        try:
-            from mechanisms.references import references
-        except ImportError:
-            return {}
         demand = self.mechanism.demand
-        found = references(demand.name, demand.k, self.n_agents, self.mechanism.n_items, self.low, self.high)
+        low, high = float(self.low[0]), float(self.high[0])
+        found = references(demand.name, demand.k, self.n_agents, self.mechanism.n_items, low, high)
         refs = {"reference/vcg_revenue": found.vcg}
         if found.optimal is not None:
             refs["reference/optimal_revenue"] = found.optimal
@@ -195,31 +194,17 @@ class AuctionModule(pl.LightningModule):
                 generator=generator,
                 progress=self.trainer.progress_bar_callback is not None,
             )
-        self.test_results = {**evaluation.to_dict(), **self.references}
-        for name, value in _flatten(self.test_results).items():
-            self.log(name if name.startswith("reference/") else f"test/{name}", value, batch_size=batch.shape[0])
+        self.test_results = evaluation.to_dict()
+        for name, value in {**_flatten(self.test_results, "test/"), **self.references}.items():
+            self.log(name, value, batch_size=batch.shape[0])
 
 
-def _bound(value: Bounds, n_agents: int) -> float | Tensor:
-    """A float, or per-agent bounds as a ``(agents, 1)`` tensor broadcasting over ``(..., agents, items)``."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    values = [float(v) for v in value]
-    if len(values) != n_agents:
-        raise ValueError(f"value bounds have {len(values)} entries but there are {n_agents} agents")
-    if len(set(values)) == 1:
-        return values[0]
-    return torch.tensor(values).unsqueeze(-1)
-
-
-def _flatten(results: Mapping[str, Any]) -> dict[str, float]:
-    """Scalars of a (nested) results dict, lists expanded as ``key_<index>``, keys joined with ``/``."""
+def _flatten(results: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """The numbers of a flat results dict as ``prefix + key``, lists expanded as ``key_<index>``."""
     flat: dict[str, float] = {}
     for key, value in results.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}/{k}": v for k, v in _flatten(value).items()})
-        elif isinstance(value, (list, tuple)):
-            flat.update({f"{key}_{i}": float(v) for i, v in enumerate(value)})
+        if isinstance(value, (list, tuple)):
+            flat.update({f"{prefix}{key}_{i}": float(v) for i, v in enumerate(value)})
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[key] = float(value)
+            flat[f"{prefix}{key}"] = float(value)
     return flat

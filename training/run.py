@@ -97,8 +97,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, {type(mechanism).__name__}"
         ),
         "fit": fit_metrics,
-        "test": {k: v for k, v in model.test_results.items() if not k.startswith("reference/")},
-        "references": {k: v for k, v in model.test_results.items() if k.startswith("reference/")},
+        "test": model.test_results,
+        "references": model.references,
         "tested_weights": weights or "last",
         "global_step": trainer.global_step,
         "rho": float(model.rho),
