@@ -17,8 +17,8 @@ them are the callbacks :class:`callbacks.RhoSchedule` and
 with a stronger misreport search; test runs the evaluation engine.
 
 Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
-of the agents' expected regrets, RegretNet's and the paper's tables) and
-``regret_sum_over_agents`` (their sum).
+of the agents' expected regrets, RegretNet's convention) and
+``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
 """
 
 from __future__ import annotations
