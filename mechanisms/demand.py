@@ -44,7 +44,7 @@ class Demand:
     def __post_init__(self) -> None:
         if self.name not in DEMAND_TYPES:
             raise ValueError(f"unknown demand {self.name!r}; valid demand types: {', '.join(DEMAND_TYPES)}")
-        ks = [self.k] if isinstance(self.k, int) else list(self.k)
+        ks = list(self.k) if isinstance(self.k, Sequence) and not isinstance(self.k, str) else [self.k]
         if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
             raise ValueError(f"k must be a positive integer or a list of them, got {self.k!r}")
         if not isinstance(self.k, int):

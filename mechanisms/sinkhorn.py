@@ -29,6 +29,7 @@ Shapes: ``cost`` is ``(batch, N, M)`` with ``N = agents (+ dummy agent)`` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Sequence
@@ -70,8 +71,11 @@ class GeometricEpsilonSchedule:
         """Epsilon at step ``t`` in ``[0, steps)``."""
         if not 0 <= t < self.steps:
             raise IndexError(f"step {t} outside the schedule's {self.steps} steps")
-        if self.steps == 1:
+        # Endpoints exactly (exp(log(x)) need not round-trip).
+        if t == self.steps - 1:
             return float(self.final)
+        if t == 0:
+            return float(self.init)
         ratio = t / (self.steps - 1)
         return float(math.exp((1 - ratio) * math.log(self.init) + ratio * math.log(self.final)))
 
@@ -151,57 +155,87 @@ def _safe_log(x: Tensor) -> Tensor:
     return torch.where(x > 0, x.log(), torch.full_like(x, -math.inf))
 
 
-def _row_error(u: Tensor, u_next: Tensor, row_active: Tensor) -> Tensor:
-    """Max relative row-marginal error of the plan built from ``u`` (u_next: the next row update)."""
-    diff = torch.where(row_active, u - u_next, torch.zeros_like(u))
-    return torch.expm1(diff).abs().amax()
+def _logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
+    """Max-shifted ``log sum exp`` of ``x`` over ``dim``; overwrites ``x`` when ``inplace``.
+
+    Written out because ``torch.logsumexp`` costs several times more for the
+    short reduction dimensions of this layer.  The shift is detached: its
+    gradient cancels exactly.
+    """
+    shift = x.detach().amax(dim, keepdim=True)
+    if inplace:
+        return x.sub_(shift).exp_().sum(dim).log_().add_(shift.squeeze(dim))
+    return (x - shift).exp().sum(dim).log() + shift.squeeze(dim)
 
 
 def _iterate(
-    cost: Tensor,
+    kernel: Tensor,
     log_a: Tensor,
     log_b: Tensor,
     epsilons: Sequence[float],
     tol: float,
     max_iter: int,
     check_every: int,
-) -> tuple[Tensor, Tensor, int, bool, float]:
-    """Run the epsilon-scaled log-domain iterations.
+) -> tuple[Tensor, Tensor, Tensor, int, bool, float]:
+    """Run the epsilon-scaled log-domain iterations in the batch-last layout.
 
-    Returns scaled potentials ``u = f / eps``, ``v = g / eps`` at the final
-    epsilon, the iteration count, the convergence flag and the final error.
+    ``kernel`` is ``-cost`` as ``(N, M, batch)`` (contiguous, so that every
+    elementwise op and reduction runs over long contiguous batch vectors);
+    ``log_a`` is ``(N, batch)``, ``log_b`` is ``(M, batch)``.  Without autograd
+    the updates run in place in one scratch buffer.  Returns the scaled
+    potentials ``u = f / eps`` ``(N, batch)`` and ``v = g / eps`` ``(M, batch)``
+    at the final epsilon, ``-cost / eps_final`` ``(N, M, batch)``, the
+    iteration count, the convergence flag and the final error.
     """
+    inplace = not (torch.is_grad_enabled() and kernel.requires_grad)
+    scratch = torch.empty_like(kernel) if inplace else None
     row_active = log_a > -math.inf
+    low, high = math.log1p(-min(tol, 1.0)), math.log1p(tol)
+
+    def rows(v: Tensor) -> Tensor:  # row update: (M, batch) -> (N, batch)
+        x = torch.add(scaled, v.unsqueeze(0), out=scratch) if inplace else scaled + v.unsqueeze(0)
+        return log_a - _logsumexp(x, 1, inplace)
+
+    def columns(u: Tensor) -> Tensor:  # column update: (N, batch) -> (M, batch)
+        x = torch.add(scaled, u.unsqueeze(1), out=scratch) if inplace else scaled + u.unsqueeze(1)
+        return log_b - _logsumexp(x, 0, inplace)
+
     u = torch.zeros_like(log_a)
     v = torch.zeros_like(log_b)
+    scaled = kernel
     previous_eps = float(epsilons[0])
     iterations, converged, error = 0, False, math.inf
     for eps in map(float, epsilons):
-        scale = previous_eps / eps
-        u, v = u * scale, v * scale
+        u, v = u * (previous_eps / eps), v * (previous_eps / eps)
         previous_eps = eps
-        kernel = cost / -eps  # (batch, N, M)
+        scaled = kernel / eps
         # A column update first, so that the plan's columns are exact whenever we stop.
-        v = log_b - torch.logsumexp(kernel + u.unsqueeze(2), dim=1)
+        v = columns(u)
         converged = False
         for it in range(max_iter + 1):
-            u_next = log_a - torch.logsumexp(kernel + v.unsqueeze(1), dim=2)
+            u_next = rows(v)
             if it % check_every == 0 or it == max_iter:
-                error = float(_row_error(u, u_next, row_active))
-                if error < tol:
+                # Row i's relative error is |exp(u_i - u_next_i) - 1|: check log-ratios on the device.
+                lowest, highest = torch.aminmax(torch.where(row_active, u.detach() - u_next.detach(), 0.0))
+                lowest, highest = float(lowest), float(highest)
+                error = max(math.expm1(highest), -math.expm1(lowest))
+                if low < lowest and highest < high:
                     converged = True
                     break
             if it == max_iter:
                 break
             u = u_next
-            v = log_b - torch.logsumexp(kernel + u.unsqueeze(2), dim=1)
+            v = columns(u)
             iterations += 1
-    return u, v, iterations, converged, error
+    return u, v, scaled, iterations, converged, error
 
 
-def _plan(cost: Tensor, u: Tensor, v: Tensor, eps: float) -> Tensor:
-    """``P_ij = exp(u_i + v_j - C_ij / eps)``, shape ``(batch, N, M)``."""
-    return torch.exp(u.unsqueeze(2) + v.unsqueeze(1) - cost / eps)
+def _plan(scaled: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """``P_ij = exp(u_i + v_j - C_ij / eps)`` as a contiguous ``(batch, N, M)`` tensor.
+
+    ``scaled`` is ``-cost / eps`` ``(N, M, batch)``, ``u`` is ``(N, batch)``, ``v`` is ``(M, batch)``.
+    """
+    return torch.exp(scaled + u.unsqueeze(1) + v.unsqueeze(0)).permute(2, 0, 1).contiguous()
 
 
 _RIDGE = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-5, torch.float64: 1e-10}
@@ -288,23 +322,29 @@ def solve(
     a, b = _check_inputs(cost, a, b, epsilons, tol, max_iter)
     if check_every is None:
         check_every = 1 if cost.device.type == "cpu" else 5
-    log_a, log_b = _safe_log(a), _safe_log(b)
+    if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
+    # Batch-last layout (see _iterate): one transposing copy in, one out.
+    log_a = _safe_log(a).t().contiguous()  # (N, batch)
+    log_b = _safe_log(b).t().contiguous()  # (M, batch)
     final_eps = float(epsilons[-1])
-    if grad == "implicit":
-        with torch.no_grad():
-            u, v, iterations, converged, error = _iterate(
-                cost.detach(), log_a, log_b, epsilons, tol, max_iter, check_every
-            )
-            plan = _plan(cost.detach(), u, v, final_eps)
-        if cost.requires_grad:
-            plan = _ImplicitSinkhorn.apply(cost, plan, final_eps)
-    else:
-        u, v, iterations, converged, error = _iterate(cost, log_a, log_b, epsilons, tol, max_iter, check_every)
-        plan = _plan(cost, u, v, final_eps)
+    implicit = grad == "implicit"
+    with torch.no_grad() if implicit else contextlib.nullcontext():
+        kernel = cost.permute(1, 2, 0).contiguous()  # (N, M, batch)
+        # A constant added to one problem's cost changes neither its iterates nor its plan
+        # (only g); centring each problem keeps float32 potentials small for offset costs.
+        shift = (kernel.detach().amax((0, 1)) + kernel.detach().amin((0, 1))) / 2  # (batch,)
+        kernel = shift - kernel
+        u, v, scaled, iterations, converged, error = _iterate(
+            kernel, log_a, log_b, epsilons, tol, max_iter, check_every
+        )
+        plan = _plan(scaled, u, v)
+    if implicit and cost.requires_grad:
+        plan = _ImplicitSinkhorn.apply(cost, plan, final_eps)
     return SinkhornResult(
         plan=plan,
-        f=(u * final_eps).detach(),
-        g=(v * final_eps).detach(),
+        f=(u.detach() * final_eps).t().contiguous(),
+        g=(v.detach() * final_eps + shift).t().contiguous(),
         iterations=iterations,
         converged=converged,
         marginal_error=error,
