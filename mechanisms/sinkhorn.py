@@ -150,6 +150,17 @@ def _check_inputs(
     return a, b
 
 
+def _check_init(init: Tensor, a: Tensor) -> Tensor:
+    """Validate warm-start row potentials against the ``(batch, N)`` marginals ``a``."""
+    if not isinstance(init, Tensor) or tuple(init.shape) != tuple(a.shape):
+        shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+        raise ValueError(f"init must be the row potentials f of shape {tuple(a.shape)}, got {shape}")
+    init = init.detach().to(dtype=a.dtype, device=a.device)
+    if not bool(torch.isfinite(init[a > 0]).all()):
+        raise ValueError("init must be finite where the row marginal is positive")
+    return init
+
+
 def _safe_log(x: Tensor) -> Tensor:
     """``log x`` with ``log 0 = -inf`` (zero marginals are allowed)."""
     return torch.where(x > 0, x.log(), torch.full_like(x, -math.inf))
@@ -168,74 +179,114 @@ def _logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
     return (x - shift).exp().sum(dim).log() + shift.squeeze(dim)
 
 
+# Below this max relative row error the multiplicative updates cannot empty a row or a
+# column (see _iterate); every _REFRESH-th iteration is a log-domain one all the same.
+_SAFE_ERROR = 0.5
+_REFRESH = 10
+
+
+class _Iterates(NamedTuple):
+    plan: Tensor  # (batch, N, M), contiguous
+    u: Tensor  # (N, batch): f / eps at the final epsilon
+    v: Tensor  # (M, batch): g / eps at the final epsilon
+    iterations: int
+    converged: bool
+    error: float
+
+
 def _iterate(
     kernel: Tensor,
-    log_a: Tensor,
-    log_b: Tensor,
+    a: Tensor,
+    b: Tensor,
+    f: Tensor,
     epsilons: Sequence[float],
     tol: float,
     max_iter: int,
     check_every: int,
-) -> tuple[Tensor, Tensor, Tensor, int, bool, float]:
-    """Run the epsilon-scaled log-domain iterations in the batch-last layout.
+) -> _Iterates:
+    """Run the epsilon-scaled Sinkhorn iterations in the batch-last layout.
 
     ``kernel`` is ``-cost`` as ``(N, M, batch)`` (contiguous, so that every
-    elementwise op and reduction runs over long contiguous batch vectors);
-    ``log_a`` is ``(N, batch)``, ``log_b`` is ``(M, batch)``.  Without autograd
-    the updates run in place in one scratch buffer.  Returns the scaled
-    potentials ``u = f / eps`` ``(N, batch)`` and ``v = g / eps`` ``(M, batch)``
-    at the final epsilon, ``-cost / eps_final`` ``(N, M, batch)``, the
-    iteration count, the convergence flag and the final error.
+    elementwise op and reduction runs over long contiguous batch vectors),
+    ``a`` is ``(N, batch)``, ``b`` is ``(M, batch)`` and ``f`` ``(N, batch)``
+    the starting row potentials in cost units (``-inf`` where ``a`` is 0).
+
+    The first epsilon starts with a column update from ``f``, every later one
+    with a log-domain iteration (a row then a column update, Algorithm 1);
+    both are stabilized and work from any starting point.  Once the plan's max
+    relative row error is below ``_SAFE_ERROR``, the iterations rescale the
+    plan's rows and columns directly (two reductions and two products, no
+    ``exp``), keeping track of the column scalings for ``v``.  This is safe:
+    the range of the row-sum ratios ``rows / a`` never widens under Sinkhorn
+    iterations, so no row or column can underflow to zero; entries that
+    underflow are restored by a log-domain iteration every ``_REFRESH``
+    iterations.  Without autograd everything runs in place in one buffer.
     """
     inplace = not (torch.is_grad_enabled() and kernel.requires_grad)
     scratch = torch.empty_like(kernel) if inplace else None
-    row_active = log_a > -math.inf
-    low, high = math.log1p(-min(tol, 1.0)), math.log1p(tol)
+    log_a, log_b = _safe_log(a), _safe_log(b)
+    # ratio(sums, m) = sums / m, and 1 where the marginal is zero (such rows and columns stay 0).
+    inv_a, idle_a = torch.where(a > 0, 1 / a, 0.0), (a == 0).to(a.dtype)
+    inv_b, idle_b = torch.where(b > 0, 1 / b, 0.0), (b == 0).to(b.dtype)
 
-    def rows(v: Tensor) -> Tensor:  # row update: (M, batch) -> (N, batch)
+    def multiply(x: Tensor, y: Tensor) -> Tensor:
+        return x.mul_(y) if inplace else x * y
+
+    def row_potential(scaled: Tensor, v: Tensor) -> Tensor:  # log-domain row update: u (N, batch)
         x = torch.add(scaled, v.unsqueeze(0), out=scratch) if inplace else scaled + v.unsqueeze(0)
         return log_a - _logsumexp(x, 1, inplace)
 
-    def columns(u: Tensor) -> Tensor:  # column update: (N, batch) -> (M, batch)
+    def column_update(scaled: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:  # -> (v, plan (N, M, batch))
         x = torch.add(scaled, u.unsqueeze(1), out=scratch) if inplace else scaled + u.unsqueeze(1)
-        return log_b - _logsumexp(x, 0, inplace)
+        shift = x.detach().amax(0, keepdim=True)
+        e = x.sub_(shift).exp_() if inplace else (x - shift).exp()
+        total = e.sum(0)  # >= 1: the largest term is exp(0)
+        v = log_b - total.log() - shift.squeeze(0)
+        return v, multiply(e, (b / total).unsqueeze(0))  # columns sum to b (zero columns to 0)
 
-    u = torch.zeros_like(log_a)
-    v = torch.zeros_like(log_b)
-    scaled = kernel
-    previous_eps = float(epsilons[0])
-    iterations, converged, error = 0, False, math.inf
-    for eps in map(float, epsilons):
-        u, v = u * (previous_eps / eps), v * (previous_eps / eps)
-        previous_eps = eps
+    def scaling_iteration(plan: Tensor, row_ratio: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
+        # Reciprocals of the small ratios, then products: much cheaper than dividing the plan.
+        plan = multiply(plan, row_ratio.reciprocal().unsqueeze(1))
+        column_scale = torch.addcmul(idle_b, plan.sum(0), inv_b).reciprocal()
+        return multiply(plan, column_scale.unsqueeze(0)), multiply(pending, column_scale)
+
+    iterations, converged, error, previous_eps = 0, False, math.inf, float(epsilons[0])
+    for index, eps in enumerate(map(float, epsilons)):
         scaled = kernel / eps
-        # A column update first, so that the plan's columns are exact whenever we stop.
-        v = columns(u)
-        converged = False
-        for it in range(max_iter + 1):
-            u_next = rows(v)
-            if it % check_every == 0 or it == max_iter:
-                # Row i's relative error is |exp(u_i - u_next_i) - 1|: check log-ratios on the device.
-                lowest, highest = torch.aminmax(torch.where(row_active, u.detach() - u_next.detach(), 0.0))
-                lowest, highest = float(lowest), float(highest)
-                error = max(math.expm1(highest), -math.expm1(lowest))
-                if low < lowest and highest < high:
+        if index == 0:
+            v, plan = column_update(scaled, f / eps)
+            done = 0
+        else:  # the potentials in cost units, g = eps * v, carry over
+            v, plan = column_update(scaled, row_potential(scaled, v * (previous_eps / eps)))
+            done = 1
+        previous_eps = eps
+        pending = torch.ones_like(v)  # column scalings since the last log-domain update
+        since_refresh, known_error, converged, next_check = 0, math.inf, False, done
+        while True:
+            # The columns are exact after every update; the rows are off by row_ratio.
+            row_ratio = torch.addcmul(idle_a, plan.sum(1), inv_a)  # (N, batch)
+            if done >= next_check or done == max_iter:
+                known_error = error = float((row_ratio.detach() - 1.0).abs().amax())  # one host sync
+                next_check = done + check_every
+                if error < tol:
                     converged = True
                     break
-            if it == max_iter:
+            if done == max_iter:
                 break
-            u = u_next
-            v = columns(u)
-            iterations += 1
-    return u, v, scaled, iterations, converged, error
-
-
-def _plan(scaled: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """``P_ij = exp(u_i + v_j - C_ij / eps)`` as a contiguous ``(batch, N, M)`` tensor.
-
-    ``scaled`` is ``-cost / eps`` ``(N, M, batch)``, ``u`` is ``(N, batch)``, ``v`` is ``(M, batch)``.
-    """
-    return torch.exp(scaled + u.unsqueeze(1) + v.unsqueeze(0)).permute(2, 0, 1).contiguous()
+            if known_error < _SAFE_ERROR and since_refresh < _REFRESH - 1:
+                plan, pending = scaling_iteration(plan, row_ratio, pending)
+                since_refresh += 1
+            else:
+                v, plan = column_update(scaled, row_potential(scaled, v + pending.log()))
+                pending, since_refresh = torch.ones_like(v), 0
+            done += 1
+        v = v + pending.log()
+        iterations += done
+    with torch.no_grad():  # u that reproduces the plan: a row update (in a fresh buffer) plus log(rows / a)
+        v = v.detach()
+        u = log_a - _logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
+    # The plan may live in the scratch buffer; (batch, N, M) is a view of it when batch == 1.
+    return _Iterates(plan.permute(2, 0, 1).contiguous(), u, v, iterations, converged, error)
 
 
 _RIDGE = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-5, torch.float64: 1e-10}
@@ -298,6 +349,7 @@ def solve(
     max_iter: int = 1000,
     grad: GradMode = "implicit",
     check_every: int | None = None,
+    init: Tensor | None = None,
 ) -> SinkhornResult:
     """Solve a batch of entropy-regularized transport problems.
 
@@ -312,6 +364,11 @@ def solve(
             through the iterations).
         check_every: check convergence every this many iterations; default 1 on
             the CPU and 5 on accelerators (each check is one host synchronization).
+        init: warm start: row potentials ``f`` ``(batch, N)`` in cost units, e.g.
+            ``SinkhornResult.f`` of a previous solve of a similar cost (finite
+            where ``a > 0``; entries where ``a == 0`` are ignored).  The first
+            update computes ``g`` from them; the default is ``f = 0``.  With a
+            warm start a short schedule (often just the final epsilon) suffices.
 
     Returns:
         :class:`SinkhornResult` whose ``plan`` is ``(batch, N, M)`` and
@@ -324,30 +381,28 @@ def solve(
         check_every = 1 if cost.device.type == "cpu" else 5
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
         raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
-    # Batch-last layout (see _iterate): one transposing copy in, one out.
-    log_a = _safe_log(a).t().contiguous()  # (N, batch)
-    log_b = _safe_log(b).t().contiguous()  # (M, batch)
     final_eps = float(epsilons[-1])
     implicit = grad == "implicit"
     with torch.no_grad() if implicit else contextlib.nullcontext():
-        kernel = cost.permute(1, 2, 0).contiguous()  # (N, M, batch)
+        kernel = cost.permute(1, 2, 0).contiguous()  # batch-last (N, M, batch), see _iterate
         # A constant added to one problem's cost changes neither its iterates nor its plan
         # (only g); centring each problem keeps float32 potentials small for offset costs.
         shift = (kernel.detach().amax((0, 1)) + kernel.detach().amin((0, 1))) / 2  # (batch,)
         kernel = shift - kernel
-        u, v, scaled, iterations, converged, error = _iterate(
-            kernel, log_a, log_b, epsilons, tol, max_iter, check_every
-        )
-        plan = _plan(scaled, u, v)
+        a_t = a.t().contiguous()  # (N, batch)
+        f = torch.zeros_like(a_t) if init is None else _check_init(init, a).t()
+        f = torch.where(a_t > 0, f, -math.inf)
+        out = _iterate(kernel, a_t, b.t().contiguous(), f, epsilons, tol, max_iter, check_every)
+    plan = out.plan
     if implicit and cost.requires_grad:
         plan = _ImplicitSinkhorn.apply(cost, plan, final_eps)
     return SinkhornResult(
         plan=plan,
-        f=(u.detach() * final_eps).t().contiguous(),
-        g=(v.detach() * final_eps + shift).t().contiguous(),
-        iterations=iterations,
-        converged=converged,
-        marginal_error=error,
+        f=(out.u * final_eps).t().contiguous(),
+        g=(out.v * final_eps + shift.detach()).t().contiguous(),
+        iterations=out.iterations,
+        converged=out.converged,
+        marginal_error=out.error,
     )
 
 
@@ -361,8 +416,9 @@ def sinkhorn(
     max_iter: int = 1000,
     grad: GradMode = "implicit",
     check_every: int | None = None,
+    init: Tensor | None = None,
 ) -> Tensor:
     """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments)."""
     return solve(
-        cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter, grad=grad, check_every=check_every
+        cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter, grad=grad, check_every=check_every, init=init
     ).plan

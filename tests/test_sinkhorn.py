@@ -114,14 +114,15 @@ def test_plan_meets_marginals(demand: str, k, kind: str, dtype: torch.dtype) -> 
 
 
 def test_per_problem_marginals_and_batch_of_one() -> None:
-    """``(batch, N)`` marginals: each problem meets its own; a batch of one works."""
-    a = torch.tensor([[1.0, 1.0, 4.0], [2.0, 2.0, 2.0], [1.0, 3.0, 2.0]], dtype=torch.float64)
+    """``(batch, N)`` marginals (a zero in one problem only): each problem meets its own; a batch of one works."""
+    a = torch.tensor([[1.0, 1.0, 4.0], [2.0, 2.0, 2.0], [3.0, 3.0, 0.0]], dtype=torch.float64)
     b = torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 2.0]])
     cost = torch.randn(3, 3, 5, dtype=torch.float64)
     result = solve(cost, a, b.double(), epsilons=PAPER, tol=1e-4, max_iter=100_000)
     plan = result.plan
     assert result.converged and row_error(plan, a) < 1e-4
     torch.testing.assert_close(plan.sum(1), b.double())
+    assert bool((plan[2, 2] == 0).all()) and bool((plan[:2, 2] > 0).all())
     single = solve(cost[1:2], a[1], b[1].double(), epsilons=PAPER, tol=1e-4, max_iter=100_000)
     assert single.converged and row_error(single.plan, a[1]) < 1e-4
     # The batch iterates until its worst problem converges: the same plan up to the tolerance.
@@ -143,6 +144,28 @@ def test_check_every_few_iterations_still_meets_tol() -> None:
     cost = torch.randn(64, 3, 5, dtype=torch.float64)
     result = solve(cost, a, b, epsilons=PAPER, tol=1e-3, check_every=5)
     assert result.converged and row_error(result.plan, a) < 1e-3
+
+
+def test_warm_start() -> None:
+    """``init``: the converged potentials need no iteration; a nearby cost's converge faster than a cold start."""
+    a, b = problem_marginals("exactly_k", 1)  # f is -inf on the zero dummy-agent row
+    cost = torch.randn(16, N_AGENTS + 1, N_ITEMS + 1, dtype=torch.float64)
+    schedule = geometric_epsilons(1.0, 0.2, 5)
+    exact = solve(cost, a, b, epsilons=schedule, tol=1e-10, max_iter=100_000)
+    again = solve(cost, a, b, epsilons=[0.2], tol=1e-8, init=exact.f)
+    assert exact.converged and again.converged and again.iterations == 0
+    torch.testing.assert_close(again.plan, exact.plan, rtol=0, atol=1e-8)
+
+    # At the paper's tolerance the warm start saves most of the work (not at tight ones: the
+    # asymptotic rate is the same).
+    start = solve(cost, a, b, epsilons=PAPER, tol=1e-3)
+    nearby = cost + 0.01 * torch.randn_like(cost)
+    cold = solve(nearby, a, b, epsilons=PAPER, tol=1e-2)
+    warm = solve(nearby, a, b, epsilons=PAPER[-1:], tol=1e-2, init=start.f)
+    assert cold.converged and warm.converged and warm.iterations < cold.iterations / 2
+    assert row_error(warm.plan, a) < 1e-2
+    reference = solve(nearby, a, b, epsilons=PAPER, tol=1e-5, max_iter=100_000).plan
+    torch.testing.assert_close(warm.plan, reference, rtol=0, atol=2e-2)
 
 
 def test_potentials_reproduce_the_plan() -> None:
@@ -330,6 +353,8 @@ _COST = torch.zeros(2, 3, 5)
         (_COST, _A, _B, {"max_iter": 0}, "max_iter must be a positive integer"),
         (_COST, _A, _B, {"grad": "backprop"}, "grad must be 'implicit' or 'unroll'"),
         (_COST, _A, _B, {"check_every": 0}, "check_every must be a positive integer"),
+        (_COST, _A, _B, {"init": torch.zeros(2, 5)}, r"init must be the row potentials f of shape \(2, 3\)"),
+        (_COST, _A, _B, {"init": torch.tensor([[0.0, math.nan, 0.0]] * 2)}, "init must be finite"),
     ],
 )
 def test_invalid_input_raises(cost: Tensor, a: Tensor, b: Tensor, kwargs: dict, message: str) -> None:
