@@ -169,6 +169,24 @@ def test_warm_start() -> None:
     torch.testing.assert_close(warm.plan, reference, rtol=0, atol=2e-2)
 
 
+@pytest.mark.parametrize(
+    ("previous", "done", "error", "most", "expected"),
+    [
+        (None, 0, 0.5, 5, 2),  # first check at an epsilon: measure a rate
+        ((0, 0.64), 2, 0.16, 5, 3),  # halving per iteration: 0.16 -> 0.02 in exactly 3
+        ((0, 0.8), 2, 0.2, 5, 4),  # halving: 0.2 -> 0.02 needs 3.3, rounded up
+        ((0, 0.1), 2, 0.025, 5, 2),  # 1.3 predicted: never two checks in a row
+        ((0, 0.1), 1, 0.09, 5, 5),  # slow (21 predicted): the longest interval
+        ((0, 0.1), 1, 0.2, 5, 5),  # error grew: no prediction
+        ((0, 0.64), 2, 0.16, 1, 1),  # check_every=1 means every iteration
+    ],
+)
+def test_check_interval(previous, done: int, error: float, most: int, expected: int) -> None:
+    from mechanisms.sinkhorn import _check_interval
+
+    assert _check_interval(previous, done, error, 0.02, most) == expected
+
+
 def test_potentials_reproduce_the_plan() -> None:
     """``P = exp((f + g - C) / eps)`` with the returned potentials (cost units, offset costs included)."""
     a, b = problem_marginals("exactly_k", 1)
