@@ -13,7 +13,10 @@ with the stabilized log-domain updates of Peyre & Cuturi (2019)::
 and returns the plan ``P_ij = exp((f_i + g_j - C_ij) / eps)``.  The potentials
 are warm-started across a decreasing epsilon schedule.  Column marginals are
 exact after every column update; iteration at one epsilon stops when the
-maximum relative row-marginal error drops below ``tol``.
+maximum relative row-marginal error drops below ``tol``.  For speed the
+iterations run batch-last and, once the plan is close to balanced, rescale its
+rows and columns directly (the same Sinkhorn iterates without ``exp``/``log``;
+see :func:`_iterate`).
 
 Two backward passes are available:
 

@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mechanisms.demand import marginals
-from mechanisms.sinkhorn import GeometricEpsilonSchedule, geometric_epsilons, sinkhorn, solve
+from mechanisms.sinkhorn import GeometricEpsilonSchedule, _check_interval, geometric_epsilons, sinkhorn, solve
 
 PAPER = geometric_epsilons(1.0, 0.05, 10)
 N_AGENTS, N_ITEMS = 2, 4
@@ -182,8 +182,7 @@ def test_warm_start() -> None:
     ],
 )
 def test_check_interval(previous, done: int, error: float, most: int, expected: int) -> None:
-    from mechanisms.sinkhorn import _check_interval
-
+    """The accelerator check schedule (a pure helper), against hand-computed predictions."""
     assert _check_interval(previous, done, error, 0.02, most) == expected
 
 
