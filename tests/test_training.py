@@ -111,3 +111,12 @@ def test_multirun_sweeps_the_final_epsilon(tmp_path: Path) -> None:
         assert metrics["test"]["n_samples"] == 8
         hparams = (tmp_path / str(job) / "tensorboard" / "hparams.yaml").read_text()
         assert f"eps_final: {eps}" in hparams
+
+
+def test_cosine_learning_rate_decay_follows_the_step(tmp_path: Path) -> None:
+    cfg = make_config(*TINY, "model.lr=0.001", "model.lr_final=0.0001", output_dir=tmp_path)
+    metrics = run(cfg)
+    assert metrics["global_step"] == 4
+    # the last of 4 optimizer steps (step index 3) uses the cosine from 1e-3 to 1e-4 at 3/4 of the run
+    expected = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * 3 / 4))
+    assert metrics["fit"]["train/lr"] == pytest.approx(expected, rel=1e-6)

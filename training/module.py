@@ -52,6 +52,7 @@ class AuctionModule(pl.LightningModule):
         self,
         mechanism: nn.Module,
         lr: float = 1e-3,
+        lr_final: float | None = None,
         lambda_init: float = 5.0,
         rho_init: float = 1.0,
         train_search: MisreportSearch | None = None,
@@ -66,6 +67,8 @@ class AuctionModule(pl.LightningModule):
         super().__init__()
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"learning rate must be positive, got {lr}")
+        if lr_final is not None and not (math.isfinite(lr_final) and 0 < lr_final <= lr):
+            raise ValueError(f"lr_final must be in (0, lr={lr}], got {lr_final}")
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
         self.automatic_optimization = False
@@ -75,7 +78,8 @@ class AuctionModule(pl.LightningModule):
         self.train_search = train_search or MisreportSearch(25, 0.1)
         self.val_search = val_search or MisreportSearch(100, 0.1)
         self.test_search = test_search or MisreportSearch(1000, 0.1, 10)
-        self.lr, self.test_batch_size, self.test_seed = lr, test_batch_size, test_seed
+        self.lr, self.lr_final = lr, lr_final
+        self.test_batch_size, self.test_seed = test_batch_size, test_seed
         low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
         self.register_buffer("low", low_t, persistent=False)
         self.register_buffer("high", high_t, persistent=False)
@@ -88,6 +92,17 @@ class AuctionModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam on all mechanism parameters."""
         return torch.optim.Adam(self.mechanism.parameters(), lr=self.lr)
+
+    def learning_rate(self, step: int) -> float:
+        """Learning rate at optimizer step ``step``: constant ``lr``, or a cosine decay to ``lr_final``.
+
+        A pure function of the step (resume-safe); the decay spans ``trainer.estimated_stepping_batches``.
+        """
+        if self.lr_final is None:
+            return self.lr
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        progress = min(step / total, 1.0)
+        return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def _references(self) -> dict[str, float]:
         """Optimal (where known) and VCG revenue of the setting; empty where they do not apply."""
@@ -152,12 +167,15 @@ class AuctionModule(pl.LightningModule):
         rgt = regrets.mean(0)
         loss = -revenue.mean() + (self.lagrange_multipliers * rgt).sum() + self.rho / 2 * (rgt**2).sum()
         optimizer = self.optimizers()
+        for group in optimizer.param_groups:
+            group["lr"] = self.learning_rate(self.global_step)
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
 
         self._log_regret("train", revenue.detach(), regrets.detach(), prog_bar=True)
         self.log("train/loss", loss.detach())
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
         self.log("lagrangian/rho", self.rho)
         for agent, value in enumerate(self.lagrange_multipliers):
             self.log(f"lagrangian/lambda_{agent}", value)
