@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from datamodules.valuations import Bounds, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
+from training.lagrangian import lagrangian_loss
 
 __all__ = ["AuctionModule"]
 
@@ -165,7 +166,7 @@ class AuctionModule(pl.LightningModule):
         """
         revenue, regrets = self._regret(batch, self.train_search)
         rgt = regrets.mean(0)
-        loss = -revenue.mean() + (self.lagrange_multipliers * rgt).sum() + self.rho / 2 * (rgt**2).sum()
+        loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
         optimizer = self.optimizers()
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(self.global_step)
