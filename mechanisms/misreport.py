@@ -20,7 +20,8 @@ the paper's tables sum them (``regret_sum_over_agents``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Union
+import math
+from typing import Callable, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +31,21 @@ from tqdm.auto import tqdm
 from mechanisms.base import check_bids, utility
 from mechanisms.demand import Demand
 
-__all__ = ["Evaluation", "MisreportSearch", "RegretTerms", "evaluate", "find_misreports", "regret"]
+__all__ = [
+    "Evaluation",
+    "MisreportSearch",
+    "RegretTerms",
+    "ascend",
+    "checked_forward",
+    "evaluate",
+    "find_misreports",
+    "regret",
+    "regret_terms",
+    "trusted_forward",
+]
 
 Bound = Union[float, Tensor]
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+OPTIMIZERS = ("adam", "sgd")  # written out in ascend()
 
 
 @dataclass(frozen=True)
@@ -97,21 +109,33 @@ def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor
     return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
 
 
-def _forward(mechanism: nn.Module, bids: Tensor) -> tuple[Tensor, Tensor]:
-    """``mechanism(bids)``, checked against the contract ``(allocation, payment)``."""
-    output = mechanism(bids)
-    if not (isinstance(output, tuple) and len(output) == 2):
-        raise ValueError(f"a mechanism must return (allocation, payment), got {type(output).__name__}")
-    allocation, payment = output
-    if tuple(allocation.shape) != tuple(bids.shape) or tuple(payment.shape) != tuple(bids.shape[:2]):
-        raise ValueError(
-            f"a mechanism must return allocation {tuple(bids.shape)} and payment {tuple(bids.shape[:2])}, "
-            f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
-        )
-    return allocation, payment
+Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _deviation_utility(mechanism: nn.Module, valuations: Tensor, rows: Tensor) -> Tensor:
+def checked_forward(mechanism: nn.Module) -> Forward:
+    """``mechanism(bids)``, checked against the contract ``(allocation, payment)`` (shapes only)."""
+
+    def forward(bids: Tensor) -> tuple[Tensor, Tensor]:
+        output = mechanism(bids)
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise ValueError(f"a mechanism must return (allocation, payment), got {type(output).__name__}")
+        allocation, payment = output
+        if tuple(allocation.shape) != tuple(bids.shape) or tuple(payment.shape) != tuple(bids.shape[:2]):
+            raise ValueError(
+                f"a mechanism must return allocation {tuple(bids.shape)} and payment {tuple(bids.shape[:2])}, "
+                f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
+            )
+        return allocation, payment
+
+    return forward
+
+
+def trusted_forward(mechanism: nn.Module) -> Forward:
+    """The mechanism's forward without input checks (no host synchronization), for captured hot loops."""
+    return getattr(mechanism, "allocate_and_pay", mechanism)
+
+
+def _deviation_utility(forward: Forward, valuations: Tensor, rows: Tensor) -> Tensor:
     """Each agent's true utility when it alone reports its row of ``rows``.
 
     ``valuations`` is ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
@@ -122,10 +146,58 @@ def _deviation_utility(mechanism: nn.Module, valuations: Tensor, rows: Tensor) -
     starts, n, batch, m = rows.shape
     own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
     profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
-    allocation, payment = _forward(mechanism, profiles.reshape(starts * n * batch, n, m))
+    allocation, payment = forward(profiles.reshape(starts * n * batch, n, m))
     own_allocation = allocation.view(starts, n, batch, n, m).diagonal(dim1=1, dim2=3)  # (S, B, m, n)
     own_payment = payment.view(starts, n, batch, n).diagonal(dim1=1, dim2=3)  # (S, B, n)
     return (own_allocation * valuations.transpose(1, 2)).sum(2) - own_payment
+
+
+_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearch, low: Tensor, high: Tensor) -> Tensor:
+    """Projected gradient ascent from every start; the best row of each agent and sample ``(agents, batch, items)``.
+
+    ``truth`` is ``(batch, agents, items)``; ``rows`` ``(starts, agents, batch,
+    items)`` the starts (``rows[0]`` is kept if nothing beats it); ``low`` and
+    ``high`` ``(1, agents, 1, items)``.  The optimizer is written out (Adam with
+    torch's defaults and bias correction, or plain SGD) so that every step
+    count is a Python constant: no host synchronization, no data-dependent
+    branch, hence safe to capture in a CUDA graph once the inputs are checked.
+    """
+    starts, n, batch, m = rows.shape
+    best_rows = rows[0].detach().clone()  # (n, B, m)
+    best_utility = torch.full((n, batch), -torch.inf, dtype=truth.dtype, device=truth.device)
+    first = torch.zeros_like(rows) if search.optimizer == "adam" else None
+    second = torch.zeros_like(rows) if search.optimizer == "adam" else None
+    rows = rows.detach()
+    for step in range(search.steps + 1):
+        last = step == search.steps
+        rows = rows.requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            gains = _deviation_utility(forward, truth, rows).permute(0, 2, 1)  # (S, n, B)
+        with torch.no_grad():
+            top, index = gains.max(0)
+            better = top > best_utility
+            best_utility = torch.where(better, top, best_utility)
+            chosen = rows.gather(0, index.view(1, n, batch, 1).expand(1, n, batch, m))[0]
+            best_rows = torch.where(better.unsqueeze(-1), chosen, best_rows)
+        if last or not gains.requires_grad:
+            break
+        (grad,) = torch.autograd.grad(gains.sum(), rows, allow_unused=True)
+        if grad is None:  # the output does not depend on the bids: the reports cannot move
+            break
+        with torch.no_grad():
+            if first is None:
+                rows = rows + search.lr * grad
+            else:
+                t = step + 1
+                first = first.mul(_BETAS[0]).add_(grad, alpha=1 - _BETAS[0])
+                second = second.mul(_BETAS[1]).addcmul_(grad, grad, value=1 - _BETAS[1])
+                denom = (second.sqrt() / math.sqrt(1 - _BETAS[1] ** t)).add_(_ADAM_EPS)
+                rows = rows.addcdiv(first, denom, value=search.lr / (1 - _BETAS[0] ** t))
+            rows = torch.maximum(torch.minimum(rows, high), low)
+    return best_rows
 
 
 def find_misreports(
@@ -173,30 +245,17 @@ def find_misreports(
                 (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
             )
             starts.append(low_t + (high_t - low_t) * noise)
-        rows = torch.cat(starts).requires_grad_(True)  # (S, n, B, m)
-        optimizer = OPTIMIZERS[search.optimizer]([rows], lr=search.lr, maximize=True)
-        best_rows = starts[0][0].clone()  # (n, B, m)
-        best_utility = torch.full((n, batch), -torch.inf, dtype=truth.dtype, device=truth.device)
-        for step in range(search.steps + 1):
-            last = step == search.steps
-            with torch.set_grad_enabled(not last):
-                gains = _deviation_utility(mechanism, truth, rows).permute(0, 2, 1)  # (S, n, B)
-            with torch.no_grad():
-                top, index = gains.max(0)
-                better = top > best_utility
-                best_utility = torch.where(better, top, best_utility)
-                chosen = rows.gather(0, index.view(1, n, batch, 1).expand(1, n, batch, m))[0]
-                best_rows = torch.where(better.unsqueeze(-1), chosen, best_rows)
-            if last or not gains.requires_grad:
-                break
-            (grad,) = torch.autograd.grad(gains.sum(), rows, allow_unused=True)
-            if grad is None:  # the output does not depend on the bids: the reports cannot move
-                break
-            rows.grad = grad
-            optimizer.step()
-            with torch.no_grad():
-                rows.clamp_(low_t, high_t)
-        return best_rows.transpose(0, 1).contiguous()
+        best = ascend(checked_forward(mechanism), truth, torch.cat(starts), search, low_t, high_t)
+        return best.transpose(0, 1).contiguous()
+
+
+def regret_terms(forward: Forward, valuations: Tensor, misreports: Tensor) -> RegretTerms:
+    """:func:`regret` without input checks (no host synchronization)."""
+    allocation, payment = forward(valuations)
+    truthful = utility(valuations, allocation, payment)  # (B, n)
+    rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
+    deviated = _deviation_utility(forward, valuations, rows)[0]  # (B, n)
+    return RegretTerms(F.relu(deviated - truthful), allocation, payment)
 
 
 def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> RegretTerms:
@@ -211,11 +270,7 @@ def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> Regr
     if not isinstance(misreports, Tensor) or misreports.shape != valuations.shape:
         shape = tuple(misreports.shape) if isinstance(misreports, Tensor) else type(misreports).__name__
         raise ValueError(f"misreports must have the valuations' shape {tuple(valuations.shape)}, got {shape}")
-    allocation, payment = _forward(mechanism, valuations)
-    truthful = utility(valuations, allocation, payment)  # (B, n)
-    rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
-    deviated = _deviation_utility(mechanism, valuations, rows)[0]  # (B, n)
-    return RegretTerms(F.relu(deviated - truthful), allocation, payment)
+    return regret_terms(checked_forward(mechanism), valuations, misreports)
 
 
 @dataclass(frozen=True)

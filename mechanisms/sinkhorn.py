@@ -40,6 +40,8 @@ from typing import Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
+
 __all__ = [
     "GeometricEpsilonSchedule",
     "SinkhornResult",
@@ -100,16 +102,22 @@ class SinkhornResult(NamedTuple):
                      at the final epsilon (``-inf`` where a marginal is zero);
                      detached from autograd.
     iterations:      total row+column updates over the whole schedule.
-    converged:       whether the final epsilon met ``tol`` before ``max_iter``.
-    marginal_error:  max relative row-marginal error of ``plan`` (columns are exact).
+    converged:       whether the final epsilon met ``tol`` before ``max_iter``
+                     (``None`` for a fixed schedule, which checks nothing).
+    marginal_error:  max relative row-marginal error of ``plan`` (columns are
+                     exact); NaN for a fixed schedule.
+    stage_iterations: row+column updates at each epsilon (what a fixed
+                     schedule needs to reproduce this solve, see
+                     :mod:`mechanisms.sinkhorn_fixed`).
     """
 
     plan: Tensor
     f: Tensor
     g: Tensor
     iterations: int
-    converged: bool
+    converged: bool | None
     marginal_error: float
+    stage_iterations: tuple[int, ...] = ()
 
 
 def _check_inputs(
@@ -213,6 +221,7 @@ class _Iterates(NamedTuple):
     iterations: int
     converged: bool
     error: float
+    stage_iterations: tuple[int, ...]
 
 
 def _iterate(
@@ -272,6 +281,7 @@ def _iterate(
         return multiply(plan, column_scale.unsqueeze(0)), multiply(pending, column_scale)
 
     iterations, converged, error, previous_eps = 0, False, math.inf, float(epsilons[0])
+    stage_iterations: list[int] = []
     for index, eps in enumerate(map(float, epsilons)):
         scaled = kernel / eps
         if index == 0:
@@ -304,61 +314,13 @@ def _iterate(
             done += 1
         v = v + pending.log()
         iterations += done
+        stage_iterations.append(done)
     with torch.no_grad():  # u that reproduces the plan: a row update (in a fresh buffer) plus log(rows / a)
         v = v.detach()
         u = log_a - _logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
     # The plan may live in the scratch buffer; (batch, N, M) is a view of it when batch == 1.
-    return _Iterates(plan.permute(2, 0, 1).contiguous(), u, v, iterations, converged, error)
-
-
-_RIDGE = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-class _ImplicitSinkhorn(torch.autograd.Function):
-    """Plan as a function of the cost, differentiated with the implicit function theorem.
-
-    At a balanced plan ``P = exp((f + g - C) / eps)`` with row sums ``r`` and
-    column sums ``c``, perturbing ``C`` and keeping the marginals fixed gives
-    ``dL/dC = P * (x_i + y_j - G_ij) / eps`` where ``G = dL/dP`` and ``(x, y)``
-    solve ``[[diag r, P], [P^T, diag c]] [x; y] = [(G*P) 1; (G*P)^T 1]``.
-    The system is reduced to its smaller side by a Schur complement; its one
-    null direction (``x + t, y - t``) does not change the gradient and is
-    removed by adding ``w w^T`` (``w``: the indicator of non-zero marginals),
-    and a relative ridge on the diagonal keeps near-permutation plans solvable.
-    """
-
-    @staticmethod
-    def forward(ctx, cost: Tensor, plan: Tensor, eps: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(plan)
-        ctx.eps = eps
-        return plan
-
-    @staticmethod
-    def backward(ctx, grad_plan: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (plan,) = ctx.saved_tensors
-        eps = ctx.eps
-        weighted = grad_plan * plan  # (batch, N, M)
-        # Eliminate the larger side; solve a (batch, K, K) system on the smaller one.
-        transpose = plan.shape[1] < plan.shape[2]
-        p = plan.transpose(1, 2) if transpose else plan  # (batch, L, K), L >= K
-        q = weighted.transpose(1, 2) if transpose else weighted
-        rows, cols = p.sum(2), p.sum(1)  # (batch, L), (batch, K)
-        rhs_rows, rhs_cols = q.sum(2), q.sum(1)
-        inv_rows = torch.where(rows > 0, 1.0 / rows.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(rows))
-        p_scaled = p * inv_rows.unsqueeze(2)  # diag(1/r) P
-        active = (cols > 0).to(p.dtype)
-        # A relative ridge keeps nearly disconnected plans (near-permutations) solvable;
-        # the directions it damps leave the gradient unchanged up to the tiny couplings.
-        ridge = 1.0 + _RIDGE[p.dtype]
-        schur = torch.diag_embed(cols * ridge + (1 - active)) - p.transpose(1, 2) @ p_scaled
-        schur = schur + active.unsqueeze(2) * active.unsqueeze(1)
-        rhs = rhs_cols - (p_scaled.transpose(1, 2) @ rhs_rows.unsqueeze(2)).squeeze(2)
-        y = torch.linalg.solve(schur, rhs)  # (batch, K)
-        x = (rhs_rows - (p @ y.unsqueeze(2)).squeeze(2)) * inv_rows  # (batch, L)
-        grad = p * (x.unsqueeze(2) + y.unsqueeze(1)) - q
-        if transpose:
-            grad = grad.transpose(1, 2)
-        return grad / eps, None, None
+    plan = plan.permute(2, 0, 1).contiguous()
+    return _Iterates(plan, u, v, iterations, converged, error, tuple(stage_iterations))
 
 
 def solve(
@@ -419,7 +381,7 @@ def solve(
         out = _iterate(kernel, a_t, b.t().contiguous(), f, epsilons, tol, max_iter, check_every)
     plan = out.plan
     if implicit and cost.requires_grad:
-        plan = _ImplicitSinkhorn.apply(cost, plan, final_eps)
+        plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
     return SinkhornResult(
         plan=plan,
         f=(out.u * final_eps).t().contiguous(),
@@ -427,6 +389,7 @@ def solve(
         iterations=out.iterations,
         converged=out.converged,
         marginal_error=out.error,
+        stage_iterations=out.stage_iterations,
     )
 
 

@@ -16,10 +16,13 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from mechanisms.base import Mechanism
+import torch
+
+from mechanisms.base import Mechanism, check_bids
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import PaymentHead, check_dtype, mlp
 from mechanisms.sinkhorn import GradMode, geometric_epsilons, solve
+from mechanisms.sinkhorn_fixed import Backend, Calibration, calibrate, fixed_plan
 
 __all__ = ["SinkhornMechanism"]
 
@@ -36,7 +39,12 @@ class SinkhornMechanism(Mechanism):
     plain attributes that may be changed at any time, e.g. with
     :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
     ``last_marginal_error`` hold the Sinkhorn iteration count and the final
-    relative row-marginal error.
+    relative row-marginal error (NaN on a fixed schedule).
+
+    ``fixed_iterations`` (``None`` by default) switches the layer to the
+    fixed-schedule solver (:mod:`mechanisms.sinkhorn_fixed`): that many
+    updates per epsilon, no checks and no host synchronization, for captured
+    training steps; :meth:`calibrate` finds it from the tolerance rule.
     """
 
     def __init__(
@@ -66,6 +74,8 @@ class SinkhornMechanism(Mechanism):
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
         self.last_iterations = 0
         self.last_marginal_error = math.nan
+        self.fixed_iterations: tuple[int, ...] | None = None
+        self.backend: Backend = "auto"
 
     def set_sinkhorn(
         self,
@@ -91,13 +101,57 @@ class SinkhornMechanism(Mechanism):
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.epsilons = geometric_epsilons(eps_init, eps_final, eps_steps)
         self.tol, self.max_iter = tol, max_iter
+        self.fixed_iterations = None  # a new schedule needs a new calibration
+
+    def calibrate(self, bids: Tensor, margin: float = 0.25) -> Calibration:
+        """Calibrate a fixed schedule on ``bids`` ``(batch, agents, items)``.
+
+        The tolerance solver's per-epsilon counts on these bids' costs, plus
+        ``margin``, are the result's ``iterations`` (assign them to
+        :attr:`fixed_iterations` to use them); the result also reports
+        the fixed schedule's marginal error on them (<= ``tol`` unless
+        ``max_iter`` was reached).  Host synchronizations: call it outside
+        captured regions.
+        """
+        check_bids(bids, self.n_agents, self.n_items)
+        with torch.no_grad():
+            cost = self._cost(bids)
+            result = calibrate(
+                cost,
+                self.row_marginals,
+                self.col_marginals,
+                epsilons=self.epsilons,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                margin=margin,
+                backend=self.backend,
+            )
+        return result
+
+    def _cost(self, bids: Tensor) -> Tensor:
+        """Sinkhorn cost ``(batch, agents + 1, items + 1)``: the allocation scores, zero dummy row and column."""
+        batch, n, m = bids.shape
+        scores = self.allocation_net(bids.flatten(1)).view(batch, n, m)
+        return F.pad(scores, (0, 1, 0, 1))
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""
         check_dtype(bids, self.allocation_net)
-        batch, n, m = bids.shape
-        scores = self.allocation_net(bids.flatten(1)).view(batch, n, m)
-        cost = F.pad(scores, (0, 1, 0, 1))  # zero-cost dummy agent row and dummy item column
+        _, n, m = bids.shape
+        cost = self._cost(bids)
+        if self.fixed_iterations is not None:
+            plan = fixed_plan(
+                cost,
+                self.row_marginals,
+                self.col_marginals,
+                epsilons=self.epsilons,
+                iterations=self.fixed_iterations,
+                grad=self.grad,
+                backend=self.backend,
+            )
+            self.last_iterations, self.last_marginal_error = sum(self.fixed_iterations), math.nan
+            allocation = plan[:, :n, :m]
+            return allocation, self.payment_net(bids, allocation)
         result = solve(
             cost,
             self.row_marginals,
@@ -117,4 +171,5 @@ class SinkhornMechanism(Mechanism):
             f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, "
             f"epsilons={self.epsilons[0]:g}->{self.epsilons[-1]:g} ({len(self.epsilons)} steps), "
             f"tol={self.tol:g}, max_iter={self.max_iter}, grad={self.grad!r}"
+            + ("" if self.fixed_iterations is None else f", fixed_iterations={self.fixed_iterations}")
         )

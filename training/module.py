@@ -29,11 +29,14 @@ from typing import Any, Mapping
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from datamodules.valuations import Bounds, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
+from mechanisms.sinkhorn_fixed import Calibration
+from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import lagrangian_loss
 
 __all__ = ["AuctionModule"]
@@ -63,6 +66,7 @@ class AuctionModule(pl.LightningModule):
         high: Bounds = 1.0,
         test_batch_size: int | None = None,
         test_seed: int = 0,
+        fast: FastStepSettings | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -73,7 +77,7 @@ class AuctionModule(pl.LightningModule):
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search"])
+        self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search", "fast"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
         self.train_search = train_search or MisreportSearch(25, 0.1)
@@ -88,6 +92,8 @@ class AuctionModule(pl.LightningModule):
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
+        self.fast = fast or FastStepSettings()
+        self._fast_step: FastStep | None = None
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -123,7 +129,16 @@ class AuctionModule(pl.LightningModule):
             self.references = self._references()
 
     def on_fit_start(self) -> None:
-        """Lay out TensorBoard's Custom Scalars tab: revenue against its references, both regrets."""
+        """Build the fast step where it applies; lay out TensorBoard's Custom Scalars tab."""
+        if self.fast.active(self.device):
+            self._fast_step = FastStep(
+                self.mechanism,
+                self.train_search,
+                lambda revenue, regrets: lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho),
+                self.low,
+                self.high,
+                self.fast,
+            )
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.experiment.add_custom_scalars(
                 {
@@ -158,21 +173,38 @@ class AuctionModule(pl.LightningModule):
         if error is not None:
             self.log("sinkhorn/marginal_error", float(error))
 
+    def _log_calibration(self, calibration: Calibration) -> None:
+        """The fixed Sinkhorn schedule's size and its marginal error on the calibration profiles."""
+        self.log("sinkhorn/calibrated_iterations", float(sum(calibration.iterations)))
+        self.log("sinkhorn/calibrated_marginal_error", calibration.marginal_error)
+        if calibration.marginal_error > self.mechanism.tol:
+            rank_zero_warn(
+                f"fixed Sinkhorn schedule misses tol={self.mechanism.tol:g} (error {calibration.marginal_error:.3g}) "
+                f"at max_iter={self.mechanism.max_iter}"
+            )
+
     # --------------------------------------------------------------- training
     def training_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
         """One augmented-Lagrangian step on valuations ``(batch, agents, items)``.
 
         Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
         """
-        revenue, regrets = self._regret(batch, self.train_search)
-        rgt = regrets.mean(0)
-        loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
         optimizer = self.optimizers()
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(self.global_step)
-        optimizer.zero_grad()
-        self.manual_backward(loss)
+        if self._fast_step is not None:  # gradients computed by the (captured) fast step
+            calibrated = self._fast_step.last_calibration
+            outputs = self._fast_step(batch)
+            revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
+            if self._fast_step.last_calibration is not calibrated:
+                self._log_calibration(self._fast_step.last_calibration)
+        else:
+            revenue, regrets = self._regret(batch, self.train_search)
+            loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
         optimizer.step()
+        rgt = regrets.mean(0)
 
         self._log_regret("train", revenue.detach(), regrets.detach(), prog_bar=True)
         self.log("train/loss", loss.detach())

@@ -1,0 +1,130 @@
+"""The fixed-schedule Sinkhorn solve as one fused Triton kernel.
+
+Each program holds ``BLOCK`` small problems ``(N, M)`` (padded to powers of
+two) in registers and runs the whole epsilon schedule on them: one launch and
+one read of the cost per solve, instead of a dozen kernels per iteration.
+The arithmetic is that of :func:`mechanisms.sinkhorn_fixed._torch_plan`
+(log-domain updates of the potentials in cost units, per-problem cost
+centring), so the two backends agree to rounding.  The per-epsilon counts and
+epsilons are read from device tensors: a recalibration changes no launch
+parameter, and the launch is safe to capture in a CUDA graph.
+
+Set ``TRITON_INTERPRET=1`` before importing Triton to run the kernel on the
+CPU (slow; what the tests do).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where Triton is absent
+    triton = None
+
+__all__ = ["available", "triton_plan"]
+
+_ELEMENTS_PER_PROGRAM = 1024
+
+
+def available() -> bool:
+    """Whether Triton is importable."""
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _lse(x, axis: tl.constexpr):
+        """log-sum-exp over ``axis``; ``-inf`` where every entry is ``-inf``."""
+        top = tl.max(x, axis)
+        top = tl.where(top == float("-inf"), 0.0, top)
+        return tl.log(tl.sum(tl.exp(x - tl.expand_dims(top, axis)), axis)) + top
+
+    @triton.jit
+    def _sinkhorn_kernel(
+        cost_ptr,
+        log_a_ptr,
+        log_b_ptr,
+        eps_ptr,
+        iters_ptr,
+        plan_ptr,
+        batch,
+        stages,
+        N: tl.constexpr,
+        M: tl.constexpr,
+        NP: tl.constexpr,
+        MP: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        problem = pid * BLOCK + tl.arange(0, BLOCK)
+        row = tl.arange(0, NP)
+        col = tl.arange(0, MP)
+        p3 = problem[:, None, None]
+        r3 = row[None, :, None]
+        c3 = col[None, None, :]
+        inside = (p3 < batch) & (r3 < N) & (c3 < M)
+        offsets = p3 * (N * M) + r3 * M + c3
+        cost = tl.load(cost_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+        high = tl.max(tl.max(tl.where(inside, cost, float("-inf")), 2), 1)
+        low = tl.min(tl.min(tl.where(inside, cost, float("inf")), 2), 1)
+        kernel = (high + low)[:, None, None] / 2 - cost
+        neg_inf = float("-inf")
+        log_a = tl.load(log_a_ptr + row, mask=row < N, other=neg_inf)  # (NP,)
+        log_b = tl.load(log_b_ptr + col, mask=col < M, other=neg_inf)  # (MP,)
+        f = tl.zeros((BLOCK, NP), dtype=tl.float32) + tl.where(log_a > neg_inf, 0.0, neg_inf)[None, :]
+        eps = tl.load(eps_ptr).to(tl.float32)
+        g = eps * (log_b[None, :] - _lse(tl.where(inside, (kernel + f[:, :, None]) / eps, neg_inf), 1))
+        stage = 0
+        while stage < stages:  # while loops: the interpreter cannot range() over runtime values
+            eps = tl.load(eps_ptr + stage).to(tl.float32)
+            count = tl.load(iters_ptr + stage)
+            done = 0
+            while done < count:
+                f = eps * (log_a[None, :] - _lse(tl.where(inside, (kernel + g[:, None, :]) / eps, neg_inf), 2))
+                g = eps * (log_b[None, :] - _lse(tl.where(inside, (kernel + f[:, :, None]) / eps, neg_inf), 1))
+                done += 1
+            stage += 1
+        plan = tl.exp(tl.where(inside, (f[:, :, None] + g[:, None, :] + kernel) / eps, neg_inf))
+        tl.store(plan_ptr + offsets, plan.to(plan_ptr.dtype.element_ty), mask=inside)
+
+
+@functools.lru_cache(maxsize=64)
+def _schedule(device: torch.device, epsilons: tuple[float, ...], iterations: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """The schedule as device tensors (float32 epsilons, int32 counts), made once per schedule."""
+    return (
+        torch.tensor(epsilons, dtype=torch.float32, device=device),
+        torch.tensor(iterations, dtype=torch.int32, device=device),
+    )
+
+
+def _log(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x.log(), torch.full_like(x, float("-inf"))).float().contiguous()
+
+
+def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int]) -> Tensor:
+    """Plan ``(batch, N, M)`` of the fixed schedule, computed in float32 by one kernel launch.
+
+    ``cost`` ``(batch, N, M)``; ``a`` ``(N,)``, ``b`` ``(M,)`` shared marginals.
+    The schedule's device copy is cached, so a call inside a CUDA graph
+    capture copies nothing from the host once the same schedule has run before.
+    """
+    if triton is None:
+        raise RuntimeError("the triton backend needs Triton (pip install triton), or use backend='torch'")
+    batch, n, m = cost.shape
+    eps, counts = _schedule(cost.device, tuple(map(float, epsilons)), tuple(map(int, iterations)))
+    cost = cost.contiguous()
+    plan = torch.empty_like(cost)
+    np_, mp = triton.next_power_of_2(n), triton.next_power_of_2(m)
+    block = max(1, _ELEMENTS_PER_PROGRAM // (np_ * mp))
+    grid = (triton.cdiv(batch, block),)
+    _sinkhorn_kernel[grid](
+        cost, _log(a), _log(b), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block
+    )
+    return plan

@@ -1,0 +1,186 @@
+"""The training step's gradient computation without host synchronization, replayed as a CUDA graph.
+
+One training step (section 4.5) is: a misreport search (25 Adam steps through
+the mechanism), the regret at the misreports, the augmented-Lagrangian loss
+and its backward pass.  On a GPU the eager step is launch-bound (tens of
+thousands of small kernels and a host synchronization per Sinkhorn check), so
+:class:`FastStep` runs the same computation
+
+* with the Sinkhorn layer on a fixed schedule (:meth:`SinkhornMechanism.calibrate`,
+  re-calibrated every ``recalibrate_every`` steps outside the captured region,
+  with the fixed schedule's marginal error checked against ``tol`` each time),
+* with the written-out optimizer of :func:`mechanisms.misreport.ascend` and no
+  input checks (the batch is checked when it is first seen by calibration), and
+* on CUDA, captured once as a CUDA graph and replayed every step (recaptured
+  when the calibrated schedule or the batch shape changes).
+
+It fills the parameters' ``.grad``; the caller then takes the optimizer step
+(eagerly, so Lightning counts it).  The outputs are device tensors: reading
+them is the caller's only synchronization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mechanisms.misreport import MisreportSearch, ascend, regret_terms, trusted_forward
+from mechanisms.sinkhorn_fixed import Calibration
+
+__all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
+
+
+@dataclass(frozen=True)
+class FastStepSettings:
+    """How the training step runs.
+
+    enabled:           ``"auto"`` (on CUDA only: on a CPU the eager step is as fast), ``True`` or ``False``.
+    cuda_graph:        capture the step as a CUDA graph (CUDA only).
+    recalibrate_every: training steps between Sinkhorn calibrations.
+    margin:            extra iterations per epsilon over the tolerance solver's count (a fraction).
+    backend:           fixed-schedule Sinkhorn backend: ``auto`` (Triton on CUDA), ``torch`` or ``triton``.
+    """
+
+    enabled: bool | str = "auto"
+    cuda_graph: bool = True
+    recalibrate_every: int = 500
+    margin: float = 0.25
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.enabled not in (True, False, "auto"):
+            raise ValueError(f"fast.enabled must be true, false or auto, got {self.enabled!r}")
+        if isinstance(self.recalibrate_every, bool) or not isinstance(self.recalibrate_every, int) or self.recalibrate_every < 1:
+            raise ValueError(f"fast.recalibrate_every must be a positive integer, got {self.recalibrate_every!r}")
+        if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
+            raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
+        if self.backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"fast.backend must be auto, torch or triton, got {self.backend!r}")
+
+    def active(self, device: torch.device) -> bool:
+        """Whether the fast step runs on ``device``."""
+        return self.enabled is True or (self.enabled == "auto" and device.type == "cuda")
+
+
+class StepOutputs(NamedTuple):
+    """Detached device tensors of one step: ``loss`` (scalar), ``revenue`` ``(batch,)``,
+    ``regrets`` ``(batch, agents)`` and ``misreports`` ``(batch, agents, items)``."""
+
+    loss: Tensor
+    revenue: Tensor
+    regrets: Tensor
+    misreports: Tensor
+
+
+class FastStep:
+    """Computes one step's loss and parameter gradients for ``mechanism`` on a batch of valuations.
+
+    ``loss_fn(revenue (batch,), regrets (batch, agents)) -> scalar`` is the
+    objective (it reads the Lagrange multipliers and rho, which may change in
+    place between steps); ``low``/``high`` ``(agents, 1)`` bound the misreports.
+    """
+
+    def __init__(
+        self,
+        mechanism: nn.Module,
+        search: MisreportSearch,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        low: Tensor,
+        high: Tensor,
+        settings: FastStepSettings,
+    ) -> None:
+        if search.restarts:
+            raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
+        self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
+        self.low, self.high = low, high
+        self.calls = 0
+        self.last_calibration: Calibration | None = None
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_key: tuple | None = None
+        self._static_input: Tensor | None = None
+        self._static_outputs: StepOutputs | None = None
+
+    # ----------------------------------------------------------- computation
+    def _compute(self, valuations: Tensor) -> StepOutputs:
+        """Search, regret, loss, backward: no host synchronization."""
+        forward = trusted_forward(self.mechanism)
+        n = valuations.shape[1]
+        low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
+        starts = valuations.transpose(0, 1).unsqueeze(0)  # (1, agents, batch, items): the truth
+        misreports = ascend(forward, valuations, starts, self.search, low, high).transpose(0, 1)
+        terms = regret_terms(forward, valuations, misreports)
+        revenue = terms.payment.sum(-1)
+        loss = self.loss_fn(revenue, terms.regret)
+        loss.backward()
+        return StepOutputs(loss.detach(), revenue.detach(), terms.regret.detach(), misreports.detach())
+
+    def _calibrate(self, valuations: Tensor) -> None:
+        calibrate = getattr(self.mechanism, "calibrate", None)
+        if calibrate is None:  # no Sinkhorn layer
+            return
+        self.mechanism.backend = self.settings.backend
+        # The search explores the whole domain: calibrate on the batch and as many uniform profiles.
+        lo, hi = self.low.unsqueeze(0), self.high.unsqueeze(0)
+        spread = lo + (hi - lo) * torch.rand_like(valuations)
+        self.last_calibration = calibrate(torch.cat([valuations, spread]), margin=self.settings.margin)
+
+    @contextlib.contextmanager
+    def _fixed_schedule(self) -> Iterator[None]:
+        """The mechanism on the calibrated fixed schedule inside, on its tolerance rule again after."""
+        if self.last_calibration is None:
+            yield
+            return
+        self.mechanism.fixed_iterations = self.last_calibration.iterations
+        try:
+            yield
+        finally:
+            self.mechanism.fixed_iterations = None
+
+    def _params(self) -> list[Tensor]:
+        return [p for p in self.mechanism.parameters() if p.requires_grad]
+
+    def _capture(self, valuations: Tensor) -> None:
+        """Warm up on a side stream, then record ``_compute`` on a static input (parameters untouched)."""
+        self._graph = None
+        torch.cuda.synchronize()
+        self._static_input = valuations.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # compiles the Triton kernel, warms cuBLAS; only .grad changes
+                for p in self._params():
+                    p.grad = None
+                self._compute(self._static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        for p in self._params():
+            p.grad = None  # the graph allocates .grad from its pool; replays overwrite it
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._static_outputs = self._compute(self._static_input)
+        self._graph = graph
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, valuations: Tensor) -> StepOutputs:
+        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``."""
+        if self.calls % self.settings.recalibrate_every == 0:
+            self._calibrate(valuations)
+        self.calls += 1
+        use_graph = self.settings.cuda_graph and valuations.is_cuda
+        if not use_graph:
+            for p in self._params():
+                p.grad = None
+            with self._fixed_schedule():
+                return self._compute(valuations)
+        schedule = None if self.last_calibration is None else self.last_calibration.iterations
+        key = (tuple(valuations.shape), schedule)
+        if self._graph is None or key != self._graph_key:
+            with self._fixed_schedule():
+                self._capture(valuations)
+            self._graph_key = key
+        self._static_input.copy_(valuations)
+        self._graph.replay()
+        return self._static_outputs
