@@ -1,13 +1,14 @@
 """The fixed-schedule Sinkhorn solve as one fused Triton kernel.
 
-Each program holds ``BLOCK`` small problems ``(N, M)`` (padded to powers of
+Each program holds a block of small problems ``(N, M)`` (padded to powers of
 two) in registers and runs the whole epsilon schedule on them: one launch and
 one read of the cost per solve, instead of a dozen kernels per iteration.
 The arithmetic is that of :func:`mechanisms.sinkhorn_fixed._torch_plan`
 (log-domain updates of the potentials in cost units, per-problem cost
 centring), so the two backends agree to rounding.  The per-epsilon counts and
 epsilons are read from device tensors: a recalibration changes no launch
-parameter, and the launch is safe to capture in a CUDA graph.
+parameter, and the launch is safe to capture in a CUDA graph.  The warp count
+is tuned by Triton on the first call for each problem size.
 
 Set ``TRITON_INTERPRET=1`` before importing Triton to run the kernel on the
 CPU (slow; what the tests do).
@@ -16,6 +17,7 @@ CPU (slow; what the tests do).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Sequence
 
 import torch
@@ -47,7 +49,7 @@ if triton is not None:
         return tl.log(tl.sum(tl.exp(x - tl.expand_dims(top, axis)), axis)) + top
 
     @triton.jit
-    def _sinkhorn_kernel(
+    def _sinkhorn_kernel_body(
         cost_ptr,
         log_a_ptr,
         log_b_ptr,
@@ -94,6 +96,13 @@ if triton is not None:
         plan = tl.exp(tl.where(inside, (f[:, :, None] + g[:, None, :] + kernel) / eps, neg_inf))
         tl.store(plan_ptr + offsets, plan.to(plan_ptr.dtype.element_ty), mask=inside)
 
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU interpreter cannot time configurations
+        _sinkhorn_kernel = _sinkhorn_kernel_body
+    else:  # warps per program, tuned per (batch, N, M) on first use
+        _sinkhorn_kernel = triton.autotune(
+            configs=[triton.Config({}, num_warps=warps) for warps in (1, 2, 4, 8)], key=["batch", "N", "M"]
+        )(_sinkhorn_kernel_body)
+
 
 @functools.lru_cache(maxsize=64)
 def _schedule(device: torch.device, epsilons: tuple[float, ...], iterations: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -124,7 +133,5 @@ def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     np_, mp = triton.next_power_of_2(n), triton.next_power_of_2(m)
     block = max(1, _ELEMENTS_PER_PROGRAM // (np_ * mp))
     grid = (triton.cdiv(batch, block),)
-    _sinkhorn_kernel[grid](
-        cost, _log(a), _log(b), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block
-    )
+    _sinkhorn_kernel[grid](cost, _log(a), _log(b), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
     return plan

@@ -1,0 +1,239 @@
+"""Time one complete training step: misreport search, regret, loss, backward, optimizer step, rho/lambda.
+
+    python benchmarks/bench_step.py --device cpu --threads 1          # the CPU table
+    python benchmarks/bench_step.py --device cuda                     # the GPU table
+    python benchmarks/bench_step.py --device cuda --only 2x3 --concurrent 1,2,4,6   # runs sharing one GPU
+
+Every (setting, mechanism, variant) is warmed up, then timed over ``--steps``
+steps (synchronized); the table gives the median ms per step, profiles per
+second, the peak memory and, with ``--count-kernels`` on CUDA, the kernels
+launched per step (torch.profiler, eager variants).  Variants:
+
+* ``eager``: the training step of :class:`training.AuctionModule` without the fast
+  path (tolerance Sinkhorn, checked inputs, torch Adam for the search);
+* ``fast``: :class:`training.fast_step.FastStep` (fixed calibrated Sinkhorn schedule,
+  no host synchronization) run eagerly;
+* ``graph``: the same captured as a CUDA graph (CUDA only).
+
+The step is assembled from the same functions the LightningModule calls
+(``find_misreports``/``regret`` or ``FastStep``, ``lagrangian_loss``, Adam,
+the rho/lambda rules), without Lightning's loop around it.  Results go to
+``--json`` (default ``benchmarks/results/step_<device>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mechanisms.misreport import MisreportSearch, find_misreports, regret  # noqa: E402
+from mechanisms.regretnet import RegretNet  # noqa: E402
+from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
+from reporting.hardware import describe as describe_hardware  # noqa: E402
+from training.fast_step import FastStep, FastStepSettings  # noqa: E402
+from training.lagrangian import lagrangian_loss  # noqa: E402
+
+SETTINGS = [  # (name, demand, agents, items, batch)
+    ("1x2 unit b512", "unit", 1, 2, 512),
+    ("1x2 unit", "unit", 1, 2, 4096),
+    ("2x3 unit", "unit", 2, 3, 4096),
+    ("2x15 unit", "unit", 2, 15, 4096),
+    ("1x2 exactly-one", "exactly_k", 1, 2, 4096),
+    ("2x3 exactly-one", "exactly_k", 2, 3, 4096),
+    ("2x15 exactly-one", "exactly_k", 2, 15, 4096),
+]
+
+
+class Step:
+    """One training step of ``variant`` for a mechanism, with its own Adam, lambda and rho."""
+
+    def __init__(self, mechanism, variant: str, device: torch.device, search_steps: int) -> None:
+        n = mechanism.n_agents
+        self.mechanism, self.variant, self.count = mechanism, variant, 0
+        self.search = MisreportSearch(steps=search_steps, lr=0.1)
+        self.optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-3)
+        self.multipliers = torch.full((n,), 5.0, device=device)
+        self.rho = torch.tensor(1.0, device=device)
+        self.low, self.high = torch.zeros(n, 1, device=device), torch.ones(n, 1, device=device)
+        self.fast = None
+        if variant != "eager":
+            settings = FastStepSettings(enabled=True, cuda_graph=variant == "graph")
+            self.fast = FastStep(mechanism, self.search, self._loss, self.low, self.high, settings)
+
+    def _loss(self, revenue, regrets):
+        return lagrangian_loss(revenue, regrets, self.multipliers, self.rho)
+
+    def __call__(self, valuations: torch.Tensor) -> None:
+        if self.fast is not None:
+            regrets = self.fast(valuations).regrets
+        else:
+            misreports = find_misreports(self.mechanism, valuations, self.search)
+            terms = regret(self.mechanism, valuations, misreports)
+            regrets = terms.regret
+            loss = self._loss(terms.payment.sum(-1), regrets)
+            self.optimizer.zero_grad()
+            loss.backward()
+        self.optimizer.step()
+        self.count += 1
+        if self.count % 2 == 0:  # the paper's schedules, in place (no host synchronization)
+            self.rho.add_(1.0)
+        if self.count % 100 == 0:
+            self.multipliers.add_(self.rho * regrets.detach().mean(0))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _kernels_per_step(step: Step, valuations: torch.Tensor) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step(valuations)
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+
+
+def measure(setting, mechanism_name: str, variant: str, device: torch.device, args) -> dict:
+    name, demand, agents, items, batch = setting
+    torch.manual_seed(0)
+    if mechanism_name == "sinkhorn":
+        mechanism = SinkhornMechanism(agents, items, demand)
+    else:
+        mechanism = RegretNet(agents, items, demand)
+    mechanism = mechanism.to(device)
+    step = Step(mechanism, variant, device, args.search_steps)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batches = [torch.rand(batch, agents, items, device=device, generator=generator) for _ in range(4)]
+    for i in range(args.warmup):
+        step(batches[i % 4])
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(args.steps):
+        start = time.perf_counter()
+        step(batches[i % 4])
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    ms = 1000 * statistics.median(times)
+    row = {
+        "setting": name,
+        "mechanism": mechanism_name,
+        "variant": variant,
+        "batch": batch,
+        "ms_per_step": ms,
+        "ms_min": 1000 * min(times),
+        "profiles_per_s": batch / (ms / 1000),
+        "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "sinkhorn_iterations_per_solve": getattr(mechanism, "last_iterations", None),
+    }
+    if args.count_kernels and device.type == "cuda" and variant != "graph":
+        row["kernels_per_step"] = _kernels_per_step(step, batches[0])
+    return row
+
+
+def _cases(args, device: torch.device):
+    variants = args.variants or (["eager", "fast", "graph"] if device.type == "cuda" else ["eager", "fast"])
+    for setting in SETTINGS:
+        if args.only and not any(o in setting[0] for o in args.only):
+            continue
+        for mechanism in ("sinkhorn", "regretnet"):
+            if mechanism == "regretnet" and setting[1] == "exactly_k" and setting[2] > 1:
+                continue  # RegretNet has no exactly-one head for several agents (section 4.4)
+            for variant in variants:
+                yield setting, mechanism, variant
+
+
+def _concurrent(args) -> list[dict]:
+    """Total steps per second of K processes timing the same 2x3 graph step side by side."""
+    rows = []
+    for k in args.concurrent:
+        command = [
+            sys.executable, __file__, "--device", "cuda", "--only", "2x3 unit", "--variants", "graph",
+            "--mechanisms", "sinkhorn", "--steps", str(args.steps), "--json", "/dev/null", "--quiet",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        wall = time.perf_counter() - started
+        per_step = [o["ms_per_step"] for o in outputs]
+        rows.append(
+            {
+                "processes": k,
+                "median_ms_per_step_each": statistics.median(per_step),
+                "total_steps_per_s": sum(1000 / ms for ms in per_step),
+                "wall_s": wall,
+            }
+        )
+        print(f"{k} concurrent 2x3 runs: {rows[-1]['total_steps_per_s']:.1f} steps/s in total "
+              f"({rows[-1]['median_ms_per_step_each']:.1f} ms per step each)", flush=True)  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the training default: 1)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per case (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (capture, compilation)")
+    parser.add_argument("--search-steps", type=int, default=25, help="misreport steps per training step")
+    parser.add_argument("--only", nargs="*", help="settings whose name contains one of these, e.g. 2x3")
+    parser.add_argument("--variants", nargs="*", choices=["eager", "fast", "graph"])
+    parser.add_argument("--mechanisms", nargs="*", default=["sinkhorn", "regretnet"])
+    parser.add_argument("--count-kernels", action="store_true", help="CUDA kernels per step (eager variants)")
+    parser.add_argument("--concurrent", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
+    parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json)")
+    parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.concurrent:
+        rows = _concurrent(args)
+        result = {"hardware": describe_hardware(device), "concurrent": rows}
+    else:
+        rows = []
+        if not args.quiet:
+            print(describe_hardware(device), flush=True)
+            print(f"{'setting':<18} {'mechanism':<10} {'variant':<6} {'ms/step':>9} {'profiles/s':>11} {'peak MiB':>9}")
+        for setting, mechanism, variant in _cases(args, device):
+            if mechanism not in args.mechanisms:
+                continue
+            try:
+                row = measure(setting, mechanism, variant, device, args)
+            except Exception as error:  # report and go on: one failing variant must not hide the others
+                row = {"setting": setting[0], "mechanism": mechanism, "variant": variant, "error": repr(error)[:300]}
+            rows.append(row)
+            if args.quiet:
+                continue
+            if "error" in row:
+                print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} failed: {row['error']}", flush=True)
+                continue
+            memory = "" if row["peak_memory_mib"] is None else f"{row['peak_memory_mib']:.0f}"
+            print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} {row['ms_per_step']:9.1f} "
+                  f"{row['profiles_per_s']:11.0f} {memory:>9}"
+                  + (f"  {row['kernels_per_step']} kernels" if "kernels_per_step" in row else ""), flush=True)  # fmt: skip
+        result = {"hardware": describe_hardware(device), "torch": torch.__version__, "rows": rows}
+    if args.quiet:
+        print(json.dumps(rows[-1] if rows else {}))
+    path = Path(args.json or Path(__file__).parent / "results" / f"step_{args.device}.json")
+    if str(path) != "/dev/null":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
