@@ -6,7 +6,9 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
    Adam steps, lr 0.1), detached;
 2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those
    misreports, differentiable w.r.t. the mechanism's parameters;
-3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``;
+3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``
+   (the paper's Eq. 1; the original code's penalty forms are options, see
+   :mod:`training.lagrangian`);
 4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
    payment networks together).
 
@@ -34,7 +36,7 @@ from torch import Tensor, nn
 from datamodules.valuations import Bounds, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
-from training.lagrangian import lagrangian_loss
+from training.lagrangian import check_penalty_options, lagrangian_loss
 
 __all__ = ["AuctionModule"]
 
@@ -47,6 +49,9 @@ class AuctionModule(pl.LightningModule):
     configuration) is stored with the hyperparameters so that it shows in
     TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
+    ``quadratic_penalty`` and ``penalty_over_agents`` choose the penalty
+    convention of :func:`training.lagrangian.lagrangian_loss` (defaults: the
+    paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
     """
 
     def __init__(
@@ -64,6 +69,8 @@ class AuctionModule(pl.LightningModule):
         test_batch_size: int | None = None,
         test_seed: int = 0,
         run_config: Mapping[str, Any] | None = None,
+        quadratic_penalty: str = "batch_mean",
+        penalty_over_agents: str = "sum",
     ) -> None:
         super().__init__()
         if not (math.isfinite(lr) and lr > 0):
@@ -72,6 +79,8 @@ class AuctionModule(pl.LightningModule):
             raise ValueError(f"lr_final must be in (0, lr={lr}], got {lr_final}")
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
+        check_penalty_options(quadratic_penalty, penalty_over_agents)
+        self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search"])
         self.mechanism = mechanism
@@ -166,7 +175,10 @@ class AuctionModule(pl.LightningModule):
         """
         revenue, regrets = self._regret(batch, self.train_search)
         rgt = regrets.mean(0)
-        loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
+        loss = lagrangian_loss(
+            revenue, regrets, self.lagrange_multipliers, self.rho,
+            quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents,
+        )
         optimizer = self.optimizers()
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(self.global_step)
