@@ -22,16 +22,22 @@ Truthful mechanisms (VCG, the analytic optima) have no regret at all.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
+from callbacks.audit import AuditWarning, RegretAudit
 from mechanisms.audit import AuditSettings, audit, audit_misreports
 from mechanisms.base import Mechanism
 from mechanisms.misreport import MisreportSearch, evaluate
 from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
 from mechanisms.vcg import VCG
+from tests.test_config import make_config
 
 
 class ThresholdPrice(Mechanism):
@@ -176,3 +182,100 @@ def test_bad_bounds_are_rejected() -> None:
         audit(ThresholdPrice(2), uniform(3, 1, 2), low=1.0, high=0.0)
     with pytest.raises(ValueError, match="one float per agent"):
         audit(ThresholdPrice(2), uniform(3, 1, 2), high=[1.0, 2.0, 3.0])
+
+
+# ----------------------------------------------------------------- the validation callback
+class _Module(pl.LightningModule):
+    """What RegretAudit reads from the training module: mechanism, low/high, val_search; log() captured."""
+
+    def __init__(self, mechanism: Mechanism) -> None:
+        super().__init__()
+        self.mechanism, self.low, self.high = mechanism, 0.0, 1.0
+        self.val_search = MisreportSearch(steps=25, lr=0.1)
+        self.logged: dict[str, float] = {}
+
+    def log(self, name: str, value: float, **kwargs) -> None:  # type: ignore[override]
+        self.logged[name] = float(value)
+
+
+def _validate(callback: RegretAudit, module: _Module, batch: torch.Tensor, step: int = 7) -> None:
+    trainer = SimpleNamespace(sanity_checking=False, global_step=step)
+    callback.on_validation_batch_end(trainer, module, None, batch, 0)
+    callback.on_validation_epoch_end(trainer, module)
+
+
+def test_validation_audit_logs_the_hand_derived_regret_and_warns() -> None:
+    values = uniform(200, 1, 2, seed=3)
+    callback, module = RegretAudit(samples=100, points=21, refine_rounds=2), _Module(StrictMenu())
+    with pytest.warns(AuditWarning, match="more than 2x"):
+        _validate(callback, module, values)
+    truth = strict_menu_regret(values[:100])
+    assert module.logged["audit/regret_sum_over_agents"] == pytest.approx(float(truth.mean()), abs=1e-12)
+    assert module.logged["audit/regret_sum_over_agents_max"] == pytest.approx(float(truth.max()), abs=1e-12)
+    assert module.logged["audit/search_regret_sum_over_agents"] == 0.0 and "audit/ratio" not in module.logged
+
+
+def test_validation_audit_is_quiet_on_a_truthful_mechanism_and_skips_other_sizes(recwarn) -> None:
+    callback, module = RegretAudit(samples=50, points=21), _Module(posted_price())
+    _validate(callback, module, uniform(80, 1, 2))
+    assert module.logged["audit/regret_sum_over_agents"] < 1e-9
+    assert not [w for w in recwarn if issubclass(w.category, AuditWarning)]
+    three = _Module(ThresholdPrice(3))
+    _validate(RegretAudit(), three, uniform(10, 1, 3))
+    assert three.logged == {}
+
+
+@pytest.mark.parametrize("field, value", [("samples", 0), ("warn_factor", 0.5), ("points", 1), ("warn_min_regret", -1.0)])
+def test_validation_audit_rejects_bad_settings(field: str, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        RegretAudit(**{field: value})
+
+
+# ----------------------------------------------------------------- evaluate.py --audit
+def _cli(tmp_path: Path, *argv: str) -> dict:
+    import evaluate
+
+    assert evaluate.main([*argv, "--out", str(tmp_path), "--no-progress", "--threads", "1"]) == 0
+    return json.loads((tmp_path / "evaluation.json").read_text())
+
+
+def test_evaluate_reports_the_audit_beside_the_search(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    report = _cli(tmp_path, "--mechanism", "optimal", "--demand", "exactly_k", "--samples", "60", "--steps", "5",
+                  "--restarts", "1", "--audit", "--audit-points", "21")
+    audit_report = report["audit"]
+    assert audit_report["n_samples"] == 60 and audit_report["grid_size"] == 21**2
+    for convention in ("mean", "sum"):
+        for stat in ("mean", "std", "max"):
+            assert audit_report[f"regret_{convention}_over_agents_{stat}"] < 1e-9  # the optimal menu is truthful
+            assert f"regret_{convention}_over_agents_{stat}" in audit_report["search_on_audited"]
+    printed = capsys.readouterr().out
+    assert "audited regret, sum over agents" in printed and "audit / search" in printed
+
+
+def test_evaluate_audits_a_subsample_of_a_trained_checkpoint(tmp_path: Path) -> None:
+    from tests.test_evaluate import TINY
+    from training.run import run
+
+    run(make_config(*TINY, "callbacks.audit.samples=8", output_dir=tmp_path / "run"))
+    report = _cli(tmp_path / "eval", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--samples", "24", "--steps", "3",
+                  "--restarts", "1", "--audit", "--audit-points", "11", "--audit-samples", "10")
+    assert report["audit"]["n_samples"] == 10 and report["metrics"]["n_samples"] == 24
+    searched = report["audit"]["search_on_audited"]["regret_sum_over_agents_mean"]
+    assert report["audit"]["regret_sum_over_agents_mean"] >= 0 and searched >= 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mechanism", "vcg", "--agents", "2", "--items", "4", "--audit"], "at most 3 items"),
+        (["--mechanism", "optimal", "--audit", "--audit-points", "1"], "points must be an integer >= 2"),
+        (["--mechanism", "optimal", "--audit-samples", "5"], "need --audit"),
+        (["--mechanism", "optimal", "--audit", "--audit-samples", "0"], "audit-samples must be a positive"),
+    ],
+)
+def test_evaluate_rejects_bad_audit_options_in_one_line(argv, message, tmp_path: Path, capsys) -> None:
+    import evaluate
+
+    assert evaluate.main([*argv, "--out", str(tmp_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
