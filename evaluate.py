@@ -20,6 +20,7 @@ from typing import Any, Sequence, Union
 import torch
 from torch import nn
 
+from mechanisms.audit import MAX_ITEMS, AuditSettings
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     protocol.add_argument("--seed", type=int, default=None, help="seeds the test profiles and the random starts "
                           "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
     protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")
+    audit = parser.add_argument_group("regret audit (README \"Regret audit\"; at most 3 items)")
+    audit.add_argument("--audit", action="store_true", help="also run the exhaustive regret audit: a grid over each bidder's "
+                       "report, the others truthful, then a local refinement")
+    audit.add_argument("--audit-points", type=int, default=None, help="grid points per reported number (default 101 for "
+                       "1-2 items, 31 for 3)")
+    audit.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
+    audit.add_argument("--audit-max-profiles", type=int, default=65536, help="bid profiles per mechanism call (memory bound, default 65536)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
@@ -151,6 +159,7 @@ def _summary(report: dict[str, Any]) -> str:
         ("regret per agent", ", ".join(f"{r:.4f}" for r in metrics["regret_per_agent"])),
         ("regret, mean over agents", stat("regret_mean_over_agents")),
         ("regret, sum over agents", stat("regret_sum_over_agents")),
+        *_audit_rows(report.get("audit")),
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
         ("allocation violation", f"max {metrics['allocation_violation_max']:.2e}"),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
@@ -158,6 +167,40 @@ def _summary(report: dict[str, Any]) -> str:
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
+
+
+def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Summary rows of the regret audit (none without ``--audit``)."""
+    if audit is None:
+        return []
+
+    def stat(source: dict[str, Any], name: str) -> str:
+        return f"{source[name + '_mean']:.4f} (std {source[name + '_std']:.4f}, max {source[name + '_max']:.4f})"
+
+    search = audit["search_on_audited"]
+    found, searched = audit["regret_sum_over_agents_mean"], search["regret_sum_over_agents_mean"]
+    ratio = f"{found / searched:.2f}" if searched > 0 else ("n/a (both 0)" if found == 0 else "inf")
+    return [
+        ("audited regret, mean over agents", stat(audit, "regret_mean_over_agents")),
+        ("audited regret, sum over agents", stat(audit, "regret_sum_over_agents")),
+        ("search regret, same profiles", f"{stat(search, 'regret_sum_over_agents')} (sum over agents); "
+                                         f"audit / search {ratio}"),
+        ("audit", f"{audit['n_samples']} profiles, grid {audit['grid_points']} per number ({audit['grid_size']} reports), "
+                  f"{audit['refine_starts']} best refined x {audit['refine_rounds']} rounds, {audit['time_s']:.1f} s"),
+    ]
+
+
+def _audit_settings(args: argparse.Namespace, items: int) -> AuditSettings | None:
+    """The audit's settings from ``--audit*`` (``None`` without ``--audit``); bad values raise ``ValueError``."""
+    if not args.audit:
+        if args.audit_points is not None or args.audit_samples is not None:
+            raise ValueError("--audit-points/--audit-samples need --audit")
+        return None
+    if items > MAX_ITEMS:
+        raise ValueError(f"--audit grids each bidder's report: at most {MAX_ITEMS} items, this setting has {items}")
+    if args.audit_samples is not None and args.audit_samples < 1:
+        raise ValueError(f"--audit-samples must be a positive integer, got {args.audit_samples}")
+    return AuditSettings(points=args.audit_points, max_profiles=args.audit_max_profiles)
 
 
 def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,9 +219,11 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
         if not hasattr(mechanism, "set_sinkhorn"):
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
         mechanism.set_sinkhorn(eps_final=args.eps_final)
+    audit_settings = _audit_settings(args, target.items)
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
     result = evaluate_mechanism(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
-                                demand=target.demand, progress=not args.no_progress)
+                                demand=target.demand, progress=not args.no_progress,
+                                audit_settings=audit_settings, audit_samples=args.audit_samples)
     demand = target.demand
     epsilons = getattr(mechanism, "epsilons", None)
     report = {

@@ -1,6 +1,7 @@
-"""Training callbacks: the augmented-Lagrangian schedules and the regret-budget checkpoint score."""
+"""Training callbacks: the augmented-Lagrangian schedules, the regret-budget checkpoint score, the regret audit."""
 
+from callbacks.audit import AuditWarning, RegretAudit
 from callbacks.budget import RegretBudgetScore, budgeted_score
 from callbacks.lagrangian import LagrangeUpdate, RhoSchedule
 
-__all__ = ["LagrangeUpdate", "RegretBudgetScore", "RhoSchedule", "budgeted_score"]
+__all__ = ["AuditWarning", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "budgeted_score"]

@@ -19,12 +19,13 @@ from torch import Tensor, nn
 
 from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
+from mechanisms.audit import AuditSettings, audit
 from mechanisms.demand import Demand
 from mechanisms.misreport import MisreportSearch, evaluate
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
-__all__ = ["PAPER_PROTOCOL", "Protocol", "evaluate_mechanism", "reference_revenues", "test_profiles", "uniform_range"]
+__all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "evaluate_mechanism", "reference_revenues", "test_profiles", "uniform_range"]
 
 Bounds = Union[float, Sequence[float]]
 
@@ -117,16 +118,26 @@ def evaluate_mechanism(
     seed: int = 0,
     demand: Demand | None = None,
     progress: bool = False,
+    audit_settings: AuditSettings | None = None,
+    audit_samples: int | None = None,
 ) -> dict[str, Any]:
     """Test ``mechanism`` on ``valuations`` ``(samples, agents, items)`` with ``protocol``.
 
     ``seed`` seeds the random misreport starts (a generator on the valuations'
     device).  Returns ``{"metrics": Evaluation.to_dict(), "references":
-    reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``.
+    reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``;
+    with ``audit_settings``, also ``"audit"``: :func:`mechanisms.audit.audit`'s
+    report on the first ``audit_samples`` profiles (``None``: all) and, on
+    those same profiles, the gradient search's regret (``"search_on_audited"``)
+    for a like-for-like comparison.
     """
     demand = demand if demand is not None else getattr(mechanism, "demand", None)
     if demand is None:
         raise ValueError("the mechanism has no .demand: pass demand=...")
+    if audit_samples is not None and (isinstance(audit_samples, bool) or not isinstance(audit_samples, int) or audit_samples < 1):
+        raise ValueError(f"audit_samples must be a positive integer or None, got {audit_samples!r}")
+    if audit_settings is not None and valuations.shape[2] > 3:
+        raise ValueError(f"the regret audit covers at most 3 items per bidder, got {valuations.shape[2]}")
     lo, hi = value_bounds(low, high, valuations.shape[1], device=valuations.device)  # (agents, 1) each
     generator = torch.Generator(device=valuations.device).manual_seed(seed)
     start = time.perf_counter()
@@ -137,9 +148,55 @@ def evaluate_mechanism(
     elapsed = time.perf_counter() - start
     metrics = result.to_dict()
     metrics["ir_violations"] = int(round(metrics["ir_violation_fraction"] * metrics["n_samples"]))
-    return {
+    report = {
         "metrics": metrics,
         "references": reference_revenues(valuations, demand, low, high),
         "protocol": {**asdict(protocol), "samples": len(valuations), "seed": seed},
         "evaluation_time_s": elapsed,
     }
+    if audit_settings is not None:
+        report["audit"] = audit_against_search(
+            mechanism, valuations, audit_settings, audit_samples, search_metrics=metrics, protocol=protocol,
+            low=lo, high=hi, seed=seed, demand=demand, progress=progress,
+        )
+    return report
+
+
+REGRET_KEYS = tuple(
+    f"regret_{convention}_over_agents_{stat}" for convention in ("mean", "sum") for stat in ("mean", "std", "max")
+)
+
+
+def audit_against_search(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    settings: AuditSettings,
+    samples: int | None = None,
+    *,
+    search_metrics: dict[str, Any] | None = None,
+    protocol: Protocol = PAPER_PROTOCOL,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
+    seed: int = 0,
+    demand: Demand | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The audit on the first ``samples`` profiles (``None``: all), with the search's regret on the same profiles.
+
+    Returns :meth:`mechanisms.audit.AuditReport.to_dict` plus
+    ``search_on_audited``: the gradient search's regret (mean, std, max, both
+    conventions) on the audited profiles: ``search_metrics`` (an
+    :class:`~mechanisms.misreport.Evaluation` dict of all of ``valuations``)
+    when every profile is audited, else a search with ``protocol`` on the subset.
+    """
+    count = len(valuations) if samples is None else min(samples, len(valuations))
+    subset = valuations[:count]
+    report = audit(mechanism, subset, settings, low=low, high=high, progress=progress).to_dict()
+    if search_metrics is None or count < len(valuations):
+        generator = torch.Generator(device=valuations.device).manual_seed(seed)
+        search_metrics = evaluate(
+            mechanism, subset, protocol.search, low=low, high=high, batch_size=protocol.batch_size,
+            generator=generator, demand=demand,
+        ).to_dict()
+    report["search_on_audited"] = {key: search_metrics[key] for key in REGRET_KEYS}
+    return report

@@ -12,6 +12,13 @@ from runs made elsewhere (e.g. the GPU rows on a GPU machine).  The table
 lists revenue and regret (mean (std) on the test profiles), the optimal
 (closed form) and VCG (Monte Carlo) revenue, training time and hardware next
 to the paper's numbers.
+
+For settings with at most 3 items, the tested weights are also audited
+(:func:`audit_run`, README "Regret audit"): ``audit.json`` next to
+``metrics.json`` holds the exhaustive audit's regret on the run's test
+profiles (or the first ``--audit-samples``) and the gradient search's on the
+same profiles; the table shows it beside the search's.  ``--collect-only``
+audits the runs that have no ``audit.json`` yet (``--no-audit``: none).
 """
 
 from __future__ import annotations
@@ -29,18 +36,30 @@ from typing import Any, Sequence
 import torch
 from omegaconf import OmegaConf
 
+from mechanisms.audit import MAX_ITEMS, AuditSettings
+from reporting.checkpoints import load_checkpoint
+from reporting.evaluation import Protocol, audit_against_search, test_profiles
 from reporting.hardware import describe
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import duration, markdown_table, mean_std, number
 
-__all__ = ["ROOT", "collect", "main", "reproduction_table", "train_preset"]
+__all__ = ["ROOT", "audit_run", "collect", "main", "paper_row", "reproduction_table", "train_preset"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = "reproduction.json"
+AUDIT = "audit.json"
 HEADERS = (
-    "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Paper regret",
-    "Optimal", "VCG", "Paper opt./VCG", "Train time", "Paper time", "Hardware", "Budget",
+    "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Audited regret (sum over agents)",
+    "Audited max", "Paper regret", "Optimal", "VCG", "Paper opt./VCG", "Train time", "Paper time", "Hardware", "Budget",
 )
+
+
+def paper_row(preset: str):
+    """The paper's row a preset reproduces: ``paper_<row>`` and ``original_<row>`` both map to ``PAPER_ROWS["paper_<row>"]``."""
+    for prefix in ("paper_", "original_"):
+        if preset.startswith(prefix):
+            return PAPER_ROWS.get("paper_" + preset[len(prefix):])
+    return None
 
 
 def _check_presets(presets: Sequence[str]) -> None:
@@ -104,36 +123,92 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
 
 
 def collect(preset: str, runs_dir: Path) -> dict[str, Any]:
-    """``{"preset", "sidecar", "metrics"}`` of a reproduction run (``None`` for what is missing)."""
+    """``{"preset", "sidecar", "metrics", "audit"}`` of a reproduction run (``None`` for what is missing)."""
     run_dir = runs_dir / preset
-    found: dict[str, Any] = {"preset": preset, "sidecar": None, "metrics": None}
-    for key, name in (("sidecar", SIDECAR), ("metrics", "metrics.json")):
+    found: dict[str, Any] = {"preset": preset, "sidecar": None, "metrics": None, "audit": None}
+    for key, name in (("sidecar", SIDECAR), ("metrics", "metrics.json"), ("audit", AUDIT)):
         if (run_dir / name).is_file():
             found[key] = json.loads((run_dir / name).read_text())
     return found
 
 
+def audit_run(
+    run_dir: Path, samples: int | None = None, points: int | None = None, device: str = "cpu", progress: bool = False
+) -> dict[str, Any] | None:
+    """Audit the tested weights of a finished run; writes and returns ``audit.json`` (``None``: nothing to audit).
+
+    The profiles are the run's test split (its seed and size, drawn on
+    ``device``: the very profiles ``train.py`` tested on when that is the
+    training device type); with ``samples``, the first ``samples`` of them and
+    the gradient search (the run's test protocol) rerun on those.  Settings
+    with more than :data:`mechanisms.audit.MAX_ITEMS` items are not audited.
+    """
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    tested = metrics.get("tested_weights", "last")
+    checkpoint = Path(tested) if tested not in ("last", "", None) else run_dir / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        return None
+    run = load_checkpoint(checkpoint, device)
+    config = run.config
+    agents, items = int(config["agents"]), int(config["items"])
+    if items > MAX_ITEMS:
+        return None
+    test = config.get("model", {}).get("test_search", {})
+    size = int(config.get("data", {}).get("test_size", metrics["test"]["n_samples"]))
+    protocol = Protocol(size, int(test.get("steps", 1000)), float(test.get("lr", 0.1)), int(test.get("restarts", 10)))
+    valuations = test_profiles(agents, items, size, run.data_seed, run.low, run.high, device)
+    start = time.perf_counter()
+    report = audit_against_search(
+        run.mechanism, valuations, AuditSettings(points=points), samples, search_metrics=metrics["test"],
+        protocol=protocol, low=_bounds(run.low, agents, valuations), high=_bounds(run.high, agents, valuations),
+        seed=run.test_seed, progress=progress,
+    )
+    report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
+    (run_dir / AUDIT).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _bounds(value: Any, agents: int, valuations: torch.Tensor) -> torch.Tensor:
+    """A value bound (float or one per agent) as an ``(agents, 1)`` tensor."""
+    return torch.as_tensor(value, dtype=valuations.dtype, device=valuations.device).reshape(-1, 1).expand(agents, 1)
+
+
 def _row(entry: dict[str, Any]) -> list[str]:
     preset, sidecar, metrics = entry["preset"], entry["sidecar"], entry["metrics"]
-    paper = PAPER_ROWS.get(preset)
+    paper = paper_row(preset)
     setting = f"{paper.setting if paper else preset} (`{preset}`)"
     paper_cells = [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4
     if metrics is None:
         status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
-        ours = [status, "", "", "", "", ""]
+        ours = [status, "", "", "", "", "", "", ""]
     else:
-        test, refs = metrics["test"], metrics["references"]
+        test, refs, audited = metrics["test"], metrics["references"], entry.get("audit")
         ours = [
             mean_std(test["revenue_mean"], test["revenue_std"]),
             mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
+            _audited(audited),
+            "-" if audited is None else number(audited["regret_sum_over_agents_max"]),
             number(refs.get("reference/optimal_revenue")),
             number(refs.get("reference/vcg_revenue")),
             duration(metrics.get("train_time_s")),
             sidecar["hardware"] if sidecar else "unknown",
         ]
     budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
-    revenue, regret, optimal, vcg, time_, hardware = ours
-    return [setting, revenue, paper_cells[0], regret, paper_cells[1], optimal, vcg, paper_cells[2], time_, paper_cells[3], hardware, budget]
+    revenue, regret, audited_regret, audited_max, optimal, vcg, time_, hardware = ours
+    return [setting, revenue, paper_cells[0], regret, audited_regret, audited_max, paper_cells[1], optimal, vcg,
+            paper_cells[2], time_, paper_cells[3], hardware, budget]
+
+
+def _audited(audited: dict[str, Any] | None) -> str:
+    """``mean (std)`` of the audited regret, with the profile count when a subsample and the search's on it."""
+    if audited is None:
+        return "-"
+    text = mean_std(audited["regret_sum_over_agents_mean"], audited["regret_sum_over_agents_std"])
+    search = audited["search_on_audited"]["regret_sum_over_agents_mean"]
+    return f"{text} [{audited['n_samples']} profiles, grid {audited['grid_points']}; search {number(search)}]"
 
 
 def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> str:
@@ -146,6 +221,10 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
         f"VCG: 10,000-profile Monte Carlo estimate. Paper times: one {PAPER_HARDWARE}. "
         "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
+        "Audited regret (README \"Regret audit\"): mean (std) and max, summed over the agents, of the exhaustive audit "
+        "(a grid over each bidder's report, 101 points per item for 2 items, 31 for 3, then a local refinement) of the "
+        "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not audited "
+        "(more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is exhaustive up to the grid.",
         "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
         "",
     ]
@@ -162,19 +241,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
+    parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
+    parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
+    parser.add_argument("--audit-points", type=int, default=None, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
+    parser.add_argument("--audit-device", default="auto", help="device of the audit: cpu, cuda or auto (default)")
     args = parser.parse_args(argv)
     try:
         _check_presets(args.presets)
         _check_overrides(args.override)
+        if args.audit_samples is not None and args.audit_samples < 1:
+            raise ValueError(f"--audit-samples must be a positive integer, got {args.audit_samples}")
+        AuditSettings(points=args.audit_points)  # rejects a bad --audit-points before any training
+        audit_device = ("cuda" if torch.cuda.is_available() else "cpu") if args.audit_device == "auto" else args.audit_device
         failed = False
         for index, preset in enumerate(args.presets, 1):
-            if args.collect_only:
-                continue
-            print(f"[{index}/{len(args.presets)}] {preset}: training ...", flush=True)
-            sidecar = train_preset(preset, args.runs_dir, args.override, args.timeout)
-            failed |= sidecar["returncode"] != 0
-            outcome = "done" if sidecar["returncode"] == 0 else f"FAILED (exit {sidecar['returncode']}, see {sidecar['log']})"
-            print(f"[{index}/{len(args.presets)}] {preset}: {outcome} in {duration(sidecar['wall_time_s'])}", flush=True)
+            if not args.collect_only:
+                print(f"[{index}/{len(args.presets)}] {preset}: training ...", flush=True)
+                sidecar = train_preset(preset, args.runs_dir, args.override, args.timeout)
+                failed |= sidecar["returncode"] != 0
+                outcome = "done" if sidecar["returncode"] == 0 else f"FAILED (exit {sidecar['returncode']}, see {sidecar['log']})"
+                print(f"[{index}/{len(args.presets)}] {preset}: {outcome} in {duration(sidecar['wall_time_s'])}", flush=True)
+            if not args.no_audit and not (args.runs_dir / preset / AUDIT).is_file():
+                report = audit_run(args.runs_dir / preset, args.audit_samples, args.audit_points, audit_device, progress=True)
+                if report is not None:
+                    print(f"[{index}/{len(args.presets)}] {preset}: audited regret (sum over agents) "
+                          f"{report['regret_sum_over_agents_mean']:.4f}, search "
+                          f"{report['search_on_audited']['regret_sum_over_agents_mean']:.4f} "
+                          f"({report['n_samples']} profiles, {duration(report['wall_time_s'])})", flush=True)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

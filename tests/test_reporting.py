@@ -22,7 +22,7 @@ from reporting.curves import curves_figure, read_scalars
 from reporting.curves import main as curves_main
 from reporting.heatmaps import heatmap_figure, mechanism_grid, menu_boundaries, optimal_boundaries
 from reporting.paper import PAPER_ROWS
-from reporting.tables import duration, markdown_table, mean_std
+from reporting.tables import duration, markdown_table, mean_std, number
 from tests.brute_force import best_welfare
 from tests.test_config import CONF, ROOT, make_config
 from tests.test_evaluate import TINY
@@ -229,8 +229,14 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
     test = metrics["test"]
     assert row[1] == mean_std(test["revenue_mean"], test["revenue_std"]) and row[2] == "0.079 (0.127)"
     assert row[3] == mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"])
-    assert row[5] == "0.074" and row[7] == "0.069 (optimal)" and row[9] == "1h21m"
-    assert row[10].startswith("CPU") and "trainer.max_epochs=2" in row[11]
+    # the audit of the tested weights on the same test profiles, beside the search's regret
+    audited = json.loads((tmp_path / "runs" / "paper_1x2_exactly_one" / "audit.json").read_text())
+    assert audited["n_samples"] == test["n_samples"] and audited["grid_points"] == 101
+    assert audited["search_on_audited"]["regret_sum_over_agents_mean"] == test["regret_sum_over_agents_mean"]
+    assert row[4].startswith(mean_std(audited["regret_sum_over_agents_mean"], audited["regret_sum_over_agents_std"]))
+    assert row[5] == number(audited["regret_sum_over_agents_max"])
+    assert row[7] == "0.074" and row[9] == "0.069 (optimal)" and row[11] == "1h21m"
+    assert row[12].startswith("CPU") and "trainer.max_epochs=2" in row[13]
     # the table can be rebuilt without training; a preset never run says so
     capsys.readouterr()
     assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 0

@@ -6,7 +6,9 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
    Adam steps, lr 0.1), detached;
 2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those
    misreports, differentiable w.r.t. the mechanism's parameters;
-3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``;
+3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``
+   (the paper's Eq. 1; the original code's penalty forms are options, see
+   :mod:`training.lagrangian`);
 4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
    payment networks together).
 
@@ -37,7 +39,7 @@ from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, reg
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import lagrangian_loss
+from training.lagrangian import check_penalty_options, lagrangian_loss
 
 __all__ = ["AuctionModule"]
 
@@ -50,6 +52,9 @@ class AuctionModule(pl.LightningModule):
     configuration) is stored with the hyperparameters so that it shows in
     TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
+    ``quadratic_penalty`` and ``penalty_over_agents`` choose the penalty
+    convention of :func:`training.lagrangian.lagrangian_loss` (defaults: the
+    paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class AuctionModule(pl.LightningModule):
         test_seed: int = 0,
         fast: FastStepSettings | None = None,
         run_config: Mapping[str, Any] | None = None,
+        quadratic_penalty: str = "batch_mean",
+        penalty_over_agents: str = "sum",
     ) -> None:
         super().__init__()
         if not (math.isfinite(lr) and lr > 0):
@@ -76,6 +83,8 @@ class AuctionModule(pl.LightningModule):
             raise ValueError(f"lr_final must be in (0, lr={lr}], got {lr_final}")
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
+        check_penalty_options(quadratic_penalty, penalty_over_agents)
+        self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search", "fast"])
         self.mechanism = mechanism
@@ -134,7 +143,7 @@ class AuctionModule(pl.LightningModule):
             self._fast_step = FastStep(
                 self.mechanism,
                 self.train_search,
-                lambda revenue, regrets: lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho),
+                self._loss,
                 self.low,
                 self.high,
                 self.fast,
@@ -173,6 +182,17 @@ class AuctionModule(pl.LightningModule):
         if error is not None:
             self.log("sinkhorn/marginal_error", float(error))
 
+    def _loss(self, revenue: Tensor, regrets: Tensor) -> Tensor:
+        """The configured augmented-Lagrangian loss of revenue ``(batch,)`` and regrets ``(batch, agents)``."""
+        return lagrangian_loss(
+            revenue,
+            regrets,
+            self.lagrange_multipliers,
+            self.rho,
+            quadratic_penalty=self.quadratic_penalty,
+            penalty_over_agents=self.penalty_over_agents,
+        )
+
     def _log_calibration(self, calibration: Calibration) -> None:
         """The fixed Sinkhorn schedule's size and its marginal error on the calibration profiles."""
         self.log("sinkhorn/calibrated_iterations", float(sum(calibration.iterations)))
@@ -200,7 +220,7 @@ class AuctionModule(pl.LightningModule):
                 self._log_calibration(self._fast_step.last_calibration)
         else:
             revenue, regrets = self._regret(batch, self.train_search)
-            loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
+            loss = self._loss(revenue, regrets)
             optimizer.zero_grad()
             self.manual_backward(loss)
         optimizer.step()
