@@ -22,7 +22,8 @@ them is the caller's only synchronization.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, NamedTuple
 
 import torch
@@ -178,8 +179,16 @@ class FastStep:
         schedule = None if self.last_calibration is None else self.last_calibration.iterations
         key = (tuple(valuations.shape), schedule)
         if self._graph is None or key != self._graph_key:
-            with self._fixed_schedule():
-                self._capture(valuations)
+            try:
+                with self._fixed_schedule():
+                    self._capture(valuations)
+            except RuntimeError as error:  # e.g. an op that cannot be captured on this CUDA/torch version
+                warnings.warn(f"CUDA graph capture failed, running the fast step without graphs: {error}")
+                self.settings = replace(self.settings, cuda_graph=False)
+                for p in self._params():
+                    p.grad = None
+                with self._fixed_schedule():
+                    return self._compute(valuations)
             self._graph_key = key
         self._static_input.copy_(valuations)
         self._graph.replay()
