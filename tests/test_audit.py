@@ -191,7 +191,8 @@ class _Module(pl.LightningModule):
     def __init__(self, mechanism: Mechanism) -> None:
         super().__init__()
         self.mechanism, self.low, self.high = mechanism, 0.0, 1.0
-        self.val_search = MisreportSearch(steps=25, lr=0.1)
+        self.train_search = MisreportSearch(steps=25, lr=0.1)
+        self.val_search = MisreportSearch(steps=10, lr=0.1, restarts=2)
         self.logged: dict[str, float] = {}
 
     def log(self, name: str, value: float, **kwargs) -> None:  # type: ignore[override]
@@ -225,7 +226,7 @@ def test_validation_audit_is_quiet_on_a_truthful_mechanism_and_skips_other_sizes
     assert three.logged == {}
 
 
-@pytest.mark.parametrize("field, value", [("samples", 0), ("warn_factor", 0.5), ("points", 1), ("warn_min_regret", -1.0)])
+@pytest.mark.parametrize("field, value", [("samples", 0), ("warn_factor", 0.5), ("points", 1), ("warn_min_regret", -1.0), ("search", "test")])
 def test_validation_audit_rejects_bad_settings(field: str, value) -> None:
     with pytest.raises(ValueError, match=field):
         RegretAudit(**{field: value})
