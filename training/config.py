@@ -10,6 +10,7 @@ epsilons, batch versus data set size, ...).  Every problem surfaces as one
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+import torch
 from torch import nn
 
 from mechanisms.demand import Demand
@@ -63,7 +65,52 @@ def _check_setting(cfg: DictConfig) -> None:
     _build("demand", lambda: Demand(cfg.demand.name, cfg.demand.k).capacities(cfg["agents"], cfg["items"]))
 
 
+STRATEGIES = ("auto", "ddp")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+PRECISIONS = ("32-true", "32")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_devices(trainer: DictConfig) -> None:
+    """accelerator, strategy, devices, num_nodes: one process per device, as many devices as there are."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    strategy = trainer.get("strategy", "auto")
+    if strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook"):
+        raise ValueError(
+            f"trainer.strategy={strategy} is not supported (the run's results cannot come back from "
+            "spawned/forked processes): use trainer.strategy=ddp"
+        )
+    if strategy not in STRATEGIES:
+        raise ValueError(f"trainer.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    _positive_int(devices, "trainer.devices")
+    _positive_int(nodes, "trainer.num_nodes")
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
+    available = torch.cuda.device_count() if cuda else _cpu_count()
+    if devices > available:
+        kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
+        raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
+    if trainer.get("use_distributed_sampler", True) and devices * nodes > 1:
+        raise ValueError("trainer.use_distributed_sampler must be false: the data module shards the batches itself")
+
+
 def _check_trainer(trainer: DictConfig) -> None:
+    _check_devices(trainer)
+    precision = str(trainer.get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"trainer.precision must be 32-true (the Sinkhorn layer and the misreport search need float32), got {precision!r}"
+        )
     if trainer.get("inference_mode", True):
         raise ValueError("trainer.inference_mode must be false: validation and test differentiate w.r.t. the bids")
     if trainer.get("gradient_clip_val") is not None or trainer.get("accumulate_grad_batches", 1) != 1:
