@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from reporting.hardware import describe
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
-from reporting.tables import duration, markdown_table, mean_std, number
+from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
 __all__ = ["ROOT", "collect", "main", "reproduction_table", "train_preset"]
 
@@ -163,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
     args = parser.parse_args(argv)
+    threads = config_threads()  # train.py's thread policy (each run applies its own config's threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         _check_presets(args.presets)
         _check_overrides(args.override)

@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
+from reporting.tables import allocation_tolerance, allocation_warning
 from training.config import build_components
 
 __all__ = ["format_table", "run"]
@@ -96,6 +97,9 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"test {_duration(metrics['test_time_s'])})",
         ),
     ]
+    warning = allocation_warning(test.get("allocation_violation_max"), metrics.get("allocation_tolerance"))
+    if warning:
+        rows.insert(4, ("allocation violation", warning))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -131,6 +135,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "test": model.test_results,
         "references": model.references,
         "tested_weights": weights or "last",
+        "allocation_tolerance": allocation_tolerance(mechanism),
         "global_step": trainer.global_step,
         "rho": float(model.rho),
         "lambda": model.lagrange_multipliers.tolist(),
