@@ -83,7 +83,7 @@ def _check_setting(cfg: DictConfig) -> None:
     sinkhorn = cfg.get("sinkhorn")
     if sinkhorn is not None:
         init, final = sinkhorn.get("eps_init"), sinkhorn.get("eps_final")
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (init, final)) and init < final:
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (init, final)) and 0 < init < final:
             raise ValueError(f"sinkhorn: eps_init={init} < eps_final={final}: the epsilon schedule must not increase")
 
 
