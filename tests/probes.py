@@ -42,3 +42,18 @@ class StateProbe(pl.Callback):
             "world_size": trainer.world_size,
         }
         torch.save(state, self.dirpath / f"rank{trainer.global_rank}.pt")
+
+
+class ValidationRecorder(pl.Callback):
+    """After every validation, append ``{"step": global step, "val/...": value}`` as a JSON line to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import json
+
+        record = {"step": trainer.global_step}
+        record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        with self.path.open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
