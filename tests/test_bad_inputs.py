@@ -206,6 +206,8 @@ CLI_CASES = [
     (["threads=0"], "error: invalid configuration: threads"),
     (["trainer.strategy=ddp_spawn", "trainer.devices=2"],
      "error: invalid configuration: trainer.strategy=ddp_spawn is not supported"),
+    (["-m", "seed=0,1", "trainer.devices=2", "trainer.strategy=ddp"],
+     "error: invalid configuration of job 0 (seed=0): trainer.devices x trainer.num_nodes must be 1 in a local multirun"),
     (["-m", "sinkhorn.eps_final=0.1,-1,0.05"],
      "error: invalid configuration of job 1 (sinkhorn.eps_final=-1): mechanism: epsilon must be positive"),
 ]
