@@ -441,7 +441,7 @@ def solve(
     if not out.converged:
         warnings.warn(
             f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
-            f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan is not feasible "
+            f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their marginals "
             "(SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or scale the cost down",
             SinkhornNotConverged,
             stacklevel=2,

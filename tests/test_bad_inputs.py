@@ -220,3 +220,16 @@ def test_train_cli_exits_2_with_one_line_before_any_work(args: list[str], line: 
     lines = [text for text in result.stderr.splitlines() if text.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(line), result.stderr[-2000:]
     assert not (tmp_path / "sweep").exists() and not list(tmp_path.rglob("*.ckpt"))  # nothing ran
+
+
+def test_results_table_flags_an_allocation_violation_above_the_tolerance() -> None:
+    from training.run import format_table
+
+    test = {f"{name}_{stat}": 0.1 for name in ("revenue", "regret_mean_over_agents", "regret_sum_over_agents")
+            for stat in ("mean", "std", "max")}
+    metrics = {"setting": "2 agent(s) x 3 item(s)", "references": {}, "tested_weights": "last", "wall_time_s": 1.0,
+               "train_time_s": 1.0, "test_time_s": 0.0, "allocation_tolerance": 0.01}
+    fine = format_table({**metrics, "test": {**test, "allocation_violation_max": 0.005}})
+    broken = format_table({**metrics, "test": {**test, "allocation_violation_max": 0.114}})
+    assert "allocation violation" not in fine
+    assert "allocation violation      max 0.114 > tolerance 0.01" in broken
