@@ -27,9 +27,10 @@ from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import Protocol, evaluate_mechanism, test_profiles
 from reporting.hardware import describe
-from reporting.tables import mean_std, plain_table
+from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
 
 BASELINES = ("vcg", "optimal")
+BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
 Bounds = Union[float, Sequence[float]]
 
 
@@ -42,10 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
     baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG or the known optimal mechanism")
-    baseline.add_argument("--demand", choices=DEMAND_TYPES, default="unit")
-    baseline.add_argument("--k", type=int, default=1, help="items per bidder for k_demand/exactly_k (default 1)")
-    baseline.add_argument("--agents", type=int, default=1)
-    baseline.add_argument("--items", type=int, default=2)
+    baseline.add_argument("--demand", choices=DEMAND_TYPES, default=None, help="default unit")
+    baseline.add_argument("--k", type=int, default=None, help="items per bidder for k_demand/exactly_k (default 1)")
+    baseline.add_argument("--agents", type=int, default=None, help="default 1")
+    baseline.add_argument("--items", type=int, default=None, help="default 2")
     protocol = parser.add_argument_group("protocol (defaults: the paper's)")
     protocol.add_argument("--samples", type=int, default=1000, help="test profiles (default 1000)")
     protocol.add_argument("--steps", type=int, default=1000, help="misreport Adam steps per start (default 1000)")
@@ -67,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
     output.add_argument("--others", type=float, default=0.5, help="the other bidders' bid on every item in the heatmaps (default 0.5)")
     output.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
-    output.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    output.add_argument("--threads", type=int, default=config_threads(),
+                        help="torch CPU threads (default: train.py's, threads in conf/config.yaml)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -111,6 +113,12 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
     """The mechanism to test and its setting, from a checkpoint or a baseline name."""
     if (args.checkpoint is None) == (args.mechanism is None):
         raise ValueError("give either a checkpoint or --mechanism vcg|optimal (with --demand --agents --items), not both")
+    given = [f"--{name}" for name in BASELINE_SETTING if getattr(args, name) is not None]
+    if args.checkpoint is not None and given:
+        raise ValueError(f"{'/'.join(given)} describe a baseline; a checkpoint carries its own setting: drop them")
+    for name, default in BASELINE_SETTING.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.checkpoint is not None:
         run = load_checkpoint(args.checkpoint, device)
         config = run.config
@@ -161,7 +169,8 @@ def _summary(report: dict[str, Any]) -> str:
         ("regret, sum over agents", stat("regret_sum_over_agents")),
         *_audit_rows(report.get("audit")),
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
-        ("allocation violation", f"max {metrics['allocation_violation_max']:.2e}"),
+        ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
+         or f"max {metrics['allocation_violation_max']:.2e}"),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
@@ -215,6 +224,10 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
     target = _target(args, device)
     mechanism = target.mechanism
+    lows = [target.low] if isinstance(target.low, (int, float)) else list(target.low)
+    highs = [target.high] if isinstance(target.high, (int, float)) else list(target.high)
+    if not max(lows) <= args.others <= min(highs):
+        raise ValueError(f"--others must lie in every bidder's value range [{max(lows):g}, {min(highs):g}], got {args.others:g}")
     if args.eps_final is not None:
         if not hasattr(mechanism, "set_sinkhorn"):
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
@@ -240,6 +253,7 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
         **result,
         "protocol": {**result["protocol"], "data_seed": target.data_seed},
         "hardware": describe(device),
+        "allocation_tolerance": allocation_tolerance(mechanism),
         "figures": [],
     }
     out = Path(target.out)

@@ -62,7 +62,8 @@ class LagrangeUpdate(pl.Callback):
 
     Applied after every ``every_n_steps``-th optimizer step (the paper: every
     100 batches), with ``rgt_i`` the batch-mean regret of agent ``i``
-    ``(agents,)`` that ``training_step`` returns under the key ``"regret"``.
+    ``(agents,)`` that ``training_step`` returns under the key ``"regret"``,
+    averaged over the processes of a distributed run.
     """
 
     def __init__(self, every_n_steps: int = 100) -> None:
@@ -78,4 +79,10 @@ class LagrangeUpdate(pl.Callback):
             raise ValueError("LagrangeUpdate needs training_step to return a dict with the per-agent 'regret'")
         multipliers = _require_buffer(pl_module, "lagrange_multipliers")
         rho = _require_buffer(pl_module, "rho")
-        multipliers.add_(rho * outputs["regret"].detach().to(multipliers))
+        # Under DDP every process saw other batches: the mean over processes is the regret of the global
+        # batch, and every process applies the same update (lambda and rho stay identical everywhere).
+        regret = outputs["regret"].detach().to(multipliers)
+        strategy = getattr(trainer, "strategy", None)
+        if strategy is not None:
+            regret = strategy.reduce(regret, reduce_op="mean")
+        multipliers.add_(rho * regret)

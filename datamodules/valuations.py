@@ -85,12 +85,31 @@ class BatchShuffleSampler(Sampler[Tensor]):
     With ``shuffle``, epoch ``e`` uses the permutation seeded by ``(seed, e)``:
     Lightning calls :meth:`set_epoch` before every epoch, so a resumed run
     sees exactly the batches an uninterrupted run would have seen.
+
+    Across ``num_replicas`` processes (distributed training), process ``rank``
+    takes batches ``rank, rank + num_replicas, ...`` of that sequence, so every
+    batch is used by exactly one process.  With ``even`` every process gets
+    the same number of batches (the last ``len % num_replicas`` batches of an
+    epoch are dropped): DDP training steps must stay in lockstep.
     """
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        even: bool = False,
+    ) -> None:
         if batch_size < 1 or batch_size > n:
             raise ValueError(f"batch size must be in [1, {n}] (the data set size), got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.num_replicas, self.rank, self.even = num_replicas, rank, even
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,7 +117,10 @@ class BatchShuffleSampler(Sampler[Tensor]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        total = -(-self.n // self.batch_size)
+        if self.even:
+            return total // self.num_replicas
+        return len(range(self.rank, total, self.num_replicas))
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
@@ -106,7 +128,8 @@ class BatchShuffleSampler(Sampler[Tensor]):
             order = torch.randperm(self.n, generator=generator)
         else:
             order = torch.arange(self.n)
-        yield from order.split(self.batch_size)
+        batches = order.split(self.batch_size)[self.rank :: self.num_replicas]
+        yield from batches[: len(self)]
 
 
 class ValuationDataModule(pl.LightningDataModule):
@@ -167,20 +190,26 @@ class ValuationDataModule(pl.LightningDataModule):
             self.splits[split] = ValuationDataset(values)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        """Batches of ``split``; under a multi-process trainer, this process's share of them (see BatchShuffleSampler)."""
         self.setup()
-        sampler = BatchShuffleSampler(self.sizes[split], batch_size, shuffle=shuffle, seed=self.seed)
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = BatchShuffleSampler(
+            self.sizes[split], batch_size, shuffle=shuffle, seed=self.seed,
+            num_replicas=replicas, rank=rank, even=split == "train",
+        )
         return DataLoader(self.splits[split], batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches ``(batch_size, agents, items)``."""
+        """Shuffled training batches ``(batch_size, agents, items)`` (per process: the same number on every process)."""
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches ``(val_batch_size, agents, items)`` in a fixed order."""
+        """Validation batches ``(val_batch_size, agents, items)`` in a fixed order (batch ``i`` to process ``i % world_size``)."""
         return self._loader("val", self.val_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The whole test set as one batch ``(test_size, agents, items)``."""
+        """The whole test set as one batch ``(test_size, agents, items)`` (to the first process only: the test runs once)."""
         return self._loader("test", self.sizes["test"], shuffle=False)
 
 

@@ -25,12 +25,14 @@ __all__ = ["Mechanism", "check_bids", "utility"]
 
 
 def check_bids(bids: Tensor, n_agents: int, n_items: int) -> None:
-    """Raise ``ValueError`` unless ``bids`` is a finite float ``(batch, n_agents, n_items)`` tensor."""
+    """Raise ``ValueError`` unless ``bids`` is a finite float32/float64 ``(batch >= 1, n_agents, n_items)`` tensor."""
     if not isinstance(bids, Tensor) or bids.dim() != 3 or tuple(bids.shape[1:]) != (n_agents, n_items):
         shape = tuple(bids.shape) if isinstance(bids, Tensor) else type(bids).__name__
         raise ValueError(f"bids must have shape (batch, {n_agents}, {n_items}), got {shape}")
-    if not bids.is_floating_point():
-        raise ValueError(f"bids must be a floating-point tensor, got {bids.dtype}")
+    if bids.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"bids must be float32 or float64, got {bids.dtype}: cast them, e.g. bids.float()")
+    if bids.shape[0] == 0:
+        raise ValueError(f"bids hold no profile: batch size 0 (shape {tuple(bids.shape)})")
     if not bool(torch.isfinite(bids).all()):
         raise ValueError("bids contain NaN or Inf")
 

@@ -112,6 +112,19 @@ def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor
 Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
+def _check_domain(valuations: Tensor, low: Bound, high: Bound) -> None:
+    """Raise ``ValueError`` unless every valuation lies in ``[low, high]`` (the domain misreports are searched in)."""
+    lo, hi = (x.reshape(1, *x.shape[1::2]) for x in _bounds(low, high, valuations))  # (1, agents, items)
+    slack = 1e-6 * float((hi - lo).abs().max().clamp(min=1.0))
+    outside = (valuations.detach() < lo - slack) | (valuations.detach() > hi + slack)
+    if bool(outside.any()):
+        value = valuations.detach()[outside][0].item()
+        raise ValueError(
+            f"valuations must lie in the value domain [low, high] (here [{lo.min().item():g}, {hi.max().item():g}]); "
+            f"got {value:g}: pass the domain as low=/high=, or rescale the valuations"
+        )
+
+
 def checked_forward(mechanism: nn.Module) -> Forward:
     """``mechanism(bids)``, checked against the contract ``(allocation, payment)`` (shapes only)."""
 
@@ -235,6 +248,7 @@ def find_misreports(
     _check_valuations(valuations)
     if generator is not None and generator.device.type != valuations.device.type:
         raise ValueError(f"generator is on {generator.device} but valuations on {valuations.device}; create it there")
+    _check_domain(valuations, low, high)
     with torch.inference_mode(False), torch.enable_grad():
         low_t, high_t = _bounds(low, high, valuations)
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
@@ -331,7 +345,7 @@ def evaluate(
     demand = demand if isinstance(demand, Demand) else Demand(demand)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    _bounds(low, high, valuations)
+    _check_domain(valuations, low, high)
     revenue, regrets, utilities, violations = [], [], [], []
     for chunk in tqdm(valuations.split(batch_size), desc="evaluate", disable=not progress):
         misreports = find_misreports(mechanism, chunk, search, low, high, generator)

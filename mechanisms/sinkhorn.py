@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Sequence
 
@@ -44,6 +45,7 @@ from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 
 __all__ = [
     "GeometricEpsilonSchedule",
+    "SinkhornNotConverged",
     "SinkhornResult",
     "geometric_epsilons",
     "sinkhorn",
@@ -323,6 +325,20 @@ def _iterate(
     return _Iterates(plan, u, v, iterations, converged, error, tuple(stage_iterations))
 
 
+class SinkhornNotConverged(RuntimeWarning):
+    """Warned by :func:`solve` when some problem's row marginals still miss by more than ``tol`` at the end."""
+
+
+def _check_call(cost: Tensor, epsilons: Sequence[float]) -> None:
+    """Clear errors for inputs that would otherwise fail deep inside (or be misread)."""
+    if isinstance(epsilons, (str, bytes)) or isinstance(epsilons, (int, float)):
+        raise ValueError(f"epsilons must be a sequence of positive floats, e.g. [1.0, 0.05], got {epsilons!r}")
+    if isinstance(cost, Tensor) and cost.is_floating_point() and cost.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"cost must be float32 or float64, got {cost.dtype}: cast it, e.g. cost.float()")
+    if isinstance(cost, Tensor) and cost.dim() == 3 and cost.shape[0] == 0:
+        raise ValueError(f"cost holds no problem: batch size 0 (shape {tuple(cost.shape)})")
+
+
 def solve(
     cost: Tensor,
     a: Tensor,
@@ -358,8 +374,12 @@ def solve(
 
     Returns:
         :class:`SinkhornResult` whose ``plan`` is ``(batch, N, M)`` and
-        differentiable with respect to ``cost``.
+        differentiable with respect to ``cost``.  When some problem did not
+        reach ``tol`` at the final epsilon (``converged`` is false), a
+        :class:`SinkhornNotConverged` warning is issued: the plan's rows then
+        miss their marginals by ``marginal_error`` (relative).
     """
+    _check_call(cost, epsilons)
     if grad not in ("implicit", "unroll"):
         raise ValueError(f"grad must be 'implicit' or 'unroll', got {grad!r}")
     a, b = _check_inputs(cost, a, b, epsilons, tol, max_iter)
@@ -380,6 +400,14 @@ def solve(
         f = torch.where(a_t > 0, f, -math.inf)
         out = _iterate(kernel, a_t, b.t().contiguous(), f, epsilons, tol, max_iter, check_every)
     plan = out.plan
+    if not out.converged:
+        warnings.warn(
+            f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
+            f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their marginals "
+            "(SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or scale the cost down",
+            SinkhornNotConverged,
+            stacklevel=2,
+        )
     if implicit and cost.requires_grad:
         plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
     return SinkhornResult(
@@ -404,8 +432,13 @@ def sinkhorn(
     grad: GradMode = "implicit",
     check_every: int | None = None,
     init: Tensor | None = None,
-) -> Tensor:
-    """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments)."""
-    return solve(
+    return_result: bool = False,
+) -> Tensor | SinkhornResult:
+    """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments).
+
+    With ``return_result=True`` the whole :class:`SinkhornResult` (``converged``, ``marginal_error``, ...).
+    """
+    result = solve(
         cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter, grad=grad, check_every=check_every, init=init
-    ).plan
+    )
+    return result if return_result else result.plan

@@ -99,6 +99,8 @@ class SinkhornMechanism(Mechanism):
             raise ValueError(f"tol must be positive, got {tol}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        if isinstance(eps_init, (int, float)) and isinstance(eps_final, (int, float)) and 0 < eps_init < eps_final:
+            raise ValueError(f"the epsilon schedule must not increase: eps_init={eps_init} < eps_final={eps_final}")
         self.epsilons = geometric_epsilons(eps_init, eps_final, eps_steps)
         self.tol, self.max_iter = tol, max_iter
         self.fixed_iterations = None  # a new schedule needs a new calibration

@@ -18,7 +18,7 @@ from typing import Any, Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ["TrainedRun", "load_checkpoint", "mechanism_from_checkpoint", "run_directory"]
+__all__ = ["TrainedRun", "load_checkpoint", "mechanism_from_checkpoint", "read_checkpoint", "run_config", "run_directory"]
 
 Bounds = Union[float, Sequence[float]]
 
@@ -76,6 +76,32 @@ def _import(target: str) -> Any:
         raise ValueError(f"cannot import the mechanism class {target!r} named in the checkpoint: {error}") from error
 
 
+def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The raw contents of a checkpoint file; ``ValueError`` (one line) when it is missing or not a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}" + (" (a directory)" if path.is_dir() else ""))
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for a non-checkpoint file
+        detail = " ".join(str(error).split())[:120]
+        raise ValueError(
+            f"{path} is not a PyTorch checkpoint written by train.py (e.g. <run dir>/checkpoints/last.ckpt): "
+            f"torch.load failed ({type(error).__name__}: {detail})"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a train.py checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
+
+
+def run_config(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") -> dict[str, Any]:
+    """The resolved run configuration stored in a :func:`read_checkpoint` dict; ``ValueError`` if absent."""
+    config = checkpoint.get("hyper_parameters", {}).get("run_config")
+    if not isinstance(config, dict) or not isinstance(config.get("mechanism"), dict) or "target" not in config["mechanism"]:
+        raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
+    return config
+
+
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
     """Rebuild the mechanism of a ``train.py`` checkpoint on ``device``, weights loaded, in eval mode.
 
@@ -83,15 +109,8 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     checkpoint, or lacks the run configuration or the mechanism's weights.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises many types for a non-checkpoint file
-        raise ValueError(f"{path} is not a readable checkpoint: {' '.join(str(error).split())[:200]}") from error
-    config = checkpoint.get("hyper_parameters", {}).get("run_config") if isinstance(checkpoint, dict) else None
-    if not isinstance(config, dict) or not isinstance(config.get("mechanism"), dict) or "target" not in config["mechanism"]:
-        raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
+    checkpoint = read_checkpoint(path, device)
+    config = run_config(checkpoint, path)
     spec = dict(config["mechanism"])
     mechanism_class = _import(spec.pop("target"))
     try:

@@ -41,7 +41,7 @@ from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import Protocol, audit_against_search, test_profiles
 from reporting.hardware import describe
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
-from reporting.tables import duration, markdown_table, mean_std, number
+from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
 __all__ = ["ROOT", "audit_run", "collect", "main", "paper_row", "reproduction_table", "train_preset"]
 
@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--audit-points", type=int, default=None, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
     parser.add_argument("--audit-device", default="auto", help="device of the audit: cpu, cuda or auto (default)")
     args = parser.parse_args(argv)
+    threads = config_threads()  # train.py's thread policy (each run applies its own config's threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         _check_presets(args.presets)
         _check_overrides(args.override)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
-__all__ = ["duration", "markdown_table", "mean_std", "number", "plain_table"]
+__all__ = ["allocation_tolerance", "allocation_warning", "config_threads", "duration", "markdown_table", "mean_std", "number", "plain_table"]
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -57,3 +58,30 @@ def plain_table(rows: Sequence[tuple[str, str]]) -> str:
     """Two left-aligned columns (name, value) for terminal output."""
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def allocation_tolerance(mechanism: object) -> float:
+    """The largest demand violation a feasible-up-to-tolerance allocation may have.
+
+    Sinkhorn mechanisms meet the agents' capacities up to their relative ``tol``; exact mechanisms up to rounding.
+    """
+    capacities = getattr(mechanism, "capacities", None) or [1]
+    return float(getattr(mechanism, "tol", 0.0)) * max(capacities) + 1e-5
+
+
+def allocation_warning(violation: float | None, tolerance: float | None) -> str:
+    """The text of an "allocation violation" table row, or ``""`` while the violation is within ``tolerance``."""
+    if violation is None or tolerance is None or violation <= tolerance:
+        return ""
+    return (
+        f"max {violation:.3g} > tolerance {tolerance:.3g}: allocations break the demand constraints "
+        "(Sinkhorn did not converge: raise sinkhorn.max_iter or sinkhorn.eps_final)"
+    )
+
+
+def config_threads() -> int | None:
+    """The training configuration's thread policy (``threads`` in conf/config.yaml: 1), shared by every entry point."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
+    return config.get("threads")

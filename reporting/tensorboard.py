@@ -50,7 +50,7 @@ class HeatmapLogger(pl.Callback):
         if self.validations % self.every_n_validations:
             return
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-        if not loggers:
+        if not loggers or not trainer.is_global_zero:  # only the first process writes logs
             return
         figure = heatmap_figure(
             mechanism,

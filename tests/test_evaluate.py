@@ -155,7 +155,7 @@ def test_a_file_that_is_not_a_train_py_checkpoint_is_refused(tmp_path: Path, cap
     garbage.write_bytes(b"not a checkpoint")
     torch.save({"state_dict": {}}, foreign)
     assert evaluate.main([str(garbage)]) == 2
-    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert "is not a PyTorch checkpoint written by train.py" in capsys.readouterr().err
     assert evaluate.main([str(foreign)]) == 2
     assert "was it written by train.py" in capsys.readouterr().err
 

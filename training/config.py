@@ -10,6 +10,7 @@ epsilons, batch versus data set size, ...).  Every problem surfaces as one
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+import torch
 from torch import nn
 
 from mechanisms.demand import Demand
@@ -56,14 +58,182 @@ def _build(section: str, build: Any) -> Any:
         raise ValueError(f"{section}: {_one_line(error)}") from error
 
 
+TEST_CHECKPOINTS = ("last", "best")
+DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+# What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
+RESUME_COMPARED = (
+    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model",
+    "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
+)
+RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
+RESUME_FIXED = ("agents", "items", "demand", "mechanism.target", "mechanism.hidden", "mechanism.activation")
+
+
 def _check_setting(cfg: DictConfig) -> None:
     _positive_int(cfg["agents"], "agents")
     _positive_int(cfg["items"], "items")
     _positive_int(cfg.seed, "seed", minimum=0)
+    threads = cfg.get("threads")
+    if threads is not None:
+        _positive_int(threads, "threads (torch CPU threads; null: torch's default)")
+    choice = cfg.get("test_checkpoint", "last")
+    if choice not in TEST_CHECKPOINTS:
+        raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
     _build("demand", lambda: Demand(cfg.demand.name, cfg.demand.k).capacities(cfg["agents"], cfg["items"]))
+    sinkhorn = cfg.get("sinkhorn")
+    if sinkhorn is not None:
+        init, final = sinkhorn.get("eps_init"), sinkhorn.get("eps_final")
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (init, final)) and 0 < init < final:
+            raise ValueError(f"sinkhorn: eps_init={init} < eps_final={final}: the epsilon schedule must not increase")
 
 
-def _check_trainer(trainer: DictConfig) -> None:
+def _check_data(cfg: DictConfig, world: int, check_machine: bool) -> None:
+    data = cfg.data
+    for name in ("train_size", "val_size", "test_size", "batch_size"):
+        _positive_int(data.get(name), f"data.{name}")
+    if data.get("val_batch_size") is not None:
+        _positive_int(data.val_batch_size, "data.val_batch_size (null: data.batch_size)")
+    device = str(data.get("device", "auto"))
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ValueError(f"data.device must be one of {', '.join(DATA_DEVICES)}, got {device!r}")
+    if check_machine and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"data.device={device} but CUDA is not available: use data.device=auto or cpu")
+    if world > 1:  # every process needs a training and a validation batch
+        val_batch = min(data.get("val_batch_size") or data.batch_size, data.val_size)
+        for split, size, batch in (("train", data.train_size, data.batch_size), ("val", data.val_size, val_batch)):
+            if -(-size // batch) < world:
+                raise ValueError(
+                    f"data.{split}_size={size} in batches of {batch} gives fewer batches than the {world} processes "
+                    f"(trainer.devices x trainer.num_nodes): make data.{split}_size >= {world * batch}"
+                )
+
+
+def _check_run_options(cfg: DictConfig) -> None:
+    trainer = cfg.trainer
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    if not (epochs == -1 or (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1) or epochs is None):
+        raise ValueError(f"trainer.max_epochs must be an integer >= 1 (or -1: no limit), got {epochs!r}")
+    if not (steps == -1 or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1)):
+        raise ValueError(f"trainer.max_steps must be an integer >= 1 (or -1: no limit), got {steps!r}")
+    if epochs == -1 and steps == -1:
+        raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1: the run would never stop; set one of them")
+    for name in ("check_val_every_n_epoch", "log_every_n_steps"):
+        if trainer.get(name) is not None:
+            _positive_int(trainer.get(name), f"trainer.{name}")
+    test_batch = cfg.model.get("test_batch_size")
+    if test_batch is not None:
+        _positive_int(test_batch, "model.test_batch_size (null: the whole test set)")
+    allow = cfg.get("resume_allow_changes", False)
+    if not isinstance(allow, bool):
+        raise ValueError(f"resume_allow_changes must be true or false, got {allow!r}")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flat(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: node}
+
+
+def _section(config: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(config, dict) or key not in config:
+            return None
+        config = config[key]
+    return config
+
+
+def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, checkpoint value, this run's value)`` for each setting of :data:`RESUME_COMPARED` that differs."""
+    differences = []
+    for section in RESUME_COMPARED:
+        old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
+        for key in sorted(old.keys() | new.keys()):
+            if key in RESUME_IGNORED or old.get(key, "<absent>") == new.get(key, "<absent>"):
+                continue
+            differences.append((key, old.get(key, "<absent>"), new.get(key, "<absent>")))
+    return differences
+
+
+def _check_resume(cfg: DictConfig) -> None:
+    """``resume``: a train.py checkpoint of the same run (one-line diff otherwise, unless resume_allow_changes)."""
+    from reporting.checkpoints import read_checkpoint, run_config  # a light import, but keep it local
+
+    path = cfg.get("resume")
+    if path is None:
+        return
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"resume must be the path of a checkpoint (e.g. <run dir>/checkpoints/last.ckpt), got {path!r}")
+    try:
+        checkpoint = read_checkpoint(path)
+        stored = run_config(checkpoint, path)
+    except ValueError as error:
+        raise ValueError(f"resume: {error}") from error
+    current = _plain(OmegaConf.to_container(cfg, resolve=True))
+    differences = resume_differences(stored, current)
+    if not differences:
+        return
+    listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
+    fixed = [key for key, _, _ in differences if any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)]
+    if fixed:
+        raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
+    if not cfg.get("resume_allow_changes", False):
+        raise ValueError(
+            f"resume: this run's configuration differs from the checkpoint's ({listed}); "
+            "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
+        )
+
+
+STRATEGIES = ("auto", "ddp")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+PRECISIONS = ("32-true", "32")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
+    """accelerator, strategy, devices, num_nodes: one process per device, as many devices as there are."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    strategy = trainer.get("strategy", "auto")
+    if strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook"):
+        raise ValueError(
+            f"trainer.strategy={strategy} is not supported (the run's results cannot come back from "
+            "spawned/forked processes): use trainer.strategy=ddp"
+        )
+    if strategy not in STRATEGIES:
+        raise ValueError(f"trainer.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    _positive_int(devices, "trainer.devices")
+    _positive_int(nodes, "trainer.num_nodes")
+    if trainer.get("use_distributed_sampler", True) and devices * nodes > 1:
+        raise ValueError("trainer.use_distributed_sampler must be false: the data module shards the batches itself")
+    if not check_machine:
+        return
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
+    available = torch.cuda.device_count() if cuda else _cpu_count()
+    if devices > available:
+        kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
+        raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
+
+
+def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
+    _check_devices(trainer, check_machine)
+    precision = str(trainer.get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"trainer.precision must be 32-true (the Sinkhorn layer and the misreport search need float32), got {precision!r}"
+        )
     if trainer.get("inference_mode", True):
         raise ValueError("trainer.inference_mode must be false: validation and test differentiate w.r.t. the bids")
     if trainer.get("gradient_clip_val") is not None or trainer.get("accumulate_grad_batches", 1) != 1:
@@ -97,13 +267,19 @@ def build_components(cfg: DictConfig) -> Components:
     return Components(mechanism, datamodule, model, callbacks)
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig, check_machine: bool = True) -> None:
     """Raise ``ValueError`` (one line, naming the section) unless ``cfg`` describes a trainable run.
 
     Catches e.g. exactly_k with items < agents * k, RegretNet with exactly_k
     and several agents, a non-positive epsilon, a batch larger than the data
     set, an unknown demand, and trainer settings that break the training loop.
+    ``check_machine=False`` skips what depends on this machine (GPUs, cores: e.g. when the job runs on a
+    cluster node).  A ``resume`` checkpoint must exist and hold the same run configuration
+    (:func:`resume_differences`).
     """
     _check_setting(cfg)
-    _check_trainer(cfg.trainer)
+    _check_trainer(cfg.trainer, check_machine)
+    _check_run_options(cfg)
+    _check_data(cfg, int(cfg.trainer.get("devices", 1)) * int(cfg.trainer.get("num_nodes", 1)), check_machine)
     build_components(cfg)
+    _check_resume(cfg)

@@ -18,6 +18,17 @@ them are the callbacks :class:`callbacks.RhoSchedule` and
 :class:`callbacks.LagrangeUpdate`.  Validation measures revenue and regret
 with a stronger misreport search; test runs the evaluation engine.
 
+Distributed training (DDP): every process validates its share of the
+validation batches; the epoch metrics are torchmetrics aggregates (mean over
+all validation profiles, max) synchronized across processes, so they equal
+the metrics of the whole validation set computed in one process.  The random
+starts of the validation search come from a generator seeded by the run seed,
+the global step and the batch's index in the whole validation set: validation
+is reproducible, independent of the number of processes and of a resume.
+The test runs once, in the first process (the data module gives the others
+no test batch).  Checkpoints also hold the random states (torch, CUDA,
+NumPy, Python), restored on resume.
+
 Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
 of the agents' expected regrets, RegretNet's convention) and
 ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
@@ -26,15 +37,18 @@ of the agents' expected regrets, RegretNet's convention) and
 from __future__ import annotations
 
 import math
+import random
 from typing import Any, Mapping
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import Bounds, value_bounds
+from datamodules.valuations import Bounds, _derive_seed, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
@@ -103,6 +117,17 @@ class AuctionModule(pl.LightningModule):
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
         self._fast_step: FastStep | None = None
+        # Validation epoch aggregates, synchronized across processes; keys are logged as val/<key>.
+        self.val_metrics = nn.ModuleDict(
+            {
+                "revenue": MeanMetric(),
+                "regret_mean_over_agents": MeanMetric(),
+                "regret_sum_over_agents": MeanMetric(),
+                "regret_max": MaxMetric(),  # the largest regret of any agent on any validation profile
+            }
+        )
+        # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -139,7 +164,9 @@ class AuctionModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Build the fast step where it applies; lay out TensorBoard's Custom Scalars tab."""
-        if self.fast.active(self.device):
+        if self.fast.active(self.device) and self.trainer.world_size > 1:
+            rank_zero_warn("the fast training step is single-process: running the eager step on every process")
+        elif self.fast.active(self.device):
             self._fast_step = FastStep(
                 self.mechanism,
                 self.train_search,
@@ -161,10 +188,14 @@ class AuctionModule(pl.LightningModule):
             )
 
     # ----------------------------------------------------------------- shared
-    def _regret(self, valuations: Tensor, search: MisreportSearch) -> tuple[Tensor, Tensor]:
+    def _regret(
+        self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds."""
         with torch.enable_grad():
-            misreports = find_misreports(self.mechanism, valuations, search, low=self.low, high=self.high)
+            misreports = find_misreports(
+                self.mechanism, valuations, search, low=self.low, high=self.high, generator=generator
+            )
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret
 
@@ -236,17 +267,40 @@ class AuctionModule(pl.LightningModule):
         return {"loss": loss.detach(), "regret": rgt.detach()}
 
     # ------------------------------------------------------------- validation
+    def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
+        of the whole validation set.
+
+        Seeded by ``(test_seed, step, batch_index)`` only: the same in every process and after a resume.
+        """
+        seed = _derive_seed(self.test_seed, _VALIDATION_STREAM, step, batch_index)
+        return torch.Generator(device=device).manual_seed(seed)
+
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means)."""
-        revenue, regrets = self._regret(batch, self.val_search)
-        self._log_regret("val", revenue, regrets, on_epoch=True, batch_size=batch.shape[0], prog_bar=True)
+        """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means and max)."""
+        # This process holds batches rank, rank + world_size, ... of the validation set.
+        index = batch_idx * self.trainer.world_size + self.trainer.global_rank
+        revenue, regrets = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
+        values = {
+            "revenue": revenue,
+            "regret_mean_over_agents": regrets.mean(-1),
+            "regret_sum_over_agents": regrets.sum(-1),
+            "regret_max": regrets.amax(-1),
+        }
+        for name, value in values.items():
+            metric = self.val_metrics[name]
+            metric.update(value.detach())
+            self.log(f"val/{name}", metric, on_step=False, on_epoch=True, prog_bar=name != "regret_max")
 
     def on_validation_epoch_end(self) -> None:
-        """Log the reference revenues next to the validation curves, and validation revenue as hp_metric."""
+        """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.
+
+        (At test, hp_metric becomes the test revenue.)
+        """
         for name, value in self.references.items():
             self.log(name, value)
-        if "val/revenue" in self.trainer.callback_metrics:
-            self.log("hp_metric", self.trainer.callback_metrics["val/revenue"])
+        if self.val_metrics["revenue"].update_called:  # this validation's revenue (all processes)
+            self.log("hp_metric", self.val_metrics["revenue"].compute())
 
     # ------------------------------------------------------------------- test
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -268,6 +322,45 @@ class AuctionModule(pl.LightningModule):
         self.test_results = evaluation.to_dict()
         for name, value in {**_flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
+        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # README: the test revenue
+
+    # ------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
+        checkpoint["rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the random states of :meth:`on_save_checkpoint` (checkpoints without them are accepted)."""
+        states = checkpoint.get("rng_states")
+        if states is not None:
+            _set_rng_states(states)
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global random states as tensors and plain Python values (loadable with ``weights_only=True``)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, state, python_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss), float(gauss)],
+        "python": [version, list(state), python_gauss],
+    }
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore :func:`_rng_states` (CUDA states only where CUDA is available with as many devices)."""
+    torch.set_rng_state(states["torch"].cpu())
+    cuda = states.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), position, has_gauss, gauss))
+    version, state, python_gauss = states["python"]
+    random.setstate((version, tuple(state), python_gauss))
+
+
+_VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
 
 
 def _flatten(results: Mapping[str, Any], prefix: str) -> dict[str, float]:

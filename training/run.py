@@ -4,6 +4,11 @@
 ``hydra.utils.instantiate``, fits (resuming from ``cfg.resume`` when set),
 tests the ``cfg.test_checkpoint`` weights with the evaluation engine, prints
 :func:`format_table` and writes ``metrics.json`` into ``cfg.output_dir``.
+
+With several processes (``trainer.strategy=ddp``, ``trainer.devices`` > 1 or
+``trainer.num_nodes`` > 1) every process trains on its share of the batches;
+the test runs once, in the first process, which alone prints the table and
+writes ``metrics.json`` (the others return an empty dict).
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from torch.nn.parallel import DistributedDataParallel
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
+from reporting.tables import allocation_tolerance, allocation_warning
 from training.config import build_components
 
 __all__ = ["format_table", "run"]
@@ -46,6 +55,25 @@ def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
     return None
 
 
+def world_size(trainer_cfg: DictConfig) -> int:
+    """Processes a trainer configuration starts: ``devices * num_nodes`` (validated to be integers)."""
+    return int(trainer_cfg.get("devices", 1)) * int(trainer_cfg.get("num_nodes", 1))
+
+
+def trainer_strategy(trainer_cfg: DictConfig) -> str | Strategy:
+    """``trainer.strategy`` as Lightning takes it: DDP without buffer broadcasts for several processes.
+
+    Every buffer is either constant or kept identical in every process (rho follows the step, lambda the
+    all-reduced regret), and skipping the per-forward broadcast lets processes validate different numbers
+    of batches.  DDP picks the gloo backend on CPUs and nccl on GPUs.
+    """
+    name = str(trainer_cfg.get("strategy", "auto"))
+    if name == "ddp" or (name == "auto" and world_size(trainer_cfg) > 1):
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        return DDPStrategy(**{sync: False})
+    return name
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A short plain-text table of the final metrics written by :func:`run`."""
     test, refs = metrics["test"], metrics["references"]
@@ -69,6 +97,9 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"test {_duration(metrics['test_time_s'])})",
         ),
     ]
+    warning = allocation_warning(test.get("allocation_violation_max"), metrics.get("allocation_tolerance"))
+    if warning:
+        rows.insert(4, ("allocation violation", warning))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -81,7 +112,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=parts.callbacks, logger=logger)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=parts.callbacks, logger=logger
+    )
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
     fitted = time.perf_counter()
@@ -89,6 +122,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     weights = _test_weights(trainer, cfg.get("test_checkpoint", "last"))
     trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
     done = time.perf_counter()
+    if not trainer.is_global_zero:
+        return {}
 
     model, mechanism = parts.model, parts.mechanism
     checkpoint = _checkpoint(trainer)
@@ -100,6 +135,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "test": model.test_results,
         "references": model.references,
         "tested_weights": weights or "last",
+        "allocation_tolerance": allocation_tolerance(mechanism),
         "global_step": trainer.global_step,
         "rho": float(model.rho),
         "lambda": model.lagrange_multipliers.tolist(),
