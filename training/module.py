@@ -16,6 +16,14 @@ them are the callbacks :class:`callbacks.RhoSchedule` and
 :class:`callbacks.LagrangeUpdate`.  Validation measures revenue and regret
 with a stronger misreport search; test runs the evaluation engine.
 
+With ``persistent_misreports``, the module keeps every training profile's
+best misreport per agent (buffer ``misreport_buffer``, ``(train_size, agents,
+items)``, on the training device and in every checkpoint) and starts the next
+search on that profile from it as well as from the truth, as the original
+RegretNet code does (it caches one misreport per training profile and
+writes the searched one back after every batch).  The training loader must
+then yield :class:`datamodules.TrainBatch` ``(indices, valuations)``.
+
 Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
 of the agents' expected regrets, RegretNet's convention) and
 ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
@@ -31,7 +39,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from datamodules.valuations import Bounds, value_bounds
+from datamodules.valuations import Bounds, TrainBatch, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
 from training.lagrangian import lagrangian_loss
@@ -43,7 +51,10 @@ class AuctionModule(pl.LightningModule):
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
     ``low``/``high`` bound the misreports (one float, or one per agent), as
-    the valuations' support.  ``run_config`` (optional, e.g. the whole resolved run
+    the valuations' support.  ``persistent_misreports`` warm-starts every
+    training search from the profile's misreports of its last visit (see the
+    module docstring); it needs ``train_size``, the number of training
+    profiles (the buffer starts uniform on ``[low, high]``, like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run
     configuration) is stored with the hyperparameters so that it shows in
     TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
@@ -63,6 +74,8 @@ class AuctionModule(pl.LightningModule):
         high: Bounds = 1.0,
         test_batch_size: int | None = None,
         test_seed: int = 0,
+        persistent_misreports: bool = False,
+        train_size: int | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -86,6 +99,12 @@ class AuctionModule(pl.LightningModule):
         self.register_buffer("high", high_t, persistent=False)
         self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
         self.register_buffer("rho", torch.tensor(float(rho_init)))
+        self.persistent_misreports = bool(persistent_misreports)
+        if self.persistent_misreports:
+            if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1:
+                raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
+            start = torch.rand(train_size, self.n_agents, mechanism.n_items)
+            self.register_buffer("misreport_buffer", low_t + (high_t - low_t) * start)
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
 
@@ -122,8 +141,27 @@ class AuctionModule(pl.LightningModule):
         if not self.references:
             self.references = self._references()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Let runs with and without persistent misreports read each other's checkpoints.
+
+        A checkpoint without the buffer leaves the current one (the search then warm-starts
+        from it); a buffer in the checkpoint of a run that does not keep one is ignored.
+        """
+        state = checkpoint.get("state_dict", {})
+        if self.persistent_misreports:
+            state.setdefault("misreport_buffer", self.misreport_buffer)
+        else:
+            state.pop("misreport_buffer", None)
+
     def on_fit_start(self) -> None:
-        """Lay out TensorBoard's Custom Scalars tab: revenue against its references, both regrets."""
+        """Check the misreport buffer against the training set; lay out TensorBoard's Custom Scalars tab."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        sizes = getattr(datamodule, "sizes", None)
+        if self.persistent_misreports and isinstance(sizes, dict) and sizes.get("train") != len(self.misreport_buffer):
+            raise ValueError(
+                f"the misreport buffer holds {len(self.misreport_buffer)} profiles but the training set "
+                f"{sizes.get('train')}: set model.train_size to data.train_size"
+            )
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.experiment.add_custom_scalars(
                 {
@@ -137,10 +175,19 @@ class AuctionModule(pl.LightningModule):
             )
 
     # ----------------------------------------------------------------- shared
-    def _regret(self, valuations: Tensor, search: MisreportSearch) -> tuple[Tensor, Tensor]:
-        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds."""
+    def _regret(
+        self, valuations: Tensor, search: MisreportSearch, indices: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds.
+
+        With ``indices`` (training profiles' positions) and persistent misreports, the search also
+        starts from the buffer's misreports of these profiles, and its result is written back.
+        """
+        init = self.misreport_buffer[indices] if indices is not None else None
         with torch.enable_grad():
-            misreports = find_misreports(self.mechanism, valuations, search, low=self.low, high=self.high)
+            misreports = find_misreports(self.mechanism, valuations, search, low=self.low, high=self.high, init=init)
+        if indices is not None:
+            self.misreport_buffer[indices] = misreports
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret
 
@@ -159,12 +206,15 @@ class AuctionModule(pl.LightningModule):
             self.log("sinkhorn/marginal_error", float(error))
 
     # --------------------------------------------------------------- training
-    def training_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        """One augmented-Lagrangian step on valuations ``(batch, agents, items)``.
+    def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
+        """One augmented-Lagrangian step on a :class:`TrainBatch` (or plain valuations ``(batch, agents, items)``).
 
         Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
         """
-        revenue, regrets = self._regret(batch, self.train_search)
+        indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
+        if self.persistent_misreports and indices is None:
+            raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
+        revenue, regrets = self._regret(valuations, self.train_search, indices if self.persistent_misreports else None)
         rgt = regrets.mean(0)
         loss = lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho)
         optimizer = self.optimizers()
