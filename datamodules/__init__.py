@@ -1,5 +1,11 @@
 """Valuation-profile data: seeded uniform samples served as whole batches."""
 
-from datamodules.valuations import BatchShuffleSampler, ValuationDataModule, ValuationDataset, sample_valuations
+from datamodules.valuations import (
+    BatchShuffleSampler,
+    TrainBatch,
+    ValuationDataModule,
+    ValuationDataset,
+    sample_valuations,
+)
 
-__all__ = ["BatchShuffleSampler", "ValuationDataModule", "ValuationDataset", "sample_valuations"]
+__all__ = ["BatchShuffleSampler", "TrainBatch", "ValuationDataModule", "ValuationDataset", "sample_valuations"]

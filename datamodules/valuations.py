@@ -8,12 +8,15 @@ and CUDA generators produce different streams for the same seed).
 
 Batches are served whole: the dataset is indexed with a tensor of indices and
 the loader runs with ``batch_size=None``, so no per-sample collation happens
-and data generated on the GPU stays there.
+and data generated on the GPU stays there.  Training batches are
+:class:`TrainBatch` ``(indices, valuations)``, so that per-profile state (the
+persistent misreports of :class:`training.AuctionModule`) can follow each
+profile; validation and test batches are plain valuation tensors.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Union
+from typing import Iterator, NamedTuple, Sequence, Union
 
 import lightning.pytorch as pl
 import numpy as np
@@ -21,7 +24,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["BatchShuffleSampler", "ValuationDataModule", "ValuationDataset", "sample_valuations", "value_bounds"]
+__all__ = [
+    "BatchShuffleSampler",
+    "TrainBatch",
+    "ValuationDataModule",
+    "ValuationDataset",
+    "sample_valuations",
+    "value_bounds",
+]
 
 Bounds = Union[float, Sequence[float]]
 
@@ -64,18 +74,36 @@ def sample_valuations(
     return lo + (hi - lo) * unit
 
 
-class ValuationDataset(Dataset[Tensor]):
-    """Valuation profiles ``(n, agents, items)``; indexing with an index tensor returns a whole batch."""
+class TrainBatch(NamedTuple):
+    """A training batch: the profiles' positions in the training set and their valuations.
 
-    def __init__(self, valuations: Tensor) -> None:
+    indices:    ``(batch,)`` int64, on the valuations' device.
+    valuations: ``(batch, agents, items)``.
+    """
+
+    indices: Tensor
+    valuations: Tensor
+
+
+class ValuationDataset(Dataset[Tensor]):
+    """Valuation profiles ``(n, agents, items)``; indexing with an index tensor returns a whole batch.
+
+    With ``with_indices`` an item is a :class:`TrainBatch` (the indices on the valuations' device).
+    """
+
+    def __init__(self, valuations: Tensor, with_indices: bool = False) -> None:
         if valuations.dim() != 3:
             raise ValueError(f"valuations must have shape (n, agents, items), got {tuple(valuations.shape)}")
         self.valuations = valuations
+        self.with_indices = with_indices
 
     def __len__(self) -> int:
         return self.valuations.shape[0]
 
-    def __getitem__(self, index: Tensor | int) -> Tensor:
+    def __getitem__(self, index: Tensor | int) -> Tensor | TrainBatch:
+        if self.with_indices:
+            indices = torch.as_tensor(index, dtype=torch.long).to(self.valuations.device)
+            return TrainBatch(indices, self.valuations[indices])
         return self.valuations[index]
 
 
@@ -187,7 +215,7 @@ class ValuationDataModule(pl.LightningDataModule):
         for stream, (split, size) in enumerate(self.sizes.items()):
             generator = torch.Generator(device=device).manual_seed(_derive_seed(self.seed, stream))
             values = sample_valuations(size, self.n_agents, self.n_items, self.low, self.high, generator=generator)
-            self.splits[split] = ValuationDataset(values)
+            self.splits[split] = ValuationDataset(values, with_indices=split == "train")
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         """Batches of ``split``; under a multi-process trainer, this process's share of them (see BatchShuffleSampler)."""
@@ -201,7 +229,8 @@ class ValuationDataModule(pl.LightningDataModule):
         return DataLoader(self.splits[split], batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches ``(batch_size, agents, items)`` (per process: the same number on every process)."""
+        """Shuffled training batches :class:`TrainBatch` ``(indices (batch_size,), valuations (batch_size, agents, items))``,
+        the same number on every process."""
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -220,11 +220,13 @@ def find_misreports(
     low: Bound = 0.0,
     high: Bound = 1.0,
     generator: torch.Generator | None = None,
+    init: Tensor | None = None,
 ) -> Tensor:
     """Best misreport of every agent in every sample, by projected gradient ascent.
 
-    Starts from the truth and ``search.restarts`` uniform random reports in
-    ``[low, high]``; after every optimizer step the reports are clamped to
+    Starts from the truth, from ``init`` when given (e.g. the misreports found
+    on the same profiles earlier: a warm start), and from ``search.restarts``
+    uniform random reports in ``[low, high]``; after every optimizer step the reports are clamped to
     ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
     Every iterate of every start is scored, the truth included, and the best one
     is kept per agent and sample, so the result is never worse than the truth.
@@ -241,6 +243,8 @@ def find_misreports(
         search: steps, learning rate, restarts and optimizer.
         low, high: the valuation domain.
         generator: random generator for the random starts.
+        init: optional extra start ``(batch, agents, items)``, row ``i`` of sample ``b`` being
+            agent ``i``'s starting report; detached and clamped to ``[low, high]``.
 
     Returns:
         Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
@@ -254,6 +258,12 @@ def find_misreports(
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
         batch, n, m = truth.shape
         starts = [truth.transpose(0, 1).unsqueeze(0)]  # (1, n, B, m)
+        if init is not None:
+            if not isinstance(init, Tensor) or init.shape != truth.shape:
+                shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+                raise ValueError(f"init must have the valuations' shape {tuple(truth.shape)}, got {shape}")
+            warm = init.detach().to(dtype=truth.dtype, device=truth.device).transpose(0, 1).unsqueeze(0)
+            starts.append(torch.minimum(torch.maximum(warm, low_t), high_t))
         if search.restarts:
             noise = torch.rand(
                 (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device

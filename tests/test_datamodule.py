@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from datamodules import BatchShuffleSampler, ValuationDataModule, sample_valuations
+from datamodules import BatchShuffleSampler, TrainBatch, ValuationDataModule, sample_valuations
 
 
 def _module(**overrides) -> ValuationDataModule:
@@ -38,13 +38,15 @@ def test_same_seed_same_data_and_splits_are_independent() -> None:
 
 def test_loaders_serve_whole_batches() -> None:
     dm = _module()
-    train = list(dm.train_dataloader())
+    batches = list(dm.train_dataloader())
+    assert all(isinstance(batch, TrainBatch) for batch in batches)
+    train = [batch.valuations for batch in batches]
     assert [len(batch) for batch in train] == [16] * 6 + [4]
     assert all(batch.shape[1:] == (2, 3) for batch in train)
-    # one epoch is a permutation of the training set
-    seen = torch.cat(train).flatten(1)
-    expected = dm.splits["train"].valuations.flatten(1)
-    assert torch.equal(seen[seen[:, 0].argsort()], expected[expected[:, 0].argsort()])
+    # one epoch is a permutation of the training set, and the indices say which profiles a batch holds
+    indices = torch.cat([batch.indices for batch in batches])
+    assert indices.dtype == torch.long and torch.equal(indices.sort().values, torch.arange(100))
+    assert torch.equal(torch.cat(train), dm.splits["train"].valuations[indices])
     (test_batch,) = list(dm.test_dataloader())
     assert torch.equal(test_batch, dm.splits["test"].valuations)
     assert [len(batch) for batch in dm.val_dataloader()] == [16, 14]

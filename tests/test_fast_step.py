@@ -226,3 +226,17 @@ def test_triton_kernel_matches_torch_backend_in_the_interpreter() -> None:
 def test_trusted_forward_skips_checks() -> None:
     mechanism = SinkhornMechanism(1, 2)
     assert trusted_forward(mechanism) == mechanism.allocate_and_pay
+
+
+def test_fast_step_warm_start_matches_find_misreports_init() -> None:
+    """The fast step's warm start (persistent misreports) searches like find_misreports(init=...)."""
+    torch.manual_seed(2)
+    mechanism = SinkhornMechanism(2, 2, hidden=(8,), tol=1e-7, max_iter=5000).double()
+    batch = torch.rand(16, 2, 2, dtype=torch.float64)
+    init = torch.rand(16, 2, 2, dtype=torch.float64)
+    low, high = torch.zeros(2, 1, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+    search = MisreportSearch(steps=4, lr=0.1)
+    settings = FastStepSettings(enabled=True, margin=0.5, backend="torch")
+    fast = FastStep(mechanism, search, lambda revenue, regrets: regrets.sum(), low, high, settings)(batch, init)
+    expected = find_misreports(mechanism, batch, search, init=init)
+    torch.testing.assert_close(fast.misreports, expected, atol=1e-6, rtol=1e-6)

@@ -214,6 +214,45 @@ def test_one_batched_mechanism_call_per_step() -> None:
     assert mechanism.calls == [5, 2 * 5]  # one truthful forward, one over agents x batch
 
 
+def test_a_warm_start_is_one_more_start_in_the_same_call() -> None:
+    mechanism = Counting(QuadraticToy())
+    valuations = torch.rand(5, 2, 3)
+    find_misreports(mechanism, valuations, MisreportSearch(steps=4, restarts=2), init=torch.rand(5, 2, 3))
+    assert mechanism.calls == [4 * 2 * 5] * 5  # truth + init + 2 random starts, steps + 1 calls
+
+
+def test_a_warm_start_at_the_answer_is_kept_and_is_clamped_to_the_domain() -> None:
+    """With zero steps the result is the better of the truth and the (clamped) warm start."""
+    valuations = torch.rand(64, 2, 3, dtype=torch.float64)
+    best = (2 * valuations).clamp(max=1)  # QuadraticToy's best report
+    found = find_misreports(QuadraticToy(), valuations, MisreportSearch(steps=0), init=2 * valuations)
+    torch.testing.assert_close(found, best)  # 2v > 1 is clamped to 1, which is the optimum there
+    torch.testing.assert_close(regret(QuadraticToy(), valuations, found).regret, quadratic_regret(valuations))
+    # a start worse than the truth is not taken: PayYourBid prefers the lowest report
+    v = torch.full((8, 1, 1), 0.5)
+    torch.testing.assert_close(find_misreports(PayYourBid(), v, MisreportSearch(steps=0), init=v + 0.3), v)
+    torch.testing.assert_close(find_misreports(PayYourBid(), v, MisreportSearch(steps=0), init=v - 0.3), v - 0.3)
+
+
+def test_a_warm_start_lets_a_short_search_finish_what_a_long_one_started() -> None:
+    valuations = torch.rand(64, 2, 3, dtype=torch.float64)
+    short = MisreportSearch(steps=3, lr=0.1)
+    cold = regret(QuadraticToy(), valuations, find_misreports(QuadraticToy(), valuations, short)).regret
+    misreports = find_misreports(QuadraticToy(), valuations, short)
+    for _ in range(5):  # later visits of the same profiles
+        misreports = find_misreports(QuadraticToy(), valuations, short, init=misreports)
+    warm = regret(QuadraticToy(), valuations, misreports).regret
+    expected = quadratic_regret(valuations)
+    assert float((expected - cold).max()) > 5e-3  # three steps from the truth are not enough
+    # within Adam's first step (lr) of the optimum: a regret gap of order lr^2 / 4n at worst
+    assert float((expected - warm).max()) < 1e-3 and float((warm - expected).max()) <= 1e-12
+
+
+def test_a_warm_start_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="init must have"):
+        find_misreports(QuadraticToy(), torch.rand(4, 2, 3), init=torch.rand(4, 3, 2))
+
+
 def test_gradient_search_matches_a_grid_search_on_a_rugged_learned_mechanism() -> None:
     """One bidder, one item: the best misreport of a randomly initialized RegretNet, by brute force."""
     mechanism = RegretNet(1, 1, "additive", hidden=(16,))

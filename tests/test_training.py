@@ -61,9 +61,11 @@ def test_per_agent_value_ranges_train_without_references(tmp_path: Path) -> None
     assert metrics["references"] == {}  # optimum and VCG references assume i.i.d. bidders
 
 
-def test_resume_continues_the_schedules_where_they_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("persistent", [False, True], ids=["cold", "persistent-misreports"])
+def test_resume_continues_the_schedules_where_they_stopped(persistent: bool, tmp_path: Path) -> None:
     def fit(directory: Path, epochs: int, resume: Path | None = None) -> dict:
         overrides = [*TINY, f"trainer.max_epochs={epochs}", "callbacks.lagrange.every_n_steps=3"]
+        overrides.append(f"model.persistent_misreports={str(persistent).lower()}")
         if resume is not None:
             overrides.append(f"resume={resume}")
         return run(make_config(*overrides, output_dir=directory))
@@ -77,8 +79,42 @@ def test_resume_continues_the_schedules_where_they_stopped(tmp_path: Path) -> No
     assert resumed["lambda"] != [5.0] * len(resumed["lambda"])  # the Lagrange updates did happen
     a = _checkpoint_state(tmp_path / "straight" / "checkpoints" / "last.ckpt")
     b = _checkpoint_state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert ("misreport_buffer" in a) is persistent and a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_persistent_misreports_are_kept_per_profile_and_checkpointed(tmp_path: Path) -> None:
+    cfg = make_config(*TINY, "model.persistent_misreports=true", output_dir=tmp_path)
+    torch.manual_seed(0)
+    fresh = build_components(cfg).model.misreport_buffer.clone()
+    assert fresh.shape == (32, 1, 2) and 0.0 <= float(fresh.min()) and float(fresh.max()) <= 1.0
+    run(cfg)
+    state = _checkpoint_state(tmp_path / "checkpoints" / "last.ckpt")
+    buffer = state["misreport_buffer"]
+    # every profile was visited once (1 epoch of 4 batches of 8): each row was searched and written back
+    assert buffer.shape == fresh.shape and not torch.equal(buffer, fresh)
+    data = build_components(cfg).datamodule
+    data.setup()
+    profiles = data.splits["train"].valuations
+    assert float(buffer.min()) >= 0.0 and float(buffer.max()) <= 1.0
+    assert not torch.equal(buffer, profiles)  # some profitable misreports were found
+
+
+def test_persistent_misreports_need_the_training_set_size(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="misreport buffer holds 16 profiles but the training set 32"):
+        run(make_config(*TINY, "model.persistent_misreports=true", "model.train_size=16", output_dir=tmp_path))
+
+
+@pytest.mark.parametrize("first, then", [(False, True), (True, False)])
+def test_runs_with_and_without_persistent_misreports_resume_each_other(first: bool, then: bool, tmp_path: Path) -> None:
+    flag = lambda value: f"model.persistent_misreports={str(value).lower()}"  # noqa: E731
+    run(make_config(*TINY, flag(first), output_dir=tmp_path / "a"))
+    resume = f"resume={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"
+    metrics = run(make_config(*TINY, flag(then), "trainer.max_epochs=2", resume, output_dir=tmp_path / "b"))
+    assert metrics["global_step"] == 8
+    state = _checkpoint_state(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert ("misreport_buffer" in state) is then
 
 
 def test_misreport_search_runs_under_trainer_test(tmp_path: Path) -> None:

@@ -103,15 +103,19 @@ class FastStep:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_key: tuple | None = None
         self._static_input: Tensor | None = None
+        self._static_init: Tensor | None = None
         self._static_outputs: StepOutputs | None = None
 
     # ----------------------------------------------------------- computation
-    def _compute(self, valuations: Tensor) -> StepOutputs:
+    def _compute(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """Search, regret, loss, backward: no host synchronization."""
         forward = trusted_forward(self.mechanism)
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
         starts = valuations.transpose(0, 1).unsqueeze(0)  # (1, agents, batch, items): the truth
+        if init is not None:  # a warm start (persistent misreports), as find_misreports(init=...)
+            warm = torch.maximum(torch.minimum(init.transpose(0, 1).unsqueeze(0), high), low)
+            starts = torch.cat([starts, warm])
         misreports = ascend(forward, valuations, starts, self.search, low, high).transpose(0, 1)
         terms = regret_terms(forward, valuations, misreports)
         revenue = terms.payment.sum(-1)
@@ -144,29 +148,33 @@ class FastStep:
     def _params(self) -> list[Tensor]:
         return [p for p in self.mechanism.parameters() if p.requires_grad]
 
-    def _capture(self, valuations: Tensor) -> None:
-        """Warm up on a side stream, then record ``_compute`` on a static input (parameters untouched)."""
+    def _capture(self, valuations: Tensor, init: Tensor | None) -> None:
+        """Warm up on a side stream, then record ``_compute`` on static inputs (parameters untouched)."""
         self._graph = None
         torch.cuda.synchronize()
         self._static_input = valuations.clone()
+        self._static_init = None if init is None else init.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # compiles the Triton kernel, warms cuBLAS; only .grad changes
                 for p in self._params():
                     p.grad = None
-                self._compute(self._static_input)
+                self._compute(self._static_input, self._static_init)
         torch.cuda.current_stream().wait_stream(side)
         for p in self._params():
             p.grad = None  # the graph allocates .grad from its pool; replays overwrite it
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._static_outputs = self._compute(self._static_input)
+            self._static_outputs = self._compute(self._static_input, self._static_init)
         self._graph = graph
 
     # ------------------------------------------------------------------ call
-    def __call__(self, valuations: Tensor) -> StepOutputs:
-        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``."""
+    def __call__(self, valuations: Tensor, init: Tensor | None = None) -> StepOutputs:
+        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``.
+
+        ``init`` ``(batch, agents, items)``: an extra start of the search beside the truth (a warm start).
+        """
         if self.calls % self.settings.recalibrate_every == 0:
             self._calibrate(valuations)
         self.calls += 1
@@ -175,21 +183,23 @@ class FastStep:
             for p in self._params():
                 p.grad = None
             with self._fixed_schedule():
-                return self._compute(valuations)
+                return self._compute(valuations, init)
         schedule = None if self.last_calibration is None else self.last_calibration.iterations
-        key = (tuple(valuations.shape), schedule)
+        key = (tuple(valuations.shape), schedule, init is None)
         if self._graph is None or key != self._graph_key:
             try:
                 with self._fixed_schedule():
-                    self._capture(valuations)
+                    self._capture(valuations, init)
             except RuntimeError as error:  # e.g. an op that cannot be captured on this CUDA/torch version
                 warnings.warn(f"CUDA graph capture failed, running the fast step without graphs: {error}")
                 self.settings = replace(self.settings, cuda_graph=False)
                 for p in self._params():
                     p.grad = None
                 with self._fixed_schedule():
-                    return self._compute(valuations)
+                    return self._compute(valuations, init)
             self._graph_key = key
         self._static_input.copy_(valuations)
+        if init is not None:
+            self._static_init.copy_(init)
         self._graph.replay()
         return self._static_outputs

@@ -29,6 +29,14 @@ The test runs once, in the first process (the data module gives the others
 no test batch).  Checkpoints also hold the random states (torch, CUDA,
 NumPy, Python), restored on resume.
 
+With ``persistent_misreports``, the module keeps every training profile's
+best misreport per agent (buffer ``misreport_buffer``, ``(train_size, agents,
+items)``, on the training device and in every checkpoint) and starts the next
+search on that profile from it as well as from the truth, as the original
+RegretNet code does (it caches one misreport per training profile and
+writes the searched one back after every batch).  The training loader must
+then yield :class:`datamodules.TrainBatch` ``(indices, valuations)``.
+
 Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
 of the agents' expected regrets, RegretNet's convention) and
 ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
@@ -48,7 +56,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import Bounds, _derive_seed, value_bounds
+from datamodules.valuations import Bounds, TrainBatch, _derive_seed, value_bounds
 from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
@@ -62,7 +70,10 @@ class AuctionModule(pl.LightningModule):
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
     ``low``/``high`` bound the misreports (one float, or one per agent), as
-    the valuations' support.  ``run_config`` (optional, e.g. the whole resolved run
+    the valuations' support.  ``persistent_misreports`` warm-starts every
+    training search from the profile's misreports of its last visit (see the
+    module docstring); it needs ``train_size``, the number of training
+    profiles (the buffer starts uniform on ``[low, high]``, like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run
     configuration) is stored with the hyperparameters so that it shows in
     TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
@@ -86,6 +97,8 @@ class AuctionModule(pl.LightningModule):
         test_batch_size: int | None = None,
         test_seed: int = 0,
         fast: FastStepSettings | None = None,
+        persistent_misreports: bool = False,
+        train_size: int | None = None,
         run_config: Mapping[str, Any] | None = None,
         quadratic_penalty: str = "batch_mean",
         penalty_over_agents: str = "sum",
@@ -113,6 +126,12 @@ class AuctionModule(pl.LightningModule):
         self.register_buffer("high", high_t, persistent=False)
         self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
         self.register_buffer("rho", torch.tensor(float(rho_init)))
+        self.persistent_misreports = bool(persistent_misreports)
+        if self.persistent_misreports:
+            if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1:
+                raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
+            start = torch.rand(train_size, self.n_agents, mechanism.n_items)
+            self.register_buffer("misreport_buffer", low_t + (high_t - low_t) * start)
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
@@ -162,8 +181,32 @@ class AuctionModule(pl.LightningModule):
         if not self.references:
             self.references = self._references()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Let runs with and without persistent misreports read each other's checkpoints; restore random states.
+
+        A checkpoint without the buffer leaves the current one (the search then warm-starts
+        from it); a buffer in the checkpoint of a run that does not keep one is ignored.  Also
+        restores the random states of :meth:`on_save_checkpoint` (checkpoints without them are accepted).
+        """
+        state = checkpoint.get("state_dict", {})
+        if self.persistent_misreports:
+            state.setdefault("misreport_buffer", self.misreport_buffer)
+        else:
+            state.pop("misreport_buffer", None)
+        states = checkpoint.get("rng_states")
+        if states is not None:
+            _set_rng_states(states)
+
     def on_fit_start(self) -> None:
-        """Build the fast step where it applies; lay out TensorBoard's Custom Scalars tab."""
+        """Check the misreport buffer against the training set; build the fast step where it applies;
+        lay out TensorBoard's Custom Scalars tab."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        sizes = getattr(datamodule, "sizes", None)
+        if self.persistent_misreports and isinstance(sizes, dict) and sizes.get("train") != len(self.misreport_buffer):
+            raise ValueError(
+                f"the misreport buffer holds {len(self.misreport_buffer)} profiles but the training set "
+                f"{sizes.get('train')}: set model.train_size to data.train_size"
+            )
         if self.fast.active(self.device) and self.trainer.world_size > 1:
             rank_zero_warn("the fast training step is single-process: running the eager step on every process")
         elif self.fast.active(self.device):
@@ -189,13 +232,24 @@ class AuctionModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- shared
     def _regret(
-        self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None
+        self,
+        valuations: Tensor,
+        search: MisreportSearch,
+        generator: torch.Generator | None = None,
+        indices: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds."""
+        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds.
+
+        With ``indices`` (training profiles' positions) and persistent misreports, the search also
+        starts from the buffer's misreports of these profiles, and its result is written back.
+        """
+        init = self.misreport_buffer[indices] if indices is not None else None
         with torch.enable_grad():
             misreports = find_misreports(
-                self.mechanism, valuations, search, low=self.low, high=self.high, generator=generator
+                self.mechanism, valuations, search, low=self.low, high=self.high, generator=generator, init=init
             )
+        if indices is not None:
+            self.misreport_buffer[indices] = misreports
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret
 
@@ -235,22 +289,29 @@ class AuctionModule(pl.LightningModule):
             )
 
     # --------------------------------------------------------------- training
-    def training_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        """One augmented-Lagrangian step on valuations ``(batch, agents, items)``.
+    def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
+        """One augmented-Lagrangian step on a :class:`TrainBatch` (or plain valuations ``(batch, agents, items)``).
 
         Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
         """
+        indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
+        if self.persistent_misreports and indices is None:
+            raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
+        indices = indices if self.persistent_misreports else None
         optimizer = self.optimizers()
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(self.global_step)
         if self._fast_step is not None:  # gradients computed by the (captured) fast step
             calibrated = self._fast_step.last_calibration
-            outputs = self._fast_step(batch)
+            init = self.misreport_buffer[indices] if indices is not None else None
+            outputs = self._fast_step(valuations, init)
+            if indices is not None:
+                self.misreport_buffer[indices] = outputs.misreports
             revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
             if self._fast_step.last_calibration is not calibrated:
                 self._log_calibration(self._fast_step.last_calibration)
         else:
-            revenue, regrets = self._regret(batch, self.train_search)
+            revenue, regrets = self._regret(valuations, self.train_search, indices=indices)
             loss = self._loss(revenue, regrets)
             optimizer.zero_grad()
             self.manual_backward(loss)
@@ -329,11 +390,6 @@ class AuctionModule(pl.LightningModule):
         """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
         checkpoint["rng_states"] = _rng_states()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the random states of :meth:`on_save_checkpoint` (checkpoints without them are accepted)."""
-        states = checkpoint.get("rng_states")
-        if states is not None:
-            _set_rng_states(states)
 
 
 def _rng_states() -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""Training searches from the truth against warm starts from persistent misreports: runs and table.
+
+Runs ``python train.py`` for every setting x search variant x seed (each run's
+``metrics.json`` lands in ``<out>/<setting>-<variant>-seed<seed>/``), at most
+``--jobs`` at a time, then prints a markdown table of test revenue, test regret
+(the paper's protocol, which ``train.py`` runs at the end) and wall time, with
+per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not
+run again, so an interrupted sweep resumes; ``--table-only`` only builds the table.
+
+    python benchmarks/persistent_misreports.py --out results/persistent_runs --jobs 2
+    python benchmarks/persistent_misreports.py --out results/persistent_runs --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"unit": [], "exactly_one": ["demand=exactly_k"]}  # the default job and exactly-one 1x2, same budget
+VARIANTS = {
+    "truth-25": ["model.persistent_misreports=false", "model.train_search.steps=25"],
+    "warm-10": ["model.persistent_misreports=true", "model.train_search.steps=10"],
+    "warm-5": ["model.persistent_misreports=true", "model.train_search.steps=5"],
+}
+QUIET = ["callbacks.progress=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def _runs(seeds: list[int]) -> list[tuple[str, str, int]]:
+    """Interleaved (seed-major, variant-minor) so that the machine's load falls evenly on the variants."""
+    return [(setting, variant, seed) for seed in seeds for setting in SETTINGS for variant in VARIANTS]
+
+
+def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> str:
+    folder = out / f"{setting}-{variant}-seed{seed}"
+    if (folder / "metrics.json").is_file():
+        return f"{folder.name}: done before"
+    command = [sys.executable, str(ROOT / "train.py"), *SETTINGS[setting], *VARIANTS[variant], f"seed={seed}"]
+    command += [*QUIET, f"hydra.run.dir={folder}", *extra]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    (out / f"{folder.name}.log").write_text(result.stdout[-20000:] + result.stderr[-20000:])
+    return f"{folder.name}: rc {result.returncode}, {time.perf_counter() - start:.0f} s"
+
+
+def table(out: Path) -> str:
+    """The markdown table of every finished run under ``out``, with per-setting, per-variant means."""
+    rows, summary = [], []
+    for setting in SETTINGS:
+        for variant in VARIANTS:
+            found = []
+            for folder in sorted(out.glob(f"{setting}-{variant}-seed*")):
+                path = folder / "metrics.json"
+                if path.is_file():
+                    metrics = json.loads(path.read_text())
+                    found.append((folder.name.rsplit("seed", 1)[1], metrics))
+            for seed, metrics in found:
+                test = metrics["test"]
+                rows.append(
+                    f"| {setting} | {variant} | {seed} | {test['revenue_mean']:.4f} | "
+                    f"{test['regret_mean_over_agents_mean']:.4f} | {test['regret_mean_over_agents_max']:.4f} | "
+                    f"{metrics['train_time_s']:.0f} | {metrics['wall_time_s']:.0f} |"
+                )
+            if found:
+                mean = lambda key: statistics.mean(key(m) for _, m in found)  # noqa: E731
+                summary.append(
+                    f"| {setting} | {variant} | {len(found)} | {mean(lambda m: m['test']['revenue_mean']):.4f} | "
+                    f"{mean(lambda m: m['test']['regret_mean_over_agents_mean']):.4f} | "
+                    f"{max(m['test']['regret_mean_over_agents_mean'] for _, m in found):.4f} | "
+                    f"{mean(lambda m: m['train_time_s']):.0f} | {mean(lambda m: m['wall_time_s']):.0f} |"
+                )
+    head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n| --- " + "| --- " * 7 + "|"
+    return "\n".join(
+        [
+            head.format("seeds", "worst seed's regret"),
+            *summary,
+            "",
+            head.format("seed", "max regret"),
+            *rows,
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder of the runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="concurrent runs (default 2)")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--override", action="append", default=[], help="extra train.py override for every run")
+    args = parser.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            jobs = [pool.submit(_run, args.out, *run, args.override) for run in _runs(args.seeds)]
+            for job in jobs:
+                print(job.result(), flush=True)
+    print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()
