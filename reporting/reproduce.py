@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -101,7 +102,7 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     runs_dir.mkdir(parents=True, exist_ok=True)
     log = runs_dir / f"{preset}.log"
     command = [sys.executable, "train.py", f"experiment={preset}", f"hydra.run.dir={run_dir.resolve()}", *overrides]
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     with log.open("w") as stream:
         try:
             returncode = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout).returncode
@@ -113,6 +114,7 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
         "command": " ".join(command[1:]),
         "returncode": returncode,
         "wall_time_s": time.perf_counter() - start,
+        "started_at": started_at,
         "hardware": _hardware(run_dir),
         "log": str(log),
         "date": datetime.date.today().isoformat(),
@@ -120,6 +122,24 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar
+
+
+def train_presets(
+    presets: Sequence[str], runs_dir: Path, overrides: Sequence[str], timeout: float | None, jobs: int = 1
+) -> bool:
+    """Train ``presets`` with up to ``jobs`` runs at a time (side by side on one GPU); True if one failed."""
+    total = len(presets)
+
+    def one(numbered: tuple[int, str]) -> bool:
+        index, preset = numbered
+        print(f"[{index}/{total}] {preset}: training ...", flush=True)
+        sidecar = train_preset(preset, runs_dir, overrides, timeout)
+        outcome = "done" if sidecar["returncode"] == 0 else f"FAILED (exit {sidecar['returncode']}, see {sidecar['log']})"
+        print(f"[{index}/{total}] {preset}: {outcome} in {duration(sidecar['wall_time_s'])}", flush=True)
+        return sidecar["returncode"] != 0
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each run is its own process
+        return any(pool.map(one, enumerate(presets, 1)))
 
 
 def collect(preset: str, runs_dir: Path) -> dict[str, Any]:
@@ -240,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "results" / "runs", help="where the runs go (default results/runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: README 'Throughput')")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
     parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
@@ -256,14 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--audit-samples must be a positive integer, got {args.audit_samples}")
         AuditSettings(points=args.audit_points)  # rejects a bad --audit-points before any training
         audit_device = ("cuda" if torch.cuda.is_available() else "cpu") if args.audit_device == "auto" else args.audit_device
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
         failed = False
+        if not args.collect_only:
+            failed = train_presets(args.presets, args.runs_dir, args.override, args.timeout, args.jobs)
         for index, preset in enumerate(args.presets, 1):
-            if not args.collect_only:
-                print(f"[{index}/{len(args.presets)}] {preset}: training ...", flush=True)
-                sidecar = train_preset(preset, args.runs_dir, args.override, args.timeout)
-                failed |= sidecar["returncode"] != 0
-                outcome = "done" if sidecar["returncode"] == 0 else f"FAILED (exit {sidecar['returncode']}, see {sidecar['log']})"
-                print(f"[{index}/{len(args.presets)}] {preset}: {outcome} in {duration(sidecar['wall_time_s'])}", flush=True)
             if not args.no_audit and not (args.runs_dir / preset / AUDIT).is_file():
                 report = audit_run(args.runs_dir / preset, args.audit_samples, args.audit_points, audit_device, progress=True)
                 if report is not None:

@@ -1,4 +1,4 @@
-"""The SLURM launcher config composes (no cluster needed; skipped without the ``cluster`` extra)."""
+"""The SLURM and parallel launcher configs compose (no cluster needed; skipped without their extras)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from hydra import compose, initialize_config_dir
 
 from tests.test_config import CONF
 
-pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='needs pip install -e ".[cluster]"')
+def _needs_submitit() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='needs pip install -e ".[cluster]"')
 
 
 def test_slurm_launcher_composes_with_one_task_per_device() -> None:
+    _needs_submitit()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             "config",
@@ -26,6 +28,7 @@ def test_slurm_launcher_composes_with_one_task_per_device() -> None:
 
 
 def test_slurm_launcher_cpu_only_job() -> None:
+    _needs_submitit()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             "config",
@@ -33,3 +36,14 @@ def test_slurm_launcher_cpu_only_job() -> None:
             return_hydra_config=True,
         )
     assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.gpus_per_node) == (1, 0)
+
+
+def test_parallel_launcher_composes() -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason='needs pip install -e ".[parallel]"')
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["hydra/launcher=parallel", "hydra.launcher.n_jobs=3", "output_dir=unused"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert cfg.hydra.launcher.n_jobs == 3

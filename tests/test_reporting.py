@@ -245,9 +245,22 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
     assert _table_row(rebuilt, "paper_2x3_unit")[1] == "not run"
 
 
+def test_reproduction_trains_presets_side_by_side(tmp_path: Path) -> None:
+    """--jobs 2: both runs are trained, at the same time (their start-to-end intervals overlap)."""
+    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.hidden"))]
+    presets = ["paper_1x2_unit", "paper_1x2_unit_regretnet"]
+    argv = [*presets, "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"), "--no-audit", "--jobs", "2"]
+    assert reproduce.main([*argv, *(f"--override={o}" for o in budget)]) == 0
+    sidecars = [json.loads((tmp_path / "runs" / p / "reproduction.json").read_text()) for p in presets]
+    (a_start, a_end), (b_start, b_end) = ((s["started_at"], s["started_at"] + s["wall_time_s"]) for s in sidecars)
+    assert a_start < b_end and b_start < a_end
+    table = (tmp_path / "r.md").read_text()
+    assert all(_table_row(table, p)[1] != "not run" for p in presets)
+
+
 @pytest.mark.parametrize(
     "argv, message",
-    [(["paper_9x9"], "unknown preset"), (["paper_1x2_unit", "--override", "experiment=x"], "may not set experiment"),
+    [(["paper_1x2_unit", "--jobs", "0"], "--jobs must be a positive integer"), (["paper_9x9"], "unknown preset"), (["paper_1x2_unit", "--override", "experiment=x"], "may not set experiment"),
      (["paper_1x2_unit", "--override", "novalue"], "must be KEY=VALUE")],
 )
 def test_reproduction_rejects_bad_input(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
