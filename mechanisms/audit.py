@@ -247,10 +247,9 @@ def audit_misreports(
     offsets = torch.cartesian_prod(*([torch.tensor([-1.0, 0.0, 1.0], dtype=valuations.dtype, device=device)] * m))
     offsets = offsets.reshape(-1, m)  # (3^m, m), the centre included
     chunk = max(1, settings.max_profiles // size)  # profiles per grid pass
-    calls_grid = math.ceil(chunk * size / settings.max_profiles)
-    calls_refine = math.ceil(chunk * starts * len(offsets) / settings.max_profiles) * settings.refine_rounds
-    n_chunks = math.ceil(samples / chunk)
-    bar = tqdm(total=n * n_chunks * (calls_grid + calls_refine), desc="audit", disable=not progress)
+    calls_grid = math.ceil(samples / chunk) * math.ceil(chunk * size / settings.max_profiles)
+    calls_refine = math.ceil(samples * starts * len(offsets) / settings.max_profiles) * settings.refine_rounds
+    bar = tqdm(total=n * (calls_grid + calls_refine), desc="audit", disable=not progress)
     evaluate = _Evaluator(mechanism, settings.max_profiles, bar)
 
     regret = torch.zeros(samples, n, dtype=valuations.dtype, device=device)
@@ -259,30 +258,34 @@ def audit_misreports(
         allocation, payment = mechanism(valuations)
         truthful = (allocation * valuations).sum(-1) - payment  # (samples, n)
         for agent in range(n):
-            scale = (hi[agent] - lo[agent]).view(1, 1, m)
+            scale = (hi[agent] - lo[agent]).view(1, 1, 1, m)
             reports_grid = lo[agent] + (hi[agent] - lo[agent]) * grid  # (P, m) in the agent's domain
+            # The grid, a few profiles at a time: the best `starts` grid points of every profile.
+            best_parts, index_parts = [], []
             for begin in range(0, samples, chunk):
                 values = valuations[begin : begin + chunk]
-                b = values.shape[0]
-                utility = evaluate(values, agent, reports_grid.unsqueeze(0).expand(b, size, m))  # (b, P)
-                best, index = utility.topk(starts, dim=1)  # (b, K)
-                x = grid[index]  # (b, K, m) unit coordinates
-                step = 0.5 / (points - 1)
-                for _ in range(settings.refine_rounds):
-                    candidates = (x.unsqueeze(2) + step * offsets).clamp(0.0, 1.0)  # (b, K, 3^m, m)
-                    reports = lo[agent] + scale.unsqueeze(2) * candidates
-                    found = evaluate(values, agent, reports.reshape(b, -1, m)).view(b, starts, -1)
-                    top, which = found.max(-1)  # (b, K)
-                    better = top > best
-                    chosen = candidates.gather(2, which.view(b, starts, 1, 1).expand(b, starts, 1, m))[:, :, 0]
-                    x = torch.where(better.unsqueeze(-1), chosen, x)
-                    best = torch.where(better, top, best)
-                    step /= 2
-                top, which = best.max(1)  # (b,)
-                x_best = x.gather(1, which.view(b, 1, 1).expand(b, 1, m))[:, 0]
-                rows = slice(begin, begin + b)
-                regret[rows, agent] = (top - truthful[rows, agent]).clamp(min=0.0)
-                misreports[rows, agent] = lo[agent] + (hi[agent] - lo[agent]) * x_best
+                utility = evaluate(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
+                top, index = utility.topk(starts, dim=1)  # (b, K)
+                best_parts.append(top)
+                index_parts.append(index)
+            best = torch.cat(best_parts)  # (samples, K)
+            x = grid[torch.cat(index_parts)]  # (samples, K, m) unit coordinates
+            # The refinement, every profile at once: few, large mechanism calls.
+            step = 0.5 / (points - 1)
+            for _ in range(settings.refine_rounds):
+                candidates = (x.unsqueeze(2) + step * offsets).clamp(0.0, 1.0)  # (samples, K, 3^m, m)
+                reports = lo[agent] + scale * candidates
+                found = evaluate(valuations, agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
+                top, which = found.max(-1)  # (samples, K)
+                better = top > best
+                chosen = candidates.gather(2, which.view(samples, starts, 1, 1).expand(samples, starts, 1, m))[:, :, 0]
+                x = torch.where(better.unsqueeze(-1), chosen, x)
+                best = torch.where(better, top, best)
+                step /= 2
+            top, which = best.max(1)  # (samples,)
+            x_best = x.gather(1, which.view(samples, 1, 1).expand(samples, 1, m))[:, 0]
+            regret[:, agent] = (top - truthful[:, agent]).clamp(min=0.0)
+            misreports[:, agent] = lo[agent] + (hi[agent] - lo[agent]) * x_best
     bar.close()
     return AuditResult(regret, misreports, truthful)
 
