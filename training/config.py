@@ -62,7 +62,7 @@ TEST_CHECKPOINTS = ("last", "best")
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (
-    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model",
+    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model", "lagrangian",
     "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run

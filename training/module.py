@@ -12,10 +12,14 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
 4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
    payment networks together).
 
-``lambda`` (buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho``
-(buffer ``rho``) are saved in every checkpoint; the schedules that change
-them are the callbacks :class:`callbacks.RhoSchedule` and
-:class:`callbacks.LagrangeUpdate`.  Validation measures revenue and regret
+The module is a :class:`training.lagrangian.LagrangianState`: ``lambda``
+(buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho`` (buffer ``rho``)
+are saved in every checkpoint; the schedules that change them
+(:class:`~training.lagrangian.RhoStaircase`,
+:class:`~training.lagrangian.LagrangeRule`) run as the callbacks
+:class:`callbacks.RhoSchedule` and :class:`callbacks.LagrangeUpdate`, which
+read the regret that ``training_step`` returns under
+:data:`~training.lagrangian.REGRET_KEY`.  Validation measures revenue and regret
 with a stronger misreport search; test runs the evaluation engine.
 
 Distributed training (DDP): every process validates its share of the
@@ -61,12 +65,12 @@ from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, reg
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import check_penalty_options, lagrangian_loss
+from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
 
 __all__ = ["AuctionModule"]
 
 
-class AuctionModule(pl.LightningModule):
+class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
     ``low``/``high`` bound the misreports (one float, or one per agent), as
@@ -292,7 +296,7 @@ class AuctionModule(pl.LightningModule):
     def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """One augmented-Lagrangian step on a :class:`TrainBatch` (or plain valuations ``(batch, agents, items)``).
 
-        Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
+        Returns ``{"loss": scalar, REGRET_KEY: (agents,)}`` (detached) for the Lagrangian callbacks.
         """
         indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
         if self.persistent_misreports and indices is None:
@@ -325,7 +329,7 @@ class AuctionModule(pl.LightningModule):
         for agent, value in enumerate(self.lagrange_multipliers):
             self.log(f"lagrangian/lambda_{agent}", value)
         self._log_sinkhorn()
-        return {"loss": loss.detach(), "regret": rgt.detach()}
+        return {"loss": loss.detach(), REGRET_KEY: rgt.detach()}
 
     # ------------------------------------------------------------- validation
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
