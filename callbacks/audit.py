@@ -14,12 +14,12 @@ import torch
 from torch import Tensor
 
 from mechanisms.audit import AuditSettings, audit_misreports
-from mechanisms.misreport import MisreportSearch, find_misreports, regret
+from mechanisms.misreport import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports, regret
 
 __all__ = ["AuditWarning", "RegretAudit"]
 
 
-SEARCHES = {"train": MisreportSearch(25, 0.1), "val": MisreportSearch(100, 0.1, 2)}
+SEARCHES = {"train": TRAIN_SEARCH, "val": VAL_SEARCH}
 """The module's searches the audit can be compared with, and the defaults used when the module has none."""
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 from torch import nn
+from mechanisms.checks import Bounds
 
 __all__ = ["TrainedRun", "load_checkpoint", "mechanism_from_checkpoint", "read_checkpoint", "run_config", "run_directory"]
 
-Bounds = Union[float, Sequence[float]]
 
 
 @dataclass(frozen=True)

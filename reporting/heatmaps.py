@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from mechanisms.demand import Demand
 from mechanisms.optimal import MenuMechanism
 from mechanisms.references import optimal_mechanism
+from mechanisms.checks import Bounds
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "optimal_boundaries"]
 
-Bounds = Union[float, Sequence[float]]
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
 

@@ -60,8 +60,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import Bounds, TrainBatch, _derive_seed, value_bounds
-from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
+from datamodules.valuations import TrainBatch, _derive_seed, value_bounds
+from mechanisms.checks import Bounds, is_int
+from mechanisms.misreport import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings
@@ -120,9 +121,9 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search", "fast"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
-        self.train_search = train_search or MisreportSearch(25, 0.1)
-        self.val_search = val_search or MisreportSearch(100, 0.1)
-        self.test_search = test_search or MisreportSearch(1000, 0.1, 10)
+        self.train_search = train_search or TRAIN_SEARCH
+        self.val_search = val_search or VAL_SEARCH
+        self.test_search = test_search or TEST_SEARCH
         self.lr, self.lr_final = lr, lr_final
         self.test_batch_size, self.test_seed = test_batch_size, test_seed
         low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
@@ -132,7 +133,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.persistent_misreports = bool(persistent_misreports)
         if self.persistent_misreports:
-            if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1:
+            if not is_int(train_size):
                 raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
             start = torch.rand(train_size, self.n_agents, mechanism.n_items)
             self.register_buffer("misreport_buffer", low_t + (high_t - low_t) * start)
