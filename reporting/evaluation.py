@@ -21,7 +21,7 @@ from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
 from mechanisms.audit import AuditSettings, audit
 from mechanisms.demand import Demand
-from mechanisms.checks import Bounds, check_positive_int
+from mechanisms.checks import Bounds, check_positive_int, is_int
 from mechanisms.misreport import TEST_SAMPLES, TEST_SEARCH, MisreportSearch, evaluate
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
@@ -132,7 +132,7 @@ def evaluate_mechanism(
     demand = demand if demand is not None else getattr(mechanism, "demand", None)
     if demand is None:
         raise ValueError("the mechanism has no .demand: pass demand=...")
-    if audit_samples is not None and (isinstance(audit_samples, bool) or not isinstance(audit_samples, int) or audit_samples < 1):
+    if audit_samples is not None and not is_int(audit_samples):
         raise ValueError(f"audit_samples must be a positive integer or None, got {audit_samples!r}")
     if audit_settings is not None and valuations.shape[2] > 3:
         raise ValueError(f"the regret audit covers at most 3 items per bidder, got {valuations.shape[2]}")
