@@ -140,31 +140,16 @@ class SinkhornMechanism(Mechanism):
         check_dtype(bids, self.allocation_net)
         _, n, m = bids.shape
         cost = self._cost(bids)
+        marginals = (cost, self.row_marginals, self.col_marginals)
         if self.fixed_iterations is not None:
             plan = fixed_plan(
-                cost,
-                self.row_marginals,
-                self.col_marginals,
-                epsilons=self.epsilons,
-                iterations=self.fixed_iterations,
-                grad=self.grad,
-                backend=self.backend,
+                *marginals, epsilons=self.epsilons, iterations=self.fixed_iterations, grad=self.grad, backend=self.backend
             )
             self.last_iterations, self.last_marginal_error = sum(self.fixed_iterations), math.nan
-            allocation = plan[:, :n, :m]
-            return allocation, self.payment_net(bids, allocation)
-        result = solve(
-            cost,
-            self.row_marginals,
-            self.col_marginals,
-            epsilons=self.epsilons,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            grad=self.grad,
-        )
-        self.last_iterations = result.iterations
-        self.last_marginal_error = result.marginal_error
-        allocation = result.plan[:, :n, :m]
+        else:
+            result = solve(*marginals, epsilons=self.epsilons, tol=self.tol, max_iter=self.max_iter, grad=self.grad)
+            plan, self.last_iterations, self.last_marginal_error = result.plan, result.iterations, result.marginal_error
+        allocation = plan[:, :n, :m]
         return allocation, self.payment_net(bids, allocation)
 
     def extra_repr(self) -> str:
