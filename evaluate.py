@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -25,13 +25,13 @@ from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import Protocol, evaluate_mechanism, test_profiles
+from reporting.evaluation import PAPER_PROTOCOL, Protocol, evaluate_mechanism, test_profiles
 from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
+from mechanisms.checks import Bounds
 
 BASELINES = ("vcg", "optimal")
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
-Bounds = Union[float, Sequence[float]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,11 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     baseline.add_argument("--agents", type=int, default=None, help="default 1")
     baseline.add_argument("--items", type=int, default=None, help="default 2")
     protocol = parser.add_argument_group("protocol (defaults: the paper's)")
-    protocol.add_argument("--samples", type=int, default=1000, help="test profiles (default 1000)")
-    protocol.add_argument("--steps", type=int, default=1000, help="misreport Adam steps per start (default 1000)")
-    protocol.add_argument("--lr", type=float, default=0.1, help="misreport learning rate (default 0.1)")
-    protocol.add_argument("--restarts", type=int, default=10, help="random starts besides the truthful one (default 10)")
-    protocol.add_argument("--batch-size", type=int, default=100, help="profiles per search chunk, one progress tick each (default 100)")
+    paper = PAPER_PROTOCOL
+    protocol.add_argument("--samples", type=int, default=paper.samples, help=f"test profiles (default {paper.samples})")
+    protocol.add_argument("--steps", type=int, default=paper.steps, help=f"misreport Adam steps per start (default {paper.steps})")
+    protocol.add_argument("--lr", type=float, default=paper.lr, help=f"misreport learning rate (default {paper.lr})")
+    protocol.add_argument("--restarts", type=int, default=paper.restarts, help=f"random starts besides the truthful one (default {paper.restarts})")
+    protocol.add_argument("--batch-size", type=int, default=paper.batch_size, help=f"profiles per search chunk, one progress tick each (default {paper.batch_size})")
     protocol.add_argument("--seed", type=int, default=None, help="seeds the test profiles and the random starts "
                           "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
     protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")

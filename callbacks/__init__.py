@@ -1,7 +1,8 @@
-"""Training callbacks: the augmented-Lagrangian schedules, the regret-budget checkpoint score, the regret audit."""
+"""Training callbacks: the augmented-Lagrangian schedules, the regret-budget checkpoint score, the regret audit, the heatmaps."""
 
 from callbacks.audit import AuditWarning, RegretAudit
 from callbacks.budget import RegretBudgetScore, budgeted_score
+from callbacks.heatmaps import HeatmapLogger
 from callbacks.lagrangian import LagrangeUpdate, RhoSchedule
 
-__all__ = ["AuditWarning", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "budgeted_score"]
+__all__ = ["AuditWarning", "HeatmapLogger", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "budgeted_score"]

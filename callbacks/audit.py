@@ -13,13 +13,14 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from mechanisms.checks import check_positive_int
 from mechanisms.audit import AuditSettings, audit_misreports
-from mechanisms.misreport import MisreportSearch, find_misreports, regret
+from mechanisms.misreport import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports, regret
 
 __all__ = ["AuditWarning", "RegretAudit"]
 
 
-SEARCHES = {"train": MisreportSearch(25, 0.1), "val": MisreportSearch(100, 0.1, 2)}
+SEARCHES = {"train": TRAIN_SEARCH, "val": VAL_SEARCH}
 """The module's searches the audit can be compared with, and the defaults used when the module has none."""
 
 
@@ -68,8 +69,7 @@ class RegretAudit(pl.Callback):
             raise ValueError(f"RegretAudit.search must be one of {', '.join(SEARCHES)}, got {search!r}")
         self.search = search
         for name, value in (("every_n_validations", every_n_validations), ("samples", samples), ("n_items", n_items)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"RegretAudit.{name} must be a positive integer, got {value!r}")
+            check_positive_int(value, f"RegretAudit.{name}")
         if not (math.isfinite(warn_factor) and warn_factor >= 1):
             raise ValueError(f"RegretAudit.warn_factor must be a finite number >= 1, got {warn_factor!r}")
         if not (math.isfinite(warn_min_regret) and warn_min_regret >= 0):

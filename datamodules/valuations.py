@@ -16,13 +16,14 @@ profile; validation and test batches are plain valuation tensors.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import Iterator, NamedTuple
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+from mechanisms.checks import Bounds
 
 __all__ = [
     "BatchShuffleSampler",
@@ -33,7 +34,6 @@ __all__ = [
     "value_bounds",
 ]
 
-Bounds = Union[float, Sequence[float]]
 
 
 def value_bounds(

@@ -23,6 +23,7 @@ from typing import Sequence, Union
 
 import torch
 from torch import Tensor
+from mechanisms.checks import check_positive_int, is_int
 
 __all__ = ["DEMAND_TYPES", "Demand", "marginals"]
 
@@ -45,7 +46,7 @@ class Demand:
         if self.name not in DEMAND_TYPES:
             raise ValueError(f"unknown demand {self.name!r}; valid demand types: {', '.join(DEMAND_TYPES)}")
         ks = list(self.k) if isinstance(self.k, Sequence) and not isinstance(self.k, str) else [self.k]
-        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        if not ks or not all(is_int(k) for k in ks):
             raise ValueError(f"k must be a positive integer or a list of them, got {self.k!r}")
         if not isinstance(self.k, int):
             object.__setattr__(self, "k", tuple(ks))
@@ -117,8 +118,7 @@ class Demand:
 
 def _check_sizes(n_agents: int, n_items: int) -> None:
     for name, value in (("agents", n_agents), ("items", n_items)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(value, name)
 
 
 def marginals(

@@ -29,11 +29,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mechanisms.base import check_bids, utility
+from mechanisms.checks import check_int, check_positive_int
 from mechanisms.demand import Demand
 
 __all__ = [
     "Evaluation",
     "MisreportSearch",
+    "TEST_SAMPLES",
+    "TEST_SEARCH",
+    "TRAIN_SEARCH",
+    "VAL_SEARCH",
     "RegretTerms",
     "ascend",
     "checked_forward",
@@ -66,12 +71,22 @@ class MisreportSearch:
     def __post_init__(self) -> None:
         for name in ("steps", "restarts"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"MisreportSearch.{name} must be an integer >= 0, got {value!r}")
+            check_int(value, f"MisreportSearch.{name}", minimum=0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"MisreportSearch.lr must be positive, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+
+# The one source of the searches' defaults (conf/model/augmented_lagrangian.yaml repeats them; a test compares).
+TRAIN_SEARCH = MisreportSearch(25, 0.1, 0)
+"""The paper's training search: 25 Adam steps at lr 0.1 from the truth."""
+VAL_SEARCH = MisreportSearch(100, 0.1, 2)
+"""Validation: stronger than training, 100 steps from the truth and 2 random starts."""
+TEST_SEARCH = MisreportSearch(1000, 0.1, 10)
+"""The paper's test protocol: 1000 Adam steps at lr 0.1 from the truth and 10 random starts ..."""
+TEST_SAMPLES = 1000
+"""... on 1000 test profiles."""
 
 
 class RegretTerms(NamedTuple):
@@ -332,7 +347,7 @@ class Evaluation:
 def evaluate(
     mechanism: nn.Module,
     valuations: Tensor,
-    search: MisreportSearch = MisreportSearch(steps=1000, lr=0.1, restarts=10),
+    search: MisreportSearch = TEST_SEARCH,
     low: Bound = 0.0,
     high: Bound = 1.0,
     batch_size: int = 1024,
@@ -353,8 +368,7 @@ def evaluate(
     if demand is None:
         raise ValueError("the mechanism has no .demand: pass demand=... to check its allocations")
     demand = demand if isinstance(demand, Demand) else Demand(demand)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     _check_domain(valuations, low, high)
     revenue, regrets, utilities, violations = [], [], [], []
     for chunk in tqdm(valuations.split(batch_size), desc="evaluate", disable=not progress):

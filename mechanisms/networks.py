@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+from mechanisms.checks import is_int
 
 __all__ = ["ACTIVATIONS", "PaymentHead", "Tanh", "check_dtype", "mlp"]
 
@@ -61,7 +62,7 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128),
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
     widths = [in_features, *hidden, out_features]
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+    if not all(is_int(w) for w in widths):
         raise ValueError(
             f"layer widths must be positive integers, got in={in_features!r}, hidden={list(hidden)!r}, out={out_features!r}"
         )

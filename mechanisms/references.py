@@ -27,6 +27,7 @@ from functools import lru_cache
 
 import torch
 
+from mechanisms.checks import check_positive_int
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
 from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
@@ -108,8 +109,7 @@ def vcg_revenue(
     demand_type = Demand(demand, k)
     demand_type.capacities(agents, items)
     _check_range(low, high)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    check_positive_int(samples, "samples")
     return _vcg_revenue(demand_type, agents, items, float(low), float(high), samples, seed)
 
 

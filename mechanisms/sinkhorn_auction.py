@@ -21,7 +21,8 @@ import torch
 from mechanisms.base import Mechanism, check_bids
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import PaymentHead, check_dtype, mlp
-from mechanisms.sinkhorn import GradMode, geometric_epsilons, solve
+from mechanisms.sinkhorn import solve
+from mechanisms.sinkhorn_settings import GradMode, SinkhornSettings
 from mechanisms.sinkhorn_fixed import Backend, Calibration, calibrate, fixed_plan
 
 __all__ = ["SinkhornMechanism"]
@@ -35,9 +36,10 @@ class SinkhornMechanism(Mechanism):
     exact; agent totals match their capacity up to the relative tolerance
     ``tol`` (the Sinkhorn stopping rule).
 
-    The epsilon schedule (``epsilons``, a tuple), ``tol`` and ``max_iter`` are
-    plain attributes that may be changed at any time, e.g. with
-    :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
+    The layer's settings are one frozen
+    :class:`~mechanisms.sinkhorn_settings.SinkhornSettings`, :attr:`settings`
+    (``epsilons``, ``tol``, ``max_iter`` and ``grad`` read from it); assign a new
+    one, or change some fields with :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
     ``last_marginal_error`` hold the Sinkhorn iteration count and the final
     relative row-marginal error (NaN on a fixed schedule).
 
@@ -63,10 +65,8 @@ class SinkhornMechanism(Mechanism):
         grad: GradMode = "implicit",
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        if grad not in ("implicit", "unroll"):
-            raise ValueError(f"grad must be 'implicit' or 'unroll', got {grad!r}")
-        self.grad: GradMode = grad
-        self._configure(eps_init, eps_final, eps_steps, tol, max_iter)
+        self.fixed_iterations: tuple[int, ...] | None = None
+        self.settings = SinkhornSettings(eps_init, eps_final, eps_steps, tol, max_iter, grad)
         self.allocation_net = mlp(n_agents * n_items, n_agents * n_items, hidden, activation)
         self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
         a, b = self.demand.marginals(n_agents, n_items)
@@ -74,8 +74,22 @@ class SinkhornMechanism(Mechanism):
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
         self.last_iterations = 0
         self.last_marginal_error = math.nan
-        self.fixed_iterations: tuple[int, ...] | None = None
         self.backend: Backend = "auto"
+
+    @property
+    def settings(self) -> SinkhornSettings:
+        """The epsilon schedule, stopping rule and gradient mode."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: SinkhornSettings) -> None:
+        self._settings = settings
+        self.fixed_iterations = None  # a new schedule needs a new calibration
+
+    epsilons = property(lambda self: self._settings.epsilons, doc="The epsilon schedule, first to last.")
+    tol = property(lambda self: self._settings.tol, doc="Stopping threshold on the max relative row-marginal error.")
+    max_iter = property(lambda self: self._settings.max_iter, doc="Sinkhorn update cap per epsilon.")
+    grad = property(lambda self: self._settings.grad, doc="Backward pass: implicit or unroll.")
 
     def set_sinkhorn(
         self,
@@ -86,24 +100,9 @@ class SinkhornMechanism(Mechanism):
         max_iter: int | None = None,
     ) -> None:
         """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value."""
-        self._configure(
-            self.epsilons[0] if eps_init is None else eps_init,
-            self.epsilons[-1] if eps_final is None else eps_final,
-            len(self.epsilons) if eps_steps is None else eps_steps,
-            self.tol if tol is None else tol,
-            self.max_iter if max_iter is None else max_iter,
+        self.settings = self.settings.replace(
+            eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
         )
-
-    def _configure(self, eps_init: float, eps_final: float, eps_steps: int, tol: float, max_iter: int) -> None:
-        if not tol > 0:
-            raise ValueError(f"tol must be positive, got {tol}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        if isinstance(eps_init, (int, float)) and isinstance(eps_final, (int, float)) and 0 < eps_init < eps_final:
-            raise ValueError(f"the epsilon schedule must not increase: eps_init={eps_init} < eps_final={eps_final}")
-        self.epsilons = geometric_epsilons(eps_init, eps_final, eps_steps)
-        self.tol, self.max_iter = tol, max_iter
-        self.fixed_iterations = None  # a new schedule needs a new calibration
 
     def calibrate(self, bids: Tensor, margin: float = 0.25) -> Calibration:
         """Calibrate a fixed schedule on ``bids`` ``(batch, agents, items)``.
@@ -141,31 +140,16 @@ class SinkhornMechanism(Mechanism):
         check_dtype(bids, self.allocation_net)
         _, n, m = bids.shape
         cost = self._cost(bids)
+        marginals = (cost, self.row_marginals, self.col_marginals)
         if self.fixed_iterations is not None:
             plan = fixed_plan(
-                cost,
-                self.row_marginals,
-                self.col_marginals,
-                epsilons=self.epsilons,
-                iterations=self.fixed_iterations,
-                grad=self.grad,
-                backend=self.backend,
+                *marginals, epsilons=self.epsilons, iterations=self.fixed_iterations, grad=self.grad, backend=self.backend
             )
             self.last_iterations, self.last_marginal_error = sum(self.fixed_iterations), math.nan
-            allocation = plan[:, :n, :m]
-            return allocation, self.payment_net(bids, allocation)
-        result = solve(
-            cost,
-            self.row_marginals,
-            self.col_marginals,
-            epsilons=self.epsilons,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            grad=self.grad,
-        )
-        self.last_iterations = result.iterations
-        self.last_marginal_error = result.marginal_error
-        allocation = result.plan[:, :n, :m]
+        else:
+            result = solve(*marginals, epsilons=self.epsilons, tol=self.tol, max_iter=self.max_iter, grad=self.grad)
+            plan, self.last_iterations, self.last_marginal_error = result.plan, result.iterations, result.marginal_error
+        allocation = plan[:, :n, :m]
         return allocation, self.payment_net(bids, allocation)
 
     def extra_repr(self) -> str:

@@ -3,7 +3,6 @@
 * :mod:`reporting.checkpoints` - rebuild a trained mechanism from a ``train.py`` checkpoint;
 * :mod:`reporting.evaluation` - the paper's test protocol with VCG and optimal revenue on the same profiles;
 * :mod:`reporting.heatmaps` - allocation and payment heatmaps over the (v1, v2) grid, optimal boundaries;
-* :mod:`reporting.tensorboard` - a callback logging the heatmaps to TensorBoard during validation;
 * :mod:`reporting.curves` - training curves of revenue and regret from TensorBoard event files;
 * :mod:`reporting.tables` - markdown and plain-text tables;
 * :mod:`reporting.paper` - the paper's Tables 1 and 2;

@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 from torch import nn
+from mechanisms.checks import Bounds
 
-__all__ = ["TrainedRun", "load_checkpoint", "mechanism_from_checkpoint", "read_checkpoint", "run_config", "run_directory"]
+__all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config", "run_directory"]
 
-Bounds = Union[float, Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,3 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
         raise ValueError(f"the weights in {path} do not fit {mechanism_class.__name__}: {' '.join(str(error).split())[:200]}") from error
     return TrainedRun(mechanism.to(device).eval(), config, path)
 
-
-def mechanism_from_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained mechanism of a ``train.py`` checkpoint (see :func:`load_checkpoint`)."""
-    return load_checkpoint(path, device).mechanism

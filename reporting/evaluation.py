@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,13 +21,13 @@ from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
 from mechanisms.audit import AuditSettings, audit
 from mechanisms.demand import Demand
-from mechanisms.misreport import MisreportSearch, evaluate
+from mechanisms.checks import Bounds, check_positive_int, is_int
+from mechanisms.misreport import TEST_SAMPLES, TEST_SEARCH, MisreportSearch, evaluate
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
 __all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "evaluate_mechanism", "reference_revenues", "test_profiles", "uniform_range"]
 
-Bounds = Union[float, Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,15 @@ class Protocol:
     batch_size: profiles per chunk of the search (one progress-bar tick each).
     """
 
-    samples: int = 1000
-    steps: int = 1000
-    lr: float = 0.1
-    restarts: int = 10
+    samples: int = TEST_SAMPLES
+    steps: int = TEST_SEARCH.steps
+    lr: float = TEST_SEARCH.lr
+    restarts: int = TEST_SEARCH.restarts
     batch_size: int = 100
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         MisreportSearch(self.steps, self.lr, self.restarts)  # raises ValueError on bad search settings
 
     @property
@@ -134,7 +132,7 @@ def evaluate_mechanism(
     demand = demand if demand is not None else getattr(mechanism, "demand", None)
     if demand is None:
         raise ValueError("the mechanism has no .demand: pass demand=...")
-    if audit_samples is not None and (isinstance(audit_samples, bool) or not isinstance(audit_samples, int) or audit_samples < 1):
+    if audit_samples is not None and not is_int(audit_samples):
         raise ValueError(f"audit_samples must be a positive integer or None, got {audit_samples!r}")
     if audit_settings is not None and valuations.shape[2] > 3:
         raise ValueError(f"the regret audit covers at most 3 items per bidder, got {valuations.shape[2]}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from mechanisms.demand import Demand
 from mechanisms.optimal import MenuMechanism
 from mechanisms.references import optimal_mechanism
+from mechanisms.checks import Bounds, is_int
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "optimal_boundaries"]
 
-Bounds = Union[float, Sequence[float]]
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
 
@@ -94,9 +94,9 @@ def mechanism_grid(
     left as is.
     """
     n_agents, n_items = _setting(mechanism)
-    if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent < n_agents:
+    if not (is_int(agent, 0) and agent < n_agents):
         raise ValueError(f"agent must be an integer in [0, {n_agents - 1}], got {agent!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+    if not is_int(resolution, 2):
         raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
     lo, hi = _agent_bound(low, agent), _agent_bound(high, agent)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):

@@ -4,14 +4,14 @@ Revenue and regret are "mean (std)" on the paper's 1000 test profiles;
 ``reference`` is the optimal revenue (Table 1) or VCG's (Table 2); the
 training time was measured on one NVIDIA 2080Ti.  Table 2's RegretNet
 exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one
-demand for two bidders) and have no preset: :data:`NOT_REPRESENTABLE`.
+demand for two bidders) and have no preset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NOT_REPRESENTABLE", "PAPER_HARDWARE", "PAPER_ROWS", "PaperRow"]
+__all__ = ["PAPER_HARDWARE", "PAPER_ROWS", "PaperRow"]
 
 PAPER_HARDWARE = "NVIDIA 2080Ti"
 
@@ -39,9 +39,4 @@ PAPER_ROWS: dict[str, PaperRow] = {
     "paper_2x15_unit_regretnet": PaperRow(2, "RegretNet Unit, 2x15", ".999 (.123)", "< .001 (< .001)", "VCG", ".002", "25m45s"),
     "paper_2x3_exactly_one": PaperRow(2, "Exactly-1, 2x3", ".194 (.064)", ".004 (.008)", "VCG", ".049", "2h38m"),
     "paper_2x15_exactly_one": PaperRow(2, "Exactly-1, 2x15", ".571 (.030)", ".003 (.015)", "VCG", ".002", "1h29m"),
-}
-
-NOT_REPRESENTABLE: dict[str, PaperRow] = {
-    "RegretNet Exactly-1, 2x3": PaperRow(2, "RegretNet Exactly-1, 2x3", "N/A", "N/A", "VCG", ".049", "N/A"),
-    "RegretNet Exactly-1, 2x15": PaperRow(2, "RegretNet Exactly-1, 2x15", "N/A", "N/A", "VCG", ".002", "N/A"),
 }

@@ -178,7 +178,9 @@ def audit_run(
         return None
     test = config.get("model", {}).get("test_search", {})
     size = int(config.get("data", {}).get("test_size", metrics["test"]["n_samples"]))
-    protocol = Protocol(size, int(test.get("steps", 1000)), float(test.get("lr", 0.1)), int(test.get("restarts", 10)))
+    protocol = Protocol(
+        size, int(test.get("steps", Protocol.steps)), float(test.get("lr", Protocol.lr)), int(test.get("restarts", Protocol.restarts))
+    )
     valuations = test_profiles(agents, items, size, run.data_seed, run.low, run.high, device)
     start = time.perf_counter()
     report = audit_against_search(

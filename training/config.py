@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 from torch import nn
 
+from mechanisms.checks import check_int, is_int
 from mechanisms.demand import Demand
 from training.module import AuctionModule
 
@@ -38,9 +39,7 @@ class Components:
     callbacks: list[pl.Callback]
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+_positive_int = check_int
 
 
 def _one_line(error: BaseException) -> str:
@@ -62,7 +61,7 @@ TEST_CHECKPOINTS = ("last", "best")
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (
-    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model",
+    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model", "lagrangian",
     "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
@@ -111,9 +110,9 @@ def _check_data(cfg: DictConfig, world: int, check_machine: bool) -> None:
 def _check_run_options(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
-    if not (epochs == -1 or (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1) or epochs is None):
+    if not (epochs == -1 or is_int(epochs) or epochs is None):
         raise ValueError(f"trainer.max_epochs must be an integer >= 1 (or -1: no limit), got {epochs!r}")
-    if not (steps == -1 or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1)):
+    if not (steps == -1 or is_int(steps)):
         raise ValueError(f"trainer.max_steps must be an integer >= 1 (or -1: no limit), got {steps!r}")
     if epochs == -1 and steps == -1:
         raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1: the run would never stop; set one of them")

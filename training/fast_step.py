@@ -29,6 +29,7 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mechanisms.checks import check_positive_int
 from mechanisms.misreport import MisreportSearch, ascend, regret_terms, trusted_forward
 from mechanisms.sinkhorn_fixed import Calibration
 
@@ -55,8 +56,7 @@ class FastStepSettings:
     def __post_init__(self) -> None:
         if self.enabled not in (True, False, "auto"):
             raise ValueError(f"fast.enabled must be true, false or auto, got {self.enabled!r}")
-        if isinstance(self.recalibrate_every, bool) or not isinstance(self.recalibrate_every, int) or self.recalibrate_every < 1:
-            raise ValueError(f"fast.recalibrate_every must be a positive integer, got {self.recalibrate_every!r}")
+        check_positive_int(self.recalibrate_every, "fast.recalibrate_every")
         if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
             raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
         if self.backend not in ("auto", "torch", "triton"):

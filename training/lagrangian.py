@@ -1,7 +1,17 @@
-"""The augmented-Lagrangian objective of RegretNet training (section 4.5, Eq. 1).
+"""The augmented Lagrangian of RegretNet training (section 4.5, Eq. 1), in one place.
 
-One home for the loss that every training path (the eager Lightning step and
-the captured fast step) minimizes, so the two cannot drift apart.
+* the loss that every training path (the eager Lightning step and the captured
+  fast step) minimizes, :func:`lagrangian_loss`, so the two cannot drift apart;
+* the quadratic penalty weight as a pure function of the global step,
+  :class:`RhoStaircase` (a capped staircase: resume-safe by construction);
+* the dual update of the multipliers, :class:`LagrangeRule`;
+* the contract between the trainer-side schedules (:mod:`callbacks.lagrangian`,
+  thin wrappers around the two classes above) and the module that trains:
+  :class:`LagrangianState` (the two buffers) and :data:`REGRET_KEY` (the
+  per-agent regret that ``training_step`` returns).
+
+Every setting comes from the ``lagrangian`` config group (``conf/lagrangian/``),
+which the ``model`` and ``callbacks`` sections interpolate.
 
 With ``r[b, i]`` agent ``i``'s regret in profile ``b`` of a batch of ``B``
 profiles, ``n`` agents, and ``rgt_i = mean_b r[b, i]``:
@@ -22,9 +32,100 @@ two agent reductions agree.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
 from torch import Tensor
 
-__all__ = ["PENALTY_OVER_AGENTS", "QUADRATIC_PENALTIES", "check_penalty_options", "lagrangian_loss"]
+from mechanisms.checks import check_positive_int
+
+__all__ = [
+    "PENALTY_OVER_AGENTS",
+    "QUADRATIC_PENALTIES",
+    "REGRET_KEY",
+    "LagrangeRule",
+    "LagrangianState",
+    "RhoStaircase",
+    "check_penalty_options",
+    "lagrangian_loss",
+]
+
+REGRET_KEY = "regret"
+"""Key of the detached per-agent batch-mean regret ``(agents,)`` in what ``training_step`` returns."""
+
+
+@runtime_checkable
+class LagrangianState(Protocol):
+    """What the Lagrangian schedules act on: two buffers of the training module (saved in checkpoints)."""
+
+    rho: Tensor
+    """Scalar quadratic penalty weight."""
+    lagrange_multipliers: Tensor
+    """``(agents,)`` Lagrange multipliers lambda."""
+
+
+def check_lagrangian_state(module: object) -> LagrangianState:
+    """``module`` itself, or a one-line ``ValueError`` unless it holds the two tensor buffers."""
+    if not all(isinstance(getattr(module, name, None), Tensor) for name in ("rho", "lagrange_multipliers")):
+        raise ValueError(
+            f"{type(module).__name__} has no tensor attributes 'rho' and 'lagrange_multipliers' "
+            "(training.lagrangian.LagrangianState) for the Lagrangian schedules"
+        )
+    return module  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RhoStaircase:
+    """``rho(step) = min(rho_init + increment * floor(step / every_n_steps), max_rho)``.
+
+    The batch at global step ``step`` (optimizer steps taken before it) trains
+    with ``rho(step)``: the weight rises before every batch whose step is a
+    positive multiple of ``every_n_steps`` (the paper: every 2 batches).  The cap
+    ``max_rho`` (``None``: none) applies from the first increase on, so a
+    ``rho_init`` above it is kept until then.
+    """
+
+    increment: float = 1.0
+    every_n_steps: int = 2
+    max_rho: float | None = None
+    rho_init: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.every_n_steps, "every_n_steps")
+        if not self.increment >= 0:
+            raise ValueError(f"rho increment must be >= 0, got {self.increment}")
+        if self.max_rho is not None and not self.max_rho > 0:
+            raise ValueError(f"max_rho must be positive or null, got {self.max_rho}")
+        if not (math.isfinite(self.rho_init) and self.rho_init >= 0):
+            raise ValueError(f"need a finite rho_init >= 0, got {self.rho_init}")
+
+    def __call__(self, step: int) -> float:
+        """rho for the batch at global step ``step`` (>= 0)."""
+        raises = step // self.every_n_steps
+        if raises == 0:
+            return float(self.rho_init)
+        rho = self.rho_init + self.increment * raises
+        return float(rho if self.max_rho is None else min(rho, self.max_rho))
+
+
+@dataclass(frozen=True)
+class LagrangeRule:
+    """Dual ascent ``lambda_i <- lambda_i + rho * rgt_i`` after every ``every_n_steps``-th optimizer step."""
+
+    every_n_steps: int = 100
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.every_n_steps, "every_n_steps")
+
+    def due(self, step: int) -> bool:
+        """Whether the update follows the batch after which ``step`` optimizer steps have been taken."""
+        return step % self.every_n_steps == 0
+
+    @staticmethod
+    def apply(multipliers: Tensor, rho: Tensor, regret: Tensor) -> None:
+        """``multipliers += rho * regret`` in place (``regret``: batch-mean regret per agent ``(agents,)``)."""
+        multipliers.add_(rho * regret.detach().to(multipliers))
 
 PENALTY_OVER_AGENTS = ("sum", "mean")
 """``sum``: the paper's Eq. 1 (default); ``mean``: the original code (1/n of the paper's sum)."""

@@ -12,10 +12,14 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
 4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
    payment networks together).
 
-``lambda`` (buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho``
-(buffer ``rho``) are saved in every checkpoint; the schedules that change
-them are the callbacks :class:`callbacks.RhoSchedule` and
-:class:`callbacks.LagrangeUpdate`.  Validation measures revenue and regret
+The module is a :class:`training.lagrangian.LagrangianState`: ``lambda``
+(buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho`` (buffer ``rho``)
+are saved in every checkpoint; the schedules that change them
+(:class:`~training.lagrangian.RhoStaircase`,
+:class:`~training.lagrangian.LagrangeRule`) run as the callbacks
+:class:`callbacks.RhoSchedule` and :class:`callbacks.LagrangeUpdate`, which
+read the regret that ``training_step`` returns under
+:data:`~training.lagrangian.REGRET_KEY`.  Validation measures revenue and regret
 with a stronger misreport search; test runs the evaluation engine.
 
 Distributed training (DDP): every process validates its share of the
@@ -56,17 +60,18 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import Bounds, TrainBatch, _derive_seed, value_bounds
-from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
+from datamodules.valuations import TrainBatch, _derive_seed, value_bounds
+from mechanisms.checks import Bounds, is_int
+from mechanisms.misreport import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, evaluate, find_misreports, regret
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import check_penalty_options, lagrangian_loss
+from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
 
 __all__ = ["AuctionModule"]
 
 
-class AuctionModule(pl.LightningModule):
+class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
     ``low``/``high`` bound the misreports (one float, or one per agent), as
@@ -116,9 +121,9 @@ class AuctionModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search", "fast"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
-        self.train_search = train_search or MisreportSearch(25, 0.1)
-        self.val_search = val_search or MisreportSearch(100, 0.1)
-        self.test_search = test_search or MisreportSearch(1000, 0.1, 10)
+        self.train_search = train_search or TRAIN_SEARCH
+        self.val_search = val_search or VAL_SEARCH
+        self.test_search = test_search or TEST_SEARCH
         self.lr, self.lr_final = lr, lr_final
         self.test_batch_size, self.test_seed = test_batch_size, test_seed
         low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
@@ -128,7 +133,7 @@ class AuctionModule(pl.LightningModule):
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.persistent_misreports = bool(persistent_misreports)
         if self.persistent_misreports:
-            if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1:
+            if not is_int(train_size):
                 raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
             start = torch.rand(train_size, self.n_agents, mechanism.n_items)
             self.register_buffer("misreport_buffer", low_t + (high_t - low_t) * start)
@@ -249,9 +254,17 @@ class AuctionModule(pl.LightningModule):
                 self.mechanism, valuations, search, low=self.low, high=self.high, generator=generator, init=init
             )
         if indices is not None:
-            self.misreport_buffer[indices] = misreports
+            self._remember(indices, misreports)
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret
+
+    def _remember(self, indices: Tensor, misreports: Tensor) -> None:
+        """Write the misreports ``(batch, agents, items)`` of training profiles ``indices`` into the buffer,
+        every process's batch on every process (so the buffers stay identical under DDP)."""
+        if self.trainer is not None and self.trainer.world_size > 1:
+            indices = self.all_gather(indices).reshape(-1)
+            misreports = self.all_gather(misreports).reshape(-1, *misreports.shape[1:])
+        self.misreport_buffer[indices] = misreports
 
     def _log_regret(self, stage: str, revenue: Tensor, regrets: Tensor, **kwargs: Any) -> None:
         per_agent = regrets.mean(0)
@@ -292,7 +305,7 @@ class AuctionModule(pl.LightningModule):
     def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """One augmented-Lagrangian step on a :class:`TrainBatch` (or plain valuations ``(batch, agents, items)``).
 
-        Returns ``{"loss": scalar, "regret": (agents,)}`` (detached) for the callbacks.
+        Returns ``{"loss": scalar, REGRET_KEY: (agents,)}`` (detached) for the Lagrangian callbacks.
         """
         indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
         if self.persistent_misreports and indices is None:
@@ -306,7 +319,7 @@ class AuctionModule(pl.LightningModule):
             init = self.misreport_buffer[indices] if indices is not None else None
             outputs = self._fast_step(valuations, init)
             if indices is not None:
-                self.misreport_buffer[indices] = outputs.misreports
+                self._remember(indices, outputs.misreports)
             revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
             if self._fast_step.last_calibration is not calibrated:
                 self._log_calibration(self._fast_step.last_calibration)
@@ -325,7 +338,7 @@ class AuctionModule(pl.LightningModule):
         for agent, value in enumerate(self.lagrange_multipliers):
             self.log(f"lagrangian/lambda_{agent}", value)
         self._log_sinkhorn()
-        return {"loss": loss.detach(), "regret": rgt.detach()}
+        return {"loss": loss.detach(), REGRET_KEY: rgt.detach()}
 
     # ------------------------------------------------------------- validation
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
+from mechanisms.checks import check_positive_int
 from reporting.heatmaps import heatmap_figure
 
 __all__ = ["HeatmapLogger", "bounds_of"]
@@ -34,8 +35,7 @@ class HeatmapLogger(pl.Callback):
         self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps"
     ) -> None:
         super().__init__()
-        if isinstance(every_n_validations, bool) or not isinstance(every_n_validations, int) or every_n_validations < 1:
-            raise ValueError(f"every_n_validations must be a positive integer, got {every_n_validations!r}")
+        check_positive_int(every_n_validations, "every_n_validations")
         self.every_n_validations, self.resolution, self.others, self.agent, self.tag = (
             every_n_validations, resolution, others, agent, tag
         )

@@ -1,0 +1,27 @@
+"""Argument checks shared by every package: integers and value bounds."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+__all__ = ["Bounds", "check_int", "check_positive_int", "is_int"]
+
+Bounds = Union[float, Sequence[float]]
+"""Lower or upper end of the valuations' support: one number, or one per agent."""
+
+
+def is_int(value: Any, minimum: int = 1) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_positive_int(value: Any, name: str) -> None:
+    """``ValueError("<name> must be a positive integer, got ...")`` unless ``value`` is an int >= 1."""
+    if not is_int(value):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> None:
+    """``ValueError("<name> must be an integer >= <minimum>, got ...")`` unless ``value`` is such an int."""
+    if not is_int(value, minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

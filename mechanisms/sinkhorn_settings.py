@@ -1,0 +1,103 @@
+"""The Sinkhorn layer's settings: the epsilon schedule, the stopping rule and the gradient mode.
+
+A small frozen object (as OTT-JAX separates a solver's settings from its
+iterations): :class:`SinkhornSettings` is what a
+:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` holds and what the
+``sinkhorn`` config section describes; its defaults are the paper's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from mechanisms.checks import check_positive_int
+
+__all__ = ["GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings", "check_grad", "geometric_epsilons"]
+
+GradMode = Literal["implicit", "unroll"]
+GRAD_MODES = ("implicit", "unroll")
+
+
+def check_grad(grad: str) -> None:
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be 'implicit' or 'unroll', got {grad!r}")
+
+
+@dataclass(frozen=True)
+class GeometricEpsilonSchedule:
+    """Geometric epsilon schedule from ``init`` to ``final`` in ``steps`` values.
+
+    A pure function of the step index (``schedule(t)``), so it is resume-safe;
+    ``schedule.values()`` gives the whole sequence, whose last entry is ``final``.
+    The paper uses ``GeometricEpsilonSchedule(1.0, 0.05, 10)``.
+    """
+
+    init: float = 1.0
+    final: float = 0.05
+    steps: int = 10
+
+    def __post_init__(self) -> None:
+        if not (self.init > 0 and self.final > 0):
+            raise ValueError(f"epsilon must be positive, got init={self.init}, final={self.final}")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"epsilon schedule needs steps >= 1, got {self.steps}")
+
+    def __call__(self, t: int) -> float:
+        """Epsilon at step ``t`` in ``[0, steps)``."""
+        if not 0 <= t < self.steps:
+            raise IndexError(f"step {t} outside the schedule's {self.steps} steps")
+        # Endpoints exactly (exp(log(x)) need not round-trip).
+        if t == self.steps - 1:
+            return float(self.final)
+        if t == 0:
+            return float(self.init)
+        ratio = t / (self.steps - 1)
+        return float(math.exp((1 - ratio) * math.log(self.init) + ratio * math.log(self.final)))
+
+    def values(self) -> tuple[float, ...]:
+        """All epsilons of the schedule, first to last."""
+        return tuple(self(t) for t in range(self.steps))
+
+
+def geometric_epsilons(eps_init: float, eps_final: float, steps: int) -> tuple[float, ...]:
+    """Geometric sequence of ``steps`` epsilons from ``eps_init`` to ``eps_final``."""
+    return GeometricEpsilonSchedule(eps_init, eps_final, steps).values()
+
+
+def geometric_epsilons(eps_init: float, eps_final: float, steps: int) -> tuple[float, ...]:
+    """Geometric sequence of ``steps`` epsilons from ``eps_init`` to ``eps_final``."""
+    return GeometricEpsilonSchedule(eps_init, eps_final, steps).values()
+
+
+@dataclass(frozen=True)
+class SinkhornSettings:
+    """Geometric epsilon schedule ``eps_init -> eps_final`` in ``eps_steps`` values, the per-epsilon
+    stopping rule (max relative row-marginal error < ``tol``, at most ``max_iter`` updates) and the
+    backward pass (``grad``: ``"implicit"`` or ``"unroll"``).  Defaults: the paper's (section 4.3)."""
+
+    eps_init: float = 1.0
+    eps_final: float = 0.05
+    eps_steps: int = 10
+    tol: float = 1e-2
+    max_iter: int = 1000
+    grad: GradMode = "implicit"
+
+    def __post_init__(self) -> None:
+        check_grad(self.grad)
+        if not self.tol > 0:
+            raise ValueError(f"tol must be positive, got {self.tol}")
+        check_positive_int(self.max_iter, "max_iter")
+        init, final = self.eps_init, self.eps_final
+        if isinstance(init, (int, float)) and isinstance(final, (int, float)) and 0 < init < final:
+            raise ValueError(f"the epsilon schedule must not increase: eps_init={init} < eps_final={final}")
+        object.__setattr__(self, "epsilons", geometric_epsilons(init, final, self.eps_steps))
+
+    epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    """The whole schedule, first to last (derived)."""
+
+    def replace(self, **changes: object) -> "SinkhornSettings":
+        """A copy with the given fields changed (``None`` values keep the current ones), validated."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

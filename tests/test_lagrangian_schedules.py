@@ -1,0 +1,43 @@
+"""The Lagrangian schedules of training/lagrangian.py: rho as a pure function of the step, the config group."""
+
+import pytest
+import torch
+
+from training.lagrangian import LagrangeRule, LagrangianState, RhoStaircase
+from training.module import AuctionModule
+from mechanisms.regretnet import RegretNet
+
+
+def test_rho_staircase_equals_the_incremental_schedule() -> None:
+    for increment, every, cap, init in ((1.0, 2, None, 1.0), (0.5, 3, 2.0, 1.0), (1.0, 1, 0.5, 1.0)):
+        staircase, rho = RhoStaircase(increment, every, cap, init), init
+        for step in range(20):
+            if step and step % every == 0:  # the callbacks' former in-place rule
+                rho = rho + increment if cap is None else min(rho + increment, cap)
+            assert staircase(step) == pytest.approx(rho)
+
+
+def test_lagrange_rule_and_state_contract() -> None:
+    rule = LagrangeRule(3)
+    assert [rule.due(step) for step in range(1, 7)] == [False, False, True, False, False, True]
+    module = AuctionModule(RegretNet(2, 2))
+    assert isinstance(module, LagrangianState)
+    rule.apply(module.lagrange_multipliers, module.rho, torch.tensor([0.5, 0.25]))
+    assert module.lagrange_multipliers.tolist() == [5.5, 5.25]
+    with pytest.raises(ValueError, match="every_n_steps"):
+        RhoStaircase(every_n_steps=0)
+
+
+def test_the_yaml_searches_are_the_python_defaults() -> None:
+    from mechanisms.misreport import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
+    from reporting.evaluation import PAPER_PROTOCOL
+    from tests.test_config import make_config
+
+    cfg = make_config("experiment=paper")  # the paper's searches (the default job warm-starts a shorter one)
+    for key, search in (("train_search", TRAIN_SEARCH), ("val_search", VAL_SEARCH), ("test_search", TEST_SEARCH)):
+        node = cfg.model[key]
+        assert (node.steps, node.lr, node.restarts) == (search.steps, search.lr, search.restarts), key
+    assert cfg.data.test_size == TEST_SAMPLES == PAPER_PROTOCOL.samples
+    assert PAPER_PROTOCOL.search == TEST_SEARCH
+    default = make_config().model
+    assert (default.train_search.steps, default.persistent_misreports) == (10, True)
