@@ -49,11 +49,9 @@ of the agents' expected regrets, RegretNet's convention) and
 from __future__ import annotations
 
 import math
-import random
 from typing import Any, Mapping
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
@@ -66,6 +64,7 @@ from mechanisms.misreport import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, Misrepor
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings
+from training.random_state import rng_states, set_rng_states
 from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
 
 __all__ = ["AuctionModule"]
@@ -200,7 +199,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             state.pop("misreport_buffer", None)
         states = checkpoint.get("rng_states")
         if states is not None:
-            _set_rng_states(states)
+            set_rng_states(states)
 
     def on_fit_start(self) -> None:
         """Check the misreport buffer against the training set; build the fast step where it applies;
@@ -401,32 +400,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     # ------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
-        checkpoint["rng_states"] = _rng_states()
-
-
-
-def _rng_states() -> dict[str, Any]:
-    """The global random states as tensors and plain Python values (loadable with ``weights_only=True``)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    version, state, python_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss), float(gauss)],
-        "python": [version, list(state), python_gauss],
-    }
-
-
-def _set_rng_states(states: Mapping[str, Any]) -> None:
-    """Restore :func:`_rng_states` (CUDA states only where CUDA is available with as many devices)."""
-    torch.set_rng_state(states["torch"].cpu())
-    cuda = states.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
-    kind, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), position, has_gauss, gauss))
-    version, state, python_gauss = states["python"]
-    random.setstate((version, tuple(state), python_gauss))
+        checkpoint["rng_states"] = rng_states()
 
 
 _VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
