@@ -40,8 +40,9 @@ from mechanisms.regretnet import RegretNet  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402
 from training.fast_step import FastStep, FastStepSettings  # noqa: E402
-from training.lagrangian import lagrangian_loss  # noqa: E402
+from training.lagrangian import LagrangeRule, RhoStaircase, lagrangian_loss  # noqa: E402
 
+RHO, LAMBDA = RhoStaircase(), LagrangeRule()  # the paper's: rho + 1 every 2 steps, lambda every 100
 SETTINGS = [  # (name, demand, agents, items, batch)
     ("1x2 unit b512", "unit", 1, 2, 512),
     ("1x2 unit", "unit", 1, 2, 4096),
@@ -84,10 +85,9 @@ class Step:
             loss.backward()
         self.optimizer.step()
         self.count += 1
-        if self.count % 2 == 0:  # the paper's schedules, in place (no host synchronization)
-            self.rho.add_(1.0)
-        if self.count % 100 == 0:
-            self.multipliers.add_(self.rho * regrets.detach().mean(0))
+        self.rho.fill_(RHO(self.count))  # the paper's schedules, in place (no host synchronization)
+        if LAMBDA.due(self.count):
+            LAMBDA.apply(self.multipliers, self.rho, regrets.detach().mean(0))
 
 
 def _sync(device: torch.device) -> None:

@@ -33,20 +33,19 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
-from typing import NamedTuple, Union
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from mechanisms.misreport import Bound, RegretSummary, domain_bounds, regret_statistics
+
 __all__ = ["MAX_ITEMS", "AuditReport", "AuditResult", "AuditSettings", "audit", "audit_misreports", "default_points"]
 
 MAX_ITEMS = 3
 """The audit grids every reported number: at most 3 per bidder (31^3 = 29,791 points)."""
-
-Bound = Union[float, Tensor]
-
 
 def default_points(n_items: int) -> int:
     """Default grid points per dimension: 101 for 1 or 2 items (101^2 = 10,201), 31 for 3 (29,791)."""
@@ -101,31 +100,15 @@ class AuditResult(NamedTuple):
 
 
 @dataclass(frozen=True)
-class AuditReport:
-    """Summary of an audit (``std``: population standard deviation over the profiles).
-
-    The regret fields mirror :class:`mechanisms.misreport.Evaluation`'s:
-    ``regret_mean_over_agents_*`` (RegretNet's convention) and
-    ``regret_sum_over_agents_*`` (the paper's tables).
-    """
+class AuditReport(RegretSummary):
+    """Summary of an audit: the audited regret (:class:`mechanisms.misreport.RegretSummary`) and the grid."""
 
     n_samples: int
     grid_points: int
     grid_size: int
     refine_starts: int
     refine_rounds: int
-    regret_mean_over_agents_mean: float
-    regret_mean_over_agents_std: float
-    regret_mean_over_agents_max: float
-    regret_sum_over_agents_mean: float
-    regret_sum_over_agents_std: float
-    regret_sum_over_agents_max: float
-    regret_per_agent: list[float]
     time_s: float
-
-    def to_dict(self) -> dict[str, float | int | list[float]]:
-        """The summary as a plain dict (JSON-serializable)."""
-        return asdict(self)
 
 
 def _device(mechanism: nn.Module, fallback: torch.device) -> torch.device:
@@ -151,33 +134,6 @@ def _check(mechanism: nn.Module, valuations: Tensor) -> None:
         expected = getattr(mechanism, name, None)
         if isinstance(expected, int) and expected != size:
             raise ValueError(f"the mechanism has {name}={expected} but the valuations have {size}")
-
-
-def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor]:
-    """Report domain bounds as ``(agents, items)`` tensors.
-
-    Each bound is a float, a list/tuple with one float per agent (the data
-    config's form), or a tensor broadcastable to ``(agents, items)`` (e.g. the
-    ``(agents, 1)`` buffers of the training module).
-    """
-    _, n, m = valuations.shape
-    bounds = []
-    for x in (low, high):
-        try:
-            t = torch.as_tensor(x, dtype=valuations.dtype, device=valuations.device)
-            if isinstance(x, (list, tuple)):
-                if t.dim() != 1 or len(t) != n:
-                    raise RuntimeError("one bound per agent expected")
-                t = t.view(n, 1)
-            bounds.append(t.broadcast_to(n, m).contiguous())
-        except (RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"low and high must be floats, one float per agent, or tensors broadcastable to (agents, items) = ({n}, {m})"
-            ) from error
-    lo, hi = bounds
-    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
-        raise ValueError("low and high must be finite with low <= high")
-    return lo, hi
 
 
 def _unit_grid(points: int, m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -238,7 +194,7 @@ def audit_misreports(
     _check(mechanism, valuations)
     device = _device(mechanism, valuations.device)
     valuations = valuations.detach().to(device)
-    lo, hi = _bounds(low, high, valuations)  # (n, m)
+    lo, hi = domain_bounds(low, high, valuations)  # (n, m)
     samples, n, m = valuations.shape
     points = settings.grid_points(m)
     grid = _unit_grid(points, m, valuations.dtype, device)  # (P, m)
@@ -301,22 +257,14 @@ def audit(
     """:func:`audit_misreports` summarized: mean, std and max of the audited regret in both conventions."""
     start = time.perf_counter()
     result = audit_misreports(mechanism, valuations, settings, low, high, progress)
-    regret = result.regret.double()
-    mean_over, sum_over = regret.mean(1), regret.sum(1)
     m = valuations.shape[2]
     points = settings.grid_points(m)
     return AuditReport(
-        n_samples=regret.shape[0],
+        n_samples=result.regret.shape[0],
         grid_points=points,
         grid_size=points**m,
         refine_starts=min(settings.refine_starts, points**m),
         refine_rounds=settings.refine_rounds,
-        regret_mean_over_agents_mean=mean_over.mean().item(),
-        regret_mean_over_agents_std=mean_over.std(correction=0).item(),
-        regret_mean_over_agents_max=mean_over.max().item(),
-        regret_sum_over_agents_mean=sum_over.mean().item(),
-        regret_sum_over_agents_std=sum_over.std(correction=0).item(),
-        regret_sum_over_agents_max=sum_over.max().item(),
-        regret_per_agent=regret.mean(0).tolist(),
+        **regret_statistics(result.regret),
         time_s=time.perf_counter() - start,
     )

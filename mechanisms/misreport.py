@@ -39,14 +39,18 @@ __all__ = [
     "TEST_SEARCH",
     "TRAIN_SEARCH",
     "VAL_SEARCH",
+    "RegretSummary",
     "RegretTerms",
     "ascend",
     "checked_forward",
+    "domain_bounds",
     "evaluate",
     "find_misreports",
     "regret",
+    "regret_statistics",
     "regret_terms",
     "trusted_forward",
+    "truthful_starts",
 ]
 
 Bound = Union[float, Tensor]
@@ -109,18 +113,37 @@ def _check_valuations(valuations: Tensor) -> None:
     check_bids(valuations, valuations.shape[1], valuations.shape[2])
 
 
-def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor]:
-    """Domain bounds as ``(1, agents, 1, items)`` tensors, the layout of the misreport rows."""
+def domain_bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor]:
+    """Report domain bounds as ``(agents, items)`` tensors.
+
+    Each bound is a float, a list/tuple with one float per agent (the data
+    config's form), or a tensor broadcastable to ``(agents, items)`` (e.g. the
+    ``(agents, 1)`` buffers of the training module).
+    """
     _, n, m = valuations.shape
-    try:
-        lo, hi = (
-            torch.as_tensor(x, dtype=valuations.dtype, device=valuations.device).broadcast_to(n, m)
-            for x in (low, high)
-        )
-    except RuntimeError as error:
-        raise ValueError(f"low and high must be floats or tensors broadcastable to (agents, items) = ({n}, {m})") from error
+    bounds = []
+    for x in (low, high):
+        try:
+            t = torch.as_tensor(x, dtype=valuations.dtype, device=valuations.device)
+            if isinstance(x, (list, tuple)):
+                if t.dim() != 1 or len(t) != n:
+                    raise RuntimeError("one bound per agent expected")
+                t = t.view(n, 1)
+            bounds.append(t.broadcast_to(n, m).contiguous())
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"low and high must be floats, one float per agent, or tensors broadcastable to (agents, items) = ({n}, {m})"
+            ) from error
+    lo, hi = bounds
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
         raise ValueError("low and high must be finite with low <= high")
+    return lo, hi
+
+
+def _bounds(low: Bound, high: Bound, valuations: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`domain_bounds` as ``(1, agents, 1, items)`` tensors, the layout of the misreport rows."""
+    _, n, m = valuations.shape
+    lo, hi = domain_bounds(low, high, valuations)
     return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
 
 
@@ -228,6 +251,18 @@ def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearc
     return best_rows
 
 
+def truthful_starts(valuations: Tensor, init: Tensor | None, low: Tensor, high: Tensor) -> Tensor:
+    """The search's starts ``(starts, agents, batch, items)``: the truth, then ``init`` clamped to ``[low, high]``.
+
+    ``valuations`` and ``init`` are ``(batch, agents, items)`` (``init``: a warm start, e.g. the
+    misreports found on the same profiles earlier); ``low``/``high`` ``(1, agents, 1, items or 1)``.
+    """
+    truth = valuations.transpose(0, 1).unsqueeze(0)
+    if init is None:
+        return truth
+    return torch.cat([truth, torch.minimum(torch.maximum(init.transpose(0, 1).unsqueeze(0), low), high)])
+
+
 def find_misreports(
     mechanism: nn.Module,
     valuations: Tensor,
@@ -272,13 +307,12 @@ def find_misreports(
         low_t, high_t = _bounds(low, high, valuations)
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
         batch, n, m = truth.shape
-        starts = [truth.transpose(0, 1).unsqueeze(0)]  # (1, n, B, m)
         if init is not None:
             if not isinstance(init, Tensor) or init.shape != truth.shape:
                 shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
                 raise ValueError(f"init must have the valuations' shape {tuple(truth.shape)}, got {shape}")
-            warm = init.detach().to(dtype=truth.dtype, device=truth.device).transpose(0, 1).unsqueeze(0)
-            starts.append(torch.minimum(torch.maximum(warm, low_t), high_t))
+            init = init.detach().to(dtype=truth.dtype, device=truth.device)
+        starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 or 2, n, B, m)
         if search.restarts:
             noise = torch.rand(
                 (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
@@ -313,13 +347,34 @@ def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> Regr
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Test-time metrics of a mechanism (``std``: population standard deviation over samples).
+class RegretSummary:
+    """Regret over a set of profiles (``std``: population standard deviation over the profiles).
+
+    regret_mean_over_agents_*:  per-profile regret averaged over the agents (RegretNet's convention).
+    regret_sum_over_agents_*:   per-profile regret summed over the agents (the paper's tables).
+    regret_per_agent:           mean regret of each agent.
+
+    Built with :func:`regret_statistics`; :class:`Evaluation` and the audit's report extend it.
+    """
+
+    regret_mean_over_agents_mean: float
+    regret_mean_over_agents_std: float
+    regret_mean_over_agents_max: float
+    regret_sum_over_agents_mean: float
+    regret_sum_over_agents_std: float
+    regret_sum_over_agents_max: float
+    regret_per_agent: list[float]
+
+    def to_dict(self) -> dict[str, float | int | list[float]]:
+        """The fields as a plain dict (JSON-serializable)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Evaluation(RegretSummary):
+    """Test-time metrics of a mechanism: :class:`RegretSummary` and (``std`` over samples)
 
     revenue_*:                  sum of the agents' payments per sample.
-    regret_mean_over_agents_*:  per-sample regret averaged over the agents (RegretNet's convention).
-    regret_sum_over_agents_*:   per-sample regret summed over the agents (the paper's tables).
-    regret_per_agent:           mean regret of each agent.
     ir_violation_max:           largest ``max(0, -u_i)`` of a truthful utility.
     ir_violation_fraction:      fraction of samples where some agent's truthful utility is below -1e-6.
     allocation_violation_max:   largest demand-constraint violation (:meth:`Demand.violation`).
@@ -328,20 +383,22 @@ class Evaluation:
     n_samples: int
     revenue_mean: float
     revenue_std: float
-    regret_mean_over_agents_mean: float
-    regret_mean_over_agents_std: float
-    regret_mean_over_agents_max: float
-    regret_sum_over_agents_mean: float
-    regret_sum_over_agents_std: float
-    regret_sum_over_agents_max: float
-    regret_per_agent: list[float]
     ir_violation_max: float
     ir_violation_fraction: float
     allocation_violation_max: float
 
-    def to_dict(self) -> dict[str, float | int | list[float]]:
-        """The metrics as a plain dict (JSON-serializable)."""
-        return asdict(self)
+
+def regret_statistics(regret: Tensor) -> dict[str, float | list[float]]:
+    """Mean, std (population) and max over the profiles of per-profile regret ``(samples, agents)``,
+    averaged and summed over the agents, and each agent's mean: the fields of :class:`RegretSummary`."""
+    regret = regret.double()
+    stats: dict[str, float | list[float]] = {}
+    for convention, per_profile in (("mean_over_agents", regret.mean(1)), ("sum_over_agents", regret.sum(1))):
+        stats[f"regret_{convention}_mean"] = per_profile.mean().item()
+        stats[f"regret_{convention}_std"] = per_profile.std(correction=0).item()
+        stats[f"regret_{convention}_max"] = per_profile.max().item()
+    stats["regret_per_agent"] = regret.mean(0).tolist()
+    return stats
 
 
 def evaluate(
@@ -380,20 +437,12 @@ def evaluate(
             utilities.append(utility(chunk, terms.allocation, terms.payment))
             violations.append(demand.violation(terms.allocation))
     revenue_all = torch.cat(revenue).double()
-    regret_all = torch.cat(regrets).double()  # (samples, agents)
     utility_all = torch.cat(utilities).double()
-    mean_over, sum_over = regret_all.mean(1), regret_all.sum(1)
     return Evaluation(
         n_samples=len(revenue_all),
         revenue_mean=revenue_all.mean().item(),
         revenue_std=revenue_all.std(correction=0).item(),
-        regret_mean_over_agents_mean=mean_over.mean().item(),
-        regret_mean_over_agents_std=mean_over.std(correction=0).item(),
-        regret_mean_over_agents_max=mean_over.max().item(),
-        regret_sum_over_agents_mean=sum_over.mean().item(),
-        regret_sum_over_agents_std=sum_over.std(correction=0).item(),
-        regret_sum_over_agents_max=sum_over.max().item(),
-        regret_per_agent=regret_all.mean(0).tolist(),
+        **regret_statistics(torch.cat(regrets)),
         ir_violation_max=max(0.0, (-utility_all).max().item()),
         ir_violation_fraction=(utility_all < -1e-6).any(1).double().mean().item(),
         allocation_violation_max=torch.cat(violations).max().item(),

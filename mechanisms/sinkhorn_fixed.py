@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mechanisms.sinkhorn import GradMode, solve
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
+from mechanisms.sinkhorn_iterations import _logsumexp, _safe_log
 
 __all__ = ["Backend", "Calibration", "calibrate", "fixed_plan", "resolve_backend"]
 
@@ -47,26 +48,19 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
     return backend
 
 
-def _lse(x: Tensor, dim: int) -> Tensor:
-    """``logsumexp`` over ``dim`` that returns ``-inf`` (not NaN) where every entry is ``-inf``."""
-    shift = x.detach().amax(dim, keepdim=True)
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    return (x - shift).exp().sum(dim).log() + shift.squeeze(dim)
-
-
 def _torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int]) -> Tensor:
     """The fixed schedule in plain torch ops; ``cost`` ``(batch, N, M)``, ``a`` ``(N,)``, ``b`` ``(M,)``."""
     shift = (cost.amax((1, 2), keepdim=True) + cost.amin((1, 2), keepdim=True)) / 2
     kernel = shift - cost  # centred, as in solve()
-    log_a = torch.where(a > 0, a.log(), torch.full_like(a, -math.inf))
-    log_b = torch.where(b > 0, b.log(), torch.full_like(b, -math.inf))
+    log_a, log_b = _safe_log(a), _safe_log(b)
     f = torch.where(a > 0, 0.0, -math.inf).to(cost).expand(cost.shape[0], -1)  # (batch, N)
+    # Every reduction below has a finite entry (some a_i > 0 and some b_j > 0), so no -inf - -inf.
 
     def column(f: Tensor, eps: float) -> Tensor:  # g (batch, M)
-        return eps * (log_b - _lse((kernel + f.unsqueeze(2)) / eps, 1))
+        return eps * (log_b - _logsumexp((kernel + f.unsqueeze(2)) / eps, 1, inplace=False))
 
     def row(g: Tensor, eps: float) -> Tensor:  # f (batch, N)
-        return eps * (log_a - _lse((kernel + g.unsqueeze(1)) / eps, 2))
+        return eps * (log_a - _logsumexp((kernel + g.unsqueeze(1)) / eps, 2, inplace=False))
 
     g = column(f, float(epsilons[0]))
     for eps, count in zip(map(float, epsilons), iterations):

@@ -23,6 +23,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from mechanisms.sinkhorn_iterations import _safe_log
+
 try:
     import triton
     import triton.language as tl
@@ -113,10 +115,6 @@ def _schedule(device: torch.device, epsilons: tuple[float, ...], iterations: tup
     )
 
 
-def _log(x: Tensor) -> Tensor:
-    return torch.where(x > 0, x.log(), torch.full_like(x, float("-inf"))).float().contiguous()
-
-
 def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int]) -> Tensor:
     """Plan ``(batch, N, M)`` of the fixed schedule, computed in float32 by one kernel launch.
 
@@ -133,5 +131,5 @@ def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     np_, mp = triton.next_power_of_2(n), triton.next_power_of_2(m)
     block = max(1, _ELEMENTS_PER_PROGRAM // (np_ * mp))
     grid = (triton.cdiv(batch, block),)
-    _sinkhorn_kernel[grid](cost, _log(a), _log(b), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
+    _sinkhorn_kernel[grid](cost, _safe_log(a).float(), _safe_log(b).float(), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
     return plan

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mechanisms.checks import check_positive_int
-from mechanisms.misreport import MisreportSearch, ascend, regret_terms, trusted_forward
+from mechanisms.misreport import MisreportSearch, ascend, regret_terms, truthful_starts, trusted_forward
 from mechanisms.sinkhorn_fixed import Calibration
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
@@ -97,6 +97,8 @@ class FastStep:
         if search.restarts:
             raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
+        if hasattr(mechanism, "calibrate"):  # a Sinkhorn layer: its fixed schedule runs on this backend
+            mechanism.backend = settings.backend
         self.low, self.high = low, high
         self.calls = 0
         self.last_calibration: Calibration | None = None
@@ -112,10 +114,7 @@ class FastStep:
         forward = trusted_forward(self.mechanism)
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
-        starts = valuations.transpose(0, 1).unsqueeze(0)  # (1, agents, batch, items): the truth
-        if init is not None:  # a warm start (persistent misreports), as find_misreports(init=...)
-            warm = torch.maximum(torch.minimum(init.transpose(0, 1).unsqueeze(0), high), low)
-            starts = torch.cat([starts, warm])
+        starts = truthful_starts(valuations, init, low, high)
         misreports = ascend(forward, valuations, starts, self.search, low, high).transpose(0, 1)
         terms = regret_terms(forward, valuations, misreports)
         revenue = terms.payment.sum(-1)
@@ -127,7 +126,6 @@ class FastStep:
         calibrate = getattr(self.mechanism, "calibrate", None)
         if calibrate is None:  # no Sinkhorn layer
             return
-        self.mechanism.backend = self.settings.backend
         # The search explores the whole domain: calibrate on the batch and as many uniform profiles.
         lo, hi = self.low.unsqueeze(0), self.high.unsqueeze(0)
         spread = lo + (hi - lo) * torch.rand_like(valuations)
@@ -144,6 +142,13 @@ class FastStep:
             yield
         finally:
             self.mechanism.fixed_iterations = None
+
+    def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
+        """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""
+        for p in self._params():
+            p.grad = None
+        with self._fixed_schedule():
+            return self._compute(valuations, init)
 
     def _params(self) -> list[Tensor]:
         return [p for p in self.mechanism.parameters() if p.requires_grad]
@@ -180,10 +185,7 @@ class FastStep:
         self.calls += 1
         use_graph = self.settings.cuda_graph and valuations.is_cuda
         if not use_graph:
-            for p in self._params():
-                p.grad = None
-            with self._fixed_schedule():
-                return self._compute(valuations, init)
+            return self._uncaptured(valuations, init)
         schedule = None if self.last_calibration is None else self.last_calibration.iterations
         key = (tuple(valuations.shape), schedule, init is None)
         if self._graph is None or key != self._graph_key:
@@ -193,10 +195,7 @@ class FastStep:
             except RuntimeError as error:  # e.g. an op that cannot be captured on this CUDA/torch version
                 warnings.warn(f"CUDA graph capture failed, running the fast step without graphs: {error}")
                 self.settings = replace(self.settings, cuda_graph=False)
-                for p in self._params():
-                    p.grad = None
-                with self._fixed_schedule():
-                    return self._compute(valuations, init)
+                return self._uncaptured(valuations, init)
             self._graph_key = key
         self._static_input.copy_(valuations)
         if init is not None:

@@ -247,15 +247,18 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         With ``indices`` (training profiles' positions) and persistent misreports, the search also
         starts from the buffer's misreports of these profiles, and its result is written back.
         """
-        init = self.misreport_buffer[indices] if indices is not None else None
         with torch.enable_grad():
             misreports = find_misreports(
-                self.mechanism, valuations, search, low=self.low, high=self.high, generator=generator, init=init
+                self.mechanism, valuations, search, self.low, self.high, generator, init=self._recalled(indices)
             )
         if indices is not None:
             self._remember(indices, misreports)
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret
+
+    def _recalled(self, indices: Tensor | None) -> Tensor | None:
+        """The buffer's misreports ``(batch, agents, items)`` of training profiles ``indices`` (a warm start)."""
+        return None if indices is None else self.misreport_buffer[indices]
 
     def _remember(self, indices: Tensor, misreports: Tensor) -> None:
         """Write the misreports ``(batch, agents, items)`` of training profiles ``indices`` into the buffer,
@@ -315,8 +318,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             group["lr"] = self.learning_rate(self.global_step)
         if self._fast_step is not None:  # gradients computed by the (captured) fast step
             calibrated = self._fast_step.last_calibration
-            init = self.misreport_buffer[indices] if indices is not None else None
-            outputs = self._fast_step(valuations, init)
+            outputs = self._fast_step(valuations, self._recalled(indices))
             if indices is not None:
                 self._remember(indices, outputs.misreports)
             revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
