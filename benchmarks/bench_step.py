@@ -2,7 +2,7 @@
 
     python benchmarks/bench_step.py --device cpu --threads 1          # the CPU table
     python benchmarks/bench_step.py --device cuda                     # the GPU table
-    python benchmarks/bench_step.py --device cuda --only 2x3 --concurrent 1,2,4,6   # runs sharing one GPU
+    python benchmarks/bench_step.py --device cuda --concurrent 1,2,4,6 --window 20   # runs sharing one GPU
 
 Every (setting, mechanism, variant) is warmed up, then timed over ``--steps``
 steps (synchronized); the table gives the median ms per step, profiles per
@@ -104,6 +104,29 @@ def _kernels_per_step(step: Step, valuations: torch.Tensor) -> int:
     return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
 
 
+def _timed(step: Step, batches: list[torch.Tensor], device: torch.device, args) -> tuple[list[float], float]:
+    """Seconds per step and seconds in all: ``--steps`` steps, or, with ``--window``, every step inside a window shared with other processes.
+
+    With ``--window W`` the process prints ``ready``, reads the window's start (``time.time()``) from stdin and
+    starts steps from then until W seconds later (the total is divided by the
+    last process's elapsed time, the final step included), so that concurrent processes are timed over the same interval.
+    """
+    if not args.window:
+        starts, begin = range(args.steps), time.time()
+    else:
+        print("ready", flush=True)
+        begin = float(sys.stdin.readline())
+        time.sleep(max(0.0, begin - time.time()))
+        starts = iter(lambda: time.time() < begin + args.window, False)
+    times = []
+    for i, _ in enumerate(starts):
+        start = time.perf_counter()
+        step(batches[i % 4])
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times, time.time() - begin
+
+
 def measure(setting, mechanism_name: str, variant: str, device: torch.device, args) -> dict:
     name, demand, agents, items, batch = setting
     torch.manual_seed(0)
@@ -120,12 +143,7 @@ def measure(setting, mechanism_name: str, variant: str, device: torch.device, ar
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(args.steps):
-        start = time.perf_counter()
-        step(batches[i % 4])
-        _sync(device)
-        times.append(time.perf_counter() - start)
+    times, elapsed = _timed(step, batches, device, args)
     ms = 1000 * statistics.median(times)
     row = {
         "setting": name,
@@ -133,6 +151,8 @@ def measure(setting, mechanism_name: str, variant: str, device: torch.device, ar
         "variant": variant,
         "batch": batch,
         "ms_per_step": ms,
+        "steps": len(times),
+        "elapsed_s": elapsed,
         "ms_min": 1000 * min(times),
         "profiles_per_s": batch / (ms / 1000),
         "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -156,28 +176,40 @@ def _cases(args, device: torch.device):
 
 
 def _concurrent(args) -> list[dict]:
-    """Total steps per second of K processes timing the same 2x3 fast step side by side (graph on CUDA)."""
+    """Total steps per second of K processes running the same 2x3 fast step (graph on CUDA) over one shared window.
+
+    Each process warms up (capture, compilation) first; then all of them time steps over the same
+    ``--window`` seconds of wall clock, so the total counts only steps taken while all K were running.
+    """
     rows = []
     variant = "graph" if args.device == "cuda" else "fast"
     for k in args.concurrent:
         command = [
             sys.executable, __file__, "--device", args.device, "--only", "2x3 unit", "--variants", variant,
-            "--mechanisms", "sinkhorn", "--steps", str(args.steps), "--json", "/dev/null", "--quiet",
+            "--mechanisms", "sinkhorn", "--warmup", str(args.warmup), "--window", str(args.window),
+            "--search-steps", str(args.search_steps),
+            "--json", "/dev/null", "--quiet",
         ]  # fmt: skip
-        started = time.perf_counter()
-        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        for p in procs:  # every process has warmed up
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a concurrent benchmark process failed before timing (exit {p.wait()})")
+        begin = time.time() + 1.0
+        for p in procs:
+            p.stdin.write(f"{begin}\n")
+            p.stdin.flush()
         outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        wall = time.perf_counter() - started
-        per_step = [o["ms_per_step"] for o in outputs]
+        steps = [o["steps"] for o in outputs]
         rows.append(
             {
                 "processes": k,
-                "median_ms_per_step_each": statistics.median(per_step),
-                "total_steps_per_s": sum(1000 / ms for ms in per_step),
-                "wall_s": wall,
+                "window_s": args.window,
+                "steps_each": steps,
+                "median_ms_per_step_each": statistics.median(o["ms_per_step"] for o in outputs),
+                "total_steps_per_s": sum(steps) / max(o["elapsed_s"] for o in outputs),
             }
         )
-        print(f"{k} concurrent 2x3 runs: {rows[-1]['total_steps_per_s']:.1f} steps/s in total "
+        print(f"{k} concurrent 2x3 runs: {rows[-1]['total_steps_per_s']:.1f} steps/s in total over {args.window} s "
               f"({rows[-1]['median_ms_per_step_each']:.1f} ms per step each)", flush=True)  # fmt: skip
     return rows
 
@@ -195,6 +227,8 @@ def main() -> None:
     parser.add_argument("--count-kernels", action="store_true", help="CUDA kernels per step (eager variants)")
     parser.add_argument("--concurrent", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
+    parser.add_argument("--window", type=float, default=None,
+                        help="with --concurrent: seconds every process times steps, all over the same interval")  # fmt: skip
     parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
@@ -203,6 +237,7 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     if args.concurrent:
+        args.window = args.window or 20.0
         rows = _concurrent(args)
         result = {"hardware": describe_hardware(device), "concurrent": rows}
     else:
