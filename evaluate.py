@@ -20,15 +20,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from mechanisms.audit import MAX_ITEMS, AuditSettings
+from adversary.audit import MAX_ITEMS, AuditSettings
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import PAPER_PROTOCOL, Protocol, evaluate_mechanism, test_profiles
+from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
 from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
-from mechanisms.checks import Bounds
+from mechanisms.checks import Bounds, check_positive_int
 
 BASELINES = ("vcg", "optimal")
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
@@ -208,16 +208,15 @@ def _audit_settings(args: argparse.Namespace, items: int) -> AuditSettings | Non
         return None
     if items > MAX_ITEMS:
         raise ValueError(f"--audit grids each bidder's report: at most {MAX_ITEMS} items, this setting has {items}")
-    if args.audit_samples is not None and args.audit_samples < 1:
-        raise ValueError(f"--audit-samples must be a positive integer, got {args.audit_samples}")
+    if args.audit_samples is not None:
+        check_positive_int(args.audit_samples, "--audit-samples")
     return AuditSettings(points=args.audit_points, max_profiles=args.audit_max_profiles)
 
 
-def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the evaluation described by parsed ``args``; returns the report written to ``evaluation.json``."""
+def write_report(args: argparse.Namespace) -> dict[str, Any]:
+    """Test the mechanism described by parsed ``args``; write and return the report (``evaluation.json``, figures)."""
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        check_positive_int(args.threads, "--threads")
         torch.set_num_threads(args.threads)
     if not math.isfinite(args.others):
         raise ValueError(f"--others must be a finite number, got {args.others}")
@@ -235,9 +234,9 @@ def evaluate_cli(args: argparse.Namespace) -> dict[str, Any]:
         mechanism.set_sinkhorn(eps_final=args.eps_final)
     audit_settings = _audit_settings(args, target.items)
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
-    result = evaluate_mechanism(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
-                                demand=target.demand, progress=not args.no_progress,
-                                audit_settings=audit_settings, audit_samples=args.audit_samples)
+    result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
+                          demand=target.demand, progress=not args.no_progress,
+                          audit_settings=audit_settings, audit_samples=args.audit_samples)
     demand = target.demand
     epsilons = getattr(mechanism, "epsilons", None)
     report = {
@@ -284,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
-        report = evaluate_cli(args)
+        report = write_report(args)
     except ValueError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

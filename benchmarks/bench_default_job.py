@@ -26,7 +26,8 @@ import time
 import torch
 from torch import nn
 
-from mechanisms.misreport import MisreportSearch, find_misreports, regret
+from adversary.regret import regret
+from adversary.search import MisreportSearch, find_misreports
 from mechanisms.networks import Tanh
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from training.lagrangian import lagrangian_loss

@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mechanisms.misreport import MisreportSearch, find_misreports, regret
+from adversary.regret import regret
+from adversary.search import MisreportSearch, find_misreports
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 

@@ -35,7 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mechanisms.misreport import MisreportSearch, find_misreports, regret  # noqa: E402
+from adversary.regret import regret  # noqa: E402
+from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402

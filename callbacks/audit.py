@@ -1,6 +1,6 @@
 """A cheap regret audit at validation: is the training's gradient search missing regret?
 
-See README, "Regret audit", and :mod:`mechanisms.audit`.
+See README, "Regret audit", and :mod:`adversary.audit`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from adversary.audit import AuditSettings, audit_misreports
+from adversary.regret import regret
+from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from mechanisms.checks import check_positive_int
-from mechanisms.audit import AuditSettings, audit_misreports
-from mechanisms.misreport import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports, regret
 
 __all__ = ["AuditWarning", "RegretAudit"]
 
@@ -32,7 +33,7 @@ class RegretAudit(pl.Callback):
     """After every ``every_n_validations``-th validation of a two-item setting, audit a subsample.
 
     The first ``samples`` profiles of the first validation batch are audited
-    (:func:`mechanisms.audit.audit_misreports`, a ``points`` x ``points`` grid
+    (:func:`adversary.audit.audit_misreports`, a ``points`` x ``points`` grid
     over each bidder's report and ``refine_rounds`` rounds of local search) and
     searched with the module's ``train_search`` (``search="train"``, the
     default: the regret estimate the training loss sees) or ``val_search``

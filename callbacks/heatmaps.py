@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from mechanisms.checks import check_positive_int
+from mechanisms.checks import Bounds, check_positive_int
 from reporting.heatmaps import heatmap_figure
 
 __all__ = ["HeatmapLogger", "bounds_of"]
 
 
-def bounds_of(value: Union[float, Sequence[float], Tensor]) -> Union[float, list[float]]:
+def bounds_of(value: Bounds | Tensor) -> Bounds:
     """A value bound as a float or one float per agent (from a float, a list or an ``(agents, 1)`` tensor)."""
     if isinstance(value, Tensor):
         values = value.flatten().tolist()

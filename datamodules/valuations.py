@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
-from mechanisms.checks import Bounds
+from mechanisms.checks import Bounds, check_positive_int
 
 __all__ = [
     "BatchShuffleSampler",
@@ -65,8 +65,7 @@ def sample_valuations(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """``n`` valuation profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]``."""
-    if n < 1:
-        raise ValueError(f"number of profiles must be positive, got {n}")
+    check_positive_int(n, "number of profiles")
     if generator is not None:
         device = generator.device
     lo, hi = value_bounds(low, high, n_agents, device=device)
@@ -186,8 +185,7 @@ class ValuationDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
-            if value < 1:
-                raise ValueError(f"data.{name} must be positive, got {value}")
+            check_positive_int(value, f"data.{name}")
         val_batch_size = batch_size if val_batch_size is None else val_batch_size
         if not 1 <= batch_size <= train_size:
             raise ValueError(f"data.batch_size={batch_size} must be in [1, train_size={train_size}]")

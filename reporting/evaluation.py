@@ -2,7 +2,7 @@
 
 :func:`test_profiles` draws the test split of :class:`datamodules.ValuationDataModule`
 (for a checkpoint, with the run's seed: the profiles ``train.py`` tested on);
-:func:`evaluate_mechanism` runs the misreport engine (:func:`mechanisms.misreport.evaluate`)
+:func:`run_protocol` runs the misreport engine (:func:`adversary.regret.measure`)
 on them and adds :func:`reference_revenues`: the revenue of VCG and of the
 known optimal mechanism (where one is known) on the very same profiles, next
 to the optimum's closed form.
@@ -17,16 +17,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from adversary.audit import MAX_ITEMS, AuditSettings, audit
+from adversary.regret import measure
+from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
 from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
-from mechanisms.audit import AuditSettings, audit
 from mechanisms.demand import Demand
 from mechanisms.checks import Bounds, check_positive_int, is_int
-from mechanisms.misreport import TEST_SAMPLES, TEST_SEARCH, MisreportSearch, evaluate
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
-__all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "evaluate_mechanism", "reference_revenues", "test_profiles", "uniform_range"]
+__all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "test_profiles", "uniform_range"]
 
 
 
@@ -106,7 +107,7 @@ def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, hi
             "optimal_revenue_closed_form": optimum.expected_revenue, "optimal_mechanism": optimum.name}
 
 
-def evaluate_mechanism(
+def run_protocol(
     mechanism: nn.Module,
     valuations: Tensor,
     protocol: Protocol = PAPER_PROTOCOL,
@@ -122,9 +123,9 @@ def evaluate_mechanism(
     """Test ``mechanism`` on ``valuations`` ``(samples, agents, items)`` with ``protocol``.
 
     ``seed`` seeds the random misreport starts (a generator on the valuations'
-    device).  Returns ``{"metrics": Evaluation.to_dict(), "references":
+    device).  Returns ``{"metrics": Measurement.to_dict(), "references":
     reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``;
-    with ``audit_settings``, also ``"audit"``: :func:`mechanisms.audit.audit`'s
+    with ``audit_settings``, also ``"audit"``: :func:`adversary.audit.audit`'s
     report on the first ``audit_samples`` profiles (``None``: all) and, on
     those same profiles, the gradient search's regret (``"search_on_audited"``)
     for a like-for-like comparison.
@@ -134,12 +135,12 @@ def evaluate_mechanism(
         raise ValueError("the mechanism has no .demand: pass demand=...")
     if audit_samples is not None and not is_int(audit_samples):
         raise ValueError(f"audit_samples must be a positive integer or None, got {audit_samples!r}")
-    if audit_settings is not None and valuations.shape[2] > 3:
-        raise ValueError(f"the regret audit covers at most 3 items per bidder, got {valuations.shape[2]}")
+    if audit_settings is not None and valuations.shape[2] > MAX_ITEMS:
+        raise ValueError(f"the regret audit covers at most {MAX_ITEMS} items per bidder, got {valuations.shape[2]}")
     lo, hi = value_bounds(low, high, valuations.shape[1], device=valuations.device)  # (agents, 1) each
     generator = torch.Generator(device=valuations.device).manual_seed(seed)
     start = time.perf_counter()
-    result = evaluate(
+    result = measure(
         mechanism, valuations, protocol.search, low=lo, high=hi, batch_size=protocol.batch_size,
         generator=generator, progress=progress, demand=demand,
     )
@@ -181,10 +182,10 @@ def audit_against_search(
 ) -> dict[str, Any]:
     """The audit on the first ``samples`` profiles (``None``: all), with the search's regret on the same profiles.
 
-    Returns :meth:`mechanisms.audit.AuditReport.to_dict` plus
+    Returns :meth:`adversary.audit.AuditReport.to_dict` plus
     ``search_on_audited``: the gradient search's regret (mean, std, max, both
     conventions) on the audited profiles: ``search_metrics`` (an
-    :class:`~mechanisms.misreport.Evaluation` dict of all of ``valuations``)
+    :class:`~adversary.regret.Measurement` dict of all of ``valuations``)
     when every profile is audited, else a search with ``protocol`` on the subset.
     """
     count = len(valuations) if samples is None else min(samples, len(valuations))
@@ -192,7 +193,7 @@ def audit_against_search(
     report = audit(mechanism, subset, settings, low=low, high=high, progress=progress).to_dict()
     if search_metrics is None or count < len(valuations):
         generator = torch.Generator(device=valuations.device).manual_seed(seed)
-        search_metrics = evaluate(
+        search_metrics = measure(
             mechanism, subset, protocol.search, low=low, high=high, batch_size=protocol.batch_size,
             generator=generator, demand=demand,
         ).to_dict()

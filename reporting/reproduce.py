@@ -37,7 +37,8 @@ from typing import Any, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from mechanisms.audit import MAX_ITEMS, AuditSettings
+from adversary.audit import MAX_ITEMS, AuditSettings
+from mechanisms.checks import check_positive_int
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import Protocol, audit_against_search, test_profiles
 from reporting.hardware import describe
@@ -161,7 +162,7 @@ def audit_run(
     ``device``: the very profiles ``train.py`` tested on when that is the
     training device type); with ``samples``, the first ``samples`` of them and
     the gradient search (the run's test protocol) rerun on those.  Settings
-    with more than :data:`mechanisms.audit.MAX_ITEMS` items are not audited.
+    with more than :data:`adversary.audit.MAX_ITEMS` items are not audited.
     """
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
@@ -275,12 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_presets(args.presets)
         _check_overrides(args.override)
-        if args.audit_samples is not None and args.audit_samples < 1:
-            raise ValueError(f"--audit-samples must be a positive integer, got {args.audit_samples}")
+        if args.audit_samples is not None:
+            check_positive_int(args.audit_samples, "--audit-samples")
         AuditSettings(points=args.audit_points)  # rejects a bad --audit-points before any training
         audit_device = ("cuda" if torch.cuda.is_available() else "cpu") if args.audit_device == "auto" else args.audit_device
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+        check_positive_int(args.jobs, "--jobs")
         failed = False
         if not args.collect_only:
             failed = train_presets(args.presets, args.runs_dir, args.override, args.timeout, args.jobs)

@@ -32,9 +32,10 @@ import pytest
 import torch
 
 from callbacks.audit import AuditWarning, RegretAudit
-from mechanisms.audit import AuditSettings, audit, audit_misreports
+from adversary.audit import AuditSettings, audit, audit_misreports
 from mechanisms.base import Mechanism
-from mechanisms.misreport import MisreportSearch, evaluate
+from adversary.regret import measure
+from adversary.search import MisreportSearch
 from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
 from mechanisms.vcg import VCG
 from tests.test_config import make_config
@@ -105,9 +106,9 @@ def test_audit_finds_the_hand_derived_regret_that_the_gradient_search_misses(fac
     allocation, payment = mechanism(found.misreports)
     assert torch.allclose((allocation * values).sum(-1) - payment - found.truthful, truth, atol=1e-12)
     # the gradient search from the truth cannot leave it: it sees no regret at all
-    assert evaluate(mechanism, values, TRAINING_SEARCH).regret_sum_over_agents_max == 0.0
+    assert measure(mechanism, values, TRAINING_SEARCH).regret_sum_over_agents_max == 0.0
     # even the paper's protocol (10 random starts) finds clearly less than the audit
-    paper = evaluate(mechanism, values, MisreportSearch(steps=50, lr=0.1, restarts=10),
+    paper = measure(mechanism, values, MisreportSearch(steps=50, lr=0.1, restarts=10),
                      generator=torch.Generator().manual_seed(0))
     assert paper.regret_sum_over_agents_mean < 0.97 * float(truth.mean())
 

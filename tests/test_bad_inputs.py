@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import evaluate
-from mechanisms.misreport import MisreportSearch, evaluate as evaluate_mechanism, find_misreports
+from adversary.regret import measure
+from adversary.search import MisreportSearch, find_misreports
 from mechanisms.sinkhorn import SinkhornNotConverged, sinkhorn, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from mechanisms.vcg import VCG
@@ -150,8 +151,8 @@ API_CASES = [
     (lambda: MECHANISM(torch.rand(3, 2, 2)), ValueError, "bids must have shape (batch, 1, 2)"),
     (lambda: SinkhornMechanism(1, 2, eps_init=0.01, eps_final=0.1), ValueError, "must not increase"),
     (lambda: find_misreports(MECHANISM, torch.full((2, 1, 2), 100.0)), ValueError, "value domain [low, high]"),
-    (lambda: evaluate_mechanism(MECHANISM, torch.zeros(0, 1, 2)), ValueError, "batch size 0"),
-    (lambda: evaluate_mechanism(VCG(1, 2), torch.full((2, 1, 2), -1.0)), ValueError, "value domain"),
+    (lambda: measure(MECHANISM, torch.zeros(0, 1, 2)), ValueError, "batch size 0"),
+    (lambda: measure(VCG(1, 2), torch.full((2, 1, 2), -1.0)), ValueError, "value domain"),
     (lambda: MisreportSearch(steps=-1), ValueError, "steps must be an integer >= 0"),
 ]
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.distributed
 
-from mechanisms.misreport import find_misreports, regret
+from adversary.regret import regret
+from adversary.search import find_misreports
 from tests.test_config import ROOT, make_config
 from training.config import build_components
 

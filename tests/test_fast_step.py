@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mechanisms.demand import Demand
-from mechanisms.misreport import MisreportSearch, ascend, find_misreports, trusted_forward
+from adversary.deviation import trusted_forward
+from adversary.search import MisreportSearch, ascend, find_misreports
 from mechanisms.sinkhorn import geometric_epsilons, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from mechanisms.sinkhorn_fixed import calibrate, fixed_plan, row_error
@@ -106,11 +107,11 @@ def test_written_out_adam_equals_torch_adam() -> None:
     ours = [start.clone()]
     reference = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
-    from mechanisms.misreport import _deviation_utility
+    from adversary.deviation import deviation_utility
 
     for _ in range(7):
         optimizer.zero_grad()
-        _deviation_utility(forward, truth, reference).sum().backward()
+        deviation_utility(forward, truth, reference).sum().backward()
         optimizer.step()
         with torch.no_grad():
             reference.clamp_(0, 1)
@@ -143,7 +144,7 @@ def _loss_sequence(fast: bool, steps: int = 4) -> list[float]:
         if fast:
             loss = step(batch).loss
         else:
-            from mechanisms.misreport import regret
+            from adversary.regret import regret
 
             misreports = find_misreports(mechanism, batch, search)
             terms = regret(mechanism, batch, misreports)

@@ -29,7 +29,7 @@ def test_lagrange_rule_and_state_contract() -> None:
 
 
 def test_the_yaml_searches_are_the_python_defaults() -> None:
-    from mechanisms.misreport import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
+    from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
     from reporting.evaluation import PAPER_PROTOCOL
     from tests.test_config import make_config
 

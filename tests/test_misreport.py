@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mechanisms.misreport import MisreportSearch, evaluate, find_misreports, regret
+from adversary.regret import measure, regret
+from adversary.search import MisreportSearch, find_misreports
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 
@@ -199,7 +200,7 @@ def test_search_runs_inside_no_grad_and_inference_mode(context) -> None:
         valuations = torch.rand(16, 1, 1)
         misreports = find_misreports(PayYourBid(), valuations)
         found = regret(PayYourBid(), valuations, misreports).regret
-        report = evaluate(mechanism, torch.rand(8, 2, 2), MisreportSearch(steps=3))
+        report = measure(mechanism, torch.rand(8, 2, 2), MisreportSearch(steps=3))
     torch.testing.assert_close(found, valuations[..., 0])
     assert report.n_samples == 8
 
@@ -280,7 +281,7 @@ def test_evaluate_reports_closed_form_metrics() -> None:
     valuations = torch.rand(60, n, 3, dtype=torch.float64)
     # Plain gradient ascent contracts by 3/4 per step at lr 1 on this quadratic.
     search = MisreportSearch(steps=60, lr=1.0, optimizer="sgd")
-    report = evaluate(QuadraticToy(c), valuations, search, batch_size=25, demand="unit")
+    report = measure(QuadraticToy(c), valuations, search, batch_size=25, demand="unit")
     v = valuations
     totals = v.sum(-1)
     others = totals.sum(-1, keepdim=True) - totals
@@ -305,9 +306,9 @@ def test_evaluate_reports_closed_form_metrics() -> None:
 
 def test_evaluate_needs_a_demand_and_a_contract_abiding_mechanism() -> None:
     with pytest.raises(ValueError, match="pass demand="):
-        evaluate(QuadraticToy(), torch.rand(4, 2, 2))
+        measure(QuadraticToy(), torch.rand(4, 2, 2))
     with pytest.raises(ValueError, match="batch_size"):
-        evaluate(QuadraticToy(), torch.rand(4, 2, 2), demand="additive", batch_size=0)
+        measure(QuadraticToy(), torch.rand(4, 2, 2), demand="additive", batch_size=0)
 
     class WrongShape(nn.Module):
         def forward(self, bids: Tensor) -> tuple[Tensor, Tensor]:
@@ -319,7 +320,7 @@ def test_evaluate_needs_a_demand_and_a_contract_abiding_mechanism() -> None:
 
 def test_evaluate_a_sinkhorn_mechanism_end_to_end() -> None:
     mechanism = SinkhornMechanism(2, 2, "exactly_k", 1, hidden=(16,)).eval()
-    report = evaluate(mechanism, torch.rand(12, 2, 2), MisreportSearch(steps=5, restarts=1), batch_size=5, progress=True)
+    report = measure(mechanism, torch.rand(12, 2, 2), MisreportSearch(steps=5, restarts=1), batch_size=5, progress=True)
     assert report.n_samples == 12 and len(report.regret_per_agent) == 2
     assert report.ir_violation_max <= 1e-6  # IR by construction
     assert report.allocation_violation_max <= mechanism.tol  # rows within the Sinkhorn tolerance

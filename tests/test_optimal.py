@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mechanisms.base import Mechanism
-from mechanisms.misreport import MisreportSearch, evaluate
+from adversary.regret import measure
+from adversary.search import MisreportSearch
 from mechanisms.optimal import MenuMechanism, Myerson, free_and_priced, manelli_vincent, posted_price
 from tests.brute_force import grid_regret
 
@@ -117,7 +118,7 @@ def test_bad_settings_raise() -> None:
 @pytest.mark.parametrize("factory,revenue", MECHANISMS, ids=IDS)
 def test_regret_engine_finds_no_regret(factory, revenue: float) -> None:
     mechanism = factory()
-    result = evaluate(mechanism, _sample(mechanism, 256), MisreportSearch(steps=10, restarts=50),
+    result = measure(mechanism, _sample(mechanism, 256), MisreportSearch(steps=10, restarts=50),
                       generator=torch.Generator().manual_seed(0))
     assert result.regret_sum_over_agents_max <= 1e-12
     assert result.ir_violation_max <= 1e-12 and result.allocation_violation_max <= 1e-12

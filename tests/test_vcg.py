@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from mechanisms.misreport import MisreportSearch, evaluate
+from adversary.regret import measure
+from adversary.search import MisreportSearch
 from mechanisms.vcg import VCG
 from tests.brute_force import best_welfare, grid_regret
 
@@ -149,7 +150,7 @@ def test_bad_input_raises() -> None:
 @pytest.mark.parametrize("demand,k,agents,items", [("unit", 1, 2, 3), ("exactly_k", 1, 2, 3), ("additive", 1, 2, 2)])
 def test_regret_engine_finds_no_regret(demand: str, k, agents: int, items: int) -> None:
     valuations = torch.rand(64, agents, items, dtype=torch.float64)
-    result = evaluate(VCG(agents, items, demand, k), valuations, MisreportSearch(steps=10, restarts=20),
+    result = measure(VCG(agents, items, demand, k), valuations, MisreportSearch(steps=10, restarts=20),
                       generator=torch.Generator().manual_seed(0))
     assert result.regret_sum_over_agents_max <= 1e-12
     assert result.ir_violation_max <= 1e-12 and result.allocation_violation_max <= 1e-12
@@ -158,6 +159,6 @@ def test_regret_engine_finds_no_regret(demand: str, k, agents: int, items: int) 
 def test_regret_engine_random_starts_catch_a_manipulable_auction() -> None:
     """The zero-regret checks above are meaningful: the same search finds first-price regret."""
     valuations = torch.rand(64, 2, 1, dtype=torch.float64)
-    result = evaluate(FirstPrice(2, 1), valuations, MisreportSearch(steps=10, restarts=20),
+    result = measure(FirstPrice(2, 1), valuations, MisreportSearch(steps=10, restarts=20),
                       generator=torch.Generator().manual_seed(0))
     assert result.regret_sum_over_agents_mean > 0.05

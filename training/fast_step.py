@@ -9,7 +9,7 @@ thousands of small kernels and a host synchronization per Sinkhorn check), so
 * with the Sinkhorn layer on a fixed schedule (:meth:`SinkhornMechanism.calibrate`,
   re-calibrated every ``recalibrate_every`` steps outside the captured region,
   with the fixed schedule's marginal error checked against ``tol`` each time),
-* with the written-out optimizer of :func:`mechanisms.misreport.ascend` and no
+* with the written-out optimizer of :func:`adversary.search.ascend` and no
   input checks (the batch is checked when it is first seen by calibration), and
 * on CUDA, captured once as a CUDA graph and replayed every step (recaptured
   when the calibrated schedule or the batch shape changes).
@@ -30,7 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from mechanisms.checks import check_positive_int
-from mechanisms.misreport import MisreportSearch, ascend, regret_terms, truthful_starts, trusted_forward
+from adversary.deviation import trusted_forward
+from adversary.regret import regret_terms
+from adversary.search import MisreportSearch, ascend, truthful_starts
 from mechanisms.sinkhorn_fixed import Calibration
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]

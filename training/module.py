@@ -60,7 +60,8 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from datamodules.valuations import TrainBatch, _derive_seed, value_bounds
 from mechanisms.checks import Bounds, is_int
-from mechanisms.misreport import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, evaluate, find_misreports, regret
+from adversary.regret import measure as evaluate, regret  # alias until the split of this module lands
+from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 from training.fast_step import FastStep, FastStepSettings

@@ -1,6 +1,6 @@
 """An exhaustive regret audit for settings where every bidder reports at most 3 numbers.
 
-The gradient misreport search (:mod:`mechanisms.misreport`) is a lower bound on
+The gradient misreport search (:mod:`adversary.search`) is a lower bound on
 the true regret, and can be far too low where a mechanism's best response is a
 jump that gradient ascent does not find from its starts (a posted price, a
 menu, a learned mechanism on a plateau).  The audit does not rely on
@@ -40,7 +40,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from mechanisms.misreport import Bound, RegretSummary, domain_bounds, regret_statistics
+from adversary.deviation import checked_forward, domain_bounds
+from adversary.regret import RegretSummary, regret_statistics
+from mechanisms.checks import Bounds, check_int, is_int
 
 __all__ = ["MAX_ITEMS", "AuditReport", "AuditResult", "AuditSettings", "audit", "audit_misreports", "default_points"]
 
@@ -50,10 +52,6 @@ MAX_ITEMS = 3
 def default_points(n_items: int) -> int:
     """Default grid points per dimension: 101 for 1 or 2 items (101^2 = 10,201), 31 for 3 (29,791)."""
     return 101 if n_items <= 2 else 31
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 @dataclass(frozen=True)
@@ -72,14 +70,10 @@ class AuditSettings:
     max_profiles: int = 65536
 
     def __post_init__(self) -> None:
-        if self.points is not None and not _is_int(self.points, 2):
+        if self.points is not None and not is_int(self.points, 2):
             raise ValueError(f"AuditSettings.points must be an integer >= 2 or None, got {self.points!r}")
-        if not _is_int(self.refine_starts, 1):
-            raise ValueError(f"AuditSettings.refine_starts must be an integer >= 1, got {self.refine_starts!r}")
-        if not _is_int(self.refine_rounds, 0):
-            raise ValueError(f"AuditSettings.refine_rounds must be an integer >= 0, got {self.refine_rounds!r}")
-        if not _is_int(self.max_profiles, 1):
-            raise ValueError(f"AuditSettings.max_profiles must be an integer >= 1, got {self.max_profiles!r}")
+        for name, minimum in (("refine_starts", 1), ("refine_rounds", 0), ("max_profiles", 1)):
+            check_int(getattr(self, name), f"AuditSettings.{name}", minimum)
 
     def grid_points(self, n_items: int) -> int:
         """Grid points per dimension for ``n_items`` items."""
@@ -101,7 +95,7 @@ class AuditResult(NamedTuple):
 
 @dataclass(frozen=True)
 class AuditReport(RegretSummary):
-    """Summary of an audit: the audited regret (:class:`mechanisms.misreport.RegretSummary`) and the grid."""
+    """Summary of an audit: the audited regret (:class:`adversary.regret.RegretSummary`) and the grid."""
 
     n_samples: int
     grid_points: int
@@ -142,16 +136,15 @@ def _unit_grid(points: int, m: int, dtype: torch.dtype, device: torch.device) ->
     return torch.cartesian_prod(*([axis] * m)).reshape(-1, m)
 
 
-class _Evaluator:
+class _DeviationUtility:
     """Agent ``agent``'s utility at many reports, in mechanism calls of at most ``max_profiles`` profiles."""
 
     def __init__(self, mechanism: nn.Module, max_profiles: int, bar: tqdm) -> None:
-        self.mechanism, self.max_profiles, self.bar = mechanism, max_profiles, bar
+        self.forward, self.max_profiles, self.bar = checked_forward(mechanism), max_profiles, bar
 
     def __call__(self, valuations: Tensor, agent: int, reports: Tensor) -> Tensor:
         """``valuations`` ``(b, n, m)``, ``reports`` ``(b, P, m)`` -> utilities ``(b, P)``."""
         b, p, m = reports.shape
-        n = valuations.shape[1]
         own = valuations[:, agent]  # (b, m)
         flat_reports = reports.reshape(b * p, m)
         sample = torch.arange(b, device=reports.device).repeat_interleave(p)
@@ -161,12 +154,7 @@ class _Evaluator:
             index = sample[start:stop]
             profiles = valuations[index].clone()  # (k, n, m)
             profiles[:, agent] = flat_reports[start:stop]
-            allocation, payment = self.mechanism(profiles)
-            if tuple(allocation.shape) != (stop - start, n, m) or tuple(payment.shape) != (stop - start, n):
-                raise ValueError(
-                    f"a mechanism must return allocation {(stop - start, n, m)} and payment {(stop - start, n)}, "
-                    f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
-                )
+            allocation, payment = self.forward(profiles)
             out[start:stop] = (allocation[:, agent] * own[index]).sum(-1) - payment[:, agent]
             self.bar.update(1)
         return out.view(b, p)
@@ -176,8 +164,8 @@ def audit_misreports(
     mechanism: nn.Module,
     valuations: Tensor,
     settings: AuditSettings = AuditSettings(),
-    low: Bound = 0.0,
-    high: Bound = 1.0,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
     progress: bool = False,
 ) -> AuditResult:
     """Audited regret and best report of every agent in every profile of ``valuations`` ``(samples, agents, items)``.
@@ -206,7 +194,7 @@ def audit_misreports(
     calls_grid = math.ceil(samples / chunk) * math.ceil(chunk * size / settings.max_profiles)
     calls_refine = math.ceil(samples * starts * len(offsets) / settings.max_profiles) * settings.refine_rounds
     bar = tqdm(total=n * (calls_grid + calls_refine), desc="audit", disable=not progress)
-    evaluate = _Evaluator(mechanism, settings.max_profiles, bar)
+    deviation_utility = _DeviationUtility(mechanism, settings.max_profiles, bar)
 
     regret = torch.zeros(samples, n, dtype=valuations.dtype, device=device)
     misreports = valuations.clone()
@@ -220,7 +208,7 @@ def audit_misreports(
             best_parts, index_parts = [], []
             for begin in range(0, samples, chunk):
                 values = valuations[begin : begin + chunk]
-                utility = evaluate(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
+                utility = deviation_utility(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
                 top, index = utility.topk(starts, dim=1)  # (b, K)
                 best_parts.append(top)
                 index_parts.append(index)
@@ -231,7 +219,7 @@ def audit_misreports(
             for _ in range(settings.refine_rounds):
                 candidates = (x.unsqueeze(2) + step * offsets).clamp(0.0, 1.0)  # (samples, K, 3^m, m)
                 reports = lo[agent] + scale * candidates
-                found = evaluate(valuations, agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
+                found = deviation_utility(valuations, agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
                 top, which = found.max(-1)  # (samples, K)
                 better = top > best
                 chosen = candidates.gather(2, which.view(samples, starts, 1, 1).expand(samples, starts, 1, m))[:, :, 0]
@@ -250,8 +238,8 @@ def audit(
     mechanism: nn.Module,
     valuations: Tensor,
     settings: AuditSettings = AuditSettings(),
-    low: Bound = 0.0,
-    high: Bound = 1.0,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
     progress: bool = False,
 ) -> AuditReport:
     """:func:`audit_misreports` summarized: mean, std and max of the audited regret in both conventions."""

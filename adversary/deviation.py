@@ -1,0 +1,126 @@
+"""One agent deviating from the truth: the report domain, the mechanism call, the deviation utility.
+
+Shared by the search (:mod:`adversary.search`), the regret (:mod:`adversary.regret`)
+and the audit (:mod:`adversary.audit`).  Misreport rows are laid out
+``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
+sample ``b`` from start ``s``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from mechanisms.base import check_bids
+from mechanisms.checks import Bounds
+
+__all__ = [
+    "Forward",
+    "check_domain",
+    "check_valuations",
+    "checked_forward",
+    "deviation_utility",
+    "domain_bounds",
+    "row_bounds",
+    "trusted_forward",
+]
+
+Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""A mechanism call: bids ``(batch, agents, items)`` -> ``(allocation, payment)``."""
+
+
+def check_valuations(valuations: Tensor) -> None:
+    """Raise ``ValueError`` unless ``valuations`` is a valid ``(batch, agents, items)`` bid tensor."""
+    if not isinstance(valuations, Tensor) or valuations.dim() != 3:
+        shape = tuple(valuations.shape) if isinstance(valuations, Tensor) else type(valuations).__name__
+        raise ValueError(f"valuations must have shape (batch, agents, items), got {shape}")
+    check_bids(valuations, valuations.shape[1], valuations.shape[2])
+
+
+def domain_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tensor) -> tuple[Tensor, Tensor]:
+    """Report domain bounds as ``(agents, items)`` tensors.
+
+    Each bound is a float, a list/tuple with one float per agent (the data
+    config's form), or a tensor broadcastable to ``(agents, items)`` (e.g. the
+    ``(agents, 1)`` buffers of the training module).
+    """
+    _, n, m = valuations.shape
+    bounds = []
+    for x in (low, high):
+        try:
+            t = torch.as_tensor(x, dtype=valuations.dtype, device=valuations.device)
+            if isinstance(x, (list, tuple)):
+                if t.dim() != 1 or len(t) != n:
+                    raise RuntimeError("one bound per agent expected")
+                t = t.view(n, 1)
+            bounds.append(t.broadcast_to(n, m).contiguous())
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"low and high must be floats, one float per agent, or tensors broadcastable to (agents, items) = ({n}, {m})"
+            ) from error
+    lo, hi = bounds
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
+        raise ValueError("low and high must be finite with low <= high")
+    return lo, hi
+
+
+def row_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`domain_bounds` as ``(1, agents, 1, items)`` tensors, the layout of the misreport rows."""
+    _, n, m = valuations.shape
+    lo, hi = domain_bounds(low, high, valuations)
+    return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
+
+
+def check_domain(valuations: Tensor, low: Bounds | Tensor, high: Bounds | Tensor) -> None:
+    """Raise ``ValueError`` unless every valuation lies in ``[low, high]`` (the domain misreports are searched in)."""
+    lo, hi = (x.reshape(1, *x.shape[1::2]) for x in row_bounds(low, high, valuations))  # (1, agents, items)
+    slack = 1e-6 * float((hi - lo).abs().max().clamp(min=1.0))
+    outside = (valuations.detach() < lo - slack) | (valuations.detach() > hi + slack)
+    if bool(outside.any()):
+        value = valuations.detach()[outside][0].item()
+        raise ValueError(
+            f"valuations must lie in the value domain [low, high] (here [{lo.min().item():g}, {hi.max().item():g}]); "
+            f"got {value:g}: pass the domain as low=/high=, or rescale the valuations"
+        )
+
+
+def checked_forward(mechanism: nn.Module) -> Forward:
+    """``mechanism(bids)``, checked against the contract ``(allocation, payment)`` (shapes only)."""
+
+    def forward(bids: Tensor) -> tuple[Tensor, Tensor]:
+        output = mechanism(bids)
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise ValueError(f"a mechanism must return (allocation, payment), got {type(output).__name__}")
+        allocation, payment = output
+        if tuple(allocation.shape) != tuple(bids.shape) or tuple(payment.shape) != tuple(bids.shape[:2]):
+            raise ValueError(
+                f"a mechanism must return allocation {tuple(bids.shape)} and payment {tuple(bids.shape[:2])}, "
+                f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
+            )
+        return allocation, payment
+
+    return forward
+
+
+def trusted_forward(mechanism: nn.Module) -> Forward:
+    """The mechanism's forward without input checks (no host synchronization), for captured hot loops."""
+    return getattr(mechanism, "allocate_and_pay", mechanism)
+
+
+def deviation_utility(forward: Forward, valuations: Tensor, rows: Tensor) -> Tensor:
+    """Each agent's true utility when it alone reports its row of ``rows``.
+
+    ``valuations`` is ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
+    batch, items)``, ``rows[s, i, b]`` being agent ``i``'s report in sample ``b``.
+    One mechanism call on ``starts * agents * batch`` profiles; returns
+    ``(starts, batch, agents)``.
+    """
+    starts, n, batch, m = rows.shape
+    own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
+    profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
+    allocation, payment = forward(profiles.reshape(starts * n * batch, n, m))
+    own_allocation = allocation.view(starts, n, batch, n, m).diagonal(dim1=1, dim2=3)  # (S, B, m, n)
+    own_payment = payment.view(starts, n, batch, n).diagonal(dim1=1, dim2=3)  # (S, B, n)
+    return (own_allocation * valuations.transpose(1, 2)).sum(2) - own_payment

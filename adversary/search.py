@@ -1,0 +1,191 @@
+"""The gradient misreport search: every agent's best report, by projected gradient ascent.
+
+The best ``v'_i`` of every agent ``i`` and sample is found by gradient ascent on
+the reported row, for every agent and sample at once: with ``S = restarts + 1``
+starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles,
+each equal to the truth except for one agent's row (:func:`adversary.deviation.deviation_utility`).
+
+* :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
+  :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
+* :func:`find_misreports` - the search, with checks (few steps in training, many in evaluation);
+* :func:`ascend` and :func:`truthful_starts` - its check-free core, shared with the fast training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import torch
+from torch import Tensor, nn
+
+from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility, row_bounds
+from mechanisms.checks import Bounds, check_int
+
+__all__ = [
+    "MisreportSearch",
+    "TEST_SAMPLES",
+    "TEST_SEARCH",
+    "TRAIN_SEARCH",
+    "VAL_SEARCH",
+    "ascend",
+    "find_misreports",
+    "truthful_starts",
+]
+
+OPTIMIZERS = ("adam", "sgd")  # written out in ascend()
+
+
+@dataclass(frozen=True)
+class MisreportSearch:
+    """Settings of the gradient-ascent misreport search (the defaults: the paper's training search, :data:`TRAIN_SEARCH`).
+
+    steps:     gradient steps per start (0: only compare the starts).
+    lr:        optimizer learning rate (the paper: 0.1).
+    restarts:  uniform random starts in addition to the truthful start.
+    optimizer: ``"adam"`` (the paper) or ``"sgd"``.
+    """
+
+    steps: int = 25
+    lr: float = 0.1
+    restarts: int = 0
+    optimizer: str = "adam"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            check_int(value, f"MisreportSearch.{name}", minimum=0)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"MisreportSearch.lr must be positive, got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+
+# The one source of the searches' defaults (conf/model/augmented_lagrangian.yaml repeats them; a test compares).
+TRAIN_SEARCH = MisreportSearch()
+"""The paper's training search: 25 Adam steps at lr 0.1 from the truth."""
+VAL_SEARCH = MisreportSearch(100, 0.1, 2)
+"""Validation: stronger than training, 100 steps from the truth and 2 random starts."""
+TEST_SEARCH = MisreportSearch(1000, 0.1, 10)
+"""The paper's test protocol: 1000 Adam steps at lr 0.1 from the truth and 10 random starts ..."""
+TEST_SAMPLES = 1000
+"""... on 1000 test profiles."""
+
+
+_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearch, low: Tensor, high: Tensor) -> Tensor:
+    """Projected gradient ascent from every start; the best row of each agent and sample ``(agents, batch, items)``.
+
+    ``truth`` is ``(batch, agents, items)``; ``rows`` ``(starts, agents, batch,
+    items)`` the starts (``rows[0]`` is kept if nothing beats it); ``low`` and
+    ``high`` ``(1, agents, 1, items)``.  The optimizer is written out (Adam with
+    torch's defaults and bias correction, or plain SGD) so that every step
+    count is a Python constant: no host synchronization, no data-dependent
+    branch, hence safe to capture in a CUDA graph once the inputs are checked.
+    """
+    starts, n, batch, m = rows.shape
+    best_rows = rows[0].detach().clone()  # (n, B, m)
+    best_utility = torch.full((n, batch), -torch.inf, dtype=truth.dtype, device=truth.device)
+    first = torch.zeros_like(rows) if search.optimizer == "adam" else None
+    second = torch.zeros_like(rows) if search.optimizer == "adam" else None
+    rows = rows.detach()
+    for step in range(search.steps + 1):
+        last = step == search.steps
+        rows = rows.requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            gains = deviation_utility(forward, truth, rows).permute(0, 2, 1)  # (S, n, B)
+        with torch.no_grad():
+            top, index = gains.max(0)
+            better = top > best_utility
+            best_utility = torch.where(better, top, best_utility)
+            chosen = rows.gather(0, index.view(1, n, batch, 1).expand(1, n, batch, m))[0]
+            best_rows = torch.where(better.unsqueeze(-1), chosen, best_rows)
+        if last or not gains.requires_grad:
+            break
+        (grad,) = torch.autograd.grad(gains.sum(), rows, allow_unused=True)
+        if grad is None:  # the output does not depend on the bids: the reports cannot move
+            break
+        with torch.no_grad():
+            if first is None:
+                rows = rows + search.lr * grad
+            else:
+                t = step + 1
+                first = first.mul(_BETAS[0]).add_(grad, alpha=1 - _BETAS[0])
+                second = second.mul(_BETAS[1]).addcmul_(grad, grad, value=1 - _BETAS[1])
+                denom = (second.sqrt() / math.sqrt(1 - _BETAS[1] ** t)).add_(_ADAM_EPS)
+                rows = rows.addcdiv(first, denom, value=search.lr / (1 - _BETAS[0] ** t))
+            rows = torch.maximum(torch.minimum(rows, high), low)
+    return best_rows
+
+
+def truthful_starts(valuations: Tensor, init: Tensor | None, low: Tensor, high: Tensor) -> Tensor:
+    """The search's starts ``(starts, agents, batch, items)``: the truth, then ``init`` clamped to ``[low, high]``.
+
+    ``valuations`` and ``init`` are ``(batch, agents, items)`` (``init``: a warm start, e.g. the
+    misreports found on the same profiles earlier); ``low``/``high`` ``(1, agents, 1, items or 1)``.
+    """
+    truth = valuations.transpose(0, 1).unsqueeze(0)
+    if init is None:
+        return truth
+    return torch.cat([truth, torch.minimum(torch.maximum(init.transpose(0, 1).unsqueeze(0), low), high)])
+
+
+def find_misreports(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    search: MisreportSearch = TRAIN_SEARCH,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
+    generator: torch.Generator | None = None,
+    init: Tensor | None = None,
+) -> Tensor:
+    """Best misreport of every agent in every sample, by projected gradient ascent.
+
+    Starts from the truth, from ``init`` when given (e.g. the misreports found
+    on the same profiles earlier: a warm start), and from ``search.restarts``
+    uniform random reports in ``[low, high]``; after every optimizer step the reports are clamped to
+    ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
+    Every iterate of every start is scored, the truth included, and the best one
+    is kept per agent and sample, so the result is never worse than the truth.
+
+    Gradients are taken with ``torch.autograd.grad`` with respect to the reports
+    only: the mechanism's parameter ``.grad`` is never touched, its train/eval
+    mode is left as is, and the search runs even when called under ``no_grad``
+    or ``inference_mode``.  A mechanism whose output does not depend
+    differentiably on the bids (VCG, posted prices) is compared on its starts only.
+
+    Args:
+        mechanism: any module mapping bids ``(batch, agents, items)`` to ``(allocation, payment)``.
+        valuations: true valuations ``(batch, agents, items)``.
+        search: steps, learning rate, restarts and optimizer.
+        low, high: the valuation domain.
+        generator: random generator for the random starts.
+        init: optional extra start ``(batch, agents, items)``, row ``i`` of sample ``b`` being
+            agent ``i``'s starting report; detached and clamped to ``[low, high]``.
+
+    Returns:
+        Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
+    """
+    check_valuations(valuations)
+    if generator is not None and generator.device.type != valuations.device.type:
+        raise ValueError(f"generator is on {generator.device} but valuations on {valuations.device}; create it there")
+    check_domain(valuations, low, high)
+    with torch.inference_mode(False), torch.enable_grad():
+        low_t, high_t = row_bounds(low, high, valuations)
+        truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
+        batch, n, m = truth.shape
+        if init is not None:
+            if not isinstance(init, Tensor) or init.shape != truth.shape:
+                shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+                raise ValueError(f"init must have the valuations' shape {tuple(truth.shape)}, got {shape}")
+            init = init.detach().to(dtype=truth.dtype, device=truth.device)
+        starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 or 2, n, B, m)
+        if search.restarts:
+            noise = torch.rand(
+                (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
+            )
+            starts.append(low_t + (high_t - low_t) * noise)
+        best = ascend(checked_forward(mechanism), truth, torch.cat(starts), search, low_t, high_t)
+        return best.transpose(0, 1).contiguous()
