@@ -156,3 +156,16 @@ def test_cosine_learning_rate_decay_follows_the_step(tmp_path: Path) -> None:
     # the last of 4 optimizer steps (step index 3) uses the cosine from 1e-3 to 1e-4 at 3/4 of the run
     expected = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * 3 / 4))
     assert metrics["fit"]["train/lr"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_last_checkpoint_holds_the_tested_weights_when_training_stops_mid_epoch(tmp_path: Path) -> None:
+    # 4 batches per epoch, validation after each; max_steps stops in the third epoch, after the last validation
+    cfg = make_config(*TINY, "trainer.max_epochs=3", "trainer.max_steps=10", "trainer.check_val_every_n_epoch=1",
+                      output_dir=tmp_path)
+    metrics = run(cfg)
+    assert metrics["global_step"] == 10 and metrics["tested_weights"] == "last"
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 10
+    assert float(checkpoint["state_dict"]["rho"]) == metrics["rho"]
+    assert checkpoint["state_dict"]["lagrange_multipliers"].tolist() == metrics["lambda"]
+    assert metrics["best_checkpoint"] and Path(metrics["best_checkpoint"]).name.startswith("best-")

@@ -42,7 +42,19 @@ def _duration(seconds: float) -> str:
 
 
 def _checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
-    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    """The checkpoint callback that keeps the best score (the one with a ``monitor``)."""
+    return next((c for c in trainer.checkpoint_callbacks if c.monitor is not None), None)
+
+
+def _save_last(trainer: pl.Trainer) -> None:
+    """``checkpoints/last.ckpt`` := the weights at the end of fit, the ones tested as ``last``.
+
+    The ``latest`` callback writes it at each validation, but a time limit (``trainer.max_time``)
+    or ``max_steps`` can stop training after the last validation.  Every process calls this (DDP).
+    """
+    latest = next((c for c in trainer.checkpoint_callbacks if c.monitor is None and c.dirpath), None)
+    if latest is not None and not trainer.fast_dev_run:
+        trainer.save_checkpoint(Path(latest.dirpath) / "last.ckpt")
 
 
 def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
@@ -117,6 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
+    _save_last(trainer)
     fitted = time.perf_counter()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     weights = _test_weights(trainer, cfg.get("test_checkpoint", "last"))
