@@ -32,7 +32,7 @@ from mechanisms.optimal import MenuMechanism
 from mechanisms.references import optimal_mechanism
 from mechanisms.checks import Bounds, is_int
 
-__all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "optimal_boundaries"]
+__all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "mirror_image", "optimal_boundaries"]
 
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
@@ -176,6 +176,21 @@ def optimal_boundaries(
     return menu_boundaries(optimum, lo, hi) if isinstance(optimum, MenuMechanism) else []
 
 
+def mirror_image(segments: Sequence[Segment], tol: float = 1e-9) -> list[Segment]:
+    """The segments with the two items swapped, or ``[]`` when that draws the same figure.
+
+    With equal ranges for both items, the mirror image of an optimal mechanism is
+    optimal too (exactly-one demand: "item 2 free, item 1 at 1/3" as well as the reverse).
+    """
+    swapped = [((y0, x0), (y1, x1)) for (x0, y0), (x1, y1) in segments]
+
+    def key(segment: Segment) -> tuple[float, ...]:
+        ends = sorted((round(x / tol) * tol, round(y / tol) * tol) for x, y in segment)
+        return tuple(v for end in ends for v in end)
+
+    return [] if sorted(map(key, swapped)) == sorted(map(key, segments)) else swapped
+
+
 def heatmap_figure(
     mechanism: nn.Module,
     agent: int = 0,
@@ -196,9 +211,11 @@ def heatmap_figure(
     """
     grid = mechanism_grid(mechanism, agent, others, resolution, low, high)
     n_agents = grid.bids.shape[0]
+    mirrored: list[Segment] = []
     if boundaries is None:
         demand = getattr(mechanism, "demand", None)
         boundaries = optimal_boundaries(demand, agents=n_agents, items=2, low=low, high=high) if isinstance(demand, Demand) else []
+        mirrored = mirror_image(boundaries)
     lo, hi = float(grid.values[0]), float(grid.values[-1])
     figure = Figure(figsize=(13.5, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
@@ -209,8 +226,9 @@ def heatmap_figure(
     ]
     for axes, (data, label, cmap, (vmin, vmax)) in zip(figure.subplots(1, 3), panels):
         image = axes.imshow(data.numpy(), origin="lower", extent=(lo, hi, lo, hi), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal")
-        for (x0, y0), (x1, y1) in boundaries:
-            axes.plot([x0, x1], [y0, y1], color="black", linestyle=":", linewidth=2)
+        for segments, style in ((boundaries, ":"), (mirrored, "--")):
+            for (x0, y0), (x1, y1) in segments:
+                axes.plot([x0, x1], [y0, y1], color="black", linestyle=style, linewidth=2 if style == ":" else 1)
         axes.set_xlim(lo, hi)
         axes.set_ylim(lo, hi)
         axes.set_xlabel(f"v1 (bidder {agent + 1}'s value for item 1)")
@@ -224,6 +242,6 @@ def heatmap_figure(
         )
         heading += f" - {fixed}"
     if boundaries:
-        heading += " - dotted: optimal mechanism"
+        heading += " - dotted: optimal mechanism" + ("; dashed: its mirror image, equally optimal" if mirrored else "")
     figure.suptitle(heading)
     return figure

@@ -20,7 +20,7 @@ from mechanisms.vcg import VCG
 from reporting import reproduce, sweep_plot
 from reporting.curves import curves_figure, read_scalars
 from reporting.curves import main as curves_main
-from reporting.heatmaps import heatmap_figure, mechanism_grid, menu_boundaries, optimal_boundaries
+from reporting.heatmaps import heatmap_figure, mechanism_grid, menu_boundaries, mirror_image, optimal_boundaries
 from reporting.paper import PAPER_ROWS
 from reporting.tables import duration, markdown_table, mean_std, number
 from tests.brute_force import best_welfare
@@ -92,6 +92,13 @@ def test_optimal_boundaries_only_where_an_optimal_menu_is_known() -> None:
     assert len(optimal_boundaries("unit", high=2.0)) == 3
     assert optimal_boundaries("unit", agents=2) == [] and optimal_boundaries("unit", items=3) == []
     assert optimal_boundaries("unit", low=0.5) == []  # known for U[0, high] only
+
+
+def test_mirror_image_swaps_the_items_and_is_empty_for_a_symmetric_optimum() -> None:
+    # exactly-one: "item 1 free, item 2 at 1/3" has the boundary v2 = v1 + 1/3; its mirror v1 = v2 + 1/3
+    mirrored = mirror_image(optimal_boundaries("exactly_k"))
+    assert np.allclose(_normalized(mirrored), _normalized([((1 / 3, 0), (1, 2 / 3))]))
+    assert mirror_image(optimal_boundaries("unit")) == []  # the posted price 1/sqrt(3) is its own mirror image
 
 
 def test_grid_of_the_posted_price_is_its_closed_form() -> None:
