@@ -23,7 +23,7 @@ from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import PaymentHead, check_dtype, mlp
 from mechanisms.sinkhorn import solve
 from mechanisms.sinkhorn_settings import GradMode, SinkhornSettings
-from mechanisms.sinkhorn_fixed import Backend, Calibration, calibrate, fixed_plan
+from mechanisms.sinkhorn_fixed import Calibration, calibrate, fixed_plan
 
 __all__ = ["SinkhornMechanism"]
 
@@ -38,15 +38,16 @@ class SinkhornMechanism(Mechanism):
 
     The layer's settings are one frozen
     :class:`~mechanisms.sinkhorn_settings.SinkhornSettings`, :attr:`settings`
-    (``epsilons``, ``tol``, ``max_iter`` and ``grad`` read from it); assign a new
-    one, or change some fields with :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
+    (``epsilons``, ``tol``, ``max_iter``, ``grad``, ``fixed_iterations`` and
+    ``backend`` read from it); assign a new one, or change the schedule with
+    :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
     ``last_marginal_error`` hold the Sinkhorn iteration count and the final
     relative row-marginal error (NaN on a fixed schedule).
 
-    ``fixed_iterations`` (``None`` by default) switches the layer to the
-    fixed-schedule solver (:mod:`mechanisms.sinkhorn_fixed`): that many
-    updates per epsilon, no checks and no host synchronization, for captured
-    training steps; :meth:`calibrate` finds it from the tolerance rule.
+    On a fixed schedule (``settings.with_fixed_iterations(...)``; :meth:`calibrate`
+    finds the counts from the tolerance rule) the layer runs the fixed-schedule
+    solver (:mod:`mechanisms.sinkhorn_fixed`): no checks and no host
+    synchronization, for captured training steps.
     """
 
     def __init__(
@@ -65,7 +66,6 @@ class SinkhornMechanism(Mechanism):
         grad: GradMode = "implicit",
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        self.fixed_iterations: tuple[int, ...] | None = None
         self.settings = SinkhornSettings(eps_init, eps_final, eps_steps, tol, max_iter, grad)
         self.allocation_net = mlp(n_agents * n_items, n_agents * n_items, hidden, activation)
         self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
@@ -74,22 +74,18 @@ class SinkhornMechanism(Mechanism):
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
         self.last_iterations = 0
         self.last_marginal_error = math.nan
-        self.backend: Backend = "auto"
 
-    @property
-    def settings(self) -> SinkhornSettings:
-        """The epsilon schedule, stopping rule and gradient mode."""
-        return self._settings
+    settings: SinkhornSettings
+    """The epsilon schedule, stopping rule, gradient mode and fixed schedule (one frozen object)."""
 
-    @settings.setter
-    def settings(self, settings: SinkhornSettings) -> None:
-        self._settings = settings
-        self.fixed_iterations = None  # a new schedule needs a new calibration
-
-    epsilons = property(lambda self: self._settings.epsilons, doc="The epsilon schedule, first to last.")
-    tol = property(lambda self: self._settings.tol, doc="Stopping threshold on the max relative row-marginal error.")
-    max_iter = property(lambda self: self._settings.max_iter, doc="Sinkhorn update cap per epsilon.")
-    grad = property(lambda self: self._settings.grad, doc="Backward pass: implicit or unroll.")
+    epsilons = property(lambda self: self.settings.epsilons, doc="The epsilon schedule, first to last.")
+    tol = property(lambda self: self.settings.tol, doc="Stopping threshold on the max relative row-marginal error.")
+    max_iter = property(lambda self: self.settings.max_iter, doc="Sinkhorn update cap per epsilon.")
+    grad = property(lambda self: self.settings.grad, doc="Backward pass: implicit or unroll.")
+    fixed_iterations = property(
+        lambda self: self.settings.fixed_iterations, doc="Updates per epsilon on the fixed schedule; None: the tolerance rule."
+    )
+    backend = property(lambda self: self.settings.backend, doc="The fixed schedule's solver: auto, torch or triton.")
 
     def set_sinkhorn(
         self,
@@ -99,7 +95,10 @@ class SinkhornMechanism(Mechanism):
         tol: float | None = None,
         max_iter: int | None = None,
     ) -> None:
-        """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value."""
+        """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value.
+
+        A change drops the fixed schedule (it was calibrated on the old rule).
+        """
         self.settings = self.settings.replace(
             eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
         )
@@ -108,8 +107,8 @@ class SinkhornMechanism(Mechanism):
         """Calibrate a fixed schedule on ``bids`` ``(batch, agents, items)``.
 
         The tolerance solver's per-epsilon counts on these bids' costs, plus
-        ``margin``, are the result's ``iterations`` (assign them to
-        :attr:`fixed_iterations` to use them); the result also reports
+        ``margin``, are the result's ``iterations`` (use them with
+        ``mechanism.settings = mechanism.settings.with_fixed_iterations(result.iterations)``); the result also reports
         the fixed schedule's marginal error on them (<= ``tol`` unless
         ``max_iter`` was reached).  Host synchronizations: call it outside
         captured regions.

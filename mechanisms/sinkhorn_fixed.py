@@ -31,15 +31,13 @@ from torch import Tensor
 from mechanisms.sinkhorn import GradMode, solve
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn_iterations import _logsumexp, _safe_log
+from mechanisms.sinkhorn_settings import BACKENDS, Backend
 
 __all__ = ["Backend", "Calibration", "calibrate", "fixed_plan", "resolve_backend"]
 
-Backend = Literal["auto", "torch", "triton"]
-
-
 def resolve_backend(backend: Backend, device: torch.device) -> str:
     """``"torch"`` or ``"triton"`` for ``backend`` on ``device`` (``"auto"``: Triton on CUDA if importable)."""
-    if backend not in ("auto", "torch", "triton"):
+    if backend not in BACKENDS:
         raise ValueError(f"Sinkhorn backend must be auto, torch or triton, got {backend!r}")
     if backend == "auto":
         from mechanisms import sinkhorn_triton

@@ -13,12 +13,18 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from mechanisms.checks import check_positive_int
+from mechanisms.checks import check_int, check_positive_int
 
-__all__ = ["GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings", "check_grad", "geometric_epsilons"]
+__all__ = [
+    "BACKENDS", "Backend", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings", "check_grad",
+    "geometric_epsilons",
+]  # fmt: skip
 
 GradMode = Literal["implicit", "unroll"]
 GRAD_MODES = ("implicit", "unroll")
+Backend = Literal["auto", "torch", "triton"]
+BACKENDS = ("auto", "torch", "triton")
+_TOLERANCE_RULE = ("eps_init", "eps_final", "eps_steps", "tol", "max_iter")  # a fixed schedule is calibrated on these
 
 
 def check_grad(grad: str) -> None:
@@ -67,16 +73,16 @@ def geometric_epsilons(eps_init: float, eps_final: float, steps: int) -> tuple[f
     return GeometricEpsilonSchedule(eps_init, eps_final, steps).values()
 
 
-def geometric_epsilons(eps_init: float, eps_final: float, steps: int) -> tuple[float, ...]:
-    """Geometric sequence of ``steps`` epsilons from ``eps_init`` to ``eps_final``."""
-    return GeometricEpsilonSchedule(eps_init, eps_final, steps).values()
-
-
 @dataclass(frozen=True)
 class SinkhornSettings:
     """Geometric epsilon schedule ``eps_init -> eps_final`` in ``eps_steps`` values, the per-epsilon
     stopping rule (max relative row-marginal error < ``tol``, at most ``max_iter`` updates) and the
-    backward pass (``grad``: ``"implicit"`` or ``"unroll"``).  Defaults: the paper's (section 4.3)."""
+    backward pass (``grad``: ``"implicit"`` or ``"unroll"``).  Defaults: the paper's (section 4.3).
+
+    ``fixed_iterations`` (``None``: the tolerance rule) switches the layer to the fixed-schedule
+    solver (:mod:`mechanisms.sinkhorn_fixed`): that many updates at each epsilon, no checks and no
+    host synchronization, run by ``backend`` (``"auto"``: Triton on CUDA, else torch).
+    """
 
     eps_init: float = 1.0
     eps_final: float = 0.05
@@ -84,6 +90,8 @@ class SinkhornSettings:
     tol: float = 1e-2
     max_iter: int = 1000
     grad: GradMode = "implicit"
+    fixed_iterations: tuple[int, ...] | None = None
+    backend: Backend = "auto"
 
     def __post_init__(self) -> None:
         check_grad(self.grad)
@@ -94,10 +102,30 @@ class SinkhornSettings:
         if isinstance(init, (int, float)) and isinstance(final, (int, float)) and 0 < init < final:
             raise ValueError(f"the epsilon schedule must not increase: eps_init={init} < eps_final={final}")
         object.__setattr__(self, "epsilons", geometric_epsilons(init, final, self.eps_steps))
+        if self.backend not in BACKENDS:
+            raise ValueError(f"Sinkhorn backend must be auto, torch or triton, got {self.backend!r}")
+        if self.fixed_iterations is not None:
+            object.__setattr__(self, "fixed_iterations", tuple(self.fixed_iterations))
+            if len(self.fixed_iterations) != len(self.epsilons):
+                raise ValueError(
+                    f"fixed_iterations needs one count per epsilon ({len(self.epsilons)}), got {len(self.fixed_iterations)}"
+                )
+            for count in self.fixed_iterations:
+                check_int(count, "each of fixed_iterations", minimum=0)
 
     epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
     """The whole schedule, first to last (derived)."""
 
     def replace(self, **changes: object) -> "SinkhornSettings":
-        """A copy with the given fields changed (``None`` values keep the current ones), validated."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the given fields changed (``None`` values keep the current ones), validated.
+
+        A change of the schedule or the stopping rule drops the fixed schedule calibrated on them.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if any(changes.get(name, getattr(self, name)) != getattr(self, name) for name in _TOLERANCE_RULE):
+            changes.setdefault("fixed_iterations", None)
+        return dataclasses.replace(self, **changes)
+
+    def with_fixed_iterations(self, iterations: tuple[int, ...] | None) -> "SinkhornSettings":
+        """A copy on the fixed schedule ``iterations`` (updates per epsilon), or on the tolerance rule for ``None``."""
+        return dataclasses.replace(self, fixed_iterations=iterations)

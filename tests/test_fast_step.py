@@ -17,6 +17,7 @@ from adversary.search import MisreportSearch, ascend, find_misreports
 from mechanisms.sinkhorn import geometric_epsilons, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from mechanisms.sinkhorn_fixed import calibrate, fixed_plan, row_error
+from mechanisms.sinkhorn_settings import SinkhornSettings
 from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import lagrangian_loss
 
@@ -84,8 +85,9 @@ def test_fixed_mechanism_matches_tolerance_mechanism_with_gradients(name, agents
         return allocation.detach(), payment.detach(), [p.grad.clone() for p in mechanism.parameters()]
 
     tolerance = outcome_and_grads()
-    mechanism.fixed_iterations = mechanism.calibrate(bids, margin=0.0).iterations
-    mechanism.backend = "torch"
+    mechanism.settings = mechanism.settings.replace(backend="torch").with_fixed_iterations(
+        mechanism.calibrate(bids, margin=0.0).iterations
+    )
     fixed = outcome_and_grads()
     assert mechanism.last_iterations == sum(mechanism.fixed_iterations)
     torch.testing.assert_close(fixed[0], tolerance[0], atol=1e-8, rtol=1e-7)
@@ -241,3 +243,16 @@ def test_fast_step_warm_start_matches_find_misreports_init() -> None:
     fast = FastStep(mechanism, search, lambda revenue, regrets: regrets.sum(), low, high, settings)(batch, init)
     expected = find_misreports(mechanism, batch, search, init=init)
     torch.testing.assert_close(fast.misreports, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_fixed_schedule_lives_in_the_settings_and_a_new_rule_drops_it() -> None:
+    settings = SinkhornSettings(eps_steps=3).with_fixed_iterations((4, 5, 6))
+    assert settings.fixed_iterations == (4, 5, 6)
+    assert settings.replace(backend="torch").fixed_iterations == (4, 5, 6)  # same rule: the calibration holds
+    assert settings.replace(eps_final=0.1).fixed_iterations is None  # calibrated on another schedule
+    assert settings.replace(tol=1e-3).fixed_iterations is None
+    assert settings.with_fixed_iterations(None).fixed_iterations is None
+    with pytest.raises(ValueError, match="one count per epsilon"):
+        SinkhornSettings(eps_steps=3).with_fixed_iterations((4, 5))
+    with pytest.raises(ValueError, match="backend must be auto, torch or triton"):
+        SinkhornSettings(backend="cuda")

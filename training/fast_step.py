@@ -34,6 +34,7 @@ from adversary.deviation import trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, truthful_starts
 from mechanisms.sinkhorn_fixed import Calibration
+from mechanisms.sinkhorn_settings import BACKENDS
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
 
@@ -61,7 +62,7 @@ class FastStepSettings:
         check_positive_int(self.recalibrate_every, "fast.recalibrate_every")
         if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
             raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
-        if self.backend not in ("auto", "torch", "triton"):
+        if self.backend not in BACKENDS:
             raise ValueError(f"fast.backend must be auto, torch or triton, got {self.backend!r}")
 
     def active(self, device: torch.device) -> bool:
@@ -100,7 +101,7 @@ class FastStep:
             raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
         if hasattr(mechanism, "calibrate"):  # a Sinkhorn layer: its fixed schedule runs on this backend
-            mechanism.backend = settings.backend
+            mechanism.settings = mechanism.settings.replace(backend=settings.backend)
         self.low, self.high = low, high
         self.calls = 0
         self.last_calibration: Calibration | None = None
@@ -139,11 +140,12 @@ class FastStep:
         if self.last_calibration is None:
             yield
             return
-        self.mechanism.fixed_iterations = self.last_calibration.iterations
+        tolerance_rule = self.mechanism.settings
+        self.mechanism.settings = tolerance_rule.with_fixed_iterations(self.last_calibration.iterations)
         try:
             yield
         finally:
-            self.mechanism.fixed_iterations = None
+            self.mechanism.settings = tolerance_rule
 
     def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""
