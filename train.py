@@ -29,11 +29,11 @@ warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, test; returns the test revenue (the objective for Hydra sweepers; None in a DDP helper process)."""
     try:
-        validate_config(cfg)
+        components = validate_config(cfg)  # built once, here; the run trains them
     except ValueError as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr)
         sys.exit(2)
-    metrics = run(cfg)
+    metrics = run(cfg, components)
     return float(metrics["test"]["revenue_mean"]) if metrics else None
 
 

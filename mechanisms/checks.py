@@ -1,10 +1,10 @@
-"""Argument checks shared by every package: integers and value bounds."""
+"""Argument checks shared by every package: integers and value bounds, and their errors on one line."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence, Union
 
-__all__ = ["Bounds", "check_int", "check_positive_int", "is_int"]
+__all__ = ["Bounds", "check_int", "check_positive_int", "is_int", "one_line"]
 
 Bounds = Union[float, Sequence[float]]
 """Lower or upper end of the valuations' support: one number, or one per agent."""
@@ -25,3 +25,11 @@ def check_int(value: Any, name: str, minimum: int = 1) -> None:
     """``ValueError("<name> must be an integer >= <minimum>, got ...")`` unless ``value`` is such an int."""
     if not is_int(value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error``'s innermost cause (e.g. the constructor's error under Hydra's
+    ``InstantiationException``) on one line; the exception's type name if it has none."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(str(error).split()) or type(error).__name__

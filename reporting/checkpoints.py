@@ -1,26 +1,28 @@
 """Rebuilding a trained mechanism from a checkpoint written by ``train.py``.
 
 ``train.py`` stores the whole resolved run configuration with the
-LightningModule's hyperparameters (``hyper_parameters["run_config"]``, with
-every ``_target_`` renamed ``target``), and the mechanism's weights under the
-``mechanism.`` prefix of the state dict.  :func:`load_checkpoint` rebuilds the
-mechanism from the first and loads the second; nothing else (no Hydra, no
-Trainer) is needed.
+LightningModule's hyperparameters (``hyper_parameters["run_config"]``, the
+``_target_`` keys kept), and the mechanism's weights under the ``mechanism.``
+prefix of the state dict.  :func:`load_checkpoint` rebuilds the mechanism from
+the first with ``hydra.utils.instantiate``, as ``train.py`` built it, and loads
+the second; no Trainer is needed.  Checkpoints written before the ``_target_``
+keys were kept (they hold ``target``) are read as well.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch import nn
-from mechanisms.checks import Bounds
+
+from mechanisms.checks import Bounds, one_line
 
 __all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config", "run_directory"]
-
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,13 @@ def run_directory(checkpoint: Path | str) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
-def _import(target: str) -> Any:
-    module, _, name = target.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"cannot import the mechanism class {target!r} named in the checkpoint: {error}") from error
+def _with_targets(node: Any) -> Any:
+    """A configuration of the old format (``_target_`` stored as ``target``) with its ``_target_`` keys back."""
+    if isinstance(node, dict):
+        return {("_target_" if key == "target" else key): _with_targets(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_targets(value) for value in node]
+    return node
 
 
 def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -95,11 +98,13 @@ def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
 
 
 def run_config(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") -> dict[str, Any]:
-    """The resolved run configuration stored in a :func:`read_checkpoint` dict; ``ValueError`` if absent."""
+    """The resolved run configuration stored in a :func:`read_checkpoint` dict (``_target_`` keys, also for an
+    old-format checkpoint); ``ValueError`` if absent."""
     config = checkpoint.get("hyper_parameters", {}).get("run_config")
-    if not isinstance(config, dict) or not isinstance(config.get("mechanism"), dict) or "target" not in config["mechanism"]:
+    mechanism = config.get("mechanism") if isinstance(config, dict) else None
+    if not isinstance(mechanism, dict) or not ({"_target_", "target"} & mechanism.keys()):
         raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
-    return config
+    return config if "_target_" in mechanism else _with_targets(config)
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
@@ -111,17 +116,16 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     path = Path(path)
     checkpoint = read_checkpoint(path, device)
     config = run_config(checkpoint, path)
-    spec = dict(config["mechanism"])
-    mechanism_class = _import(spec.pop("target"))
-    try:
-        mechanism = mechanism_class(**spec)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"cannot rebuild {mechanism_class.__name__} from {path}: {error}") from error
+    target = config["mechanism"]["_target_"]
+    try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)
+        mechanism = instantiate(config["mechanism"], _convert_="all")
+    except (InstantiationException, TypeError, ValueError) as error:
+        raise ValueError(f"cannot rebuild the mechanism {target} from {path}: {one_line(error)[:200]}") from error
     prefix = "mechanism."
     state = {key[len(prefix):]: value for key, value in checkpoint.get("state_dict", {}).items() if key.startswith(prefix)}
     try:
         mechanism.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"the weights in {path} do not fit {mechanism_class.__name__}: {' '.join(str(error).split())[:200]}") from error
+        raise ValueError(f"the weights in {path} do not fit {type(mechanism).__name__}: {one_line(error)[:200]}") from error
     return TrainedRun(mechanism.to(device).eval(), config, path)
 

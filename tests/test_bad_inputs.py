@@ -131,6 +131,20 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
         validate_config(make_config(f"resume={text}"))
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("_target_", "mechanisms.nowhere.Nothing", "cannot rebuild the mechanism mechanisms.nowhere.Nothing from "),
+    ("hidden", [8], "do not fit SinkhornMechanism"),
+])
+def test_a_checkpoint_whose_mechanism_cannot_be_rebuilt_is_refused(checkpoint: Path, tmp_path: Path, key: str, value,
+                                                                   message: str) -> None:
+    contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    contents["hyper_parameters"]["run_config"]["mechanism"][key] = value
+    torch.save(contents, tmp_path / "edited.ckpt")
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(tmp_path / "edited.ckpt")
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
 def _solve(cost: torch.Tensor, **kwargs) -> None:
     a = torch.ones(cost.shape[1], dtype=cost.dtype)
     solve(cost, a, torch.ones(cost.shape[2], dtype=cost.dtype) * cost.shape[1] / cost.shape[2], **kwargs)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tests.test_config import DEMANDS, MECHANISMS, REGRETNET_CANNOT, ROOT, make_config
-from training.config import build_components
+from training.config import build_components, validate_config
 from training.run import run
 
 TINY = [
@@ -169,3 +170,15 @@ def test_last_checkpoint_holds_the_tested_weights_when_training_stops_mid_epoch(
     assert float(checkpoint["state_dict"]["rho"]) == metrics["rho"]
     assert checkpoint["state_dict"]["lagrange_multipliers"].tolist() == metrics["lambda"]
     assert metrics["best_checkpoint"] and Path(metrics["best_checkpoint"]).name.startswith("best-")
+
+
+def test_validation_builds_the_components_the_run_trains(tmp_path: Path) -> None:
+    cfg = make_config(*TINY, output_dir=tmp_path)
+    parts = validate_config(cfg)
+    metrics = run(cfg, parts)
+    assert parts.model.trainer.global_step == metrics["global_step"] == 4 and parts.model.test_results == metrics["test"]
+    stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    config = stored["hyper_parameters"]["run_config"]
+    assert config["mechanism"]["_target_"] == cfg.mechanism._target_  # the resolved config, _target_ kept
+    assert config["model"]["train_search"] == OmegaConf.to_container(cfg.model.train_search, resolve=True)
+    assert "_target_" in config["model"]["train_search"] and config["model"]["train_search"]["steps"] == 3

@@ -1,11 +1,13 @@
 """Building the run's objects from the Hydra configuration, and rejecting bad configurations early.
 
 :func:`validate_config` checks a composed configuration before any training:
-the top-level setting, the trainer settings the training loop relies on, and a
-dry build of the mechanism, the data module, the LightningModule and the
-callbacks (their constructors validate their own arguments: demand and sizes,
-epsilons, batch versus data set size, ...).  Every problem surfaces as one
-``ValueError`` with a one-line message naming the config section.
+the top-level setting, the trainer settings the training loop relies on, and
+the build of the mechanism, the data module, the LightningModule and the
+callbacks with ``hydra.utils.instantiate`` (:func:`build_components`; their
+constructors validate their own arguments: demand and sizes, epsilons, batch
+versus data set size, ...).  Every problem surfaces as one ``ValueError`` with
+a one-line message naming the config section.  It returns the components it
+built, and the run trains those (:func:`training.run.run`): each is built once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 from torch import nn
 
-from mechanisms.checks import check_int, is_int
+from mechanisms.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
 from training.module import AuctionModule
 
@@ -42,19 +44,12 @@ class Components:
 _positive_int = check_int
 
 
-def _one_line(error: BaseException) -> str:
-    """The innermost cause's message on one line."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _build(section: str, build: Any) -> Any:
     """Run ``build()``, turning any construction error into a one-line ``ValueError`` naming ``section``."""
     try:
         return build()
     except (ValueError, TypeError, InstantiationException, OmegaConfBaseException) as error:
-        raise ValueError(f"{section}: {_one_line(error)}") from error
+        raise ValueError(f"{section}: {one_line(error)}") from error
 
 
 TEST_CHECKPOINTS = ("last", "best")
@@ -65,7 +60,7 @@ RESUME_COMPARED = (
     "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
-RESUME_FIXED = ("agents", "items", "demand", "mechanism.target", "mechanism.hidden", "mechanism.activation")
+RESUME_FIXED = ("agents", "items", "demand", "mechanism._target_", "mechanism.hidden", "mechanism.activation")
 
 
 def _check_setting(cfg: DictConfig) -> None:
@@ -128,10 +123,12 @@ def _check_run_options(cfg: DictConfig) -> None:
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of a nested config; Hydra's ``_..._`` keys other than ``_target_`` are left out."""
     if isinstance(node, dict):
         flat: dict[str, Any] = {}
         for key, value in node.items():
-            flat.update(_flat(value, f"{prefix}{key}."))
+            if key == "_target_" or not (key.startswith("_") and key.endswith("_")):
+                flat.update(_flat(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: node}
 
@@ -170,7 +167,7 @@ def _check_resume(cfg: DictConfig) -> None:
         stored = run_config(checkpoint, path)
     except ValueError as error:
         raise ValueError(f"resume: {error}") from error
-    current = _plain(OmegaConf.to_container(cfg, resolve=True))
+    current = OmegaConf.to_container(cfg, resolve=True)
     differences = resume_differences(stored, current)
     if not differences:
         return
@@ -239,25 +236,19 @@ def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
         raise ValueError("trainer.gradient_clip_val/accumulate_grad_batches do not apply to manual optimization")
 
 
-def _plain(node: Any) -> Any:
-    """The resolved config as hyperparameters: ``_target_`` becomes ``target``, other ``_..._`` keys go.
-
-    (Left as ``_target_``, instantiate would build the nested nodes again.)
-    """
-    if isinstance(node, dict):
-        kept = {k: v for k, v in node.items() if k == "_target_" or not k.startswith("_")}
-        return {("target" if k == "_target_" else k): _plain(v) for k, v in kept.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
-
-
 def build_components(cfg: DictConfig) -> Components:
-    """Instantiate mechanism, data module, LightningModule (resolved config as hyperparameters), callbacks."""
+    """Seed everything with ``cfg.seed``, then instantiate the mechanism, the data module, the LightningModule
+    and the callbacks.
+
+    The LightningModule gets the resolved configuration, ``_target_`` keys kept, as its ``run_config``
+    hyperparameter (checkpoints rebuild the mechanism from it with ``instantiate``).  It goes to the partial
+    that instantiate returns rather than to instantiate, which would build its ``_target_`` nodes.
+    """
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     mechanism = _build("mechanism", lambda: instantiate(cfg.mechanism))
     datamodule = _build("data", lambda: instantiate(cfg.data))
-    config = _build("config", lambda: _plain(OmegaConf.to_container(cfg, resolve=True)))
-    model = _build("model", lambda: instantiate(cfg.model, mechanism=mechanism, run_config=config))
+    config = _build("config", lambda: OmegaConf.to_container(cfg, resolve=True))
+    model = _build("model", lambda: instantiate(cfg.model, mechanism=mechanism, _partial_=True)(run_config=config))
     callbacks = [
         _build(f"callbacks.{name}", lambda spec=spec: instantiate(spec))
         for name, spec in (cfg.get("callbacks") or {}).items()
@@ -266,8 +257,9 @@ def build_components(cfg: DictConfig) -> Components:
     return Components(mechanism, datamodule, model, callbacks)
 
 
-def validate_config(cfg: DictConfig, check_machine: bool = True) -> None:
-    """Raise ``ValueError`` (one line, naming the section) unless ``cfg`` describes a trainable run.
+def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
+    """The run's components (:func:`build_components`), or ``ValueError`` (one line, naming the section)
+    unless ``cfg`` describes a trainable run.
 
     Catches e.g. exactly_k with items < agents * k, RegretNet with exactly_k
     and several agents, a non-positive epsilon, a batch larger than the data
@@ -280,5 +272,6 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> None:
     _check_trainer(cfg.trainer, check_machine)
     _check_run_options(cfg)
     _check_data(cfg, int(cfg.trainer.get("devices", 1)) * int(cfg.trainer.get("num_nodes", 1)), check_machine)
-    build_components(cfg)
+    components = build_components(cfg)
     _check_resume(cfg)
+    return components

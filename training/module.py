@@ -9,8 +9,9 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
 3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``
    (the paper's Eq. 1; the original code's penalty forms are options, see
    :mod:`training.lagrangian`);
-4. one optimizer step (Adam, lr 1e-3) on the mechanism (allocation and
-   payment networks together).
+4. one optimizer step (``model.optimizer``: Adam, lr 1e-3) on the mechanism
+   (allocation and payment networks together), then one step of the
+   learning-rate scheduler (:mod:`training.lr_schedule`).
 
 The module is a :class:`training.lagrangian.LagrangianState`: ``lambda``
 (buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho`` (buffer ``rho``)
@@ -23,15 +24,9 @@ read the regret that ``training_step`` returns under
 with a stronger misreport search; test runs the evaluation engine.
 
 Distributed training (DDP): every process validates its share of the
-validation batches; the epoch metrics are torchmetrics aggregates (mean over
-all validation profiles, max) synchronized across processes, so they equal
-the metrics of the whole validation set computed in one process.  The random
-starts of the validation search come from a generator seeded by the run seed,
-the global step and the batch's index in the whole validation set: validation
-is reproducible, independent of the number of processes and of a resume.
-The test runs once, in the first process (the data module gives the others
-no test batch).  Checkpoints also hold the random states (torch, CUDA,
-NumPy, Python), restored on resume.
+validation batches, reproducibly (:mod:`training.validation`).  The test runs
+once, in the first process (the data module gives the others no test batch).
+Checkpoints also hold the random states (:mod:`training.checkpoint_state`).
 
 With ``persistent_misreports``, the module keeps every training profile's
 best misreport per agent (buffer ``misreport_buffer``, ``(train_size, agents,
@@ -48,43 +43,47 @@ of the agents' expected regrets, RegretNet's convention) and
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import TrainBatch, _derive_seed, value_bounds
+from datamodules.valuations import TrainBatch, value_bounds
 from mechanisms.checks import Bounds, is_int
-from adversary.regret import measure as evaluate, regret  # alias until the split of this module lands
+from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
-from mechanisms.references import references
-from mechanisms.sinkhorn_fixed import Calibration
+from training import lr_schedule
+from training.checkpoint_state import restore_state, save_state
 from training.fast_step import FastStep, FastStepSettings
-from training.random_state import rng_states, set_rng_states
 from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
+from training.metric_logging import add_custom_scalars, flatten, log_calibration, log_training, reference_revenues
+from training.validation import log_validation, validation_generator, validation_metrics
 
 __all__ = ["AuctionModule"]
+
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
-    ``low``/``high`` bound the misreports (one float, or one per agent), as
-    the valuations' support.  ``persistent_misreports`` warm-starts every
-    training search from the profile's misreports of its last visit (see the
-    module docstring); it needs ``train_size``, the number of training
-    profiles (the buffer starts uniform on ``[low, high]``, like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run
-    configuration) is stored with the hyperparameters so that it shows in
-    TensorBoard's HParams tab and travels with checkpoints.  After
-    ``trainer.test``, :attr:`test_results` holds the evaluation's dict.
-    ``quadratic_penalty`` and ``penalty_over_agents`` choose the penalty
-    convention of :func:`training.lagrangian.lagrangian_loss` (defaults: the
-    paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
+    ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate
+    (``model.optimizer``, a Hydra ``_partial_``; default Adam); ``lr`` decays to ``lr_final`` on a cosine
+    over the run when given (:mod:`training.lr_schedule`).  ``low``/``high`` bound the misreports (one
+    float, or one per agent), as the valuations' support.  ``persistent_misreports`` warm-starts every
+    training search from the profile's misreports of its last visit (see the module docstring); it needs
+    ``train_size``, the number of training profiles (the buffer starts uniform on ``[low, high]``, like
+    RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run configuration) is stored with the
+    hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
+    ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
+    ``penalty_over_agents`` choose the penalty convention of :func:`training.lagrangian.lagrangian_loss`
+    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
     """
 
     def __init__(
@@ -92,6 +91,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         mechanism: nn.Module,
         lr: float = 1e-3,
         lr_final: float | None = None,
+        optimizer: OptimizerFactory | None = None,
         lambda_init: float = 5.0,
         rho_init: float = 1.0,
         train_search: MisreportSearch | None = None,
@@ -109,22 +109,20 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         penalty_over_agents: str = "sum",
     ) -> None:
         super().__init__()
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        if lr_final is not None and not (math.isfinite(lr_final) and 0 < lr_final <= lr):
-            raise ValueError(f"lr_final must be in (0, lr={lr}], got {lr_final}")
+        lr_schedule.check_learning_rates(lr, lr_final)
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
         check_penalty_options(quadratic_penalty, penalty_over_agents)
         self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["mechanism", "train_search", "val_search", "test_search", "fast"])
+        self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
         self.train_search = train_search or TRAIN_SEARCH
         self.val_search = val_search or VAL_SEARCH
         self.test_search = test_search or TEST_SEARCH
         self.lr, self.lr_final = lr, lr_final
+        self.optimizer_factory: OptimizerFactory = optimizer or functools.partial(torch.optim.Adam)
         self.test_batch_size, self.test_seed = test_batch_size, test_seed
         low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
         self.register_buffer("low", low_t, persistent=False)
@@ -141,66 +139,29 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
         self._fast_step: FastStep | None = None
-        # Validation epoch aggregates, synchronized across processes; keys are logged as val/<key>.
-        self.val_metrics = nn.ModuleDict(
-            {
-                "revenue": MeanMetric(),
-                "regret_mean_over_agents": MeanMetric(),
-                "regret_sum_over_agents": MeanMetric(),
-                "regret_max": MaxMetric(),  # the largest regret of any agent on any validation profile
-            }
-        )
+        self.val_metrics = validation_metrics()  # epoch aggregates, synchronized across processes
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
     # ------------------------------------------------------------------ setup
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on all mechanism parameters."""
-        return torch.optim.Adam(self.mechanism.parameters(), lr=self.lr)
-
-    def learning_rate(self, step: int) -> float:
-        """Learning rate at optimizer step ``step``: constant ``lr``, or a cosine decay to ``lr_final``.
-
-        A pure function of the step (resume-safe); the decay spans ``trainer.estimated_stepping_batches``.
-        """
-        if self.lr_final is None:
-            return self.lr
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        progress = min(step / total, 1.0)
-        return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def _references(self) -> dict[str, float]:
-        """Optimal (where known) and VCG revenue of the setting; empty where they do not apply."""
-        if not (bool((self.low == self.low[0]).all()) and bool((self.high == self.high[0]).all())):
-            return {}  # agents are not identically distributed
-        demand = self.mechanism.demand
-        low, high = float(self.low[0]), float(self.high[0])
-        found = references(demand.name, demand.k, self.n_agents, self.mechanism.n_items, low, high)
-        refs = {"reference/vcg_revenue": found.vcg}
-        if found.optimal is not None:
-            refs["reference/optimal_revenue"] = found.optimal
-        return refs
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """``model.optimizer`` on all mechanism parameters, with the learning-rate schedule of the run's steps."""
+        optimizer = self.optimizer_factory(self.mechanism.parameters(), lr=self.lr)
+        total = int(self.trainer.estimated_stepping_batches) if self.lr_final is not None else 1
+        return {"optimizer": optimizer, "lr_scheduler": lr_schedule.lr_scheduler(optimizer, self.lr, self.lr_final, total)}
 
     def setup(self, stage: str) -> None:
         """Compute the setting's reference revenues once (a Monte Carlo VCG estimate: not at construction)."""
         if not self.references:
-            self.references = self._references()
+            self.references = reference_revenues(self.mechanism, self.low, self.high)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Let runs with and without persistent misreports read each other's checkpoints; restore random states.
+        """Accept checkpoints with or without a misreport buffer; restore the random states (:mod:`training.checkpoint_state`)."""
+        restore_state(checkpoint, self.misreport_buffer if self.persistent_misreports else None)
 
-        A checkpoint without the buffer leaves the current one (the search then warm-starts
-        from it); a buffer in the checkpoint of a run that does not keep one is ignored.  Also
-        restores the random states of :meth:`on_save_checkpoint` (checkpoints without them are accepted).
-        """
-        state = checkpoint.get("state_dict", {})
-        if self.persistent_misreports:
-            state.setdefault("misreport_buffer", self.misreport_buffer)
-        else:
-            state.pop("misreport_buffer", None)
-        states = checkpoint.get("rng_states")
-        if states is not None:
-            set_rng_states(states)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
+        save_state(checkpoint)
 
     def on_fit_start(self) -> None:
         """Check the misreport buffer against the training set; build the fast step where it applies;
@@ -215,34 +176,16 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         if self.fast.active(self.device) and self.trainer.world_size > 1:
             rank_zero_warn("the fast training step is single-process: running the eager step on every process")
         elif self.fast.active(self.device):
-            self._fast_step = FastStep(
-                self.mechanism,
-                self.train_search,
-                self._loss,
-                self.low,
-                self.high,
-                self.fast,
-            )
-        if isinstance(self.logger, TensorBoardLogger):
-            self.logger.experiment.add_custom_scalars(
-                {
-                    "auction": {
-                        "revenue": ["Multiline", ["train/revenue", "val/revenue", *self.references]],
-                        "regret (mean over agents)": ["Multiline", [r"(train|val)/regret_mean_over_agents"]],
-                        "regret (sum over agents)": ["Multiline", [r"(train|val)/regret_sum_over_agents"]],
-                        "lagrangian": ["Multiline", [r"lagrangian/.*"]],
-                    }
-                }
-            )
+            self._fast_step = FastStep(self.mechanism, self.train_search, self._loss, self.low, self.high, self.fast)
+        add_custom_scalars(self.logger, list(self.references))
+
+    def on_train_start(self) -> None:
+        """Put the learning-rate schedule on the global step (after a resume: the checkpoint's step)."""
+        lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)
 
     # ----------------------------------------------------------------- shared
-    def _regret(
-        self,
-        valuations: Tensor,
-        search: MisreportSearch,
-        generator: torch.Generator | None = None,
-        indices: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def _regret(self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None,
+                indices: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds.
 
         With ``indices`` (training profiles' positions) and persistent misreports, the search also
@@ -269,40 +212,10 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             misreports = self.all_gather(misreports).reshape(-1, *misreports.shape[1:])
         self.misreport_buffer[indices] = misreports
 
-    def _log_regret(self, stage: str, revenue: Tensor, regrets: Tensor, **kwargs: Any) -> None:
-        per_agent = regrets.mean(0)
-        self.log(f"{stage}/revenue", revenue.mean(), **kwargs)
-        self.log(f"{stage}/regret_mean_over_agents", per_agent.mean(), **kwargs)
-        self.log(f"{stage}/regret_sum_over_agents", per_agent.sum(), **kwargs)
-
-    def _log_sinkhorn(self) -> None:
-        iterations = getattr(self.mechanism, "last_iterations", None)
-        if iterations is not None:
-            self.log("sinkhorn/iterations", float(iterations))
-        error = getattr(self.mechanism, "last_marginal_error", None)
-        if error is not None:
-            self.log("sinkhorn/marginal_error", float(error))
-
     def _loss(self, revenue: Tensor, regrets: Tensor) -> Tensor:
         """The configured augmented-Lagrangian loss of revenue ``(batch,)`` and regrets ``(batch, agents)``."""
-        return lagrangian_loss(
-            revenue,
-            regrets,
-            self.lagrange_multipliers,
-            self.rho,
-            quadratic_penalty=self.quadratic_penalty,
-            penalty_over_agents=self.penalty_over_agents,
-        )
-
-    def _log_calibration(self, calibration: Calibration) -> None:
-        """The fixed Sinkhorn schedule's size and its marginal error on the calibration profiles."""
-        self.log("sinkhorn/calibrated_iterations", float(sum(calibration.iterations)))
-        self.log("sinkhorn/calibrated_marginal_error", calibration.marginal_error)
-        if calibration.marginal_error > self.mechanism.tol:
-            rank_zero_warn(
-                f"fixed Sinkhorn schedule misses tol={self.mechanism.tol:g} (error {calibration.marginal_error:.3g}) "
-                f"at max_iter={self.mechanism.max_iter}"
-            )
+        return lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho,
+                               quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
@@ -315,8 +228,6 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
         indices = indices if self.persistent_misreports else None
         optimizer = self.optimizers()
-        for group in optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.global_step)
         if self._fast_step is not None:  # gradients computed by the (captured) fast step
             calibrated = self._fast_step.last_calibration
             outputs = self._fast_step(valuations, self._recalled(indices))
@@ -324,49 +235,30 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                 self._remember(indices, outputs.misreports)
             revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
             if self._fast_step.last_calibration is not calibrated:
-                self._log_calibration(self._fast_step.last_calibration)
+                log_calibration(self, self._fast_step.last_calibration)
         else:
             revenue, regrets = self._regret(valuations, self.train_search, indices=indices)
             loss = self._loss(revenue, regrets)
             optimizer.zero_grad()
             self.manual_backward(loss)
+        lr = optimizer.param_groups[0]["lr"]  # this step's: the schedule's value at global_step
         optimizer.step()
-        rgt = regrets.mean(0)
-
-        self._log_regret("train", revenue.detach(), regrets.detach(), prog_bar=True)
-        self.log("train/loss", loss.detach())
-        self.log("train/lr", optimizer.param_groups[0]["lr"])
-        self.log("lagrangian/rho", self.rho)
-        for agent, value in enumerate(self.lagrange_multipliers):
-            self.log(f"lagrangian/lambda_{agent}", value)
-        self._log_sinkhorn()
-        return {"loss": loss.detach(), REGRET_KEY: rgt.detach()}
+        self.lr_schedulers().step()
+        log_training(self, revenue, regrets, loss, lr)
+        return {"loss": loss.detach(), REGRET_KEY: regrets.mean(0).detach()}
 
     # ------------------------------------------------------------- validation
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
-        of the whole validation set.
-
-        Seeded by ``(test_seed, step, batch_index)`` only: the same in every process and after a resume.
-        """
-        seed = _derive_seed(self.test_seed, _VALIDATION_STREAM, step, batch_index)
-        return torch.Generator(device=device).manual_seed(seed)
+        of the whole validation set (:func:`training.validation.validation_generator`, seeded by ``test_seed``)."""
+        return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
         revenue, regrets = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
-        values = {
-            "revenue": revenue,
-            "regret_mean_over_agents": regrets.mean(-1),
-            "regret_sum_over_agents": regrets.sum(-1),
-            "regret_max": regrets.amax(-1),
-        }
-        for name, value in values.items():
-            metric = self.val_metrics[name]
-            metric.update(value.detach())
-            self.log(f"val/{name}", metric, on_step=False, on_epoch=True, prog_bar=name != "regret_max")
+        log_validation(self, self.val_metrics, revenue, regrets)
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.
@@ -385,36 +277,10 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             raise ValueError("the test loader must yield the whole test set as one batch")
         generator = torch.Generator(device=batch.device).manual_seed(self.test_seed)
         with torch.enable_grad():
-            evaluation = evaluate(
-                self.mechanism,
-                batch,
-                self.test_search,
-                low=self.low,
-                high=self.high,
-                batch_size=self.test_batch_size or batch.shape[0],
-                generator=generator,
-                progress=self.trainer.progress_bar_callback is not None,
-            )
+            evaluation = measure(self.mechanism, batch, self.test_search, low=self.low, high=self.high,
+                                  batch_size=self.test_batch_size or batch.shape[0], generator=generator,
+                                  progress=self.trainer.progress_bar_callback is not None)
         self.test_results = evaluation.to_dict()
-        for name, value in {**_flatten(self.test_results, "test/"), **self.references}.items():
+        for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
         self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # README: the test revenue
-
-    # ------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
-        checkpoint["rng_states"] = rng_states()
-
-
-_VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
-
-
-def _flatten(results: Mapping[str, Any], prefix: str) -> dict[str, float]:
-    """The numbers of a flat results dict as ``prefix + key``, lists expanded as ``key_<index>``."""
-    flat: dict[str, float] = {}
-    for key, value in results.items():
-        if isinstance(value, (list, tuple)):
-            flat.update({f"{prefix}{key}_{i}": float(v) for i, v in enumerate(value)})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat

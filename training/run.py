@@ -1,9 +1,10 @@
 """One training run: build from the config, fit, test, report (the body of ``train.py``).
 
-:func:`run` seeds everything, builds the components with
-``hydra.utils.instantiate``, fits (resuming from ``cfg.resume`` when set),
-tests the ``cfg.test_checkpoint`` weights with the evaluation engine, prints
-:func:`format_table` and writes ``metrics.json`` into ``cfg.output_dir``.
+:func:`run` takes the components :func:`training.config.validate_config`
+built (or builds them, seeded, with ``hydra.utils.instantiate``), fits
+(resuming from ``cfg.resume`` when set), tests the ``cfg.test_checkpoint``
+weights with the evaluation engine, prints :func:`format_table` and writes
+``metrics.json`` into ``cfg.output_dir``.
 
 With several processes (``trainer.strategy=ddp``, ``trainer.devices`` > 1 or
 ``trainer.num_nodes`` > 1) every process trains on its share of the batches;
@@ -29,11 +30,9 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
 from reporting.tables import allocation_tolerance, allocation_warning
-from training.config import build_components
+from training.config import TEST_CHECKPOINTS, Components, build_components
 
 __all__ = ["format_table", "run"]
-
-TEST_CHECKPOINTS = ("last", "best")
 
 
 def _duration(seconds: float) -> str:
@@ -116,13 +115,17 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics."""
+def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
+    """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics.
+
+    ``parts``: the components :func:`training.config.validate_config` built from ``cfg`` (``None``: build
+    them here, unchecked, with :func:`build_components`).
+    """
     start = time.perf_counter()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = build_components(cfg)
+    if parts is None:
+        parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(
         cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=parts.callbacks, logger=logger
