@@ -53,7 +53,7 @@ def _save_last(trainer: pl.Trainer) -> None:
     """
     latest = next((c for c in trainer.checkpoint_callbacks if c.monitor is None and c.dirpath), None)
     if latest is not None and not trainer.fast_dev_run:
-        trainer.save_checkpoint(Path(latest.dirpath) / "last.ckpt")
+        trainer.save_checkpoint(Path(latest.dirpath) / "last.ckpt", weights_only=False)  # optimizer etc.: resumable
 
 
 def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
