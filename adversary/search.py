@@ -61,7 +61,7 @@ class MisreportSearch:
             raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
-# The one source of the searches' defaults (conf/model/augmented_lagrangian.yaml repeats them; a test compares).
+# The one source of the searches' defaults: the configuration takes them from here (training/config_store.py).
 TRAIN_SEARCH = MisreportSearch()
 """The paper's training search: 25 Adam steps at lr 0.1 from the truth."""
 VAL_SEARCH = MisreportSearch(100, 0.1, 2)

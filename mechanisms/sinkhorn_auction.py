@@ -58,12 +58,12 @@ class SinkhornMechanism(Mechanism):
         k: KSpec = 1,
         hidden: Sequence[int] = (128, 128),
         activation: str = "tanh",
-        eps_init: float = 1.0,
-        eps_final: float = 0.05,
-        eps_steps: int = 10,
-        tol: float = 1e-2,
-        max_iter: int = 1000,
-        grad: GradMode = "implicit",
+        eps_init: float = SinkhornSettings.eps_init,  # the defaults: SinkhornSettings' (the paper's)
+        eps_final: float = SinkhornSettings.eps_final,
+        eps_steps: int = SinkhornSettings.eps_steps,
+        tol: float = SinkhornSettings.tol,
+        max_iter: int = SinkhornSettings.max_iter,
+        grad: GradMode = SinkhornSettings.grad,
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.settings = SinkhornSettings(eps_init, eps_final, eps_steps, tol, max_iter, grad)

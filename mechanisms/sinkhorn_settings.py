@@ -3,7 +3,9 @@
 A small frozen object (as OTT-JAX separates a solver's settings from its
 iterations): :class:`SinkhornSettings` is what a
 :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` holds and what the
-``sinkhorn`` config section describes; its defaults are the paper's.
+``sinkhorn`` config section describes; its defaults are the paper's, and the
+one source of that section's values (:mod:`training.config_store`) and of
+:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`'s keyword defaults.
 """
 
 from __future__ import annotations

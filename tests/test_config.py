@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from training.config import validate_config
 
@@ -65,6 +65,44 @@ def test_paper_presets_match_the_tables(preset: str) -> None:
         0.01,
     )
     assert (cfg.data.test_size, cfg.model.test_search.steps, cfg.model.test_search.restarts) == (1000, 1000, 10)
+
+
+def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
+    """The composed defaults are the Python constants (training/config_store.py), and overrides still win."""
+    import dataclasses
+
+    from hydra.utils import instantiate
+
+    from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
+    from mechanisms.sinkhorn_settings import SinkhornSettings
+    from reporting.evaluation import PAPER_PROTOCOL
+
+    cfg = make_config("experiment=paper")  # the paper's searches (the default job warm-starts a shorter one)
+    for key, search in (("train_search", TRAIN_SEARCH), ("val_search", VAL_SEARCH), ("test_search", TEST_SEARCH)):
+        node = cfg.model[key]
+        assert (node.steps, node.lr, node.restarts) == (search.steps, search.lr, search.restarts), key
+        expected = {k: v for k, v in dataclasses.asdict(search).items() if k != "optimizer"}  # adam: the default
+        assert OmegaConf.to_container(node) == {"_target_": "adversary.search.MisreportSearch", **expected}, key
+        assert instantiate(node) == search, key
+    assert cfg.data.test_size == TEST_SAMPLES == PAPER_PROTOCOL.samples
+    assert PAPER_PROTOCOL.search == TEST_SEARCH
+    paper = SinkhornSettings()
+    assert OmegaConf.to_container(cfg.sinkhorn) == {
+        name: getattr(paper, name) for name in ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad")
+    }
+    assert instantiate(cfg.mechanism).settings == paper
+    default = make_config().model
+    assert (default.train_search.steps, default.persistent_misreports) == (10, True)
+    # a user override still wins over the stored defaults
+    cfg = make_config(
+        "model.test_search.steps=2", "model.val_search.restarts=1", "sinkhorn.eps_final=0.1", "data.test_size=8"
+    )
+    assert (cfg.model.test_search.steps, cfg.model.test_search.restarts) == (2, TEST_SEARCH.restarts)
+    assert (cfg.model.val_search.restarts, cfg.model.val_search.steps) == (1, VAL_SEARCH.steps)
+    assert (cfg.sinkhorn.eps_final, cfg.mechanism.eps_final, cfg.sinkhorn.tol) == (0.1, 0.1, paper.tol)
+    assert cfg.data.test_size == 8
+    cfg = make_config("experiment=paper", "model/search@model.train_search=val")  # or choose another stored search
+    assert instantiate(cfg.model.train_search) == VAL_SEARCH
 
 
 def test_command_line_beats_preset() -> None:

@@ -27,17 +27,3 @@ def test_lagrange_rule_and_state_contract() -> None:
     with pytest.raises(ValueError, match="every_n_steps"):
         RhoStaircase(every_n_steps=0)
 
-
-def test_the_yaml_searches_are_the_python_defaults() -> None:
-    from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
-    from reporting.evaluation import PAPER_PROTOCOL
-    from tests.test_config import make_config
-
-    cfg = make_config("experiment=paper")  # the paper's searches (the default job warm-starts a shorter one)
-    for key, search in (("train_search", TRAIN_SEARCH), ("val_search", VAL_SEARCH), ("test_search", TEST_SEARCH)):
-        node = cfg.model[key]
-        assert (node.steps, node.lr, node.restarts) == (search.steps, search.lr, search.restarts), key
-    assert cfg.data.test_size == TEST_SAMPLES == PAPER_PROTOCOL.samples
-    assert PAPER_PROTOCOL.search == TEST_SEARCH
-    default = make_config().model
-    assert (default.train_search.steps, default.persistent_misreports) == (10, True)
