@@ -44,7 +44,7 @@ from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn_checks import check_call, check_init, check_inputs
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn_iterations import _check_interval, _iterate  # noqa: F401 (_check_interval: tests)
-from mechanisms.sinkhorn_settings import GeometricEpsilonSchedule, GradMode, check_grad, geometric_epsilons
+from mechanisms.sinkhorn_settings import GeometricEpsilonSchedule, GradMode, SinkhornSettings, check_grad, geometric_epsilons
 
 __all__ = [
     "GeometricEpsilonSchedule",  # re-exported from mechanisms.sinkhorn_settings
@@ -92,9 +92,9 @@ def solve(
     b: Tensor,
     *,
     epsilons: Sequence[float],
-    tol: float = 1e-2,
-    max_iter: int = 1000,
-    grad: GradMode = "implicit",
+    tol: float = SinkhornSettings.tol,
+    max_iter: int = SinkhornSettings.max_iter,
+    grad: GradMode = SinkhornSettings.grad,
     check_every: int | None = None,
     init: Tensor | None = None,
 ) -> SinkhornResult:
@@ -172,9 +172,9 @@ def sinkhorn(
     b: Tensor,
     *,
     epsilons: Sequence[float],
-    tol: float = 1e-2,
-    max_iter: int = 1000,
-    grad: GradMode = "implicit",
+    tol: float = SinkhornSettings.tol,
+    max_iter: int = SinkhornSettings.max_iter,
+    grad: GradMode = SinkhornSettings.grad,
     check_every: int | None = None,
     init: Tensor | None = None,
     return_result: bool = False,

@@ -31,7 +31,7 @@ from torch import Tensor
 from mechanisms.sinkhorn import GradMode, solve
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn_iterations import _logsumexp, _safe_log
-from mechanisms.sinkhorn_settings import BACKENDS, Backend
+from mechanisms.sinkhorn_settings import BACKENDS, Backend, SinkhornSettings
 
 __all__ = ["Backend", "Calibration", "calibrate", "fixed_plan", "resolve_backend"]
 
@@ -76,7 +76,7 @@ def fixed_plan(
     *,
     epsilons: Sequence[float],
     iterations: Sequence[int],
-    grad: GradMode = "implicit",
+    grad: GradMode = SinkhornSettings.grad,
     backend: Backend = "auto",
 ) -> Tensor:
     """Transport plan ``(batch, N, M)`` after ``iterations[s]`` updates at each ``epsilons[s]``.

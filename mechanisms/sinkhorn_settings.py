@@ -86,9 +86,9 @@ class SinkhornSettings:
     host synchronization, run by ``backend`` (``"auto"``: Triton on CUDA, else torch).
     """
 
-    eps_init: float = 1.0
-    eps_final: float = 0.05
-    eps_steps: int = 10
+    eps_init: float = GeometricEpsilonSchedule.init
+    eps_final: float = GeometricEpsilonSchedule.final
+    eps_steps: int = GeometricEpsilonSchedule.steps
     tol: float = 1e-2
     max_iter: int = 1000
     grad: GradMode = "implicit"
