@@ -10,7 +10,8 @@
 #        (a run is a preset, optionally @seed), EPOCHS (override trainer.max_epochs), WINDOW=15 (concurrent, seconds),
 #        ACCELERATOR=gpu and EXTRA="more overrides" (to try the script on a CPU: ACCELERATOR=cpu STAGES=train ...).
 # Writes OUT_DIR/log.txt, the benchmark JSON, and OUT_DIR/runs.tar.gz (per run: the train log, metrics.json,
-# .hydra/, last.ckpt, the audit), so that checkpoints can be audited or re-tested elsewhere.
+# .hydra/, the checkpoints, TensorBoard events, the audit), so that runs can be audited, re-tested and their
+# curves read elsewhere. EXTRA="callbacks.checkpoint.save_top_k=-1" keeps a checkpoint of every validation.
 set -u
 OUT_DIR=${1:-${OUT:-gpu_out}}
 STAGES=${STAGES:-"bench concurrent train audit"}
@@ -78,7 +79,7 @@ fi
 if staged train; then
     stamp "packing"
     dirs=(); for run in $RUNS; do dirs+=("$(name "$run")"); done
-    (cd "$WORK" && tar czf "$OUT_DIR/runs.tar.gz" --exclude='events.out.*' --exclude='best-*.ckpt' ./*.log "${dirs[@]}")
+    (cd "$WORK" && tar czf "$OUT_DIR/runs.tar.gz" ./*.log "${dirs[@]}")  # TensorBoard events and every checkpoint
     ls -la "$OUT_DIR"
 fi
 stamp "done"
