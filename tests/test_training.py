@@ -182,3 +182,19 @@ def test_validation_builds_the_components_the_run_trains(tmp_path: Path) -> None
     assert config["mechanism"]["_target_"] == cfg.mechanism._target_  # the resolved config, _target_ kept
     assert config["model"]["train_search"] == OmegaConf.to_container(cfg.model.train_search, resolve=True)
     assert "_target_" in config["model"]["train_search"] and config["model"]["train_search"]["steps"] == 3
+
+
+def test_results_table_shows_a_late_collapse_beside_the_best_checkpoint() -> None:
+    from training.run import format_table
+
+    test = {f"{name}_{stat}": 0.1 for name in ("revenue", "regret_mean_over_agents", "regret_sum_over_agents")
+            for stat in ("mean", "std", "max")}
+    metrics = {"setting": "2 agent(s) x 15 item(s)", "references": {}, "tested_weights": "last", "wall_time_s": 1.0,
+               "train_time_s": 1.0, "test_time_s": 0.0, "test": test, "best_score": 0.8735,
+               "best_checkpoint": "/run/checkpoints/best-epoch=24-step=3200.ckpt"}
+    collapsed = format_table({**metrics, "fit": {"val/budgeted_revenue": 0.00001}})
+    assert ("best validation score     0.8735 (best-epoch=24-step=3200.ckpt); last validation 0.0000; "
+            "test_checkpoint=best tests it") in collapsed
+    steady = format_table({**metrics, "fit": {"val/budgeted_revenue": 0.8735}})
+    assert "last validation 0.8735" in steady and "test_checkpoint=best" not in steady
+    assert "best validation score" not in format_table({**metrics, "fit": {}, "tested_weights": "/run/best.ckpt"})

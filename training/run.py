@@ -85,6 +85,18 @@ def trainer_strategy(trainer_cfg: DictConfig) -> str | Strategy:
     return name
 
 
+def _best_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the last weights are tested: the best checkpoint's validation score beside the last validation's.
+
+    A run whose revenue collapses late (e.g. stops allocating) shows it here, with the weights to test instead.
+    """
+    best, last = metrics.get("best_score"), metrics.get("fit", {}).get("val/budgeted_revenue")
+    if metrics["tested_weights"] != "last" or best is None or last is None or not math.isfinite(last):
+        return []
+    text = f"{best:.4f} ({Path(metrics['best_checkpoint']).name}); last validation {last:.4f}"
+    return [("best validation score", text + ("; test_checkpoint=best tests it" if last < best else ""))]
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A short plain-text table of the final metrics written by :func:`run`."""
     test, refs = metrics["test"], metrics["references"]
@@ -102,6 +114,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("optimal revenue", "unknown" if optimal is None else f"{optimal:.4f}"),
         ("VCG revenue", f"{refs['reference/vcg_revenue']:.4f}" if "reference/vcg_revenue" in refs else "n/a"),
         ("tested weights", metrics["tested_weights"]),
+        *_best_row(metrics),
         (
             "wall time",
             f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
