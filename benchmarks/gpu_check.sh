@@ -4,7 +4,8 @@
 #   concurrent  total throughput of 1, 2, 4 and 6 2x3 processes timed over one shared window;
 #   train       table rows trained side by side with the fast step (each capped at TRAIN_MINUTES of training),
 #               each followed by train.py's test protocol;
-#   audit       the exhaustive regret audit of each trained run (evaluate.py --audit) on the GPU.
+#   audit       the exhaustive regret audit of each trained run on 200 test profiles (evaluate.py --samples 200
+#               --audit: the search and the audit on the same profiles; train.py already tested all 1000).
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
 #   env: STAGES="bench concurrent train audit", TRAIN_MINUTES=4, RUNS="paper_2x3_unit original_1x2_exactly_one@1 ..."
 #        (a run is a preset, optionally @seed), EPOCHS (override trainer.max_epochs), WINDOW=15 (concurrent, seconds),
@@ -68,7 +69,7 @@ if staged audit; then
     for run in $RUNS; do
         ckpt="$WORK/$(name "$run")/checkpoints/last.ckpt"
         [ -f "$ckpt" ] || continue
-        timeout 120 python evaluate.py "$ckpt" --audit --audit-samples 200 --device "${ACCELERATOR/gpu/cuda}" --no-progress \
+        timeout 240 python evaluate.py "$ckpt" --samples 200 --audit --device "${ACCELERATOR/gpu/cuda}" --no-progress \
             --out "$WORK/$(name "$run")/eval" > "$WORK/$(name "$run").audit.log" 2>&1 &
         pids+=($!)
     done
