@@ -28,6 +28,7 @@ from mechanisms.checks import Bounds, check_positive_int
 __all__ = [
     "BatchShuffleSampler",
     "TrainBatch",
+    "derive_seed",
     "ValuationDataModule",
     "ValuationDataset",
     "sample_valuations",
@@ -151,7 +152,7 @@ class BatchShuffleSampler(Sampler[Tensor]):
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(_derive_seed(self.seed, _SHUFFLE_STREAM, self.epoch))
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, _SHUFFLE_STREAM, self.epoch))
             order = torch.randperm(self.n, generator=generator)
         else:
             order = torch.arange(self.n)
@@ -211,7 +212,7 @@ class ValuationDataModule(pl.LightningDataModule):
             return
         device = self._device()
         for stream, (split, size) in enumerate(self.sizes.items()):
-            generator = torch.Generator(device=device).manual_seed(_derive_seed(self.seed, stream))
+            generator = torch.Generator(device=device).manual_seed(derive_seed(self.seed, stream))
             values = sample_valuations(size, self.n_agents, self.n_items, self.low, self.high, generator=generator)
             self.splits[split] = ValuationDataset(values, with_indices=split == "train")
 
@@ -243,7 +244,7 @@ class ValuationDataModule(pl.LightningDataModule):
 _SHUFFLE_STREAM = 3  # streams 0, 1, 2 sample the train, val and test splits
 
 
-def _derive_seed(seed: int, *stream: int) -> int:
+def derive_seed(seed: int, *stream: int) -> int:
     """A 63-bit seed for one random stream of a run, independent of every other (seed, stream) pair."""
     sequence = np.random.SeedSequence(seed, spawn_key=stream)
     return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -236,14 +236,21 @@ def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
         raise ValueError("trainer.gradient_clip_val/accumulate_grad_batches do not apply to manual optimization")
 
 
+def world_size(trainer_cfg: DictConfig) -> int:
+    """Processes a trainer configuration starts: ``devices * num_nodes`` (validated to be integers)."""
+    return int(trainer_cfg.get("devices", 1)) * int(trainer_cfg.get("num_nodes", 1))
+
+
 def build_components(cfg: DictConfig) -> Components:
-    """Seed everything with ``cfg.seed``, then instantiate the mechanism, the data module, the LightningModule
+    """Apply the thread policy (``cfg.threads``), seed everything with ``cfg.seed``, then instantiate the mechanism, the data module, the LightningModule
     and the callbacks.
 
     The LightningModule gets the resolved configuration, ``_target_`` keys kept, as its ``run_config``
     hyperparameter (checkpoints rebuild the mechanism from it with ``instantiate``).  It goes to the partial
     that instantiate returns rather than to instantiate, which would build its ``_target_`` nodes.
     """
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     mechanism = _build("mechanism", lambda: instantiate(cfg.mechanism))
     datamodule = _build("data", lambda: instantiate(cfg.data))
@@ -271,7 +278,7 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     _check_setting(cfg)
     _check_trainer(cfg.trainer, check_machine)
     _check_run_options(cfg)
-    _check_data(cfg, int(cfg.trainer.get("devices", 1)) * int(cfg.trainer.get("num_nodes", 1)), check_machine)
+    _check_data(cfg, world_size(cfg.trainer), check_machine)
     components = build_components(cfg)
     _check_resume(cfg)
     return components

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from hydra.utils import instantiate
 from torch.nn.parallel import DistributedDataParallel
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -30,7 +29,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
 from reporting.tables import allocation_tolerance, allocation_warning
-from training.config import TEST_CHECKPOINTS, Components, build_components
+from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 
 __all__ = ["format_table", "run"]
 
@@ -64,11 +63,6 @@ def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
     if choice == "best" and checkpoint is not None and checkpoint.best_model_path:
         return checkpoint.best_model_path
     return None
-
-
-def world_size(trainer_cfg: DictConfig) -> int:
-    """Processes a trainer configuration starts: ``devices * num_nodes`` (validated to be integers)."""
-    return int(trainer_cfg.get("devices", 1)) * int(trainer_cfg.get("num_nodes", 1))
 
 
 def trainer_strategy(trainer_cfg: DictConfig) -> str | Strategy:
@@ -135,8 +129,6 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     them here, unchecked, with :func:`build_components`).
     """
     start = time.perf_counter()
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
     if parts is None:
         parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from datamodules.valuations import _derive_seed
+from datamodules.valuations import derive_seed
 
 __all__ = ["VALIDATION_STREAM", "log_validation", "validation_generator", "validation_metrics"]
 
@@ -26,7 +26,7 @@ VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
 def validation_generator(seed: int, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The generator of the random validation starts at global step ``step`` for batch ``batch_index`` of the
     whole validation set: seeded by ``(seed, step, batch_index)`` only, the same in every process and after a resume."""
-    return torch.Generator(device=device).manual_seed(_derive_seed(seed, VALIDATION_STREAM, step, batch_index))
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, VALIDATION_STREAM, step, batch_index))
 
 
 def validation_metrics() -> nn.ModuleDict:
