@@ -186,17 +186,12 @@ def audit_run(
     start = time.perf_counter()
     report = audit_against_search(
         run.mechanism, valuations, AuditSettings(points=points), samples, search_metrics=metrics["test"],
-        protocol=protocol, low=_bounds(run.low, agents, valuations), high=_bounds(run.high, agents, valuations),
+        protocol=protocol, low=run.low, high=run.high,
         seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
     (run_dir / AUDIT).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _bounds(value: Any, agents: int, valuations: torch.Tensor) -> torch.Tensor:
-    """A value bound (float or one per agent) as an ``(agents, 1)`` tensor."""
-    return torch.as_tensor(value, dtype=valuations.dtype, device=valuations.device).reshape(-1, 1).expand(agents, 1)
 
 
 def _row(entry: dict[str, Any]) -> list[str]:
