@@ -147,12 +147,13 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
     )
 
 
+def _stat(source: dict[str, Any], name: str) -> str:
+    """``source``'s ``<name>_mean``, ``_std`` and ``_max`` on one line."""
+    return f"{source[name + '_mean']:.4f} (std {source[name + '_std']:.4f}, max {source[name + '_max']:.4f})"
+
+
 def _summary(report: dict[str, Any]) -> str:
     metrics, refs, protocol = report["metrics"], report["references"], report["protocol"]
-
-    def stat(name: str) -> str:
-        return f"{metrics[name + '_mean']:.4f} (std {metrics[name + '_std']:.4f}, max {metrics[name + '_max']:.4f})"
-
     optimum = "unknown"
     if refs["optimal_revenue_mean"] is not None:
         optimum = (f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
@@ -166,8 +167,8 @@ def _summary(report: dict[str, Any]) -> str:
                      + ("" if eps is None else f", Sinkhorn eps_final {eps:g}")),
         ("revenue", mean_std(metrics["revenue_mean"], metrics["revenue_std"], 4)),
         ("regret per agent", ", ".join(f"{r:.4f}" for r in metrics["regret_per_agent"])),
-        ("regret, mean over agents", stat("regret_mean_over_agents")),
-        ("regret, sum over agents", stat("regret_sum_over_agents")),
+        ("regret, mean over agents", _stat(metrics, "regret_mean_over_agents")),
+        ("regret, sum over agents", _stat(metrics, "regret_sum_over_agents")),
         *_audit_rows(report.get("audit")),
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
         ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
@@ -183,17 +184,13 @@ def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Summary rows of the regret audit (none without ``--audit``)."""
     if audit is None:
         return []
-
-    def stat(source: dict[str, Any], name: str) -> str:
-        return f"{source[name + '_mean']:.4f} (std {source[name + '_std']:.4f}, max {source[name + '_max']:.4f})"
-
     search = audit["search_on_audited"]
     found, searched = audit["regret_sum_over_agents_mean"], search["regret_sum_over_agents_mean"]
     ratio = f"{found / searched:.2f}" if searched > 0 else ("n/a (both 0)" if found == 0 else "inf")
     return [
-        ("audited regret, mean over agents", stat(audit, "regret_mean_over_agents")),
-        ("audited regret, sum over agents", stat(audit, "regret_sum_over_agents")),
-        ("search regret, same profiles", f"{stat(search, 'regret_sum_over_agents')} (sum over agents); "
+        ("audited regret, mean over agents", _stat(audit, "regret_mean_over_agents")),
+        ("audited regret, sum over agents", _stat(audit, "regret_sum_over_agents")),
+        ("search regret, same profiles", f"{_stat(search, 'regret_sum_over_agents')} (sum over agents); "
                                          f"audit / search {ratio}"),
         ("audit", f"{audit['n_samples']} profiles, grid {audit['grid_points']} per number ({audit['grid_size']} reports), "
                   f"{audit['refine_starts']} best refined x {audit['refine_rounds']} rounds, {audit['time_s']:.1f} s"),

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from adversary.deviation import checked_forward, domain_bounds
 from adversary.regret import RegretSummary, regret_statistics
+from mechanisms.base import utility
 from mechanisms.checks import Bounds, check_int, is_int
 
 __all__ = ["MAX_ITEMS", "AuditReport", "AuditResult", "AuditSettings", "audit", "audit_misreports", "default_points"]
@@ -200,16 +201,16 @@ def audit_misreports(
     misreports = valuations.clone()
     with torch.no_grad():
         allocation, payment = mechanism(valuations)
-        truthful = (allocation * valuations).sum(-1) - payment  # (samples, n)
+        truthful = utility(valuations, allocation, payment)  # (samples, n)
         for agent in range(n):
-            scale = (hi[agent] - lo[agent]).view(1, 1, 1, m)
-            reports_grid = lo[agent] + (hi[agent] - lo[agent]) * grid  # (P, m) in the agent's domain
+            span = hi[agent] - lo[agent]  # (m,): unit coordinates x -> reports lo + span * x
+            reports_grid = lo[agent] + span * grid  # (P, m) in the agent's domain
             # The grid, a few profiles at a time: the best `starts` grid points of every profile.
             best_parts, index_parts = [], []
             for begin in range(0, samples, chunk):
                 values = valuations[begin : begin + chunk]
-                utility = deviation_utility(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
-                top, index = utility.topk(starts, dim=1)  # (b, K)
+                gains = deviation_utility(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
+                top, index = gains.topk(starts, dim=1)  # (b, K)
                 best_parts.append(top)
                 index_parts.append(index)
             best = torch.cat(best_parts)  # (samples, K)
@@ -218,7 +219,7 @@ def audit_misreports(
             step = 0.5 / (points - 1)
             for _ in range(settings.refine_rounds):
                 candidates = (x.unsqueeze(2) + step * offsets).clamp(0.0, 1.0)  # (samples, K, 3^m, m)
-                reports = lo[agent] + scale * candidates
+                reports = lo[agent] + span * candidates
                 found = deviation_utility(valuations, agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
                 top, which = found.max(-1)  # (samples, K)
                 better = top > best
@@ -229,7 +230,7 @@ def audit_misreports(
             top, which = best.max(1)  # (samples,)
             x_best = x.gather(1, which.view(samples, 1, 1).expand(samples, 1, m))[:, 0]
             regret[:, agent] = (top - truthful[:, agent]).clamp(min=0.0)
-            misreports[:, agent] = lo[agent] + (hi[agent] - lo[agent]) * x_best
+            misreports[:, agent] = lo[agent] + span * x_best
     bar.close()
     return AuditResult(regret, misreports, truthful)
 

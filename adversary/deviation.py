@@ -73,9 +73,13 @@ def row_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tensor) 
     return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
 
 
-def check_domain(valuations: Tensor, low: Bounds | Tensor, high: Bounds | Tensor) -> None:
-    """Raise ``ValueError`` unless every valuation lies in ``[low, high]`` (the domain misreports are searched in)."""
-    lo, hi = (x.reshape(1, *x.shape[1::2]) for x in row_bounds(low, high, valuations))  # (1, agents, items)
+def check_domain(valuations: Tensor, low: Bounds | Tensor, high: Bounds | Tensor) -> tuple[Tensor, Tensor]:
+    """Raise ``ValueError`` unless every valuation lies in ``[low, high]`` (the domain misreports are searched in).
+
+    Returns the bounds it checked against, as :func:`row_bounds` does (``(1, agents, 1, items)``).
+    """
+    low_t, high_t = row_bounds(low, high, valuations)
+    lo, hi = low_t[:, :, 0], high_t[:, :, 0]  # (1, agents, items)
     slack = 1e-6 * float((hi - lo).abs().max().clamp(min=1.0))
     outside = (valuations.detach() < lo - slack) | (valuations.detach() > hi + slack)
     if bool(outside.any()):
@@ -84,6 +88,7 @@ def check_domain(valuations: Tensor, low: Bounds | Tensor, high: Bounds | Tensor
             f"valuations must lie in the value domain [low, high] (here [{lo.min().item():g}, {hi.max().item():g}]); "
             f"got {value:g}: pass the domain as low=/high=, or rescale the valuations"
         )
+    return low_t, high_t
 
 
 def checked_forward(mechanism: nn.Module) -> Forward:

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility, row_bounds
+from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility
 from mechanisms.checks import Bounds, check_int
 
 __all__ = [
@@ -171,9 +171,8 @@ def find_misreports(
     check_valuations(valuations)
     if generator is not None and generator.device.type != valuations.device.type:
         raise ValueError(f"generator is on {generator.device} but valuations on {valuations.device}; create it there")
-    check_domain(valuations, low, high)
     with torch.inference_mode(False), torch.enable_grad():
-        low_t, high_t = row_bounds(low, high, valuations)
+        low_t, high_t = check_domain(valuations, low, high)  # normal tensors even under inference mode
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
         batch, n, m = truth.shape
         if init is not None:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from adversary.audit import AuditSettings, audit_misreports
-from adversary.regret import regret
+from adversary.regret import regret, regret_statistics
 from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from mechanisms.checks import check_positive_int
 
@@ -105,16 +105,15 @@ class RegretAudit(pl.Callback):
         mechanism = pl_module.mechanism
         low, high = getattr(pl_module, "low", 0.0), getattr(pl_module, "high", 1.0)
         search: MisreportSearch = getattr(pl_module, f"{self.search}_search", None) or SEARCHES[self.search]
-        audited = audit_misreports(mechanism, profiles, self.settings, low=low, high=high).regret.double()
-        with torch.enable_grad():
-            misreports = find_misreports(mechanism, profiles, search, low=low, high=high)
+        audited = regret_statistics(audit_misreports(mechanism, profiles, self.settings, low=low, high=high).regret)
+        misreports = find_misreports(mechanism, profiles, search, low=low, high=high)  # enables grad itself
         with torch.no_grad():
-            searched = regret(mechanism, profiles, misreports).regret.double()
-        found, seen = audited.sum(1).mean().item(), searched.sum(1).mean().item()
+            searched = regret_statistics(regret(mechanism, profiles, misreports).regret)
+        found, seen = audited["regret_sum_over_agents_mean"], searched["regret_sum_over_agents_mean"]
         metrics = {
-            "audit/regret_mean_over_agents": audited.mean(1).mean().item(),
+            "audit/regret_mean_over_agents": audited["regret_mean_over_agents_mean"],
             "audit/regret_sum_over_agents": found,
-            "audit/regret_sum_over_agents_max": audited.sum(1).max().item(),
+            "audit/regret_sum_over_agents_max": audited["regret_sum_over_agents_max"],
             "audit/search_regret_sum_over_agents": seen,
         }
         if seen > 0:

@@ -107,6 +107,24 @@ def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, hi
             "optimal_revenue_closed_form": optimum.expected_revenue, "optimal_mechanism": optimum.name}
 
 
+def _search(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    protocol: Protocol,
+    low: Bounds | Tensor,
+    high: Bounds | Tensor,
+    seed: int,
+    demand: Demand | None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """:func:`adversary.regret.measure` with ``protocol``'s search, its random starts seeded by ``seed``, as a dict."""
+    generator = torch.Generator(device=valuations.device).manual_seed(seed)
+    return measure(
+        mechanism, valuations, protocol.search, low=low, high=high, batch_size=protocol.batch_size,
+        generator=generator, progress=progress, demand=demand,
+    ).to_dict()
+
+
 def run_protocol(
     mechanism: nn.Module,
     valuations: Tensor,
@@ -138,14 +156,9 @@ def run_protocol(
     if audit_settings is not None and valuations.shape[2] > MAX_ITEMS:
         raise ValueError(f"the regret audit covers at most {MAX_ITEMS} items per bidder, got {valuations.shape[2]}")
     lo, hi = value_bounds(low, high, valuations.shape[1], device=valuations.device)  # (agents, 1) each
-    generator = torch.Generator(device=valuations.device).manual_seed(seed)
     start = time.perf_counter()
-    result = measure(
-        mechanism, valuations, protocol.search, low=lo, high=hi, batch_size=protocol.batch_size,
-        generator=generator, progress=progress, demand=demand,
-    )
+    metrics = _search(mechanism, valuations, protocol, lo, hi, seed, demand, progress)
     elapsed = time.perf_counter() - start
-    metrics = result.to_dict()
     metrics["ir_violations"] = int(round(metrics["ir_violation_fraction"] * metrics["n_samples"]))
     report = {
         "metrics": metrics,
@@ -192,10 +205,6 @@ def audit_against_search(
     subset = valuations[:count]
     report = audit(mechanism, subset, settings, low=low, high=high, progress=progress).to_dict()
     if search_metrics is None or count < len(valuations):
-        generator = torch.Generator(device=valuations.device).manual_seed(seed)
-        search_metrics = measure(
-            mechanism, subset, protocol.search, low=low, high=high, batch_size=protocol.batch_size,
-            generator=generator, demand=demand,
-        ).to_dict()
+        search_metrics = _search(mechanism, subset, protocol, low, high, seed, demand)
     report["search_on_audited"] = {key: search_metrics[key] for key in REGRET_KEYS}
     return report
