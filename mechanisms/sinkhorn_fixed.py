@@ -53,12 +53,19 @@ def _torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     log_a, log_b = _safe_log(a), _safe_log(b)
     f = torch.where(a > 0, 0.0, -math.inf).to(cost).expand(cost.shape[0], -1)  # (batch, N)
     # Every reduction below has a finite entry (some a_i > 0 and some b_j > 0), so no -inf - -inf.
+    # Without autograd every update runs in place in one scratch buffer (as in _iterate).
+    inplace = not (torch.is_grad_enabled() and cost.requires_grad)
+    scratch = torch.empty_like(kernel) if inplace else None
+
+    def scaled_lse(potential: Tensor, eps: float, dim: int) -> Tensor:  # log sum exp((kernel + potential) / eps)
+        x = torch.add(kernel, potential, out=scratch).div_(eps) if inplace else (kernel + potential) / eps
+        return _logsumexp(x, dim, inplace)
 
     def column(f: Tensor, eps: float) -> Tensor:  # g (batch, M)
-        return eps * (log_b - _logsumexp((kernel + f.unsqueeze(2)) / eps, 1, inplace=False))
+        return eps * (log_b - scaled_lse(f.unsqueeze(2), eps, 1))
 
     def row(g: Tensor, eps: float) -> Tensor:  # f (batch, N)
-        return eps * (log_a - _logsumexp((kernel + g.unsqueeze(1)) / eps, 2, inplace=False))
+        return eps * (log_a - scaled_lse(g.unsqueeze(1), eps, 2))
 
     g = column(f, float(epsilons[0]))
     for eps, count in zip(map(float, epsilons), iterations):
