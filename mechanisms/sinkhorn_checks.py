@@ -12,8 +12,6 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mechanisms.checks import check_positive_int
-
 __all__ = ["check_call", "check_init", "check_inputs"]
 
 

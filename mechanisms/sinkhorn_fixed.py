@@ -23,7 +23,7 @@ Backends: ``"torch"`` (any device, also differentiable by unrolling) and
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -31,14 +31,13 @@ from torch import Tensor
 from mechanisms.sinkhorn import GradMode, solve
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn_iterations import _logsumexp, _safe_log
-from mechanisms.sinkhorn_settings import BACKENDS, Backend, SinkhornSettings
+from mechanisms.sinkhorn_settings import Backend, SinkhornSettings, check_backend
 
 __all__ = ["Backend", "Calibration", "calibrate", "fixed_plan", "resolve_backend"]
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:
     """``"torch"`` or ``"triton"`` for ``backend`` on ``device`` (``"auto"``: Triton on CUDA if importable)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"Sinkhorn backend must be auto, torch or triton, got {backend!r}")
+    check_backend(backend)
     if backend == "auto":
         from mechanisms import sinkhorn_triton
 

@@ -34,7 +34,7 @@ from adversary.deviation import trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, truthful_starts
 from mechanisms.sinkhorn_fixed import Calibration
-from mechanisms.sinkhorn_settings import BACKENDS
+from mechanisms.sinkhorn_settings import check_backend
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
 
@@ -62,8 +62,7 @@ class FastStepSettings:
         check_positive_int(self.recalibrate_every, "fast.recalibrate_every")
         if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
             raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"fast.backend must be auto, torch or triton, got {self.backend!r}")
+        check_backend(self.backend, "fast.backend")
 
     def active(self, device: torch.device) -> bool:
         """Whether the fast step runs on ``device``."""
