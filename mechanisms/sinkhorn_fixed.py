@@ -160,8 +160,8 @@ def calibrate(
         raise ValueError(f"calibration margin must be >= 0, got {margin}")
     with torch.no_grad():
         reference = solve(cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter)
+        # Every later epsilon starts with a full update, which stage_iterations counts: those counts are >= 1.
         counts = [min(max_iter, math.ceil(k * (1 + margin))) for k in reference.stage_iterations]
-        counts[1:] = [max(1, k) for k in counts[1:]]  # later epsilons always start with a full update
         while True:
             plan = fixed_plan(cost, a, b, epsilons=epsilons, iterations=counts, backend=backend)
             error = row_error(plan, a)
