@@ -29,10 +29,10 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import check_positive_int
 from adversary.deviation import trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, truthful_starts
+from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn_fixed import Calibration
 from mechanisms.sinkhorn_settings import check_backend
 
