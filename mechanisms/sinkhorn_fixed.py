@@ -52,13 +52,13 @@ def _torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     log_a, log_b = _safe_log(a), _safe_log(b)
     f = torch.where(a > 0, 0.0, -math.inf).to(cost).expand(cost.shape[0], -1)  # (batch, N)
     # Every reduction below has a finite entry (some a_i > 0 and some b_j > 0), so no -inf - -inf.
-    # Without autograd every update runs in place in one scratch buffer (as in _iterate).
+    # Without autograd each update's temporaries are overwritten in place (as in _iterate).  No out=
+    # buffer: the marginals may have another dtype than the cost (the sums then promote, as before).
     inplace = not (torch.is_grad_enabled() and cost.requires_grad)
-    scratch = torch.empty_like(kernel) if inplace else None
 
     def scaled_lse(potential: Tensor, eps: float, dim: int) -> Tensor:  # log sum exp((kernel + potential) / eps)
-        x = torch.add(kernel, potential, out=scratch).div_(eps) if inplace else (kernel + potential) / eps
-        return _logsumexp(x, dim, inplace)
+        x = kernel + potential
+        return _logsumexp(x.div_(eps) if inplace else x / eps, dim, inplace)
 
     def column(f: Tensor, eps: float) -> Tensor:  # g (batch, M)
         return eps * (log_b - scaled_lse(f.unsqueeze(2), eps, 1))
