@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+
 from mechanisms.checks import is_int
 
 __all__ = ["ACTIVATIONS", "PaymentHead", "Tanh", "check_dtype", "mlp"]

@@ -43,7 +43,7 @@ from torch import Tensor
 from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn_checks import check_call, check_init, check_inputs
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
-from mechanisms.sinkhorn_iterations import _check_interval, _iterate  # noqa: F401 (_check_interval: tests)
+from mechanisms.sinkhorn_iterations import _iterate
 from mechanisms.sinkhorn_settings import GeometricEpsilonSchedule, GradMode, SinkhornSettings, check_grad, geometric_epsilons
 
 __all__ = [

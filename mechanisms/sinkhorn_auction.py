@@ -13,17 +13,16 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-import torch
 
 from mechanisms.base import Mechanism, check_bids
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import PaymentHead, check_dtype, mlp
 from mechanisms.sinkhorn import solve
-from mechanisms.sinkhorn_settings import GradMode, SinkhornSettings
 from mechanisms.sinkhorn_fixed import Calibration, calibrate, fixed_plan
+from mechanisms.sinkhorn_settings import GradMode, SinkhornSettings
 
 __all__ = ["SinkhornMechanism"]
 
@@ -139,14 +138,14 @@ class SinkhornMechanism(Mechanism):
         check_dtype(bids, self.allocation_net)
         _, n, m = bids.shape
         cost = self._cost(bids)
-        marginals = (cost, self.row_marginals, self.col_marginals)
+        problem = (cost, self.row_marginals, self.col_marginals)  # the transport problem: cost and marginals
         if self.fixed_iterations is not None:
             plan = fixed_plan(
-                *marginals, epsilons=self.epsilons, iterations=self.fixed_iterations, grad=self.grad, backend=self.backend
+                *problem, epsilons=self.epsilons, iterations=self.fixed_iterations, grad=self.grad, backend=self.backend
             )
             self.last_iterations, self.last_marginal_error = sum(self.fixed_iterations), math.nan
         else:
-            result = solve(*marginals, epsilons=self.epsilons, tol=self.tol, max_iter=self.max_iter, grad=self.grad)
+            result = solve(*problem, epsilons=self.epsilons, tol=self.tol, max_iter=self.max_iter, grad=self.grad)
             plan, self.last_iterations, self.last_marginal_error = result.plan, result.iterations, result.marginal_error
         allocation = plan[:, :n, :m]
         return allocation, self.payment_net(bids, allocation)

@@ -12,14 +12,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mechanisms.checks import check_positive_int
-
 __all__ = ["check_call", "check_init", "check_inputs"]
 
 
 def check_call(cost: Tensor, epsilons: Sequence[float]) -> None:
     """Clear errors for inputs that would otherwise fail deep inside (or be misread)."""
-    if isinstance(epsilons, (str, bytes)) or isinstance(epsilons, (int, float)):
+    if isinstance(epsilons, (str, bytes, int, float)):
         raise ValueError(f"epsilons must be a sequence of positive floats, e.g. [1.0, 0.05], got {epsilons!r}")
     if isinstance(cost, Tensor) and cost.is_floating_point() and cost.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"cost must be float32 or float64, got {cost.dtype}: cast it, e.g. cost.float()")

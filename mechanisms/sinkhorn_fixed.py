@@ -23,7 +23,7 @@ Backends: ``"torch"`` (any device, also differentiable by unrolling) and
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -31,14 +31,13 @@ from torch import Tensor
 from mechanisms.sinkhorn import GradMode, solve
 from mechanisms.sinkhorn_implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn_iterations import _logsumexp, _safe_log
-from mechanisms.sinkhorn_settings import BACKENDS, Backend, SinkhornSettings
+from mechanisms.sinkhorn_settings import Backend, SinkhornSettings, check_backend
 
 __all__ = ["Backend", "Calibration", "calibrate", "fixed_plan", "resolve_backend"]
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:
     """``"torch"`` or ``"triton"`` for ``backend`` on ``device`` (``"auto"``: Triton on CUDA if importable)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"Sinkhorn backend must be auto, torch or triton, got {backend!r}")
+    check_backend(backend)
     if backend == "auto":
         from mechanisms import sinkhorn_triton
 
@@ -53,12 +52,19 @@ def _torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     log_a, log_b = _safe_log(a), _safe_log(b)
     f = torch.where(a > 0, 0.0, -math.inf).to(cost).expand(cost.shape[0], -1)  # (batch, N)
     # Every reduction below has a finite entry (some a_i > 0 and some b_j > 0), so no -inf - -inf.
+    # Without autograd each update's temporaries are overwritten in place (as in _iterate).  No out=
+    # buffer: the marginals may have another dtype than the cost (the sums then promote, as before).
+    inplace = not (torch.is_grad_enabled() and cost.requires_grad)
+
+    def scaled_lse(potential: Tensor, eps: float, dim: int) -> Tensor:  # log sum exp((kernel + potential) / eps)
+        x = kernel + potential
+        return _logsumexp(x.div_(eps) if inplace else x / eps, dim, inplace)
 
     def column(f: Tensor, eps: float) -> Tensor:  # g (batch, M)
-        return eps * (log_b - _logsumexp((kernel + f.unsqueeze(2)) / eps, 1, inplace=False))
+        return eps * (log_b - scaled_lse(f.unsqueeze(2), eps, 1))
 
     def row(g: Tensor, eps: float) -> Tensor:  # f (batch, N)
-        return eps * (log_a - _logsumexp((kernel + g.unsqueeze(1)) / eps, 2, inplace=False))
+        return eps * (log_a - scaled_lse(g.unsqueeze(1), eps, 2))
 
     g = column(f, float(epsilons[0]))
     for eps, count in zip(map(float, epsilons), iterations):
@@ -154,8 +160,8 @@ def calibrate(
         raise ValueError(f"calibration margin must be >= 0, got {margin}")
     with torch.no_grad():
         reference = solve(cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter)
+        # Every later epsilon starts with a full update, which stage_iterations counts: those counts are >= 1.
         counts = [min(max_iter, math.ceil(k * (1 + margin))) for k in reference.stage_iterations]
-        counts[1:] = [max(1, k) for k in counts[1:]]  # later epsilons always start with a full update
         while True:
             plan = fixed_plan(cost, a, b, epsilons=epsilons, iterations=counts, backend=backend)
             error = row_error(plan, a)

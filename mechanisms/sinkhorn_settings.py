@@ -18,8 +18,8 @@ from typing import Literal
 from mechanisms.checks import check_int, check_positive_int
 
 __all__ = [
-    "BACKENDS", "Backend", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings", "check_grad",
-    "geometric_epsilons",
+    "BACKENDS", "Backend", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings", "check_backend",
+    "check_grad", "geometric_epsilons",
 ]  # fmt: skip
 
 GradMode = Literal["implicit", "unroll"]
@@ -32,6 +32,11 @@ _TOLERANCE_RULE = ("eps_init", "eps_final", "eps_steps", "tol", "max_iter")  # a
 def check_grad(grad: str) -> None:
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be 'implicit' or 'unroll', got {grad!r}")
+
+
+def check_backend(backend: str, name: str = "Sinkhorn backend") -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"{name} must be auto, torch or triton, got {backend!r}")
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,7 @@ class SinkhornSettings:
         if isinstance(init, (int, float)) and isinstance(final, (int, float)) and 0 < init < final:
             raise ValueError(f"the epsilon schedule must not increase: eps_init={init} < eps_final={final}")
         object.__setattr__(self, "epsilons", geometric_epsilons(init, final, self.eps_steps))
-        if self.backend not in BACKENDS:
-            raise ValueError(f"Sinkhorn backend must be auto, torch or triton, got {self.backend!r}")
+        check_backend(self.backend)
         if self.fixed_iterations is not None:
             object.__setattr__(self, "fixed_iterations", tuple(self.fixed_iterations))
             if len(self.fixed_iterations) != len(self.epsilons):

@@ -20,7 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mechanisms.demand import marginals
-from mechanisms.sinkhorn import GeometricEpsilonSchedule, _check_interval, geometric_epsilons, sinkhorn, solve
+from mechanisms.sinkhorn import GeometricEpsilonSchedule, geometric_epsilons, sinkhorn, solve
+from mechanisms.sinkhorn_iterations import _check_interval
 
 PAPER = geometric_epsilons(1.0, 0.05, 10)
 N_AGENTS, N_ITEMS = 2, 4

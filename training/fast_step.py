@@ -29,12 +29,12 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import check_positive_int
 from adversary.deviation import trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, truthful_starts
+from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn_fixed import Calibration
-from mechanisms.sinkhorn_settings import BACKENDS
+from mechanisms.sinkhorn_settings import check_backend
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
 
@@ -62,8 +62,7 @@ class FastStepSettings:
         check_positive_int(self.recalibrate_every, "fast.recalibrate_every")
         if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
             raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"fast.backend must be auto, torch or triton, got {self.backend!r}")
+        check_backend(self.backend, "fast.backend")
 
     def active(self, device: torch.device) -> bool:
         """Whether the fast step runs on ``device``."""
@@ -149,13 +148,14 @@ class FastStep:
 
     def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""
-        for p in self._params():
-            p.grad = None
+        self._clear_grads()
         with self._fixed_schedule():
             return self._compute(valuations, init)
 
-    def _params(self) -> list[Tensor]:
-        return [p for p in self.mechanism.parameters() if p.requires_grad]
+    def _clear_grads(self) -> None:
+        for p in self.mechanism.parameters():
+            if p.requires_grad:
+                p.grad = None
 
     def _capture(self, valuations: Tensor, init: Tensor | None) -> None:
         """Warm up on a side stream, then record ``_compute`` on static inputs (parameters untouched)."""
@@ -167,12 +167,10 @@ class FastStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # compiles the Triton kernel, warms cuBLAS; only .grad changes
-                for p in self._params():
-                    p.grad = None
+                self._clear_grads()
                 self._compute(self._static_input, self._static_init)
         torch.cuda.current_stream().wait_stream(side)
-        for p in self._params():
-            p.grad = None  # the graph allocates .grad from its pool; replays overwrite it
+        self._clear_grads()  # the graph allocates .grad from its pool; replays overwrite it
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._static_outputs = self._compute(self._static_input, self._static_init)
