@@ -177,13 +177,9 @@ def sinkhorn(
     grad: GradMode = SinkhornSettings.grad,
     check_every: int | None = None,
     init: Tensor | None = None,
-    return_result: bool = False,
-) -> Tensor | SinkhornResult:
-    """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments).
-
-    With ``return_result=True`` the whole :class:`SinkhornResult` (``converged``, ``marginal_error``, ...).
-    """
-    result = solve(
+) -> Tensor:
+    """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments; :func:`solve` gives the whole
+    :class:`SinkhornResult`: ``converged``, ``marginal_error``, ...)."""
+    return solve(
         cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter, grad=grad, check_every=check_every, init=init
-    )
-    return result if return_result else result.plan
+    ).plan

@@ -178,11 +178,11 @@ def test_bad_api_input_is_refused(call, kind: type[Exception], message: str) -> 
     assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
 
 
-def test_solve_warns_and_sinkhorn_reports_when_not_converged() -> None:
+def test_solve_warns_and_reports_when_not_converged() -> None:
     cost = torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(0)) * 1e30
     a = torch.tensor([1.0, 1.0, 3.0])
     with pytest.warns(SinkhornNotConverged, match="did not converge"):
-        result = sinkhorn(cost, a, a, epsilons=[1.0, 0.05], return_result=True)
+        result = solve(cost, a, a, epsilons=[1.0, 0.05])
     assert not result.converged and result.marginal_error > 0.01
     assert not torch.allclose(result.plan.sum(-1), a, rtol=0.01)  # the independent check: the rows miss
     with warnings.catch_warnings():

@@ -41,9 +41,6 @@ class Components:
     callbacks: list[pl.Callback]
 
 
-_positive_int = check_int
-
-
 def _build(section: str, build: Any) -> Any:
     """Run ``build()``, turning any construction error into a one-line ``ValueError`` naming ``section``."""
     try:
@@ -64,12 +61,12 @@ RESUME_FIXED = ("agents", "items", "demand", "mechanism._target_", "mechanism.hi
 
 
 def _check_setting(cfg: DictConfig) -> None:
-    _positive_int(cfg["agents"], "agents")
-    _positive_int(cfg["items"], "items")
-    _positive_int(cfg.seed, "seed", minimum=0)
+    check_int(cfg["agents"], "agents")
+    check_int(cfg["items"], "items")
+    check_int(cfg.seed, "seed", minimum=0)
     threads = cfg.get("threads")
     if threads is not None:
-        _positive_int(threads, "threads (torch CPU threads; null: torch's default)")
+        check_int(threads, "threads (torch CPU threads; null: torch's default)")
     choice = cfg.get("test_checkpoint", "last")
     if choice not in TEST_CHECKPOINTS:
         raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
@@ -84,9 +81,9 @@ def _check_setting(cfg: DictConfig) -> None:
 def _check_data(cfg: DictConfig, world: int, check_machine: bool) -> None:
     data = cfg.data
     for name in ("train_size", "val_size", "test_size", "batch_size"):
-        _positive_int(data.get(name), f"data.{name}")
+        check_int(data.get(name), f"data.{name}")
     if data.get("val_batch_size") is not None:
-        _positive_int(data.val_batch_size, "data.val_batch_size (null: data.batch_size)")
+        check_int(data.val_batch_size, "data.val_batch_size (null: data.batch_size)")
     device = str(data.get("device", "auto"))
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ValueError(f"data.device must be one of {', '.join(DATA_DEVICES)}, got {device!r}")
@@ -113,10 +110,10 @@ def _check_run_options(cfg: DictConfig) -> None:
         raise ValueError("trainer.max_epochs=-1 and trainer.max_steps=-1: the run would never stop; set one of them")
     for name in ("check_val_every_n_epoch", "log_every_n_steps"):
         if trainer.get(name) is not None:
-            _positive_int(trainer.get(name), f"trainer.{name}")
+            check_int(trainer.get(name), f"trainer.{name}")
     test_batch = cfg.model.get("test_batch_size")
     if test_batch is not None:
-        _positive_int(test_batch, "model.test_batch_size (null: the whole test set)")
+        check_int(test_batch, "model.test_batch_size (null: the whole test set)")
     allow = cfg.get("resume_allow_changes", False)
     if not isinstance(allow, bool):
         raise ValueError(f"resume_allow_changes must be true or false, got {allow!r}")
@@ -208,8 +205,8 @@ def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(f"trainer.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    _positive_int(devices, "trainer.devices")
-    _positive_int(nodes, "trainer.num_nodes")
+    check_int(devices, "trainer.devices")
+    check_int(nodes, "trainer.num_nodes")
     if trainer.get("use_distributed_sampler", True) and devices * nodes > 1:
         raise ValueError("trainer.use_distributed_sampler must be false: the data module shards the batches itself")
     if not check_machine:
