@@ -21,16 +21,17 @@ import torch
 from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings
+from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
 from reporting.hardware import describe
-from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
+from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
 from mechanisms.checks import Bounds, check_positive_int
 
-BASELINES = ("vcg", "optimal")
+BASELINES = ("vcg", "optimal", *BASELINE_NAMES)
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
 
 
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
-    baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG or the known optimal mechanism")
+    baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG, the known optimal mechanism, or a truthful "
+                          "baseline with prices fitted to U[0, 1] values (posted_price, vcg_reserve, pay_to_choose)")
     baseline.add_argument("--demand", choices=DEMAND_TYPES, default=None, help="default unit")
     baseline.add_argument("--k", type=int, default=None, help="items per bidder for k_demand/exactly_k (default 1)")
     baseline.add_argument("--agents", type=int, default=None, help="default 1")
@@ -108,12 +110,13 @@ class Target:
     out: Path
     source: str
     run_dir: Path | None = None
+    baseline: FittedBaseline | None = None
 
 
 def _target(args: argparse.Namespace, device: torch.device) -> Target:
     """The mechanism to test and its setting, from a checkpoint or a baseline name."""
     if (args.checkpoint is None) == (args.mechanism is None):
-        raise ValueError("give either a checkpoint or --mechanism vcg|optimal (with --demand --agents --items), not both")
+        raise ValueError(f"give either a checkpoint or --mechanism {'|'.join(BASELINES)} (with --demand --agents --items), not both")
     given = [f"--{name}" for name in BASELINE_SETTING if getattr(args, name) is not None]
     if args.checkpoint is not None and given:
         raise ValueError(f"{'/'.join(given)} describe a baseline; a checkpoint carries its own setting: drop them")
@@ -132,7 +135,11 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
         )
     demand = Demand(args.demand, args.k)
     mechanism: nn.Module | None
-    if args.mechanism == "vcg":
+    fitted = None
+    if args.mechanism in BASELINE_NAMES:
+        fitted = fit_baseline(args.mechanism, args.agents, args.items, demand)
+        mechanism = fitted.mechanism
+    elif args.mechanism == "vcg":
         mechanism = VCG(args.agents, args.items, demand)
     else:
         mechanism = optimal_mechanism(demand.name, demand.k, args.agents, args.items)
@@ -142,7 +149,7 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
     seed = 0 if args.seed is None else args.seed
     return Target(
         mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
-        data_seed=seed, search_seed=seed, source=args.mechanism,
+        data_seed=seed, search_seed=seed, source=args.mechanism, baseline=fitted,
         out=args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}",
     )
 
@@ -173,11 +180,30 @@ def _summary(report: dict[str, Any]) -> str:
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
         ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
          or f"max {metrics['allocation_violation_max']:.2e}"),
+        *_baseline_rows(report.get("baseline")),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
+        *_reference_baseline_rows(refs, metrics["revenue_mean"]),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
+
+
+def _baseline_rows(baseline: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The evaluated baseline's fitted prices (none for a checkpoint, VCG or the optimum)."""
+    if baseline is None:
+        return []
+    prices = ", ".join(f"{p:.4f}" for p in baseline["prices"])
+    return [("baseline prices", f"{prices} (fitted revenue {baseline['revenue']:.4f} +- {baseline['revenue_stderr']:.4f} "
+                                f"on {baseline['samples']} profiles)")]
+
+
+def _reference_baseline_rows(refs: dict[str, Any], revenue: float) -> list[tuple[str, str]]:
+    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it."""
+    rows = [(f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
+             + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()]
+    best = refs.get("best_truthful_baseline")
+    return rows + baseline_rows(revenue, None if best is None else (best, refs["best_truthful_baseline_revenue_mean"]))
 
 
 def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -253,6 +279,8 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
         "allocation_tolerance": allocation_tolerance(mechanism),
         "figures": [],
     }
+    if target.baseline is not None:
+        report["baseline"] = target.baseline.to_dict()
     out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
     _figures(report, mechanism, target, args.others, out)

@@ -3,9 +3,10 @@
 :func:`test_profiles` draws the test split of :class:`datamodules.ValuationDataModule`
 (for a checkpoint, with the run's seed: the profiles ``train.py`` tested on);
 :func:`run_protocol` runs the misreport engine (:func:`adversary.regret.measure`)
-on them and adds :func:`reference_revenues`: the revenue of VCG and of the
-known optimal mechanism (where one is known) on the very same profiles, next
-to the optimum's closed form.
+on them and adds :func:`reference_revenues`: the revenue of VCG, of the
+known optimal mechanism (where one is known) and of every applicable truthful
+baseline (:mod:`mechanisms.baselines`, prices fitted to the value
+distribution) on the very same profiles, next to the optimum's closed form.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from adversary.regret import measure
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
 from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
+from mechanisms.baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
 from mechanisms.checks import Bounds, check_positive_int, is_int
 from mechanisms.references import optimal_mechanism
@@ -87,18 +89,29 @@ def _mean_std(values: Tensor) -> tuple[float, float]:
 
 
 def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0) -> dict[str, Any]:
-    """VCG's and the known optimal mechanism's revenue on ``valuations`` ``(samples, agents, items)``.
+    """VCG's, the known optimal mechanism's and the truthful baselines' revenue on ``valuations`` ``(samples, agents, items)``.
 
-    Returns ``vcg_revenue_mean``/``_std`` and, where an optimum is known for
+    Returns ``vcg_revenue_mean``/``_std``; ``baselines``: for every applicable
+    baseline (prices fitted to U[low_i, high_i]) its ``revenue_mean``/``_std`` on
+    the same profiles, prices and fitted revenue; ``best_truthful_baseline``
+    (the name of the highest-earning one, or ``None``) and its
+    ``best_truthful_baseline_revenue_mean``; and, where an optimum is known for
     values i.i.d. U[low, high] (else ``None``), ``optimal_revenue_mean``/``_std``
     on the same profiles, ``optimal_revenue_closed_form`` and ``optimal_mechanism`` (its name).
     """
     _, n_agents, n_items = valuations.shape
+    baselines = baseline_revenues(valuations, demand, low, high)
+    best = best_truthful_baseline(baselines)
     with torch.inference_mode():
         vcg_mean, vcg_std = _mean_std(VCG(n_agents, n_items, demand)(valuations.cpu().double())[1].sum(-1))
         shared = uniform_range(low, high)
         optimum = None if shared is None else optimal_mechanism(demand.name, demand.k, n_agents, n_items, *shared)
-        result: dict[str, Any] = {"vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std}
+        result: dict[str, Any] = {
+            "vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std,
+            "baselines": {name: found.to_dict() for name, found in baselines.items()},
+            "best_truthful_baseline": None if best is None else best[0],
+            "best_truthful_baseline_revenue_mean": None if best is None else best[1],
+        }
         if optimum is None:
             return {**result, "optimal_revenue_mean": None, "optimal_revenue_std": None,
                     "optimal_revenue_closed_form": None, "optimal_mechanism": None}

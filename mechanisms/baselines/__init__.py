@@ -3,9 +3,11 @@
 * :class:`PostedPrice` - sequential posted prices (unit, k_demand, additive);
 * :class:`VCGReserve` - VCG with one reserve price (unit, k_demand, additive);
 * :class:`PayToChoose` - a free lottery or a price for the best items (exactly_k);
-* :func:`fit_baseline`, :func:`best_baseline`, :func:`applicable_baselines` - prices fitted to the setting.
+* :func:`fit_baseline`, :func:`best_baseline`, :func:`applicable_baselines` - prices fitted to the setting;
+* :func:`baseline_revenues`, :func:`best_truthful_baseline` - their revenue on given profiles.
 """
 
+from mechanisms.baselines.compare import BaselineRevenue, baseline_revenues, best_truthful_baseline
 from mechanisms.baselines.fit import (
     BASELINE_NAMES,
     BASELINE_SAMPLES,
@@ -22,12 +24,15 @@ from mechanisms.baselines.vcg_reserve import VCGReserve
 __all__ = [
     "BASELINE_NAMES",
     "BASELINE_SAMPLES",
+    "BaselineRevenue",
     "FittedBaseline",
     "PayToChoose",
     "PostedPrice",
     "VCGReserve",
     "applicable_baselines",
     "baseline_mechanism",
+    "baseline_revenues",
     "best_baseline",
+    "best_truthful_baseline",
     "fit_baseline",
 ]
