@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from fractions import Fraction
 
@@ -24,7 +25,10 @@ from mechanisms.baselines import (
     fit_baseline,
 )
 from mechanisms.demand import Demand
+from mechanisms.references import references
 from mechanisms.vcg import VCG
+from reporting.baselines_table import main as baselines_table_main
+from reporting.tables import baseline_rows
 from tests.brute_force import best_welfare
 
 # ------------------------------------------------------------------ closed forms
@@ -277,3 +281,46 @@ def test_bad_prices_raise() -> None:
         PostedPrice(2, 3, [0.5], "unit")
     with pytest.raises(ValueError, match="low < high"):
         fit_baseline("posted_price", 1, 2, Demand("unit"), low=1.0, high=1.0, samples=100)
+
+
+# ------------------------------------------------------ where they are shown
+
+
+def test_references_carry_the_fitted_baselines() -> None:
+    found = references("unit", 1, 1, 2, samples=3000)
+    assert found.baselines == {n: fit_baseline(n, 1, 2, Demand("unit"), samples=3000).revenue for n in ("posted_price", "vcg_reserve")}
+    assert found.best_baseline_revenue == max(found.baselines.values()) == found.baselines[found.best_baseline]
+    assert references("exactly_k", 1, 2, 3, samples=300).best_baseline == "pay_to_choose"
+
+
+def test_table_rows_say_when_the_mechanism_is_below_the_best_baseline() -> None:
+    assert baseline_rows(0.8, ("posted_price", 0.879)) == [
+        ("best truthful baseline", "posted_price 0.8790"),
+        ("below best truthful baseline", "(posted_price 0.8790) by 0.0790"),
+    ]
+    assert baseline_rows(0.9, ("posted_price", 0.879)) == [("best truthful baseline", "posted_price 0.8790")]
+    assert baseline_rows(0.9, None) == []
+
+
+def test_evaluate_a_baseline_writes_its_prices(tmp_path) -> None:
+    import evaluate
+
+    argv = ["--mechanism", "posted_price", "--demand", "unit", "--agents", "1", "--items", "2", "--samples", "50",
+            "--steps", "2", "--restarts", "1", "--out", str(tmp_path), "--no-progress"]
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    fitted = fit_baseline("posted_price", 1, 2, Demand("unit"))
+    assert report["baseline"]["prices"] == list(fitted.prices)
+    assert report["metrics"]["regret_sum_over_agents_max"] == 0.0
+    same = report["references"]["baselines"]["posted_price"]
+    assert same["revenue_mean"] == pytest.approx(report["metrics"]["revenue_mean"], rel=1e-6)  # the same profiles
+    assert report["references"]["best_truthful_baseline"] in ("posted_price", "vcg_reserve")
+
+
+def test_baselines_table_lists_every_setting(tmp_path) -> None:
+    out = tmp_path / "baselines.md"
+    assert baselines_table_main(["--samples", "200", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "Setting" not in line]
+    assert len(rows) == 6 and all(line.count("|") == 7 for line in rows)
+    assert "pay_to_choose" in rows[-1] and "posted_price" in rows[2]
