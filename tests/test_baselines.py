@@ -27,6 +27,7 @@ from mechanisms.baselines import (
 from mechanisms.demand import Demand
 from mechanisms.references import references
 from mechanisms.vcg import VCG
+from reporting.baselines_table import SETTINGS
 from reporting.baselines_table import main as baselines_table_main
 from reporting.tables import baseline_rows
 from tests.brute_force import best_welfare
@@ -322,5 +323,10 @@ def test_baselines_table_lists_every_setting(tmp_path) -> None:
     assert baselines_table_main(["--samples", "200", "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
     rows = [line for line in lines if line.startswith("| ") and "Setting" not in line]
-    assert len(rows) == 6 and all(line.count("|") == 7 for line in rows)
-    assert "pay_to_choose" in rows[-1] and "posted_price" in rows[2]
+    assert len(rows) == 6
+    for line, (_, agents, items, demand, _) in zip(rows, SETTINGS):
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        applicable = applicable_baselines(agents, items, Demand(demand))
+        assert [cell != "-" for cell in cells[2:5]] == [name in applicable for name in BASELINE_NAMES]
+        best = max(applicable, key=lambda n: fit_baseline(n, agents, items, Demand(demand), samples=200).revenue)
+        assert cells[5].startswith(best)
