@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from mechanisms.baselines.pay_to_choose import MAX_OUTCOMES, PayToChoose, lottery_outcomes
 from mechanisms.baselines.posted_price import PostedPrice
 from mechanisms.baselines.vcg_reserve import VCGReserve
-from mechanisms.checks import Bounds, check_int, check_positive_int
+from mechanisms.checks import Bounds, check_int
 from mechanisms.demand import Demand
 
 __all__ = [
