@@ -330,3 +330,11 @@ def test_baselines_table_lists_every_setting(tmp_path) -> None:
         assert [cell != "-" for cell in cells[2:5]] == [name in applicable for name in BASELINE_NAMES]
         best = max(applicable, key=lambda n: fit_baseline(n, agents, items, Demand(demand), samples=200).revenue)
         assert cells[5].startswith(best)
+
+
+def test_evaluate_rejects_a_baseline_that_does_not_apply(capsys: pytest.CaptureFixture) -> None:
+    import evaluate
+
+    assert evaluate.main(["--mechanism", "pay_to_choose", "--demand", "unit", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "pay_to_choose does not apply" in error and "posted_price, vcg_reserve" in error
