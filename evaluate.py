@@ -2,7 +2,7 @@
 
 Writes ``evaluation.json`` (and, for two-item settings, ``heatmaps.png``; for a
 checkpoint with TensorBoard logs, ``curves.png``) into ``--out`` and prints a
-summary.  See README, "Evaluation".  Bad input exits with one line on stderr
+summary.  See docs/evaluation.md.  Bad input exits with one line on stderr
 and status 2.
 """
 
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     protocol.add_argument("--seed", type=int, default=None, help="seeds the test profiles and the random starts "
                           "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
     protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")
-    audit = parser.add_argument_group("regret audit (README \"Regret audit\"; at most 3 items)")
+    audit = parser.add_argument_group("regret audit (docs/regret_audit.md; at most 3 items)")
     audit.add_argument("--audit", action="store_true", help="also run the exhaustive regret audit: a grid over each bidder's "
                        "report, the others truthful, then a local refinement")
     audit.add_argument("--audit-points", type=int, default=None, help="grid points per reported number (default 101 for "

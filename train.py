@@ -1,4 +1,4 @@
-"""Train and test a learned auction: ``python train.py [overrides]`` (see README, "Training").
+"""Train and test a learned auction: ``python train.py [overrides]`` (see docs/training.md).
 
 The configuration is checked before anything runs: a bad setting exits with
 one line on stderr and status 2.

@@ -14,7 +14,7 @@ lists revenue and regret (mean (std) on the test profiles), the optimal
 to the paper's numbers.
 
 For settings with at most 3 items, the tested weights are also audited
-(:func:`audit_run`, README "Regret audit"): ``audit.json`` next to
+(:func:`audit_run`, docs/regret_audit.md): ``audit.json`` next to
 ``metrics.json`` holds the exhaustive audit's regret on the run's test
 profiles (or the first ``--audit-samples``) and the gradient search's on the
 same profiles; the table shows it beside the search's.  ``--collect-only``
@@ -239,7 +239,7 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
         f"VCG: 10,000-profile Monte Carlo estimate. Paper times: one {PAPER_HARDWARE}. "
         "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
-        "Audited regret (README \"Regret audit\"): mean (std) and max, summed over the agents, of the exhaustive audit "
+        "Audited regret (docs/regret_audit.md): mean (std) and max, summed over the agents, of the exhaustive audit "
         "(a grid over each bidder's report, 101 points per item for 2 items, 31 for 3, then a local refinement) of the "
         "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not audited "
         "(more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is exhaustive up to the grid.",
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "results" / "runs", help="where the runs go (default results/runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: README 'Throughput')")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: docs/throughput.md)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
     parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")

@@ -283,4 +283,4 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.test_results = evaluation.to_dict()
         for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
-        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # README: the test revenue
+        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # docs/training.md: the test revenue
