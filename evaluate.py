@@ -9,7 +9,6 @@ and status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -24,6 +23,7 @@ from adversary.audit import MAX_ITEMS, AuditSettings
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
+from reporting.atomic import write_json
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
 from reporting.hardware import describe
@@ -256,7 +256,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
     _figures(report, mechanism, target, args.others, out)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "evaluation.json", report)
     return {**report, "out": str(out)}
 
 

@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 
 from adversary.audit import MAX_ITEMS, AuditSettings
 from mechanisms.checks import check_positive_int
+from reporting.atomic import write_json, write_text_atomic
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import Protocol, audit_against_search, test_profiles
 from reporting.hardware import describe
@@ -121,7 +122,7 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
         "date": datetime.date.today().isoformat(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_json(run_dir / SIDECAR, sidecar)
     return sidecar
 
 
@@ -190,7 +191,7 @@ def audit_run(
         seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
-    (run_dir / AUDIT).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(run_dir / AUDIT, report)
     return report
 
 

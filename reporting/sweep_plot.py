@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from omegaconf import OmegaConf
 
+from reporting.atomic import write_json, write_text_atomic
 from reporting.tables import duration, markdown_table, mean_std
 
 __all__ = ["SweepPoint", "main", "read_sweep", "sweep_figure", "sweep_table"]
@@ -161,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_figure(points, args.key).savefig(out, dpi=100)
     table = sweep_table(points, args.key)
-    out.with_name("sweep.md").write_text(table + "\n")
-    out.with_name("sweep.json").write_text(json.dumps([asdict(p) for p in points], indent=2) + "\n")
+    write_text_atomic(out.with_name("sweep.md"), table + "\n")
+    write_json(out.with_name("sweep.json"), [asdict(p) for p in points])
     print(table)
     print(f"wrote {out}, {out.with_name('sweep.md')}, {out.with_name('sweep.json')}")
     return 0

@@ -14,7 +14,6 @@ writes ``metrics.json`` (the others return an empty dict).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from inspect import signature
@@ -28,6 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
+from reporting.atomic import write_json
 from reporting.tables import allocation_tolerance, allocation_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 
@@ -168,7 +168,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     }
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(output / "metrics.json", metrics)
     print(format_table(metrics))
     return metrics
 
