@@ -139,10 +139,15 @@ class BatchShuffleSampler(Sampler[Tensor]):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.num_replicas, self.rank, self.even = num_replicas, rank, even
         self.epoch = 0
+        self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the permutation used by the next iteration."""
         self.epoch = epoch
+
+    def set_start(self, batches: int) -> None:
+        """Make the next iteration skip its first ``batches`` batches (a run resumed mid-epoch, after them)."""
+        self.start = batches
 
     def __len__(self) -> int:
         total = -(-self.n // self.batch_size)
@@ -157,7 +162,8 @@ class BatchShuffleSampler(Sampler[Tensor]):
         else:
             order = torch.arange(self.n)
         batches = order.split(self.batch_size)[self.rank :: self.num_replicas]
-        yield from batches[: len(self)]
+        start, self.start = self.start, 0
+        yield from batches[start : len(self)]
 
 
 class ValuationDataModule(pl.LightningDataModule):

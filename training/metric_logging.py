@@ -16,6 +16,7 @@ from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 
 __all__ = [
+    "TRAINING_KEYS",
     "add_custom_scalars",
     "flatten",
     "log_calibration",
@@ -23,6 +24,13 @@ __all__ = [
     "log_training",
     "reference_revenues",
 ]
+
+
+TRAINING_KEYS = frozenset(
+    {"train/revenue", "train/regret_mean_over_agents", "train/regret_sum_over_agents", "train/loss", "train/lr",
+     "lagrangian/rho"}
+)
+"""Keys :func:`log_training` logs every step (besides ``lagrangian/lambda_<i>`` and the Sinkhorn layer's)."""
 
 
 def reference_revenues(mechanism: nn.Module, low: Tensor, high: Tensor) -> dict[str, float]:
