@@ -23,10 +23,10 @@ from adversary.audit import MAX_ITEMS, AuditSettings
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
-from reporting.atomic import write_json
+from reporting.atomic import check_writable, write_json
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
-from reporting.hardware import describe
+from reporting.hardware import describe, resolve_device
 from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
 from mechanisms.checks import Bounds, check_positive_int
 
@@ -73,20 +73,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: train.py's, threads in conf/config.yaml)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto")
-    return device
 
 
 def _eps_suffix(eps: float | None) -> str:
@@ -218,7 +204,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     if not math.isfinite(args.others):
         raise ValueError(f"--others must be a finite number, got {args.others}")
     protocol = Protocol(args.samples, args.steps, args.lr, args.restarts, args.batch_size)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     target = _target(args, device)
     mechanism = target.mechanism
     lows = [target.low] if isinstance(target.low, (int, float)) else list(target.low)
@@ -230,6 +216,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
         mechanism.set_sinkhorn(eps_final=args.eps_final)
     audit_settings = _audit_settings(args, target.items)
+    check_writable(target.out, "--out", folder=True)  # before the protocol runs
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
     result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
                           demand=target.demand, progress=not args.no_progress,

@@ -21,7 +21,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-__all__ = ["strict_json", "write_json", "write_text_atomic"]
+__all__ = ["check_writable", "strict_json", "write_json", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
@@ -39,6 +39,19 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(path: Path | str, option: str, folder: bool = False) -> None:
+    """One-line ``ValueError`` unless ``path`` can be written: a file (or with ``folder``, a folder) whose nearest
+    existing ancestor is a writable folder.  Run before any work, so a long run cannot fail at its last write."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {'folder' if folder else 'file'} path")
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path} cannot be written ({ancestor} is not a writable folder)")
 
 
 def _reason(value: float) -> str:
