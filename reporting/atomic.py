@@ -47,7 +47,7 @@ def check_writable(path: Path | str, option: str, folder: bool = False) -> None:
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise ValueError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {'folder' if folder else 'file'} path")
-    ancestor = path if path.exists() else path.parent
+    ancestor = path if folder else path.parent  # the folder written into, or the nearest one that exists
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):

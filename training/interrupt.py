@@ -81,10 +81,13 @@ class StopOnSignal(pl.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _restore(self) -> None:
         if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._previous_sigint)
             self._previous_sigint = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()
 
     def _received(self, trainer: pl.Trainer) -> int | None:
         if self.signum is not None:
@@ -109,6 +112,7 @@ class StopOnSignal(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):  # Lightning's stop (DDP, or during validation)
             self._save(trainer)
+        self._restore()  # (Lightning calls no teardown hook after an exception)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A run resumed from a mid-epoch checkpoint (e.g. this callback's) goes on with the epoch's next batch."""

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from reporting.atomic import write_json
 from reporting.tables import allocation_tolerance, allocation_warning
 from training.interrupt import StopOnSignal
-from training.no_allocation import allocated_mass, no_allocation_warning
+from training.no_revenue import allocated_mass, no_revenue_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 
 __all__ = ["format_table", "run"]
@@ -180,17 +180,17 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
 
 
 def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> list[str]:
-    """Warnings about the tested mechanism (:mod:`training.no_allocation`), also written to the log and TensorBoard."""
+    """Warnings about the tested mechanism (:mod:`training.no_revenue`), also written to the log and TensorBoard."""
     datamodule, model = parts.datamodule, parts.model
     valuations = datamodule.splits["test"].valuations.to(model.device)
     scale = float(model.high.mean())
-    warning = no_allocation_warning(float(test["revenue_mean"]), allocated_mass(parts.mechanism, valuations), scale)
+    warning = no_revenue_warning(float(test["revenue_mean"]), allocated_mass(parts.mechanism, valuations), scale)
     if warning is None:
         return []
     rank_zero_warn(warning)
     experiment = getattr(trainer.logger, "experiment", None)
     if hasattr(experiment, "add_text"):  # TensorBoard
-        experiment.add_text("warnings/no_allocation", warning, global_step=trainer.global_step)
+        experiment.add_text("warnings/no_revenue", warning, global_step=trainer.global_step)
     return [warning]
 
 
