@@ -206,6 +206,7 @@ class ValuationDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.seed, self.device = seed, device
         self.splits: dict[str, ValuationDataset] = {}
+        self.resume_batches = 0  # set by a resume from a mid-epoch checkpoint (training/interrupt.py)
 
     def _device(self) -> torch.device:
         if self.device != "auto":
@@ -235,8 +236,12 @@ class ValuationDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches :class:`TrainBatch` ``(indices (batch_size,), valuations (batch_size, agents, items))``,
-        the same number on every process."""
-        return self._loader("train", self.batch_size, shuffle=True)
+        the same number on every process (after a mid-epoch resume, the first iteration skips ``resume_batches``)."""
+        loader = self._loader("train", self.batch_size, shuffle=True)
+        start, self.resume_batches = self.resume_batches, 0
+        if start < len(loader.sampler):  # (a checkpoint at the end of an epoch: the next one starts afresh)
+            loader.sampler.set_start(start)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches ``(val_batch_size, agents, items)`` in a fixed order (batch ``i`` to process ``i % world_size``)."""

@@ -78,6 +78,9 @@ class StopOnSignal(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.signum, self.saved = None, None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (after Lightning registers its signal handlers: its teardown then restores the handler we replace)
         if threading.current_thread() is threading.main_thread():
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -114,10 +117,10 @@ class StopOnSignal(pl.Callback):
             self._save(trainer)
         self._restore()  # (Lightning calls no teardown hook after an exception)
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A run resumed from a mid-epoch checkpoint (e.g. this callback's) goes on with the epoch's next batch."""
-        loop = trainer.fit_loop.epoch_loop
-        done = loop.batch_progress.current.processed
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if loop.restarting and 0 < done < trainer.num_training_batches and hasattr(sampler, "set_start"):
-            sampler.set_start(done)
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """A run resumed from a mid-epoch checkpoint (e.g. this callback's) goes on with the epoch's next batch:
+        the data module's next training loader skips the batches the checkpoint's epoch has processed."""
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        done = int(progress.get("current", {}).get("processed", 0))
+        if done and hasattr(trainer.datamodule, "resume_batches"):
+            trainer.datamodule.resume_batches = done
