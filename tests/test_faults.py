@@ -159,6 +159,15 @@ def test_a_run_directory_with_results_is_refused_unless_resumed(tmp_path: Path) 
     with pytest.raises(ValueError, match="already holds results \\(checkpoints/last.ckpt\\)"):
         check_run_dir(tmp_path, None)
     check_run_dir(tmp_path, str(tmp_path / "checkpoints" / "last.ckpt"))  # a resume into it
+    with pytest.MonkeyPatch.context() as patch:  # a requeued SLURM job: Lightning resumes its hpc checkpoint there
+        patch.setenv("SLURM_RESTART_COUNT", "1")
+        check_run_dir(tmp_path, None)
+        patch.setenv("SLURM_RESTART_COUNT", "0")
+        (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"x")
+        check_run_dir(tmp_path, None)
+        (tmp_path / "hpc_ckpt_1.ckpt").unlink()
+        patch.setenv("LOCAL_RANK", "1")  # a DDP helper process: the first process checks
+        check_run_dir(tmp_path, None)
     line = train._single_run_dir_check([f"hydra.run.dir={tmp_path}", "seed=1"])
     assert line is not None and line.startswith("error: invalid configuration: the run directory")
     assert train._single_run_dir_check([f"hydra.run.dir={tmp_path}", f"resume={tmp_path}/checkpoints/last.ckpt"]) is None
@@ -194,6 +203,26 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path: Path) -> None
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["global_step"] == 4 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
     assert not (run_dir / "metrics.json").exists() and not (run_dir / LOCK).exists()
+
+
+def test_a_divergence_at_the_end_of_an_epoch_writes_no_checkpoint(tmp_path: Path) -> None:
+    cfg = make_config(*VALIDATE, "trainer.max_epochs=2", "+callbacks.nan._target_=tests.probes.InjectNonFinite",
+                      "+callbacks.nan.at_step=4", output_dir=tmp_path)  # lambda := NaN after the epoch's last step
+    with pytest.raises(TrainingDiverged) as error:
+        run(cfg)
+    assert (error.value.step, error.value.what, error.value.checkpoint) == (4, "lambda", None)
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_the_fast_step_detects_divergence_at_its_next_check_naming_the_first_bad_step(tmp_path: Path) -> None:
+    cfg = make_config(*VALIDATE, "trainer.max_epochs=3", "model.fast.enabled=true", "model.train_search.restarts=0",
+                      "trainer.log_every_n_steps=3", "+callbacks.nan._target_=tests.probes.InjectNonFinite",
+                      "+callbacks.nan.at_step=5", output_dir=tmp_path)
+    with pytest.raises(TrainingDiverged) as error:  # checked at steps 0, 3, 6, ... and before every checkpoint
+        run(cfg)
+    assert (error.value.step, error.value.checkpoint) == (5, tmp_path / "checkpoints" / "last.ckpt")
+    state = torch.load(error.value.checkpoint, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 4 and torch.isfinite(state["state_dict"]["lagrange_multipliers"]).all()
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -3,9 +3,10 @@
 :class:`DivergenceWatch` keeps, on the training device, the first global step at which the loss, a
 parameter gradient, a Lagrange multiplier or rho was not finite (``record``: no host synchronization),
 and :meth:`DivergenceWatch.check` reads it (one synchronization) and raises :class:`TrainingDiverged`.
-The eager training step checks every step, before the optimizer step; the fast (CUDA-graph) step every
-``every`` steps; every step checks before a validation and before a checkpoint is written, so no
-checkpoint ever holds diverged weights.
+The eager training step checks every step, before the optimizer step; the fast (CUDA-graph) step at
+its logging steps (``trainer.log_every_n_steps``).  Before a validation and before a checkpoint is
+written, the record and the current weights, lambda and rho are checked (:meth:`DivergenceWatch.check_state`),
+so no checkpoint ever holds diverged values.
 
 :func:`check_penalty_weights` refuses, before any work, a ``lambda_init``, ``rho_init`` or a largest rho
 of the run's schedule above :data:`PENALTY_LIMIT`: the loss gradient scales with them and Adam squares
@@ -90,7 +91,11 @@ class DivergenceWatch:
         last = None if self.checkpoint_dir is None else self.checkpoint_dir / "last.ckpt"
         return last if last is not None and last.is_file() else None
 
-    def check_parameters(self, step: int, parameters: Iterable[Tensor]) -> None:
-        """Raise :class:`TrainingDiverged` at ``step`` if a network weight is not finite (after a failed step)."""
-        if not all(bool(p.detach().isfinite().all()) for p in parameters):
-            raise TrainingDiverged(step, "network weights", self._last())
+    def check_state(self, step: int, parameters: Iterable[Tensor], lambdas: Tensor, rho: Tensor) -> None:
+        """Raise :class:`TrainingDiverged` at ``step`` if a network weight, lambda or rho is not finite now
+        (before a checkpoint or a validation, and after a failed step: one synchronization)."""
+        bad = [name for name, finite in (
+            ("network weights", all(bool(p.detach().isfinite().all()) for p in parameters)),
+            ("lambda", bool(lambdas.isfinite().all())), ("rho", bool(rho.isfinite().all()))) if not finite]
+        if bad:
+            raise TrainingDiverged(step, ", ".join(bad), self._last())

@@ -162,7 +162,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would
         (never diverged weights: :class:`training.divergence.TrainingDiverged` instead)."""
-        self._watch.check()
+        self._check_finite()
         save_state(checkpoint)
 
     def on_fit_start(self) -> None:
@@ -246,8 +246,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                 optimizer.zero_grad()
                 self.manual_backward(loss)
         except ValueError:  # e.g. "bids contain NaN" from the search: first check whether training diverged
-            self._watch.check()
-            self._watch.check_parameters(self.global_step, self.mechanism.parameters())
+            self._check_finite()
             raise
         self._watch.record(self.global_step, loss, (p.grad for p in self.mechanism.parameters()),
                            self.lagrange_multipliers, self.rho)
@@ -262,7 +261,12 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     # ------------------------------------------------------------- validation
     def on_validation_start(self) -> None:
         """Stop a diverged run before validating it (:class:`training.divergence.DivergenceWatch`)."""
+        self._check_finite()
+
+    def _check_finite(self) -> None:
+        """:class:`training.divergence.TrainingDiverged` if a training step or the current state was not finite."""
         self._watch.check()
+        self._watch.check_state(self.global_step, self.mechanism.parameters(), self.lagrange_multipliers, self.rho)
 
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
