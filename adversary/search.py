@@ -8,7 +8,8 @@ each equal to the truth except for one agent's row (:func:`adversary.deviation.d
 * :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
   :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
 * :func:`find_misreports` - the search, with checks (few steps in training, many in evaluation);
-* :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` - its check-free core, shared with the fast training step.
+* :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` - its check-free core, shared with the
+  fast training step.
 
 **Scale invariance.**  Every step is relative to the width of the report
 domain: an optimizer step moves agent ``i``'s report on item ``j`` by
