@@ -15,10 +15,14 @@ random starts do not lie on it and gradient ascent cannot move.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor
 
+import evaluate
 from adversary.audit import audit_misreports
 from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH
@@ -27,6 +31,7 @@ from mechanisms.base import Mechanism
 from mechanisms.optimal import posted_price
 from mechanisms.regretnet import RegretNet
 from mechanisms.vcg import VCG
+from reporting.evaluation import PAPER_PROTOCOL, strong_against_search
 from tests.test_misreport import TruthfulToy
 
 HIGH_PRICE, DISCOUNT = 0.8, 0.2
@@ -145,3 +150,36 @@ def test_bad_input_is_refused_before_work() -> None:
         strong_misreports(HiddenDiscount(), torch.rand(3, 2, 15), settings={"steps": 3})
     with pytest.raises(ValueError, match="value domain"):
         strong_misreports(HiddenDiscount(), 2 * torch.rand(3, 2, 15) + 1)
+
+
+def test_strong_against_search_reports_both_on_the_same_profiles() -> None:
+    valuations = torch.rand(50, 2, 15, dtype=torch.float64)
+    report = strong_against_search(HiddenDiscount(), valuations, StrongSettings(steps=0, random_starts=5), 20,
+                                   protocol=PAPER_PROTOCOL, demand=HiddenDiscount().demand)
+    expected = hidden_discount_regret(valuations[:20]).sum(1)
+    assert report["n_samples"] == 20
+    assert report["regret_sum_over_agents_mean"] == pytest.approx(expected.mean().item(), abs=1e-12)
+    assert report["search_on_same_profiles"]["regret_sum_over_agents_max"] == 0.0
+
+
+def test_evaluate_runs_the_strong_adversary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--mechanism", "optimal", "--samples", "30", "--steps", "5", "--strong", "--strong-steps", "20",
+            "--strong-starts", "10", "--strong-samples", "12", "--out", str(tmp_path), "--no-progress"]
+    assert evaluate.main(argv) == 0
+    assert "strong adversary regret, sum over agents" in capsys.readouterr().out
+    strong = json.loads((tmp_path / "evaluation.json").read_text())["strong"]
+    assert strong["n_samples"] == 12 and strong["random_starts"] == 10 and strong["steps"] == 20
+    assert strong["regret_sum_over_agents_max"] <= 1e-12  # the optimal 1x2 mechanism is a truthful posted price
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--strong-samples", "3"], "--strong-samples needs --strong"),
+     (["--strong", "--strong-samples", "0"], "--strong-samples must be a positive integer"),
+     (["--strong", "--strong-steps", "-1"], "StrongSettings.steps")],
+)
+def test_evaluate_refuses_bad_strong_options(argv: list[str], message: str, capsys: pytest.CaptureFixture,
+                                             tmp_path: Path) -> None:
+    assert evaluate.main(["--mechanism", "vcg", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
