@@ -31,8 +31,13 @@ from mechanisms.base import Mechanism
 from mechanisms.optimal import posted_price
 from mechanisms.regretnet import RegretNet
 from mechanisms.vcg import VCG
+from reporting import reproduce
 from reporting.evaluation import PAPER_PROTOCOL, strong_against_search
+from reporting.tables import mean_std
+from tests.test_config import make_config
+from tests.test_evaluate import TINY
 from tests.test_misreport import TruthfulToy
+from training.run import run
 
 HIGH_PRICE, DISCOUNT = 0.8, 0.2
 NO_STRUCTURE = dict(scales=(), top_k=(), single_items=False, permutations=0, extremes=False)
@@ -183,3 +188,25 @@ def test_evaluate_refuses_bad_strong_options(argv: list[str], message: str, caps
     assert evaluate.main(["--mechanism", "vcg", *argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_reproduce_adds_the_strong_adversary_column(tmp_path: Path) -> None:
+    """A tiny 1x2 run collected with --strong: strong.json on its test profiles, and the table's last column."""
+    runs = tmp_path / "runs"
+    run(make_config("experiment=paper_1x2_unit", *TINY, output_dir=runs / "paper_1x2_unit"))
+    argv = ["paper_1x2_unit", "--runs-dir", str(runs), "--out", str(tmp_path / "r.md"), "--collect-only", "--no-audit"]
+    assert reproduce.main([*argv, "--strong", "--strong-steps", "5", "--strong-starts", "3", "--audit-device", "cpu"]) == 0
+    strong = json.loads((runs / "paper_1x2_unit" / "strong.json").read_text())
+    test = json.loads((runs / "paper_1x2_unit" / "metrics.json").read_text())["test"]
+    assert strong["n_samples"] == test["n_samples"] and strong["steps"] == 5 and strong["random_starts"] == 3
+    assert strong["search_on_same_profiles"]["regret_sum_over_agents_mean"] == test["regret_sum_over_agents_mean"]
+    cell = f"{mean_std(strong['regret_sum_over_agents_mean'], strong['regret_sum_over_agents_std'])} [{test['n_samples']} profiles"
+    table = (tmp_path / "r.md").read_text()
+    assert _last_cell(table).startswith(cell)
+    assert reproduce.main(argv) == 0  # without --strong, the strong.json already there is tabulated
+    assert _last_cell((tmp_path / "r.md").read_text()).startswith(cell)
+
+
+def _last_cell(markdown: str) -> str:
+    line = next(line for line in markdown.splitlines() if "(`paper_1x2_unit`)" in line)
+    return line.strip().strip("|").split(" | ")[-1].strip()
