@@ -166,6 +166,8 @@ def strong_misreports(
         raise ValueError(f"settings must be a StrongSettings, got {type(settings).__name__}")
     check_valuations(valuations)
     check_domain(valuations, low, high)
+    if generator is not None and generator.device.type != valuations.device.type:
+        raise ValueError(f"generator is on {generator.device} but valuations on {valuations.device}; create it there")
     lo, hi = domain_bounds(low, high, valuations)  # (n, m)
     _, n, m = valuations.shape
     chunk = max(1, settings.max_profiles // (settings.starts(m) * n))
