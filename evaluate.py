@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings
+from adversary.strong import StrongSettings
 from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
+from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
 from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
 from mechanisms.checks import Bounds, check_positive_int
@@ -66,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
                        "1-2 items, 31 for 3)")
     audit.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
     audit.add_argument("--audit-max-profiles", type=int, default=65536, help="bid profiles per mechanism call (memory bound, default 65536)")
+    strong = parser.add_argument_group("strong adversary (docs/regret_audit.md; any number of items)")
+    strong.add_argument("--strong", action="store_true", help="also run the strong misreport search: many random and "
+                        "structured starts (shading, top-k only, one item at the max, permuted values), long Adam runs")
+    strong.add_argument("--strong-starts", type=int, default=StrongSettings.random_starts,
+                        help=f"uniform random starts besides the structured ones (default {StrongSettings.random_starts})")
+    strong.add_argument("--strong-steps", type=int, default=StrongSettings.steps,
+                        help=f"Adam steps per start (default {StrongSettings.steps})")
+    strong.add_argument("--strong-lr", type=float, default=StrongSettings.lr,
+                        help=f"learning rate relative to the domain's width (default {StrongSettings.lr})")
+    strong.add_argument("--strong-samples", type=int, default=None, help="search the first N test profiles (default: all)")
+    strong.add_argument("--strong-max-profiles", type=int, default=StrongSettings.max_profiles,
+                        help=f"bid profiles per mechanism call (memory bound, default {StrongSettings.max_profiles})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
@@ -177,6 +190,7 @@ def _summary(report: dict[str, Any]) -> str:
         ("regret, mean over agents", _stat(metrics, "regret_mean_over_agents")),
         ("regret, sum over agents", _stat(metrics, "regret_sum_over_agents")),
         *_audit_rows(report.get("audit")),
+        *_strong_rows(report.get("strong")),
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
         ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
          or f"max {metrics['allocation_violation_max']:.2e}"),
@@ -223,6 +237,33 @@ def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
     ]
 
 
+def _strong_rows(strong: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Summary rows of the strong adversary (none without ``--strong``)."""
+    if strong is None:
+        return []
+    searched = strong["search_on_same_profiles"]["regret_sum_over_agents_mean"]
+    return [
+        ("strong adversary regret, mean over agents", _stat(strong, "regret_mean_over_agents")),
+        ("strong adversary regret, sum over agents", f"{_stat(strong, 'regret_sum_over_agents')}; "
+                                                     f"search on the same profiles {searched:.4f}"),
+        ("strong adversary", f"{strong['n_samples']} profiles, {strong['starts']} starts ({strong['structured_starts']} "
+                             f"structured, {strong['random_starts']} random), {strong['steps']} steps at lr "
+                             f"{strong['lr']:g} of the domain's width, {strong['time_s']:.1f} s"),
+    ]
+
+
+def _strong_settings(args: argparse.Namespace) -> StrongSettings | None:
+    """The strong adversary's settings from ``--strong*`` (``None`` without ``--strong``); bad values raise ``ValueError``."""
+    if not args.strong:
+        if args.strong_samples is not None:
+            raise ValueError("--strong-samples needs --strong")
+        return None
+    if args.strong_samples is not None:
+        check_positive_int(args.strong_samples, "--strong-samples")
+    return StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps, lr=args.strong_lr,
+                          max_profiles=args.strong_max_profiles)
+
+
 def _audit_settings(args: argparse.Namespace, items: int) -> AuditSettings | None:
     """The audit's settings from ``--audit*`` (``None`` without ``--audit``); bad values raise ``ValueError``."""
     if not args.audit:
@@ -256,10 +297,16 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
         mechanism.set_sinkhorn(eps_final=args.eps_final)
     audit_settings = _audit_settings(args, target.items)
+    strong_settings = _strong_settings(args)
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
     result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
                           demand=target.demand, progress=not args.no_progress,
                           audit_settings=audit_settings, audit_samples=args.audit_samples)
+    if strong_settings is not None:
+        result["strong"] = strong_against_search(
+            mechanism, valuations, strong_settings, args.strong_samples, search_metrics=result["metrics"], protocol=protocol,
+            low=target.low, high=target.high, seed=target.search_seed, demand=target.demand, progress=not args.no_progress,
+        )
     demand = target.demand
     epsilons = getattr(mechanism, "epsilons", None)
     report = {
