@@ -62,6 +62,9 @@ EXPECTED_ERRORS = {
 FRAGMENTS = {
     "from adversary.audit import AuditSettings, audit, audit_misreports": "needs a trained mechanism and valuations",
     "from adversary.regret import measure, regret": "needs a mechanism and valuations; the test protocol takes minutes",
+    "from adversary.strong import StrongSettings, strong_misreports, strong_regret": "needs a trained mechanism and valuations",
+    "from mechanisms.baselines import fit_baseline, best_baseline, applicable_baselines, BASELINE_NAMES":
+        "needs bids; fitting every baseline takes tens of seconds",
 }
 LAUNCHER_PLUGINS = {"slurm": "hydra_submitit_launcher", "parallel": "hydra_joblib_launcher"}
 PLACEHOLDER = re.compile(r"<[^<>\n]*>")
