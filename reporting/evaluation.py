@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from adversary.audit import MAX_ITEMS, AuditSettings, audit
 from adversary.regret import measure
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
+from adversary.strong import StrongSettings, strong_regret
 from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
 from mechanisms.baselines import baseline_revenues, best_truthful_baseline
@@ -29,7 +30,10 @@ from mechanisms.checks import Bounds, check_positive_int, is_int
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
-__all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "test_profiles", "uniform_range"]
+__all__ = [
+    "PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "strong_against_search",
+    "test_profiles", "uniform_range",
+]
 
 
 
@@ -217,7 +221,48 @@ def audit_against_search(
     count = len(valuations) if samples is None else min(samples, len(valuations))
     subset = valuations[:count]
     report = audit(mechanism, subset, settings, low=low, high=high, progress=progress).to_dict()
+    report["search_on_audited"] = _search_regret(mechanism, valuations, count, search_metrics, protocol, low, high, seed, demand)
+    return report
+
+
+def _search_regret(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    count: int,
+    search_metrics: dict[str, Any] | None,
+    protocol: Protocol,
+    low: Bounds | Tensor,
+    high: Bounds | Tensor,
+    seed: int,
+    demand: Demand | None,
+) -> dict[str, float]:
+    """The gradient search's regret (:data:`REGRET_KEYS`) on the first ``count`` profiles: ``search_metrics``
+    (a :class:`~adversary.regret.Measurement` dict of all of ``valuations``) when ``count`` is all, else searched."""
     if search_metrics is None or count < len(valuations):
-        search_metrics = _search(mechanism, subset, protocol, low, high, seed, demand)
-    report["search_on_audited"] = {key: search_metrics[key] for key in REGRET_KEYS}
+        search_metrics = _search(mechanism, valuations[:count], protocol, low, high, seed, demand)
+    return {key: search_metrics[key] for key in REGRET_KEYS}
+
+
+def strong_against_search(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    settings: StrongSettings,
+    samples: int | None = None,
+    *,
+    search_metrics: dict[str, Any] | None = None,
+    protocol: Protocol = PAPER_PROTOCOL,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
+    seed: int = 0,
+    demand: Demand | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The strong adversary (:func:`adversary.strong.strong_regret`, seeded by ``seed``) on the first ``samples``
+    profiles (``None``: all), with the gradient search's regret on the same profiles (``search_on_same_profiles``,
+    as :func:`audit_against_search`)."""
+    count = len(valuations) if samples is None else min(samples, len(valuations))
+    report = strong_regret(mechanism, valuations[:count], settings, low, high, seed=seed, progress=progress).to_dict()
+    report["search_on_same_profiles"] = _search_regret(
+        mechanism, valuations, count, search_metrics, protocol, low, high, seed, demand
+    )
     return report
