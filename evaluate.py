@@ -23,6 +23,7 @@ from torch import nn
 from adversary.audit import MAX_ITEMS, AuditSettings
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
+from mechanisms.sinkhorn_auction import layer_settings
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
@@ -235,7 +236,8 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
                           demand=target.demand, progress=not args.no_progress,
                           audit_settings=audit_settings, audit_samples=args.audit_samples)
     demand = target.demand
-    epsilons = getattr(mechanism, "epsilons", None)
+    settings = layer_settings(mechanism)
+    epsilons = None if settings is None else settings.epsilons
     report = {
         "source": target.source,
         "setting": {
