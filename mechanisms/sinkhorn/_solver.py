@@ -44,7 +44,7 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -268,23 +268,10 @@ def solve(
     return Sinkhorn(epsilons, Tolerance(tol, max_iter), grad).solve(cost, a, b, init=init, check_every=check_every)
 
 
-def sinkhorn(
-    cost: Tensor,
-    a: Tensor,
-    b: Tensor,
-    *,
-    epsilons: Sequence[float],
-    tol: float = Tolerance.tol,
-    max_iter: int = Tolerance.max_iter,
-    grad: GradMode = "implicit",
-    check_every: int | None = None,
-    init: Tensor | None = None,
-) -> Tensor:
-    """Transport plan ``(batch, N, M)`` of :func:`solve` (same arguments; :func:`solve` gives the whole
+def sinkhorn(cost: Tensor, a: Tensor, b: Tensor, **options: Any) -> Tensor:
+    """Transport plan ``(batch, N, M)`` of :func:`solve` (the same keyword ``options``; :func:`solve` gives the whole
     :class:`SinkhornResult`: ``converged``, ``marginal_error``, ...)."""
-    return solve(
-        cost, a, b, epsilons=epsilons, tol=tol, max_iter=max_iter, grad=grad, check_every=check_every, init=init
-    ).plan
+    return solve(cost, a, b, **options).plan
 
 
 def fixed_plan(
