@@ -84,7 +84,6 @@ def _with_targets(node: Any) -> Any:
 
 _FLAT_NETWORK = ("hidden", "activation")  # the MLP arguments the mechanisms took before mechanism.allocation_net
 _FLAT_SINKHORN = ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad")  # before mechanism.sinkhorn
-_SINKHORN_TARGET = "mechanisms.sinkhorn.SinkhornSettings"  # training.config_store's node (not imported: light)
 
 
 def _nested(config: dict[str, Any]) -> dict[str, Any]:
@@ -94,14 +93,16 @@ def _nested(config: dict[str, Any]) -> dict[str, Any]:
     mechanism = dict(config["mechanism"])
     if not (mechanism.keys() & {*_FLAT_NETWORK, *_FLAT_SINKHORN}):
         return config
+    from training.config_store import SINKHORN_TARGET  # keep it local: reporting does not need training otherwise
+
     network = {"_target_": "mechanisms.networks.MLP", **{key: mechanism.pop(key) for key in _FLAT_NETWORK if key in mechanism}}
     sinkhorn = {key: mechanism.pop(key) for key in _FLAT_SINKHORN if key in mechanism}
     if sinkhorn:
-        mechanism["sinkhorn"] = {"_target_": _SINKHORN_TARGET, **sinkhorn}
+        mechanism["sinkhorn"] = {"_target_": SINKHORN_TARGET, **sinkhorn}
     mechanism.update(allocation_net=network, payment_net=dict(network))
     config = {**config, "mechanism": mechanism}
     if isinstance(config.get("sinkhorn"), dict):
-        config["sinkhorn"] = {"_target_": _SINKHORN_TARGET, **config["sinkhorn"]}
+        config["sinkhorn"] = {"_target_": SINKHORN_TARGET, **config["sinkhorn"]}
     return config
 
 

@@ -48,7 +48,7 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
 def torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int]) -> Tensor:
     """The fixed schedule in plain torch ops; ``cost`` ``(batch, N, M)``, ``a`` ``(N,)``, ``b`` ``(M,)``."""
     shift = (cost.amax((1, 2), keepdim=True) + cost.amin((1, 2), keepdim=True)) / 2
-    kernel = shift - cost  # centred, as in solve()
+    kernel = shift - cost  # centred, as under the tolerance rule (Sinkhorn.solve)
     log_a, log_b = safe_log(a), safe_log(b)
     f = torch.where(a > 0, 0.0, -math.inf).to(cost).expand(cost.shape[0], -1)  # (batch, N)
     # Every reduction below has a finite entry (some a_i > 0 and some b_j > 0), so no -inf - -inf.

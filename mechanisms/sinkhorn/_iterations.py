@@ -1,7 +1,8 @@
 """The iterations of the Sinkhorn layer: log-domain updates warm-started across the epsilon schedule.
 
-:func:`iterate` runs them (the stopping rule :class:`Tolerance`) in the batch-last layout for :meth:`Sinkhorn.solve <mechanisms.sinkhorn.Sinkhorn.solve>`,
-which prepares the inputs and attaches the backward pass; see its docstring for the method.
+:func:`iterate` runs them (the stopping rule ``Tolerance``) in the batch-last layout for
+:meth:`mechanisms.sinkhorn.Sinkhorn.solve`, which prepares the inputs and attaches the backward
+pass; see its docstring for the method.
 """
 
 from __future__ import annotations

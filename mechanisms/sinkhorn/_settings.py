@@ -55,7 +55,7 @@ def check_epsilons(epsilons: Sequence[float]) -> tuple[float, ...]:
     if len(epsilons) == 0:
         raise ValueError("epsilons is empty: give at least the final epsilon, e.g. [0.05]")
     if any(not (float(e) > 0 and math.isfinite(float(e))) for e in epsilons):
-        raise ValueError(f"every epsilon must be positive and finite, got {list(epsilons)}")
+        raise ValueError(f"epsilon must be positive and finite, got {list(epsilons)}")
     return tuple(map(float, epsilons))
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ class GeometricEpsilonSchedule:
     steps: int = 10
 
     def __post_init__(self) -> None:
-        if not (self.init > 0 and self.final > 0):
-            raise ValueError(f"epsilon must be positive, got init={self.init}, final={self.final}")
+        check_epsilons((self.init, self.final))
         if int(self.steps) != self.steps or self.steps < 1:
             raise ValueError(f"epsilon schedule needs steps >= 1, got {self.steps}")
 
