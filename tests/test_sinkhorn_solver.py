@@ -32,11 +32,12 @@ A, B = A.double(), B.double()
 @pytest.mark.parametrize(
     "tol, max_iter, message",
     [
-        (0.0, 10, "tol must be positive and finite, got 0.0"),
-        (-1e-3, 10, "tol must be positive and finite, got -0.001"),
-        (math.inf, 10, "tol must be positive and finite, got inf"),
-        (math.nan, 10, "tol must be positive and finite, got nan"),
-        ("0.01", 10, "tol must be positive and finite, got '0.01'"),
+        (0.0, 10, "tol must be positive and below 1 (a relative marginal error), got 0.0"),
+        (-1e-3, 10, "tol must be positive and below 1 (a relative marginal error), got -0.001"),
+        (math.inf, 10, "tol must be positive and below 1 (a relative marginal error), got inf"),
+        (1.0, 10, "tol must be positive and below 1 (a relative marginal error), got 1.0"),
+        (math.nan, 10, "tol must be positive and below 1 (a relative marginal error), got nan"),
+        ("0.01", 10, "tol must be positive and below 1 (a relative marginal error), got '0.01'"),
         (1e-2, 0, "max_iter must be a positive integer, got 0"),
         (1e-2, 5.0, "max_iter must be a positive integer, got 5.0"),
         (1e-2, True, "max_iter must be a positive integer, got True"),

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from adversary.deviation import Forward, trusted_forward
 from adversary.regret import regret_terms
-from adversary.search import MisreportSearch, ascend, truthful_starts
+from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
 from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn import Calibration, Sinkhorn, check_backend
 
@@ -100,6 +100,8 @@ class FastStep:
             raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
         self.low, self.high = low, high
+        n = low.shape[0]
+        self.scale = step_scale(low.view(1, n, 1, 1), high.view(1, n, 1, 1))  # steps relative to the domain's width
         self.calls = 0
         self.last_calibration: Calibration | None = None
         self._fixed_solver: Sinkhorn | None = None  # the Sinkhorn layer's solver on the calibrated iterations
@@ -116,7 +118,7 @@ class FastStep:
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
         starts = truthful_starts(valuations, init, low, high)
-        misreports = ascend(forward, valuations, starts, self.search, low, high).transpose(0, 1)
+        misreports = ascend(forward, valuations, starts, self.search, low, high, self.scale).transpose(0, 1)
         terms = regret_terms(forward, valuations, misreports)
         revenue = terms.payment.sum(-1)
         loss = self.loss_fn(revenue, terms.regret)

@@ -107,8 +107,8 @@ class Tolerance:
     max_iter: int = 1000
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0 and math.isfinite(self.tol)):
-            raise ValueError(f"tol must be positive and finite, got {self.tol!r}")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):  # >= 1 (or inf, nan) accepts any plan
+            raise ValueError(f"tol must be positive and below 1 (a relative marginal error), got {self.tol!r}")
         check_positive_int(self.max_iter, "max_iter")
 
 
