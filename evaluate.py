@@ -24,6 +24,7 @@ from adversary.strong import StrongSettings
 from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
+from mechanisms.sinkhorn_auction import layer_settings
 from mechanisms.vcg import VCG
 from reporting.atomic import check_writable, write_json
 from reporting.checkpoints import load_checkpoint
@@ -295,7 +296,8 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
             low=target.low, high=target.high, seed=target.search_seed, demand=target.demand, progress=not args.no_progress,
         )
     demand = target.demand
-    epsilons = getattr(mechanism, "epsilons", None)
+    settings = layer_settings(mechanism)
+    epsilons = None if settings is None else settings.epsilons
     report = {
         "source": target.source,
         "setting": {

@@ -1,15 +1,26 @@
-"""Building blocks shared by the learned mechanisms: MLPs and the IR payment head."""
+"""Building blocks shared by the learned mechanisms: network factories (MLPs) and the IR payment head.
+
+A learned mechanism builds its allocation and payment networks from *network
+factories*: callables ``factory(in_features, out_features) -> nn.Module``
+mapping ``(batch, in_features)`` to ``(batch, out_features)``.  In the config
+they are the ``_target_`` nodes ``mechanism.allocation_net`` and
+``mechanism.payment_net``; :class:`MLP` is the default one.  Another
+architecture is any such factory: a frozen dataclass like :class:`MLP`, or an
+``nn.Module`` class whose constructor takes ``(in_features, out_features,
+...)`` given with ``_partial_: true``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mechanisms.checks import is_int
 
-__all__ = ["ACTIVATIONS", "PaymentHead", "Tanh", "check_dtype", "mlp"]
+__all__ = ["ACTIVATIONS", "MLP", "NetworkFactory", "PaymentHead", "Tanh", "check_dtype", "mlp"]
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -74,6 +85,28 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128),
     return nn.Sequential(*layers)
 
 
+NetworkFactory = Callable[[int, int], nn.Module]
+"""``factory(in_features, out_features)``: a network ``(batch, in_features) -> (batch, out_features)``."""
+
+
+@dataclass(frozen=True)
+class MLP:
+    """Network factory of :func:`mlp`: ``MLP(hidden, activation)(in_features, out_features)``.
+
+    ``hidden`` lists the hidden widths, ``activation`` is one of :data:`ACTIVATIONS`
+    (both checked when a network is built).  The paper's: ``MLP((128, 128), "tanh")``.
+    """
+
+    hidden: tuple[int, ...] = (128, 128)
+    activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    def __call__(self, in_features: int, out_features: int) -> nn.Sequential:
+        return mlp(in_features, out_features, self.hidden, self.activation)
+
+
 def check_dtype(bids: Tensor, network: nn.Module) -> None:
     """Raise ``ValueError`` unless ``bids`` has the dtype of ``network``'s parameters."""
     dtype = next(network.parameters()).dtype
@@ -82,16 +115,17 @@ def check_dtype(bids: Tensor, network: nn.Module) -> None:
 
 
 class PaymentHead(nn.Module):
-    """RegretNet payment network: ``payment_i = sigmoid(mlp(bids))_i * sum_j bids_ij * allocation_ij``.
+    """RegretNet payment network: ``payment_i = sigmoid(net(bids))_i * sum_j bids_ij * allocation_ij``,
+    ``net`` built by ``network`` (a :data:`NetworkFactory`, default :class:`MLP`).
 
     The sigmoid fraction lies in ``[0, 1]``, so no agent is charged more than the
     reported value of what it receives (individual rationality under truthful bids).
     """
 
-    def __init__(self, n_agents: int, n_items: int, hidden: Sequence[int] = (128, 128), activation: str = "tanh") -> None:
+    def __init__(self, n_agents: int, n_items: int, network: NetworkFactory = MLP()) -> None:
         super().__init__()
         self.n_agents, self.n_items = n_agents, n_items
-        self.net = mlp(n_agents * n_items, n_agents, hidden, activation)
+        self.net = network(n_agents * n_items, n_agents)  # flattened bids -> one logit per agent
 
     def fraction(self, bids: Tensor) -> Tensor:
         """Payment fractions ``(batch, agents)`` in ``[0, 1]`` for bids ``(batch, agents, items)``."""

@@ -18,14 +18,14 @@ be expressed with softmax outputs and are refused; use
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
-from mechanisms.networks import PaymentHead, check_dtype, mlp
+from mechanisms.networks import MLP, NetworkFactory, PaymentHead, check_dtype
 
 __all__ = ["RegretNet"]
 
@@ -59,6 +59,8 @@ class RegretNet(Mechanism):
 
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
     ``(batch, agents, items)`` (exactly feasible) and payments ``(batch, agents)``.
+    ``allocation_net`` and ``payment_net`` are network factories
+    (:data:`~mechanisms.networks.NetworkFactory`, default :class:`~mechanisms.networks.MLP`).
     Construction raises ``ValueError`` for demand types RegretNet cannot represent.
     """
 
@@ -68,16 +70,16 @@ class RegretNet(Mechanism):
         n_items: int,
         demand: str | Demand = "unit",
         k: KSpec = 1,
-        hidden: Sequence[int] = (128, 128),
-        activation: str = "tanh",
+        allocation_net: NetworkFactory = MLP(),
+        payment_net: NetworkFactory = MLP(),
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.head: Head = _choose_head(self.demand, self.capacities, n_agents, n_items)
         item_wise = (n_agents + 1) * n_items  # softmax over agents + dummy agent, per item
         agent_wise = n_agents * (n_items + 1)  # softmax over items + dummy item, per agent
         n_out = {"additive": item_wise, "unit": item_wise + agent_wise, "exactly_one": n_items}[self.head]
-        self.allocation_net = mlp(n_agents * n_items, n_out, hidden, activation)
-        self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
+        self.allocation_net = allocation_net(n_agents * n_items, n_out)
+        self.payment_net = PaymentHead(n_agents, n_items, payment_net)
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""

@@ -1,6 +1,6 @@
 """The Sinkhorn auction network (section 4.3 of the paper).
 
-An allocation MLP maps the flattened bids to an agents x items score matrix,
+An allocation network (an MLP by default) maps the flattened bids to an agents x items score matrix,
 which is padded with a zero-cost dummy agent row and dummy item column and used
 as the cost of the Sinkhorn layer with the demand's marginals; the dummy row and
 column of the plan are cut off.  Payments come from the shared
@@ -11,20 +11,17 @@ every demand type: only the marginals change.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mechanisms.base import Mechanism, check_bids
 from mechanisms.demand import Demand, KSpec
-from mechanisms.networks import PaymentHead, check_dtype, mlp
-from mechanisms.sinkhorn import solve
-from mechanisms.sinkhorn_fixed import Calibration, calibrate, fixed_plan
-from mechanisms.sinkhorn_settings import GradMode, SinkhornSettings
+from mechanisms.networks import MLP, NetworkFactory, PaymentHead, check_dtype
+from mechanisms.sinkhorn import Backend, Calibration, Sinkhorn, SinkhornSettings
 
-__all__ = ["SinkhornMechanism"]
+__all__ = ["SinkhornMechanism", "layer_settings"]
 
 
 class SinkhornMechanism(Mechanism):
@@ -33,20 +30,21 @@ class SinkhornMechanism(Mechanism):
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
     ``(batch, agents, items)`` and payments ``(batch, agents)``.  Item totals are
     exact; agent totals match their capacity up to the relative tolerance
-    ``tol`` (the Sinkhorn stopping rule).
+    ``settings.tol`` (the Sinkhorn stopping rule).
 
-    The layer's settings are one frozen
-    :class:`~mechanisms.sinkhorn_settings.SinkhornSettings`, :attr:`settings`
-    (``epsilons``, ``tol``, ``max_iter``, ``grad``, ``fixed_iterations`` and
-    ``backend`` read from it); assign a new one, or change the schedule with
-    :meth:`set_sinkhorn`.  After each forward pass ``last_iterations`` and
+    ``sinkhorn`` is the layer's frozen :class:`~mechanisms.sinkhorn.SinkhornSettings`
+    (the config node ``mechanism.sinkhorn``), held as :attr:`settings`: assign a new
+    one, or change the schedule with :meth:`set_sinkhorn`.  ``allocation_net`` and
+    ``payment_net`` are network factories (:data:`~mechanisms.networks.NetworkFactory`,
+    default :class:`~mechanisms.networks.MLP`; the config nodes ``mechanism.allocation_net``
+    and ``mechanism.payment_net``).  After each forward pass ``last_iterations`` and
     ``last_marginal_error`` hold the Sinkhorn iteration count and the final
-    relative row-marginal error (NaN on a fixed schedule).
+    relative row-marginal error (NaN on fixed iterations).
 
-    On a fixed schedule (``settings.with_fixed_iterations(...)``; :meth:`calibrate`
-    finds the counts from the tolerance rule) the layer runs the fixed-schedule
-    solver (:mod:`mechanisms.sinkhorn_fixed`): no checks and no host
-    synchronization, for captured training steps.
+    For captured training steps, :meth:`calibrate` finds fixed iteration counts
+    from the tolerance rule, and :meth:`allocate_and_pay` takes a solver on them
+    (``solver=Sinkhorn.from_settings(settings.with_fixed_iterations(counts))``):
+    no checks and no host synchronization, the mechanism itself unchanged.
     """
 
     def __init__(
@@ -55,36 +53,33 @@ class SinkhornMechanism(Mechanism):
         n_items: int,
         demand: str | Demand = "unit",
         k: KSpec = 1,
-        hidden: Sequence[int] = (128, 128),
-        activation: str = "tanh",
-        eps_init: float = SinkhornSettings.eps_init,  # the defaults: SinkhornSettings' (the paper's)
-        eps_final: float = SinkhornSettings.eps_final,
-        eps_steps: int = SinkhornSettings.eps_steps,
-        tol: float = SinkhornSettings.tol,
-        max_iter: int = SinkhornSettings.max_iter,
-        grad: GradMode = SinkhornSettings.grad,
+        sinkhorn: SinkhornSettings = SinkhornSettings(),
+        allocation_net: NetworkFactory = MLP(),
+        payment_net: NetworkFactory = MLP(),
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        self.settings = SinkhornSettings(eps_init, eps_final, eps_steps, tol, max_iter, grad)
-        self.allocation_net = mlp(n_agents * n_items, n_agents * n_items, hidden, activation)
-        self.payment_net = PaymentHead(n_agents, n_items, hidden, activation)
+        self.settings = sinkhorn
+        self.allocation_net = allocation_net(n_agents * n_items, n_agents * n_items)
+        self.payment_net = PaymentHead(n_agents, n_items, payment_net)
         a, b = self.demand.marginals(n_agents, n_items)
         self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
         self.last_iterations = 0
         self.last_marginal_error = math.nan
 
-    settings: SinkhornSettings
-    """The epsilon schedule, stopping rule, gradient mode and fixed schedule (one frozen object)."""
+    @property
+    def settings(self) -> SinkhornSettings:
+        """The epsilon schedule, stopping rule, gradient mode, fixed iterations and backend (one frozen object)."""
+        return self._settings
 
-    epsilons = property(lambda self: self.settings.epsilons, doc="The epsilon schedule, first to last.")
-    tol = property(lambda self: self.settings.tol, doc="Stopping threshold on the max relative row-marginal error.")
-    max_iter = property(lambda self: self.settings.max_iter, doc="Sinkhorn update cap per epsilon.")
-    grad = property(lambda self: self.settings.grad, doc="Backward pass: implicit or unroll.")
-    fixed_iterations = property(
-        lambda self: self.settings.fixed_iterations, doc="Updates per epsilon on the fixed schedule; None: the tolerance rule."
-    )
-    backend = property(lambda self: self.settings.backend, doc="The fixed schedule's solver: auto, torch or triton.")
+    @settings.setter
+    def settings(self, settings: SinkhornSettings) -> None:
+        if not isinstance(settings, SinkhornSettings):
+            raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
+        self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
+
+    solver: Sinkhorn
+    """The solver of :attr:`settings` (kept in step with it)."""
 
     def set_sinkhorn(
         self,
@@ -102,30 +97,21 @@ class SinkhornMechanism(Mechanism):
             eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
         )
 
-    def calibrate(self, bids: Tensor, margin: float = 0.25) -> Calibration:
-        """Calibrate a fixed schedule on ``bids`` ``(batch, agents, items)``.
+    def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
+        """Calibrate fixed iterations on ``bids`` ``(batch, agents, items)``.
 
-        The tolerance solver's per-epsilon counts on these bids' costs, plus
+        The tolerance rule's per-epsilon counts on these bids' costs, plus
         ``margin``, are the result's ``iterations`` (use them with
-        ``mechanism.settings = mechanism.settings.with_fixed_iterations(result.iterations)``); the result also reports
-        the fixed schedule's marginal error on them (<= ``tol`` unless
-        ``max_iter`` was reached).  Host synchronizations: call it outside
-        captured regions.
+        ``settings.with_fixed_iterations(result.iterations)``); the result also reports
+        the fixed iterations' marginal error on them (<= ``tol`` unless
+        ``max_iter`` was reached), run by ``backend`` (``None``: the settings').
+        Host synchronizations: call it outside captured regions.
         """
         check_bids(bids, self.n_agents, self.n_items)
+        settings = self.settings.replace(backend=backend).with_fixed_iterations(None)
         with torch.no_grad():
             cost = self._cost(bids)
-            result = calibrate(
-                cost,
-                self.row_marginals,
-                self.col_marginals,
-                epsilons=self.epsilons,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                margin=margin,
-                backend=self.backend,
-            )
-        return result
+            return Sinkhorn.from_settings(settings).calibrate(cost, self.row_marginals, self.col_marginals, margin)
 
     def _cost(self, bids: Tensor) -> Tensor:
         """Sinkhorn cost ``(batch, agents + 1, items + 1)``: the allocation scores, zero dummy row and column."""
@@ -133,27 +119,21 @@ class SinkhornMechanism(Mechanism):
         scores = self.allocation_net(bids.flatten(1)).view(batch, n, m)
         return F.pad(scores, (0, 1, 0, 1))
 
-    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
-        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""
+    def allocate_and_pay(self, bids: Tensor, solver: Sinkhorn | None = None) -> tuple[Tensor, Tensor]:
+        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids, the layer
+        solved by ``solver`` (``None``: :attr:`solver`, the settings' own)."""
         check_dtype(bids, self.allocation_net)
         _, n, m = bids.shape
-        cost = self._cost(bids)
-        problem = (cost, self.row_marginals, self.col_marginals)  # the transport problem: cost and marginals
-        if self.fixed_iterations is not None:
-            plan = fixed_plan(
-                *problem, epsilons=self.epsilons, iterations=self.fixed_iterations, grad=self.grad, backend=self.backend
-            )
-            self.last_iterations, self.last_marginal_error = sum(self.fixed_iterations), math.nan
-        else:
-            result = solve(*problem, epsilons=self.epsilons, tol=self.tol, max_iter=self.max_iter, grad=self.grad)
-            plan, self.last_iterations, self.last_marginal_error = result.plan, result.iterations, result.marginal_error
-        allocation = plan[:, :n, :m]
+        result = (self.solver if solver is None else solver).solve(self._cost(bids), self.row_marginals, self.col_marginals)
+        self.last_iterations, self.last_marginal_error = result.iterations, result.marginal_error
+        allocation = result.plan[:, :n, :m]
         return allocation, self.payment_net(bids, allocation)
 
     def extra_repr(self) -> str:
-        return (
-            f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, "
-            f"epsilons={self.epsilons[0]:g}->{self.epsilons[-1]:g} ({len(self.epsilons)} steps), "
-            f"tol={self.tol:g}, max_iter={self.max_iter}, grad={self.grad!r}"
-            + ("" if self.fixed_iterations is None else f", fixed_iterations={self.fixed_iterations}")
-        )
+        return f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, sinkhorn={self.settings}"
+
+
+def layer_settings(mechanism: nn.Module) -> SinkhornSettings | None:
+    """The Sinkhorn layer's settings of ``mechanism`` (a :class:`SinkhornMechanism`); ``None`` for a mechanism without one."""
+    settings = getattr(mechanism, "settings", None)
+    return settings if isinstance(settings, SinkhornSettings) else None

@@ -6,7 +6,10 @@ LightningModule's hyperparameters (``hyper_parameters["run_config"]``, the
 prefix of the state dict.  :func:`load_checkpoint` rebuilds the mechanism from
 the first with ``hydra.utils.instantiate``, as ``train.py`` built it, and loads
 the second; no Trainer is needed.  Checkpoints written before the ``_target_``
-keys were kept (they hold ``target``) are read as well.
+keys were kept (they hold ``target``), or before the mechanism took its networks
+and Sinkhorn settings as nested nodes (flat ``hidden``, ``activation``,
+``eps_init``, ... arguments), are read as well: :func:`run_config` maps them to
+today's layout.
 """
 
 from __future__ import annotations
@@ -79,6 +82,30 @@ def _with_targets(node: Any) -> Any:
     return node
 
 
+_FLAT_NETWORK = ("hidden", "activation")  # the MLP arguments the mechanisms took before mechanism.allocation_net
+_FLAT_SINKHORN = ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad")  # before mechanism.sinkhorn
+
+
+def _nested(config: dict[str, Any]) -> dict[str, Any]:
+    """A run configuration whose mechanism took flat network and Sinkhorn arguments, in today's layout: the
+    networks as ``mechanism.allocation_net`` and ``mechanism.payment_net`` nodes (the MLP both were), the Sinkhorn
+    arguments as ``mechanism.sinkhorn`` (and the top-level ``sinkhorn`` section as its ``_target_`` node)."""
+    mechanism = dict(config["mechanism"])
+    if not (mechanism.keys() & {*_FLAT_NETWORK, *_FLAT_SINKHORN}):
+        return config
+    from training.config_store import SINKHORN_TARGET  # keep it local: reporting does not need training otherwise
+
+    network = {"_target_": "mechanisms.networks.MLP", **{key: mechanism.pop(key) for key in _FLAT_NETWORK if key in mechanism}}
+    sinkhorn = {key: mechanism.pop(key) for key in _FLAT_SINKHORN if key in mechanism}
+    if sinkhorn:
+        mechanism["sinkhorn"] = {"_target_": SINKHORN_TARGET, **sinkhorn}
+    mechanism.update(allocation_net=network, payment_net=dict(network))
+    config = {**config, "mechanism": mechanism}
+    if isinstance(config.get("sinkhorn"), dict):
+        config["sinkhorn"] = {"_target_": SINKHORN_TARGET, **config["sinkhorn"]}
+    return config
+
+
 def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The raw contents of a checkpoint file; ``ValueError`` (one line) when it is missing or not a checkpoint."""
     path = Path(path)
@@ -98,13 +125,13 @@ def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
 
 
 def run_config(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") -> dict[str, Any]:
-    """The resolved run configuration stored in a :func:`read_checkpoint` dict (``_target_`` keys, also for an
-    old-format checkpoint); ``ValueError`` if absent."""
+    """The resolved run configuration stored in a :func:`read_checkpoint` dict, in today's layout (``_target_``
+    keys and nested mechanism nodes, also for an old-format checkpoint); ``ValueError`` if absent."""
     config = checkpoint.get("hyper_parameters", {}).get("run_config")
     mechanism = config.get("mechanism") if isinstance(config, dict) else None
     if not isinstance(mechanism, dict) or not ({"_target_", "target"} & mechanism.keys()):
         raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
-    return config if "_target_" in mechanism else _with_targets(config)
+    return _nested(config if "_target_" in mechanism else _with_targets(config))
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:

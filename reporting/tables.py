@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from mechanisms.sinkhorn_auction import layer_settings
+
 __all__ = ["allocation_tolerance", "allocation_warning", "baseline_rows", "config_threads", "duration", "markdown_table", "mean_std", "number", "plain_table"]
 
 
@@ -66,7 +68,8 @@ def allocation_tolerance(mechanism: object) -> float:
     Sinkhorn mechanisms meet the agents' capacities up to their relative ``tol``; exact mechanisms up to rounding.
     """
     capacities = getattr(mechanism, "capacities", None) or [1]
-    return float(getattr(mechanism, "tol", 0.0)) * max(capacities) + 1e-5
+    settings = layer_settings(mechanism)
+    return (0.0 if settings is None else float(settings.tol)) * max(capacities) + 1e-5
 
 
 def allocation_warning(violation: float | None, tolerance: float | None) -> str:

@@ -17,7 +17,8 @@ import torch
 import evaluate
 from adversary.regret import measure
 from adversary.search import MisreportSearch, find_misreports
-from mechanisms.sinkhorn import SinkhornNotConverged, sinkhorn, solve
+from mechanisms.networks import MLP
+from mechanisms.sinkhorn import SinkhornNotConverged, SinkhornSettings, sinkhorn, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
@@ -68,8 +69,8 @@ CONFIG_CASES = [
     (["model.rho_init=-1"], "rho_init >= 0"),
     (["model.test_batch_size=0"], "model.test_batch_size"),
     (["model.val_search.lr=0"], "lr must be positive"),
-    (["mechanism.activation=swish"], "unknown activation 'swish'"),
-    (["mechanism.hidden=[0]"], "layer widths must be positive integers"),
+    (["mechanism.allocation_net.activation=swish"], "unknown activation 'swish'"),
+    (["mechanism.allocation_net.hidden=[0]"], "layer widths must be positive integers"),
     (["callbacks.rho.every_n_steps=0"], "every_n_steps must be a positive integer"),
     (["callbacks.lagrange.every_n_steps=-5"], "every_n_steps must be a positive integer"),
     (["callbacks.heatmaps.every_n_validations=0"], "every_n_validations must be a positive integer"),
@@ -133,7 +134,7 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key, value, message", [
     ("_target_", "mechanisms.nowhere.Nothing", "cannot rebuild the mechanism mechanisms.nowhere.Nothing from "),
-    ("hidden", [8], "do not fit SinkhornMechanism"),
+    ("allocation_net", {"_target_": "mechanisms.networks.MLP", "hidden": [8]}, "do not fit SinkhornMechanism"),
 ])
 def test_a_checkpoint_whose_mechanism_cannot_be_rebuilt_is_refused(checkpoint: Path, tmp_path: Path, key: str, value,
                                                                    message: str) -> None:
@@ -150,7 +151,7 @@ def _solve(cost: torch.Tensor, **kwargs) -> None:
     solve(cost, a, torch.ones(cost.shape[2], dtype=cost.dtype) * cost.shape[1] / cost.shape[2], **kwargs)
 
 
-MECHANISM = SinkhornMechanism(1, 2, hidden=[8])
+MECHANISM = SinkhornMechanism(1, 2, allocation_net=MLP((8,)), payment_net=MLP((8,)))
 
 API_CASES = [
     # (call, exception type, words the message must contain)
@@ -163,7 +164,7 @@ API_CASES = [
     (lambda: MECHANISM(torch.zeros(0, 1, 2)), ValueError, "batch size 0"),
     (lambda: MECHANISM(torch.rand(3, 1, 2).half()), ValueError, "float32 or float64"),
     (lambda: MECHANISM(torch.rand(3, 2, 2)), ValueError, "bids must have shape (batch, 1, 2)"),
-    (lambda: SinkhornMechanism(1, 2, eps_init=0.01, eps_final=0.1), ValueError, "must not increase"),
+    (lambda: SinkhornMechanism(1, 2, sinkhorn=SinkhornSettings(eps_init=0.01, eps_final=0.1)), ValueError, "must not increase"),
     (lambda: find_misreports(MECHANISM, torch.full((2, 1, 2), 100.0)), ValueError, "value domain [low, high]"),
     (lambda: measure(MECHANISM, torch.zeros(0, 1, 2)), ValueError, "batch size 0"),
     (lambda: measure(VCG(1, 2), torch.full((2, 1, 2), -1.0)), ValueError, "value domain"),

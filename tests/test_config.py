@@ -74,7 +74,7 @@ def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
     from hydra.utils import instantiate
 
     from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
-    from mechanisms.sinkhorn_settings import SinkhornSettings
+    from mechanisms.sinkhorn import SinkhornSettings
     from reporting.evaluation import PAPER_PROTOCOL
 
     cfg = make_config("experiment=paper")  # the paper's searches (the default job warm-starts a shorter one)
@@ -88,8 +88,10 @@ def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
     assert PAPER_PROTOCOL.search == TEST_SEARCH
     paper = SinkhornSettings()
     assert OmegaConf.to_container(cfg.sinkhorn) == {
-        name: getattr(paper, name) for name in ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad")
+        "_target_": "mechanisms.sinkhorn.SinkhornSettings",
+        **{name: getattr(paper, name) for name in ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad")},
     }
+    assert instantiate(cfg.sinkhorn) == paper
     assert instantiate(cfg.mechanism).settings == paper
     default = make_config().model
     assert (default.train_search.steps, default.persistent_misreports) == (10, True)
@@ -99,7 +101,7 @@ def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
     )
     assert (cfg.model.test_search.steps, cfg.model.test_search.restarts) == (2, TEST_SEARCH.restarts)
     assert (cfg.model.val_search.restarts, cfg.model.val_search.steps) == (1, VAL_SEARCH.steps)
-    assert (cfg.sinkhorn.eps_final, cfg.mechanism.eps_final, cfg.sinkhorn.tol) == (0.1, 0.1, paper.tol)
+    assert (cfg.sinkhorn.eps_final, cfg.mechanism.sinkhorn.eps_final, cfg.sinkhorn.tol) == (0.1, 0.1, paper.tol)
     assert cfg.data.test_size == 8
     cfg = make_config("experiment=paper", "model/search@model.train_search=val")  # or choose another stored search
     assert instantiate(cfg.model.train_search) == VAL_SEARCH

@@ -14,10 +14,9 @@ import torch
 from mechanisms.demand import Demand
 from adversary.deviation import trusted_forward
 from adversary.search import MisreportSearch, ascend, find_misreports
-from mechanisms.sinkhorn import geometric_epsilons, solve
+from mechanisms.networks import MLP
+from mechanisms.sinkhorn import SinkhornSettings, calibrate, fixed_plan, geometric_epsilons, row_error, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from mechanisms.sinkhorn_fixed import calibrate, fixed_plan, row_error
-from mechanisms.sinkhorn_settings import SinkhornSettings
 from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import lagrangian_loss
 
@@ -75,7 +74,7 @@ def test_calibration_reports_the_fixed_schedules_true_error() -> None:
 @pytest.mark.parametrize("name,agents,items", SETTINGS[:3])
 def test_fixed_mechanism_matches_tolerance_mechanism_with_gradients(name, agents, items) -> None:
     torch.manual_seed(1)
-    mechanism = SinkhornMechanism(agents, items, _demand(name), tol=1e-6, max_iter=5000).double()
+    mechanism = SinkhornMechanism(agents, items, _demand(name), sinkhorn=SinkhornSettings(tol=1e-6, max_iter=5000)).double()
     bids = torch.rand(16, agents, items, dtype=torch.float64)
 
     def outcome_and_grads():
@@ -89,7 +88,7 @@ def test_fixed_mechanism_matches_tolerance_mechanism_with_gradients(name, agents
         mechanism.calibrate(bids, margin=0.0).iterations
     )
     fixed = outcome_and_grads()
-    assert mechanism.last_iterations == sum(mechanism.fixed_iterations)
+    assert mechanism.last_iterations == sum(mechanism.settings.fixed_iterations)
     torch.testing.assert_close(fixed[0], tolerance[0], atol=1e-8, rtol=1e-7)
     torch.testing.assert_close(fixed[1], tolerance[1], atol=1e-8, rtol=1e-7)
     for got, want in zip(fixed[2], tolerance[2]):
@@ -126,7 +125,9 @@ def test_written_out_adam_equals_torch_adam() -> None:
 
 def _loss_sequence(fast: bool, steps: int = 4) -> list[float]:
     torch.manual_seed(3)
-    mechanism = SinkhornMechanism(2, 2, "unit", hidden=(16, 16), tol=1e-7, max_iter=5000).double()
+    mechanism = SinkhornMechanism(
+        2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), allocation_net=MLP((16, 16)), payment_net=MLP((16, 16))
+    ).double()
     optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-2)
     multipliers, rho = torch.full((2,), 5.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     low, high = torch.zeros(2, 1, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
@@ -178,7 +179,7 @@ def test_fast_step_leaves_the_mechanism_on_its_tolerance_rule() -> None:
     )
     out = step(torch.rand(8, 1, 2))
     assert out.misreports.shape == (8, 1, 2) and out.regrets.shape == (8, 1)
-    assert mechanism.fixed_iterations is None and step.last_calibration is not None
+    assert mechanism.settings.fixed_iterations is None and step.last_calibration is not None
     assert all(p.grad is not None for p in mechanism.parameters())
     with pytest.raises(ValueError, match="restarts=0"):
         FastStep(mechanism, MisreportSearch(restarts=1), lambda r, g: r.mean(), low, high, FastStepSettings())
@@ -206,7 +207,7 @@ def test_triton_kernel_matches_torch_backend_in_the_interpreter() -> None:
         import torch
         from mechanisms.demand import Demand
         from mechanisms.sinkhorn import geometric_epsilons
-        from mechanisms.sinkhorn_fixed import fixed_plan
+        from mechanisms.sinkhorn import fixed_plan
         eps = geometric_epsilons(1.0, 0.05, 10)
         torch.manual_seed(0)
         for name, k, n, m in [("unit", 1, 2, 3), ("exactly_k", 1, 2, 3), ("unit", 1, 2, 15), ("k_demand", 2, 2, 5)]:
@@ -234,7 +235,7 @@ def test_trusted_forward_skips_checks() -> None:
 def test_fast_step_warm_start_matches_find_misreports_init() -> None:
     """The fast step's warm start (persistent misreports) searches like find_misreports(init=...)."""
     torch.manual_seed(2)
-    mechanism = SinkhornMechanism(2, 2, hidden=(8,), tol=1e-7, max_iter=5000).double()
+    mechanism = SinkhornMechanism(2, 2, sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), allocation_net=MLP((8,)), payment_net=MLP((8,))).double()
     batch = torch.rand(16, 2, 2, dtype=torch.float64)
     init = torch.rand(16, 2, 2, dtype=torch.float64)
     low, high = torch.zeros(2, 1, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)

@@ -12,7 +12,9 @@ import torch
 from scipy.optimize import linprog
 
 from mechanisms.demand import Demand
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
+from mechanisms.sinkhorn import SinkhornSettings
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 
 # (demand, k, agents, items, capacity of each agent, capacities must be met exactly)
@@ -64,19 +66,19 @@ def assert_ir(bids: torch.Tensor, allocation: torch.Tensor, payment: torch.Tenso
 
 @pytest.mark.parametrize("demand,k,n,m,caps,exact", SINKHORN_SETTINGS)
 def test_sinkhorn_mechanism_is_feasible_and_ir(demand, k, n, m, caps, exact) -> None:
-    mechanism = SinkhornMechanism(n, m, demand, k, hidden=(32, 32))
+    mechanism = SinkhornMechanism(n, m, demand, k, allocation_net=MLP((32, 32)), payment_net=MLP((32, 32)))
     for name, bids in bid_profiles(n, m).items():
         with torch.no_grad():
             allocation, payment = mechanism(bids)
         assert allocation.shape == (len(bids), n, m) and payment.shape == (len(bids), n)
-        assert 0 <= mechanism.last_marginal_error < mechanism.tol, name
+        assert 0 <= mechanism.last_marginal_error < mechanism.settings.tol, name
         assert mechanism.last_iterations > 0
         # Item totals are exact; agent totals are within the relative tolerance of their capacity.
         caps_t = torch.tensor(caps, dtype=allocation.dtype)
         assert float((allocation.sum(1) - 1).max()) <= 1e-5, name
         assert float(allocation.min()) >= 0, name
         agent_gap = (allocation.sum(2) - caps_t) / caps_t
-        assert float((agent_gap.abs() if exact else agent_gap).max()) <= mechanism.tol, name
+        assert float((agent_gap.abs() if exact else agent_gap).max()) <= mechanism.settings.tol, name
         torch.testing.assert_close(
             mechanism.demand.violation(allocation), max_infeasibility(allocation, caps, exact), atol=1e-6, rtol=0
         )
@@ -85,7 +87,7 @@ def test_sinkhorn_mechanism_is_feasible_and_ir(demand, k, n, m, caps, exact) -> 
 
 @pytest.mark.parametrize("demand,k,n,m,caps,exact", REGRETNET_SETTINGS)
 def test_regretnet_is_exactly_feasible_and_ir(demand, k, n, m, caps, exact) -> None:
-    mechanism = RegretNet(n, m, demand, k, hidden=(32, 32))
+    mechanism = RegretNet(n, m, demand, k, allocation_net=MLP((32, 32)), payment_net=MLP((32, 32)))
     for name, bids in bid_profiles(n, m).items():
         with torch.no_grad():
             allocation, payment = mechanism(bids)
@@ -126,7 +128,7 @@ def allocation_lp(scores: np.ndarray, capacities: list[int], exact: bool) -> flo
 def test_small_epsilon_approaches_the_exact_allocation_lp_and_large_epsilon_is_diffuse(
     demand, k, n, m, caps, exact
 ) -> None:
-    mechanism = SinkhornMechanism(n, m, demand, k, hidden=(32, 32))
+    mechanism = SinkhornMechanism(n, m, demand, k, allocation_net=MLP((32, 32)), payment_net=MLP((32, 32)))
     bids = torch.rand(6, n, m)
     with torch.no_grad():
         scores = mechanism.allocation_net(bids.flatten(1)).view(-1, n, m)
@@ -144,28 +146,30 @@ def test_small_epsilon_approaches_the_exact_allocation_lp_and_large_epsilon_is_d
 
 def test_set_sinkhorn_keeps_unset_values_and_validates() -> None:
     mechanism = SinkhornMechanism(2, 2)
-    assert mechanism.epsilons[0] == pytest.approx(1.0) and mechanism.epsilons[-1] == pytest.approx(0.05)
-    assert len(mechanism.epsilons) == 10 and mechanism.tol == 1e-2
+    settings = mechanism.settings
+    assert settings.epsilons[0] == pytest.approx(1.0) and settings.epsilons[-1] == pytest.approx(0.05)
+    assert len(settings.epsilons) == 10 and settings.tol == 1e-2
     mechanism.set_sinkhorn(eps_final=0.01, tol=1e-3)
-    assert len(mechanism.epsilons) == 10 and mechanism.epsilons[0] == pytest.approx(1.0)
-    assert mechanism.epsilons[-1] == pytest.approx(0.01) and mechanism.tol == 1e-3 and mechanism.max_iter == 1000
+    settings = mechanism.settings
+    assert len(settings.epsilons) == 10 and settings.epsilons[0] == pytest.approx(1.0)
+    assert settings.epsilons[-1] == pytest.approx(0.01) and settings.tol == 1e-3 and settings.max_iter == 1000
     for bad in (dict(tol=0.0), dict(eps_final=-1.0), dict(eps_steps=0), dict(max_iter=0)):
         with pytest.raises(ValueError):
             mechanism.set_sinkhorn(**bad)
     with pytest.raises(ValueError, match="grad"):
-        SinkhornMechanism(2, 2, grad="exact")
+        SinkhornMechanism(2, 2, sinkhorn=SinkhornSettings(grad="exact"))
 
 
 def test_architecture_does_not_depend_on_the_demand() -> None:
     """Only the marginals change: a unit-demand network's weights load into an exactly-1 one."""
-    unit = SinkhornMechanism(2, 3, "unit", hidden=(16,))
-    exact = SinkhornMechanism(2, 3, "exactly_k", 1, hidden=(16,))
+    unit = SinkhornMechanism(2, 3, "unit", allocation_net=MLP((16,)), payment_net=MLP((16,)))
+    exact = SinkhornMechanism(2, 3, "exactly_k", 1, allocation_net=MLP((16,)), payment_net=MLP((16,)))
     exact.load_state_dict(unit.state_dict())
     bids = torch.rand(8, 2, 3)
     with torch.no_grad():
         allocation, _ = exact(bids)
         unit_allocation, _ = unit(bids)
-    torch.testing.assert_close(allocation.sum(2), torch.ones(8, 2), atol=exact.tol, rtol=0)
+    torch.testing.assert_close(allocation.sum(2), torch.ones(8, 2), atol=exact.settings.tol, rtol=0)
     assert float((unit_allocation - allocation).abs().max()) > 1e-3  # same weights, different marginals
 
 
@@ -180,7 +184,7 @@ def test_to_dtype_moves_the_marginals_and_mismatched_bids_are_refused() -> None:
         mechanism(torch.rand(4, 3, 2, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("make", [lambda: SinkhornMechanism(2, 3, hidden=(16,)), lambda: RegretNet(2, 3, hidden=(16,))])
+@pytest.mark.parametrize("make", [lambda: SinkhornMechanism(2, 3, allocation_net=MLP((16,)), payment_net=MLP((16,))), lambda: RegretNet(2, 3, allocation_net=MLP((16,)), payment_net=MLP((16,)))])
 def test_both_networks_receive_gradients(make) -> None:
     mechanism = make()
     _, payment = mechanism(torch.rand(16, 2, 3))
@@ -196,7 +200,9 @@ def test_implicit_and_unrolled_sinkhorn_gradients_agree() -> None:
     grads = []
     for grad in ("implicit", "unroll"):
         torch.manual_seed(1)
-        mechanism = SinkhornMechanism(2, 3, "exactly_k", 1, hidden=(16,), tol=1e-7, max_iter=5000, grad=grad).double()
+        mechanism = SinkhornMechanism(
+            2, 3, "exactly_k", 1, sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000, grad=grad), allocation_net=MLP((16,)), payment_net=MLP((16,))
+        ).double()
         bids = torch.rand(8, 2, 3, dtype=torch.float64)
         allocation, payment = mechanism(bids)
         (payment.sum() + (allocation * bids).sum()).backward()

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from adversary.regret import measure, regret
 from adversary.search import MisreportSearch, find_misreports
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 
@@ -179,7 +180,7 @@ def test_mechanisms_without_bid_gradients_are_searched_by_their_starts(mechanism
 
 
 def test_parameter_gradients_and_mode_are_untouched() -> None:
-    mechanism = RegretNet(2, 2, hidden=(8,))
+    mechanism = RegretNet(2, 2, allocation_net=MLP((8,)), payment_net=MLP((8,)))
     parameters = list(mechanism.parameters())
     sentinels = [torch.full_like(p, 7.0) for p in parameters[::2]]
     for p, s in zip(parameters[::2], sentinels):
@@ -195,7 +196,7 @@ def test_parameter_gradients_and_mode_are_untouched() -> None:
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
 def test_search_runs_inside_no_grad_and_inference_mode(context) -> None:
-    mechanism = RegretNet(2, 2, hidden=(8,))
+    mechanism = RegretNet(2, 2, allocation_net=MLP((8,)), payment_net=MLP((8,)))
     with context():
         valuations = torch.rand(16, 1, 1)
         misreports = find_misreports(PayYourBid(), valuations)
@@ -256,7 +257,7 @@ def test_a_warm_start_of_the_wrong_shape_is_refused() -> None:
 
 def test_gradient_search_matches_a_grid_search_on_a_rugged_learned_mechanism() -> None:
     """One bidder, one item: the best misreport of a randomly initialized RegretNet, by brute force."""
-    mechanism = RegretNet(1, 1, "additive", hidden=(16,))
+    mechanism = RegretNet(1, 1, "additive", allocation_net=MLP((16,)), payment_net=MLP((16,)))
     with torch.no_grad():
         for parameter in mechanism.parameters():
             parameter.normal_(0, 3)  # a rugged, multi-modal utility landscape
@@ -319,9 +320,9 @@ def test_evaluate_needs_a_demand_and_a_contract_abiding_mechanism() -> None:
 
 
 def test_evaluate_a_sinkhorn_mechanism_end_to_end() -> None:
-    mechanism = SinkhornMechanism(2, 2, "exactly_k", 1, hidden=(16,)).eval()
+    mechanism = SinkhornMechanism(2, 2, "exactly_k", 1, allocation_net=MLP((16,)), payment_net=MLP((16,))).eval()
     report = measure(mechanism, torch.rand(12, 2, 2), MisreportSearch(steps=5, restarts=1), batch_size=5, progress=True)
     assert report.n_samples == 12 and len(report.regret_per_agent) == 2
     assert report.ir_violation_max <= 1e-6  # IR by construction
-    assert report.allocation_violation_max <= mechanism.tol  # rows within the Sinkhorn tolerance
+    assert report.allocation_violation_max <= mechanism.settings.tol  # rows within the Sinkhorn tolerance
     assert report.regret_sum_over_agents_mean == pytest.approx(2 * report.regret_mean_over_agents_mean)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mechanisms.networks import ACTIVATIONS, PaymentHead, Tanh, check_dtype, mlp
+from mechanisms.networks import ACTIVATIONS, MLP, PaymentHead, Tanh, check_dtype, mlp
 
 
 def test_mlp_layers_follow_the_requested_widths_and_activation() -> None:
@@ -63,7 +63,7 @@ def test_mlp_rejects_bad_widths(hidden: tuple) -> None:
 
 
 def test_payment_is_a_bid_dependent_fraction_of_the_allocated_bid_value() -> None:
-    head = PaymentHead(3, 2, hidden=(8,))
+    head = PaymentHead(3, 2, MLP((8,)))
     bids = torch.rand(64, 3, 2)
     allocation = torch.rand(64, 3, 2)
     value = (bids * allocation).sum(-1)

@@ -83,7 +83,7 @@ def test_original_presets_follow_the_original_code(preset: str) -> None:
         paper.demand.name, paper.demand.k, paper.mechanism._target_,
     )
     # what the original code does differently
-    assert list(cfg.mechanism.hidden) == [128, 128, 128]
+    assert list(cfg.mechanism.allocation_net.hidden) == list(cfg.mechanism.payment_net.hidden) == [128, 128, 128]
     assert (cfg.model.quadratic_penalty, cfg.model.penalty_over_agents) == ("per_sample", "mean")
     assert cfg.callbacks.rho.every_n_steps == RHO_EVERY.get(row, 2)
     # what both do

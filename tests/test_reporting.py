@@ -14,6 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from mechanisms.networks import MLP
 from mechanisms.optimal import free_and_priced, manelli_vincent, posted_price
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from mechanisms.vcg import VCG
@@ -161,7 +162,7 @@ def test_grid_rejects_bad_input(kwargs: dict, message: str) -> None:
 
 def test_grid_needs_two_items() -> None:
     with pytest.raises(ValueError, match="two items"):
-        mechanism_grid(SinkhornMechanism(1, 3, "unit", hidden=[4]))
+        mechanism_grid(SinkhornMechanism(1, 3, "unit", allocation_net=MLP((4,)), payment_net=MLP((4,))))
 
 
 def test_heatmaps_are_logged_to_tensorboard_during_validation(tmp_path: Path) -> None:
@@ -227,7 +228,7 @@ def _table_row(markdown: str, preset: str) -> list[str]:
 
 
 def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.hidden"))]
+    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.allocation_net", "mechanism.payment_net"))]
     argv = ["paper_1x2_exactly_one", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md")]
     assert reproduce.main([*argv, *(f"--override={o}" for o in budget)]) == 0
     metrics = json.loads((tmp_path / "runs" / "paper_1x2_exactly_one" / "metrics.json").read_text())
@@ -258,7 +259,7 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
 
 def test_reproduction_trains_presets_side_by_side(tmp_path: Path) -> None:
     """--jobs 2: both runs are trained, at the same time (their start-to-end intervals overlap)."""
-    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.hidden"))]
+    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.allocation_net", "mechanism.payment_net"))]
     presets = ["paper_1x2_unit", "paper_1x2_unit_regretnet"]
     argv = [*presets, "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"), "--no-audit", "--jobs", "2"]
     assert reproduce.main([*argv, *(f"--override={o}" for o in budget)]) == 0

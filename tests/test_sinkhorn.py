@@ -21,7 +21,7 @@ from torch import Tensor
 
 from mechanisms.demand import marginals
 from mechanisms.sinkhorn import GeometricEpsilonSchedule, geometric_epsilons, sinkhorn, solve
-from mechanisms.sinkhorn_iterations import _check_interval
+from mechanisms.sinkhorn._iterations import check_interval as _check_interval
 
 PAPER = geometric_epsilons(1.0, 0.05, 10)
 N_AGENTS, N_ITEMS = 2, 4

@@ -28,6 +28,7 @@ from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH
 from adversary.strong import StrongSettings, strong_misreports, strong_regret, structured_starts
 from mechanisms.base import Mechanism
+from mechanisms.networks import MLP
 from mechanisms.optimal import posted_price
 from mechanisms.regretnet import RegretNet
 from mechanisms.vcg import VCG
@@ -108,7 +109,7 @@ def test_truthful_mechanisms_have_zero_strong_regret(mechanism, items, settings)
 def test_the_strong_search_agrees_with_the_audit_on_a_small_learned_mechanism() -> None:
     """A randomly initialized RegretNet, 2 bidders x 2 items: never above the exhaustive audit (up to its
     grid's resolution), and within 10% of it on average."""
-    mechanism = RegretNet(2, 2, "additive", hidden=(16,)).double()
+    mechanism = RegretNet(2, 2, "additive", allocation_net=MLP((16,)), payment_net=MLP((16,))).double()
     with torch.no_grad():
         for parameter in mechanism.parameters():
             parameter.normal_(0, 1.5)
@@ -125,7 +126,7 @@ def test_chunking_does_not_change_the_result() -> None:
     """Without random draws the result is the same whatever the chunk (one profile per call here)."""
     valuations = torch.rand(6, 2, 4, dtype=torch.float64)
     settings = dict(random_starts=0, permutations=0, steps=20)
-    mechanism = RegretNet(2, 4, "additive", hidden=(8,)).double()
+    mechanism = RegretNet(2, 4, "additive", allocation_net=MLP((8,)), payment_net=MLP((8,))).double()
     whole = strong_misreports(mechanism, valuations, StrongSettings(**settings))
     one_by_one = strong_misreports(mechanism, valuations, StrongSettings(**settings, max_profiles=1))
     assert torch.equal(whole, one_by_one)

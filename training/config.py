@@ -55,12 +55,13 @@ def _build(section: str, build: Any) -> Any:
 TEST_CHECKPOINTS = ("last", "best")
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
-RESUME_COMPARED = (
-    "agents", "items", "seed", "demand", "mechanism", "sinkhorn", "data", "model", "lagrangian",
+RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
+    "agents", "items", "seed", "demand", "mechanism", "data", "model", "lagrangian",
     "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
-RESUME_FIXED = ("agents", "items", "demand", "mechanism._target_", "mechanism.hidden", "mechanism.activation")
+# The setting and the architecture: the whole network nodes, so that no architecture field slips past.
+RESUME_FIXED = ("agents", "items", "demand", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net")
 
 
 def _check_setting(cfg: DictConfig) -> None:
@@ -74,11 +75,6 @@ def _check_setting(cfg: DictConfig) -> None:
     if choice not in TEST_CHECKPOINTS:
         raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
     _build("demand", lambda: Demand(cfg.demand.name, cfg.demand.k).capacities(cfg["agents"], cfg["items"]))
-    sinkhorn = cfg.get("sinkhorn")
-    if sinkhorn is not None:
-        init, final = sinkhorn.get("eps_init"), sinkhorn.get("eps_final")
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (init, final)) and 0 < init < final:
-            raise ValueError(f"sinkhorn: eps_init={init} < eps_final={final}: the epsilon schedule must not increase")
 
 
 def _check_data(cfg: DictConfig, world: int, check_machine: bool) -> None:

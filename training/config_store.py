@@ -7,8 +7,9 @@ The YAML files under ``conf/`` select these nodes through their defaults lists i
   ``conf/model/augmented_lagrangian.yaml`` into ``model.train_search``, ``model.val_search`` and ``model.test_search``;
 * ``data/test_set``: ``paper`` - ``test_size``: :data:`~adversary.search.TEST_SAMPLES`, merged into ``data`` by
   ``conf/data/uniform.yaml``;
-* ``sinkhorn``: ``paper`` - the fields of :class:`~mechanisms.sinkhorn_settings.SinkhornSettings` (its defaults)
-  that the ``sinkhorn`` section sets, selected by ``conf/config.yaml``.
+* ``sinkhorn``: ``paper`` - :class:`~mechanisms.sinkhorn.SinkhornSettings` as a ``_target_`` node with the fields (its
+  defaults) that the ``sinkhorn`` section sets, selected by ``conf/config.yaml``; ``conf/mechanism/sinkhorn.yaml``
+  passes it to the mechanism as ``mechanism.sinkhorn``.
 
 :func:`register_configs` stores them in Hydra's ``ConfigStore``; importing :mod:`training` calls it, so every
 compose that imports the project (``train.py``, the tests, the launchers' job processes, which receive the store
@@ -24,7 +25,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch
-from mechanisms.sinkhorn_settings import SinkhornSettings
+from mechanisms.sinkhorn import SinkhornSettings
 
 __all__ = ["NODES", "register_configs", "search_node", "sinkhorn_node"]
 
@@ -49,9 +50,13 @@ def search_node(search: MisreportSearch) -> dict[str, Any]:
     return {"_target_": target, **_fields(search, SEARCH_LEFT_OUT)}
 
 
+SINKHORN_TARGET = "mechanisms.sinkhorn.SinkhornSettings"  # the public name (the class lives in a private module)
+
+
 def sinkhorn_node(settings: SinkhornSettings = SinkhornSettings()) -> dict[str, Any]:
-    """The ``sinkhorn`` section for ``settings``: schedule, stopping rule, gradient mode (default: the paper's)."""
-    return _fields(settings, SINKHORN_LEFT_OUT)
+    """The ``sinkhorn`` section for ``settings``: schedule, stopping rule, gradient mode (default: the paper's), as a
+    node that ``hydra.utils.instantiate`` turns back into an equal :class:`SinkhornSettings`."""
+    return {"_target_": SINKHORN_TARGET, **_fields(settings, SINKHORN_LEFT_OUT)}
 
 
 # (group, name): node

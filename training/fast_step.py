@@ -6,7 +6,8 @@ and its backward pass.  On a GPU the eager step is launch-bound (tens of
 thousands of small kernels and a host synchronization per Sinkhorn check), so
 :class:`FastStep` runs the same computation
 
-* with the Sinkhorn layer on a fixed schedule (:meth:`SinkhornMechanism.calibrate`,
+* with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`, passed to the
+  mechanism's ``allocate_and_pay`` as a solver on the stopping rule ``FixedIterations``,
   re-calibrated every ``recalibrate_every`` steps outside the captured region,
   with the fixed schedule's marginal error checked against ``tol`` each time),
 * with the written-out optimizer of :func:`adversary.search.ascend` and no
@@ -21,20 +22,19 @@ them is the caller's only synchronization.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import warnings
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import trusted_forward
+from adversary.deviation import Forward, trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
 from mechanisms.checks import check_positive_int
-from mechanisms.sinkhorn_fixed import Calibration
-from mechanisms.sinkhorn_settings import check_backend
+from mechanisms.sinkhorn import Calibration, Sinkhorn, check_backend
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
 
@@ -99,13 +99,12 @@ class FastStep:
         if search.restarts:
             raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
-        if hasattr(mechanism, "calibrate"):  # a Sinkhorn layer: its fixed schedule runs on this backend
-            mechanism.settings = mechanism.settings.replace(backend=settings.backend)
         self.low, self.high = low, high
         n = low.shape[0]
         self.scale = step_scale(low.view(1, n, 1, 1), high.view(1, n, 1, 1))  # steps relative to the domain's width
         self.calls = 0
         self.last_calibration: Calibration | None = None
+        self._fixed_solver: Sinkhorn | None = None  # the Sinkhorn layer's solver on the calibrated iterations
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_key: tuple | None = None
         self._static_input: Tensor | None = None
@@ -115,7 +114,7 @@ class FastStep:
     # ----------------------------------------------------------- computation
     def _compute(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """Search, regret, loss, backward: no host synchronization."""
-        forward = trusted_forward(self.mechanism)
+        forward = self._forward()
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
         starts = truthful_starts(valuations, init, low, high)
@@ -133,26 +132,21 @@ class FastStep:
         # The search explores the whole domain: calibrate on the batch and as many uniform profiles.
         lo, hi = self.low.unsqueeze(0), self.high.unsqueeze(0)
         spread = lo + (hi - lo) * torch.rand_like(valuations)
-        self.last_calibration = calibrate(torch.cat([valuations, spread]), margin=self.settings.margin)
+        backend = self.settings.backend
+        self.last_calibration = calibrate(torch.cat([valuations, spread]), margin=self.settings.margin, backend=backend)
+        fixed = self.mechanism.settings.replace(backend=backend).with_fixed_iterations(self.last_calibration.iterations)
+        self._fixed_solver = Sinkhorn.from_settings(fixed)
 
-    @contextlib.contextmanager
-    def _fixed_schedule(self) -> Iterator[None]:
-        """The mechanism on the calibrated fixed schedule inside, on its tolerance rule again after."""
-        if self.last_calibration is None:
-            yield
-            return
-        tolerance_rule = self.mechanism.settings
-        self.mechanism.settings = tolerance_rule.with_fixed_iterations(self.last_calibration.iterations)
-        try:
-            yield
-        finally:
-            self.mechanism.settings = tolerance_rule
+    def _forward(self) -> Forward:
+        """The mechanism's unchecked forward, its Sinkhorn layer (if any) on the calibrated fixed iterations."""
+        if self._fixed_solver is None:
+            return trusted_forward(self.mechanism)
+        return functools.partial(self.mechanism.allocate_and_pay, solver=self._fixed_solver)
 
     def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""
         self._clear_grads()
-        with self._fixed_schedule():
-            return self._compute(valuations, init)
+        return self._compute(valuations, init)
 
     def _clear_grads(self) -> None:
         for p in self.mechanism.parameters():
@@ -194,8 +188,7 @@ class FastStep:
         key = (tuple(valuations.shape), schedule, init is None)
         if self._graph is None or key != self._graph_key:
             try:
-                with self._fixed_schedule():
-                    self._capture(valuations, init)
+                self._capture(valuations, init)
             except RuntimeError as error:  # e.g. an op that cannot be captured on this CUDA/torch version
                 warnings.warn(f"CUDA graph capture failed, running the fast step without graphs: {error}")
                 self.settings = replace(self.settings, cuda_graph=False)

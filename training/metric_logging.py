@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from mechanisms.baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
 from mechanisms.references import references
-from mechanisms.sinkhorn_fixed import Calibration
+from mechanisms.sinkhorn import Calibration
 
 __all__ = [
     "BEST_BASELINE",
@@ -123,13 +123,13 @@ def log_training(module: pl.LightningModule, revenue: Tensor, regrets: Tensor, l
 
 def log_calibration(module: pl.LightningModule, calibration: Calibration) -> None:
     """The fixed Sinkhorn schedule's size and its marginal error on the calibration profiles (a warning over tol)."""
-    mechanism = module.mechanism
+    settings = module.mechanism.settings
     module.log("sinkhorn/calibrated_iterations", float(sum(calibration.iterations)))
     module.log("sinkhorn/calibrated_marginal_error", calibration.marginal_error)
-    if calibration.marginal_error > mechanism.tol:
+    if calibration.marginal_error > settings.tol:
         rank_zero_warn(
-            f"fixed Sinkhorn schedule misses tol={mechanism.tol:g} (error {calibration.marginal_error:.3g}) "
-            f"at max_iter={mechanism.max_iter}"
+            f"fixed Sinkhorn schedule misses tol={settings.tol:g} (error {calibration.marginal_error:.3g}) "
+            f"at max_iter={settings.max_iter}"
         )
 
 

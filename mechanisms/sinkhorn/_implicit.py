@@ -1,7 +1,7 @@
 """Implicit-function-theorem backward pass of the Sinkhorn layer.
 
-Shared by the tolerance solver (:mod:`mechanisms.sinkhorn`) and the
-fixed-schedule solver (:mod:`mechanisms.sinkhorn_fixed`): both compute a
+Shared by both stopping rules of the solver (tolerance, :mod:`._iterations`, and
+fixed iterations, :mod:`._fixed`): both compute a
 balanced plan without autograd and attach this backward to it, so gradients
 cost one batched ``(K, K)`` solve, ``K = min(N, M)``, whatever the number of
 iterations.

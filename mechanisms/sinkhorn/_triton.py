@@ -3,7 +3,7 @@
 Each program holds a block of small problems ``(N, M)`` (padded to powers of
 two) in registers and runs the whole epsilon schedule on them: one launch and
 one read of the cost per solve, instead of a dozen kernels per iteration.
-The arithmetic is that of :func:`mechanisms.sinkhorn_fixed._torch_plan`
+The arithmetic is that of :func:`._fixed.torch_plan`
 (log-domain updates of the potentials in cost units, per-problem cost
 centring), so the two backends agree to rounding.  The per-epsilon counts and
 epsilons are read from device tensors: a recalibration changes no launch
@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mechanisms.sinkhorn_iterations import _safe_log
+from mechanisms.sinkhorn._iterations import safe_log
 
 try:
     import triton
@@ -131,5 +131,5 @@ def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     np_, mp = triton.next_power_of_2(n), triton.next_power_of_2(m)
     block = max(1, _ELEMENTS_PER_PROGRAM // (np_ * mp))
     grid = (triton.cdiv(batch, block),)
-    _sinkhorn_kernel[grid](cost, _safe_log(a).float(), _safe_log(b).float(), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
+    _sinkhorn_kernel[grid](cost, safe_log(a).float(), safe_log(b).float(), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
     return plan

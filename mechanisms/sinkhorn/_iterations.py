@@ -1,7 +1,8 @@
 """The iterations of the Sinkhorn layer: log-domain updates warm-started across the epsilon schedule.
 
-:func:`_iterate` runs them in the batch-last layout for :func:`mechanisms.sinkhorn.solve`,
-which prepares the inputs and attaches the backward pass; see its docstring for the method.
+:func:`iterate` runs them (the stopping rule ``Tolerance``) in the batch-last layout for
+:meth:`mechanisms.sinkhorn.Sinkhorn.solve`, which prepares the inputs and attaches the backward
+pass; see its docstring for the method.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["_check_interval", "_iterate", "_logsumexp", "_safe_log"]
+__all__ = ["check_interval", "iterate", "logsumexp", "safe_log"]
 
 
-def _safe_log(x: Tensor) -> Tensor:
+def safe_log(x: Tensor) -> Tensor:
     """``log x`` with ``log 0 = -inf`` (zero marginals are allowed)."""
     return torch.where(x > 0, x.log(), torch.full_like(x, -math.inf))
 
 
-def _logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
+def logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
     """Max-shifted ``log sum exp`` of ``x`` over ``dim``; overwrites ``x`` when ``inplace``.
 
     Written out because ``torch.logsumexp`` costs several times more for the
@@ -34,12 +35,12 @@ def _logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
 
 
 # Below this max relative row error the multiplicative updates cannot empty a row or a
-# column (see _iterate); every _REFRESH-th iteration is a log-domain one all the same.
+# column (see iterate); every _REFRESH-th iteration is a log-domain one all the same.
 _SAFE_ERROR = 0.5
 _REFRESH = 10
 
 
-def _check_interval(previous: tuple[int, float] | None, done: int, error: float, tol: float, most: int) -> int:
+def check_interval(previous: tuple[int, float] | None, done: int, error: float, tol: float, most: int) -> int:
     """Iterations until the next convergence check, between ``min(2, most)`` and ``most``.
 
     Fewer than ``most`` where the linear rate seen since the ``previous`` check
@@ -67,7 +68,7 @@ class _Iterates(NamedTuple):
     stage_iterations: tuple[int, ...]
 
 
-def _iterate(
+def iterate(
     kernel: Tensor,
     a: Tensor,
     b: Tensor,
@@ -97,7 +98,7 @@ def _iterate(
     """
     inplace = not (torch.is_grad_enabled() and kernel.requires_grad)
     scratch = torch.empty_like(kernel) if inplace else None
-    log_a, log_b = _safe_log(a), _safe_log(b)
+    log_a, log_b = safe_log(a), safe_log(b)
     # ratio(sums, m) = sums / m, and 1 where the marginal is zero (such rows and columns stay 0).
     inv_a, idle_a = torch.where(a > 0, 1 / a, 0.0), (a == 0).to(a.dtype)
     inv_b, idle_b = torch.where(b > 0, 1 / b, 0.0), (b == 0).to(b.dtype)
@@ -107,7 +108,7 @@ def _iterate(
 
     def row_potential(scaled: Tensor, v: Tensor) -> Tensor:  # log-domain row update: u (N, batch)
         x = torch.add(scaled, v.unsqueeze(0), out=scratch) if inplace else scaled + v.unsqueeze(0)
-        return log_a - _logsumexp(x, 1, inplace)
+        return log_a - logsumexp(x, 1, inplace)
 
     def column_update(scaled: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:  # -> (v, plan (N, M, batch))
         x = torch.add(scaled, u.unsqueeze(1), out=scratch) if inplace else scaled + u.unsqueeze(1)
@@ -144,7 +145,7 @@ def _iterate(
                 if error < tol:
                     converged = True
                     break
-                next_check = done + _check_interval(last_check, done, error, tol, check_every)
+                next_check = done + check_interval(last_check, done, error, tol, check_every)
                 last_check = (done, error)
             if done == max_iter:
                 break
@@ -160,7 +161,7 @@ def _iterate(
         stage_iterations.append(done)
     with torch.no_grad():  # u that reproduces the plan: a row update (in a fresh buffer) plus log(rows / a)
         v = v.detach()
-        u = log_a - _logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
+        u = log_a - logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
     # The plan may live in the scratch buffer; (batch, N, M) is a view of it when batch == 1.
     plan = plan.permute(2, 0, 1).contiguous()
     return _Iterates(plan, u, v, iterations, converged, error, tuple(stage_iterations))
