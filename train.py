@@ -14,6 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from training.config import validate_config
+from training.ensemble_config import build_ensemble, ensemble_size
+from training.ensemble_run import run_ensemble
 from training.run import run
 
 CONF = Path(__file__).resolve().parent / "conf"
@@ -29,10 +31,13 @@ warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, test; returns the test revenue (the objective for Hydra sweepers; None in a DDP helper process)."""
     try:
-        components = validate_config(cfg)  # built once, here; the run trains them
+        ensemble = ensemble_size(cfg) > 1  # several members trained as one batched model: docs/ensembles.md
+        components = build_ensemble(cfg) if ensemble else validate_config(cfg)  # built once, here; the run trains them
     except ValueError as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr)
         sys.exit(2)
+    if ensemble:
+        return run_ensemble(cfg, components)["ensemble"]["summary"]["revenue_mean_members_mean"]
     metrics = run(cfg, components)
     return float(metrics["test"]["revenue_mean"]) if metrics else None
 

@@ -267,12 +267,13 @@ class EnsembleModule(pl.LightningModule):
             self.log("hp_metric", torch.stack([metrics["revenue"].compute() for metrics in self.val_metrics]).mean())
 
     # ------------------------------------------------------------------- test
-    def test_member(self, k: int, valuations: Tensor) -> dict[str, Any]:
-        """Member ``k`` measured with the test protocol on ``valuations`` ``(samples, agents, items)``,
-        with its own test seed: what its single run's test reports."""
+    def test_member(self, k: int, valuations: Tensor, mechanism: nn.Module | None = None) -> dict[str, Any]:
+        """Member ``k`` (or ``mechanism``, e.g. its best weights) measured with the test protocol on
+        ``valuations`` ``(samples, agents, items)`` with its own test seed: what its single run's test reports."""
         generator = torch.Generator(device=valuations.device).manual_seed(self.test_seeds[k])
+        mechanism = member_mechanism(self.mechanism, k) if mechanism is None else mechanism
         with torch.enable_grad():
-            evaluation = measure(member_mechanism(self.mechanism, k), valuations, self.test_search, low=self.low,
+            evaluation = measure(mechanism, valuations, self.test_search, low=self.low,
                                  high=self.high, batch_size=self.test_batch_size or valuations.shape[0],
                                  generator=generator)
         return evaluation.to_dict()
