@@ -47,7 +47,7 @@ from training.metric_logging import flatten, log_calibration, log_training, refe
 from training.module import AuctionModule
 from training.validation import log_validation, validation_generator, validation_metrics
 
-__all__ = ["EnsembleModule", "ensemble_summary"]
+__all__ = ["EnsembleModule", "ensemble_summary", "member_lagrangian"]
 
 SHARED = ("train_search", "val_search", "test_search", "quadratic_penalty", "penalty_over_agents",
           "persistent_misreports", "test_batch_size", "fast")
@@ -80,6 +80,20 @@ def _check_members(members: Sequence[AuctionModule]) -> None:
             raise ValueError(f"ensemble members must share the value range (data.low/high): member {k} differs")
         if _adam_options(member) != _adam_options(first):
             raise ValueError(f"ensemble members must share the Adam options: member {k} differs")
+
+
+def member_lagrangian(
+    revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Tensor, *,
+    quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum",
+) -> Tensor:
+    """Every member's :func:`training.lagrangian.lagrangian_loss` ``(K,)``, vectorized over the members.
+
+    ``revenue`` ``(batch * K,)`` and ``regrets`` ``(batch * K, agents)`` are folded (member innermost);
+    ``multipliers`` ``(K, agents)``, ``rho`` ``(K,)``.
+    """
+    size = multipliers.shape[0]
+    loss = functools.partial(lagrangian_loss, quadratic_penalty=quadratic_penalty, penalty_over_agents=penalty_over_agents)
+    return torch.func.vmap(loss, in_dims=(1, 1, 0, 0))(unfold(revenue, size), unfold(regrets, size), multipliers, rho)
 
 
 class _MemberView:
@@ -195,11 +209,8 @@ class EnsembleModule(pl.LightningModule):
 
     def member_losses(self, revenue: Tensor, regrets: Tensor) -> Tensor:
         """Every member's Lagrangian ``(K,)`` from folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
-        loss = functools.partial(lagrangian_loss, quadratic_penalty=self.quadratic_penalty,
-                                 penalty_over_agents=self.penalty_over_agents)
-        return torch.func.vmap(loss, in_dims=(1, 1, 0, 0))(
-            unfold(revenue, self.size), unfold(regrets, self.size), self.lagrange_multipliers, self.rho
-        )
+        return member_lagrangian(revenue, regrets, self.lagrange_multipliers, self.rho,
+                                 quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
 
     def _loss(self, revenue: Tensor, regrets: Tensor) -> Tensor:
         """The sum of the members' Lagrangians: member ``k``'s parameters get member ``k``'s gradient only."""
