@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from callbacks.ensemble import EnsembleLagrangeUpdate, EnsembleRhoSchedule
 from callbacks.lagrangian import LagrangeUpdate, RhoSchedule
@@ -13,7 +14,7 @@ from mechanisms.ensemble import member_state_dict
 from tests.test_config import make_config
 from tests.test_training import TINY
 from training.config import build_components
-from training.ensemble_config import build_ensemble, member_configs
+from training.ensemble_config import build_ensemble, member_configs, pack_multirun
 
 SCHEDULES = (RhoSchedule, LagrangeUpdate, EnsembleRhoSchedule, EnsembleLagrangeUpdate)
 SETTING = ["agents=2", "items=3", "model.train_search.steps=4"]
@@ -117,3 +118,18 @@ def test_member_configurations_are_single_runs() -> None:
 def test_bad_ensemble_configurations_fail_in_one_line(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_ensemble(make_config("ensemble.size=3", override))
+
+
+def test_a_packed_multirun_has_one_member_per_job_of_the_multirun() -> None:
+    sweeps = ["seed=0,1", "model.lr=0.001,0.003", "lagrangian.lambda_init=1.0,5.0"]
+    packed = pack_multirun(sweeps)
+    assert packed[0] == "ensemble.size=8"
+    members = member_configs(make_config(*packed))
+    jobs = [(s, lr, lam) for s in (0, 1) for lr in (0.001, 0.003) for lam in (1.0, 5.0)]  # Hydra's order: last fastest
+    for member, (seed, lr, lam) in zip(members, jobs, strict=True):
+        job = make_config(f"seed={seed}", f"model.lr={lr}", f"lagrangian.lambda_init={lam}")
+        for key in ("seed", "model.lr", "model.lambda_init", "callbacks.rho.rho_init", "model.test_seed"):
+            assert OmegaConf.select(member, key) == OmegaConf.select(job, key), key
+        assert member.data.seed == 0  # the ensemble's data: the first seed's, shared
+    with pytest.raises(ValueError, match="cannot pack 'mechanism.hidden=1,2'"):
+        pack_multirun(["mechanism.hidden=1,2"])

@@ -18,7 +18,9 @@ member as ``train.py`` would (:func:`training.config.validate_config`) and stack
 from __future__ import annotations
 
 import copy
-from typing import Any
+import itertools
+import sys
+from typing import Any, Sequence
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
@@ -29,7 +31,7 @@ from mechanisms.checks import check_int
 from training.config import Components, _check_resume, validate_config, world_size
 from training.ensemble import EnsembleModule
 
-__all__ = ["VARY", "build_ensemble", "ensemble_callbacks", "ensemble_size", "member_configs"]
+__all__ = ["VARY", "build_ensemble", "ensemble_callbacks", "ensemble_size", "member_configs", "pack_multirun"]
 
 VARY: dict[str, str] = {
     "seed": "seed",
@@ -39,6 +41,27 @@ VARY: dict[str, str] = {
         "lambda_init", "rho_init", "rho_increment", "rho_every_n_steps", "max_rho", "lambda_every_n_steps")},
 }
 """``ensemble.vary.<key>``: the configuration key it sets in member ``k``'s configuration."""
+
+
+def pack_multirun(sweeps: Sequence[str]) -> list[str]:
+    """The ``train.py`` overrides of ONE ensemble job for a Hydra multirun's sweeps, e.g.
+    ``["seed=0,1", "model.lr=0.001,0.003"]`` -> ``["ensemble.size=4", "ensemble.vary.seed=[0,0,1,1]",
+    "ensemble.vary.lr=[0.001,0.003,0.001,0.003]"]`` (the multirun's job order: the cross product, last key fastest).
+
+    Every swept key must be one of :data:`VARY`'s configuration keys; ``ValueError`` (one line) otherwise.
+    """
+    keys = {path: key for key, path in VARY.items()}
+    axes = []
+    for sweep in sweeps:
+        path, sep, values = sweep.partition("=")
+        if not sep or path not in keys or not values:
+            raise ValueError(f"cannot pack {sweep!r} into an ensemble: sweep one of {', '.join(keys)} as KEY=V1,V2,...")
+        axes.append((keys[path], values.split(",")))
+    jobs = list(itertools.product(*(values for _, values in axes)))
+    packed = [f"ensemble.size={len(jobs)}"]
+    for axis, (key, _) in enumerate(axes):
+        packed.append(f"ensemble.vary.{key}=[{','.join(job[axis] for job in jobs)}]")
+    return packed
 
 
 def ensemble_size(cfg: DictConfig) -> int:
@@ -124,3 +147,11 @@ def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
                            run_config=OmegaConf.to_container(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the members' builds drew from the global generator
     return Components(model.mechanism, parts[0].datamodule, model, ensemble_callbacks(cfg, configs))
+
+
+if __name__ == "__main__":  # python -m training.ensemble_config seed=0,1,2 model.lr=0.001,0.003
+    try:
+        print(" ".join(pack_multirun(sys.argv[1:])))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
