@@ -13,6 +13,7 @@ from tests.test_reporting import _table_row
 from tests.test_training import TINY
 
 
+@pytest.mark.slow  # a train.py subprocess
 def test_reproduction_trains_the_seeds_of_a_row_as_one_ensemble(tmp_path: Path) -> None:
     budget = [override for override in TINY if not override.startswith(("seed", "mechanism.hidden"))]
     argv = ["paper_1x2_unit", "--seeds", "3,5", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md")]

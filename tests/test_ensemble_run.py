@@ -24,7 +24,7 @@ def _run(directory: Path, *overrides: str) -> dict:
     return run_ensemble(cfg, build_ensemble(cfg))
 
 
-@pytest.mark.parametrize("mechanism", ["sinkhorn", "regretnet"])
+@pytest.mark.parametrize("mechanism", [pytest.param("sinkhorn", marks=pytest.mark.slow), "regretnet"])
 def test_exported_members_evaluate_exactly_like_the_members_inside(mechanism: str, tmp_path: Path) -> None:
     metrics = _run(tmp_path, f"mechanism={mechanism}", "ensemble.vary.lambda_init=[1,5,9]", "test_checkpoint=best")
     stored = json.loads((tmp_path / "metrics.json").read_text())
@@ -78,7 +78,8 @@ def test_export_refuses_other_checkpoints_in_one_line(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "m.ckpt").config["seed"] == 2
 
 
-@pytest.mark.parametrize("extra", [[], ["model.persistent_misreports=true", "model.fast.enabled=true"]],
+@pytest.mark.parametrize("extra", [pytest.param([], marks=pytest.mark.slow),
+                                   ["model.persistent_misreports=true", "model.fast.enabled=true"]],
                          ids=["eager", "fast-persistent"])
 def test_resume_of_an_ensemble_is_bitwise(extra: list[str], tmp_path: Path) -> None:
     common = ["mechanism=regretnet", "ensemble.vary.lr=[0.001,0.002,0.003]", "callbacks.lagrange.every_n_steps=3", *extra]

@@ -70,7 +70,8 @@ def _assert_equal(ensemble: list[list[dict[str, Any]]], singles: list[list[dict[
     assert not torch.allclose(ensemble[-1][0]["loss"], ensemble[-1][1]["loss"])
 
 
-@pytest.mark.parametrize("mechanism, extra", [("regretnet", []), ("sinkhorn", TIGHT_SINKHORN)])
+@pytest.mark.parametrize("mechanism, extra", [
+    ("regretnet", []), pytest.param("sinkhorn", TIGHT_SINKHORN, marks=pytest.mark.slow)])
 def test_three_seeds_train_as_their_single_runs(mechanism: str, extra: list[str]) -> None:
     overrides = [f"mechanism={mechanism}", *extra]
     cfg = make_config(*TINY, *SETTING, *overrides, "ensemble.size=3")
