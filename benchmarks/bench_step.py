@@ -45,6 +45,7 @@ from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
+from reporting.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402
 from training.ensemble import member_lagrangian  # noqa: E402
@@ -334,7 +335,7 @@ def main() -> None:
     path = Path(args.json or Path(__file__).parent / "results" / f"step_{args.device}.json")
     if str(path) != "/dev/null":
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(path, result)
 
 
 if __name__ == "__main__":

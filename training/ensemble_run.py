@@ -12,7 +12,6 @@ Writes into ``cfg.output_dir``:
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from reporting.atomic import write_json
 from reporting.checkpoints import load_checkpoint
 from reporting.tables import allocation_tolerance
 from training.config import TEST_CHECKPOINTS, Components
@@ -120,6 +120,6 @@ def run_ensemble(cfg: DictConfig, parts: Components) -> dict[str, Any]:
         "wall_time_s": done - start,
     }
     output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(output / "metrics.json", metrics)
     print(format_ensemble_table(metrics))
     return metrics
