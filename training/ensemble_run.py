@@ -28,6 +28,7 @@ from training.config import TEST_CHECKPOINTS, Components
 from training.ensemble import EnsembleModule, ensemble_summary
 from training.ensemble_config import VARY
 from training.ensemble_export import export_member
+from training.interrupt import StopOnSignal
 from training.run import _finite, _save_last, trainer_strategy
 
 __all__ = ["format_ensemble_table", "run_ensemble"]
@@ -76,8 +77,9 @@ def run_ensemble(cfg: DictConfig, parts: Components) -> dict[str, Any]:
     start = time.perf_counter()
     model: EnsembleModule = parts.model
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    stop = StopOnSignal(Path(cfg.output_dir) / "checkpoints")  # SIGTERM/SIGINT: last.ckpt, then Interrupted (train.py)
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=parts.callbacks, logger=logger
+        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=[*parts.callbacks, stop], logger=logger
     )
     trainer.fit(model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
     _save_last(trainer)
