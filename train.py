@@ -22,6 +22,8 @@ from omegaconf import DictConfig
 
 from training.config import validate_config
 from training.divergence import TrainingDiverged
+from training.ensemble_config import build_ensemble, ensemble_size
+from training.ensemble_run import run_ensemble
 from training.interrupt import Interrupted, resume_command
 from training.run import run
 from training.run_dir import check_run_dir, claim_run_dir
@@ -54,7 +56,8 @@ def main(cfg: DictConfig) -> float | None:
     overrides = _overrides()
     try:
         check_run_dir(cfg.output_dir, cfg.get("resume"))
-        components = validate_config(cfg)  # built once, here; the run trains them
+        ensemble = ensemble_size(cfg) > 1  # several members trained as one batched model: docs/ensembles.md
+        components = build_ensemble(cfg) if ensemble else validate_config(cfg)  # built once, here; the run trains them
         release = claim_run_dir(cfg.output_dir)
     except ValueError as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr)
@@ -62,7 +65,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     outcome = "failed"  # unless one below
     try:
-        metrics = run(cfg, components)
+        metrics = run_ensemble(cfg, components) if ensemble else run(cfg, components)
         outcome = "finished"
     except Interrupted as stop:
         saved = "nothing was saved" if stop.checkpoint is None else f"saved {stop.checkpoint}"
@@ -80,6 +83,8 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         release()
         JOBS.append((overrides, outcome))
+    if ensemble:
+        return metrics["ensemble"]["summary"]["revenue_mean_members_mean"]
     return float(metrics["test"]["revenue_mean"]) if metrics else None
 
 
@@ -163,7 +168,7 @@ def validate_sweep(argv: list[str]) -> str | None:
                     "trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper processes would "
                     "start the sweep again): use hydra/launcher=slurm, or sweep one device per job"
                 )
-            validate_config(cfg, check_machine=basic)
+            (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=basic)
         except ValueError as error:
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
             return f"error: invalid configuration of job {number} ({values}): {error}; no job was started"

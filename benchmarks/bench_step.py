@@ -3,6 +3,7 @@
     python benchmarks/bench_step.py --device cpu --threads 1          # the CPU table
     python benchmarks/bench_step.py --device cuda                     # the GPU table
     python benchmarks/bench_step.py --device cuda --concurrent 1,2,4,6 --window 20   # runs sharing one GPU
+    python benchmarks/bench_step.py --device cuda --ensemble 1,2,4,8,16   # K members as one model (docs/ensembles.md)
 
 Every (setting, mechanism, variant) is warmed up, then timed over ``--steps``
 steps (synchronized); the table gives the median ms per step, profiles per
@@ -19,6 +20,11 @@ The step is assembled from the same functions the LightningModule calls
 (``find_misreports``/``regret`` or ``FastStep``, ``lagrangian_loss``, Adam,
 the rho/lambda rules), without Lightning's loop around it.  Results go to
 ``--json`` (default ``benchmarks/results/step_<device>.json``).
+
+With ``--ensemble 1,2,4,...`` the 2x3 and 2x15 unit settings (``--only`` to change) are timed as one
+ordinary run (``single``) and as ensembles of K members (:mod:`mechanisms.ensemble`: one step trains
+all K on the shared batch); each row gives ms per step, member-steps per second and the speedup over
+K single runs one after another (K x the single run's ms per step).
 """
 
 from __future__ import annotations
@@ -37,12 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
+from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
 from reporting.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402
+from training.ensemble import member_lagrangian  # noqa: E402
 from training.fast_step import FastStep, FastStepSettings  # noqa: E402
 from training.lagrangian import LagrangeRule, RhoStaircase, lagrangian_loss  # noqa: E402
+from training.member_adam import MemberAdam  # noqa: E402
 
 RHO, LAMBDA = RhoStaircase(), LagrangeRule()  # the paper's: rho + 1 every 2 steps, lambda every 100
 SETTINGS = [  # (name, demand, agents, items, batch)
@@ -57,15 +66,24 @@ SETTINGS = [  # (name, demand, agents, items, batch)
 
 
 class Step:
-    """One training step of ``variant`` for a mechanism, with its own Adam, lambda and rho."""
+    """One training step of ``variant`` for a mechanism, with its own Adam, lambda and rho.
 
-    def __init__(self, mechanism, variant: str, device: torch.device, search_steps: int) -> None:
+    ``members`` > 1: ``mechanism`` is a stacked ensemble (:func:`mechanisms.ensemble.stack_members`) trained on
+    the folded batch with per-member lambda, rho and :class:`MemberAdam`, as :class:`training.ensemble.EnsembleModule`.
+    """
+
+    def __init__(self, mechanism, variant: str, device: torch.device, search_steps: int, members: int = 1) -> None:
         n = mechanism.n_agents
-        self.mechanism, self.variant, self.count = mechanism, variant, 0
+        self.mechanism, self.variant, self.count, self.members = mechanism, variant, 0, members
         self.search = MisreportSearch(steps=search_steps, lr=0.1)
-        self.optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-3)
-        self.multipliers = torch.full((n,), 5.0, device=device)
-        self.rho = torch.tensor(1.0, device=device)
+        if members == 1:
+            self.optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-3)
+            self.multipliers = torch.full((n,), 5.0, device=device)
+            self.rho = torch.tensor(1.0, device=device)
+        else:
+            self.optimizer = MemberAdam(mechanism.parameters(), lr=[1e-3] * members)
+            self.multipliers = torch.full((members, n), 5.0, device=device)
+            self.rho = torch.ones(members, device=device)
         self.low, self.high = torch.zeros(n, 1, device=device), torch.ones(n, 1, device=device)
         self.fast = None
         if variant != "eager":
@@ -73,9 +91,13 @@ class Step:
             self.fast = FastStep(mechanism, self.search, self._loss, self.low, self.high, settings)
 
     def _loss(self, revenue, regrets):
-        return lagrangian_loss(revenue, regrets, self.multipliers, self.rho)
+        if self.members == 1:
+            return lagrangian_loss(revenue, regrets, self.multipliers, self.rho)
+        return member_lagrangian(revenue, regrets, self.multipliers, self.rho).sum()
 
     def __call__(self, valuations: torch.Tensor) -> None:
+        if self.members > 1:  # every member on the same batch, folded (member innermost)
+            valuations = fold(valuations.unsqueeze(1).expand(-1, self.members, -1, -1))
         if self.fast is not None:
             regrets = self.fast(valuations).regrets
         else:
@@ -88,8 +110,10 @@ class Step:
         self.optimizer.step()
         self.count += 1
         self.rho.fill_(RHO(self.count))  # the paper's schedules, in place (no host synchronization)
-        if LAMBDA.due(self.count):
+        if LAMBDA.due(self.count) and self.members == 1:
             LAMBDA.apply(self.multipliers, self.rho, regrets.detach().mean(0))
+        elif LAMBDA.due(self.count):
+            LAMBDA.apply(self.multipliers, self.rho.view(-1, 1), unfold(regrets.detach(), self.members).mean(0))
 
 
 def _sync(device: torch.device) -> None:
@@ -129,15 +153,23 @@ def _timed(step: Step, batches: list[torch.Tensor], device: torch.device, args) 
     return times, time.time() - begin
 
 
-def measure(setting, mechanism_name: str, variant: str, device: torch.device, args) -> dict:
-    name, demand, agents, items, batch = setting
-    torch.manual_seed(0)
+def _mechanism(mechanism_name: str, demand: str, agents: int, items: int, seed: int):
+    torch.manual_seed(seed)
     if mechanism_name == "sinkhorn":
-        mechanism = SinkhornMechanism(agents, items, demand)
+        return SinkhornMechanism(agents, items, demand)
+    return RegretNet(agents, items, demand)
+
+
+def measure(setting, mechanism_name: str, variant: str, device: torch.device, args, members: int = 1) -> dict:
+    """One case; ``members`` > 1: an ensemble of that many members (seeds 0..members-1)."""
+    name, demand, agents, items, batch = setting
+    batch = args.batch or batch
+    if members == 1:
+        mechanism = _mechanism(mechanism_name, demand, agents, items, 0)
     else:
-        mechanism = RegretNet(agents, items, demand)
+        mechanism = stack_members([_mechanism(mechanism_name, demand, agents, items, k) for k in range(members)])
     mechanism = mechanism.to(device)
-    step = Step(mechanism, variant, device, args.search_steps)
+    step = Step(mechanism, variant, device, args.search_steps, members)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = [torch.rand(batch, agents, items, device=device, generator=generator) for _ in range(4)]
     for i in range(args.warmup):
@@ -149,6 +181,7 @@ def measure(setting, mechanism_name: str, variant: str, device: torch.device, ar
     ms = 1000 * statistics.median(times)
     row = {
         "setting": name,
+        "members": members,
         "mechanism": mechanism_name,
         "variant": variant,
         "batch": batch,
@@ -175,6 +208,29 @@ def _cases(args, device: torch.device):
                 continue  # RegretNet has no exactly-one head for several agents (section 4.4)
             for variant in variants:
                 yield setting, mechanism, variant
+
+
+def _ensembles(args, device: torch.device) -> list[dict]:
+    """Every ``--ensemble`` size against one ordinary run, per setting, mechanism and variant."""
+    rows = []
+    only = args.only or ["2x3 unit", "2x15 unit"]
+    if not args.quiet:
+        print(f"{'setting':<12} {'mechanism':<10} {'variant':<6} {'members':>7} {'ms/step':>9} {'member-steps/s':>15} "
+              f"{'vs K sequential':>16}", flush=True)  # fmt: skip
+    for setting, mechanism, variant in _cases(args, device):
+        if mechanism not in args.mechanisms or not any(o == setting[0] for o in only):
+            continue
+        single = measure(setting, mechanism, variant, device, args)
+        for members in args.ensemble:
+            row = single if members == 1 else measure(setting, mechanism, variant, device, args, members)
+            row = {**row, "kind": "single" if members == 1 else "ensemble",
+                   "member_steps_per_s": members / (row["ms_per_step"] / 1000),
+                   "speedup_vs_sequential": members * single["ms_per_step"] / row["ms_per_step"]}
+            rows.append(row)
+            if not args.quiet:
+                print(f"{setting[0]:<12} {mechanism:<10} {variant:<6} {members:>7} {row['ms_per_step']:9.1f} "
+                      f"{row['member_steps_per_s']:15.1f} {row['speedup_vs_sequential']:15.2f}x", flush=True)  # fmt: skip
+    return rows
 
 
 def _concurrent(args) -> list[dict]:
@@ -231,6 +287,9 @@ def main() -> None:
                         help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
     parser.add_argument("--window", type=float, default=None,
                         help="with --concurrent: seconds every process times steps, all over the same interval")  # fmt: skip
+    parser.add_argument("--ensemble", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="e.g. 1,2,4,8,16: ensembles of that many members against one run (2x3 and 2x15 unit)")
+    parser.add_argument("--batch", type=int, default=None, help="profiles per batch instead of each setting's")
     parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
@@ -238,7 +297,13 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    if args.concurrent:
+    if args.ensemble:
+        if any(k < 1 for k in args.ensemble):
+            parser.error(f"--ensemble sizes must be >= 1, got {args.ensemble}")
+        rows = _ensembles(args, device)
+        result = {"hardware": describe_hardware(device), "torch": torch.__version__, "batch": args.batch,
+                  "search_steps": args.search_steps, "ensemble": rows}
+    elif args.concurrent:
         args.window = args.window or 20.0
         rows = _concurrent(args)
         result = {"hardware": describe_hardware(device), "concurrent": rows}

@@ -143,6 +143,12 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     path = Path(path)
     checkpoint = read_checkpoint(path, device)
     config = run_config(checkpoint, path)
+    members = checkpoint.get("hyper_parameters", {}).get("member_configs")
+    if members:  # docs/ensembles.md
+        raise ValueError(
+            f"{path} is an ensemble checkpoint of {len(members)} members: read the exported members/member_<k>.ckpt, "
+            "or export one with python -m training.ensemble_export CHECKPOINT --member K --out FILE"
+        )
     target = config["mechanism"]["_target_"]
     try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)
         mechanism = instantiate(config["mechanism"], _convert_="all")

@@ -49,6 +49,7 @@ from adversary.strong import StrongSettings
 from mechanisms.checks import check_positive_int
 from reporting.atomic import check_writable, write_json, write_text_atomic
 from reporting.checkpoints import load_checkpoint
+from reporting.ensembles import parse_seeds, row_test, seed_overrides
 from reporting.evaluation import Protocol, audit_against_search, strong_against_search, test_profiles
 from reporting.hardware import describe, resolve_device
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
@@ -215,6 +216,8 @@ def _tested(run_dir: Path, device: str) -> tuple[Any, dict[str, Any], Path, Prot
     if not metrics_file.is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
+    if "ensemble" in metrics:  # several seeds in one run: audit its exported members with evaluate.py
+        return None
     tested = metrics.get("tested_weights", "last")
     checkpoint = Path(tested) if tested not in ("last", "", None) else run_dir / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
@@ -286,9 +289,9 @@ def _row(entry: dict[str, Any]) -> list[str]:
         status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
         ours = [status, "", "", "", "", "", "", "", "", ""]
     else:
-        test, refs, audited = metrics["test"], metrics["references"], entry.get("audit")
+        (test, note), refs, audited = row_test(metrics), metrics["references"], entry.get("audit")
         ours = [
-            mean_std(test["revenue_mean"], test["revenue_std"]),
+            mean_std(test["revenue_mean"], test["revenue_std"]) + note,
             mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
             _audited(audited),
             "-" if audited is None else number(audited["regret_sum_over_agents_max"]),
@@ -362,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: docs/throughput.md)")
+    parser.add_argument("--seeds", default=None, help="e.g. 0,1,2: train these seeds of each row as one ensemble "
+                        "(docs/ensembles.md); the table shows the mean over the seeds (sd over the seeds)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
     parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
@@ -378,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        if args.seeds is not None:  # before the checks: they validate every run's configuration
+            args.override = [*seed_overrides(parse_seeds(args.seeds)), *args.override]
         strong = StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps)  # rejects bad values before any run
         if args.strong_samples is not None:
             check_positive_int(args.strong_samples, "--strong-samples")

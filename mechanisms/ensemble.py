@@ -1,0 +1,165 @@
+"""K mechanisms of one architecture as one batched mechanism (an ensemble; docs/ensembles.md).
+
+:func:`stack_members` turns K single mechanisms (same class, same architecture,
+e.g. built with seeds 0..K-1) into ONE mechanism of the same class whose every
+``nn.Linear`` is a :class:`BatchedLinear` holding the K members' weight
+matrices along a leading member dimension.  Everything else (the Sinkhorn
+layer, RegretNet's softmax heads, the payment head) is the members' own code,
+run once on all members' profiles.
+
+**The folded batch.**  The stacked mechanism takes ordinary bids
+``(batch, agents, items)`` whose batch is a multiple of K, with the member
+index innermost: profile ``j`` belongs to member ``j % K``
+(:func:`fold`: ``(batch, K, ...) -> (batch * K, ...)``; :func:`unfold`
+undoes it).  Any reshaping that keeps whole groups of K consecutive profiles
+together keeps this layout, so the misreport search, the regret, the
+measurement and the Sinkhorn calibration (:mod:`adversary`,
+:mod:`training.fast_step`), which stack profiles along the batch, run on a
+stacked mechanism unchanged: each member sees only its own profiles.
+
+Member ``k`` is an ordinary mechanism again with :func:`member_mechanism`
+(its weights: :func:`member_state_dict`, the single mechanism's state-dict
+keys).  The Sinkhorn layer's tolerance rule stops when the worst profile of
+the whole batch converges, so on the tolerance rule a member iterates at
+least as long as alone (identical on a fixed schedule).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BatchedLinear",
+    "ensemble_size",
+    "fold",
+    "member_mechanism",
+    "member_state_dict",
+    "stack_members",
+    "unfold",
+]
+
+
+class BatchedLinear(nn.Module):
+    """K linear layers ``(in_features -> out_features)`` applied to a folded batch.
+
+    ``weight`` is ``(K, out_features, in_features)`` and ``bias`` ``(K, out_features)``;
+    ``forward`` maps ``(batch * K, in_features)`` (member innermost, see :func:`fold`)
+    to ``(batch * K, out_features)`` with one batched matrix product.
+    """
+
+    def __init__(self, layers: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        if not layers or any(layer.bias is None for layer in layers):
+            raise ValueError("BatchedLinear needs at least one nn.Linear, each with a bias")
+        shapes = {tuple(layer.weight.shape) for layer in layers}
+        if len(shapes) != 1:
+            raise ValueError(f"the members' linear layers differ in shape: {sorted(shapes)}")
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+
+    @property
+    def members(self) -> int:
+        """K, the number of stacked layers."""
+        return self.weight.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        members, rows = self.members, x.shape[0]
+        if rows % members:
+            raise ValueError(f"a folded batch of {members} members needs a multiple of {members} rows, got {rows}")
+        per_member = x.view(rows // members, members, -1).transpose(0, 1)  # (K, batch, in)
+        out = torch.baddbmm(self.bias.unsqueeze(1), per_member, self.weight.transpose(1, 2))  # (K, batch, out)
+        return out.transpose(0, 1).reshape(rows, -1)
+
+    def member(self, k: int) -> nn.Linear:
+        """Layer ``k`` as an ordinary ``nn.Linear`` (a copy of its weights)."""
+        out_features, in_features = self.weight.shape[1:]
+        layer = nn.Linear(in_features, out_features, device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(self.weight[k])
+            layer.bias.copy_(self.bias[k])
+        return layer
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, in_features={self.weight.shape[2]}, out_features={self.weight.shape[1]}"
+
+
+def _linear_names(module: nn.Module) -> list[str]:
+    return [name for name, child in module.named_modules() if isinstance(child, nn.Linear)]
+
+
+def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(module.get_submodule(parent_name) if parent_name else module, child, new)
+
+
+def stack_members(members: Sequence[nn.Module]) -> nn.Module:
+    """One mechanism computing all ``members`` on a folded batch (see the module docstring).
+
+    The members must be of one class with the same state-dict keys and shapes, and every
+    parameter must belong to an ``nn.Linear`` (true of :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`
+    and :class:`~mechanisms.regretnet.RegretNet`).  The result is a copy of ``members[0]``
+    whose linear layers are :class:`BatchedLinear`; the members are not changed.
+    """
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    first = members[0]
+    kinds = {type(m).__name__ for m in members}
+    if len(kinds) != 1:
+        raise ValueError(f"ensemble members must be of one class, got {sorted(kinds)}")
+    shapes = {name: tuple(value.shape) for name, value in first.state_dict().items()}
+    for k, member in enumerate(members):
+        theirs = {name: tuple(value.shape) for name, value in member.state_dict().items()}
+        if theirs != shapes:
+            raise ValueError(f"ensemble member {k} has another architecture than member 0")
+    names = _linear_names(first)
+    linear_keys = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
+    if set(shapes) != linear_keys:
+        raise ValueError(
+            f"{type(first).__name__} has state outside nn.Linear layers ({sorted(set(shapes) - linear_keys)}): "
+            "it cannot be stacked into an ensemble"
+        )
+    stacked = copy.deepcopy(first)
+    for name in names:
+        _replace(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
+    return stacked
+
+
+def ensemble_size(mechanism: nn.Module) -> int:
+    """K of a :func:`stack_members` mechanism (1 for an ordinary mechanism)."""
+    return next((m.members for m in mechanism.modules() if isinstance(m, BatchedLinear)), 1)
+
+
+def _check_member(mechanism: nn.Module, k: int) -> None:
+    size = ensemble_size(mechanism)
+    if not (isinstance(k, int) and 0 <= k < size):
+        raise ValueError(f"member must be an integer in [0, {size}), got {k!r}")
+
+
+def member_state_dict(mechanism: nn.Module, k: int) -> dict[str, Tensor]:
+    """Member ``k``'s weights under the single mechanism's state-dict keys (copies)."""
+    _check_member(mechanism, k)
+    return {name: value[k].clone() for name, value in mechanism.state_dict().items()}
+
+
+def member_mechanism(mechanism: nn.Module, k: int) -> nn.Module:
+    """Member ``k`` of a stacked mechanism as an ordinary mechanism of its class (a copy)."""
+    _check_member(mechanism, k)
+    single = copy.deepcopy(mechanism)
+    for name, child in list(single.named_modules()):
+        if isinstance(child, BatchedLinear):
+            _replace(single, name, child.member(k))
+    return single
+
+
+def fold(x: Tensor) -> Tensor:
+    """``(batch, K, ...) -> (batch * K, ...)``: the folded batch, member innermost."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def unfold(x: Tensor, members: int) -> Tensor:
+    """``(batch * K, ...) -> (batch, K, ...)``, the inverse of :func:`fold`."""
+    return x.view(x.shape[0] // members, members, *x.shape[1:])
