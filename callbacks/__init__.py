@@ -3,6 +3,6 @@
 from callbacks.audit import AuditWarning, RegretAudit
 from callbacks.budget import RegretBudgetScore, budgeted_score
 from callbacks.heatmaps import HeatmapLogger
-from callbacks.lagrangian import LagrangeUpdate, RhoSchedule
+from callbacks.lagrangian import LagrangeUpdate, RhoSchedule, Softenable, TargetRegretUpdate
 
-__all__ = ["AuditWarning", "HeatmapLogger", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "budgeted_score"]
+__all__ = ["AuditWarning", "HeatmapLogger", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "Softenable", "TargetRegretUpdate", "budgeted_score"]

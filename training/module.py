@@ -83,7 +83,10 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
     ``penalty_over_agents`` choose the penalty convention of :func:`training.lagrangian.lagrangian_loss`
-    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
+    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm``
+    (``None``: no clipping) rescales the mechanism's gradient to at most that total 2-norm before every
+    optimizer step, in the eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the
+    Trainer's ``gradient_clip_val`` does not apply to manual optimization).
     """
 
     def __init__(
@@ -107,12 +110,16 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         run_config: Mapping[str, Any] | None = None,
         quadratic_penalty: str = "batch_mean",
         penalty_over_agents: str = "sum",
+        clip_grad_norm: float | None = None,
     ) -> None:
         super().__init__()
         lr_schedule.check_learning_rates(lr, lr_final)
         if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
             raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
         check_penalty_options(quadratic_penalty, penalty_over_agents)
+        if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be a positive number or null, got {clip_grad_norm}")
+        self.clip_grad_norm = clip_grad_norm
         self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast"])
@@ -241,6 +248,9 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             loss = self._loss(revenue, regrets)
             optimizer.zero_grad()
             self.manual_backward(loss)
+        if self.clip_grad_norm is not None:  # on .grad, after the eager or the (captured) fast backward pass
+            norm = torch.nn.utils.clip_grad_norm_(self.mechanism.parameters(), self.clip_grad_norm)
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
         lr = optimizer.param_groups[0]["lr"]  # this step's: the schedule's value at global_step
         optimizer.step()
         self.lr_schedulers().step()
