@@ -54,7 +54,7 @@ class RhoSchedule(pl.Callback):
 
     ``rho = min(rho_init + increment * floor(step / every_n_steps), max_rho)`` (the paper:
     +1 every 2 batches), so the batch and any Lagrange update after it use the same ``rho``.
-    ``max_rho=None`` means no cap.  After :meth:`soften` at step ``s`` with ``rho = r``: ``r / 2``
+    ``max_rho=None`` means no cap.  After :meth:`soften` at step ``s`` with the module's ``rho = r``: ``r / 2``
     until step ``s + hold``, then the same staircase from there (``r / 2 + increment * floor((step - s - hold)
     / every_n_steps)``, capped).
     """
@@ -75,8 +75,8 @@ class RhoSchedule(pl.Callback):
         return float(grown if cap is None else min(grown, max(cap, value)))
 
     def soften(self, step: int, hold_steps: int, rho: Tensor) -> None:
-        """Halve rho from step ``step`` on and hold it for ``hold_steps`` steps."""
-        self.anchor = (step + hold_steps, self.rho(step) / 2)
+        """Halve ``rho`` (the module's, e.g. restored from the best checkpoint) and hold it for ``hold_steps`` steps."""
+        self.anchor = (step + hold_steps, float(rho) / 2)
         rho.fill_(self.anchor[1])
 
     def on_train_batch_start(

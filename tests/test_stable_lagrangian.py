@@ -61,8 +61,9 @@ def test_controller_uses_the_target_of_the_step_and_its_period() -> None:
 
 
 def test_softened_rho_staircase_halves_holds_then_grows_and_survives_a_checkpoint() -> None:
-    schedule, rho = RhoSchedule(increment=1.0, every_n_steps=2, max_rho=None, rho_init=1.0), torch.tensor(0.0)
-    assert schedule.rho(10) == 6.0
+    schedule = RhoSchedule(increment=1.0, every_n_steps=2, max_rho=None, rho_init=1.0)
+    rho = torch.tensor(schedule.rho(10))
+    assert float(rho) == 6.0
     schedule.soften(10, hold_steps=4, rho=rho)  # 3 until step 14, then +1 every 2 steps from there
     assert float(rho) == 3.0
     assert [schedule.rho(s) for s in (10, 13, 14, 15, 16, 20)] == [3.0, 3.0, 3.0, 3.0, 4.0, 6.0]

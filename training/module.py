@@ -62,7 +62,13 @@ from training.checkpoint_state import restore_state, save_state
 from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
 from training.metric_logging import add_custom_scalars, flatten, log_calibration, log_training, reference_revenues
-from training.validation import log_validation, validation_generator, validation_metrics
+from training.validation import (
+    allocated_mass_metrics,
+    log_allocated_mass,
+    log_validation,
+    validation_generator,
+    validation_metrics,
+)
 
 __all__ = ["AuctionModule"]
 
@@ -147,6 +153,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.fast = fast or FastStepSettings()
         self._fast_step: FastStep | None = None
         self.val_metrics = validation_metrics()  # epoch aggregates, synchronized across processes
+        self.val_mass = allocated_mass_metrics(self.n_agents)  # each bidder's allocated mass (the collapse guard's view)
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
@@ -264,11 +271,14 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means and max)."""
+        """Revenue, regret and each bidder's allocated mass on validation valuations ``(batch, agents, items)``
+        (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
         revenue, regrets = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
         log_validation(self, self.val_metrics, revenue, regrets)
+        with torch.no_grad():
+            log_allocated_mass(self, self.val_mass, self.mechanism(batch)[0])
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.

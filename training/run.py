@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
+from callbacks.warm_start import WarmStart
 from reporting.tables import allocation_tolerance, allocation_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 
@@ -162,6 +163,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "lambda": model.lagrange_multipliers.tolist(),
         "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         "best_score": _finite(checkpoint.best_model_score) if checkpoint else None,
+        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
         "train_time_s": fitted - start,
         "test_time_s": done - fitted,
         "wall_time_s": done - start,
