@@ -19,7 +19,7 @@ from tests.test_config import make_config
 from tests.test_training import TINY
 from training.config import build_components
 from training.module import AuctionModule
-from training.run import run
+from training.run import format_table, run
 from training.teachers import resolve_teacher
 from training.warm_start import fit_to_teacher
 
@@ -105,3 +105,13 @@ def test_collapse_guard_warns_after_warmup_and_restores_the_best_weights(tmp_pat
     assert restored.best == pytest.approx(0.30) and restored.collapses == [300]
     with pytest.raises(ValueError, match="on_collapse"):
         CollapseGuard(on_collapse="stop")
+
+
+def test_both_checkpoints_are_tested_and_tabled(tmp_path: Path) -> None:
+    common = [*TINY, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1"]
+    both = run(make_config(*common, "test_checkpoint=both", output_dir=tmp_path / "both"))
+    best = run(make_config(*common, "test_checkpoint=best", output_dir=tmp_path / "best"))
+    last = run(make_config(*common, output_dir=tmp_path / "last"))
+    assert both["test"] == last["test"] and both["tested_weights"] == "last"
+    assert {k: v for k, v in both["test_best"].items() if k != "checkpoint"} == best["test"]
+    assert "best checkpoint, test" in format_table(both) and "best checkpoint, test" not in format_table(last)

@@ -49,7 +49,7 @@ def _build(section: str, build: Any) -> Any:
         raise ValueError(f"{section}: {one_line(error)}") from error
 
 
-TEST_CHECKPOINTS = ("last", "best")
+TEST_CHECKPOINTS = ("last", "best", "both")  # both: test the last weights, then the best checkpoint too
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (

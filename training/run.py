@@ -92,6 +92,27 @@ def _best_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [("best validation score", text + ("; test_checkpoint=best tests it" if last < best else ""))]
 
 
+def _test_best(trainer: pl.Trainer, parts: Components) -> dict[str, Any] | None:
+    """``test_checkpoint=both``: the test results of the best checkpoint as well (after the last weights'
+    test; the model keeps the last weights' results in ``test_results``); ``None`` without a best checkpoint."""
+    best = _test_weights(trainer, "best")
+    if best is None:
+        return None
+    last_results = parts.model.test_results
+    trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=best, verbose=False)
+    results, parts.model.test_results = parts.model.test_results, last_results
+    return {"checkpoint": best, **results}
+
+
+def _best_test_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``test_checkpoint=both``: the best checkpoint's test revenue and regret beside the last weights'."""
+    best = metrics.get("test_best")
+    if not best:
+        return []
+    return [("best checkpoint, test", f"revenue {best['revenue_mean']:.4f}, regret (mean over agents) "
+                                      f"{best['regret_mean_over_agents_mean']:.4f} ({Path(best['checkpoint']).name})")]
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A short plain-text table of the final metrics written by :func:`run`."""
     test, refs = metrics["test"], metrics["references"]
@@ -110,6 +131,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("VCG revenue", f"{refs['reference/vcg_revenue']:.4f}" if "reference/vcg_revenue" in refs else "n/a"),
         ("tested weights", metrics["tested_weights"]),
         *_best_row(metrics),
+        *_best_test_row(metrics),
         (
             "wall time",
             f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
@@ -141,8 +163,10 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     _save_last(trainer)
     fitted = time.perf_counter()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    weights = _test_weights(trainer, cfg.get("test_checkpoint", "last"))
+    choice = cfg.get("test_checkpoint", "last")
+    weights = _test_weights(trainer, "last" if choice == "both" else choice)
     trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
+    test_best = _test_best(trainer, parts) if choice == "both" else None
     done = time.perf_counter()
     if not trainer.is_global_zero:
         return {}
@@ -163,6 +187,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "lambda": model.lagrange_multipliers.tolist(),
         "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         "best_score": _finite(checkpoint.best_model_score) if checkpoint else None,
+        "test_best": test_best,
         "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
         "train_time_s": fitted - start,
         "test_time_s": done - fitted,
