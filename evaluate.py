@@ -21,16 +21,18 @@ import torch
 from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings
+from adversary.strong import StrongSettings
+from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, test_profiles
+from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
 from reporting.hardware import describe
-from reporting.tables import allocation_tolerance, allocation_warning, config_threads, mean_std, plain_table
+from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
 from mechanisms.checks import Bounds, check_positive_int
 
-BASELINES = ("vcg", "optimal")
+BASELINES = ("vcg", "optimal", *BASELINE_NAMES)
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
 
 
@@ -42,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
-    baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG or the known optimal mechanism")
+    baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG, the known optimal mechanism, or a truthful "
+                          "baseline with prices fitted to U[0, 1] values (posted_price, vcg_reserve, pay_to_choose)")
     baseline.add_argument("--demand", choices=DEMAND_TYPES, default=None, help="default unit")
     baseline.add_argument("--k", type=int, default=None, help="items per bidder for k_demand/exactly_k (default 1)")
     baseline.add_argument("--agents", type=int, default=None, help="default 1")
@@ -64,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
                        "1-2 items, 31 for 3)")
     audit.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
     audit.add_argument("--audit-max-profiles", type=int, default=65536, help="bid profiles per mechanism call (memory bound, default 65536)")
+    strong = parser.add_argument_group("strong adversary (docs/regret_audit.md; any number of items)")
+    strong.add_argument("--strong", action="store_true", help="also run the strong misreport search: many random and "
+                        "structured starts (shading, top-k only, one item at the max, permuted values), long Adam runs")
+    strong.add_argument("--strong-starts", type=int, default=StrongSettings.random_starts,
+                        help=f"uniform random starts besides the structured ones (default {StrongSettings.random_starts})")
+    strong.add_argument("--strong-steps", type=int, default=StrongSettings.steps,
+                        help=f"Adam steps per start (default {StrongSettings.steps})")
+    strong.add_argument("--strong-lr", type=float, default=StrongSettings.lr,
+                        help=f"learning rate relative to the domain's width (default {StrongSettings.lr})")
+    strong.add_argument("--strong-samples", type=int, default=None, help="search the first N test profiles (default: all)")
+    strong.add_argument("--strong-max-profiles", type=int, default=StrongSettings.max_profiles,
+                        help=f"bid profiles per mechanism call (memory bound, default {StrongSettings.max_profiles})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
@@ -108,12 +123,13 @@ class Target:
     out: Path
     source: str
     run_dir: Path | None = None
+    baseline: FittedBaseline | None = None
 
 
 def _target(args: argparse.Namespace, device: torch.device) -> Target:
     """The mechanism to test and its setting, from a checkpoint or a baseline name."""
     if (args.checkpoint is None) == (args.mechanism is None):
-        raise ValueError("give either a checkpoint or --mechanism vcg|optimal (with --demand --agents --items), not both")
+        raise ValueError(f"give either a checkpoint or --mechanism {'|'.join(BASELINES)} (with --demand --agents --items), not both")
     given = [f"--{name}" for name in BASELINE_SETTING if getattr(args, name) is not None]
     if args.checkpoint is not None and given:
         raise ValueError(f"{'/'.join(given)} describe a baseline; a checkpoint carries its own setting: drop them")
@@ -132,7 +148,11 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
         )
     demand = Demand(args.demand, args.k)
     mechanism: nn.Module | None
-    if args.mechanism == "vcg":
+    fitted = None
+    if args.mechanism in BASELINE_NAMES:
+        fitted = fit_baseline(args.mechanism, args.agents, args.items, demand)
+        mechanism = fitted.mechanism
+    elif args.mechanism == "vcg":
         mechanism = VCG(args.agents, args.items, demand)
     else:
         mechanism = optimal_mechanism(demand.name, demand.k, args.agents, args.items)
@@ -142,7 +162,7 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
     seed = 0 if args.seed is None else args.seed
     return Target(
         mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
-        data_seed=seed, search_seed=seed, source=args.mechanism,
+        data_seed=seed, search_seed=seed, source=args.mechanism, baseline=fitted,
         out=args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}",
     )
 
@@ -170,14 +190,34 @@ def _summary(report: dict[str, Any]) -> str:
         ("regret, mean over agents", _stat(metrics, "regret_mean_over_agents")),
         ("regret, sum over agents", _stat(metrics, "regret_sum_over_agents")),
         *_audit_rows(report.get("audit")),
+        *_strong_rows(report.get("strong")),
         ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
         ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
          or f"max {metrics['allocation_violation_max']:.2e}"),
+        *_baseline_rows(report.get("baseline")),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
+        *_reference_baseline_rows(refs, metrics["revenue_mean"]),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
+
+
+def _baseline_rows(baseline: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The evaluated baseline's fitted prices (none for a checkpoint, VCG or the optimum)."""
+    if baseline is None:
+        return []
+    prices = ", ".join(f"{p:.4f}" for p in baseline["prices"])
+    return [("baseline prices", f"{prices} (fitted revenue {baseline['revenue']:.4f} +- {baseline['revenue_stderr']:.4f} "
+                                f"on {baseline['samples']} profiles)")]
+
+
+def _reference_baseline_rows(refs: dict[str, Any], revenue: float) -> list[tuple[str, str]]:
+    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it."""
+    rows = [(f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
+             + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()]
+    best = refs.get("best_truthful_baseline")
+    return rows + baseline_rows(revenue, None if best is None else (best, refs["best_truthful_baseline_revenue_mean"]))
 
 
 def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -195,6 +235,33 @@ def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
         ("audit", f"{audit['n_samples']} profiles, grid {audit['grid_points']} per number ({audit['grid_size']} reports), "
                   f"{audit['refine_starts']} best refined x {audit['refine_rounds']} rounds, {audit['time_s']:.1f} s"),
     ]
+
+
+def _strong_rows(strong: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Summary rows of the strong adversary (none without ``--strong``)."""
+    if strong is None:
+        return []
+    searched = strong["search_on_same_profiles"]["regret_sum_over_agents_mean"]
+    return [
+        ("strong adversary regret, mean over agents", _stat(strong, "regret_mean_over_agents")),
+        ("strong adversary regret, sum over agents", f"{_stat(strong, 'regret_sum_over_agents')}; "
+                                                     f"search on the same profiles {searched:.4f}"),
+        ("strong adversary", f"{strong['n_samples']} profiles, {strong['starts']} starts ({strong['structured_starts']} "
+                             f"structured, {strong['random_starts']} random), {strong['steps']} steps at lr "
+                             f"{strong['lr']:g} of the domain's width, {strong['time_s']:.1f} s"),
+    ]
+
+
+def _strong_settings(args: argparse.Namespace) -> StrongSettings | None:
+    """The strong adversary's settings from ``--strong*`` (``None`` without ``--strong``); bad values raise ``ValueError``."""
+    if not args.strong:
+        if args.strong_samples is not None:
+            raise ValueError("--strong-samples needs --strong")
+        return None
+    if args.strong_samples is not None:
+        check_positive_int(args.strong_samples, "--strong-samples")
+    return StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps, lr=args.strong_lr,
+                          max_profiles=args.strong_max_profiles)
 
 
 def _audit_settings(args: argparse.Namespace, items: int) -> AuditSettings | None:
@@ -230,10 +297,16 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
         mechanism.set_sinkhorn(eps_final=args.eps_final)
     audit_settings = _audit_settings(args, target.items)
+    strong_settings = _strong_settings(args)
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
     result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
                           demand=target.demand, progress=not args.no_progress,
                           audit_settings=audit_settings, audit_samples=args.audit_samples)
+    if strong_settings is not None:
+        result["strong"] = strong_against_search(
+            mechanism, valuations, strong_settings, args.strong_samples, search_metrics=result["metrics"], protocol=protocol,
+            low=target.low, high=target.high, seed=target.search_seed, demand=target.demand, progress=not args.no_progress,
+        )
     demand = target.demand
     epsilons = getattr(mechanism, "epsilons", None)
     report = {
@@ -253,6 +326,8 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
         "allocation_tolerance": allocation_tolerance(mechanism),
         "figures": [],
     }
+    if target.baseline is not None:
+        report["baseline"] = target.baseline.to_dict()
     out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
     _figures(report, mechanism, target, args.others, out)

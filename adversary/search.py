@@ -8,7 +8,19 @@ each equal to the truth except for one agent's row (:func:`adversary.deviation.d
 * :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
   :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
 * :func:`find_misreports` - the search, with checks (few steps in training, many in evaluation);
-* :func:`ascend` and :func:`truthful_starts` - its check-free core, shared with the fast training step.
+* :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` - its check-free core, shared with the
+  fast training step.
+
+**Scale invariance.**  Every step is relative to the width of the report
+domain: an optimizer step moves agent ``i``'s report on item ``j`` by
+``lr * (high_ij - low_ij)`` times the optimizer's direction (Adam's normalized
+moment, or SGD's gradient), so a search on values in ``[0, 10^6]`` takes the
+same path, in units of the domain, as on ``[0, 1]`` (exactly so for a
+mechanism that is scale-equivariant: allocation unchanged and payments scaled
+when every bid is scaled).  On the unit domain (every width exactly 1) the
+step is ``lr`` times the direction, bit for bit the paper's absolute step.
+The bounds are always finite (:func:`adversary.deviation.check_domain`
+refuses others), so the width is always known; a width of 0 pins the report.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ __all__ = [
     "VAL_SEARCH",
     "ascend",
     "find_misreports",
+    "step_scale",
     "truthful_starts",
 ]
 
@@ -41,7 +54,7 @@ class MisreportSearch:
     """Settings of the gradient-ascent misreport search (the defaults: the paper's training search, :data:`TRAIN_SEARCH`).
 
     steps:     gradient steps per start (0: only compare the starts).
-    lr:        optimizer learning rate (the paper: 0.1).
+    lr:        optimizer learning rate, relative to the width of the report domain (the paper: 0.1 on [0, 1]).
     restarts:  uniform random starts in addition to the truthful start.
     optimizer: ``"adam"`` (the paper) or ``"sgd"``.
     """
@@ -75,12 +88,33 @@ TEST_SAMPLES = 1000
 _BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
-def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearch, low: Tensor, high: Tensor) -> Tensor:
+def step_scale(low: Tensor, high: Tensor) -> Tensor | None:
+    """The width ``high - low`` that scales every search step, or ``None`` on the unit domain (every width 1).
+
+    ``low``/``high`` are broadcastable bound tensors (e.g. ``(1, agents, 1, items)``);
+    the result has their broadcast shape.  Reads one flag from the device: call it
+    outside captured regions (it is what :func:`ascend` takes as ``scale``).
+    """
+    width = high - low
+    return None if bool((width == 1).all()) else width
+
+
+def ascend(
+    forward: Forward,
+    truth: Tensor,
+    rows: Tensor,
+    search: MisreportSearch,
+    low: Tensor,
+    high: Tensor,
+    scale: Tensor | None = None,
+) -> Tensor:
     """Projected gradient ascent from every start; the best row of each agent and sample ``(agents, batch, items)``.
 
     ``truth`` is ``(batch, agents, items)``; ``rows`` ``(starts, agents, batch,
     items)`` the starts (``rows[0]`` is kept if nothing beats it); ``low`` and
-    ``high`` ``(1, agents, 1, items)``.  The optimizer is written out (Adam with
+    ``high`` ``(1, agents, 1, items)``; ``scale`` :func:`step_scale` of them (each
+    step is ``search.lr * scale`` times the optimizer's direction; ``None``: ``search.lr``
+    times it, the unit domain).  The optimizer is written out (Adam with
     torch's defaults and bias correction, or plain SGD) so that every step
     count is a Python constant: no host synchronization, no data-dependent
     branch, hence safe to capture in a CUDA graph once the inputs are checked.
@@ -109,13 +143,14 @@ def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearc
             break
         with torch.no_grad():
             if first is None:
-                rows = rows + search.lr * grad
+                rows = rows + search.lr * (grad if scale is None else scale * grad)
             else:
                 t = step + 1
                 first = first.mul(_BETAS[0]).add_(grad, alpha=1 - _BETAS[0])
                 second = second.mul(_BETAS[1]).addcmul_(grad, grad, value=1 - _BETAS[1])
                 denom = (second.sqrt() / math.sqrt(1 - _BETAS[1] ** t)).add_(_ADAM_EPS)
-                rows = rows.addcdiv(first, denom, value=search.lr / (1 - _BETAS[0] ** t))
+                moment = first if scale is None else scale * first
+                rows = rows.addcdiv(moment, denom, value=search.lr / (1 - _BETAS[0] ** t))
             rows = torch.maximum(torch.minimum(rows, high), low)
     return best_rows
 
@@ -123,13 +158,15 @@ def ascend(forward: Forward, truth: Tensor, rows: Tensor, search: MisreportSearc
 def truthful_starts(valuations: Tensor, init: Tensor | None, low: Tensor, high: Tensor) -> Tensor:
     """The search's starts ``(starts, agents, batch, items)``: the truth, then ``init`` clamped to ``[low, high]``.
 
-    ``valuations`` and ``init`` are ``(batch, agents, items)`` (``init``: a warm start, e.g. the
-    misreports found on the same profiles earlier); ``low``/``high`` ``(1, agents, 1, items or 1)``.
+    ``valuations`` is ``(batch, agents, items)``; ``init`` ``(batch, agents, items)`` (a warm start, e.g. the
+    misreports found on the same profiles earlier) or ``(starts, batch, agents, items)`` (several starts,
+    e.g. :mod:`adversary.strong`'s); ``low``/``high`` ``(1, agents, 1, items or 1)``.
     """
     truth = valuations.transpose(0, 1).unsqueeze(0)
     if init is None:
         return truth
-    return torch.cat([truth, torch.minimum(torch.maximum(init.transpose(0, 1).unsqueeze(0), low), high)])
+    init = init.unsqueeze(0) if init.dim() == 3 else init
+    return torch.cat([truth, torch.minimum(torch.maximum(init.transpose(1, 2), low), high)])
 
 
 def find_misreports(
@@ -145,8 +182,10 @@ def find_misreports(
 
     Starts from the truth, from ``init`` when given (e.g. the misreports found
     on the same profiles earlier: a warm start), and from ``search.restarts``
-    uniform random reports in ``[low, high]``; after every optimizer step the reports are clamped to
-    ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
+    uniform random reports in ``[low, high]``; every optimizer step is
+    ``search.lr`` times the width ``high - low`` (per agent and item) times the
+    optimizer's direction (scale-invariant: see the module docstring), and after
+    it the reports are clamped to ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
     Every iterate of every start is scored, the truth included, and the best one
     is kept per agent and sample, so the result is never worse than the truth.
 
@@ -163,7 +202,8 @@ def find_misreports(
         low, high: the valuation domain.
         generator: random generator for the random starts.
         init: optional extra start ``(batch, agents, items)``, row ``i`` of sample ``b`` being
-            agent ``i``'s starting report; detached and clamped to ``[low, high]``.
+            agent ``i``'s starting report, or several ``(starts, batch, agents, items)``;
+            detached and clamped to ``[low, high]``.
 
     Returns:
         Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
@@ -176,15 +216,18 @@ def find_misreports(
         truth = valuations.detach().clone()  # a normal tensor even if created in inference mode
         batch, n, m = truth.shape
         if init is not None:
-            if not isinstance(init, Tensor) or init.shape != truth.shape:
+            if not isinstance(init, Tensor) or init.shape[-3:] != truth.shape or init.dim() not in (3, 4):
                 shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
-                raise ValueError(f"init must have the valuations' shape {tuple(truth.shape)}, got {shape}")
+                raise ValueError(
+                    f"init must have the valuations' shape {tuple(truth.shape)} (or (starts, *that)), got {shape}"
+                )
             init = init.detach().to(dtype=truth.dtype, device=truth.device)
-        starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 or 2, n, B, m)
+        starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 + init's starts, n, B, m)
         if search.restarts:
             noise = torch.rand(
                 (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
             )
             starts.append(low_t + (high_t - low_t) * noise)
-        best = ascend(checked_forward(mechanism), truth, torch.cat(starts), search, low_t, high_t)
+        scale = step_scale(low_t, high_t)
+        best = ascend(checked_forward(mechanism), truth, torch.cat(starts), search, low_t, high_t, scale)
         return best.transpose(0, 1).contiguous()

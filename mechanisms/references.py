@@ -1,10 +1,11 @@
-"""Reference revenues for a setting: the known optimum, where there is one, and VCG.
+"""Reference revenues for a setting: the known optimum, where there is one, VCG, and the truthful baselines.
 
 For valuations i.i.d. U[low, high] (default U[0, 1]) :func:`references` gives
 the optimal revenue and the name of the mechanism that attains it (known only
-for ``low == 0``: see :mod:`mechanisms.optimal`) and a Monte Carlo estimate of
+for ``low == 0``: see :mod:`mechanisms.optimal`), a Monte Carlo estimate of
 VCG's revenue with its standard error, from a fixed seed and sample count and
-cached in-process.  :func:`optimal_mechanism` returns the optimal mechanism
+cached in-process, and the fitted revenue of every applicable truthful
+baseline (:mod:`mechanisms.baselines`) with the best of them.  :func:`optimal_mechanism` returns the optimal mechanism
 itself.  Training logs these as reference lines.
 
 Known optima (``low = 0``):
@@ -27,6 +28,7 @@ from functools import lru_cache
 
 import torch
 
+from mechanisms.baselines import applicable_baselines, fit_baseline
 from mechanisms.checks import check_positive_int
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
@@ -45,7 +47,11 @@ class References:
 
     ``optimal`` is ``None`` where no optimal mechanism is known, and then so
     is ``optimal_name``.  ``vcg`` is a Monte Carlo mean over ``vcg_samples``
-    valuation profiles with standard error ``vcg_stderr``.
+    valuation profiles with standard error ``vcg_stderr``.  ``baselines``
+    maps every applicable truthful baseline to its fitted revenue
+    (:func:`mechanisms.baselines.fit_baseline` with ``vcg_samples`` profiles);
+    ``best_baseline`` names the highest (``None`` if none applies) and
+    ``best_baseline_revenue`` is its revenue.
     """
 
     optimal: float | None
@@ -53,6 +59,9 @@ class References:
     vcg: float
     vcg_stderr: float
     vcg_samples: int
+    baselines: dict[str, float]
+    best_baseline: str | None
+    best_baseline_revenue: float | None
 
 
 def _check_range(low: float, high: float) -> None:
@@ -123,17 +132,27 @@ def references(
     samples: int = VCG_SAMPLES,
     seed: int = VCG_SEED,
 ) -> References:
-    """Optimal (where known) and VCG revenue for ``agents`` x ``items`` valuations i.i.d. U[low, high].
+    """Optimal (where known), VCG and baseline revenues for ``agents`` x ``items`` valuations i.i.d. U[low, high].
 
     Example: ``references("unit", 1, agents=1, items=2)`` gives
-    ``optimal=0.3849`` (posted price) and ``vcg=0`` (a lone bidder pays nothing).
+    ``optimal=0.3849`` (posted price), ``vcg=0`` (a lone bidder pays nothing)
+    and ``baselines`` posted_price and vcg_reserve at about 0.385.
     """
     vcg, stderr = vcg_revenue(demand, k, agents, items, low, high, samples, seed)
     mechanism = optimal_mechanism(demand, k, agents, items, low, high)
+    demand_type = Demand(demand, k)
+    baselines = {
+        name: fit_baseline(name, agents, items, demand_type, low, high, samples=samples, seed=seed).revenue
+        for name in applicable_baselines(agents, items, demand_type)
+    }
+    best = max(baselines, key=baselines.__getitem__) if baselines else None
     return References(
         optimal=None if mechanism is None else mechanism.expected_revenue,
         optimal_name=None if mechanism is None else mechanism.name,
         vcg=vcg,
         vcg_stderr=stderr,
         vcg_samples=samples,
+        baselines=baselines,
+        best_baseline=best,
+        best_baseline_revenue=None if best is None else baselines[best],
     )

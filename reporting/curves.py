@@ -25,7 +25,8 @@ __all__ = ["Series", "curves_figure", "event_directories", "main", "read_scalars
 Series = list[tuple[int, float]]
 
 REVENUE = ("train/revenue", "val/revenue")
-REFERENCES = (("reference/optimal_revenue", "optimal"), ("reference/vcg_revenue", "VCG"))
+REFERENCES = (("reference/optimal_revenue", "optimal"), ("reference/vcg_revenue", "VCG"),
+              ("reference/best_truthful_baseline_revenue", "best truthful baseline"))
 REGRET = ("train/regret_mean_over_agents", "val/regret_mean_over_agents", "train/regret_sum_over_agents", "val/regret_sum_over_agents")
 
 

@@ -3,9 +3,10 @@
 :func:`test_profiles` draws the test split of :class:`datamodules.ValuationDataModule`
 (for a checkpoint, with the run's seed: the profiles ``train.py`` tested on);
 :func:`run_protocol` runs the misreport engine (:func:`adversary.regret.measure`)
-on them and adds :func:`reference_revenues`: the revenue of VCG and of the
-known optimal mechanism (where one is known) on the very same profiles, next
-to the optimum's closed form.
+on them and adds :func:`reference_revenues`: the revenue of VCG, of the
+known optimal mechanism (where one is known) and of every applicable truthful
+baseline (:mod:`mechanisms.baselines`, prices fitted to the value
+distribution) on the very same profiles, next to the optimum's closed form.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from torch import Tensor, nn
 from adversary.audit import MAX_ITEMS, AuditSettings, audit
 from adversary.regret import measure
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
+from adversary.strong import StrongSettings, strong_regret
 from datamodules import ValuationDataModule
 from datamodules.valuations import value_bounds
+from mechanisms.baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
 from mechanisms.checks import Bounds, check_positive_int, is_int
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
-__all__ = ["PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "test_profiles", "uniform_range"]
+__all__ = [
+    "PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "strong_against_search",
+    "test_profiles", "uniform_range",
+]
 
 
 
@@ -87,18 +93,29 @@ def _mean_std(values: Tensor) -> tuple[float, float]:
 
 
 def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0) -> dict[str, Any]:
-    """VCG's and the known optimal mechanism's revenue on ``valuations`` ``(samples, agents, items)``.
+    """VCG's, the known optimal mechanism's and the truthful baselines' revenue on ``valuations`` ``(samples, agents, items)``.
 
-    Returns ``vcg_revenue_mean``/``_std`` and, where an optimum is known for
+    Returns ``vcg_revenue_mean``/``_std``; ``baselines``: for every applicable
+    baseline (prices fitted to U[low_i, high_i]) its ``revenue_mean``/``_std`` on
+    the same profiles, prices and fitted revenue; ``best_truthful_baseline``
+    (the name of the highest-earning one, or ``None``) and its
+    ``best_truthful_baseline_revenue_mean``; and, where an optimum is known for
     values i.i.d. U[low, high] (else ``None``), ``optimal_revenue_mean``/``_std``
     on the same profiles, ``optimal_revenue_closed_form`` and ``optimal_mechanism`` (its name).
     """
     _, n_agents, n_items = valuations.shape
+    baselines = baseline_revenues(valuations, demand, low, high)
+    best = best_truthful_baseline(baselines)
     with torch.inference_mode():
         vcg_mean, vcg_std = _mean_std(VCG(n_agents, n_items, demand)(valuations.cpu().double())[1].sum(-1))
         shared = uniform_range(low, high)
         optimum = None if shared is None else optimal_mechanism(demand.name, demand.k, n_agents, n_items, *shared)
-        result: dict[str, Any] = {"vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std}
+        result: dict[str, Any] = {
+            "vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std,
+            "baselines": {name: found.to_dict() for name, found in baselines.items()},
+            "best_truthful_baseline": None if best is None else best[0],
+            "best_truthful_baseline_revenue_mean": None if best is None else best[1],
+        }
         if optimum is None:
             return {**result, "optimal_revenue_mean": None, "optimal_revenue_std": None,
                     "optimal_revenue_closed_form": None, "optimal_mechanism": None}
@@ -204,7 +221,48 @@ def audit_against_search(
     count = len(valuations) if samples is None else min(samples, len(valuations))
     subset = valuations[:count]
     report = audit(mechanism, subset, settings, low=low, high=high, progress=progress).to_dict()
+    report["search_on_audited"] = _search_regret(mechanism, valuations, count, search_metrics, protocol, low, high, seed, demand)
+    return report
+
+
+def _search_regret(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    count: int,
+    search_metrics: dict[str, Any] | None,
+    protocol: Protocol,
+    low: Bounds | Tensor,
+    high: Bounds | Tensor,
+    seed: int,
+    demand: Demand | None,
+) -> dict[str, float]:
+    """The gradient search's regret (:data:`REGRET_KEYS`) on the first ``count`` profiles: ``search_metrics``
+    (a :class:`~adversary.regret.Measurement` dict of all of ``valuations``) when ``count`` is all, else searched."""
     if search_metrics is None or count < len(valuations):
-        search_metrics = _search(mechanism, subset, protocol, low, high, seed, demand)
-    report["search_on_audited"] = {key: search_metrics[key] for key in REGRET_KEYS}
+        search_metrics = _search(mechanism, valuations[:count], protocol, low, high, seed, demand)
+    return {key: search_metrics[key] for key in REGRET_KEYS}
+
+
+def strong_against_search(
+    mechanism: nn.Module,
+    valuations: Tensor,
+    settings: StrongSettings,
+    samples: int | None = None,
+    *,
+    search_metrics: dict[str, Any] | None = None,
+    protocol: Protocol = PAPER_PROTOCOL,
+    low: Bounds | Tensor = 0.0,
+    high: Bounds | Tensor = 1.0,
+    seed: int = 0,
+    demand: Demand | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The strong adversary (:func:`adversary.strong.strong_regret`, seeded by ``seed``) on the first ``samples``
+    profiles (``None``: all), with the gradient search's regret on the same profiles (``search_on_same_profiles``,
+    as :func:`audit_against_search`)."""
+    count = len(valuations) if samples is None else min(samples, len(valuations))
+    report = strong_regret(mechanism, valuations[:count], settings, low, high, seed=seed, progress=progress).to_dict()
+    report["search_on_same_profiles"] = _search_regret(
+        mechanism, valuations, count, search_metrics, protocol, low, high, seed, demand
+    )
     return report

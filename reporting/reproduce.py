@@ -10,8 +10,9 @@ in a subprocess (log: ``<runs dir>/<preset>.log``).  Next to the run's
 the hardware and the wall time, so ``--collect-only`` can rebuild the table
 from runs made elsewhere (e.g. the GPU rows on a GPU machine).  The table
 lists revenue and regret (mean (std) on the test profiles), the optimal
-(closed form) and VCG (Monte Carlo) revenue, training time and hardware next
-to the paper's numbers.
+(closed form) and VCG (Monte Carlo) revenue, the best truthful baseline
+(:mod:`mechanisms.baselines`, on the run's test profiles), training time and
+hardware next to the paper's numbers.
 
 For settings with at most 3 items, the tested weights are also audited
 (:func:`audit_run`, README "Regret audit"): ``audit.json`` next to
@@ -19,6 +20,11 @@ For settings with at most 3 items, the tested weights are also audited
 profiles (or the first ``--audit-samples``) and the gradient search's on the
 same profiles; the table shows it beside the search's.  ``--collect-only``
 audits the runs that have no ``audit.json`` yet (``--no-audit``: none).
+
+With ``--strong``, every run without a ``strong.json`` is also attacked by the
+strong adversary (:func:`strong_run`, :mod:`adversary.strong`, any number of
+items) on its test profiles (or the first ``--strong-samples``); the table
+shows its regret in a column of its own.
 """
 
 from __future__ import annotations
@@ -38,21 +44,24 @@ import torch
 from omegaconf import OmegaConf
 
 from adversary.audit import MAX_ITEMS, AuditSettings
+from adversary.strong import StrongSettings
 from mechanisms.checks import check_positive_int
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import Protocol, audit_against_search, test_profiles
+from reporting.evaluation import Protocol, audit_against_search, strong_against_search, test_profiles
 from reporting.hardware import describe
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
-__all__ = ["ROOT", "audit_run", "collect", "main", "paper_row", "reproduction_table", "train_preset"]
+__all__ = ["ROOT", "audit_run", "collect", "main", "paper_row", "reproduction_table", "strong_run", "train_preset"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = "reproduction.json"
 AUDIT = "audit.json"
+STRONG = "strong.json"
 HEADERS = (
     "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Audited regret (sum over agents)",
-    "Audited max", "Paper regret", "Optimal", "VCG", "Paper opt./VCG", "Train time", "Paper time", "Hardware", "Budget",
+    "Audited max", "Paper regret", "Optimal", "VCG", "Best truthful baseline", "Paper opt./VCG", "Train time", "Paper time",
+    "Hardware", "Budget", "Strong adversary regret (sum over agents)",
 )
 
 
@@ -144,13 +153,35 @@ def train_presets(
 
 
 def collect(preset: str, runs_dir: Path) -> dict[str, Any]:
-    """``{"preset", "sidecar", "metrics", "audit"}`` of a reproduction run (``None`` for what is missing)."""
+    """``{"preset", "sidecar", "metrics", "audit", "strong"}`` of a reproduction run (``None`` for what is missing)."""
     run_dir = runs_dir / preset
-    found: dict[str, Any] = {"preset": preset, "sidecar": None, "metrics": None, "audit": None}
-    for key, name in (("sidecar", SIDECAR), ("metrics", "metrics.json"), ("audit", AUDIT)):
+    found: dict[str, Any] = {"preset": preset, "sidecar": None, "metrics": None, "audit": None, "strong": None}
+    for key, name in (("sidecar", SIDECAR), ("metrics", "metrics.json"), ("audit", AUDIT), ("strong", STRONG)):
         if (run_dir / name).is_file():
             found[key] = json.loads((run_dir / name).read_text())
     return found
+
+
+def _tested(run_dir: Path, device: str) -> tuple[Any, dict[str, Any], Path, Protocol, torch.Tensor] | None:
+    """The tested weights of a finished run: ``(run, metrics, checkpoint, test protocol, test profiles)``,
+    the profiles drawn on ``device`` with the run's seed and size (``None``: no metrics or checkpoint)."""
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    tested = metrics.get("tested_weights", "last")
+    checkpoint = Path(tested) if tested not in ("last", "", None) else run_dir / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        return None
+    run = load_checkpoint(checkpoint, device)
+    config = run.config
+    test = config.get("model", {}).get("test_search", {})
+    size = int(config.get("data", {}).get("test_size", metrics["test"]["n_samples"]))
+    protocol = Protocol(
+        size, int(test.get("steps", Protocol.steps)), float(test.get("lr", Protocol.lr)), int(test.get("restarts", Protocol.restarts))
+    )
+    valuations = test_profiles(int(config["agents"]), int(config["items"]), size, run.data_seed, run.low, run.high, device)
+    return run, metrics, checkpoint, protocol, valuations
 
 
 def audit_run(
@@ -164,25 +195,12 @@ def audit_run(
     the gradient search (the run's test protocol) rerun on those.  Settings
     with more than :data:`adversary.audit.MAX_ITEMS` items are not audited.
     """
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
+    tested = _tested(run_dir, device)
+    if tested is None:
         return None
-    metrics = json.loads(metrics_file.read_text())
-    tested = metrics.get("tested_weights", "last")
-    checkpoint = Path(tested) if tested not in ("last", "", None) else run_dir / "checkpoints" / "last.ckpt"
-    if not checkpoint.is_file():
+    run, metrics, checkpoint, protocol, valuations = tested
+    if valuations.shape[2] > MAX_ITEMS:
         return None
-    run = load_checkpoint(checkpoint, device)
-    config = run.config
-    agents, items = int(config["agents"]), int(config["items"])
-    if items > MAX_ITEMS:
-        return None
-    test = config.get("model", {}).get("test_search", {})
-    size = int(config.get("data", {}).get("test_size", metrics["test"]["n_samples"]))
-    protocol = Protocol(
-        size, int(test.get("steps", Protocol.steps)), float(test.get("lr", Protocol.lr)), int(test.get("restarts", Protocol.restarts))
-    )
-    valuations = test_profiles(agents, items, size, run.data_seed, run.low, run.high, device)
     start = time.perf_counter()
     report = audit_against_search(
         run.mechanism, valuations, AuditSettings(points=points), samples, search_metrics=metrics["test"],
@@ -194,6 +212,25 @@ def audit_run(
     return report
 
 
+def strong_run(
+    run_dir: Path, settings: StrongSettings, samples: int | None = None, device: str = "cpu", progress: bool = False
+) -> dict[str, Any] | None:
+    """The strong adversary on the tested weights of a finished run (as :func:`audit_run`, any number of items);
+    writes and returns ``strong.json`` (``None``: no metrics or checkpoint)."""
+    tested = _tested(run_dir, device)
+    if tested is None:
+        return None
+    run, metrics, checkpoint, protocol, valuations = tested
+    start = time.perf_counter()
+    report = strong_against_search(
+        run.mechanism, valuations, settings, samples, search_metrics=metrics["test"], protocol=protocol,
+        low=run.low, high=run.high, seed=run.test_seed, progress=progress,
+    )
+    report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
+    (run_dir / STRONG).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def _row(entry: dict[str, Any]) -> list[str]:
     preset, sidecar, metrics = entry["preset"], entry["sidecar"], entry["metrics"]
     paper = paper_row(preset)
@@ -201,7 +238,7 @@ def _row(entry: dict[str, Any]) -> list[str]:
     paper_cells = [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4
     if metrics is None:
         status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
-        ours = [status, "", "", "", "", "", "", ""]
+        ours = [status, "", "", "", "", "", "", "", "", ""]
     else:
         test, refs, audited = metrics["test"], metrics["references"], entry.get("audit")
         ours = [
@@ -209,15 +246,23 @@ def _row(entry: dict[str, Any]) -> list[str]:
             mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
             _audited(audited),
             "-" if audited is None else number(audited["regret_sum_over_agents_max"]),
+            _strong(entry.get("strong")),
             number(refs.get("reference/optimal_revenue")),
             number(refs.get("reference/vcg_revenue")),
+            _best_baseline(refs),
             duration(metrics.get("train_time_s")),
             sidecar["hardware"] if sidecar else "unknown",
         ]
     budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
-    revenue, regret, audited_regret, audited_max, optimal, vcg, time_, hardware = ours
-    return [setting, revenue, paper_cells[0], regret, audited_regret, audited_max, paper_cells[1], optimal, vcg,
-            paper_cells[2], time_, paper_cells[3], hardware, budget]
+    revenue, regret, audited_regret, audited_max, strong, optimal, vcg, best, time_, hardware = ours
+    return [setting, revenue, paper_cells[0], regret, audited_regret, audited_max, paper_cells[1], optimal, vcg, best,
+            paper_cells[2], time_, paper_cells[3], hardware, budget, strong]
+
+
+def _best_baseline(refs: dict[str, Any]) -> str:
+    """``name revenue`` of the best truthful baseline on the run's test profiles; ``-`` for runs older than the baselines."""
+    name = refs.get("reference/best_truthful_baseline")
+    return "-" if name is None else f"{name} {number(refs.get('reference/best_truthful_baseline_revenue'))}"
 
 
 def _audited(audited: dict[str, Any] | None) -> str:
@@ -229,6 +274,14 @@ def _audited(audited: dict[str, Any] | None) -> str:
     return f"{text} [{audited['n_samples']} profiles, grid {audited['grid_points']}; search {number(search)}]"
 
 
+def _strong(strong: dict[str, Any] | None) -> str:
+    """``mean (std)`` of the strong adversary's regret, with its profiles, starts and steps."""
+    if strong is None:
+        return "-"
+    text = mean_std(strong["regret_sum_over_agents_mean"], strong["regret_sum_over_agents_std"])
+    return f"{text} [{strong['n_samples']} profiles, {strong['starts']} starts x {strong['steps']} steps]"
+
+
 def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> str:
     """The markdown report: a short legend and one row per :func:`collect` entry."""
     legend = [
@@ -237,12 +290,16 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         *([f"Generated by `{command}`.", ""] if command else []),
         "Revenue and regret: mean (std) over the test profiles (the paper's protocol unless the budget overrides it: "
         "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
-        f"VCG: 10,000-profile Monte Carlo estimate. Paper times: one {PAPER_HARDWARE}. "
+        f"VCG: 10,000-profile Monte Carlo estimate. Best truthful baseline: the highest-earning of the simple truthful mechanisms "
+        "with fitted prices (posted prices, VCG with a reserve, pay to choose; `mechanisms/baselines`) on the run's test profiles. "
+        f"Paper times: one {PAPER_HARDWARE}. "
         "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
         "Audited regret (README \"Regret audit\"): mean (std) and max, summed over the agents, of the exhaustive audit "
         "(a grid over each bidder's report, 101 points per item for 2 items, 31 for 3, then a local refinement) of the "
         "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not audited "
         "(more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is exhaustive up to the grid.",
+        "Strong adversary regret (docs/regret_audit.md, `--strong`): mean (std), summed over the agents, of the strong "
+        "misreport search (random and structured starts, long Adam runs) on the test profiles; \"-\": not run.",
         "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
         "",
     ]
@@ -263,7 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
     parser.add_argument("--audit-points", type=int, default=None, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
-    parser.add_argument("--audit-device", default="auto", help="device of the audit: cpu, cuda or auto (default)")
+    parser.add_argument("--audit-device", default="auto", help="device of the audit and the strong adversary: cpu, cuda or auto (default)")
+    parser.add_argument("--strong", action="store_true", help="also run the strong adversary on every run without strong.json")
+    parser.add_argument("--strong-samples", type=int, default=None, help="strong adversary on the first N test profiles (default: all)")
+    parser.add_argument("--strong-starts", type=int, default=StrongSettings.random_starts,
+                        help=f"its uniform random starts (default {StrongSettings.random_starts})")
+    parser.add_argument("--strong-steps", type=int, default=StrongSettings.steps, help=f"its Adam steps (default {StrongSettings.steps})")
     args = parser.parse_args(argv)
     threads = config_threads()  # train.py's thread policy (each run applies its own config's threads)
     if threads is not None:
@@ -274,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.audit_samples is not None:
             check_positive_int(args.audit_samples, "--audit-samples")
         AuditSettings(points=args.audit_points)  # rejects a bad --audit-points before any training
+        strong = StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps)  # likewise
+        if args.strong_samples is not None:
+            check_positive_int(args.strong_samples, "--strong-samples")
         audit_device = ("cuda" if torch.cuda.is_available() else "cpu") if args.audit_device == "auto" else args.audit_device
         check_positive_int(args.jobs, "--jobs")
         failed = False
@@ -286,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"[{index}/{len(args.presets)}] {preset}: audited regret (sum over agents) "
                           f"{report['regret_sum_over_agents_mean']:.4f}, search "
                           f"{report['search_on_audited']['regret_sum_over_agents_mean']:.4f} "
+                          f"({report['n_samples']} profiles, {duration(report['wall_time_s'])})", flush=True)
+            if args.strong and not (args.runs_dir / preset / STRONG).is_file():
+                report = strong_run(args.runs_dir / preset, strong, args.strong_samples, audit_device, progress=True)
+                if report is not None:
+                    print(f"[{index}/{len(args.presets)}] {preset}: strong adversary regret (sum over agents) "
+                          f"{report['regret_sum_over_agents_mean']:.4f}, search "
+                          f"{report['search_on_same_profiles']['regret_sum_over_agents_mean']:.4f} "
                           f"({report['n_samples']} profiles, {duration(report['wall_time_s'])})", flush=True)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["allocation_tolerance", "allocation_warning", "config_threads", "duration", "markdown_table", "mean_std", "number", "plain_table"]
+__all__ = ["allocation_tolerance", "allocation_warning", "baseline_rows", "config_threads", "duration", "markdown_table", "mean_std", "number", "plain_table"]
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -77,6 +77,17 @@ def allocation_warning(violation: float | None, tolerance: float | None) -> str:
         f"max {violation:.3g} > tolerance {tolerance:.3g}: allocations break the demand constraints "
         "(Sinkhorn did not converge: raise sinkhorn.max_iter or sinkhorn.eps_final)"
     )
+
+
+def baseline_rows(revenue: float, best: tuple[str, float] | None) -> list[tuple[str, str]]:
+    """Rows naming the best truthful baseline ``(name, revenue)`` and, when ``revenue`` is lower, by how much."""
+    if best is None:
+        return []
+    name, best_revenue = best
+    rows = [("best truthful baseline", f"{name} {best_revenue:.4f}")]
+    if revenue < best_revenue:
+        rows.append(("below best truthful baseline", f"({name} {best_revenue:.4f}) by {best_revenue - revenue:.4f}"))
+    return rows
 
 
 def config_threads() -> int | None:

@@ -242,8 +242,11 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
     assert audited["search_on_audited"]["regret_sum_over_agents_mean"] == test["regret_sum_over_agents_mean"]
     assert row[4].startswith(mean_std(audited["regret_sum_over_agents_mean"], audited["regret_sum_over_agents_std"]))
     assert row[5] == number(audited["regret_sum_over_agents_max"])
-    assert row[7] == "0.074" and row[9] == "0.069 (optimal)" and row[11] == "1h21m"
-    assert row[12].startswith("CPU") and "trainer.max_epochs=2" in row[13]
+    assert row[7] == "0.074" and row[10] == "0.069 (optimal)" and row[12] == "1h21m"
+    refs = metrics["references"]  # the best truthful baseline on the run's test profiles
+    assert refs["reference/best_truthful_baseline"] == "pay_to_choose"
+    assert row[9] == f"pay_to_choose {number(refs['reference/best_truthful_baseline_revenue'])}"
+    assert row[13].startswith("CPU") and "trainer.max_epochs=2" in row[14]
     # the table can be rebuilt without training; a preset never run says so
     capsys.readouterr()
     assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 0

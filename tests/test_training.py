@@ -55,11 +55,13 @@ def test_tiny_run_trains_and_checkpoints_the_multipliers(demand: str, mechanism:
     assert json.loads((tmp_path / "metrics.json").read_text())["test"]["n_samples"] == 8
 
 
-def test_per_agent_value_ranges_train_without_references(tmp_path: Path) -> None:
+def test_per_agent_value_ranges_train_with_the_baselines_only(tmp_path: Path) -> None:
     cfg = make_config(*TINY, "agents=2", "data.low=[0.0,0.5]", "data.high=[1.0,2.0]", output_dir=tmp_path)
     metrics = run(cfg)
     assert math.isfinite(metrics["fit"]["train/loss"])
-    assert metrics["references"] == {}  # optimum and VCG references assume i.i.d. bidders
+    # optimum and VCG references assume i.i.d. bidders; the truthful baselines take per-agent ranges
+    assert set(metrics["references"]) == {"reference/posted_price_revenue", "reference/vcg_reserve_revenue",
+                                          "reference/best_truthful_baseline_revenue", "reference/best_truthful_baseline"}
 
 
 @pytest.mark.parametrize("persistent", [False, True], ids=["cold", "persistent-misreports"])

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from adversary.deviation import trusted_forward
 from adversary.regret import regret_terms
-from adversary.search import MisreportSearch, ascend, truthful_starts
+from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
 from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn_fixed import Calibration
 from mechanisms.sinkhorn_settings import check_backend
@@ -102,6 +102,8 @@ class FastStep:
         if hasattr(mechanism, "calibrate"):  # a Sinkhorn layer: its fixed schedule runs on this backend
             mechanism.settings = mechanism.settings.replace(backend=settings.backend)
         self.low, self.high = low, high
+        n = low.shape[0]
+        self.scale = step_scale(low.view(1, n, 1, 1), high.view(1, n, 1, 1))  # steps relative to the domain's width
         self.calls = 0
         self.last_calibration: Calibration | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -117,7 +119,7 @@ class FastStep:
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
         starts = truthful_starts(valuations, init, low, high)
-        misreports = ascend(forward, valuations, starts, self.search, low, high).transpose(0, 1)
+        misreports = ascend(forward, valuations, starts, self.search, low, high, self.scale).transpose(0, 1)
         terms = regret_terms(forward, valuations, misreports)
         revenue = terms.payment.sum(-1)
         loss = self.loss_fn(revenue, terms.regret)

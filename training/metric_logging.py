@@ -12,33 +12,64 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from mechanisms.baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
 from mechanisms.references import references
 from mechanisms.sinkhorn_fixed import Calibration
 
 __all__ = [
+    "BEST_BASELINE",
     "add_custom_scalars",
+    "best_baseline_reference",
     "flatten",
     "log_calibration",
     "log_regret",
     "log_training",
     "reference_revenues",
+    "baseline_references_on",
 ]
+
+BEST_BASELINE = "reference/best_truthful_baseline_revenue"
 
 
 def reference_revenues(mechanism: nn.Module, low: Tensor, high: Tensor) -> dict[str, float]:
-    """``reference/vcg_revenue`` and (where known) ``reference/optimal_revenue`` of ``mechanism``'s setting.
+    """The reference revenues of ``mechanism``'s setting.
 
-    ``low``/``high``: the bidders' value bounds ``(agents, 1)``; empty when the bidders are not
-    identically distributed (the references assume i.i.d. bidders).
+    ``reference/<baseline>_revenue`` for every applicable truthful baseline (fitted revenue,
+    :func:`mechanisms.baselines.fit_baseline`) and :data:`BEST_BASELINE`, the highest of them; for
+    identically distributed bidders also ``reference/vcg_revenue`` and (where known)
+    ``reference/optimal_revenue`` (they assume i.i.d. bidders).  ``low``/``high``: the bidders' value
+    bounds ``(agents, 1)``.
     """
+    demand, agents, items = mechanism.demand, mechanism.n_agents, mechanism.n_items
+    lows, highs = low[:, 0].tolist(), high[:, 0].tolist()
+    refs = _baseline_keys({name: fit_baseline(name, agents, items, demand, lows, highs).revenue
+                           for name in applicable_baselines(agents, items, demand)})
     if not (bool((low == low[0]).all()) and bool((high == high[0]).all())):
-        return {}
-    demand = mechanism.demand
-    found = references(demand.name, demand.k, mechanism.n_agents, mechanism.n_items, float(low[0]), float(high[0]))
-    refs = {"reference/vcg_revenue": found.vcg}
+        return refs
+    found = references(demand.name, demand.k, agents, items, lows[0], highs[0])
+    refs["reference/vcg_revenue"] = found.vcg
     if found.optimal is not None:
         refs["reference/optimal_revenue"] = found.optimal
     return refs
+
+
+def baseline_references_on(mechanism: nn.Module, valuations: Tensor, low: Tensor, high: Tensor) -> dict[str, float]:
+    """``reference/<baseline>_revenue`` and :data:`BEST_BASELINE` on the test profiles ``valuations`` ``(samples, agents, items)``."""
+    found: dict[str, BaselineRevenue] = baseline_revenues(valuations, mechanism.demand, low[:, 0].tolist(), high[:, 0].tolist())
+    return _baseline_keys({name: result.revenue_mean for name, result in found.items()})
+
+
+def _baseline_keys(revenues: dict[str, float]) -> dict[str, float]:
+    refs = {f"reference/{name}_revenue": value for name, value in revenues.items()}
+    if revenues:
+        refs[BEST_BASELINE] = max(revenues.values())
+    return refs
+
+
+def best_baseline_reference(refs: Mapping[str, Any]) -> tuple[str, float] | None:
+    """``(name, revenue)`` of the highest ``reference/<baseline>_revenue`` in ``refs`` (first on ties), or ``None``."""
+    found = [(name, refs[f"reference/{name}_revenue"]) for name in BASELINE_NAMES if f"reference/{name}_revenue" in refs]
+    return max(found, key=lambda item: item[1]) if found else None
 
 
 def add_custom_scalars(logger: Any, reference_names: list[str]) -> None:

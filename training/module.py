@@ -61,7 +61,9 @@ from training import lr_schedule
 from training.checkpoint_state import restore_state, save_state
 from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
-from training.metric_logging import add_custom_scalars, flatten, log_calibration, log_training, reference_revenues
+from training.metric_logging import (
+    add_custom_scalars, baseline_references_on, flatten, log_calibration, log_training, reference_revenues,
+)
 from training.validation import (
     allocated_mass_metrics,
     log_allocated_mass,
@@ -165,7 +167,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         return {"optimizer": optimizer, "lr_scheduler": lr_schedule.lr_scheduler(optimizer, self.lr, self.lr_final, total)}
 
     def setup(self, stage: str) -> None:
-        """Compute the setting's reference revenues once (a Monte Carlo VCG estimate: not at construction)."""
+        """Compute the setting's reference revenues once (Monte Carlo VCG, fitted baselines: not at construction)."""
         if not self.references:
             self.references = reference_revenues(self.mechanism, self.low, self.high)
 
@@ -301,6 +303,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                                   batch_size=self.test_batch_size or batch.shape[0], generator=generator,
                                   progress=self.trainer.progress_bar_callback is not None)
         self.test_results = evaluation.to_dict()
+        self.references.update(baseline_references_on(self.mechanism, batch, self.low, self.high))  # same profiles
         for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
         self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # README: the test revenue

@@ -29,8 +29,9 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
-from reporting.tables import allocation_tolerance, allocation_warning
+from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
+from training.metric_logging import best_baseline_reference
 
 __all__ = ["format_table", "run"]
 
@@ -129,6 +130,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("regret, sum over agents", stat("regret_sum_over_agents")),
         ("optimal revenue", "unknown" if optimal is None else f"{optimal:.4f}"),
         ("VCG revenue", f"{refs['reference/vcg_revenue']:.4f}" if "reference/vcg_revenue" in refs else "n/a"),
+        *baseline_rows(test["revenue_mean"], best_baseline_reference(refs)),
         ("tested weights", metrics["tested_weights"]),
         *_best_row(metrics),
         *_best_test_row(metrics),
@@ -173,13 +175,14 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
 
     model, mechanism = parts.model, parts.mechanism
     checkpoint = _checkpoint(trainer)
+    best = best_baseline_reference(model.references)  # its name joins the references in metrics.json
     metrics = {
         "setting": (
             f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, {type(mechanism).__name__}"
         ),
         "fit": fit_metrics,
         "test": model.test_results,
-        "references": model.references,
+        "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
         "tested_weights": weights or "last",
         "allocation_tolerance": allocation_tolerance(mechanism),
         "global_step": trainer.global_step,

@@ -1,0 +1,38 @@
+"""Simple truthful mechanisms with fitted prices: the floor a learned auction must beat.
+
+* :class:`PostedPrice` - sequential posted prices (unit, k_demand, additive);
+* :class:`VCGReserve` - VCG with one reserve price (unit, k_demand, additive);
+* :class:`PayToChoose` - a free lottery or a price for the best items (exactly_k);
+* :func:`fit_baseline`, :func:`best_baseline`, :func:`applicable_baselines` - prices fitted to the setting;
+* :func:`baseline_revenues`, :func:`best_truthful_baseline` - their revenue on given profiles.
+"""
+
+from mechanisms.baselines.compare import BaselineRevenue, baseline_revenues, best_truthful_baseline
+from mechanisms.baselines.fit import (
+    BASELINE_NAMES,
+    BASELINE_SAMPLES,
+    FittedBaseline,
+    applicable_baselines,
+    baseline_mechanism,
+    best_baseline,
+    fit_baseline,
+)
+from mechanisms.baselines.pay_to_choose import PayToChoose
+from mechanisms.baselines.posted_price import PostedPrice
+from mechanisms.baselines.vcg_reserve import VCGReserve
+
+__all__ = [
+    "BASELINE_NAMES",
+    "BASELINE_SAMPLES",
+    "BaselineRevenue",
+    "FittedBaseline",
+    "PayToChoose",
+    "PostedPrice",
+    "VCGReserve",
+    "applicable_baselines",
+    "baseline_mechanism",
+    "baseline_revenues",
+    "best_baseline",
+    "best_truthful_baseline",
+    "fit_baseline",
+]

@@ -1,0 +1,57 @@
+"""The fitted baselines' revenue on given profiles: what a learned mechanism is compared against.
+
+:func:`baseline_revenues` fits (or takes from the cache) every baseline that
+applies to the profiles' setting and measures its revenue on the very same
+profiles; :func:`best_truthful_baseline` picks the highest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mechanisms.baselines.fit import BASELINE_SAMPLES, FittedBaseline, applicable_baselines, fit_baseline
+from mechanisms.checks import Bounds
+from mechanisms.demand import Demand
+
+__all__ = ["BaselineRevenue", "baseline_revenues", "best_truthful_baseline"]
+
+
+@dataclass(frozen=True)
+class BaselineRevenue:
+    """A fitted baseline's revenue on given profiles: mean and (population) std over them."""
+
+    fitted: FittedBaseline
+    revenue_mean: float
+    revenue_std: float
+
+    def to_dict(self) -> dict[str, object]:
+        """``revenue_mean``/``_std`` on the profiles, the prices, and the fit's own revenue (JSON-serialisable)."""
+        fit = self.fitted.to_dict()
+        return {"revenue_mean": self.revenue_mean, "revenue_std": self.revenue_std, "prices": fit["prices"],
+                "fitted_revenue": fit["revenue"], "fitted_revenue_stderr": fit["revenue_stderr"], "fitted_samples": fit["samples"]}
+
+
+def baseline_revenues(
+    valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0, *, samples: int = BASELINE_SAMPLES
+) -> dict[str, BaselineRevenue]:
+    """Every applicable baseline, fitted to U[low_i, high_i] with ``samples`` profiles, measured on ``valuations`` ``(samples, agents, items)``."""
+    _, agents, items = valuations.shape
+    values = valuations.detach().cpu().double()
+    found = {}
+    for name in applicable_baselines(agents, items, demand):
+        fitted = fit_baseline(name, agents, items, demand, low, high, samples=samples)
+        with torch.inference_mode():
+            revenue = fitted.mechanism(values)[1].sum(-1)
+        found[name] = BaselineRevenue(fitted, revenue.mean().item(), revenue.std(correction=0).item())
+    return found
+
+
+def best_truthful_baseline(revenues: dict[str, BaselineRevenue]) -> tuple[str, float] | None:
+    """``(name, revenue_mean)`` of the highest-earning baseline (first on ties), ``None`` if there is none."""
+    if not revenues:
+        return None
+    name = max(revenues, key=lambda n: revenues[n].revenue_mean)
+    return name, revenues[name].revenue_mean
