@@ -45,9 +45,15 @@ def test_fit_to_teacher_recovers_a_network_teacher() -> None:
 
 def test_teacher_names_resolve_or_fail_in_one_line() -> None:
     unit = Demand("unit")
-    menu = resolve_teacher("posted_price", 1, 2, unit, 0.0, 1.0).mechanism
-    bids = torch.rand(64, 1, 2)
-    assert torch.equal(menu(bids)[0], posted_price()(bids)[0])  # the stand-in (or the baselines') posted price
+    teacher = resolve_teacher("posted_price", 1, 2, unit, 0.0, 1.0)
+    (price,) = teacher.prices
+    bids = torch.rand(256, 1, 2)
+    allocation, payment = teacher.mechanism(bids)
+    # a posted price p per item, unit demand: the bidder buys its best item iff its value is at least p
+    surplus = bids[:, 0] - price
+    bought = torch.nn.functional.one_hot(surplus.argmax(-1), 2) * (surplus.amax(-1, keepdim=True) >= 0)
+    assert torch.equal(allocation[:, 0], bought.to(allocation)) and torch.allclose(payment[:, 0], price * bought.sum(-1))
+    assert resolve_teacher("best", 1, 2, Demand("exactly_k"), 0.0, 1.0).name == "pay_to_choose"  # its only baseline
     for bad in ("none", "vcg"):
         with pytest.raises(ValueError, match="init must be one of"):
             resolve_teacher(bad, 1, 2, unit, 0.0, 1.0)
@@ -61,7 +67,7 @@ def test_warm_start_runs_before_training_and_is_reported(tmp_path: Path) -> None
     metrics = run(cfg, parts)
     report = metrics["warm_start"]
     assert report["init"] == "posted_price" and report["fit"]["steps"] == 20
-    assert report["teacher_revenue"] == pytest.approx(posted_price().expected_revenue)
+    assert report["teacher_revenue"] == pytest.approx(posted_price().expected_revenue, abs=0.01)  # near Pavlov's optimum
     assert 0 <= report["val_revenue"] and report["audit_regret_mean_over_agents"] >= 0
     # the allocated mass logged at the last validation is the mass of the final weights on the validation set
     validation = parts.datamodule.splits["val"].valuations
