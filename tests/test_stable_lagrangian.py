@@ -136,3 +136,13 @@ def test_gradient_clipping_equals_the_clipped_step_by_hand(fast: bool) -> None:
         assert torch.allclose(p_trained.detach(), p_start.detach() - lr * scale * g, atol=1e-7)
     with pytest.raises(ValueError, match="clip_grad_norm"):
         AuctionModule(RegretNet(1, 2), clip_grad_norm=0.0)
+
+
+def test_checkpoints_from_before_the_new_settings_resume_when_they_stay_off() -> None:
+    from training.config import resume_differences
+
+    old = {"model": {"lr": 0.001}, "lagrangian": {"max_rho": None}}
+    assert resume_differences(old, {"model": {"lr": 0.001, "clip_grad_norm": None}, "lagrangian": {"max_rho": None}}) == []
+    assert resume_differences(old, {"model": {"lr": 0.001, "clip_grad_norm": 1.0}, "lagrangian": {"max_rho": None}}) == [
+        ("model.clip_grad_norm", "<absent>", 1.0)
+    ]

@@ -146,6 +146,8 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
         for key in sorted(old.keys() | new.keys()):
             if key in RESUME_IGNORED or old.get(key, "<absent>") == new.get(key, "<absent>"):
                 continue
+            if old.get(key) is None and new.get(key) is None:  # a setting added since, left at null (off)
+                continue
             differences.append((key, old.get(key, "<absent>"), new.get(key, "<absent>")))
     return differences
 
