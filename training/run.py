@@ -90,7 +90,8 @@ def _best_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     if metrics["tested_weights"] != "last" or best is None or last is None or not math.isfinite(last):
         return []
     text = f"{best:.4f} ({Path(metrics['best_checkpoint']).name}); last validation {last:.4f}"
-    return [("best validation score", text + ("; test_checkpoint=best tests it" if last < best else ""))]
+    hint = last < best and not metrics.get("test_best")  # test_checkpoint=both: its test row follows
+    return [("best validation score", text + ("; test_checkpoint=best tests it" if hint else ""))]
 
 
 def _test_best(trainer: pl.Trainer, parts: Components) -> dict[str, Any] | None:
