@@ -2,14 +2,13 @@
 
 Writes ``evaluation.json`` (and, for two-item settings, ``heatmaps.png``; for a
 checkpoint with TensorBoard logs, ``curves.png``) into ``--out`` and prints a
-summary.  See README, "Evaluation".  Bad input exits with one line on stderr
+summary.  See docs/evaluation.md.  Bad input exits with one line on stderr
 and status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -26,9 +25,10 @@ from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
+from reporting.atomic import check_writable, write_json
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
-from reporting.hardware import describe
+from reporting.hardware import describe, resolve_device
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
 from mechanisms.checks import Bounds, check_positive_int
 
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     protocol.add_argument("--seed", type=int, default=None, help="seeds the test profiles and the random starts "
                           "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
     protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")
-    audit = parser.add_argument_group("regret audit (README \"Regret audit\"; at most 3 items)")
+    audit = parser.add_argument_group("regret audit (docs/regret_audit.md; at most 3 items)")
     audit.add_argument("--audit", action="store_true", help="also run the exhaustive regret audit: a grid over each bidder's "
                        "report, the others truthful, then a local refinement")
     audit.add_argument("--audit-points", type=int, default=None, help="grid points per reported number (default 101 for "
@@ -88,20 +88,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: train.py's, threads in conf/config.yaml)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto")
-    return device
 
 
 def _eps_suffix(eps: float | None) -> str:
@@ -285,7 +271,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     if not math.isfinite(args.others):
         raise ValueError(f"--others must be a finite number, got {args.others}")
     protocol = Protocol(args.samples, args.steps, args.lr, args.restarts, args.batch_size)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     target = _target(args, device)
     mechanism = target.mechanism
     lows = [target.low] if isinstance(target.low, (int, float)) else list(target.low)
@@ -298,6 +284,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
         mechanism.set_sinkhorn(eps_final=args.eps_final)
     audit_settings = _audit_settings(args, target.items)
     strong_settings = _strong_settings(args)
+    check_writable(target.out, "--out", folder=True)  # before the protocol runs
     valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
     result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
                           demand=target.demand, progress=not args.no_progress,
@@ -331,7 +318,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
     _figures(report, mechanism, target, args.others, out)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "evaluation.json", report)
     return {**report, "out": str(out)}
 
 

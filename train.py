@@ -1,7 +1,13 @@
-"""Train and test a learned auction: ``python train.py [overrides]`` (see README, "Training").
+"""Train and test a learned auction: ``python train.py [overrides]`` (see docs/training.md).
 
 The configuration is checked before anything runs: a bad setting exits with
-one line on stderr and status 2.
+one line on stderr and status 2.  A run refuses a run directory that holds
+another run's results (:mod:`training.run_dir`).  SIGTERM or Ctrl-C ends a run
+with one line (what was saved, the command that resumes) and status 143 or 130
+(:mod:`training.interrupt`); a diverged run with one line and status 3
+(:mod:`training.divergence`).  A multirun lists, when a job failed or it was
+interrupted, which jobs finished, failed, were interrupted or never started,
+and exits non-zero.
 """
 
 from __future__ import annotations
@@ -11,10 +17,14 @@ import warnings
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from training.config import validate_config
+from training.divergence import TrainingDiverged
+from training.interrupt import Interrupted, resume_command
 from training.run import run
+from training.run_dir import check_run_dir, claim_run_dir
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -25,16 +35,100 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log\(.*sync_dist=True.*")
 
 
+DIVERGED = 3  # exit status of a run stopped by training.divergence
+JOBS: list[tuple[list[str] | None, str]] = []  # the jobs run so far in this process: (overrides, outcome)
+
+
+def _overrides() -> list[str] | None:
+    """This job's command-line overrides (``None`` outside a Hydra job)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
+def _multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, test; returns the test revenue (the objective for Hydra sweepers; None in a DDP helper process)."""
+    overrides = _overrides()
     try:
+        check_run_dir(cfg.output_dir, cfg.get("resume"))
         components = validate_config(cfg)  # built once, here; the run trains them
+        release = claim_run_dir(cfg.output_dir)
     except ValueError as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr)
+        JOBS.append((overrides, "refused"))
         sys.exit(2)
-    metrics = run(cfg, components)
+    outcome = "failed"  # unless one below
+    try:
+        metrics = run(cfg, components)
+        outcome = "finished"
+    except Interrupted as stop:
+        saved = "nothing was saved" if stop.checkpoint is None else f"saved {stop.checkpoint}"
+        command = "" if stop.checkpoint is None else (
+            f"; resume with: {resume_command(overrides, Path(cfg.output_dir), stop.checkpoint)}")
+        print(f"interrupted by {stop.signal_name} at step {stop.step}: {saved}{command}", file=sys.stderr)
+        outcome = "interrupted"
+        sys.exit(stop.exit_status)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        outcome = "diverged"
+        if _multirun():
+            return None  # the other jobs of the sweep still run; the summary reports this one
+        sys.exit(DIVERGED)
+    finally:
+        release()
+        JOBS.append((overrides, outcome))
     return float(metrics["test"]["revenue_mean"]) if metrics else None
+
+
+def sweep_jobs(argv: list[str]) -> tuple[list[list[str]], set[str]] | None:
+    """The jobs of a ``-m`` command line as Hydra's basic sweeper expands them (overrides of each), and the swept
+    keys; ``None`` for other Hydra flags or a line Hydra cannot parse."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides = [arg for arg in argv if arg not in ("-m", "--multirun")]
+    if any(arg.startswith("-") for arg in overrides):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        swept = {override.get_key_element() for override in parsed if override.is_sweep_override()}
+    except HydraException:
+        return None
+    return jobs, swept
+
+
+def sweep_summary(jobs: list[list[str]] | None, swept: set[str], ran: list[tuple[list[str] | None, str]]) -> str:
+    """One line: the sweep's jobs by outcome (finished, diverged, refused, interrupted, never started)."""
+    def label(number: int, overrides: list[str] | None) -> str:
+        values = [o for o in overrides or [] if o.split("=", 1)[0] in swept]
+        return f"#{number}" + (f" ({' '.join(values)})" if values else "")
+
+    outcomes: dict[str, list[str]] = {}
+    for number, (overrides, outcome) in enumerate(ran):
+        outcomes.setdefault(outcome, []).append(label(number, overrides))
+    for number in range(len(ran), len(jobs or [])):
+        outcomes.setdefault("never started", []).append(label(number, jobs[number]))
+    parts = [f"{outcome} {len(items)}: {', '.join(items)}" for outcome, items in outcomes.items()]
+    total = len(jobs) if jobs is not None else len(ran)
+    return f"multirun of {total} job(s): " + "; ".join(parts)
+
+
+def _single_run_dir_check(argv: list[str]) -> str | None:
+    """Before Hydra writes its record into an explicit ``hydra.run.dir``: the error line if it holds another run's results."""
+    values = dict(arg.split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
+    run_dir = values.get("hydra.run.dir")
+    if run_dir is None:
+        return None  # the default run directory is new (its name has microseconds)
+    try:
+        check_run_dir(run_dir, values.get("resume"))
+    except ValueError as error:
+        return f"error: invalid configuration: {error}"
+    return None
 
 
 def validate_sweep(argv: list[str]) -> str | None:
@@ -45,20 +139,14 @@ def validate_sweep(argv: list[str]) -> str | None:
     the jobs run elsewhere and validate themselves when they start).
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
     overrides = [arg for arg in argv if arg not in ("-m", "--multirun")]
-    if any(arg.startswith("-") for arg in overrides):
-        return None  # other Hydra flags (--config-name, ...): every job still validates itself
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-        swept = {override.get_key_element() for override in parsed if override.is_sweep_override()}
-    except HydraException:
-        return None  # Hydra reports its own parse errors
+    expanded = sweep_jobs(argv)
+    if expanded is None:
+        return None  # other Hydra flags, or Hydra's own parse errors: every job still validates itself
+    jobs, swept = expanded
     placeholder = [] if any(o.lstrip("+~").startswith("output_dir=") for o in overrides) else ["output_dir=."]
     for number, job in enumerate(jobs):
         try:
@@ -82,10 +170,32 @@ def validate_sweep(argv: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":
-    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
-        line = validate_sweep(sys.argv[1:])
+def _main() -> None:
+    """The command line: ``logger=null`` (no logger) as Hydra spells it (``~logger``), checks, then Hydra."""
+    sys.argv[1:] = ["~logger" if arg in ("logger=null", "logger=None") else arg for arg in sys.argv[1:]]
+    argv = sys.argv[1:]
+    if not ("-m" in argv or "--multirun" in argv):
+        line = _single_run_dir_check(argv)
         if line is not None:
             print(line, file=sys.stderr)
             sys.exit(2)
-    main()
+        main()
+        return
+    line = validate_sweep(argv)
+    if line is not None:
+        print(line, file=sys.stderr)
+        sys.exit(2)
+    jobs, swept = sweep_jobs(argv) or (None, set())
+    try:
+        main()
+    except SystemExit as stop:  # a job was interrupted (or refused): the rest of the sweep does not run
+        if stop.code not in (0, None):
+            print(sweep_summary(jobs, swept, JOBS), file=sys.stderr)
+        raise
+    if any(outcome != "finished" for _, outcome in JOBS):  # (empty when another launcher ran the jobs elsewhere)
+        print(sweep_summary(jobs, swept, JOBS), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _main()

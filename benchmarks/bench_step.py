@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
+from reporting.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402
 from training.fast_step import FastStep, FastStepSettings  # noqa: E402
@@ -269,7 +270,7 @@ def main() -> None:
     path = Path(args.json or Path(__file__).parent / "results" / f"step_{args.device}.json")
     if str(path) != "/dev/null":
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(path, result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of README "Throughput" and "Reproducing the paper" on one GPU, in stages (STAGES picks them):
+# The GPU checks of docs/throughput.md and docs/results.md on one GPU, in stages (STAGES picks them):
 #   bench       benchmarks/bench_step.py on CUDA (CUDA-graph fast step; the eager step as the baseline);
 #   concurrent  total throughput of 1, 2, 4 and 6 2x3 processes timed over one shared window;
 #   train       table rows trained side by side with the fast step (each capped at TRAIN_MINUTES of training),

@@ -1,6 +1,6 @@
 """A cheap regret audit at validation: is the training's gradient search missing regret?
 
-See README, "Regret audit", and :mod:`adversary.audit`.
+See docs/regret_audit.md and :mod:`adversary.audit`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class RegretAudit(pl.Callback):
 
     An :class:`AuditWarning` is issued when the audited regret (sum over agents)
     exceeds ``warn_factor`` times the search's and is above ``warn_min_regret``
-    (below it both are noise).  The default factor 2 is documented in README
+    (below it both are noise).  The default factor 2 is documented in docs/regret_audit.md
     ("Regret audit"): on a trained unit-demand mechanism the audit and the
     searches agree within tens of percent, on the exactly-one plateau the
     training search sees 3-6x less.  Settings with another number of items
@@ -125,7 +125,7 @@ class RegretAudit(pl.Callback):
             warnings.warn(
                 f"step {trainer.global_step}: the regret audit finds {found:.4g} (sum over agents, {len(profiles)} "
                 f"validation profiles) but the {self.search} search only {seen:.4g} on the same profiles: more than "
-                f"{self.warn_factor:g}x; its regret estimate is too low (README, \"Regret audit\")",
+                f"{self.warn_factor:g}x; its regret estimate is too low (docs/regret_audit.md)",
                 AuditWarning,
                 stacklevel=2,
             )

@@ -139,10 +139,15 @@ class BatchShuffleSampler(Sampler[Tensor]):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.num_replicas, self.rank, self.even = num_replicas, rank, even
         self.epoch = 0
+        self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the permutation used by the next iteration."""
         self.epoch = epoch
+
+    def set_start(self, batches: int) -> None:
+        """Make the next iteration skip its first ``batches`` batches (a run resumed mid-epoch, after them)."""
+        self.start = batches
 
     def __len__(self) -> int:
         total = -(-self.n // self.batch_size)
@@ -157,7 +162,8 @@ class BatchShuffleSampler(Sampler[Tensor]):
         else:
             order = torch.arange(self.n)
         batches = order.split(self.batch_size)[self.rank :: self.num_replicas]
-        yield from batches[: len(self)]
+        start, self.start = self.start, 0
+        yield from batches[start : len(self)]
 
 
 class ValuationDataModule(pl.LightningDataModule):
@@ -200,6 +206,7 @@ class ValuationDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.seed, self.device = seed, device
         self.splits: dict[str, ValuationDataset] = {}
+        self.resume_batches = 0  # set by a resume from a mid-epoch checkpoint (training/interrupt.py)
 
     def _device(self) -> torch.device:
         if self.device != "auto":
@@ -229,8 +236,12 @@ class ValuationDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches :class:`TrainBatch` ``(indices (batch_size,), valuations (batch_size, agents, items))``,
-        the same number on every process."""
-        return self._loader("train", self.batch_size, shuffle=True)
+        the same number on every process (after a mid-epoch resume, the first iteration skips ``resume_batches``)."""
+        loader = self._loader("train", self.batch_size, shuffle=True)
+        start, self.resume_batches = self.resume_batches, 0
+        if start < len(loader.sampler):  # (a checkpoint at the end of an epoch: the next one starts afresh)
+            loader.sampler.set_start(start)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches ``(val_batch_size, agents, items)`` in a fixed order (batch ``i`` to process ``i % world_size``)."""

@@ -102,8 +102,8 @@ class SinkhornSettings:
 
     def __post_init__(self) -> None:
         check_grad(self.grad)
-        if not self.tol > 0:
-            raise ValueError(f"tol must be positive, got {self.tol}")
+        if not 0 < self.tol < 1:  # a relative marginal error: >= 1 (or inf, nan) accepts any plan
+            raise ValueError(f"tol must be positive and below 1 (a relative marginal error), got {self.tol}")
         check_positive_int(self.max_iter, "max_iter")
         init, final = self.eps_init, self.eps_final
         if isinstance(init, (int, float)) and isinstance(final, (int, float)) and 0 < init < final:

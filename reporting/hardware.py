@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_name", "describe"]
+__all__ = ["cpu_name", "describe", "resolve_device"]
 
 
 def cpu_name() -> str:
@@ -30,3 +30,18 @@ def describe(device: torch.device | str) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"{torch.cuda.get_device_name(index)} (cuda:{index})"
     return f"CPU: {cpu_name()}"
+
+
+def resolve_device(name: str, option: str = "--device") -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device; one-line ``ValueError`` otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{option} cuda requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto")
+    return device

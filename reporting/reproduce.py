@@ -15,7 +15,7 @@ lists revenue and regret (mean (std) on the test profiles), the optimal
 hardware next to the paper's numbers.
 
 For settings with at most 3 items, the tested weights are also audited
-(:func:`audit_run`, README "Regret audit"): ``audit.json`` next to
+(:func:`audit_run`, docs/regret_audit.md): ``audit.json`` next to
 ``metrics.json`` holds the exhaustive audit's regret on the run's test
 profiles (or the first ``--audit-samples``) and the gradient search's on the
 same profiles; the table shows it beside the search's.  ``--collect-only``
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -46,9 +47,10 @@ from omegaconf import OmegaConf
 from adversary.audit import MAX_ITEMS, AuditSettings
 from adversary.strong import StrongSettings
 from mechanisms.checks import check_positive_int
+from reporting.atomic import check_writable, write_json, write_text_atomic
 from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import Protocol, audit_against_search, strong_against_search, test_profiles
-from reporting.hardware import describe
+from reporting.hardware import describe, resolve_device
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
@@ -78,6 +80,50 @@ def _check_presets(presets: Sequence[str]) -> None:
     unknown = [p for p in presets if p not in available]
     if unknown:
         raise ValueError(f"unknown preset(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    repeated = sorted({p for p in presets if presets.count(p) > 1})
+    if repeated:
+        raise ValueError(f"preset(s) {', '.join(repeated)} given more than once (each preset has one run folder)")
+
+
+def _check_runs(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str]) -> None:
+    """Every preset's configuration with ``overrides`` passes train.py's checks (before the first run starts)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from training.config import validate_config
+
+    for preset in presets:
+        try:
+            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                cfg = compose("config", overrides=[f"experiment={preset}", f"output_dir={runs_dir / preset}", *overrides])
+            validate_config(cfg)
+        except (ValueError, HydraException) as error:
+            raise ValueError(f"{preset} with {' '.join(overrides) or 'no overrides'}: {' '.join(str(error).split())}") from error
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every option, before the first run: presets, overrides, paths, devices, counts."""
+    _check_presets(args.presets)
+    _check_overrides(args.override)
+    check_positive_int(args.jobs, "--jobs")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.audit_samples is not None:
+        check_positive_int(args.audit_samples, "--audit-samples")
+    AuditSettings(points=args.audit_points)  # rejects a bad --audit-points
+    resolve_device(args.audit_device, "--audit-device")
+    check_writable(args.out, "--out")
+    check_writable(args.runs_dir, "--runs-dir", folder=True)
+    if not args.collect_only:
+        _check_runs(args.presets, args.runs_dir, args.override)
+
+
+def write_table(out: Path, table: str, complete: bool, force: bool) -> Path:
+    """Write ``table`` to ``out``, unless it lacks results (``complete`` false) and would replace an existing
+    ``out``: then to ``<out>.partial.md`` (``force``: to ``out`` anyway).  Returns the file written."""
+    target = out if complete or force or not out.exists() else out.with_suffix(".partial.md")
+    write_text_atomic(target, table)
+    return target
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:
@@ -130,7 +176,7 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
         "date": datetime.date.today().isoformat(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_json(run_dir / SIDECAR, sidecar)
     return sidecar
 
 
@@ -208,7 +254,7 @@ def audit_run(
         seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
-    (run_dir / AUDIT).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(run_dir / AUDIT, report)
     return report
 
 
@@ -227,7 +273,7 @@ def strong_run(
         low=run.low, high=run.high, seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
-    (run_dir / STRONG).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(run_dir / STRONG, report)
     return report
 
 
@@ -294,7 +340,7 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "with fitted prices (posted prices, VCG with a reserve, pay to choose; `mechanisms/baselines`) on the run's test profiles. "
         f"Paper times: one {PAPER_HARDWARE}. "
         "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
-        "Audited regret (README \"Regret audit\"): mean (std) and max, summed over the agents, of the exhaustive audit "
+        "Audited regret (docs/regret_audit.md): mean (std) and max, summed over the agents, of the exhaustive audit "
         "(a grid over each bidder's report, 101 points per item for 2 items, 31 for 3, then a local refinement) of the "
         "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not audited "
         "(more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is exhaustive up to the grid.",
@@ -315,12 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "results" / "runs", help="where the runs go (default results/runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.md", help="markdown file (default results/reproduction.md)")
     parser.add_argument("--collect-only", action="store_true", help="do not train: build the table from the runs already in --runs-dir")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: README 'Throughput')")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (e.g. 2 on one GPU: docs/throughput.md)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per run (default: none)")
     parser.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
     parser.add_argument("--audit-points", type=int, default=None, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
     parser.add_argument("--audit-device", default="auto", help="device of the audit and the strong adversary: cpu, cuda or auto (default)")
+    parser.add_argument("--force", action="store_true", help="replace --out even with a table that lacks some presets' results")
     parser.add_argument("--strong", action="store_true", help="also run the strong adversary on every run without strong.json")
     parser.add_argument("--strong-samples", type=int, default=None, help="strong adversary on the first N test profiles (default: all)")
     parser.add_argument("--strong-starts", type=int, default=StrongSettings.random_starts,
@@ -331,16 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        _check_presets(args.presets)
-        _check_overrides(args.override)
-        if args.audit_samples is not None:
-            check_positive_int(args.audit_samples, "--audit-samples")
-        AuditSettings(points=args.audit_points)  # rejects a bad --audit-points before any training
-        strong = StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps)  # likewise
+        strong = StrongSettings(random_starts=args.strong_starts, steps=args.strong_steps)  # rejects bad values before any run
         if args.strong_samples is not None:
             check_positive_int(args.strong_samples, "--strong-samples")
-        audit_device = ("cuda" if torch.cuda.is_available() else "cpu") if args.audit_device == "auto" else args.audit_device
-        check_positive_int(args.jobs, "--jobs")
+        _check_options(args)
+        audit_device = str(resolve_device(args.audit_device, "--audit-device"))
         failed = False
         if not args.collect_only:
             failed = train_presets(args.presets, args.runs_dir, args.override, args.timeout, args.jobs)
@@ -363,12 +405,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = "python -m reporting.reproduce " + " ".join([*args.presets, *(f"--override {o}" for o in args.override)])
-    table = reproduction_table([collect(p, args.runs_dir) for p in args.presets], command + (" --collect-only" if args.collect_only else ""))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
+    entries = [collect(p, args.runs_dir) for p in args.presets]
+    table = reproduction_table(entries, command + (" --collect-only" if args.collect_only else ""))
+    missing = [e["preset"] for e in entries if e["metrics"] is None]
+    written = write_table(args.out, table, not missing, args.force)
     print(table)
+    if written != args.out:
+        print(f"error: no results for {', '.join(missing)}: {args.out} is kept; the table went to {written} "
+              f"(--force replaces {args.out})", file=sys.stderr)
+        return 1
     print(f"wrote {args.out}")
-    return 1 if failed else 0
+    return 1 if failed or missing else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The test suite: ``pytest`` (README "Quick start"); ``pytest -m slow`` adds the slow tests."""

@@ -57,3 +57,30 @@ class ValidationRecorder(pl.Callback):
         record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         with self.path.open("a") as stream:
             stream.write(json.dumps(record) + "\n")
+
+
+class InjectNonFinite(pl.Callback):
+    """At the end of training batch ``at_step`` (the global step after it), set every Lagrange multiplier to NaN."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if trainer.global_step == self.at_step:
+            pl_module.lagrange_multipliers.fill_(float("nan"))
+
+
+class MarkStep(pl.Callback):
+    """Create the file ``path`` after training batch ``at_step`` (a test waits for it, then signals the run);
+    with ``sleep`` seconds, every later batch sleeps that long (the signal arrives mid-training)."""
+
+    def __init__(self, path: str, at_step: int, sleep: float = 0.0) -> None:
+        self.path, self.at_step, self.sleep = Path(path), at_step, sleep
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        import time
+
+        if trainer.global_step == self.at_step:
+            self.path.write_text(str(trainer.global_step))
+        if trainer.global_step >= self.at_step:
+            time.sleep(self.sleep)

@@ -247,10 +247,11 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
     assert refs["reference/best_truthful_baseline"] == "pay_to_choose"
     assert row[9] == f"pay_to_choose {number(refs['reference/best_truthful_baseline_revenue'])}"
     assert row[13].startswith("CPU") and "trainer.max_epochs=2" in row[14]
-    # the table can be rebuilt without training; a preset never run says so
+    # the table can be rebuilt without training; a preset never run says so (in r.partial.md: r.md is kept)
     capsys.readouterr()
-    assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 0
-    rebuilt = (tmp_path / "r.md").read_text()
+    assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 1
+    assert (tmp_path / "r.md").read_text() == table
+    rebuilt = (tmp_path / "r.partial.md").read_text()
     assert _table_row(rebuilt, "paper_1x2_exactly_one") == row
     assert _table_row(rebuilt, "paper_2x3_unit")[1] == "not run"
 
@@ -279,9 +280,10 @@ def test_reproduction_rejects_bad_input(argv: list[str], message: str, tmp_path:
 
 
 def test_a_failed_run_is_reported(tmp_path: Path) -> None:
-    argv = ["paper_1x2_unit", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"), "--override", "agents=0"]
+    argv = ["paper_1x2_unit", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"), "--timeout", "0.5",
+            "--no-audit"]  # (a bad override is refused before any run: tests/test_faults.py)
     assert reproduce.main(argv) == 1
-    assert "failed (exit 2" in (tmp_path / "r.md").read_text()
+    assert "failed (exit -1" in (tmp_path / "r.md").read_text()
 
 
 def test_sweep_plot_from_a_real_multirun(tmp_path: Path) -> None:

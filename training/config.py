@@ -26,7 +26,10 @@ from torch import nn
 
 from mechanisms.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
+from training.divergence import check_penalty_weights
+from training.metric_logging import TRAINING_KEYS
 from training.module import AuctionModule
+from training.validation import validation_metrics
 
 __all__ = ["Components", "build_components", "validate_config"]
 
@@ -166,6 +169,7 @@ def _check_resume(cfg: DictConfig) -> None:
         stored = run_config(checkpoint, path)
     except ValueError as error:
         raise ValueError(f"resume: {error}") from error
+    _check_resume_budget(cfg.trainer, checkpoint)
     current = OmegaConf.to_container(cfg, resolve=True)
     differences = resume_differences(stored, current)
     if not differences:
@@ -178,6 +182,55 @@ def _check_resume(cfg: DictConfig) -> None:
         raise ValueError(
             f"resume: this run's configuration differs from the checkpoint's ({listed}); "
             "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
+        )
+
+
+def _check_resume_budget(trainer: DictConfig, checkpoint: dict[str, Any]) -> None:
+    """``trainer.max_epochs``/``max_steps`` at least the checkpoint's epochs and steps (Lightning refuses less mid-fit)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs, steps = int(progress.get("completed", checkpoint.get("epoch", 0))), int(checkpoint.get("global_step", 0))
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    if is_int(max_epochs) and max_epochs < epochs:
+        raise ValueError(f"resume: the checkpoint has trained {epochs} epoch(s) (step {steps}) but trainer.max_epochs="
+                         f"{max_epochs}: set trainer.max_epochs >= {epochs}")
+    if is_int(max_steps) and max_steps < steps:
+        raise ValueError(f"resume: the checkpoint has trained {steps} step(s) but trainer.max_steps={max_steps}: "
+                         f"set trainer.max_steps >= {steps} (or -1)")
+
+
+def _check_penalty_schedule(cfg: DictConfig, world: int) -> None:
+    """lambda_init, rho_init and the largest rho the run's schedule reaches must not overflow float32 training."""
+    model, schedule = cfg.model, (cfg.get("callbacks") or {}).get("rho")
+    lambda_init, rho_init = model.get("lambda_init", 5.0), model.get("rho_init", 1.0)
+    numbers = (lambda_init, rho_init)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+        return  # the module's constructor reports the type
+    largest = None
+    if schedule is not None:
+        trainer, data = cfg.trainer, cfg.data
+        steps, epochs = trainer.get("max_steps", -1), trainer.get("max_epochs")
+        if not (is_int(steps) and steps > 0):
+            steps = epochs * (-(-data.train_size // data.batch_size) // world) if is_int(epochs) else 0
+        start = schedule.get("rho_init", rho_init)
+        largest = start + schedule.increment * (steps // schedule.every_n_steps)
+        if schedule.get("max_rho") is not None:
+            largest = min(largest, schedule.max_rho)
+    _build("lagrangian", lambda: check_penalty_weights(float(lambda_init), float(rho_init), largest))
+
+
+def _check_monitors(callbacks: list[pl.Callback]) -> None:
+    """Every callback's ``monitor`` (checkpoint, early stopping) names a metric that something logs."""
+    logged = {f"val/{name}" for name in validation_metrics()} | TRAINING_KEYS | {"hp_metric"}
+    logged |= {c.score_key for c in callbacks if isinstance(getattr(c, "score_key", None), str)}
+    audited = any(type(c).__name__ == "RegretAudit" for c in callbacks)
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if monitor is None or monitor in logged or (audited and monitor.startswith("audit/")):
+            continue
+        hint = " (callbacks.budget=null removes the callback that logs it)" if monitor == "val/budgeted_revenue" else ""
+        raise ValueError(
+            f"callbacks: {type(callback).__name__} monitors {monitor!r}, which nothing logs{hint}: monitor one of "
+            f"{', '.join(sorted(k for k in logged if k.startswith('val/')))} (e.g. callbacks.checkpoint.monitor=val/revenue)"
         )
 
 
@@ -278,6 +331,8 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     _check_trainer(cfg.trainer, check_machine)
     _check_run_options(cfg)
     _check_data(cfg, world_size(cfg.trainer), check_machine)
-    components = build_components(cfg)
+    components = build_components(cfg)  # checks each component's own arguments
+    _check_penalty_schedule(cfg, world_size(cfg.trainer))
+    _check_monitors(components.callbacks)
     _check_resume(cfg)
     return components

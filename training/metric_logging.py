@@ -18,6 +18,7 @@ from mechanisms.sinkhorn_fixed import Calibration
 
 __all__ = [
     "BEST_BASELINE",
+    "TRAINING_KEYS",
     "add_custom_scalars",
     "best_baseline_reference",
     "flatten",
@@ -29,6 +30,13 @@ __all__ = [
 ]
 
 BEST_BASELINE = "reference/best_truthful_baseline_revenue"
+
+
+TRAINING_KEYS = frozenset(
+    {"train/revenue", "train/regret_mean_over_agents", "train/regret_sum_over_agents", "train/loss", "train/lr",
+     "lagrangian/rho"}
+)
+"""Keys :func:`log_training` logs every step (besides ``lagrangian/lambda_<i>`` and the Sinkhorn layer's)."""
 
 
 def reference_revenues(mechanism: nn.Module, low: Tensor, high: Tensor) -> dict[str, float]:

@@ -44,7 +44,6 @@ of the agents' expected regrets, RegretNet's convention) and
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, Iterable, Mapping
 
 import lightning.pytorch as pl
@@ -59,6 +58,7 @@ from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from training import lr_schedule
 from training.checkpoint_state import restore_state, save_state
+from training.divergence import DivergenceWatch, check_penalty_weights
 from training.fast_step import FastStep, FastStepSettings
 from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
 from training.metric_logging import (
@@ -122,8 +122,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     ) -> None:
         super().__init__()
         lr_schedule.check_learning_rates(lr, lr_final)
-        if not (math.isfinite(lambda_init) and math.isfinite(rho_init) and rho_init >= 0):
-            raise ValueError(f"need finite lambda_init and rho_init >= 0, got {lambda_init}, {rho_init}")
+        check_penalty_weights(lambda_init, rho_init)
         check_penalty_options(quadratic_penalty, penalty_over_agents)
         if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
             raise ValueError(f"clip_grad_norm must be a positive number or null, got {clip_grad_norm}")
@@ -154,6 +153,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
         self._fast_step: FastStep | None = None
+        self._watch = DivergenceWatch()
         self.val_metrics = validation_metrics()  # epoch aggregates, synchronized across processes
         self.val_mass = allocated_mass_metrics(self.n_agents)  # each bidder's allocated mass (the collapse guard's view)
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
@@ -176,7 +176,9 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         restore_state(checkpoint, self.misreport_buffer if self.persistent_misreports else None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would."""
+        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would
+        (never diverged weights: :class:`training.divergence.TrainingDiverged` instead)."""
+        self._check_finite()
         save_state(checkpoint)
 
     def on_fit_start(self) -> None:
@@ -193,6 +195,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             rank_zero_warn("the fast training step is single-process: running the eager step on every process")
         elif self.fast.active(self.device):
             self._fast_step = FastStep(self.mechanism, self.train_search, self._loss, self.low, self.high, self.fast)
+        self._watch = DivergenceWatch(next((c.dirpath for c in self.trainer.checkpoint_callbacks if c.dirpath), None))
         add_custom_scalars(self.logger, list(self.references))
 
     def on_train_start(self) -> None:
@@ -244,19 +247,27 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
         indices = indices if self.persistent_misreports else None
         optimizer = self.optimizers()
-        if self._fast_step is not None:  # gradients computed by the (captured) fast step
-            calibrated = self._fast_step.last_calibration
-            outputs = self._fast_step(valuations, self._recalled(indices))
-            if indices is not None:
-                self._remember(indices, outputs.misreports)
-            revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
-            if self._fast_step.last_calibration is not calibrated:
-                log_calibration(self, self._fast_step.last_calibration)
-        else:
-            revenue, regrets = self._regret(valuations, self.train_search, indices=indices)
-            loss = self._loss(revenue, regrets)
-            optimizer.zero_grad()
-            self.manual_backward(loss)
+        try:
+            if self._fast_step is not None:  # gradients computed by the (captured) fast step
+                calibrated = self._fast_step.last_calibration
+                outputs = self._fast_step(valuations, self._recalled(indices))
+                if indices is not None:
+                    self._remember(indices, outputs.misreports)
+                revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
+                if self._fast_step.last_calibration is not calibrated:
+                    log_calibration(self, self._fast_step.last_calibration)
+            else:
+                revenue, regrets = self._regret(valuations, self.train_search, indices=indices)
+                loss = self._loss(revenue, regrets)
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+        except ValueError:  # e.g. "bids contain NaN" from the search: first check whether training diverged
+            self._check_finite()
+            raise
+        self._watch.record(self.global_step, loss, (p.grad for p in self.mechanism.parameters()),
+                           self.lagrange_multipliers, self.rho)
+        if self._fast_step is None or self.global_step % self.trainer.log_every_n_steps == 0:
+            self._watch.check()  # the fast step: at logging steps only (one host synchronization)
         if self.clip_grad_norm is not None:  # on .grad, after the eager or the (captured) fast backward pass
             norm = torch.nn.utils.clip_grad_norm_(self.mechanism.parameters(), self.clip_grad_norm)
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
@@ -267,6 +278,15 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         return {"loss": loss.detach(), REGRET_KEY: regrets.mean(0).detach()}
 
     # ------------------------------------------------------------- validation
+    def on_validation_start(self) -> None:
+        """Stop a diverged run before validating it (:class:`training.divergence.DivergenceWatch`)."""
+        self._check_finite()
+
+    def _check_finite(self) -> None:
+        """:class:`training.divergence.TrainingDiverged` if a training step or the current state was not finite."""
+        self._watch.check()
+        self._watch.check_state(self.global_step, self.mechanism.parameters(), self.lagrange_multipliers, self.rho)
+
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
         of the whole validation set (:func:`training.validation.validation_generator`, seeded by ``test_seed``)."""
@@ -306,4 +326,4 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.references.update(baseline_references_on(self.mechanism, batch, self.low, self.high))  # same profiles
         for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
-        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # README: the test revenue
+        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # docs/training.md: the test revenue

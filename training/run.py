@@ -14,7 +14,6 @@ writes ``metrics.json`` (the others return an empty dict).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from inspect import signature
@@ -26,10 +25,14 @@ from hydra.utils import instantiate
 from torch.nn.parallel import DistributedDataParallel
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, Strategy
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
+from reporting.atomic import write_json
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
+from training.interrupt import StopOnSignal
+from training.no_revenue import allocated_mass, no_revenue_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 from training.metric_logging import best_baseline_reference
 
@@ -141,6 +144,7 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"test {_duration(metrics['test_time_s'])})",
         ),
     ]
+    rows += [("warning", text) for text in metrics.get("warnings", [])]
     warning = allocation_warning(test.get("allocation_violation_max"), metrics.get("allocation_tolerance"))
     if warning:
         rows.insert(4, ("allocation violation", warning))
@@ -158,8 +162,9 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     if parts is None:
         parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    stop = StopOnSignal(Path(cfg.output_dir) / "checkpoints")  # SIGTERM/SIGINT: last.ckpt, then Interrupted
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=parts.callbacks, logger=logger
+        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=[*parts.callbacks, stop], logger=logger
     )
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
@@ -193,15 +198,31 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "best_score": _finite(checkpoint.best_model_score) if checkpoint else None,
         "test_best": test_best,
         "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
+        "warnings": _warnings(trainer, parts, model.test_results),
         "train_time_s": fitted - start,
         "test_time_s": done - fitted,
         "wall_time_s": done - start,
     }
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(output / "metrics.json", metrics)
     print(format_table(metrics))
     return metrics
+
+
+def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> list[str]:
+    """Warnings about the tested mechanism (:mod:`training.no_revenue`), also written to the log and TensorBoard."""
+    datamodule, model = parts.datamodule, parts.model
+    valuations = datamodule.splits["test"].valuations.to(model.device)
+    scale = float(model.high.mean())
+    warning = no_revenue_warning(float(test["revenue_mean"]), allocated_mass(parts.mechanism, valuations), scale)
+    if warning is None:
+        return []
+    rank_zero_warn(warning)
+    experiment = getattr(trainer.logger, "experiment", None)
+    if hasattr(experiment, "add_text"):  # TensorBoard
+        experiment.add_text("warnings/no_revenue", warning, global_step=trainer.global_step)
+    return [warning]
 
 
 def _finite(value: Any) -> float | None:

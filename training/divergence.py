@@ -1,0 +1,101 @@
+"""Divergence: a run stops at the first non-finite training value, and refuses penalty weights that overflow float32.
+
+:class:`DivergenceWatch` keeps, on the training device, the first global step at which the loss, a
+parameter gradient, a Lagrange multiplier or rho was not finite (``record``: no host synchronization),
+and :meth:`DivergenceWatch.check` reads it (one synchronization) and raises :class:`TrainingDiverged`.
+The eager training step checks every step, before the optimizer step; the fast (CUDA-graph) step at
+its logging steps (``trainer.log_every_n_steps``).  Before a validation and before a checkpoint is
+written, the record and the current weights, lambda and rho are checked (:meth:`DivergenceWatch.check_state`),
+so no checkpoint ever holds diverged values.
+
+:func:`check_penalty_weights` refuses, before any work, a ``lambda_init``, ``rho_init`` or a largest rho
+of the run's schedule above :data:`PENALTY_LIMIT`: the loss gradient scales with them and Adam squares
+it, which overflows float32 above ``sqrt(float32 max)`` (about 1.8e19).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = ["PENALTY_LIMIT", "DivergenceWatch", "TrainingDiverged", "check_penalty_weights"]
+
+PENALTY_LIMIT = math.sqrt(torch.finfo(torch.float32).max)
+"""Largest |lambda| and rho accepted: Adam squares gradients that scale with them (float32 training)."""
+
+_WHAT = ("loss", "gradient", "lambda", "rho")
+
+
+def check_penalty_weights(lambda_init: float, rho_init: float, largest_rho: float | None = None) -> None:
+    """One-line ``ValueError`` unless ``lambda_init``, ``rho_init`` (and the schedule's ``largest_rho``) are
+    finite and at most :data:`PENALTY_LIMIT` in magnitude (``rho_init >= 0``)."""
+    for name, value in (("lambda_init", lambda_init), ("rho_init", rho_init), ("the largest rho of the schedule", largest_rho)):
+        if value is None:
+            continue
+        if not math.isfinite(value) or abs(value) > PENALTY_LIMIT:
+            raise ValueError(
+                f"{name}={value:g} overflows float32 training (the loss gradient scales with it and Adam squares "
+                f"it): use |{name}| <= {PENALTY_LIMIT:.2g}"
+            )
+    if rho_init < 0:
+        raise ValueError(f"need rho_init >= 0, got {rho_init}")
+
+
+class TrainingDiverged(Exception):
+    """Training produced a non-finite value at ``step``; ``checkpoint`` is the last one written before (or ``None``)."""
+
+    def __init__(self, step: int, what: str, checkpoint: Path | None) -> None:
+        self.step, self.what, self.checkpoint = step, what, checkpoint
+        saved = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written before it"
+        super().__init__(f"training diverged at step {step}: non-finite {what}; {saved}")
+
+
+class DivergenceWatch:
+    """The first step with a non-finite loss, gradient, lambda or rho, kept on the device until :meth:`check`.
+
+    ``checkpoint_dir``: where the run's checkpoints go (``last.ckpt`` is named as the last good one).
+    """
+
+    def __init__(self, checkpoint_dir: Path | str | None = None) -> None:
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self._first: Tensor | None = None  # [step, bit mask of _WHAT], step -1: all finite so far
+        self._bits: Tensor | None = None
+
+    def record(self, step: int, loss: Tensor, gradients: Iterable[Tensor], lambdas: Tensor, rho: Tensor) -> None:
+        """Note whether this step's ``loss`` (scalar), ``gradients``, ``lambdas`` ``(agents,)`` and ``rho`` are finite."""
+        grads = [g for g in gradients if g is not None]
+        grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else loss.new_ones((), dtype=torch.bool)
+        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite()])
+        if self._first is None:  # made once: no host-to-device copy per step
+            self._first = torch.tensor([-1, 0], device=bad.device)
+            self._bits = torch.tensor([1, 2, 4, 8], device=bad.device)
+        mask = (bad.long() * self._bits).sum()
+        fresh = (self._first[0] < 0) & (mask > 0)
+        self._first = torch.where(fresh, torch.stack([torch.full_like(mask, step), mask]), self._first)
+
+    def check(self) -> None:
+        """Raise :class:`TrainingDiverged` if a recorded step was not finite (reads one small tensor)."""
+        if self._first is None:
+            return
+        step, mask = (int(v) for v in self._first.tolist())
+        if step < 0:
+            return
+        raise TrainingDiverged(step, ", ".join(name for bit, name in enumerate(_WHAT) if mask >> bit & 1), self._last())
+
+    def _last(self) -> Path | None:
+        """``last.ckpt`` of the run if it exists (written before the divergence: see the module docstring)."""
+        last = None if self.checkpoint_dir is None else self.checkpoint_dir / "last.ckpt"
+        return last if last is not None and last.is_file() else None
+
+    def check_state(self, step: int, parameters: Iterable[Tensor], lambdas: Tensor, rho: Tensor) -> None:
+        """Raise :class:`TrainingDiverged` at ``step`` if a network weight, lambda or rho is not finite now
+        (before a checkpoint or a validation, and after a failed step: one synchronization)."""
+        bad = [name for name, finite in (
+            ("network weights", all(bool(p.detach().isfinite().all()) for p in parameters)),
+            ("lambda", bool(lambdas.isfinite().all())), ("rho", bool(rho.isfinite().all()))) if not finite]
+        if bad:
+            raise TrainingDiverged(step, ", ".join(bad), self._last())

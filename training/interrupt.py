@@ -1,0 +1,126 @@
+"""Interrupts (SIGTERM, SIGINT) end a run with a checkpoint, one line and a non-zero status (issue 19, point 1).
+
+Lightning handles SIGTERM by finishing the epoch and raising a ``SystemExit`` of status 0, and Ctrl-C by
+an exit of status 1 without a resumable checkpoint.  :class:`StopOnSignal` (added to every run by
+:func:`training.run.run`) instead stops at the end of the current training batch, writes
+``checkpoints/last.ckpt`` first, and raises :class:`Interrupted`; ``run`` turns that into one line on
+stderr (what was saved and the exact command that resumes) and exit status ``128 + signal`` (143 for
+SIGTERM, 130 for SIGINT).  A second Ctrl-C stops at once (Lightning's exit 1, no checkpoint).
+
+With several processes (DDP) Lightning broadcasts SIGTERM and raises on every process at the next
+batch; the checkpoint is then written from ``on_exception`` (every process takes part).  On SLURM with
+Lightning's auto-requeue (``SLURMEnvironment``), its SIGUSR1 handler still saves ``hpc_ckpt_<n>.ckpt``
+and requeues the job; the SIGTERM that follows ends the job as above (docs/scaling_out.md).
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+__all__ = ["Interrupted", "StopOnSignal", "resume_command"]
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal after saving ``checkpoint`` (``None``: nothing could be saved) at ``step``."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+
+    @property
+    def signal_name(self) -> str:
+        """``SIGTERM``, ``SIGINT``, ..."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention for a process ended by a signal: ``128 + signal number``."""
+        return 128 + self.signum
+
+
+def resume_command(overrides: Sequence[str] | None, run_dir: Path, checkpoint: Path) -> str:
+    """``python train.py <the run's overrides> hydra.run.dir=<run dir> resume=<checkpoint>`` (shell-quoted).
+
+    ``overrides``: the run's command-line overrides (``None``: unknown, shown as ``<your overrides>``).
+    """
+    if overrides is None:
+        kept = ["<your overrides>"]
+    else:
+        kept = [shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
+    return " ".join(["python train.py", *kept, shlex.quote(f"hydra.run.dir={run_dir}"), shlex.quote(f"resume={checkpoint}")])
+
+
+class StopOnSignal(pl.Callback):
+    """Stop training at the end of the batch during which SIGTERM or SIGINT arrived, after saving ``last.ckpt``.
+
+    ``dirpath``: the checkpoint folder (``<run dir>/checkpoints``).
+    """
+
+    def __init__(self, dirpath: Path | str) -> None:
+        self.dirpath = Path(dirpath)
+        self.signum: int | None = None
+        self.saved: Path | None = None
+        self._previous_sigint: Any = None
+
+    # ------------------------------------------------------------- signals
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # the second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.signum, self.saved = None, None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (after Lightning registers its signal handlers: its teardown then restores the handler we replace)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _restore(self) -> None:
+        if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def _received(self, trainer: pl.Trainer) -> int | None:
+        if self.signum is not None:
+            return self.signum
+        return int(signal.SIGTERM) if trainer.received_sigterm else None
+
+    # ------------------------------------------------------------ stopping
+    def _save(self, trainer: pl.Trainer) -> Path | None:
+        if self.saved is None and not trainer.fast_dev_run:
+            path = self.dirpath / "last.ckpt"
+            trainer.save_checkpoint(path, weights_only=False)
+            self.saved = path
+        return self.saved
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        signum = self._received(trainer)
+        if signum is None or (trainer.world_size > 1 and signum == signal.SIGTERM):
+            return  # nothing, or DDP's SIGTERM: Lightning raises on every process at the next batch
+        raise Interrupted(signum, trainer.global_step, self._save(trainer))
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):  # Lightning's stop (DDP, or during validation)
+            self._save(trainer)
+        self._restore()  # (Lightning calls no teardown hook after an exception)
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """A run resumed from a mid-epoch checkpoint (e.g. this callback's) goes on with the epoch's next batch:
+        the data module's next training loader skips the batches the checkpoint's epoch has processed."""
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        done = int(progress.get("current", {}).get("processed", 0))
+        if done and hasattr(trainer.datamodule, "resume_batches"):
+            trainer.datamodule.resume_batches = done

@@ -1,0 +1,35 @@
+"""A run whose mechanism stopped earning (issue 19, point 3): test revenue near 0 at the end of the run.
+
+E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge
+nothing: zero regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it,
+with the allocated mass (0: nothing allocated; above: items given away); :func:`training.run.run`
+prints it in the log and the results table, writes it to ``metrics.json`` (``warnings``) and to
+TensorBoard (text ``warnings/no_revenue``).  (A finer guard, per bidder and during training, can
+build on :func:`allocated_mass`.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NEAR_ZERO", "allocated_mass", "no_revenue_warning"]
+
+NEAR_ZERO = 0.01
+"""Revenue below this fraction of the mean upper value bound is 'near 0'."""
+
+
+@torch.no_grad()
+def allocated_mass(mechanism: nn.Module, valuations: Tensor) -> float:
+    """Mean over the profiles ``(batch, agents, items)`` of the allocated fraction of the items (1: every item sold)."""
+    allocation, _ = mechanism(valuations)
+    return float(allocation.sum(1).mean())
+
+
+def no_revenue_warning(revenue: float, mass: float, value_scale: float) -> str | None:
+    """The warning line if test ``revenue`` <= NEAR_ZERO x ``value_scale`` (the allocated ``mass`` says how), else ``None``."""
+    if not revenue <= NEAR_ZERO * value_scale:
+        return None
+    how = "it allocates nothing" if mass <= NEAR_ZERO else f"it gives items away: allocated mass {mass:.3f} of the items"
+    return (f"the mechanism earns no revenue (test revenue {revenue:.4f}; {how}): training collapsed, e.g. a too "
+            f"large model.lr; see the training curves")
