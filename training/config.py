@@ -52,7 +52,7 @@ def _build(section: str, build: Any) -> Any:
         raise ValueError(f"{section}: {one_line(error)}") from error
 
 
-TEST_CHECKPOINTS = ("last", "best")
+TEST_CHECKPOINTS = ("last", "best", "both")  # both: test the last weights, then the best checkpoint too
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
@@ -144,6 +144,8 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
         for key in sorted(old.keys() | new.keys()):
             if key in RESUME_IGNORED or old.get(key, "<absent>") == new.get(key, "<absent>"):
+                continue
+            if old.get(key) is None and new.get(key) is None:  # a setting added since, left at null (off)
                 continue
             differences.append((key, old.get(key, "<absent>"), new.get(key, "<absent>")))
     return differences

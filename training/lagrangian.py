@@ -5,6 +5,11 @@
 * the quadratic penalty weight as a pure function of the global step,
   :class:`RhoStaircase` (a capped staircase: resume-safe by construction);
 * the dual update of the multipliers, :class:`LagrangeRule`;
+* the stable alternative (issue 16, ``conf/lagrangian/stable.yaml``): a
+  target-regret controller, :class:`TargetRegretRule`, whose multipliers can
+  fall and whose rho grows only while the regret is above an annealed target
+  :class:`TargetSchedule`; gradient-norm clipping is the module's
+  ``clip_grad_norm`` (``lagrangian.clip_grad_norm``);
 * the contract between the trainer-side schedules (:mod:`callbacks.lagrangian`,
   thin wrappers around the two classes above) and the module that trains:
   :class:`LagrangianState` (the two buffers) and :data:`REGRET_KEY` (the
@@ -36,6 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 from mechanisms.checks import check_positive_int
@@ -47,6 +53,8 @@ __all__ = [
     "LagrangeRule",
     "LagrangianState",
     "RhoStaircase",
+    "TargetRegretRule",
+    "TargetSchedule",
     "check_penalty_options",
     "lagrangian_loss",
 ]
@@ -126,6 +134,89 @@ class LagrangeRule:
     def apply(multipliers: Tensor, rho: Tensor, regret: Tensor) -> None:
         """``multipliers += rho * regret`` in place (``regret``: batch-mean regret per agent ``(agents,)``)."""
         multipliers.add_(rho * regret.detach().to(multipliers))
+
+
+ANNEAL_SHAPES = ("geometric", "linear")
+"""How :class:`TargetSchedule` moves the target from ``tau_start`` to ``tau_end``."""
+
+
+@dataclass(frozen=True)
+class TargetSchedule:
+    """The regret target ``tau(step)``: ``tau_start`` at step 0, ``tau_end`` from ``anneal_steps`` on.
+
+    In between, ``shape="geometric"``: ``tau_start * (tau_end / tau_start) ** (step / anneal_steps)``;
+    ``"linear"``: ``tau_start + (tau_end - tau_start) * step / anneal_steps``.  ``anneal_steps=0``:
+    ``tau_end`` throughout.  A pure function of the step (resume-safe).
+    """
+
+    tau_start: float = 0.01
+    tau_end: float = 0.001
+    anneal_steps: int = 0
+    shape: str = "geometric"
+
+    def __post_init__(self) -> None:
+        for name in ("tau_start", "tau_end"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite regret target, got {value!r}")
+        if not (isinstance(self.anneal_steps, int) and self.anneal_steps >= 0):
+            raise ValueError(f"anneal_steps must be an integer >= 0, got {self.anneal_steps!r}")
+        if self.shape not in ANNEAL_SHAPES:
+            raise ValueError(f"tau anneal shape must be one of {', '.join(ANNEAL_SHAPES)}, got {self.shape!r}")
+
+    def __call__(self, step: int) -> float:
+        """The target of the update after ``step`` optimizer steps."""
+        if step >= self.anneal_steps:
+            return float(self.tau_end)
+        progress = step / self.anneal_steps
+        if self.shape == "geometric":
+            return float(self.tau_start * (self.tau_end / self.tau_start) ** progress)
+        return float(self.tau_start + (self.tau_end - self.tau_start) * progress)
+
+
+@dataclass(frozen=True)
+class TargetRegretRule:
+    """The target-regret controller: after every ``every_n_steps``-th optimizer step, with ``tau = target(step)``,
+
+    * ``lambda_i <- max(0, lambda_i + eta * (rgt_i - tau))`` (lambda falls while agent ``i`` is below target);
+    * ``rho <- min(rho + rho_increment, max_rho)`` if the mean over agents of ``rgt_i`` exceeds ``tau``,
+      else ``rho`` stays (``max_rho=None``: no cap).
+
+    The state (lambda, rho) lives in the module's buffers (saved in checkpoints); the update is a pure
+    function of the state, the step and the measured regret, so a resumed run continues exactly.
+    """
+
+    eta: float = 1.0
+    every_n_steps: int = 1
+    rho_increment: float = 1.0
+    max_rho: float | None = None
+    target: TargetSchedule = TargetSchedule()
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.every_n_steps, "every_n_steps")
+        if not (math.isfinite(self.eta) and self.eta > 0):
+            raise ValueError(f"controller step size eta must be positive, got {self.eta}")
+        if not (math.isfinite(self.rho_increment) and self.rho_increment >= 0):
+            raise ValueError(f"rho increment must be >= 0, got {self.rho_increment}")
+        if self.max_rho is not None and not self.max_rho > 0:
+            raise ValueError(f"max_rho must be positive or null, got {self.max_rho}")
+
+    def due(self, step: int) -> bool:
+        """Whether the update follows the batch after which ``step`` optimizer steps have been taken."""
+        return step % self.every_n_steps == 0
+
+    def apply(self, multipliers: Tensor, rho: Tensor, regret: Tensor, step: int, grow_rho: bool = True) -> None:
+        """Update ``multipliers`` ``(agents,)`` and the scalar ``rho`` in place from the batch-mean regret
+        ``(agents,)`` measured after ``step`` optimizer steps; ``grow_rho=False`` holds rho (see the collapse guard)."""
+        tau = self.target(step)
+        regret = regret.detach().to(multipliers)
+        multipliers.copy_((multipliers + self.eta * (regret - tau)).clamp_(min=0.0))
+        if grow_rho:  # without a host synchronization (the fast step's outputs stay on the device)
+            raised = rho + self.rho_increment
+            if self.max_rho is not None:
+                raised = raised.clamp(max=self.max_rho)
+            rho.copy_(torch.where(regret.mean() > tau, raised, rho))
+
 
 PENALTY_OVER_AGENTS = ("sum", "mean")
 """``sum``: the paper's Eq. 1 (default); ``mean``: the original code (1/n of the paper's sum)."""

@@ -64,7 +64,13 @@ from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_lo
 from training.metric_logging import (
     add_custom_scalars, baseline_references_on, flatten, log_calibration, log_training, reference_revenues,
 )
-from training.validation import log_validation, validation_generator, validation_metrics
+from training.validation import (
+    allocated_mass_metrics,
+    log_allocated_mass,
+    log_validation,
+    validation_generator,
+    validation_metrics,
+)
 
 __all__ = ["AuctionModule"]
 
@@ -85,7 +91,10 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
     ``penalty_over_agents`` choose the penalty convention of :func:`training.lagrangian.lagrangian_loss`
-    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).
+    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm``
+    (``None``: no clipping) rescales the mechanism's gradient to at most that total 2-norm before every
+    optimizer step, in the eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the
+    Trainer's ``gradient_clip_val`` does not apply to manual optimization).
     """
 
     def __init__(
@@ -109,11 +118,15 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         run_config: Mapping[str, Any] | None = None,
         quadratic_penalty: str = "batch_mean",
         penalty_over_agents: str = "sum",
+        clip_grad_norm: float | None = None,
     ) -> None:
         super().__init__()
         lr_schedule.check_learning_rates(lr, lr_final)
         check_penalty_weights(lambda_init, rho_init)
         check_penalty_options(quadratic_penalty, penalty_over_agents)
+        if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be a positive number or null, got {clip_grad_norm}")
+        self.clip_grad_norm = clip_grad_norm
         self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast"])
@@ -142,6 +155,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self._fast_step: FastStep | None = None
         self._watch = DivergenceWatch()
         self.val_metrics = validation_metrics()  # epoch aggregates, synchronized across processes
+        self.val_mass = allocated_mass_metrics(self.n_agents)  # each bidder's allocated mass (the collapse guard's view)
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
@@ -254,6 +268,9 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                            self.lagrange_multipliers, self.rho)
         if self._fast_step is None or self.global_step % self.trainer.log_every_n_steps == 0:
             self._watch.check()  # the fast step: at logging steps only (one host synchronization)
+        if self.clip_grad_norm is not None:  # on .grad, after the eager or the (captured) fast backward pass
+            norm = torch.nn.utils.clip_grad_norm_(self.mechanism.parameters(), self.clip_grad_norm)
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
         lr = optimizer.param_groups[0]["lr"]  # this step's: the schedule's value at global_step
         optimizer.step()
         self.lr_schedulers().step()
@@ -276,11 +293,14 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Revenue and regret on validation valuations ``(batch, agents, items)`` (epoch means and max)."""
+        """Revenue, regret and each bidder's allocated mass on validation valuations ``(batch, agents, items)``
+        (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
         revenue, regrets = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
         log_validation(self, self.val_metrics, revenue, regrets)
+        with torch.no_grad():
+            log_allocated_mass(self, self.val_mass, self.mechanism(batch)[0])
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.

@@ -28,6 +28,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig
 
+from callbacks.warm_start import WarmStart
 from reporting.atomic import write_json
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
 from training.interrupt import StopOnSignal
@@ -92,7 +93,29 @@ def _best_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     if metrics["tested_weights"] != "last" or best is None or last is None or not math.isfinite(last):
         return []
     text = f"{best:.4f} ({Path(metrics['best_checkpoint']).name}); last validation {last:.4f}"
-    return [("best validation score", text + ("; test_checkpoint=best tests it" if last < best else ""))]
+    hint = last < best and not metrics.get("test_best")  # test_checkpoint=both: its test row follows
+    return [("best validation score", text + ("; test_checkpoint=best tests it" if hint else ""))]
+
+
+def _test_best(trainer: pl.Trainer, parts: Components) -> dict[str, Any] | None:
+    """``test_checkpoint=both``: the test results of the best checkpoint as well (after the last weights'
+    test; the model keeps the last weights' results in ``test_results``); ``None`` without a best checkpoint."""
+    best = _test_weights(trainer, "best")
+    if best is None:
+        return None
+    last_results = parts.model.test_results
+    trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=best, verbose=False)
+    results, parts.model.test_results = parts.model.test_results, last_results
+    return {"checkpoint": best, **results}
+
+
+def _best_test_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``test_checkpoint=both``: the best checkpoint's test revenue and regret beside the last weights'."""
+    best = metrics.get("test_best")
+    if not best:
+        return []
+    return [("best checkpoint, test", f"revenue {best['revenue_mean']:.4f}, regret (mean over agents) "
+                                      f"{best['regret_mean_over_agents_mean']:.4f} ({Path(best['checkpoint']).name})")]
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -114,6 +137,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         *baseline_rows(test["revenue_mean"], best_baseline_reference(refs)),
         ("tested weights", metrics["tested_weights"]),
         *_best_row(metrics),
+        *_best_test_row(metrics),
         (
             "wall time",
             f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
@@ -147,8 +171,10 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     _save_last(trainer)
     fitted = time.perf_counter()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    weights = _test_weights(trainer, cfg.get("test_checkpoint", "last"))
+    choice = cfg.get("test_checkpoint", "last")
+    weights = _test_weights(trainer, "last" if choice == "both" else choice)
     trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
+    test_best = _test_best(trainer, parts) if choice == "both" else None
     done = time.perf_counter()
     if not trainer.is_global_zero:
         return {}
@@ -170,6 +196,8 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "lambda": model.lagrange_multipliers.tolist(),
         "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
         "best_score": _finite(checkpoint.best_model_score) if checkpoint else None,
+        "test_best": test_best,
+        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
         "warnings": _warnings(trainer, parts, model.test_results),
         "train_time_s": fitted - start,
         "test_time_s": done - fitted,

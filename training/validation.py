@@ -18,7 +18,8 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from datamodules.valuations import derive_seed
 
-__all__ = ["VALIDATION_STREAM", "log_validation", "validation_generator", "validation_metrics"]
+__all__ = ["VALIDATION_STREAM", "allocated_mass_metrics", "log_allocated_mass", "log_validation", "validation_generator",
+           "validation_metrics"]
 
 VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
 
@@ -54,3 +55,18 @@ def log_validation(module: pl.LightningModule, metrics: nn.ModuleDict, revenue: 
         metric = metrics[name]
         metric.update(value.detach())
         module.log(f"val/{name}", metric, on_step=False, on_epoch=True, prog_bar=name != "regret_max")
+
+
+def allocated_mass_metrics(n_agents: int) -> nn.ModuleList:
+    """One epoch mean per bidder of its allocated mass (items received), logged as ``val/allocated_mass_agent<i>``."""
+    return nn.ModuleList(MeanMetric() for _ in range(n_agents))
+
+
+def log_allocated_mass(module: pl.LightningModule, metrics: nn.ModuleList, allocation: Tensor) -> None:
+    """Add the truthful allocation ``(batch, agents, items)`` of one validation batch: bidder ``i``'s
+    ``sum_j allocation[:, i, j]`` to ``metrics[i]`` (:func:`allocated_mass_metrics`), logged per epoch
+    (a bidder whose mass falls to 0 has been shut out: the collapse of issue 16)."""
+    mass = allocation.detach().sum(-1)  # (batch, agents)
+    for agent, metric in enumerate(metrics):
+        metric.update(mass[:, agent])
+        module.log(f"val/allocated_mass_agent{agent}", metric, on_step=False, on_epoch=True)

@@ -1,0 +1,80 @@
+"""The collapse guard (issue 16, part 3): warn when validation revenue falls far below its best; optionally restore.
+
+After each validation, :class:`CollapseGuard` compares the validation revenue with the best seen so far
+(state saved in checkpoints).  From ``warmup_steps`` on, a revenue below ``fraction`` of the best is a
+collapse (e.g. the mechanism stops allocating as rho grows): it is logged as a warning, as the TensorBoard
+scalar ``collapse/detected`` (1 at that validation, else 0) and as a TensorBoard text.  With
+``on_collapse="restore"`` the module's weights and buffers (mechanism, lambda, rho) are reloaded from the
+best checkpoint (the regret-budget score's ``ModelCheckpoint``) and every rho schedule that supports it
+(:class:`callbacks.lagrangian.Softenable`) is softened: rho halved and held for ``hold_steps`` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from callbacks.lagrangian import Softenable
+from training.lagrangian import check_lagrangian_state
+
+__all__ = ["CollapseGuard", "ON_COLLAPSE"]
+
+ON_COLLAPSE = ("warn", "restore")
+
+
+class CollapseGuard(pl.Callback):
+    """Watch ``revenue_key`` after each validation; see the module docstring."""
+
+    def __init__(self, warmup_steps: int = 500, fraction: float = 0.5, on_collapse: str = "warn",
+                 hold_steps: int = 1000, revenue_key: str = "val/revenue") -> None:
+        if on_collapse not in ON_COLLAPSE:
+            raise ValueError(f"on_collapse must be one of {', '.join(ON_COLLAPSE)}, got {on_collapse!r}")
+        if not 0 < fraction < 1:
+            raise ValueError(f"collapse fraction must be in (0, 1), got {fraction}")
+        if not (isinstance(warmup_steps, int) and warmup_steps >= 0 and isinstance(hold_steps, int) and hold_steps >= 0):
+            raise ValueError(f"warmup_steps and hold_steps must be integers >= 0, got {warmup_steps!r}, {hold_steps!r}")
+        self.warmup_steps, self.fraction, self.on_collapse = warmup_steps, fraction, on_collapse
+        self.hold_steps, self.revenue_key = hold_steps, revenue_key
+        self.best = float("-inf")
+        self.collapses: list[int] = []  # steps of the detected collapses
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.revenue_key not in trainer.callback_metrics:
+            return
+        revenue, step = float(trainer.callback_metrics[self.revenue_key]), trainer.global_step
+        collapsed = step >= self.warmup_steps and revenue < self.fraction * self.best
+        self.best = max(self.best, revenue)
+        for logger in trainer.loggers:
+            logger.log_metrics({"collapse/detected": float(collapsed), "collapse/best_revenue": self.best}, step=step)
+        if not collapsed:
+            return
+        self.collapses.append(step)
+        message = (f"collapse at step {step}: validation revenue {revenue:.4f} < {self.fraction} x its best {self.best:.4f}"
+                   + ("" if self.on_collapse == "warn" else self._restore(trainer, pl_module, step)))
+        rank_zero_warn(message)
+        for logger in trainer.loggers:
+            add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
+            if add_text is not None:
+                add_text("collapse", message, step)
+
+    def _restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> str:
+        """Reload the best checkpoint's weights and buffers, soften the rho schedules; the message's tail."""
+        best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path), "")
+        if not best:
+            return "; no best checkpoint to restore"
+        state = torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"]
+        pl_module.load_state_dict(state)
+        rho = check_lagrangian_state(pl_module).rho
+        for callback in trainer.callbacks:
+            if isinstance(callback, Softenable):
+                callback.soften(step, self.hold_steps, rho)
+        return f"; restored {best}, rho halved to {float(rho):g} and held for {self.hold_steps} steps"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "collapses": list(self.collapses)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.collapses = float(state_dict["best"]), list(state_dict["collapses"])

@@ -1,0 +1,82 @@
+"""The warm start as a callback: before the Lagrangian phase, fit the mechanism to a baseline (issue 16, part 2).
+
+``init`` names the teacher (:data:`training.teachers.INITS`; ``none``: do nothing).  At the start of a
+fresh fit (not on a resume) :class:`WarmStart` fits the module's mechanism to the teacher's allocations
+and payments on the training profiles (:func:`training.warm_start.fit_to_teacher`), logging
+``init/loss``, ``init/allocation_mse``, ``init/payment_mse`` to TensorBoard, then measures the fitted
+mechanism before any fine-tuning on the validation set with the validation search (``init/val_revenue``,
+``init/val_regret_mean_over_agents``, ...) and, for at most 3 items, with the exhaustive audit on the first
+``audit_samples`` validation profiles (``init/audit_regret_mean_over_agents``).  All of it happens inside
+``trainer.fit``: its time is part of the run's train time (``train_time_s``); its steps are not optimizer
+steps of the run (``trainer.max_steps`` counts the Lagrangian phase only) and are reported as
+``warm_start.fit.steps`` in ``metrics.json`` (:attr:`WarmStart.report`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from adversary.audit import MAX_ITEMS, AuditSettings, audit
+from adversary.regret import measure
+from mechanisms.checks import check_positive_int
+from training.teachers import INITS, resolve_teacher
+from training.warm_start import fit_to_teacher
+
+__all__ = ["WarmStart"]
+
+
+class WarmStart(pl.Callback):
+    """Fit the mechanism to the ``init`` baseline for ``steps`` Adam steps (``lr``, batches of ``batch_size``)."""
+
+    def __init__(self, init: str = "none", steps: int = 2000, lr: float = 1e-3, batch_size: int = 512,
+                 audit_samples: int = 64, seed: int = 0) -> None:
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        for name, value in (("steps", steps), ("batch_size", batch_size), ("audit_samples", audit_samples)):
+            check_positive_int(value, f"warm start {name}")
+        self.init, self.steps, self.lr, self.batch_size = init, steps, lr, batch_size
+        self.audit_samples, self.seed = audit_samples, seed
+        self.report: dict[str, Any] | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.init == "none" or trainer.global_step > 0:  # nothing to do, or a resume: the fit is done
+            return
+        data, mechanism = trainer.datamodule, pl_module.mechanism
+        teacher = resolve_teacher(self.init, mechanism.n_agents, mechanism.n_items, mechanism.demand,
+                                  data.low, data.high, seed=self.seed)
+        teacher_mechanism = teacher.mechanism.to(pl_module.device)
+        loggers = trainer.loggers
+
+        def log(metrics: dict[str, float], step: int) -> None:
+            for logger in loggers:
+                logger.log_metrics(metrics, step=step)
+
+        generator = torch.Generator().manual_seed(self.seed)
+        fit = fit_to_teacher(mechanism, teacher_mechanism, data.splits["train"].valuations, self.steps, self.lr,
+                             self.batch_size, generator, log)
+        validation = data.splits["val"].valuations
+        measured = measure(mechanism, validation, pl_module.val_search, low=pl_module.low, high=pl_module.high,
+                           batch_size=data.val_batch_size, generator=torch.Generator(validation.device).manual_seed(self.seed))
+        report: dict[str, Any] = {
+            "init": self.init, "teacher": teacher.name, "teacher_revenue": teacher.revenue, "fit": fit.to_dict(),
+            "val_revenue": measured.revenue_mean,
+            "val_regret_mean_over_agents": measured.regret_mean_over_agents_mean,
+            "val_regret_sum_over_agents": measured.regret_sum_over_agents_mean,
+        }
+        if mechanism.n_items <= MAX_ITEMS:
+            audited = audit(mechanism, validation[: self.audit_samples], AuditSettings(), pl_module.low, pl_module.high)
+            report["audit_regret_mean_over_agents"] = audited.regret_mean_over_agents_mean
+            report["audit_samples"] = audited.n_samples
+        self.report = report
+        log({f"init/{key}": float(value) for key, value in report.items()
+             if key.startswith(("val_", "audit_regret", "teacher_revenue"))}, self.steps)
+        rank_zero_info(
+            f"warm start from {self.init} ({self.steps} steps, {fit.time_s:.0f} s): fitted revenue {fit.revenue:.4f} "
+            f"(teacher {fit.teacher_revenue:.4f}) on the training profiles; validation revenue {measured.revenue_mean:.4f}, "
+            f"regret {measured.regret_mean_over_agents_mean:.5f}"
+            + (f", audited {report['audit_regret_mean_over_agents']:.5f}" if "audit_regret_mean_over_agents" in report else "")
+        )

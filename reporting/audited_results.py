@@ -1,0 +1,39 @@
+"""One results file per run of the improved presets (issue 16): ``results/tables/<preset>_seed<k>.json``.
+
+The run's ``metrics.json`` plus an ``audit`` block (``evaluate.py <ckpt> --audit``'s ``evaluation.json``:
+the exhaustive audit's regret keys, ``regret_mean_over_agents_mean``, ..., for at most 3 items) or a
+``strong`` block (``--strong``, above 3 items), and the evaluated checkpoint's path::
+
+    python -m reporting.audited_results <run dir>/metrics.json <evaluation dir>/evaluation.json results/tables/best_1x2_unit_seed0.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["audited_results"]
+
+
+def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any], checkpoint: str = "") -> dict[str, Any]:
+    """``metrics`` with the ``audit`` (or ``strong``) block of ``evaluation``; ``ValueError`` if it has neither."""
+    blocks = {key: evaluation[key] for key in ("audit", "strong") if evaluation.get(key)}
+    if not blocks:
+        raise ValueError("the evaluation has no audit or strong block: run evaluate.py with --audit (<= 3 items) or --strong")
+    return {**metrics, **blocks, "audited_checkpoint": checkpoint or evaluation.get("source", "")}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 3:
+        raise SystemExit("usage: python -m reporting.audited_results METRICS_JSON EVALUATION_JSON OUT_JSON")
+    metrics, evaluation = (json.loads(Path(p).read_text()) for p in argv[:2])
+    out = Path(argv[2])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(audited_results(metrics, evaluation), indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

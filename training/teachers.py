@@ -1,0 +1,26 @@
+"""The warm start's teachers: a baseline name -> a fitted truthful mechanism (issue 16, part 2).
+
+:func:`resolve_teacher` is the one place that maps ``init=<name>`` to a mechanism: the baselines of
+:mod:`mechanisms.baselines` (``fit_baseline``, ``best_baseline``; prices fitted on their own seeded samples).
+"""
+
+from __future__ import annotations
+
+from mechanisms.baselines import FittedBaseline, best_baseline, fit_baseline
+from mechanisms.checks import Bounds
+from mechanisms.demand import Demand
+
+__all__ = ["INITS", "resolve_teacher"]
+
+INITS = ("none", "posted_price", "vcg_reserve", "pay_to_choose", "best")
+"""The values of ``init``: ``none`` (no warm start), a baseline's name, or ``best`` (the best baseline)."""
+
+
+def resolve_teacher(name: str, agents: int, items: int, demand: Demand, low: Bounds, high: Bounds,
+                    seed: int = 0) -> FittedBaseline:
+    """The fitted baseline ``init=name`` stands for (its ``mechanism``: bids -> allocation, payment)."""
+    if name not in INITS or name == "none":
+        raise ValueError(f"init must be one of {', '.join(INITS)} (none: no teacher), got {name!r}")
+    if name == "best":
+        return best_baseline(agents, items, demand, low, high, seed=seed)
+    return fit_baseline(name, agents, items, demand, low, high, seed=seed)
