@@ -113,7 +113,15 @@ class SendSignal(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
-def test_sigint_stops_at_the_batch_end_with_last_ckpt(tmp_path: Path) -> None:
+@pytest.fixture
+def sigint_default() -> Any:
+    """Python's own SIGINT handler during the test (pytest may run in a background job, where SIGINT is ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_stops_at_the_batch_end_with_last_ckpt(tmp_path: Path, sigint_default: None) -> None:
     from training.config import build_components
 
     cfg = make_config(*VALIDATE, "trainer.max_epochs=3", output_dir=tmp_path)

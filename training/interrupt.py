@@ -81,7 +81,8 @@ class StopOnSignal(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # (after Lightning registers its signal handlers: its teardown then restores the handler we replace)
-        if threading.current_thread() is threading.main_thread():
+        # a process started with SIGINT ignored (``nohup``, a background job of a script) keeps ignoring it
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
     def _restore(self) -> None:
