@@ -33,7 +33,6 @@ import argparse
 import datetime
 import json
 import math
-import shutil
 import subprocess
 import sys
 import time
@@ -146,18 +145,22 @@ def _hardware(run_dir: Path) -> str:
 
 
 def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
-    """Train and test one preset in ``runs_dir/preset`` (replacing an earlier reproduction run there).
+    """Train and test one preset in ``runs_dir/preset``; an earlier reproduction run there is kept, renamed.
 
     Returns the sidecar written to ``reproduction.json``: preset, overrides,
     command, return code, wall time, hardware, log file.
     """
     run_dir = runs_dir / preset
+    log = runs_dir / f"{preset}.log"
     if run_dir.exists():
         if not (run_dir / SIDECAR).is_file():
             raise ValueError(f"{run_dir} exists and was not made by this command; move it away or pick another --runs-dir")
-        shutil.rmtree(run_dir)
+        kept = runs_dir / f"{preset}.previous-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
+        run_dir.rename(kept)
+        if log.is_file():
+            log.rename(kept / log.name)
+        print(f"{preset}: the earlier run is kept in {kept}", file=sys.stderr)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    log = runs_dir / f"{preset}.log"
     command = [sys.executable, "train.py", f"experiment={preset}", f"hydra.run.dir={run_dir.resolve()}", *overrides]
     start, started_at = time.perf_counter(), time.time()
     with log.open("w") as stream:
