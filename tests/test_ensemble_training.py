@@ -132,5 +132,5 @@ def test_a_packed_multirun_has_one_member_per_job_of_the_multirun() -> None:
         for key in ("seed", "model.lr", "model.lambda_init", "callbacks.rho.rho_init", "model.test_seed"):
             assert OmegaConf.select(member, key) == OmegaConf.select(job, key), key
         assert member.data.seed == 0  # the ensemble's data: the first seed's, shared
-    with pytest.raises(ValueError, match="cannot pack 'mechanism.hidden=1,2'"):
-        pack_multirun(["mechanism.hidden=1,2"])
+    with pytest.raises(ValueError, match="cannot pack 'mechanism.allocation_net.activation=tanh,relu'"):
+        pack_multirun(["mechanism.allocation_net.activation=tanh,relu"])
