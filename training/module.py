@@ -44,6 +44,7 @@ of the agents' expected regrets, RegretNet's convention) and
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Iterable, Mapping
 
 import lightning.pytorch as pl
