@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from callbacks.lagrangian import RhoSchedule, TargetRegretUpdate
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from tests.test_config import make_config
 from tests.test_training import TINY, _checkpoint_state
@@ -117,7 +118,7 @@ def test_the_stable_group_swaps_the_paper_callbacks_for_the_controller() -> None
 @pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast-step"])
 def test_gradient_clipping_equals_the_clipped_step_by_hand(fast: bool) -> None:
     torch.manual_seed(0)
-    mechanism, clip, lr = RegretNet(1, 2, hidden=(8,)), 1e-3, 0.5
+    mechanism, clip, lr = RegretNet(1, 2, allocation_net=MLP((8,)), payment_net=MLP((8,))), 1e-3, 0.5
     start, valuations = copy.deepcopy(mechanism), torch.rand(16, 1, 2)
     module = AuctionModule(mechanism, lr=lr, optimizer=functools.partial(torch.optim.SGD), clip_grad_norm=clip,
                            fast=FastStepSettings(enabled=fast, cuda_graph=False))

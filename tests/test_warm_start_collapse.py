@@ -14,6 +14,7 @@ from callbacks.lagrangian import RhoSchedule
 from callbacks.warm_start import WarmStart
 from mechanisms.demand import Demand
 from mechanisms.optimal import posted_price
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from tests.test_config import make_config
 from tests.test_training import TINY
@@ -26,7 +27,7 @@ from training.warm_start import fit_to_teacher
 
 def test_fit_to_teacher_recovers_a_network_teacher() -> None:
     torch.manual_seed(0)
-    teacher, student = RegretNet(1, 2, hidden=(16,)), RegretNet(1, 2, hidden=(16,))
+    teacher, student = RegretNet(1, 2, allocation_net=MLP((16,)), payment_net=MLP((16,))), RegretNet(1, 2, allocation_net=MLP((16,)), payment_net=MLP((16,)))
     profiles = torch.rand(256, 1, 2)
     with torch.no_grad():
         allocation, payment = teacher(profiles)
@@ -84,7 +85,7 @@ def _trainer(revenue: float, step: int, callbacks: list, best: str = "") -> Simp
 
 
 def test_collapse_guard_warns_after_warmup_and_restores_the_best_weights(tmp_path: Path) -> None:
-    module = AuctionModule(RegretNet(1, 2, hidden=(8,)))
+    module = AuctionModule(RegretNet(1, 2, allocation_net=MLP((8,)), payment_net=MLP((8,))))
     module.rho.fill_(40.0)
     best = tmp_path / "best.ckpt"
     torch.save({"state_dict": copy.deepcopy(module.state_dict())}, best)
