@@ -27,7 +27,8 @@ from training.warm_start import fit_to_teacher
 
 def test_fit_to_teacher_recovers_a_network_teacher() -> None:
     torch.manual_seed(0)
-    teacher, student = RegretNet(1, 2, allocation_net=MLP((16,)), payment_net=MLP((16,))), RegretNet(1, 2, allocation_net=MLP((16,)), payment_net=MLP((16,)))
+    nets = {"allocation_net": MLP((16,)), "payment_net": MLP((16,))}
+    teacher, student = RegretNet(1, 2, **nets), RegretNet(1, 2, **nets)
     profiles = torch.rand(256, 1, 2)
     with torch.no_grad():
         allocation, payment = teacher(profiles)
