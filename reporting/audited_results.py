@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from reporting.atomic import write_json
 
 __all__ = ["audited_results"]
 
@@ -25,17 +28,19 @@ def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any], checkpo
     return {**metrics, **blocks, "audited_checkpoint": checkpoint or evaluation.get("source", "")}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m reporting.audited_results", description=__doc__.split("\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reporting.audited_results METRICS_JSON EVALUATION_JSON OUT_JSON``: write the results file."""
+    parser = argparse.ArgumentParser(prog="python -m reporting.audited_results", description=__doc__.splitlines()[0])
     parser.add_argument("metrics", type=Path, help="the run's metrics.json")
     parser.add_argument("evaluation", type=Path, help="evaluate.py --audit (or --strong)'s evaluation.json")
-    parser.add_argument("out", type=Path, help="e.g. results/tables/<preset>_seed<k>.json")
+    parser.add_argument("out", type=Path, help="the results file to write, e.g. results/tables/best_1x2_unit_seed0.json")
     args = parser.parse_args(argv)
     metrics, evaluation = (json.loads(p.read_text()) for p in (args.metrics, args.evaluation))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(audited_results(metrics, evaluation), indent=2) + "\n")
+    write_json(args.out, audited_results(metrics, evaluation))
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

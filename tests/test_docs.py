@@ -5,8 +5,9 @@ or ``sweep_plot``.  They are dry-run as follows:
 
 * ``python train.py <overrides>`` (also behind ``torchrun``/``srun``): the sweep is expanded as Hydra's
   basic sweeper does, every job's configuration is composed with the compose API and validated with
-  ``training.config.validate_config`` (which builds the components, without training; the checks of this
-  machine's GPUs and cores are skipped, as for a cluster job);
+  ``training.config.validate_config`` (an ensemble, ``ensemble.size`` > 1, with
+  ``training.ensemble_config.build_ensemble``, as ``train.py`` does; both build the components, without
+  training; the checks of this machine's GPUs and cores are skipped, as for a cluster job);
 * ``python evaluate.py``, ``python -m reporting.reproduce``/``reporting.curves``, ``sweep_plot`` and the
   ``benchmarks/*.py`` scripts: their own argparse parser parses the arguments, and nothing runs
   (``reporting.reproduce`` also composes and validates each named preset with its ``--override``\\ s);
@@ -33,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from training.config import validate_config
+from training.ensemble_config import build_ensemble, ensemble_size
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -146,7 +148,8 @@ def _check_train(args: list[str]) -> None:
     args = ["resume=null" if a.startswith("resume=") and "PLACEHOLDER" in a else a for a in args]
     parsed = OverridesParser.create().parse_overrides(args)
     for job in [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]:
-        validate_config(_compose(job), check_machine=False)
+        cfg = _compose(job)
+        (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=False)  # as train.py
 
 
 class _Parsed(Exception):

@@ -5,6 +5,7 @@ import torch
 
 from adversary.search import MisreportSearch
 from mechanisms.ensemble import fold, stack_members
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from training.ensemble import member_lagrangian
@@ -18,7 +19,8 @@ def test_the_captured_ensemble_step_equals_the_uncaptured_one(kind: str) -> None
     members = []
     for seed in range(3):
         torch.manual_seed(seed)
-        members.append(SinkhornMechanism(2, 3, hidden=(32, 32)) if kind == "sinkhorn" else RegretNet(2, 3, hidden=(32, 32)))
+        nets = {"allocation_net": MLP((32, 32)), "payment_net": MLP((32, 32))}
+        members.append(SinkhornMechanism(2, 3, **nets) if kind == "sinkhorn" else RegretNet(2, 3, **nets))
     stacked = stack_members(members).cuda()
     multipliers, rho = torch.full((3, 2), 5.0, device="cuda"), torch.ones(3, device="cuda")
     low, high = torch.zeros(2, 1, device="cuda"), torch.ones(2, 1, device="cuda")

@@ -9,7 +9,9 @@ from torch import nn
 from adversary.regret import regret
 from adversary.search import MisreportSearch, find_misreports
 from mechanisms.ensemble import BatchedLinear, ensemble_size, fold, member_mechanism, member_state_dict, stack_members, unfold
+from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
+from mechanisms.sinkhorn import SinkhornSettings
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 
 SEEDS = (0, 1, 2)
@@ -17,12 +19,12 @@ SEEDS = (0, 1, 2)
 
 def sinkhorn(demand: str = "unit") -> nn.Module:
     # float64 and a tight tolerance: the folded batch stops on its worst profile (see mechanisms/ensemble.py)
-    return SinkhornMechanism(2, 3, demand, hidden=(16, 16), eps_init=0.1, eps_final=0.05, eps_steps=2, tol=1e-13,
-                             max_iter=5000)
+    tight = SinkhornSettings(eps_init=0.1, eps_final=0.05, eps_steps=2, tol=1e-13, max_iter=5000)
+    return SinkhornMechanism(2, 3, demand, sinkhorn=tight, allocation_net=MLP((16, 16)), payment_net=MLP((16, 16)))
 
 
 def regretnet(demand: str = "unit") -> nn.Module:
-    return RegretNet(2, 3, demand, hidden=(16, 16))
+    return RegretNet(2, 3, demand, allocation_net=MLP((16, 16)), payment_net=MLP((16, 16)))
 
 
 def seeded(factory: Callable[[], nn.Module]) -> list[nn.Module]:
@@ -61,7 +63,8 @@ def test_member_k_of_the_stack_is_the_mechanism_of_seed_k(name: str) -> None:
 
 
 def test_a_fixed_sinkhorn_schedule_gives_each_member_its_own_result() -> None:
-    members = seeded(lambda: SinkhornMechanism(2, 3, hidden=(16,), eps_steps=3))
+    members = seeded(lambda: SinkhornMechanism(2, 3, sinkhorn=SinkhornSettings(eps_steps=3), allocation_net=MLP((16,)),
+                                                payment_net=MLP((16,))))
     stacked = stack_members(members)
     bids = torch.rand(4, 3, 2, 3, dtype=torch.float64)
     schedule = stacked.calibrate(fold(bids)).iterations
@@ -101,7 +104,7 @@ def test_bad_stacks_are_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="of one class"):
         stack_members([regretnet(), sinkhorn()])
     with pytest.raises(ValueError, match="another architecture"):
-        stack_members([regretnet(), RegretNet(2, 3, hidden=(8, 8))])
+        stack_members([regretnet(), RegretNet(2, 3, allocation_net=MLP((8, 8)), payment_net=MLP((8, 8)))])
     stacked = stack_members([regretnet(), regretnet()])
     with pytest.raises(ValueError, match="multiple of 2 rows"):
         stacked(torch.rand(3, 2, 3))

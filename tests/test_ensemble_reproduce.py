@@ -15,7 +15,7 @@ from tests.test_training import TINY
 
 @pytest.mark.slow  # a train.py subprocess
 def test_reproduction_trains_the_seeds_of_a_row_as_one_ensemble(tmp_path: Path) -> None:
-    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.hidden"))]
+    budget = [override for override in TINY if not override.startswith(("seed", "mechanism.allocation_net", "mechanism.payment_net"))]
     argv = ["paper_1x2_unit", "--seeds", "3,5", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md")]
     assert reproduce.main([*argv, *(f"--override={o}" for o in budget)]) == 0
     metrics = json.loads((tmp_path / "runs" / "paper_1x2_unit" / "metrics.json").read_text())

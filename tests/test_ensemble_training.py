@@ -14,7 +14,7 @@ from mechanisms.ensemble import member_state_dict
 from tests.test_config import make_config
 from tests.test_training import TINY
 from training.config import build_components
-from training.ensemble_config import build_ensemble, member_configs, pack_multirun
+from training.ensemble_config import build_ensemble, main, member_configs, pack_multirun
 
 SCHEDULES = (RhoSchedule, LagrangeUpdate, EnsembleRhoSchedule, EnsembleLagrangeUpdate)
 SETTING = ["agents=2", "items=3", "model.train_search.steps=4"]
@@ -132,5 +132,14 @@ def test_a_packed_multirun_has_one_member_per_job_of_the_multirun() -> None:
         for key in ("seed", "model.lr", "model.lambda_init", "callbacks.rho.rho_init", "model.test_seed"):
             assert OmegaConf.select(member, key) == OmegaConf.select(job, key), key
         assert member.data.seed == 0  # the ensemble's data: the first seed's, shared
-    with pytest.raises(ValueError, match="cannot pack 'mechanism.hidden=1,2'"):
-        pack_multirun(["mechanism.hidden=1,2"])
+    with pytest.raises(ValueError, match="cannot pack 'mechanism.allocation_net.activation=tanh,relu'"):
+        pack_multirun(["mechanism.allocation_net.activation=tanh,relu"])
+
+
+def test_the_packing_command_prints_the_job_or_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["seed=0,1", "model.lr=0.1,0.2"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "ensemble.size=4", "ensemble.vary.seed=[0,0,1,1]", "ensemble.vary.lr=[0.1,0.2,0.1,0.2]"]
+    assert main(["data.batch_size=8,16"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot pack 'data.batch_size=8,16'") and error.count("\n") == 1

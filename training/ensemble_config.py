@@ -17,6 +17,7 @@ member as ``train.py`` would (:func:`training.config.validate_config`) and stack
 
 from __future__ import annotations
 
+import argparse
 import copy
 import itertools
 import sys
@@ -31,7 +32,7 @@ from mechanisms.checks import check_int
 from training.config import Components, _check_resume, validate_config, world_size
 from training.ensemble import EnsembleModule
 
-__all__ = ["VARY", "build_ensemble", "ensemble_callbacks", "ensemble_size", "member_configs", "pack_multirun"]
+__all__ = ["VARY", "build_ensemble", "ensemble_callbacks", "ensemble_size", "main", "member_configs", "pack_multirun"]
 
 VARY: dict[str, str] = {
     "seed": "seed",
@@ -149,9 +150,23 @@ def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
     return Components(model.mechanism, parts[0].datamodule, model, ensemble_callbacks(cfg, configs))
 
 
-if __name__ == "__main__":  # python -m training.ensemble_config seed=0,1,2 model.lr=0.001,0.003
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.ensemble_config seed=0,1,2 model.lr=0.001,0.003``: print the overrides of
+    the one ensemble job packing that multirun (:func:`pack_multirun`); exit status 2 on a sweep it cannot pack."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ensemble_config",
+        description="Print the train.py overrides of one ensemble job that packs a Hydra multirun's sweeps.",
+    )
+    parser.add_argument("sweeps", nargs="+", metavar="KEY=V1,V2,...",
+                        help=f"a multirun sweep of one of: {', '.join(VARY.values())}")
+    args = parser.parse_args(argv)
     try:
-        print(" ".join(pack_multirun(sys.argv[1:])))
+        print(" ".join(pack_multirun(args.sweeps)))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
