@@ -205,8 +205,9 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
 
     # ----------------------------------------------------------------- shared
     def _regret(self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None,
-                indices: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Revenue ``(batch,)`` and regret ``(batch, agents)`` at the best misreports ``search`` finds.
+                indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Revenue ``(batch,)``, regret ``(batch, agents)`` at the best misreports ``search`` finds, and the
+        truthful allocation ``(batch, agents, items)``.
 
         With ``indices`` (training profiles' positions) and persistent misreports, the search also
         starts from the buffer's misreports of these profiles, and its result is written back.
@@ -218,7 +219,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         if indices is not None:
             self._remember(indices, misreports)
         terms = regret(self.mechanism, valuations, misreports)
-        return terms.payment.sum(-1), terms.regret
+        return terms.payment.sum(-1), terms.regret, terms.allocation
 
     def _recalled(self, indices: Tensor | None) -> Tensor | None:
         """The buffer's misreports ``(batch, agents, items)`` of training profiles ``indices`` (a warm start)."""
@@ -258,7 +259,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                 if self._fast_step.last_calibration is not calibrated:
                     log_calibration(self, self._fast_step.last_calibration)
             else:
-                revenue, regrets = self._regret(valuations, self.train_search, indices=indices)
+                revenue, regrets, _ = self._regret(valuations, self.train_search, indices=indices)
                 loss = self._loss(revenue, regrets)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
@@ -298,10 +299,11 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
-        revenue, regrets = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
+        revenue, regrets, allocation = self._regret(
+            batch, self.val_search, self.validation_generator(self.global_step, index, batch.device)
+        )
         log_validation(self, self.val_metrics, revenue, regrets)
-        with torch.no_grad():
-            log_allocated_mass(self, self.val_mass, self.mechanism(batch)[0])
+        log_allocated_mass(self, self.val_mass, allocation.detach())  # the truthful allocation regret() computed
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.
