@@ -303,7 +303,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             batch, self.val_search, self.validation_generator(self.global_step, index, batch.device)
         )
         log_validation(self, self.val_metrics, revenue, regrets)
-        log_allocated_mass(self, self.val_mass, allocation.detach())  # the truthful allocation regret() computed
+        log_allocated_mass(self, self.val_mass, allocation)  # the truthful allocation regret() computed
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.
