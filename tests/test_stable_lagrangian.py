@@ -127,7 +127,7 @@ def test_gradient_clipping_equals_the_clipped_step_by_hand(fast: bool) -> None:
     trainer.fit(module, train_dataloaders=DataLoader(valuations, batch_size=16))
 
     reference = AuctionModule(start)  # same lambda (5) and rho (1) at step 0
-    revenue, regrets = reference._regret(valuations, reference.train_search)
+    revenue, regrets, _ = reference._regret(valuations, reference.train_search)
     reference._loss(revenue, regrets).backward()
     grads = [p.grad for p in start.parameters()]
     norm = math.sqrt(sum(float((g**2).sum()) for g in grads))
