@@ -8,7 +8,8 @@ comment), for example::
 
 Each run is ``python train.py OVERRIDES trainer.accelerator=DEVICE`` in ``OUT/NAME``, then ``evaluate.py --audit``
 (exhaustive audit, at most 3 items) of its last weights and, when the run kept one, of its regret-budget-best
-checkpoint, then ``reporting.audited_results`` into ``OUT/NAME/result.json`` (``result_best.json``).  At most
+checkpoint, then ``reporting.precise_revenue`` (revenue beside the baselines on a large sample) and
+``reporting.audited_results`` into ``OUT/NAME/result.json`` (``result_best.json``).  At most
 ``--cpu-jobs`` cpu runs and ``--gpu-jobs`` gpu runs go at once (each cpu run on 1 thread); a run past
 ``--minutes`` of training is stopped by Lightning's ``max_time`` and tested as it stands.  At the end a table of
 every run (revenue, test regret, audited regret) is printed and written to ``OUT/summary.md``::
@@ -84,13 +85,20 @@ def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Na
     if code != 0 or not report.exists():
         run.rows.append({"weights": tag, "error": f"audit exit {code}"})
         return
+    precise = folder / f"precise_{tag}.json"
+    _call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples", str(args.precise_samples),
+           "--threads", "1", "--out", str(precise)], folder / "audit.log", args.audit_minutes * 60)
     result = folder / ("result.json" if tag == "last" else f"result_{tag}.json")
-    _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"), str(report), str(result)],
-          folder / "audit.log", 60)
+    _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"), str(report), str(result),
+           *(["--precise", str(precise)] if precise.exists() else [])], folder / "audit.log", 60)
     evaluated = json.loads(report.read_text())
     test = evaluated.get("metrics", {})
     audit = evaluated.get("audit") or {}
+    large = json.loads(precise.read_text()) if precise.exists() else {}
+    best = large.get("best_truthful_baseline")
     run.rows.append({"weights": tag, "revenue": test.get("revenue_mean"),
+                     "precise": large.get("revenue", {}).get("mean"),
+                     "vs_baseline": large["baselines"][best]["difference"]["mean"] if best else None,
                      "test_regret": test.get("regret_mean_over_agents_mean"),
                      "audited_regret": audit.get("regret_mean_over_agents_mean")})
 
@@ -124,16 +132,18 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
 
 def summary(runs: Sequence[Run]) -> str:
     """A markdown table of every run's audited rows."""
-    lines = ["| run | weights | revenue | test regret | audited regret | note |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | weights | test revenue | revenue (large sample) | minus best baseline | test regret | audited regret | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda x: "" if x is None else f"{x:.5f}"  # noqa: E731
     for run in runs:
         for row in run.rows:
             if row["weights"] == "train":
                 continue
-            lines.append(f"| {run.name} | {row['weights']} | {fmt(row.get('revenue'))} | {fmt(row.get('test_regret'))} "
+            lines.append(f"| {run.name} | {row['weights']} | {fmt(row.get('revenue'))} | {fmt(row.get('precise'))} "
+                         f"| {fmt(row.get('vs_baseline'))} | {fmt(row.get('test_regret'))} "
                          f"| {fmt(row.get('audited_regret'))} | {row.get('error', '')} |")
         if not any(row["weights"] != "train" for row in run.rows):
-            lines.append(f"| {run.name} | | | | | {run.status} |")
+            lines.append(f"| {run.name} | | | | | | | {run.status} |")
     return "\n".join(lines)
 
 
@@ -148,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-minutes", type=int, default=10, help="time allowed for the test after training")
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
     parser.add_argument("--audit-minutes", type=int, default=10, help="time cap per audit (default 10)")
+    parser.add_argument("--precise-samples", type=int, default=200_000,
+                        help="profiles of the revenue measured without search (reporting.precise_revenue, default 200000)")
     args = parser.parse_args(argv)
-    for key in ("cpu_jobs", "gpu_jobs", "minutes", "audit_samples"):
+    for key in ("cpu_jobs", "gpu_jobs", "minutes", "audit_samples", "precise_samples"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if not 1 <= args.minutes <= 59:
