@@ -52,3 +52,28 @@ def test_runs_file_parsing() -> None:
     for bad, message in (("u tpu seed=0", "cpu\\|gpu"), ("u cpu\nu gpu", "repeated"), ("# nothing", "no run")):
         with pytest.raises(ValueError, match=message):
             parse_runs(bad)
+
+
+def test_improved_table_summarizes_the_seeds(tmp_path) -> None:
+    import json
+
+    from reporting.improved_table import improved_table
+
+    def result(ours: float, base: float, regret: float) -> dict:
+        precise = {"revenue": {"mean": ours}, "best_truthful_baseline": "posted_price",
+                   "baselines": {"posted_price": {"mean": base, "difference": {"mean": ours - base}}}}
+        return {"test": {"revenue_mean": ours - 0.01}, "audit": {"regret_mean_over_agents_mean": regret},
+                "precise_revenue": precise, "train_time_s": 600.0, "train_cpu_s": 300.0, "hardware": "CPU: x"}
+
+    for seed, (ours, regret) in enumerate([(0.382, 0.0006), (0.380, 0.0009), (0.384, 0.0007)]):
+        (tmp_path / f"best_1x2_unit_seed{seed}.json").write_text(json.dumps(result(ours, 0.3849, regret)))
+    (tmp_path / "notes.json").write_text("{}")  # not a results file: ignored
+    table = improved_table(tmp_path).splitlines()
+    assert len(table) == 3 and table[2].startswith("| best_1x2_unit | 0, 1, 2 | 0.397 (0.248)")
+    cells = [c.strip() for c in table[2].split("|")[1:-1]]
+    assert cells[4] == "0.3820 +- 0.0020 (worst 0.3800)"          # mean, sd (ddof 1) and the lowest revenue
+    assert cells[5] == "-0.0029 +- 0.0020 (worst -0.0049)"
+    assert cells[7] == "0.00073 +- 0.00015 (worst 0.00090)"        # the highest regret is the worst
+    assert cells[8] == "wall 10.0 min (max 10.0); CPU 5.0 min (max 5.0)"
+    with pytest.raises(ValueError, match="no <preset>_seed<k>.json"):
+        improved_table(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path)

@@ -1,0 +1,107 @@
+"""The improved presets' results table (issue 16): one row per preset over its seeds' results files.
+
+Reads ``results/tables/<preset>_seed<k>.json`` (``python -m reporting.audited_results ... --precise ...``) and prints
+a markdown table: the paper's row, the best truthful baseline and ours on the same large sample of truthful profiles
+(``precise_revenue``), ours on the test protocol's 1000 profiles, the audited regret (mean over bidders; the
+exhaustive audit for at most 3 items, the strong adversary above), all as mean, sd and worst over the seeds, and
+the training time (wall and CPU) and hardware::
+
+    python -m reporting.improved_table [results/tables] [--out results/tables/summary.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from reporting.paper import PAPER_ROWS
+
+__all__ = ["improved_table"]
+
+FILE_NAME = re.compile(r"^(?P<preset>.+)_seed(?P<seed>\d+)\.json$")
+
+
+def _stats(values: Sequence[float], worst: str, digits: int = 4) -> str:
+    """``mean +- sd (worst w)`` over the seeds (sd with ddof 1; a single seed shows its value)."""
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    pick = min(values) if worst == "min" else max(values)
+    return f"{mean:.{digits}f} +- {statistics.stdev(values):.{digits}f} (worst {pick:.{digits}f})"
+
+
+def _minutes(seconds: Sequence[float]) -> str:
+    """Mean and longest of the seeds' training times, in minutes."""
+    mean, longest = statistics.fmean(seconds) / 60, max(seconds) / 60
+    return f"{mean:.1f} min" if len(seconds) == 1 else f"{mean:.1f} min (max {longest:.1f})"
+
+
+def _regret(result: dict[str, Any]) -> float | None:
+    block = result.get("audit") or result.get("strong") or {}
+    return block.get("regret_mean_over_agents_mean")
+
+
+def _row(preset: str, results: dict[int, dict[str, Any]]) -> str:
+    runs = [results[seed] for seed in sorted(results)]
+    precise = [r["precise_revenue"] for r in runs if r.get("precise_revenue")]
+    ours_large = [p["revenue"]["mean"] for p in precise]
+    best_names = {p["best_truthful_baseline"] for p in precise if p.get("best_truthful_baseline")}
+    baseline = [p["baselines"][p["best_truthful_baseline"]]["mean"] for p in precise if p.get("best_truthful_baseline")]
+    margin = [p["baselines"][p["best_truthful_baseline"]]["difference"]["mean"] for p in precise
+              if p.get("best_truthful_baseline")]
+    test = [r["test"]["revenue_mean"] for r in runs]
+    regrets = [x for x in (_regret(r) for r in runs) if x is not None]
+    paper = PAPER_ROWS.get(preset.replace("best_", "paper_", 1))
+    hardware = sorted({r.get("hardware", "?") for r in runs})
+    time = "; ".join(f"{label} {_minutes([r[key] for r in runs if r.get(key) is not None])}"
+                     for label, key in (("wall", "train_time_s"), ("CPU", "train_cpu_s")) if any(key in r for r in runs))
+    cells = [
+        preset, ", ".join(str(s) for s in sorted(results)),
+        "n/a" if paper is None else f"{paper.revenue} at {paper.regret}",
+        f"{'/'.join(sorted(best_names)) or 'n/a'} {_stats(baseline, 'min')}",
+        _stats(ours_large, "min"), _stats(margin, "min"), _stats(test, "min"), _stats(regrets, "max", 5),
+        time, "; ".join(hardware),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def improved_table(folder: Path) -> str:
+    """The markdown table of every ``<preset>_seed<k>.json`` in ``folder``; ``ValueError`` if there is none."""
+    grouped: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted(folder.glob("*_seed*.json")):
+        match = FILE_NAME.match(path.name)
+        if match:
+            grouped[match["preset"]][int(match["seed"])] = json.loads(path.read_text())
+    if not grouped:
+        raise ValueError(f"no <preset>_seed<k>.json results file in {folder}: write them with python -m reporting.audited_results")
+    header = ("| preset | seeds | paper (revenue at regret) | best truthful baseline (large sample) | ours (large sample) "
+              "| ours - baseline (paired) | ours (test, 1000 profiles) | audited regret (mean over bidders) "
+              "| training time (wall; CPU) | hardware |")
+    lines = [header, "|" + " --- |" * header.count(" | ") + " --- |"]
+    lines += [_row(preset, results) for preset, results in sorted(grouped.items())]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print (and with ``--out`` write) the table."""
+    parser = argparse.ArgumentParser(prog="python -m reporting.improved_table", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, nargs="?", default=Path("results/tables"), help="default results/tables")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    table = improved_table(args.folder)
+    print(table)
+    if args.out is not None:
+        args.out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
