@@ -4,7 +4,8 @@
 # .hydra/, TensorBoard events, checkpoints) into OUT_DIR/sweep.tar.gz, even if the time runs out.
 # Usage: bash benchmarks/gpu_sweep.sh RUNS_FILE [OUT_DIR]
 #   env: SWEEP_SECONDS=480 (the whole sweep's cap), MINUTES=4 (training cap per run), GPU_JOBS=4, CPU_JOBS=8,
-#        AUDIT_SAMPLES=200. hydra-core/omegaconf come from ./.whl when the machine lacks them (pip wheel --no-deps
+#        AUDIT_SAMPLES=200, AUDIT_BEST=1 (0: audit the last weights only), WORK=/tmp/gpu_sweep (the runs' folders; a folder
+#        under OUT_DIR comes back file by file even if the call is cut short, and is not packed). hydra-core/omegaconf come from ./.whl when the machine lacks them (pip wheel --no-deps
 #        -w .whl hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3; pass .whl in the run's carry).
 set -u
 RUNS_FILE=${1:?usage: bash benchmarks/gpu_sweep.sh RUNS_FILE [OUT_DIR]}
@@ -20,8 +21,8 @@ echo "[$(date +%H:%M:%S)] $(nvidia-smi --query-gpu=name,driver_version --format=
 python -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
 timeout "${SWEEP_SECONDS:-480}" python benchmarks/run_sweep.py "$RUNS_FILE" "$WORK" --minutes "${MINUTES:-4}" \
     --test-minutes 3 --audit-minutes 3 --gpu-jobs "${GPU_JOBS:-4}" --cpu-jobs "${CPU_JOBS:-8}" \
-    --audit-samples "${AUDIT_SAMPLES:-200}"
+    --audit-samples "${AUDIT_SAMPLES:-200}" $([ "${AUDIT_BEST:-1}" = 0 ] && echo --no-audit-best)
 echo "[$(date +%H:%M:%S)] sweep exit $?; packing"
 for d in "$WORK"/*/; do tail -n 25 "$d/train.log" 2>/dev/null | grep -a "revenue\|regret\|baseline\|wall\|warm\|Error" | sed "s|^|$(basename "$d"): |"; done
-(cd "$WORK" && tar czf "$OUT_DIR/sweep.tar.gz" .)
+case "$(realpath "$WORK")/" in "$(realpath "$OUT_DIR")"/*) ;; *) (cd "$WORK" && tar czf "$OUT_DIR/sweep.tar.gz" .) ;; esac
 ls -la "$OUT_DIR"

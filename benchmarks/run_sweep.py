@@ -125,7 +125,7 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
     _audit(run, folder, folder / "checkpoints" / "last.ckpt", "last", args)
     metrics = json.loads((folder / "metrics.json").read_text())
     best = (metrics.get("best_checkpoint") or "")
-    if best and Path(best).exists():
+    if args.audit_best and best and Path(best).exists():
         _audit(run, folder, Path(best), "best", args)
     run.status = "done"
 
@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-minutes", type=int, default=10, help="time allowed for the test after training")
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
     parser.add_argument("--audit-minutes", type=int, default=10, help="time cap per audit (default 10)")
+    parser.add_argument("--no-audit-best", dest="audit_best", action="store_false",
+                        help="audit only the last weights, not also the regret-budget-best checkpoint")
     parser.add_argument("--precise-samples", type=int, default=200_000,
                         help="profiles of the revenue measured without search (reporting.precise_revenue, default 200000)")
     args = parser.parse_args(argv)
