@@ -123,17 +123,20 @@ def test_written_out_adam_equals_torch_adam() -> None:
     torch.testing.assert_close(ours[0], truth.transpose(0, 1).unsqueeze(0) * 0.5)
 
 
-def _loss_sequence(fast: bool, steps: int = 4) -> list[float]:
+def _loss_sequence(fast: bool, steps: int = 4, device: str = "cpu", release_grads: bool = False) -> list[float]:
+    """Losses of ``steps`` training steps, eager or fast; ``release_grads``: ``.grad`` set to None before every
+    step, as Lightning's ``on_validation_model_zero_grad`` does before a validation during training."""
     torch.manual_seed(3)
     mechanism = SinkhornMechanism(
         2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), allocation_net=MLP((16, 16)), payment_net=MLP((16, 16))
-    ).double()
+    ).double().to(device)
     optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-2)
-    multipliers, rho = torch.full((2,), 5.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
-    low, high = torch.zeros(2, 1, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+    kind = dict(dtype=torch.float64, device=device)
+    multipliers, rho = torch.full((2,), 5.0, **kind), torch.tensor(1.0, **kind)
+    low, high = torch.zeros(2, 1, **kind), torch.ones(2, 1, **kind)
     search = MisreportSearch(steps=5, lr=0.1)
     generator = torch.Generator().manual_seed(0)
-    batches = [torch.rand(32, 2, 2, generator=generator, dtype=torch.float64) for _ in range(steps)]
+    batches = [torch.rand(32, 2, 2, generator=generator, dtype=torch.float64).to(device) for _ in range(steps)]
     step = FastStep(
         mechanism,
         search,
@@ -144,6 +147,8 @@ def _loss_sequence(fast: bool, steps: int = 4) -> list[float]:
     )
     losses = []
     for batch in batches:
+        if release_grads:
+            mechanism.zero_grad(set_to_none=True)
         if fast:
             loss = step(batch).loss
         else:
@@ -164,6 +169,30 @@ def test_fast_step_trains_to_the_same_losses_as_the_eager_step() -> None:
     eager, fast = _loss_sequence(False), _loss_sequence(True)
     assert eager[0] != eager[-1]  # training moved
     assert fast == pytest.approx(eager, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_step_keeps_training_after_the_gradients_are_released() -> None:
+    # Lightning sets every .grad to None before each validation during training: the replayed graph must
+    # still write the gradients the optimizer reads (it once went on writing into detached tensors).
+    eager = _loss_sequence(False, steps=6, device="cuda", release_grads=True)
+    graph = _loss_sequence(True, steps=6, device="cuda", release_grads=True)
+    assert eager[0] != eager[-1]
+    assert graph == pytest.approx(eager, rel=1e-6, abs=1e-9)
+
+
+def test_reattach_grads_restores_the_captured_gradient_tensors() -> None:
+    from training.fast_step import reattach_grads
+
+    net = torch.nn.Linear(3, 2)
+    net(torch.ones(4, 3)).sum().backward()
+    captured = [(p, p.grad) for p in net.parameters()]
+    assert reattach_grads(captured) == 0
+    net.zero_grad(set_to_none=True)  # what Lightning does before a validation
+    assert all(p.grad is None for p in net.parameters())
+    assert reattach_grads(captured) == 2
+    assert all(p.grad is g for p, g in captured)
+    torch.testing.assert_close(net.bias.grad, torch.full((2,), 4.0))
 
 
 def test_fast_step_leaves_the_mechanism_on_its_tolerance_rule() -> None:

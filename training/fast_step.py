@@ -36,7 +36,7 @@ from adversary.search import MisreportSearch, ascend, step_scale, truthful_start
 from mechanisms.checks import check_positive_int
 from mechanisms.sinkhorn import Calibration, Sinkhorn, check_backend
 
-__all__ = ["FastStep", "FastStepSettings", "StepOutputs"]
+__all__ = ["FastStep", "FastStepSettings", "StepOutputs", "reattach_grads"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,22 @@ class StepOutputs(NamedTuple):
     misreports: Tensor
 
 
+def reattach_grads(grads: list[tuple[nn.Parameter, Tensor]]) -> int:
+    """Make each captured gradient tensor its parameter's ``.grad`` again; returns how many had been detached.
+
+    A CUDA graph writes the gradients into the tensors that were ``.grad`` at capture.  Anything that sets
+    ``.grad`` to ``None`` in between (Lightning's ``on_validation_model_zero_grad`` before every validation
+    during training, ``zero_grad(set_to_none=True)``) would leave the replays writing into tensors the optimizer
+    no longer sees, and training would silently stop; the replay overwrites the tensors, so reattaching is exact.
+    """
+    detached = 0
+    for parameter, grad in grads:
+        if parameter.grad is not grad:
+            parameter.grad = grad
+            detached += 1
+    return detached
+
+
 class FastStep:
     """Computes one step's loss and parameter gradients for ``mechanism`` on a batch of valuations.
 
@@ -110,6 +126,7 @@ class FastStep:
         self._static_input: Tensor | None = None
         self._static_init: Tensor | None = None
         self._static_outputs: StepOutputs | None = None
+        self._static_grads: list[tuple[nn.Parameter, Tensor]] = []  # the graph's .grad tensors, by parameter
 
     # ----------------------------------------------------------- computation
     def _compute(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
@@ -170,6 +187,7 @@ class FastStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._static_outputs = self._compute(self._static_input, self._static_init)
+        self._static_grads = [(p, p.grad) for p in self.mechanism.parameters() if p.grad is not None]
         self._graph = graph
 
     # ------------------------------------------------------------------ call
@@ -197,5 +215,6 @@ class FastStep:
         self._static_input.copy_(valuations)
         if init is not None:
             self._static_init.copy_(init)
+        reattach_grads(self._static_grads)
         self._graph.replay()
         return self._static_outputs
