@@ -33,6 +33,15 @@ def best_welfare(
     return best, argmax
 
 
+def owners_allocation(owners: tuple[int | None, ...], n_agents: int) -> Tensor:
+    """The 0/1 allocation ``(n_agents, items)`` (float64) of an owner tuple: item ``j`` to agent ``owners[j]``, ``None``: unsold."""
+    allocation = torch.zeros(n_agents, len(owners), dtype=torch.float64)
+    for j, i in enumerate(owners):
+        if i is not None:
+            allocation[i, j] = 1.0
+    return allocation
+
+
 def clarke_payments(
     values: list[list[float]], allocation: Tensor, capacities: list[int], exact: bool, minimum_sold: int = 0
 ) -> list[float]:

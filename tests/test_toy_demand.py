@@ -25,7 +25,7 @@ from mechanisms.references import optimal_mechanism
 from mechanisms.regretnet import RegretNet
 from mechanisms.vcg import VCG
 from reporting.checkpoints import load_checkpoint
-from tests.brute_force import best_welfare, clarke_payments
+from tests.brute_force import best_welfare, clarke_payments, owners_allocation
 from tests.test_config import make_config
 from tests.test_demand import _lp_welfare
 from tests.test_training import TINY
@@ -45,11 +45,7 @@ def _allocations(n: int, m: int, capacities: list[int]) -> np.ndarray:
     for owners in itertools.product([None, *range(n)], repeat=m):
         counts = [owners.count(i) for i in range(n)]
         if all(c <= k for c, k in zip(counts, capacities)) and sum(counts) >= 1:
-            allocation = np.zeros((n, m))
-            for j, i in enumerate(owners):
-                if i is not None:
-                    allocation[i, j] = 1.0
-            found.append(allocation)
+            found.append(owners_allocation(owners, n).numpy())
     return np.stack(found)
 
 
@@ -98,11 +94,7 @@ def test_vcg_matches_brute_force(n: int, m: int, k) -> None:
         values = bids[b].tolist()
         _, owners = best_welfare(values, list(range(n)), vcg.capacities, exact=False, minimum_sold=1)
         assert len(owners) == 1  # continuous bids: the optimum is unique
-        expected = torch.zeros(n, m, dtype=torch.float64)
-        for j, i in enumerate(owners[0]):
-            if i is not None:
-                expected[i, j] = 1.0
-        torch.testing.assert_close(allocation[b], expected)
+        torch.testing.assert_close(allocation[b], owners_allocation(owners[0], n))
         brute = clarke_payments(values, allocation[b], vcg.capacities, exact=False, minimum_sold=1)
         torch.testing.assert_close(payment[b], torch.tensor(brute, dtype=torch.float64), rtol=0, atol=1e-12)
 

@@ -10,7 +10,7 @@ import torch
 from adversary.regret import measure
 from adversary.search import MisreportSearch
 from mechanisms.vcg import VCG
-from tests.brute_force import best_welfare, clarke_payments, grid_regret
+from tests.brute_force import best_welfare, clarke_payments, grid_regret, owners_allocation
 
 # (demand, k, agents, items): every demand type, per-agent k, both assignment and per-item paths
 SETTINGS = [
@@ -45,11 +45,7 @@ def test_matches_brute_force_on_random_bids(demand: str, k, agents: int, items: 
         values = bids[b].tolist()
         welfare, owners = best_welfare(values, list(range(agents)), vcg.capacities, vcg.demand.exact)
         assert len(owners) == 1  # continuous bids: the optimum is unique
-        expected = torch.zeros(agents, items, dtype=torch.float64)
-        for j, i in enumerate(owners[0]):
-            if i is not None:
-                expected[i, j] = 1.0
-        torch.testing.assert_close(allocation[b], expected)
+        torch.testing.assert_close(allocation[b], owners_allocation(owners[0], agents))
         brute = clarke_payments(values, allocation[b], vcg.capacities, vcg.demand.exact)
         torch.testing.assert_close(payment[b], torch.tensor(brute, dtype=torch.float64), rtol=0, atol=1e-12)
 
