@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,33 @@ def test_a_sinkhorn_auction_trained_on_the_toy_is_feasible(trained) -> None:
     distances = [_hull_distance(x.double().numpy(), vertices) for x in allocation]
     assert max(distances) <= tolerance, max(distances)
     assert float(trained.demand.violation(allocation).max()) <= tolerance
+
+
+def test_a_type_in_the_package_needs_one_file_and_one_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mechanisms/demand/<name>.py`` and ``conf/demand/<name>.yaml``: the override ``demand=<name>`` builds the run,
+    nothing imports the module first (here the package's search path gains a temporary folder)."""
+    import mechanisms.demand
+    from mechanisms.demand import base
+    from training.config import validate_config
+
+    name = "at_least_one_again"
+    source = (ROOT / "tests" / "toy_demand.py").read_text()
+    (tmp_path / f"{name}.py").write_text(source.replace('name = "at_least_one"', f'name = "{name}"'))
+    (tmp_path / "conf" / "demand").mkdir(parents=True)
+    (tmp_path / "conf" / "demand" / f"{name}.yaml").write_text(f"name: {name}\nk: 2\n")
+    monkeypatch.setattr(mechanisms.demand, "__path__", [*mechanisms.demand.__path__, str(tmp_path)])
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # forget the type after the test
+    cfg = make_config(*TINY, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"demand={name}", "agents=2", "items=3")
+    try:
+        mechanism = validate_config(cfg).mechanism
+    finally:
+        sys.modules.pop(f"mechanisms.demand.{name}", None)
+    assert type(mechanism.demand).__module__ == f"mechanisms.demand.{name}" and mechanism.demand.name == name
+    # k = 2 for both bidders, 3 items, one empty slot fewer than the 4: a = (2, 2, 3 + 3 - 4), b = (1, 1, 1, 3)
+    assert mechanism.row_marginals.tolist() == [2.0, 2.0, 2.0] and mechanism.col_marginals.tolist() == [1.0, 1.0, 1.0, 3.0]
+
+
+def test_a_taken_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="demand name 'unit' is taken by mechanisms.demand.unit.Unit"):
+        class Clash(AtLeastOne):  # noqa: F841 - defining it is the test
+            name = "unit"

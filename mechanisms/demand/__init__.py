@@ -23,7 +23,7 @@ exactly_k      k_i        m - sum_i k_i    1        0
 is ``k_demand`` with ``k = 1``.
 """
 
-from mechanisms.demand.base import Demand, KSpec, SoftmaxHead, make_demand, marginals, per_agent, registered
+from mechanisms.demand.base import Demand, KSpec, SoftmaxHead, make_demand, marginals, per_agent
 from mechanisms.demand.additive import Additive
 from mechanisms.demand.unit import Unit
 from mechanisms.demand.k_demand import KDemand
@@ -41,7 +41,6 @@ __all__ = [
     "make_demand",
     "marginals",
     "per_agent",
-    "registered",
 ]
 
 DEMAND_TYPES = (Additive.name, Unit.name, KDemand.name, ExactlyK.name)

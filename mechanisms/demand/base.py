@@ -40,7 +40,7 @@ from torch import Tensor
 
 from mechanisms.checks import check_positive_int, is_int
 
-__all__ = ["Demand", "KSpec", "SoftmaxHead", "make_demand", "marginals", "per_agent", "registered"]
+__all__ = ["Demand", "KSpec", "SoftmaxHead", "make_demand", "marginals", "per_agent"]
 
 KSpec = Union[int, Sequence[int]]
 """A demand's ``k``: one int for every agent, or one int per agent."""
@@ -185,10 +185,6 @@ class Demand(metaclass=_DemandMeta):
         minimum_sold = sum(capacities) - self.disposal(capacities)
         return excess if minimum_sold <= 0 else torch.maximum(excess, minimum_sold - totals.sum(-1))
 
-    def feasible(self, allocation: Tensor, atol: float = 1e-6) -> Tensor:
-        """Whether each allocation of ``(batch, agents, items)`` violates no constraint by more than ``atol``: ``(batch,)``."""
-        return self.violation(allocation) <= atol
-
     def max_welfare(self, values: np.ndarray, capacities: Sequence[int]) -> tuple[np.ndarray, float]:
         """A welfare-maximizing 0/1 allocation ``(agents, items)`` of one instance and its welfare.
 
@@ -258,11 +254,6 @@ def _register(cls: type[Demand]) -> None:
     if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
         raise ValueError(f"demand name {cls.name!r} is taken by {taken.__module__}.{taken.__qualname__}")
     _REGISTRY[cls.name] = cls
-
-
-def registered() -> tuple[str, ...]:
-    """The names of the demand types defined so far (the built-in ones first)."""
-    return tuple(_REGISTRY)
 
 
 def make_demand(name: str, k: KSpec = 1) -> Demand:
