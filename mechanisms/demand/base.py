@@ -126,9 +126,10 @@ class Demand(metaclass=_DemandMeta):
         if len(capacities) != n_agents:
             raise ValueError(f"{self.name} gave {len(capacities)} capacities for {n_agents} agents")
         empty = self.disposal(capacities)
-        if not 0 <= empty or sum(capacities) - empty > n_items:
-            raise ValueError(f"{self.description} needs at least {sum(capacities) - empty} items sold, "
-                             f"there are {n_items}")
+        if empty < 0:
+            raise ValueError(f"{self.name}: disposal gave {empty} empty slots for capacities {capacities}; it must be >= 0")
+        if sum(capacities) - empty > n_items:
+            raise ValueError(f"{self.description} needs at least {sum(capacities) - empty} items sold, there are {n_items}")
         return capacities, empty
 
     def marginals(
