@@ -200,7 +200,6 @@ class KnownOptimum:
     ``build(demand, agents, high)`` makes it.
     """
 
-    name: str
     optimal_for: Callable[[Demand, int, int], bool]
     build: Callable[[Demand, int, float], Mechanism]
 
@@ -210,16 +209,27 @@ def _one_of_two(demand: Demand, agents: int, items: int) -> bool:
     return (agents, items) == (1, 2) and demand.capacities(agents, items) == [1]
 
 
+def _any_of_two(demand: Demand, agents: int, items: int) -> bool:
+    """One bidder, two items, it may receive both or none (the additive setting)."""
+    return (agents, items) == (1, 2) and demand.capacities(agents, items)[0] >= 2 and demand.free_disposal(agents, items)
+
+
 KNOWN_OPTIMA: tuple[KnownOptimum, ...] = (
-    KnownOptimum("Myerson", lambda demand, agents, items: items == 1 and demand.free_disposal(agents, items),
-                 lambda demand, agents, high: Myerson(agents, high, demand)),
-    KnownOptimum("posted_price", lambda demand, agents, items: _one_of_two(demand, agents, items)
-                 and demand.free_disposal(agents, items), lambda demand, agents, high: posted_price(high, demand)),
-    KnownOptimum("free_and_priced", lambda demand, agents, items: _one_of_two(demand, agents, items)
-                 and demand.fixed_totals(agents, items), lambda demand, agents, high: free_and_priced(high, demand)),
-    KnownOptimum("manelli_vincent", lambda demand, agents, items: (agents, items) == (1, 2)
-                 and demand.capacities(agents, items)[0] >= 2 and demand.free_disposal(agents, items),
-                 lambda demand, agents, high: manelli_vincent(high, demand)),
+    KnownOptimum(  # Myerson: one item that may stay unsold
+        lambda demand, agents, items: items == 1 and demand.free_disposal(agents, items),
+        lambda demand, agents, high: Myerson(agents, high, demand),
+    ),
+    KnownOptimum(  # Pavlov: at most one of two items, or none
+        lambda demand, agents, items: _one_of_two(demand, agents, items) and demand.free_disposal(agents, items),
+        lambda demand, agents, high: posted_price(high, demand),
+    ),
+    KnownOptimum(  # Kash and Frongillo: exactly one of two items
+        lambda demand, agents, items: _one_of_two(demand, agents, items) and demand.fixed_totals(agents, items),
+        lambda demand, agents, high: free_and_priced(high, demand),
+    ),
+    KnownOptimum(  # Manelli and Vincent: any subset of two items
+        _any_of_two, lambda demand, agents, high: manelli_vincent(high, demand),
+    ),
 )
 """The known optima, each with the settings it is optimal for (at most one applies to a setting)."""
 
