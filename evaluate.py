@@ -301,8 +301,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "source": target.source,
         "setting": {
-            "description": f"{target.agents} bidder(s) x {target.items} item(s), {demand.name} demand"
-                           + ("" if demand.name in ("unit", "additive") else f" (k={demand.k})"),
+            "description": f"{target.agents} bidder(s) x {target.items} item(s), {demand.description}",
             "mechanism": getattr(mechanism, "name", None) or type(mechanism).__name__,
             "agents": target.agents, "items": target.items, "demand": demand.name,
             "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,

@@ -5,7 +5,7 @@ A mechanism is a ``torch.nn.Module`` whose ``forward(bids)`` maps bids
 
 * ``allocation``: ``(batch, agents, items)`` in ``[0, 1]``, feasible for the
   mechanism's demand type (item totals <= 1; agent totals <= k, or == k for
-  exactly-k demand);
+  exactly-k demand; in general :meth:`mechanisms.demand.Demand.violation` is 0);
 * ``payment``: ``(batch, agents)``.
 
 Agent ``i``'s utility under valuation ``v`` is

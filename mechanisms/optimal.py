@@ -21,12 +21,18 @@ All revenues scale linearly with ``high`` (prices are multiples of ``high``).
 The single-bidder mechanisms are menus (:class:`MenuMechanism`): the bidder
 gets the menu entry that maximizes its reported utility.  The outputs never
 require grad (the mechanisms are piecewise constant in the bids).
+
+Each optimum declares the settings it is optimal for by what the demand
+allows (:data:`KNOWN_OPTIMA`, :meth:`KnownOptimum.optimal_for`), not by the
+demand's name: Myerson wherever one item may stay unsold, the posted price
+for one bidder who may take at most one of two items, and so on.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -35,10 +41,13 @@ from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
 
 __all__ = [
+    "KNOWN_OPTIMA",
+    "KnownOptimum",
     "MenuMechanism",
     "Myerson",
     "free_and_priced",
     "free_and_priced_revenue",
+    "known_optimum",
     "manelli_vincent",
     "manelli_vincent_revenue",
     "myerson_revenue",
@@ -99,9 +108,7 @@ class MenuMechanism(Mechanism):
             raise ValueError(f"menu needs allocations (entries, items) and prices (entries,), got "
                              f"{tuple(menu.shape)} and {tuple(cost.shape)}")
         super().__init__(1, menu.shape[1], demand, k)
-        cap = self.capacities[0]
-        sizes = menu.sum(-1)
-        if (menu < 0).any() or (menu > 1).any() or (sizes > cap).any() or (self.demand.exact and (sizes != cap).any()):
+        if (self.demand.violation(menu.unsqueeze(1)) > 0).any():
             raise ValueError(f"every menu allocation must lie in [0, 1] and be feasible for {self.demand}")
         order = torch.sort(-cost, stable=True).indices  # most expensive first: argmax then prefers it
         self.register_buffer("menu", menu[order])
@@ -128,7 +135,7 @@ def posted_price(high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1)
     )
 
 
-def free_and_priced(high: float = 1.0) -> MenuMechanism:
+def free_and_priced(high: float = 1.0, demand: str | Demand = "exactly_k", k: KSpec = 1) -> MenuMechanism:
     """Optimal exactly-one-demand auction, one bidder, two items U[0, high]: item 0 free, item 1 at ``high / 3``.
 
     Expected revenue ``2 high / 27 = 0.0741 high`` (see the module docstring).
@@ -139,7 +146,7 @@ def free_and_priced(high: float = 1.0) -> MenuMechanism:
     """
     _check_high(high)
     return MenuMechanism(
-        [[1, 0], [0, 1]], [0.0, high / 3.0], "exactly_k", 1,
+        [[1, 0], [0, 1]], [0.0, high / 3.0], demand, k,
         expected_revenue=free_and_priced_revenue(high), name="item 0 free, item 1 at 1/3 (Kash and Frongillo 2016)",
     )
 
@@ -167,8 +174,8 @@ class Myerson(Mechanism):
 
     def __init__(self, n_agents: int, high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, 1, demand, k)
-        if self.demand.exact:
-            raise ValueError("Myerson needs free disposal: exactly_k demand forces the item onto a bidder")
+        if not self.demand.free_disposal(n_agents, 1):
+            raise ValueError(f"Myerson needs free disposal: {self.demand.description} forces the item onto a bidder")
         _check_high(high)
         self.reserve = high / 2.0
         self.expected_revenue = myerson_revenue(n_agents, high)
@@ -183,3 +190,53 @@ class Myerson(Mechanism):
         allocation = torch.nn.functional.one_hot(winner, self.n_agents).to(bids.dtype) * sold.unsqueeze(1)
         payment = allocation * second.clamp(min=self.reserve).unsqueeze(1)
         return allocation.unsqueeze(-1), payment
+
+
+@dataclass(frozen=True)
+class KnownOptimum:
+    """A revenue-optimal mechanism for valuations i.i.d. U[0, high] and the settings it is optimal for.
+
+    ``optimal_for(demand, agents, items)`` says whether it is optimal there, from what the demand allows;
+    ``build(demand, agents, high)`` makes it.
+    """
+
+    optimal_for: Callable[[Demand, int, int], bool]
+    build: Callable[[Demand, int, float], Mechanism]
+
+
+def _one_of_two(demand: Demand, agents: int, items: int) -> bool:
+    """One bidder, two items, and it may receive at most one."""
+    return (agents, items) == (1, 2) and demand.capacities(agents, items) == [1]
+
+
+def _any_of_two(demand: Demand, agents: int, items: int) -> bool:
+    """One bidder, two items, it may receive both or none (the additive setting)."""
+    return (agents, items) == (1, 2) and demand.capacities(agents, items)[0] >= 2 and demand.free_disposal(agents, items)
+
+
+KNOWN_OPTIMA: tuple[KnownOptimum, ...] = (
+    KnownOptimum(  # Myerson: one item that may stay unsold
+        lambda demand, agents, items: items == 1 and demand.free_disposal(agents, items),
+        lambda demand, agents, high: Myerson(agents, high, demand),
+    ),
+    KnownOptimum(  # Pavlov: at most one of two items, or none
+        lambda demand, agents, items: _one_of_two(demand, agents, items) and demand.free_disposal(agents, items),
+        lambda demand, agents, high: posted_price(high, demand),
+    ),
+    KnownOptimum(  # Kash and Frongillo: exactly one of two items
+        lambda demand, agents, items: _one_of_two(demand, agents, items) and demand.fixed_totals(agents, items),
+        lambda demand, agents, high: free_and_priced(high, demand),
+    ),
+    KnownOptimum(  # Manelli and Vincent: any subset of two items
+        _any_of_two, lambda demand, agents, high: manelli_vincent(high, demand),
+    ),
+)
+"""The known optima, each with the settings it is optimal for (at most one applies to a setting)."""
+
+
+def known_optimum(demand: Demand, agents: int, items: int, high: float = 1.0) -> Mechanism | None:
+    """The known revenue-optimal mechanism of :data:`KNOWN_OPTIMA` for ``agents`` x ``items`` U[0, high], or ``None``."""
+    for optimum in KNOWN_OPTIMA:
+        if optimum.optimal_for(demand, agents, items):
+            return optimum.build(demand, agents, high)
+    return None

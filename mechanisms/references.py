@@ -32,7 +32,7 @@ from mechanisms.baselines import applicable_baselines, fit_baseline
 from mechanisms.checks import check_positive_int
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
-from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
+from mechanisms.optimal import known_optimum
 from mechanisms.vcg import VCG
 
 __all__ = ["References", "VCG_SAMPLES", "VCG_SEED", "optimal_mechanism", "references", "vcg_revenue"]
@@ -70,26 +70,22 @@ def _check_range(low: float, high: float) -> None:
 
 
 def optimal_mechanism(
-    demand: str = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0
+    demand: str | Demand = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0
 ) -> Mechanism | None:
     """The known revenue-optimal mechanism for valuations i.i.d. U[low, high], or ``None``.
 
-    Its ``expected_revenue`` attribute is the closed-form revenue and
-    ``name`` says what it is and where it comes from.
+    ``demand`` is a :class:`~mechanisms.demand.Demand` or a type's name with
+    ``k``; each known optimum declares the demands it is optimal for
+    (:data:`mechanisms.optimal.KNOWN_OPTIMA`).  Its ``expected_revenue``
+    attribute is the closed-form revenue and ``name`` says what it is and
+    where it comes from.
     """
-    demand_type = Demand(demand, k)
-    capacities = demand_type.capacities(agents, items)  # validates the setting
+    demand_type = demand if isinstance(demand, Demand) else Demand(demand, k)
+    demand_type.capacities(agents, items)  # validates the setting
     _check_range(low, high)
     if low != 0:
         return None
-    if items == 1 and not demand_type.exact:
-        return Myerson(agents, high, demand_type)
-    if agents == 1 and items == 2:
-        if capacities[0] == 1:
-            return free_and_priced(high) if demand_type.exact else posted_price(high, demand_type)
-        if not demand_type.exact:
-            return manelli_vincent(high, demand_type)
-    return None
+    return known_optimum(demand_type, agents, items, high)
 
 
 @lru_cache(maxsize=None)

@@ -1,6 +1,7 @@
 """The RegretNet baseline (Duetting et al. 2019; section 3.2 of the paper).
 
-The allocation MLP maps the flattened bids to scores; a softmax output layer
+The allocation MLP maps the flattened bids to scores; a softmax output layer,
+the one the demand type names (:meth:`mechanisms.demand.Demand.softmax_head`),
 makes the allocation feasible by construction:
 
 * additive demand: for every item, a softmax over the agents plus a dummy agent
@@ -18,40 +19,14 @@ be expressed with softmax outputs and are refused; use
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
 from mechanisms.base import Mechanism
-from mechanisms.demand import Demand, KSpec
+from mechanisms.demand import Demand, KSpec, SoftmaxHead
 from mechanisms.networks import MLP, NetworkFactory, PaymentHead, check_dtype
 
 __all__ = ["RegretNet"]
-
-Head = Literal["additive", "unit", "exactly_one"]
-
-
-def _choose_head(demand: Demand, capacities: list[int], n_agents: int, n_items: int) -> Head:
-    """The softmax output layer able to represent ``demand``; ``ValueError`` if none can."""
-    if demand.exact:
-        if n_agents == 1 and capacities[0] == 1:
-            return "exactly_one"
-        raise ValueError(
-            f"RegretNet cannot represent exactly_k demand with {n_agents} agents and k={demand.k}: "
-            "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
-            "only one agent with k=1 works); use SinkhornMechanism"
-        )
-    if demand.name == "additive":
-        return "additive"
-    if max(capacities) == 1:
-        return "unit"
-    if min(capacities) >= n_items:
-        return "additive"  # a capacity of at least all items is no constraint
-    raise ValueError(
-        f"RegretNet cannot represent k_demand with k={demand.k}: its softmax outputs only enforce "
-        "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism"
-    )
 
 
 class RegretNet(Mechanism):
@@ -74,7 +49,7 @@ class RegretNet(Mechanism):
         payment_net: NetworkFactory = MLP(),
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        self.head: Head = _choose_head(self.demand, self.capacities, n_agents, n_items)
+        self.head: SoftmaxHead = self.demand.softmax_head(n_agents, n_items)
         item_wise = (n_agents + 1) * n_items  # softmax over agents + dummy agent, per item
         agent_wise = n_agents * (n_items + 1)  # softmax over items + dummy item, per agent
         n_out = {"additive": item_wise, "unit": item_wise + agent_wise, "exactly_one": n_items}[self.head]

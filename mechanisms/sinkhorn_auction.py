@@ -1,11 +1,11 @@
 """The Sinkhorn auction network (section 4.3 of the paper).
 
-An allocation network (an MLP by default) maps the flattened bids to an agents x items score matrix,
-which is padded with a zero-cost dummy agent row and dummy item column and used
-as the cost of the Sinkhorn layer with the demand's marginals; the dummy row and
-column of the plan are cut off.  Payments come from the shared
+An allocation network (an MLP by default) maps the flattened bids to an agents x items score matrix;
+the demand type turns it into the cost of the Sinkhorn layer (padded with a zero-cost dummy agent row
+and dummy item column), gives the marginals, and folds the plan back into the allocation (the dummy
+row and column cut off): :class:`~mechanisms.demand.Demand`.  Payments come from the shared
 :class:`~mechanisms.networks.PaymentHead`.  The architecture is the same for
-every demand type: only the marginals change.
+every demand type: only the demand's cost, marginals and folding change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mechanisms.base import Mechanism, check_bids
@@ -114,19 +113,17 @@ class SinkhornMechanism(Mechanism):
             return Sinkhorn.from_settings(settings).calibrate(cost, self.row_marginals, self.col_marginals, margin)
 
     def _cost(self, bids: Tensor) -> Tensor:
-        """Sinkhorn cost ``(batch, agents + 1, items + 1)``: the allocation scores, zero dummy row and column."""
+        """Sinkhorn cost ``(batch, agents + 1, items + 1)``: the allocation scores as the demand pads them."""
         batch, n, m = bids.shape
-        scores = self.allocation_net(bids.flatten(1)).view(batch, n, m)
-        return F.pad(scores, (0, 1, 0, 1))
+        return self.demand.cost(self.allocation_net(bids.flatten(1)).view(batch, n, m))
 
     def allocate_and_pay(self, bids: Tensor, solver: Sinkhorn | None = None) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids, the layer
         solved by ``solver`` (``None``: :attr:`solver`, the settings' own)."""
         check_dtype(bids, self.allocation_net)
-        _, n, m = bids.shape
         result = (self.solver if solver is None else solver).solve(self._cost(bids), self.row_marginals, self.col_marginals)
         self.last_iterations, self.last_marginal_error = result.iterations, result.marginal_error
-        allocation = result.plan[:, :n, :m]
+        allocation = self.demand.fold(result.plan)
         return allocation, self.payment_net(bids, allocation)
 
     def extra_repr(self) -> str:

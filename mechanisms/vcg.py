@@ -9,15 +9,14 @@ charges each agent the harm it does to the others (Clarke pivot rule)::
 It is dominant-strategy truthful and individually rational for non-negative
 bids, and maximizes welfare rather than revenue.
 
-The welfare maximization is a rectangular assignment problem
-(:func:`scipy.optimize.linear_sum_assignment`): agent ``i`` is replicated
-``k_i`` times as rows (``k_i = 1`` for unit demand), the items are the columns,
-and for demand with free disposal (unit, k_demand) every row also gets a
-zero-value "no item" column of its own, so a slot may stay empty.  For
-exactly-k demand there are no such columns, so every agent receives exactly
-``k_i`` items.  When no agent's capacity binds (additive demand, or
-``k_i >= items`` for every agent) the items are independent and VCG is a
-second-price auction per item, computed vectorized over the batch.
+The welfare maximization is the demand type's
+(:meth:`mechanisms.demand.Demand.max_welfare`, a rectangular assignment problem:
+agent ``i`` replicated ``k_i`` times as rows, the items and the demand's
+"no item" columns as columns); the problem without agent ``i`` is the same
+demand on the other agents and their capacities.  When the demand has free
+disposal and no agent's capacity binds (additive demand, or ``k_i >= items``
+for every agent) the items are independent and VCG is a second-price auction
+per item, computed vectorized over the batch.
 
 Ties are broken deterministically (the solver's order, or the lowest agent
 index in the per-item auction).  The outputs never require grad: VCG is
@@ -29,35 +28,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
 
-__all__ = ["VCG", "max_welfare_assignment"]
-
-
-def max_welfare_assignment(values: np.ndarray, capacities: list[int], exact: bool) -> tuple[np.ndarray, float]:
-    """A welfare-maximizing 0/1 allocation ``(agents, items)`` of one instance and its welfare.
-
-    ``values`` is ``(agents, items)``; agent ``i`` receives at most (``exact``:
-    exactly) ``capacities[i]`` items and every item goes to at most one agent.
-    """
-    n_agents, n_items = values.shape
-    owner = np.repeat(np.arange(n_agents), capacities)  # agent of each row (slot)
-    gains = values[owner]
-    if not exact:
-        gains = np.hstack([gains, np.zeros((len(owner), len(owner)), dtype=values.dtype)])
-    rows, cols = linear_sum_assignment(gains, maximize=True)
-    allocation = np.zeros((n_agents, n_items), dtype=values.dtype)
-    real = cols < n_items
-    allocation[owner[rows[real]], cols[real]] = 1.0
-    return allocation, float(gains[rows, cols].sum())
+__all__ = ["VCG"]
 
 
 class VCG(Mechanism):
-    """Exact VCG auction for unit, k_demand, exactly_k and additive demand.
+    """Exact VCG auction for any demand type (unit, k_demand, exactly_k, additive, ...).
 
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to a 0/1 allocation
     ``(batch, agents, items)`` and payments ``(batch, agents)`` on the bids'
@@ -67,7 +47,7 @@ class VCG(Mechanism):
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        self.per_item = not self.demand.exact and all(c >= n_items for c in self.capacities)
+        self.per_item = self.demand.free_disposal(n_agents, n_items) and all(c >= n_items for c in self.capacities)
         # for each agent i: the other agents and their capacities (the problem without i)
         self._without = [
             ([j for j in range(n_agents) if j != i], [c for j, c in enumerate(self.capacities) if j != i])
@@ -83,10 +63,10 @@ class VCG(Mechanism):
         allocation = np.zeros_like(values)
         payment = np.zeros(values.shape[:2])
         for b, v in enumerate(values):
-            allocation[b], welfare = max_welfare_assignment(v, self.capacities, self.demand.exact)
+            allocation[b], welfare = self.demand.max_welfare(v, self.capacities)
             own = (v * allocation[b]).sum(-1)
             for i, (rest, caps) in enumerate(self._without):
-                without_i = max_welfare_assignment(v[rest], caps, self.demand.exact)[1] if rest else 0.0
+                without_i = self.demand.max_welfare(v[rest], caps)[1] if rest else 0.0
                 payment[b, i] = without_i - (welfare - own[i])
         return (
             torch.from_numpy(allocation).to(bids.device, bids.dtype),

@@ -68,6 +68,8 @@ FRAGMENTS = {
     "from adversary.strong import StrongSettings, strong_misreports, strong_regret": "needs a trained mechanism and valuations",
     "from mechanisms.baselines import fit_baseline, best_baseline, applicable_baselines, BASELINE_NAMES":
         "needs bids; fitting every baseline takes tens of seconds",
+    '"""A test-only demand type, the worked example of docs/extending.md ("A new demand type").':
+        "the file tests/toy_demand.py as it stands (tests/test_toy_demand.py checks it; the next block imports it)",
 }
 LAUNCHER_PLUGINS = {"slurm": "hydra_submitit_launcher", "parallel": "hydra_joblib_launcher"}
 PLACEHOLDER = re.compile(r"<[^<>\n]*>")

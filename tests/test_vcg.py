@@ -10,7 +10,7 @@ import torch
 from adversary.regret import measure
 from adversary.search import MisreportSearch
 from mechanisms.vcg import VCG
-from tests.brute_force import best_welfare, grid_regret
+from tests.brute_force import best_welfare, clarke_payments, grid_regret, owners_allocation
 
 # (demand, k, agents, items): every demand type, per-agent k, both assignment and per-item paths
 SETTINGS = [
@@ -24,19 +24,6 @@ SETTINGS = [
     ("additive", 1, 2, 3),
     ("additive", 1, 3, 2),
 ]
-
-
-def _brute_payments(values: list[list[float]], allocation: torch.Tensor, caps: list[int], exact: bool) -> list[float]:
-    """Clarke payments by definition, given the mechanism's chosen allocation ``(agents, items)``."""
-    n_agents = len(values)
-    own = [sum(v * a for v, a in zip(values[i], allocation[i].tolist())) for i in range(n_agents)]
-    total = sum(own)
-    payments = []
-    for i in range(n_agents):
-        others = [j for j in range(n_agents) if j != i]
-        without_i = best_welfare(values, others, caps, exact)[0] if others else 0.0
-        payments.append(without_i - (total - own[i]))
-    return payments
 
 
 def _check_feasible(vcg: VCG, allocation: torch.Tensor) -> None:
@@ -58,12 +45,8 @@ def test_matches_brute_force_on_random_bids(demand: str, k, agents: int, items: 
         values = bids[b].tolist()
         welfare, owners = best_welfare(values, list(range(agents)), vcg.capacities, vcg.demand.exact)
         assert len(owners) == 1  # continuous bids: the optimum is unique
-        expected = torch.zeros(agents, items, dtype=torch.float64)
-        for j, i in enumerate(owners[0]):
-            if i is not None:
-                expected[i, j] = 1.0
-        torch.testing.assert_close(allocation[b], expected)
-        brute = _brute_payments(values, allocation[b], vcg.capacities, vcg.demand.exact)
+        torch.testing.assert_close(allocation[b], owners_allocation(owners[0], agents))
+        brute = clarke_payments(values, allocation[b], vcg.capacities, vcg.demand.exact)
         torch.testing.assert_close(payment[b], torch.tensor(brute, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
@@ -86,7 +69,7 @@ def test_feasible_ir_and_welfare_optimal_on_extreme_bids(demand: str, k, agents:
         values = bids[b].tolist()
         welfare = best_welfare(values, list(range(agents)), vcg.capacities, vcg.demand.exact)[0]
         assert float(value[b].sum()) == pytest.approx(welfare, abs=1e-12)
-        brute = _brute_payments(values, allocation[b], vcg.capacities, vcg.demand.exact)
+        brute = clarke_payments(values, allocation[b], vcg.capacities, vcg.demand.exact)
         torch.testing.assert_close(payment[b], torch.tensor(brute, dtype=torch.float64), rtol=0, atol=1e-12)
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from mechanisms.baselines.pay_to_choose import MAX_OUTCOMES, PayToChoose, lottery_outcomes
+from mechanisms.baselines.pay_to_choose import PayToChoose
 from mechanisms.baselines.posted_price import PostedPrice
 from mechanisms.baselines.vcg_reserve import VCGReserve
 from mechanisms.checks import Bounds, check_int
@@ -48,7 +48,9 @@ GRID, ZOOM, LEVELS, SWEEPS = 21, 9, 3, 2
 SLOW_SAMPLES = 2_000
 """Fitting-sample cap for ``vcg_reserve`` where it needs the assignment solver (a Python loop over profiles)."""
 
-_CLASSES: dict[str, type[nn.Module]] = {"posted_price": PostedPrice, "vcg_reserve": VCGReserve, "pay_to_choose": PayToChoose}
+_CLASSES: dict[str, type[PostedPrice | VCGReserve | PayToChoose]] = {
+    "posted_price": PostedPrice, "vcg_reserve": VCGReserve, "pay_to_choose": PayToChoose,
+}
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,11 @@ def _demand(demand: Demand | str) -> Demand:
 
 
 def applicable_baselines(agents: int, items: int, demand: Demand | str) -> tuple[str, ...]:
-    """The baselines defined for the setting: posted_price and vcg_reserve with free disposal, pay_to_choose for exactly_k."""
+    """The baselines defined for the setting, each by its own ``applies``: posted_price and vcg_reserve with free
+    disposal, pay_to_choose where every bidder's total is fixed (exactly_k)."""
     demand = _demand(demand)
-    capacities = demand.capacities(agents, items)  # validates the setting
-    if not demand.exact:
-        return ("posted_price", "vcg_reserve")
-    return ("pay_to_choose",) if lottery_outcomes(capacities, items) <= MAX_OUTCOMES else ()
+    demand.capacities(agents, items)  # validates the setting
+    return tuple(name for name in BASELINE_NAMES if _CLASSES[name].applies(demand, agents, items))
 
 
 def baseline_mechanism(name: str, agents: int, items: int, demand: Demand | str, prices: Sequence[float]) -> nn.Module:

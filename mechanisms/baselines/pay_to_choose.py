@@ -61,13 +61,22 @@ class PayToChoose(Mechanism):
 
     def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "exactly_k", k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        if not self.demand.exact:
-            raise ValueError(f"pay_to_choose is for exactly_k demand, got {self.demand.name}: use posted_price")
+        if not self.demand.fixed_totals(n_agents, n_items):
+            raise ValueError(f"pay_to_choose is for demand that fixes every bidder's total (exactly_k), "
+                             f"got {self.demand.description}: use posted_price")
         outcomes = lottery_outcomes(self.capacities, n_items)
         if outcomes > MAX_OUTCOMES:
             raise ValueError(f"pay_to_choose enumerates the lotteries' {outcomes} outcomes here; at most {MAX_OUTCOMES}")
         self.prices = check_prices(prices, n_agents, "pay_to_choose")
         self.name = "pay to choose (else a free lottery) at " + ", ".join(f"{p:.4f}" for p in self.prices)
+
+    @staticmethod
+    def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
+        """Whether the setting allows pay-to-choose: every bidder takes exactly its capacity, and the lotteries
+        have at most :data:`MAX_OUTCOMES` outcomes."""
+        return demand.fixed_totals(n_agents, n_items) and (
+            lottery_outcomes(demand.capacities(n_agents, n_items), n_items) <= MAX_OUTCOMES
+        )
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Expected allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""

@@ -54,10 +54,16 @@ class PostedPrice(Mechanism):
 
     def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        if self.demand.exact:
-            raise ValueError("posted prices need free disposal: use pay_to_choose for exactly_k demand")
+        if not self.applies(self.demand, n_agents, n_items):
+            raise ValueError(f"posted prices need free disposal, which {self.demand.description} lacks "
+                             "(use pay_to_choose for exactly_k demand)")
         self.prices = check_prices(prices, n_agents, "posted_price")
         self.name = "sequential posted prices " + ", ".join(f"{p:.4f}" for p in self.prices)
+
+    @staticmethod
+    def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
+        """Whether the setting allows posted prices: free disposal (a bidder may take nothing)."""
+        return demand.free_disposal(n_agents, n_items)
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""

@@ -39,12 +39,17 @@ class VCGReserve(Mechanism):
 
     def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
-        if self.demand.exact:
-            raise ValueError("vcg_reserve needs free disposal (an unsold item): exactly_k demand has none")
+        if not self.applies(self.demand, n_agents, n_items):
+            raise ValueError(f"vcg_reserve needs free disposal (an unsold item): {self.demand.description} has none")
         (self.reserve,) = self.prices = check_prices(prices, 1, "vcg_reserve")
         self.vcg = VCG(n_agents, n_items, self.demand)
         self.maps = None if self.vcg.per_item else owner_maps(tuple(self.capacities), n_items)
         self.name = f"VCG with reserve {self.reserve:.4f}"
+
+    @staticmethod
+    def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
+        """Whether the setting allows a reserve price: free disposal (an item may stay unsold)."""
+        return demand.free_disposal(n_agents, n_items)
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""
