@@ -7,12 +7,13 @@ run's distribution from its stored configuration.
 """
 
 from distributions.base import DTYPES, Support, ValuationDistribution, unit_uniform
-from distributions.config import distribution_node, distribution_of
+from distributions.config import DISTRIBUTION_NAMES, distribution_node, distribution_of, named_distribution
 from distributions.exponential import Exponential, exponential_myerson_revenue
 from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
 
 __all__ = [
+    "DISTRIBUTION_NAMES",
     "DTYPES",
     "Exponential",
     "Support",
@@ -22,6 +23,7 @@ __all__ = [
     "distribution_node",
     "distribution_of",
     "exponential_myerson_revenue",
+    "named_distribution",
     "triangle_bundle_revenue",
     "unit_uniform",
 ]

@@ -7,15 +7,20 @@ Runs from before the ``distribution`` group had no such node: their values were
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from distributions.base import ValuationDistribution
 
-__all__ = ["distribution_node", "distribution_of"]
+__all__ = ["DISTRIBUTION_NAMES", "distribution_node", "distribution_of", "named_distribution"]
 
 UNIFORM_TARGET = "distributions.Uniform"
+GROUP = Path(__file__).resolve().parent.parent / "conf" / "distribution"
+DISTRIBUTION_NAMES = tuple(sorted(path.stem for path in GROUP.glob("*.yaml")))
+"""The options of the Hydra group ``distribution`` (conf/distribution/<name>.yaml)."""
 
 
 def distribution_node(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -31,3 +36,12 @@ def distribution_node(config: Mapping[str, Any]) -> dict[str, Any]:
 def distribution_of(config: Mapping[str, Any]) -> ValuationDistribution:
     """The :class:`ValuationDistribution` of a resolved run configuration (see :func:`distribution_node`)."""
     return instantiate(distribution_node(config), _convert_="all")
+
+
+def named_distribution(name: str, agents: int, items: int) -> ValuationDistribution:
+    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for ``agents`` x ``items``."""
+    if name not in DISTRIBUTION_NAMES:
+        raise ValueError(f"unknown distribution {name!r}; distributions: {', '.join(DISTRIBUTION_NAMES)}")
+    run = OmegaConf.create({"agents": agents, "items": items, "data": {"low": 0.0, "high": 1.0}})
+    run.distribution = OmegaConf.load(GROUP / f"{name}.yaml")
+    return instantiate(run.distribution, _convert_="all")
