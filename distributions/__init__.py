@@ -8,7 +8,7 @@ run's distribution from its stored configuration.
 
 from distributions.base import DTYPES, Support, ValuationDistribution, unit_uniform
 from distributions.config import DISTRIBUTION_NAMES, distribution_node, distribution_of, named_distribution
-from distributions.exponential import Exponential, exponential_myerson_revenue
+from distributions.exponential import Exponential, exponential_bundle_price, exponential_myerson_revenue
 from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
 
@@ -22,6 +22,7 @@ __all__ = [
     "ValuationDistribution",
     "distribution_node",
     "distribution_of",
+    "exponential_bundle_price",
     "exponential_myerson_revenue",
     "named_distribution",
     "triangle_bundle_revenue",

@@ -21,8 +21,8 @@ from adversary.search import MisreportSearch, find_misreports
 from datamodules import ValuationDataModule
 from datamodules.valuations import derive_seed
 from distributions import (
-    Exponential, Triangle, Uniform, distribution_node, exponential_myerson_revenue, named_distribution,
-    triangle_bundle_revenue,
+    Exponential, Triangle, Uniform, distribution_node, exponential_bundle_price, exponential_myerson_revenue,
+    named_distribution, triangle_bundle_revenue,
 )
 from mechanisms.demand import Demand
 from mechanisms.references import optimal_mechanism, references
@@ -144,6 +144,21 @@ def test_exponential_myerson_matches_the_closed_form_and_the_published_benchmark
     assert abs(mean - mechanism.expected_revenue) < 4 * stderr
     # Dütting et al.'s MyersonNet benchmark (3 bidders, Exp(mean 3)): optimal revenue 2.749 (their Monte Carlo)
     assert abs(mean - 2.749) < 4 * stderr + 0.01
+
+
+def test_exponential_bundle_matches_the_closed_form_and_is_the_best_bundle_price() -> None:
+    golden = (1 + math.sqrt(5)) / 2
+    assert exponential_bundle_price(2, 2.0) == pytest.approx((2 * golden, 2 * golden**3 * math.exp(-golden)), rel=1e-9)
+    for items in (2, 3, 5):  # the bundle's value is Gamma(items, scale): scipy's tail, a grid of prices
+        price, revenue = exponential_bundle_price(items, 1.5)
+        grid = [price * (0.5 + j / 100) for j in range(101)]
+        best = max(p * stats.gamma(items, scale=1.5).sf(p) for p in grid)
+        assert revenue == pytest.approx(price * stats.gamma(items, scale=1.5).sf(price), rel=1e-9) and best <= revenue + 1e-12
+    values = Exponential(1, 2, quantile=1 - 1e-9)
+    mechanism = optimal_mechanism("additive", 2, 1, 2, distribution=values)
+    mean, stderr = _monte_carlo(mechanism, values)
+    assert abs(mean - golden**3 * math.exp(-golden)) < 4 * stderr  # 0.8399: more than selling apart, 2/e = 0.7358
+    assert optimal_mechanism("unit", 1, 1, 2, distribution=values) is None  # unit demand: unknown
 
 
 def test_triangle_bundle_matches_the_closed_form() -> None:
