@@ -4,7 +4,8 @@
 agent (the data config's ``data.low``/``data.high``, e.g. ``[1.0, 2.0]``), or
 one row of numbers per agent, one per item (e.g. ``[[4, 4]]``/``[[16, 7]]``:
 Daskalakis, Deckelbaum and Tzamos' asymmetric one-bidder setting, a benchmark
-of Dütting et al.'s RegretNet, optimal revenue 9.781).  Samples are exactly
+of Dütting et al.'s RegretNet, README of github.com/saisrivatsan/deep-opt-auctions;
+its published optimum is not among the references here).  Samples are exactly
 those the data module drew before this package existed: ``low + (high - low) * U``
 with ``U`` from ``torch.rand``'s stream.
 """

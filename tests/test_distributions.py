@@ -246,3 +246,22 @@ def test_the_extending_example_trains_through_its_yaml(tmp_path: Path, monkeypat
     metrics = run(cfg)
     assert math.isfinite(metrics["test"]["revenue_mean"])
     assert metrics["references"]["reference/optimal_revenue"] == pytest.approx(module.power_posted_price_revenue(2.0))
+
+
+def test_evaluate_takes_the_distribution(tmp_path: Path) -> None:
+    """``evaluate.py --distribution exponential``: its profiles, its report domain and its optimum (Myerson)."""
+    import json
+
+    import evaluate
+
+    argv = ["--mechanism", "optimal", "--distribution", "exponential", "--agents", "2", "--items", "1",
+            "--samples", "2000", "--steps", "3", "--restarts", "2", "--seed", "4", "--out", str(tmp_path), "--no-progress"]
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    values = Exponential(2, 1).sample(2000, torch.Generator().manual_seed(derive_seed(4, 2))).double()[..., 0]
+    top, second = values.max(-1).values, values.min(-1).values
+    revenue = torch.where(top >= 1.0, second.clamp(min=1.0), torch.zeros_like(top))  # second price, reserve 1
+    assert report["metrics"]["revenue_mean"] == pytest.approx(revenue.mean().item(), abs=1e-6)
+    assert report["references"]["optimal_revenue_closed_form"] == pytest.approx(exponential_myerson_revenue(2))
+    assert report["setting"]["distribution"] == {"name": "exponential", "scale": 1.0, "quantile": 0.9999}
+    assert report["metrics"]["regret_sum_over_agents_max"] <= 1e-6
