@@ -141,7 +141,8 @@ def _section(config: dict[str, Any], dotted: str) -> Any:
 def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(key, checkpoint value, this run's value)`` for each setting of :data:`RESUME_COMPARED` that differs."""
     differences = []
-    stored = {**stored, "distribution": distribution_node(stored)}  # a run from before the distribution group
+    if "distribution" in current and "distribution" not in stored:  # a run from before the distribution group
+        stored = {**stored, "distribution": distribution_node(stored)}
     for section in RESUME_COMPARED:
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
         for key in sorted(old.keys() | new.keys()):
