@@ -154,7 +154,8 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
     return Target(
         mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, distribution=distribution,
         data_seed=seed, search_seed=seed, source=args.mechanism, baseline=fitted,
-        out=args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}",
+        out=args.out or Path("outputs") / "evaluate" / (f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}"
+                                                  + ("" if args.distribution == "uniform" else f"_{args.distribution}")),
     )
 
 
