@@ -5,6 +5,9 @@ the exhaustive audit's regret keys, ``regret_mean_over_agents_mean``, ..., for a
 ``strong`` block (``--strong``, above 3 items), and the evaluated checkpoint's path::
 
     python -m reporting.audited_results <run dir>/metrics.json <evaluation dir>/evaluation.json results/tables/best_1x2_unit_seed0.json
+
+``--precise FILE`` adds a ``precise_revenue`` block (``python -m reporting.precise_revenue``'s JSON: revenue, the
+baselines' and the optimum's, and the paired differences, on a large sample of truthful profiles).
 """
 
 from __future__ import annotations
@@ -20,12 +23,20 @@ from reporting.atomic import write_json
 __all__ = ["audited_results"]
 
 
-def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any], checkpoint: str = "") -> dict[str, Any]:
-    """``metrics`` with the ``audit`` (or ``strong``) block of ``evaluation``; ``ValueError`` if it has neither."""
+def audited_results(
+    metrics: dict[str, Any], evaluation: dict[str, Any], checkpoint: str = "", precise: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``metrics`` with the ``audit`` (or ``strong``) block of ``evaluation`` (``ValueError`` if it has neither) and,
+    when given, the ``precise_revenue`` block."""
     blocks = {key: evaluation[key] for key in ("audit", "strong") if evaluation.get(key)}
     if not blocks:
         raise ValueError("the evaluation has no audit or strong block: run evaluate.py with --audit (<= 3 items) or --strong")
-    return {**metrics, **blocks, "audited_checkpoint": checkpoint or evaluation.get("source", "")}
+    source = checkpoint or evaluation.get("source", "")
+    if precise is not None:
+        if precise.get("checkpoint") and source and Path(precise["checkpoint"]).resolve() != Path(source).resolve():
+            raise ValueError(f"the precise revenue is of {precise['checkpoint']}, the audit of {source}: give the same checkpoint's")
+        blocks["precise_revenue"] = precise
+    return {**metrics, **blocks, "audited_checkpoint": source}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,10 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("metrics", type=Path, help="the run's metrics.json")
     parser.add_argument("evaluation", type=Path, help="evaluate.py --audit (or --strong)'s evaluation.json")
     parser.add_argument("out", type=Path, help="the results file to write, e.g. results/tables/best_1x2_unit_seed0.json")
+    parser.add_argument("--precise", type=Path, default=None, help="python -m reporting.precise_revenue's JSON of the same checkpoint")
     args = parser.parse_args(argv)
     metrics, evaluation = (json.loads(p.read_text()) for p in (args.metrics, args.evaluation))
+    precise = None if args.precise is None else json.loads(args.precise.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, audited_results(metrics, evaluation))
+    write_json(args.out, audited_results(metrics, evaluation, precise=precise))
     print(f"wrote {args.out}")
     return 0
 

@@ -53,7 +53,10 @@ def test_tiny_run_trains_and_checkpoints_the_multipliers(demand: str, mechanism:
     state = _checkpoint_state(tmp_path / "checkpoints" / "last.ckpt")
     assert float(state["rho"]) == metrics["rho"]
     assert state["lagrange_multipliers"].tolist() == metrics["lambda"]
-    assert json.loads((tmp_path / "metrics.json").read_text())["test"]["n_samples"] == 8
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["test"]["n_samples"] == 8
+    # one thread: the process's CPU time while training is positive and at most a little above its wall time
+    assert 0 < written["train_cpu_s"] <= written["train_time_s"] * 1.5 + 0.5 and written["hardware"].startswith("CPU: ")
 
 
 def test_per_agent_value_ranges_train_with_the_baselines_only(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
 from reporting.atomic import write_json
+from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
 from training.interrupt import StopOnSignal
 from training.no_revenue import allocated_mass, no_revenue_warning
@@ -158,7 +159,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     ``parts``: the components :func:`training.config.validate_config` built from ``cfg`` (``None``: build
     them here, unchecked, with :func:`build_components`).
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if parts is None:
         parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
@@ -169,7 +170,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
     _save_last(trainer)
-    fitted = time.perf_counter()
+    fitted, cpu_fitted = time.perf_counter(), time.process_time()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     choice = cfg.get("test_checkpoint", "last")
     weights = _test_weights(trainer, "last" if choice == "both" else choice)
@@ -200,8 +201,10 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
         "warnings": _warnings(trainer, parts, model.test_results),
         "train_time_s": fitted - start,
+        "train_cpu_s": cpu_fitted - cpu_start,  # this process's CPU time: the train time a loaded CPU does not inflate
         "test_time_s": done - fitted,
         "wall_time_s": done - start,
+        "hardware": describe(parts.model.device),
     }
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,54 @@
+"""reporting.precise_revenue (revenue beside the baselines on a large sample), the sweep's runs file, and the
+results file's precise block: against closed forms and a direct paired computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmarks.run_sweep import parse_runs
+from mechanisms.baselines import fit_baseline
+from mechanisms.demand import Demand
+from mechanisms.references import optimal_mechanism
+from reporting.audited_results import audited_results
+from reporting.precise_revenue import precise_revenue
+
+
+def test_the_optimum_as_learned_mechanism_matches_closed_form_and_differs_by_nothing() -> None:
+    demand = Demand("unit")
+    optimum = optimal_mechanism("unit", 1, 1, 2, 0.0, 1.0)
+    values = torch.rand(40_000, 1, 2, generator=torch.Generator().manual_seed(3))
+    found = precise_revenue(optimum, demand, values)
+    revenue = found["revenue"]
+    assert abs(revenue["mean"] - 0.3849) < 4 * revenue["stderr"]            # 2 / (3 sqrt 3), Pavlov
+    # the same mechanism, profile by profile (float32 bids for the "learned" one, float64 for the references)
+    assert abs(found["optimal"]["difference"]["mean"]) < 1e-7 and found["optimal"]["difference"]["stderr"] < 1e-9
+    posted = found["baselines"]["posted_price"]
+    direct = optimum(values)[1].sum(-1).double() - fit_baseline("posted_price", 1, 2, demand).mechanism(values.double())[1].sum(-1)
+    assert posted["difference"]["mean"] == pytest.approx(direct.mean().item(), abs=1e-12)
+    assert posted["difference"]["stderr"] == pytest.approx(direct.std().item() / math.sqrt(len(direct)), rel=1e-9)
+    assert found["best_truthful_baseline"] in found["baselines"]
+
+
+def test_precise_revenue_refuses_a_bad_sample() -> None:
+    with pytest.raises(ValueError, match="samples >= 2"):
+        precise_revenue(optimal_mechanism("unit", 1, 1, 2, 0.0, 1.0), Demand("unit"), torch.rand(1, 1, 2))
+
+
+def test_results_file_refuses_a_precise_block_of_another_checkpoint() -> None:
+    evaluation = {"audit": {"regret_mean_over_agents_mean": 0.0}, "source": "/runs/a/last.ckpt"}
+    merged = audited_results({"test": {}}, evaluation, precise={"checkpoint": "/runs/a/last.ckpt", "revenue": {}})
+    assert merged["precise_revenue"]["checkpoint"] == "/runs/a/last.ckpt"
+    with pytest.raises(ValueError, match="same checkpoint"):
+        audited_results({"test": {}}, evaluation, precise={"checkpoint": "/runs/b/last.ckpt"})
+
+
+def test_runs_file_parsing() -> None:
+    runs = parse_runs("# comment\nu_s0 cpu experiment=best_1x2_unit seed=0  # trailing\n\nu_s1 gpu seed=1\n")
+    assert [(r.name, r.device, r.overrides) for r in runs] == [
+        ("u_s0", "cpu", ["experiment=best_1x2_unit", "seed=0"]), ("u_s1", "gpu", ["seed=1"])]
+    for bad, message in (("u tpu seed=0", "cpu\\|gpu"), ("u cpu\nu gpu", "repeated"), ("# nothing", "no run")):
+        with pytest.raises(ValueError, match=message):
+            parse_runs(bad)
