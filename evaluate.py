@@ -31,10 +31,11 @@ from reporting.checkpoints import load_checkpoint
 from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
 from reporting.hardware import describe, resolve_device
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
-from mechanisms.checks import Bounds, check_positive_int
+from distributions import DISTRIBUTION_NAMES, ValuationDistribution, named_distribution
+from mechanisms.checks import check_positive_int
 
 BASELINES = ("vcg", "optimal", *BASELINE_NAMES)
-BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2}  # defaults of the baseline options
+BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2, "distribution": "uniform"}  # the baseline options' defaults
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     baseline.add_argument("--k", type=int, default=None, help="items per bidder for k_demand/exactly_k (default 1)")
     baseline.add_argument("--agents", type=int, default=None, help="default 1")
     baseline.add_argument("--items", type=int, default=None, help="default 2")
+    baseline.add_argument("--distribution", choices=DISTRIBUTION_NAMES, default=None,
+                          help="the valuations' law, conf/distribution/<name>.yaml with its defaults (default uniform: U[0, 1])")
     protocol = parser.add_argument_group("protocol (defaults: the paper's)")
     paper = PAPER_PROTOCOL
     protocol.add_argument("--samples", type=int, default=paper.samples, help=f"test profiles (default {paper.samples})")
@@ -97,14 +100,13 @@ def _eps_suffix(eps: float | None) -> str:
 
 @dataclass
 class Target:
-    """What to test: the mechanism, its setting and value range, seeds (profiles, random starts), where to write."""
+    """What to test: the mechanism, its setting and valuation distribution, seeds (profiles, random starts), where to write."""
 
     mechanism: nn.Module
     agents: int
     items: int
     demand: Demand
-    low: Bounds
-    high: Bounds
+    distribution: ValuationDistribution
     data_seed: int
     search_seed: int
     out: Path
@@ -129,28 +131,31 @@ def _target(args: argparse.Namespace, device: torch.device) -> Target:
         seeds = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
         return Target(
             mechanism=run.mechanism, agents=int(config["agents"]), items=int(config["items"]),
-            demand=Demand(config["demand"]["name"], config["demand"].get("k", 1)), low=run.low, high=run.high,
+            demand=Demand(config["demand"]["name"], config["demand"].get("k", 1)), distribution=run.distribution,
             data_seed=seeds[0], search_seed=seeds[1], source=str(run.checkpoint), run_dir=run.run_dir,
             out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{_eps_suffix(args.eps_final)}",
         )
     demand = Demand(args.demand, args.k)
+    distribution = named_distribution(args.distribution, args.agents, args.items)
     mechanism: nn.Module | None
     fitted = None
     if args.mechanism in BASELINE_NAMES:
-        fitted = fit_baseline(args.mechanism, args.agents, args.items, demand)
+        fitted = fit_baseline(args.mechanism, args.agents, args.items, demand, distribution=distribution)
         mechanism = fitted.mechanism
     elif args.mechanism == "vcg":
         mechanism = VCG(args.agents, args.items, demand)
     else:
-        mechanism = optimal_mechanism(demand.name, demand.k, args.agents, args.items)
+        mechanism = optimal_mechanism(demand.name, demand.k, args.agents, args.items, distribution=distribution)
         if mechanism is None:
             raise ValueError(f"no optimal mechanism is known for {args.agents} bidder(s), {args.items} item(s), "
-                             f"{demand.name} demand (known: 1x2 unit/exactly_k/additive, n bidders x 1 item)")
+                             f"{demand.name} demand, {args.distribution} values (known: uniform 1x2 unit/exactly_k/"
+                             "additive and n bidders x 1 item; exponential n x 1; triangle 1x2 additive)")
     seed = 0 if args.seed is None else args.seed
     return Target(
-        mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, low=0.0, high=1.0,
+        mechanism=mechanism.to(device), agents=args.agents, items=args.items, demand=demand, distribution=distribution,
         data_seed=seed, search_seed=seed, source=args.mechanism, baseline=fitted,
-        out=args.out or Path("outputs") / "evaluate" / f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}",
+        out=args.out or Path("outputs") / "evaluate" / (f"{args.mechanism}_{demand.name}_{args.agents}x{args.items}"
+                                                  + ("" if args.distribution == "uniform" else f"_{args.distribution}")),
     )
 
 
@@ -275,10 +280,9 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     target = _target(args, device)
     mechanism = target.mechanism
-    lows = [target.low] if isinstance(target.low, (int, float)) else list(target.low)
-    highs = [target.high] if isinstance(target.high, (int, float)) else list(target.high)
-    if not max(lows) <= args.others <= min(highs):
-        raise ValueError(f"--others must lie in every bidder's value range [{max(lows):g}, {min(highs):g}], got {args.others:g}")
+    lowest, highest = float(target.distribution.support.low.max()), float(target.distribution.support.high.min())
+    if not lowest <= args.others <= highest:
+        raise ValueError(f"--others must lie in every bidder's value range [{lowest:g}, {highest:g}], got {args.others:g}")
     if args.eps_final is not None:
         if not hasattr(mechanism, "set_sinkhorn"):
             raise ValueError(f"--eps-final applies to Sinkhorn mechanisms only, not {type(mechanism).__name__}")
@@ -286,14 +290,15 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     audit_settings = _audit_settings(args, target.items)
     strong_settings = _strong_settings(args)
     check_writable(target.out, "--out", folder=True)  # before the protocol runs
-    valuations = test_profiles(target.agents, target.items, protocol.samples, target.data_seed, target.low, target.high, device)
-    result = run_protocol(mechanism, valuations, protocol, low=target.low, high=target.high, seed=target.search_seed,
+    valuations = test_profiles(target.distribution, protocol.samples, target.data_seed, device)
+    support = target.distribution.support
+    result = run_protocol(mechanism, valuations, protocol, distribution=target.distribution, seed=target.search_seed,
                           demand=target.demand, progress=not args.no_progress,
                           audit_settings=audit_settings, audit_samples=args.audit_samples)
     if strong_settings is not None:
         result["strong"] = strong_against_search(
             mechanism, valuations, strong_settings, args.strong_samples, search_metrics=result["metrics"], protocol=protocol,
-            low=target.low, high=target.high, seed=target.search_seed, demand=target.demand, progress=not args.no_progress,
+            low=support.low, high=support.high, seed=target.search_seed, demand=target.demand, progress=not args.no_progress,
         )
     demand = target.demand
     settings = layer_settings(mechanism)
@@ -305,7 +310,8 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
             "mechanism": getattr(mechanism, "name", None) or type(mechanism).__name__,
             "agents": target.agents, "items": target.items, "demand": demand.name,
             "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,
-            "low": target.low, "high": target.high,
+            "distribution": {"name": target.distribution.name, **target.distribution.parameters()},
+            "low": support.low.tolist(), "high": support.high.tolist(),
             "eps_final": None if epsilons is None else float(f"{epsilons[-1]:.12g}"),
         },
         **result,
@@ -328,7 +334,7 @@ def _figures(report: dict[str, Any], mechanism: nn.Module, target: Target, other
     if target.items == 2:
         from reporting.heatmaps import heatmap_figure
 
-        heatmap_figure(mechanism, others=others, low=target.low, high=target.high).savefig(out / "heatmaps.png", dpi=100)
+        heatmap_figure(mechanism, others=others, distribution=target.distribution).savefig(out / "heatmaps.png", dpi=100)
         report["figures"].append("heatmaps.png")
     if target.run_dir is not None:
         from reporting.curves import curves_figure, event_directories, read_scalars

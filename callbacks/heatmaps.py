@@ -27,8 +27,8 @@ class HeatmapLogger(pl.Callback):
 
     Only for two-item settings (otherwise it does nothing) and only to a
     :class:`TensorBoardLogger` (images tab, tag ``tag``, step = global step).
-    The bidder's value range is ``pl_module.low``/``high`` when the module
-    has them, else U[0, 1]; every other bidder bids ``others`` on each item.
+    The bidder's value range is that of ``pl_module.distribution`` (else ``pl_module.low``/``high`` when
+    the module has them, else U[0, 1]); every other bidder bids ``others`` on each item.
     """
 
     def __init__(
@@ -59,6 +59,7 @@ class HeatmapLogger(pl.Callback):
             resolution=self.resolution,
             low=bounds_of(getattr(pl_module, "low", 0.0)),
             high=bounds_of(getattr(pl_module, "high", 1.0)),
+            distribution=getattr(pl_module, "distribution", None),
         )
         for logger in loggers:
             logger.experiment.add_figure(self.tag, figure, global_step=trainer.global_step, close=False)

@@ -47,7 +47,7 @@ class WarmStart(pl.Callback):
             return
         data, mechanism = trainer.datamodule, pl_module.mechanism
         teacher = resolve_teacher(self.init, mechanism.n_agents, mechanism.n_items, mechanism.demand,
-                                  data.low, data.high, seed=self.seed)
+                                  seed=self.seed, distribution=data.distribution)
         teacher_mechanism = teacher.mechanism.to(pl_module.device)
         loggers = trainer.loggers
 

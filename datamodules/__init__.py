@@ -1,4 +1,4 @@
-"""Valuation-profile data: seeded uniform samples served as whole batches."""
+"""Valuation-profile data: seeded samples of the run's distribution (distributions/) served as whole batches."""
 
 from datamodules.valuations import (
     BatchShuffleSampler,

@@ -1,8 +1,9 @@
-"""Seeded uniform valuation profiles for training, validation and test (section 4.5).
+"""Seeded valuation profiles for training, validation and test (section 4.5).
 
-Every profile is a ``(agents, items)`` matrix whose entry ``(i, j)`` is drawn
-from ``U[low_i, high_i]``; ``low`` and ``high`` are one float for every agent
-or one float per agent.  The three splits come from independent streams
+Every profile is an ``(agents, items)`` matrix drawn from the run's
+:class:`distributions.ValuationDistribution` (default: entry ``(i, j)`` from
+``U[low_i, high_i]``, ``low`` and ``high`` one float for every agent or one
+float per agent).  The three splits come from independent streams
 spawned from one seed, so a run is reproducible on a given device type (CPU
 and CUDA generators produce different streams for the same seed).
 
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from distributions import Uniform, ValuationDistribution
 from mechanisms.checks import Bounds, check_positive_int
 
 __all__ = [
@@ -32,27 +35,8 @@ __all__ = [
     "ValuationDataModule",
     "ValuationDataset",
     "sample_valuations",
-    "value_bounds",
 ]
 
-
-
-def value_bounds(
-    low: Bounds, high: Bounds, n_agents: int, *, device: torch.device | str | None = None
-) -> tuple[Tensor, Tensor]:
-    """Per-agent value ranges as ``(agents, 1)`` tensors ``(low, high)``; raises ``ValueError`` if invalid."""
-    bounds = []
-    for name, value in (("low", low), ("high", high)):
-        values = [value] * n_agents if isinstance(value, (int, float)) else list(value)
-        if len(values) != n_agents:
-            raise ValueError(f"{name} has {len(values)} entries but there are {n_agents} agents")
-        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
-            raise ValueError(f"{name} must be finite numbers, got {value!r}")
-        bounds.append(torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(-1))
-    lo, hi = bounds
-    if not bool((lo < hi).all()):
-        raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
-    return lo, hi
 
 
 def sample_valuations(
@@ -65,13 +49,10 @@ def sample_valuations(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """``n`` valuation profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]``."""
+    """``n`` valuation profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]``
+    (:class:`distributions.Uniform`'s samples)."""
     check_positive_int(n, "number of profiles")
-    if generator is not None:
-        device = generator.device
-    lo, hi = value_bounds(low, high, n_agents, device=device)
-    unit = torch.rand(n, n_agents, n_items, generator=generator, device=device)
-    return lo + (hi - lo) * unit
+    return Uniform(n_agents, n_items, low, high).sample(n, generator, device)
 
 
 class TrainBatch(NamedTuple):
@@ -173,7 +154,8 @@ class ValuationDataModule(pl.LightningDataModule):
     1000-profile test set.  The test loader yields the whole test set as one
     batch (the evaluation engine chunks it itself).  ``device="auto"``
     samples and keeps the data on the trainer's device; ``"cpu"`` keeps it on
-    the CPU (Lightning moves each batch).
+    the CPU (Lightning moves each batch).  ``distribution`` draws the profiles; without it, values are
+    ``U[low_i, high_i]`` (:class:`distributions.Uniform`; ``low``/``high`` are used only then).
     """
 
     def __init__(
@@ -189,6 +171,7 @@ class ValuationDataModule(pl.LightningDataModule):
         val_batch_size: int | None = None,
         seed: int = 0,
         device: str = "auto",
+        distribution: ValuationDistribution | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
@@ -198,10 +181,14 @@ class ValuationDataModule(pl.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} must be in [1, train_size={train_size}]")
         if not 1 <= val_batch_size <= val_size:
             raise ValueError(f"data.val_batch_size={val_batch_size} must be in [1, val_size={val_size}]")
-        value_bounds(low, high, n_agents)  # validates the ranges early
-        self.save_hyperparameters()
+        if distribution is None:
+            distribution = Uniform(n_agents, n_items, low, high)  # validates the ranges early
+        elif (distribution.n_agents, distribution.n_items) != (n_agents, n_items):
+            raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s) "
+                             f"but the data over {n_agents} x {n_items}")
+        self.save_hyperparameters(ignore=["distribution"])
         self.n_agents, self.n_items = n_agents, n_items
-        self.low, self.high = low, high
+        self.distribution = distribution
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.seed, self.device = seed, device
@@ -220,7 +207,7 @@ class ValuationDataModule(pl.LightningDataModule):
         device = self._device()
         for stream, (split, size) in enumerate(self.sizes.items()):
             generator = torch.Generator(device=device).manual_seed(derive_seed(self.seed, stream))
-            values = sample_valuations(size, self.n_agents, self.n_items, self.low, self.high, generator=generator)
+            values = self.distribution.sample(size, generator)
             self.splits[split] = ValuationDataset(values, with_indices=split == "train")
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

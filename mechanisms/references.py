@@ -1,7 +1,10 @@
 """Reference revenues for a setting: the known optimum, where there is one, VCG, and the truthful baselines.
 
-For valuations i.i.d. U[low, high] (default U[0, 1]) :func:`references` gives
-the optimal revenue and the name of the mechanism that attains it (known only
+For valuations from a :class:`distributions.ValuationDistribution` (default
+i.i.d. U[low, high], U[0, 1]) :func:`references` gives
+the optimal revenue and the name of the mechanism that attains it (the
+distribution's own :meth:`~distributions.ValuationDistribution.optimal_mechanism`,
+or for i.i.d. uniform values the table below, known only
 for ``low == 0``: see :mod:`mechanisms.optimal`), a Monte Carlo estimate of
 VCG's revenue with its standard error, from a fixed seed and sample count and
 cached in-process, and the fitted revenue of every applicable truthful
@@ -28,6 +31,7 @@ from functools import lru_cache
 
 import torch
 
+from distributions import Uniform, ValuationDistribution
 from mechanisms.baselines import applicable_baselines, fit_baseline
 from mechanisms.checks import check_positive_int
 from mechanisms.base import Mechanism
@@ -69,10 +73,23 @@ def _check_range(low: float, high: float) -> None:
         raise ValueError(f"value range needs finite low < high, got low={low!r}, high={high!r}")
 
 
+def _distribution(agents: int, items: int, low: float, high: float,
+                  distribution: ValuationDistribution | None) -> ValuationDistribution:
+    """``distribution``, checked against the setting, or i.i.d. U[low, high] without it."""
+    if distribution is None:
+        _check_range(low, high)
+        return Uniform(agents, items, low, high)
+    if (distribution.n_agents, distribution.n_items) != (agents, items):
+        raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s), "
+                         f"the setting over {agents} x {items}")
+    return distribution
+
+
 def optimal_mechanism(
-    demand: str | Demand = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0
+    demand: str | Demand = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0,
+    *, distribution: ValuationDistribution | None = None,
 ) -> Mechanism | None:
-    """The known revenue-optimal mechanism for valuations i.i.d. U[low, high], or ``None``.
+    """The known revenue-optimal mechanism for valuations from ``distribution`` (default i.i.d. U[low, high]), or ``None``.
 
     ``demand`` is a :class:`~mechanisms.demand.Demand` or a type's name with
     ``k``; each known optimum declares the demands it is optimal for
@@ -82,18 +99,20 @@ def optimal_mechanism(
     """
     demand_type = demand if isinstance(demand, Demand) else Demand(demand, k)
     demand_type.capacities(agents, items)  # validates the setting
-    _check_range(low, high)
+    values = _distribution(agents, items, low, high, distribution)
+    known = values.optimal_mechanism(demand_type)
+    if known is not None or not isinstance(values, Uniform) or values.shared_range() is None:
+        return known
+    low, high = values.shared_range()
     if low != 0:
         return None
     return known_optimum(demand_type, agents, items, high)
 
 
 @lru_cache(maxsize=None)
-def _vcg_revenue(
-    demand: Demand, agents: int, items: int, low: float, high: float, samples: int, seed: int
-) -> tuple[float, float]:
-    generator = torch.Generator().manual_seed(seed)
-    values = low + (high - low) * torch.rand(samples, agents, items, generator=generator, dtype=torch.float64)
+def _vcg_revenue(demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> tuple[float, float]:
+    agents, items = distribution.n_agents, distribution.n_items
+    values = distribution.sample(samples, torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.inference_mode():
         revenue = VCG(agents, items, demand)(values)[1].sum(-1)
     stderr = float(revenue.std()) / math.sqrt(samples) if samples > 1 else math.nan
@@ -109,13 +128,16 @@ def vcg_revenue(
     high: float = 1.0,
     samples: int = VCG_SAMPLES,
     seed: int = VCG_SEED,
+    *,
+    distribution: ValuationDistribution | None = None,
 ) -> tuple[float, float]:
-    """VCG's mean revenue per sample and its standard error, over ``samples`` U[low, high] profiles (cached)."""
+    """VCG's mean revenue per sample and its standard error, over ``samples`` profiles from ``distribution``
+    (default U[low, high]; cached)."""
     demand_type = Demand(demand, k)
     demand_type.capacities(agents, items)
-    _check_range(low, high)
+    values = _distribution(agents, items, low, high, distribution)
     check_positive_int(samples, "samples")
-    return _vcg_revenue(demand_type, agents, items, float(low), float(high), samples, seed)
+    return _vcg_revenue(demand_type, values, samples, seed)
 
 
 def references(
@@ -127,18 +149,22 @@ def references(
     high: float = 1.0,
     samples: int = VCG_SAMPLES,
     seed: int = VCG_SEED,
+    *,
+    distribution: ValuationDistribution | None = None,
 ) -> References:
-    """Optimal (where known), VCG and baseline revenues for ``agents`` x ``items`` valuations i.i.d. U[low, high].
+    """Optimal (where known), VCG and baseline revenues for ``agents`` x ``items`` valuations from
+    ``distribution`` (default i.i.d. U[low, high]).
 
     Example: ``references("unit", 1, agents=1, items=2)`` gives
     ``optimal=0.3849`` (posted price), ``vcg=0`` (a lone bidder pays nothing)
     and ``baselines`` posted_price and vcg_reserve at about 0.385.
     """
-    vcg, stderr = vcg_revenue(demand, k, agents, items, low, high, samples, seed)
-    mechanism = optimal_mechanism(demand, k, agents, items, low, high)
+    values = _distribution(agents, items, low, high, distribution)
+    vcg, stderr = vcg_revenue(demand, k, agents, items, samples=samples, seed=seed, distribution=values)
+    mechanism = optimal_mechanism(demand, k, agents, items, distribution=values)
     demand_type = Demand(demand, k)
     baselines = {
-        name: fit_baseline(name, agents, items, demand_type, low, high, samples=samples, seed=seed).revenue
+        name: fit_baseline(name, agents, items, demand_type, samples=samples, seed=seed, distribution=values).revenue
         for name in applicable_baselines(agents, items, demand_type)
     }
     best = max(baselines, key=baselines.__getitem__) if baselines else None

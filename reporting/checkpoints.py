@@ -23,7 +23,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from mechanisms.checks import Bounds, one_line
+from distributions import ValuationDistribution, distribution_of
+from mechanisms.checks import one_line
 
 __all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config", "run_directory"]
 
@@ -42,14 +43,9 @@ class TrainedRun:
     checkpoint: Path
 
     @property
-    def low(self) -> Bounds:
-        """Bottom of the valuation range (one float, or one per agent)."""
-        return self.config.get("data", {}).get("low", 0.0)
-
-    @property
-    def high(self) -> Bounds:
-        """Top of the valuation range (one float, or one per agent)."""
-        return self.config.get("data", {}).get("high", 1.0)
+    def distribution(self) -> ValuationDistribution:
+        """The run's valuation distribution (:func:`distributions.distribution_of` its configuration)."""
+        return distribution_of(self.config)
 
     @property
     def data_seed(self) -> int:

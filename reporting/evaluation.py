@@ -23,16 +23,16 @@ from adversary.regret import measure
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
 from adversary.strong import StrongSettings, strong_regret
 from datamodules import ValuationDataModule
-from datamodules.valuations import value_bounds
 from mechanisms.baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
+from distributions import Uniform, ValuationDistribution
 from mechanisms.checks import Bounds, check_positive_int, is_int
 from mechanisms.references import optimal_mechanism
 from mechanisms.vcg import VCG
 
 __all__ = [
     "PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "strong_against_search",
-    "test_profiles", "uniform_range",
+    "test_profiles",
 ]
 
 
@@ -67,22 +67,17 @@ class Protocol:
 PAPER_PROTOCOL = Protocol()
 
 
-def uniform_range(low: Bounds, high: Bounds) -> tuple[float, float] | None:
-    """``(low, high)`` when every agent's values share one range, else ``None``."""
-    lows = {float(low)} if isinstance(low, (int, float)) else {float(v) for v in low}
-    highs = {float(high)} if isinstance(high, (int, float)) else {float(v) for v in high}
-    return (lows.pop(), highs.pop()) if len(lows) == len(highs) == 1 else None
-
-
 def test_profiles(
-    n_agents: int, n_items: int, samples: int, seed: int, low: Bounds = 0.0, high: Bounds = 1.0, device: torch.device | str = "cpu"
+    distribution: ValuationDistribution, samples: int, seed: int, device: torch.device | str = "cpu"
 ) -> Tensor:
-    """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)`` on ``device``.
+    """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)`` on ``device``,
+    drawn from ``distribution``.
 
-    With the run's seed, size and device type these are the profiles ``train.py`` tested on.
+    With the run's distribution, seed, size and device type these are the profiles ``train.py`` tested on.
     """
     data = ValuationDataModule(
-        n_agents, n_items, low, high, train_size=1, val_size=1, test_size=samples, batch_size=1, seed=seed, device=str(device)
+        distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples, batch_size=1,
+        seed=seed, device=str(device), distribution=distribution,
     )
     return next(iter(data.test_dataloader()))
 
@@ -92,24 +87,24 @@ def _mean_std(values: Tensor) -> tuple[float, float]:
     return values.mean().item(), values.std(correction=0).item()
 
 
-def reference_revenues(valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0) -> dict[str, Any]:
-    """VCG's, the known optimal mechanism's and the truthful baselines' revenue on ``valuations`` ``(samples, agents, items)``.
+def reference_revenues(valuations: Tensor, demand: Demand, distribution: ValuationDistribution) -> dict[str, Any]:
+    """VCG's, the known optimal mechanism's and the truthful baselines' revenue on ``valuations`` ``(samples, agents, items)``
+    drawn from ``distribution``.
 
     Returns ``vcg_revenue_mean``/``_std``; ``baselines``: for every applicable
-    baseline (prices fitted to U[low_i, high_i]) its ``revenue_mean``/``_std`` on
+    baseline (prices fitted to ``distribution``) its ``revenue_mean``/``_std`` on
     the same profiles, prices and fitted revenue; ``best_truthful_baseline``
     (the name of the highest-earning one, or ``None``) and its
     ``best_truthful_baseline_revenue_mean``; and, where an optimum is known for
-    values i.i.d. U[low, high] (else ``None``), ``optimal_revenue_mean``/``_std``
+    ``distribution`` (else ``None``), ``optimal_revenue_mean``/``_std``
     on the same profiles, ``optimal_revenue_closed_form`` and ``optimal_mechanism`` (its name).
     """
     _, n_agents, n_items = valuations.shape
-    baselines = baseline_revenues(valuations, demand, low, high)
+    baselines = baseline_revenues(valuations, demand, distribution=distribution)
     best = best_truthful_baseline(baselines)
     with torch.inference_mode():
         vcg_mean, vcg_std = _mean_std(VCG(n_agents, n_items, demand)(valuations.cpu().double())[1].sum(-1))
-        shared = uniform_range(low, high)
-        optimum = None if shared is None else optimal_mechanism(demand.name, demand.k, n_agents, n_items, *shared)
+        optimum = optimal_mechanism(demand.name, demand.k, n_agents, n_items, distribution=distribution)
         result: dict[str, Any] = {
             "vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std,
             "baselines": {name: found.to_dict() for name, found in baselines.items()},
@@ -147,8 +142,7 @@ def run_protocol(
     valuations: Tensor,
     protocol: Protocol = PAPER_PROTOCOL,
     *,
-    low: Bounds = 0.0,
-    high: Bounds = 1.0,
+    distribution: ValuationDistribution | None = None,
     seed: int = 0,
     demand: Demand | None = None,
     progress: bool = False,
@@ -157,7 +151,8 @@ def run_protocol(
 ) -> dict[str, Any]:
     """Test ``mechanism`` on ``valuations`` ``(samples, agents, items)`` with ``protocol``.
 
-    ``seed`` seeds the random misreport starts (a generator on the valuations'
+    ``distribution`` is the valuations' (default i.i.d. U[0, 1]): its support is the report domain, and it
+    gives the references.  ``seed`` seeds the random misreport starts (a generator on the valuations'
     device).  Returns ``{"metrics": Measurement.to_dict(), "references":
     reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``;
     with ``audit_settings``, also ``"audit"``: :func:`adversary.audit.audit`'s
@@ -172,14 +167,16 @@ def run_protocol(
         raise ValueError(f"audit_samples must be a positive integer or None, got {audit_samples!r}")
     if audit_settings is not None and valuations.shape[2] > MAX_ITEMS:
         raise ValueError(f"the regret audit covers at most {MAX_ITEMS} items per bidder, got {valuations.shape[2]}")
-    lo, hi = value_bounds(low, high, valuations.shape[1], device=valuations.device)  # (agents, 1) each
+    if distribution is None:
+        distribution = Uniform(valuations.shape[1], valuations.shape[2])
+    lo, hi = (bound.to(valuations.device) for bound in distribution.support)  # (agents, items) each
     start = time.perf_counter()
     metrics = _search(mechanism, valuations, protocol, lo, hi, seed, demand, progress)
     elapsed = time.perf_counter() - start
     metrics["ir_violations"] = int(round(metrics["ir_violation_fraction"] * metrics["n_samples"]))
     report = {
         "metrics": metrics,
-        "references": reference_revenues(valuations, demand, low, high),
+        "references": reference_revenues(valuations, demand, distribution),
         "protocol": {**asdict(protocol), "samples": len(valuations), "seed": seed},
         "evaluation_time_s": elapsed,
     }

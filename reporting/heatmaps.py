@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from mechanisms.demand import Demand
 from mechanisms.optimal import MenuMechanism
 from mechanisms.references import optimal_mechanism
+from distributions import ValuationDistribution
 from mechanisms.checks import Bounds, is_int
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "mirror_image", "optimal_boundaries"]
@@ -59,6 +60,12 @@ class HeatmapGrid:
 
 def _agent_bound(bound: Bounds, agent: int) -> float:
     return float(bound) if isinstance(bound, (int, float)) else float(list(bound)[agent])
+
+
+def agent_ranges(distribution: ValuationDistribution) -> tuple[list[float], list[float]]:
+    """Each agent's value range for the plots: its smallest and largest report over the items (the support)."""
+    low, high = distribution.support
+    return low.min(-1).values.tolist(), high.max(-1).values.tolist()
 
 
 def _setting(mechanism: nn.Module) -> tuple[int, int]:
@@ -165,14 +172,21 @@ def menu_boundaries(menu: MenuMechanism, low: float = 0.0, high: float = 1.0, to
 
 
 def optimal_boundaries(
-    demand: Demand | str, k: int = 1, agents: int = 1, items: int = 2, low: Bounds = 0.0, high: Bounds = 1.0
+    demand: Demand | str, k: int = 1, agents: int = 1, items: int = 2, low: Bounds = 0.0, high: Bounds = 1.0,
+    *, distribution: ValuationDistribution | None = None,
 ) -> list[Segment]:
-    """Boundaries of the known optimal mechanism for the setting (empty where none is known or it is no menu)."""
+    """Boundaries of the known optimal mechanism for the setting (empty where none is known or it is no menu);
+    values from ``distribution`` (default i.i.d. U[low, high])."""
     demand = demand if isinstance(demand, Demand) else Demand(demand, k)
     if items != 2 or agents != 1:
         return []
+    if distribution is not None:
+        low, high = agent_ranges(distribution)
     lo, hi = _agent_bound(low, 0), _agent_bound(high, 0)
-    optimum = optimal_mechanism(demand.name, demand.k, agents, items, lo, hi)
+    if distribution is None:
+        optimum = optimal_mechanism(demand.name, demand.k, agents, items, lo, hi)
+    else:
+        optimum = optimal_mechanism(demand.name, demand.k, agents, items, distribution=distribution)
     return menu_boundaries(optimum, lo, hi) if isinstance(optimum, MenuMechanism) else []
 
 
@@ -200,6 +214,7 @@ def heatmap_figure(
     high: Bounds = 1.0,
     boundaries: Sequence[Segment] | None = None,
     title: str | None = None,
+    distribution: ValuationDistribution | None = None,
 ) -> Figure:
     """Heatmaps of ``P(item 1)``, ``P(item 2)`` and the payment over bidder ``agent``'s (v1, v2) grid.
 
@@ -207,14 +222,18 @@ def heatmap_figure(
     dotted lines; by default those of the known optimal mechanism for the
     mechanism's setting (:func:`optimal_boundaries`; none for several
     bidders).  The other bidders' fixed bids are stated in the title.
-    Returns an Agg-backed Figure (close it, or let it be garbage-collected).
+    Returns an Agg-backed Figure (close it, or let it be garbage-collected).  With ``distribution``, the
+    value ranges (``low``/``high``) and the optimum are the distribution's.
     """
+    if distribution is not None:
+        low, high = agent_ranges(distribution)
     grid = mechanism_grid(mechanism, agent, others, resolution, low, high)
     n_agents = grid.bids.shape[0]
     mirrored: list[Segment] = []
     if boundaries is None:
         demand = getattr(mechanism, "demand", None)
-        boundaries = optimal_boundaries(demand, agents=n_agents, items=2, low=low, high=high) if isinstance(demand, Demand) else []
+        boundaries = (optimal_boundaries(demand, agents=n_agents, items=2, low=low, high=high, distribution=distribution)
+                      if isinstance(demand, Demand) else [])
         mirrored = mirror_image(boundaries)
     lo, hi = float(grid.values[0]), float(grid.values[-1])
     figure = Figure(figsize=(13.5, 4.2), layout="constrained")

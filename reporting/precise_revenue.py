@@ -24,12 +24,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from distributions import Uniform, ValuationDistribution
 from mechanisms.baselines import applicable_baselines, fit_baseline
 from mechanisms.demand import Demand
 from mechanisms.references import optimal_mechanism
 from reporting.atomic import write_json
 from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import test_profiles, uniform_range
+from reporting.evaluation import test_profiles
 from reporting.tables import config_threads
 
 __all__ = ["precise_revenue"]
@@ -52,12 +53,12 @@ def precise_revenue(
     mechanism: nn.Module,
     demand: Demand,
     valuations: Tensor,
-    low: Any = 0.0,
-    high: Any = 1.0,
+    distribution: ValuationDistribution | None = None,
     *,
     batch_size: int = 8192,
 ) -> dict[str, Any]:
-    """Revenue of ``mechanism`` and of each applicable baseline on ``valuations`` ``(samples, agents, items)``.
+    """Revenue of ``mechanism`` and of each applicable baseline on ``valuations`` ``(samples, agents, items)``,
+    drawn from ``distribution`` (default i.i.d. U[0, 1]: the baselines are fitted to it, its optimum is known or not).
 
     Returns ``{"samples", "revenue": {mean, stderr}, "baselines": {name: {mean, stderr, prices, difference: {mean,
     stderr}}}, "best_truthful_baseline", "optimal": {...} or None}``; ``difference`` is learned - baseline per profile
@@ -66,18 +67,18 @@ def precise_revenue(
     if valuations.dim() != 3 or len(valuations) < 2:
         raise ValueError(f"valuations must be (samples >= 2, agents, items), got {tuple(valuations.shape)}")
     _, agents, items = valuations.shape
+    distribution = distribution if distribution is not None else Uniform(agents, items)
     learned = _revenue(mechanism, valuations, batch_size)
     values = valuations.detach().cpu().double()
     result: dict[str, Any] = {"samples": len(valuations), "revenue": _summary(learned), "baselines": {}}
     for name in applicable_baselines(agents, items, demand):
-        fitted = fit_baseline(name, agents, items, demand, low, high)
+        fitted = fit_baseline(name, agents, items, demand, distribution=distribution)
         revenue = _revenue(fitted.mechanism, values, batch_size)
         result["baselines"][name] = {**_summary(revenue), "prices": list(fitted.prices),
                                      "difference": _summary(learned - revenue)}
     best = max(result["baselines"], key=lambda n: result["baselines"][n]["mean"], default=None)
     result["best_truthful_baseline"] = best
-    shared = uniform_range(low, high)
-    optimum = None if shared is None else optimal_mechanism(demand.name, demand.k, agents, items, *shared)
+    optimum = optimal_mechanism(demand.name, demand.k, agents, items, distribution=distribution)
     if optimum is not None:
         revenue = _revenue(optimum, values, batch_size)
         result["optimal"] = {"name": optimum.name, "closed_form": optimum.expected_revenue, **_summary(revenue),
@@ -107,11 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     run = load_checkpoint(args.checkpoint)
     config = run.config
-    agents, items = int(config["agents"]), int(config["items"])
     demand = Demand(config["demand"]["name"], config["demand"].get("k", 1))
-    valuations = test_profiles(agents, items, args.samples, args.seed, run.low, run.high)
+    distribution = run.distribution
+    valuations = test_profiles(distribution, args.samples, args.seed)
     result = {"checkpoint": str(run.checkpoint), "seed": args.seed,
-              **precise_revenue(run.mechanism, demand, valuations, run.low, run.high)}
+              **precise_revenue(run.mechanism, demand, valuations, distribution)}
     out = args.out or run.run_dir / "evaluation" / f"precise_revenue_{run.checkpoint.stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

@@ -232,7 +232,7 @@ def _tested(run_dir: Path, device: str) -> tuple[Any, dict[str, Any], Path, Prot
     protocol = Protocol(
         size, int(test.get("steps", Protocol.steps)), float(test.get("lr", Protocol.lr)), int(test.get("restarts", Protocol.restarts))
     )
-    valuations = test_profiles(int(config["agents"]), int(config["items"]), size, run.data_seed, run.low, run.high, device)
+    valuations = test_profiles(run.distribution, size, run.data_seed, device)
     return run, metrics, checkpoint, protocol, valuations
 
 
@@ -256,7 +256,7 @@ def audit_run(
     start = time.perf_counter()
     report = audit_against_search(
         run.mechanism, valuations, AuditSettings(points=points), samples, search_metrics=metrics["test"],
-        protocol=protocol, low=run.low, high=run.high,
+        protocol=protocol, low=run.distribution.support.low, high=run.distribution.support.high,
         seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
@@ -276,7 +276,7 @@ def strong_run(
     start = time.perf_counter()
     report = strong_against_search(
         run.mechanism, valuations, settings, samples, search_metrics=metrics["test"], protocol=protocol,
-        low=run.low, high=run.high, seed=run.test_seed, progress=progress,
+        low=run.distribution.support.low, high=run.distribution.support.high, seed=run.test_seed, progress=progress,
     )
     report.update(checkpoint=str(checkpoint), device=describe(device), wall_time_s=time.perf_counter() - start)
     write_json(run_dir / STRONG, report)

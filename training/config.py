@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 from torch import nn
 
+from distributions import distribution_node
 from mechanisms.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
 from training.divergence import check_penalty_weights
@@ -56,12 +57,12 @@ TEST_CHECKPOINTS = ("last", "best", "both")  # both: test the last weights, then
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
-    "agents", "items", "seed", "demand", "mechanism", "data", "model", "lagrangian",
+    "agents", "items", "seed", "demand", "distribution", "mechanism", "data", "model", "lagrangian",
     "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
 # The setting and the architecture: the whole network nodes, so that no architecture field slips past.
-RESUME_FIXED = ("agents", "items", "demand", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net")
+RESUME_FIXED = ("agents", "items", "demand", "distribution", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net")
 
 
 def _check_setting(cfg: DictConfig) -> None:
@@ -140,6 +141,8 @@ def _section(config: dict[str, Any], dotted: str) -> Any:
 def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(key, checkpoint value, this run's value)`` for each setting of :data:`RESUME_COMPARED` that differs."""
     differences = []
+    if "distribution" in current and "distribution" not in stored:  # a run from before the distribution group
+        stored = {**stored, "distribution": distribution_node(stored)}
     for section in RESUME_COMPARED:
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
         for key in sorted(old.keys() | new.keys()):
@@ -301,9 +304,12 @@ def build_components(cfg: DictConfig) -> Components:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     mechanism = _build("mechanism", lambda: instantiate(cfg.mechanism))
-    datamodule = _build("data", lambda: instantiate(cfg.data))
+    node = cfg.get("distribution")  # None: the data node's U[data.low, data.high]
+    distribution = None if node is None else _build("distribution", lambda: instantiate(node))
+    datamodule = _build("data", lambda: instantiate(cfg.data, distribution=distribution))
     config = _build("config", lambda: OmegaConf.to_container(cfg, resolve=True))
-    model = _build("model", lambda: instantiate(cfg.model, mechanism=mechanism, _partial_=True)(run_config=config))
+    model = _build("model", lambda: instantiate(cfg.model, mechanism=mechanism, _partial_=True)(
+        run_config=config, distribution=distribution))
     callbacks = [
         _build(f"callbacks.{name}", lambda spec=spec: instantiate(spec))
         for name, spec in (cfg.get("callbacks") or {}).items()

@@ -76,8 +76,9 @@ def _check_members(members: Sequence[AuctionModule]) -> None:
             if getattr(member, name) != getattr(first, name):
                 raise ValueError(f"ensemble members must share {name}: member {k} has {getattr(member, name)!r}, "
                                  f"member 0 {getattr(first, name)!r}")
-        if not (torch.equal(member.low, first.low) and torch.equal(member.high, first.high)):
-            raise ValueError(f"ensemble members must share the value range (data.low/high): member {k} differs")
+        if member.distribution != first.distribution:
+            raise ValueError(f"ensemble members must share the valuation distribution (data.low/high, distribution): "
+                             f"member {k} differs")
         if _adam_options(member) != _adam_options(first):
             raise ValueError(f"ensemble members must share the Adam options: member {k} differs")
 
@@ -152,6 +153,7 @@ class EnsembleModule(pl.LightningModule):
         self.adam_options = _adam_options(first)
         self.learning_rates = [(m.lr, m.lr_final) for m in members]
         self.test_seeds = [m.test_seed for m in members]
+        self.distribution = first.distribution
         self.register_buffer("low", first.low.clone(), persistent=False)
         self.register_buffer("high", first.high.clone(), persistent=False)
         self.register_buffer("lagrange_multipliers", torch.stack([m.lagrange_multipliers for m in members]).clone())
@@ -179,7 +181,7 @@ class EnsembleModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """The setting's reference revenues (every member's setting is the same)."""
         if not self.references:
-            self.references = reference_revenues(self.mechanism, self.low, self.high)
+            self.references = reference_revenues(self.mechanism, self.distribution)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the random states; accept checkpoints with or without a misreport buffer."""

@@ -100,7 +100,8 @@ class FastStep:
 
     ``loss_fn(revenue (batch,), regrets (batch, agents)) -> scalar`` is the
     objective (it reads the Lagrange multipliers and rho, which may change in
-    place between steps); ``low``/``high`` ``(agents, 1)`` bound the misreports.
+    place between steps); ``low``/``high`` ``(agents, 1)`` or ``(agents, items)`` (the distribution's
+    support) bound the misreports.
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class FastStep:
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
         self.low, self.high = low, high
         n = low.shape[0]
-        self.scale = step_scale(low.view(1, n, 1, 1), high.view(1, n, 1, 1))  # steps relative to the domain's width
+        self.scale = step_scale(low.view(1, n, 1, -1), high.view(1, n, 1, -1))  # steps relative to the domain's width
         self.calls = 0
         self.last_calibration: Calibration | None = None
         self._fixed_solver: Sinkhorn | None = None  # the Sinkhorn layer's solver on the calibrated iterations
@@ -133,7 +134,7 @@ class FastStep:
         """Search, regret, loss, backward: no host synchronization."""
         forward = self._forward()
         n = valuations.shape[1]
-        low, high = self.low.view(1, n, 1, 1), self.high.view(1, n, 1, 1)
+        low, high = self.low.view(1, n, 1, -1), self.high.view(1, n, 1, -1)
         starts = truthful_starts(valuations, init, low, high)
         misreports = ascend(forward, valuations, starts, self.search, low, high, self.scale).transpose(0, 1)
         terms = regret_terms(forward, valuations, misreports)

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from mechanisms.baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
+from distributions import ValuationDistribution
 from mechanisms.references import references
 from mechanisms.sinkhorn import Calibration
 
@@ -39,31 +40,29 @@ TRAINING_KEYS = frozenset(
 """Keys :func:`log_training` logs every step (besides ``lagrangian/lambda_<i>`` and the Sinkhorn layer's)."""
 
 
-def reference_revenues(mechanism: nn.Module, low: Tensor, high: Tensor) -> dict[str, float]:
-    """The reference revenues of ``mechanism``'s setting.
+def reference_revenues(mechanism: nn.Module, distribution: ValuationDistribution) -> dict[str, float]:
+    """The reference revenues of ``mechanism``'s setting with values from ``distribution``.
 
     ``reference/<baseline>_revenue`` for every applicable truthful baseline (fitted revenue,
     :func:`mechanisms.baselines.fit_baseline`) and :data:`BEST_BASELINE`, the highest of them; for
     identically distributed bidders also ``reference/vcg_revenue`` and (where known)
-    ``reference/optimal_revenue`` (they assume i.i.d. bidders).  ``low``/``high``: the bidders' value
-    bounds ``(agents, 1)``.
+    ``reference/optimal_revenue`` (:func:`mechanisms.references.references`).
     """
     demand, agents, items = mechanism.demand, mechanism.n_agents, mechanism.n_items
-    lows, highs = low[:, 0].tolist(), high[:, 0].tolist()
-    refs = _baseline_keys({name: fit_baseline(name, agents, items, demand, lows, highs).revenue
+    refs = _baseline_keys({name: fit_baseline(name, agents, items, demand, distribution=distribution).revenue
                            for name in applicable_baselines(agents, items, demand)})
-    if not (bool((low == low[0]).all()) and bool((high == high[0]).all())):
+    if not distribution.identical_bidders():
         return refs
-    found = references(demand.name, demand.k, agents, items, lows[0], highs[0])
+    found = references(demand.name, demand.k, agents, items, distribution=distribution)
     refs["reference/vcg_revenue"] = found.vcg
     if found.optimal is not None:
         refs["reference/optimal_revenue"] = found.optimal
     return refs
 
 
-def baseline_references_on(mechanism: nn.Module, valuations: Tensor, low: Tensor, high: Tensor) -> dict[str, float]:
+def baseline_references_on(mechanism: nn.Module, valuations: Tensor, distribution: ValuationDistribution) -> dict[str, float]:
     """``reference/<baseline>_revenue`` and :data:`BEST_BASELINE` on the test profiles ``valuations`` ``(samples, agents, items)``."""
-    found: dict[str, BaselineRevenue] = baseline_revenues(valuations, mechanism.demand, low[:, 0].tolist(), high[:, 0].tolist())
+    found: dict[str, BaselineRevenue] = baseline_revenues(valuations, mechanism.demand, distribution=distribution)
     return _baseline_keys({name: result.revenue_mean for name, result in found.items()})
 
 

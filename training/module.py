@@ -53,7 +53,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
-from datamodules.valuations import TrainBatch, value_bounds
+from datamodules.valuations import TrainBatch
+from distributions import Uniform, ValuationDistribution
 from mechanisms.checks import Bounds, is_int
 from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
@@ -84,11 +85,13 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
 
     ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate
     (``model.optimizer``, a Hydra ``_partial_``; default Adam); ``lr`` decays to ``lr_final`` on a cosine
-    over the run when given (:mod:`training.lr_schedule`).  ``low``/``high`` bound the misreports (one
-    float, or one per agent), as the valuations' support.  ``persistent_misreports`` warm-starts every
+    over the run when given (:mod:`training.lr_schedule`).  ``distribution`` is the valuations'
+    distribution: its support bounds the misreports (buffers :attr:`low`/:attr:`high`, ``(agents, items)``)
+    and it gives the reference revenues; without it, values are U[``low``, ``high``] (one float, or one
+    per agent).  ``persistent_misreports`` warm-starts every
     training search from the profile's misreports of its last visit (see the module docstring); it needs
-    ``train_size``, the number of training profiles (the buffer starts uniform on ``[low, high]``, like
-    RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run configuration) is stored with the
+    ``train_size``, the number of training profiles (the buffer starts with draws from the distribution,
+    like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run configuration) is stored with the
     hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
     ``penalty_over_agents`` choose the penalty convention of :func:`training.lagrangian.lagrangian_loss`
@@ -120,6 +123,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         quadratic_penalty: str = "batch_mean",
         penalty_over_agents: str = "sum",
         clip_grad_norm: float | None = None,
+        distribution: ValuationDistribution | None = None,
     ) -> None:
         super().__init__()
         lr_schedule.check_learning_rates(lr, lr_final)
@@ -130,7 +134,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.clip_grad_norm = clip_grad_norm
         self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast"])
+        self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast", "distribution"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
         self.train_search = train_search or TRAIN_SEARCH
@@ -139,17 +143,22 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.lr, self.lr_final = lr, lr_final
         self.optimizer_factory: OptimizerFactory = optimizer or functools.partial(torch.optim.Adam)
         self.test_batch_size, self.test_seed = test_batch_size, test_seed
-        low_t, high_t = value_bounds(low, high, self.n_agents)  # (agents, 1) each
-        self.register_buffer("low", low_t, persistent=False)
-        self.register_buffer("high", high_t, persistent=False)
+        if distribution is None:
+            distribution = Uniform(self.n_agents, mechanism.n_items, low, high)
+        elif (distribution.n_agents, distribution.n_items) != (self.n_agents, mechanism.n_items):
+            raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s) "
+                             f"but the mechanism over {self.n_agents} x {mechanism.n_items}")
+        self.distribution = distribution
+        support = distribution.support
+        self.register_buffer("low", support.low.float(), persistent=False)  # (agents, items): the report domain
+        self.register_buffer("high", support.high.float(), persistent=False)
         self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
         self.register_buffer("rho", torch.tensor(float(rho_init)))
         self.persistent_misreports = bool(persistent_misreports)
         if self.persistent_misreports:
             if not is_int(train_size):
                 raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
-            start = torch.rand(train_size, self.n_agents, mechanism.n_items)
-            self.register_buffer("misreport_buffer", low_t + (high_t - low_t) * start)
+            self.register_buffer("misreport_buffer", distribution.sample(train_size))
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
@@ -170,7 +179,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     def setup(self, stage: str) -> None:
         """Compute the setting's reference revenues once (Monte Carlo VCG, fitted baselines: not at construction)."""
         if not self.references:
-            self.references = reference_revenues(self.mechanism, self.low, self.high)
+            self.references = reference_revenues(self.mechanism, self.distribution)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Accept checkpoints with or without a misreport buffer; restore the random states (:mod:`training.checkpoint_state`)."""
@@ -326,7 +335,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
                                   batch_size=self.test_batch_size or batch.shape[0], generator=generator,
                                   progress=self.trainer.progress_bar_callback is not None)
         self.test_results = evaluation.to_dict()
-        self.references.update(baseline_references_on(self.mechanism, batch, self.low, self.high))  # same profiles
+        self.references.update(baseline_references_on(self.mechanism, batch, self.distribution))  # same profiles
         for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
         self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # docs/training.md: the test revenue

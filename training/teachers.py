@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from distributions import ValuationDistribution
 from mechanisms.baselines import FittedBaseline, best_baseline, fit_baseline
 from mechanisms.checks import Bounds
 from mechanisms.demand import Demand
@@ -16,11 +17,12 @@ INITS = ("none", "posted_price", "vcg_reserve", "pay_to_choose", "best")
 """The values of ``init``: ``none`` (no warm start), a baseline's name, or ``best`` (the best baseline)."""
 
 
-def resolve_teacher(name: str, agents: int, items: int, demand: Demand, low: Bounds, high: Bounds,
-                    seed: int = 0) -> FittedBaseline:
-    """The fitted baseline ``init=name`` stands for (its ``mechanism``: bids -> allocation, payment)."""
+def resolve_teacher(name: str, agents: int, items: int, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0,
+                    seed: int = 0, distribution: ValuationDistribution | None = None) -> FittedBaseline:
+    """The fitted baseline ``init=name`` stands for (its ``mechanism``: bids -> allocation, payment), fitted to
+    values from ``distribution`` (default U[low, high])."""
     if name not in INITS or name == "none":
         raise ValueError(f"init must be one of {', '.join(INITS)} (none: no teacher), got {name!r}")
     if name == "best":
-        return best_baseline(agents, items, demand, low, high, seed=seed)
-    return fit_baseline(name, agents, items, demand, low, high, seed=seed)
+        return best_baseline(agents, items, demand, low, high, seed=seed, distribution=distribution)
+    return fit_baseline(name, agents, items, demand, low, high, seed=seed, distribution=distribution)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from mechanisms.baselines.fit import BASELINE_SAMPLES, FittedBaseline, applicable_baselines, fit_baseline
+from distributions import ValuationDistribution
 from mechanisms.checks import Bounds
 from mechanisms.demand import Demand
 
@@ -35,14 +36,16 @@ class BaselineRevenue:
 
 
 def baseline_revenues(
-    valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0, *, samples: int = BASELINE_SAMPLES
+    valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0, *, samples: int = BASELINE_SAMPLES,
+    distribution: ValuationDistribution | None = None,
 ) -> dict[str, BaselineRevenue]:
-    """Every applicable baseline, fitted to U[low_i, high_i] with ``samples`` profiles, measured on ``valuations`` ``(samples, agents, items)``."""
+    """Every applicable baseline, fitted with ``samples`` profiles from ``distribution`` (default U[low_i, high_i]),
+    measured on ``valuations`` ``(samples, agents, items)``."""
     _, agents, items = valuations.shape
     values = valuations.detach().cpu().double()
     found = {}
     for name in applicable_baselines(agents, items, demand):
-        fitted = fit_baseline(name, agents, items, demand, low, high, samples=samples)
+        fitted = fit_baseline(name, agents, items, demand, low, high, samples=samples, distribution=distribution)
         with torch.inference_mode():
             revenue = fitted.mechanism(values)[1].sum(-1)
         found[name] = BaselineRevenue(fitted, revenue.mean().item(), revenue.std(correction=0).item())

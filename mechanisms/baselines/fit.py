@@ -1,6 +1,7 @@
 """Fit a baseline's prices to the setting's value distribution, and pick the best baseline.
 
-Values are i.i.d. ``U[low_i, high_i]`` per agent.  The prices maximize the
+Values come from a :class:`distributions.ValuationDistribution` (default: i.i.d.
+``U[low_i, high_i]`` per agent).  The prices maximize the
 mean revenue on a fixed seeded sample of ``samples`` profiles (common random
 numbers): coordinate ascent over the bidders' prices (:data:`SWEEPS` sweeps;
 ``vcg_reserve`` has one reserve), each coordinate by a zooming grid search
@@ -11,7 +12,8 @@ The revenue reported with the prices is measured on an independent sample of
 the same size (so it carries no in-sample optimism), with its standard error.
 Results are cached in memory, keyed on the setting.
 
-Price ranges: a posted price in ``[low_i, high_i]``; the reserve in
+Price ranges, from the distribution's support (``low_i``/``high_i``: agent ``i``'s
+smallest and largest report over the items): a posted price in ``[low_i, high_i]``; the reserve in
 ``[min low, max high]``; the pay-to-choose premium in ``[0, k_i (high_i - low_i)]``.
 """
 
@@ -25,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from distributions import Uniform, ValuationDistribution
 from mechanisms.baselines.pay_to_choose import PayToChoose
 from mechanisms.baselines.posted_price import PostedPrice
 from mechanisms.baselines.vcg_reserve import VCGReserve
@@ -115,12 +118,10 @@ def _bounds(value: Bounds, agents: int, what: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _sample(samples: int, lows: tuple[float, ...], highs: tuple[float, ...], items: int, seed: int) -> Tensor:
-    """``samples`` profiles ``(samples, agents, items)``, entry ``(b, i, j)`` ~ U[low_i, high_i], float32."""
-    generator = torch.Generator().manual_seed(seed)
-    lo = torch.tensor(lows).view(1, -1, 1)
-    hi = torch.tensor(highs).view(1, -1, 1)
-    return lo + (hi - lo) * torch.rand(samples, len(lows), items, generator=generator)
+def _agent_ranges(distribution: ValuationDistribution) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each agent's smallest and largest report over the items (its price range), from the support."""
+    low, high = distribution.support
+    return tuple(low.min(-1).values.tolist()), tuple(high.max(-1).values.tolist())
 
 
 def _maximize(objective: Callable[[float], float], low: float, high: float, start: float | None = None) -> float:
@@ -160,15 +161,15 @@ def _revenues(mechanism: nn.Module, values: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=None)
-def _fit(name: str, agents: int, items: int, demand: Demand, lows: tuple[float, ...], highs: tuple[float, ...],
-         samples: int, seed: int) -> FittedBaseline:
-    ranges = _ranges(name, demand, lows, highs, items)
+def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> FittedBaseline:
+    agents, items = distribution.n_agents, distribution.n_items
+    ranges = _ranges(name, demand, *_agent_ranges(distribution), items)
     prices = [(a + b) / 2 for a, b in ranges]
     make = _CLASSES[name]
     probe = make(agents, items, prices, demand)
     if isinstance(probe, VCGReserve) and probe.maps is None and not probe.vcg.per_item:
         samples = min(samples, SLOW_SAMPLES)
-    fitting = _sample(samples, lows, highs, items, seed)
+    fitting = distribution.sample(samples, torch.Generator().manual_seed(seed))
 
     def revenue_at(index: int, price: float) -> float:
         trial = list(prices)
@@ -179,7 +180,7 @@ def _fit(name: str, agents: int, items: int, demand: Demand, lows: tuple[float, 
         for index, (low, high) in enumerate(ranges):
             prices[index] = _maximize(lambda p: revenue_at(index, p), low, high, prices[index] if sweep else None)
     mechanism = make(agents, items, prices, demand)
-    revenue = _revenues(mechanism, _sample(samples, lows, highs, items, seed + 1))
+    revenue = _revenues(mechanism, distribution.sample(samples, torch.Generator().manual_seed(seed + 1)))
     stderr = float(revenue.std()) / math.sqrt(samples) if samples > 1 else math.nan
     return FittedBaseline(name, mechanism, tuple(prices), float(revenue.mean()), stderr, samples)
 
@@ -194,8 +195,10 @@ def fit_baseline(
     *,
     samples: int = BASELINE_SAMPLES,
     seed: int = 0,
+    distribution: ValuationDistribution | None = None,
 ) -> FittedBaseline:
-    """Baseline ``name`` with prices fitted to values i.i.d. U[low_i, high_i] (cached in memory).
+    """Baseline ``name`` with prices fitted to values from ``distribution`` (default i.i.d. U[low_i, high_i];
+    cached in memory).
 
     Example: ``fit_baseline("posted_price", 2, 3, Demand("unit"))`` gives prices
     about ``(0.65, 0.60)`` and revenue about 0.879.  Raises a one-line
@@ -203,12 +206,17 @@ def fit_baseline(
     """
     demand = _demand(demand)
     _check_name(name, agents, items, demand)
-    lows, highs = _bounds(low, agents, "low"), _bounds(high, agents, "high")
-    if not all(lo < hi for lo, hi in zip(lows, highs)):
-        raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
+    if distribution is None:
+        lows, highs = _bounds(low, agents, "low"), _bounds(high, agents, "high")
+        if not all(lo < hi for lo, hi in zip(lows, highs)):
+            raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
+        distribution = Uniform(agents, items, lows, highs)
+    elif (distribution.n_agents, distribution.n_items) != (agents, items):
+        raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s), "
+                         f"the setting over {agents} x {items}")
     check_int(samples, "samples", 2)
     check_int(seed, "seed", 0)
-    return _fit(name, agents, items, demand, lows, highs, samples, seed)
+    return _fit(name, demand, distribution, samples, seed)
 
 
 def best_baseline(
@@ -220,10 +228,12 @@ def best_baseline(
     *,
     samples: int = BASELINE_SAMPLES,
     seed: int = 0,
+    distribution: ValuationDistribution | None = None,
 ) -> FittedBaseline:
     """The applicable baseline with the highest fitted revenue (ties: the first in :data:`BASELINE_NAMES`)."""
     names = applicable_baselines(agents, items, demand)
     if not names:
         raise ValueError(f"no truthful baseline applies to {agents}x{items} {_demand(demand).name} demand")
-    fitted = [fit_baseline(n, agents, items, demand, low, high, samples=samples, seed=seed) for n in names]
+    fitted = [fit_baseline(n, agents, items, demand, low, high, samples=samples, seed=seed, distribution=distribution)
+              for n in names]
     return max(fitted, key=lambda f: f.revenue)
