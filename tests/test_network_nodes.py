@@ -69,6 +69,33 @@ def test_a_network_class_given_as_a_target_node_trains(gated_run: Path) -> None:
     assert torch.isfinite(allocation).all() and torch.isfinite(payment).all()
 
 
+def _network_doc_block(language: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    section = text.split("## A new network", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_extending_network_example_trains_through_its_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/extending.md's network: its Python block as the module its node names, both networks, a short run."""
+    import sys
+    import types
+
+    node = OmegaConf.create(_network_doc_block("yaml")).allocation_net
+    module_name, class_name = node._target_.rsplit(".", 1)
+    module = types.ModuleType(module_name)
+    exec(compile(_network_doc_block("python"), "docs/extending.md", "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, module_name, module)
+    cfg = make_config(*TINY, output_dir=tmp_path)
+    cfg.mechanism.allocation_net = node
+    cfg.mechanism.payment_net = node
+    initial = build_components(cfg).mechanism
+    assert type(initial.allocation_net).__name__ == class_name and initial.allocation_net.branch[0].out_features == 8
+    run(cfg)
+    trained = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt").mechanism
+    moved = [not torch.equal(value, initial.state_dict()[name]) for name, value in trained.state_dict().items()]
+    assert all(moved)  # every weight of both gated networks trained
+
+
 NETWORK_CHANGES = [
     ("mechanism.allocation_net.width", 7),  # the new architecture's own field
     ("mechanism.payment_net.width", 7),
