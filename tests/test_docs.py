@@ -183,7 +183,11 @@ def _parse_only(main: Callable[..., object], prog: str, args: list[str], monkeyp
 def _script(path: str):
     spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # a dataclass looks its module up while the script is executed
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     return module
 
 
