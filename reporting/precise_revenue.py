@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from distributions import Uniform, ValuationDistribution
-from mechanisms.baselines import applicable_baselines, fit_baseline
+from mechanisms.baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
 from mechanisms.references import optimal_mechanism
 from reporting.atomic import write_json
@@ -70,14 +70,12 @@ def precise_revenue(
     distribution = distribution if distribution is not None else Uniform(agents, items)
     learned = _revenue(mechanism, valuations, batch_size)
     values = valuations.detach().cpu().double()
-    result: dict[str, Any] = {"samples": len(valuations), "revenue": _summary(learned), "baselines": {}}
-    for name in applicable_baselines(agents, items, demand):
-        fitted = fit_baseline(name, agents, items, demand, distribution=distribution)
-        revenue = _revenue(fitted.mechanism, values, batch_size)
-        result["baselines"][name] = {**_summary(revenue), "prices": list(fitted.prices),
-                                     "difference": _summary(learned - revenue)}
-    best = max(result["baselines"], key=lambda n: result["baselines"][n]["mean"], default=None)
-    result["best_truthful_baseline"] = best
+    baselines = baseline_revenues(values, demand, distribution=distribution, batch_size=batch_size)
+    result: dict[str, Any] = {"samples": len(valuations), "revenue": _summary(learned), "baselines": {
+        name: {**_summary(b.revenue), "prices": list(b.fitted.prices), "difference": _summary(learned - b.revenue)}
+        for name, b in baselines.items()}}
+    best = best_truthful_baseline(baselines)
+    result["best_truthful_baseline"] = best[0] if best else None
     optimum = optimal_mechanism(demand.name, demand.k, agents, items, distribution=distribution)
     if optimum is not None:
         revenue = _revenue(optimum, values, batch_size)

@@ -22,11 +22,19 @@ __all__ = ["BaselineRevenue", "baseline_revenues", "best_truthful_baseline"]
 
 @dataclass(frozen=True)
 class BaselineRevenue:
-    """A fitted baseline's revenue on given profiles: mean and (population) std over them."""
+    """A fitted baseline's revenue on given profiles: ``revenue`` ``(samples,)`` (float64, sum over agents, per
+    profile, for paired comparisons), its mean and (population) std."""
 
     fitted: FittedBaseline
-    revenue_mean: float
-    revenue_std: float
+    revenue: Tensor
+
+    @property
+    def revenue_mean(self) -> float:
+        return self.revenue.mean().item()
+
+    @property
+    def revenue_std(self) -> float:
+        return self.revenue.std(correction=0).item()
 
     def to_dict(self) -> dict[str, object]:
         """``revenue_mean``/``_std`` on the profiles, the prices, and the fit's own revenue (JSON-serialisable)."""
@@ -37,18 +45,18 @@ class BaselineRevenue:
 
 def baseline_revenues(
     valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0, *, samples: int = BASELINE_SAMPLES,
-    distribution: ValuationDistribution | None = None,
+    distribution: ValuationDistribution | None = None, batch_size: int = 65536,
 ) -> dict[str, BaselineRevenue]:
     """Every applicable baseline, fitted with ``samples`` profiles from ``distribution`` (default U[low_i, high_i]),
-    measured on ``valuations`` ``(samples, agents, items)``."""
+    measured on ``valuations`` ``(samples, agents, items)`` in chunks of ``batch_size`` profiles."""
     _, agents, items = valuations.shape
     values = valuations.detach().cpu().double()
     found = {}
     for name in applicable_baselines(agents, items, demand):
         fitted = fit_baseline(name, agents, items, demand, low, high, samples=samples, distribution=distribution)
         with torch.inference_mode():
-            revenue = fitted.mechanism(values)[1].sum(-1)
-        found[name] = BaselineRevenue(fitted, revenue.mean().item(), revenue.std(correction=0).item())
+            revenue = torch.cat([fitted.mechanism(chunk)[1].sum(-1) for chunk in values.split(batch_size)])
+        found[name] = BaselineRevenue(fitted, revenue)
     return found
 
 
