@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
+from mechanisms.demand import Demand  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
 from reporting.atomic import write_json  # noqa: E402
@@ -198,14 +199,23 @@ def measure(setting, mechanism_name: str, variant: str, device: torch.device, ar
     return row
 
 
+def _regretnet_applies(demand: str, agents: int, items: int) -> bool:
+    """Whether RegretNet has a softmax output layer for the setting (:meth:`Demand.softmax_head`)."""
+    try:
+        Demand(demand).softmax_head(agents, items)
+    except ValueError:
+        return False
+    return True
+
+
 def _cases(args, device: torch.device):
     variants = args.variants or (["eager", "fast", "graph"] if device.type == "cuda" else ["eager", "fast"])
     for setting in SETTINGS:
         if args.only and not any(o in setting[0] for o in args.only):
             continue
         for mechanism in ("sinkhorn", "regretnet"):
-            if mechanism == "regretnet" and setting[1] == "exactly_k" and setting[2] > 1:
-                continue  # RegretNet has no exactly-one head for several agents (section 4.4)
+            if mechanism == "regretnet" and not _regretnet_applies(*setting[1:4]):
+                continue  # no RegretNet head for the setting (e.g. exactly-one with several agents, section 4.4)
             for variant in variants:
                 yield setting, mechanism, variant
 
