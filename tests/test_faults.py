@@ -405,3 +405,32 @@ def test_reproduce_keeps_an_earlier_run_of_the_same_preset(tmp_path: Path) -> No
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("paper_1x2_unit.previous-")]
     assert len(kept) == 1 and (kept[0] / "metrics.json").read_text() == '{"test": {"revenue_mean": 0.38}}'
     assert (kept[0] / "paper_1x2_unit.log").read_text() == "earlier log"
+
+
+class SignalDuringTest(pl.Callback):
+    """Send ``signum`` to this process at the start of the first test batch (inside its misreport search)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_test_stops_the_run_with_the_trained_checkpoint(
+    tmp_path: Path, sigint_default: None, signum: int
+) -> None:
+    from training.config import build_components
+
+    cfg = make_config(*VALIDATE, "trainer.max_epochs=1", output_dir=tmp_path)
+    parts = build_components(cfg)
+    parts.callbacks.append(SignalDuringTest(signum))
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as stop:
+        run(cfg, parts)
+    steps = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert (stop.value.signum, stop.value.step) == (signum, steps) and steps > 0
+    assert stop.value.checkpoint == tmp_path / "checkpoints" / "last.ckpt"
+    assert not (tmp_path / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is previous and signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -28,7 +28,7 @@ from training.config import TEST_CHECKPOINTS, Components
 from training.ensemble import EnsembleModule, ensemble_summary
 from training.ensemble_config import VARY
 from training.ensemble_export import export_member
-from training.interrupt import StopOnSignal
+from training.interrupt import StopOnSignal, stop_testing_on_signal
 from training.run import _finite, _save_last, trainer_strategy
 
 __all__ = ["format_ensemble_table", "run_ensemble"]
@@ -82,10 +82,11 @@ def run_ensemble(cfg: DictConfig, parts: Components) -> dict[str, Any]:
         cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=[*parts.callbacks, stop], logger=logger
     )
     trainer.fit(model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
-    _save_last(trainer)
+    saved = _save_last(trainer)
     fitted = time.perf_counter()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    trainer.test(model, datamodule=parts.datamodule, verbose=False)  # the last weights of every member
+    with stop_testing_on_signal(trainer.global_step, saved):
+        trainer.test(model, datamodule=parts.datamodule, verbose=False)  # the last weights of every member
 
     output = Path(cfg.output_dir)
     last = output / "checkpoints" / "last.ckpt"

@@ -5,7 +5,8 @@ an exit of status 1 without a resumable checkpoint.  :class:`StopOnSignal` (adde
 :func:`training.run.run`) instead stops at the end of the current training batch, writes
 ``checkpoints/last.ckpt`` first, and raises :class:`Interrupted`; ``run`` turns that into one line on
 stderr (what was saved and the exact command that resumes) and exit status ``128 + signal`` (143 for
-SIGTERM, 130 for SIGINT).  A second Ctrl-C stops at once (Lightning's exit 1, no checkpoint).
+SIGTERM, 130 for SIGINT).  A second Ctrl-C stops at once (Lightning's exit 1, no checkpoint).  During the test after training
+(:func:`stop_testing_on_signal`), either signal stops at once: training is over and its checkpoint written.
 
 With several processes (DDP) Lightning broadcasts SIGTERM and raises on every process at the next
 batch; the checkpoint is then written from ``on_exception`` (every process takes part).  On SLURM with
@@ -18,14 +19,15 @@ from __future__ import annotations
 import shlex
 import signal
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["Interrupted", "StopOnSignal", "resume_command"]
+__all__ = ["Interrupted", "StopOnSignal", "resume_command", "stop_testing_on_signal"]
 
 
 class Interrupted(Exception):
@@ -125,3 +127,30 @@ class StopOnSignal(pl.Callback):
         done = int(progress.get("current", {}).get("processed", 0))
         if done and hasattr(trainer.datamodule, "resume_batches"):
             trainer.datamodule.resume_batches = done
+
+
+@contextmanager
+def stop_testing_on_signal(step: int, checkpoint: Path | None) -> Iterator[None]:
+    """Inside: SIGTERM or SIGINT raises :class:`Interrupted` at once (``step``, ``checkpoint``: the trained run's).
+
+    For the test after training, whose misreport search is one long batch: training is over and saved, so
+    nothing is lost by stopping mid-batch, and resuming from ``checkpoint`` runs the test again.  Lightning
+    calls the SIGTERM handler it finds after its own, so the stop also works inside ``trainer.test``.  A
+    signal ignored when the block starts (``nohup``) stays ignored; the previous handlers come back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum, step, checkpoint)
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

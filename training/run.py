@@ -32,7 +32,7 @@ from callbacks.warm_start import WarmStart
 from reporting.atomic import write_json
 from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
-from training.interrupt import StopOnSignal
+from training.interrupt import StopOnSignal, stop_testing_on_signal
 from training.no_revenue import allocated_mass, no_revenue_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
 from training.metric_logging import best_baseline_reference
@@ -50,15 +50,19 @@ def _checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.checkpoint_callbacks if c.monitor is not None), None)
 
 
-def _save_last(trainer: pl.Trainer) -> None:
-    """``checkpoints/last.ckpt`` := the weights at the end of fit, the ones tested as ``last``.
+def _save_last(trainer: pl.Trainer) -> Path | None:
+    """``checkpoints/last.ckpt`` := the weights at the end of fit, the ones tested as ``last``; returns its path
+    (``None``: no checkpoint folder, or a fast_dev_run).
 
     The ``latest`` callback writes it at each validation, but a time limit (``trainer.max_time``)
     or ``max_steps`` can stop training after the last validation.  Every process calls this (DDP).
     """
     latest = next((c for c in trainer.checkpoint_callbacks if c.monitor is None and c.dirpath), None)
-    if latest is not None and not trainer.fast_dev_run:
-        trainer.save_checkpoint(Path(latest.dirpath) / "last.ckpt", weights_only=False)  # optimizer etc.: resumable
+    if latest is None or trainer.fast_dev_run:
+        return None
+    path = Path(latest.dirpath) / "last.ckpt"
+    trainer.save_checkpoint(path, weights_only=False)  # optimizer etc.: resumable
+    return path
 
 
 def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
@@ -169,13 +173,14 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     )
 
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
-    _save_last(trainer)
+    saved = _save_last(trainer)
     fitted, cpu_fitted = time.perf_counter(), time.process_time()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     choice = cfg.get("test_checkpoint", "last")
     weights = _test_weights(trainer, "last" if choice == "both" else choice)
-    trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
-    test_best = _test_best(trainer, parts) if choice == "both" else None
+    with stop_testing_on_signal(trainer.global_step, saved):
+        trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
+        test_best = _test_best(trainer, parts) if choice == "both" else None
     done = time.perf_counter()
     if not trainer.is_global_zero:
         return {}
