@@ -119,7 +119,9 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
     code = _call(command, folder / "train.log", minutes * 60 + args.test_minutes * 60)
     run.rows.append({"weights": "train", "exit": code, "wall_s": round(time.monotonic() - start)})
     if code != 0 or not (folder / "metrics.json").exists():
-        run.status = f"train failed ({code})"
+        limit = minutes + args.test_minutes
+        run.status = (f"timed out: training and test over {limit} min (--test-minutes)" if code == 124
+                      else f"train failed ({code})")
         return
     run.status = "auditing"
     _audit(run, folder, folder / "checkpoints" / "last.ckpt", "last", args)
@@ -155,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu-jobs", type=int, default=2, help="cpu runs at once (default 2)")
     parser.add_argument("--gpu-jobs", type=int, default=4, help="gpu runs at once (default 4)")
     parser.add_argument("--minutes", type=int, default=15, help="training time cap per run (default 15)")
-    parser.add_argument("--test-minutes", type=int, default=10, help="time allowed for the test after training")
+    parser.add_argument("--test-minutes", type=int, default=30,
+                        help="time allowed for the test after training (default 30: a 2x3 test of both checkpoints "
+                             "on a loaded CPU takes over 10)")
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
     parser.add_argument("--audit-minutes", type=int, default=10, help="time cap per audit (default 10)")
     parser.add_argument("--no-audit-best", dest="audit_best", action="store_false",
