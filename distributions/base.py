@@ -84,6 +84,12 @@ class ValuationDistribution(ABC):
         where = generator.device if generator is not None else torch.device(device if device is not None else "cpu")
         return self._sample(n, generator, where, dtype)
 
+    def agent_ranges(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Each agent's value range over all items, ``(lows, highs)`` with one float per agent: its smallest and
+        largest report in :attr:`support` (a price's search interval, a plot's axes)."""
+        low, high = self.support
+        return tuple(low.min(-1).values.tolist()), tuple(high.max(-1).values.tolist())
+
     def identical_bidders(self) -> bool:
         """Whether every bidder's values have the same law (VCG and optimum references assume it).
 

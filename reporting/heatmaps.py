@@ -62,12 +62,6 @@ def _agent_bound(bound: Bounds, agent: int) -> float:
     return float(bound) if isinstance(bound, (int, float)) else float(list(bound)[agent])
 
 
-def agent_ranges(distribution: ValuationDistribution) -> tuple[list[float], list[float]]:
-    """Each agent's value range for the plots: its smallest and largest report over the items (the support)."""
-    low, high = distribution.support
-    return low.min(-1).values.tolist(), high.max(-1).values.tolist()
-
-
 def _setting(mechanism: nn.Module) -> tuple[int, int]:
     n_agents, n_items = getattr(mechanism, "n_agents", None), getattr(mechanism, "n_items", None)
     if not isinstance(n_agents, int) or not isinstance(n_items, int):
@@ -181,12 +175,9 @@ def optimal_boundaries(
     if items != 2 or agents != 1:
         return []
     if distribution is not None:
-        low, high = agent_ranges(distribution)
+        low, high = distribution.agent_ranges()
     lo, hi = _agent_bound(low, 0), _agent_bound(high, 0)
-    if distribution is None:
-        optimum = optimal_mechanism(demand.name, demand.k, agents, items, lo, hi)
-    else:
-        optimum = optimal_mechanism(demand.name, demand.k, agents, items, distribution=distribution)
+    optimum = optimal_mechanism(demand.name, demand.k, agents, items, lo, hi, distribution=distribution)
     return menu_boundaries(optimum, lo, hi) if isinstance(optimum, MenuMechanism) else []
 
 
@@ -226,7 +217,7 @@ def heatmap_figure(
     value ranges (``low``/``high``) and the optimum are the distribution's.
     """
     if distribution is not None:
-        low, high = agent_ranges(distribution)
+        low, high = distribution.agent_ranges()
     grid = mechanism_grid(mechanism, agent, others, resolution, low, high)
     n_agents = grid.bids.shape[0]
     mirrored: list[Segment] = []

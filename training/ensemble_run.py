@@ -89,14 +89,13 @@ def run_ensemble(cfg: DictConfig, parts: Components) -> dict[str, Any]:
         trainer.test(model, datamodule=parts.datamodule, verbose=False)  # the last weights of every member
 
     output = Path(cfg.output_dir)
-    last = output / "checkpoints" / "last.ckpt"
     members = []
     for k, config in enumerate(model.hparams["member_configs"]):
         best = _member_best(trainer, k)
         best_path = best.best_model_path if best is not None else ""
         exported = {}
-        if last.is_file():
-            exported["last"] = str(export_member(last, k, output / "members" / f"member_{k}.ckpt"))
+        if saved is not None:
+            exported["last"] = str(export_member(saved, k, output / "members" / f"member_{k}.ckpt"))
         if best_path:
             exported["best"] = str(export_member(best_path, k, output / "members" / f"member_{k}-best.ckpt"))
         test, tested = model.test_results["members"][k], "last"

@@ -118,12 +118,6 @@ def _bounds(value: Bounds, agents: int, what: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _agent_ranges(distribution: ValuationDistribution) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Each agent's smallest and largest report over the items (its price range), from the support."""
-    low, high = distribution.support
-    return tuple(low.min(-1).values.tolist()), tuple(high.max(-1).values.tolist())
-
-
 def _maximize(objective: Callable[[float], float], low: float, high: float, start: float | None = None) -> float:
     """The best point of a zooming grid search of ``objective`` on ``[low, high]`` (ties: the smallest point).
 
@@ -163,7 +157,7 @@ def _revenues(mechanism: nn.Module, values: Tensor) -> Tensor:
 @lru_cache(maxsize=None)
 def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> FittedBaseline:
     agents, items = distribution.n_agents, distribution.n_items
-    ranges = _ranges(name, demand, *_agent_ranges(distribution), items)
+    ranges = _ranges(name, demand, *distribution.agent_ranges(), items)
     prices = [(a + b) / 2 for a, b in ranges]
     make = _CLASSES[name]
     probe = make(agents, items, prices, demand)
