@@ -183,9 +183,8 @@ class ValuationDataModule(pl.LightningDataModule):
             raise ValueError(f"data.val_batch_size={val_batch_size} must be in [1, val_size={val_size}]")
         if distribution is None:
             distribution = Uniform(n_agents, n_items, low, high)  # validates the ranges early
-        elif (distribution.n_agents, distribution.n_items) != (n_agents, n_items):
-            raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s) "
-                             f"but the data over {n_agents} x {n_items}")
+        else:
+            distribution.check_setting(n_agents, n_items, "the data")
         self.save_hyperparameters(ignore=["distribution"])
         self.n_agents, self.n_items = n_agents, n_items
         self.distribution = distribution

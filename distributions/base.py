@@ -84,6 +84,12 @@ class ValuationDistribution(ABC):
         where = generator.device if generator is not None else torch.device(device if device is not None else "cpu")
         return self._sample(n, generator, where, dtype)
 
+    def check_setting(self, n_agents: int, n_items: int, what: str = "the setting") -> None:
+        """``ValueError`` unless this distribution is over ``n_agents`` x ``n_items`` (``what`` names the other side)."""
+        if (self.n_agents, self.n_items) != (n_agents, n_items):
+            raise ValueError(f"the distribution is over {self.n_agents} agent(s) x {self.n_items} item(s) "
+                             f"but {what} over {n_agents} x {n_items}")
+
     def agent_ranges(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Each agent's value range over all items, ``(lows, highs)`` with one float per agent: its smallest and
         largest report in :attr:`support` (a price's search interval, a plot's axes)."""

@@ -79,9 +79,7 @@ def _distribution(agents: int, items: int, low: float, high: float,
     if distribution is None:
         _check_range(low, high)
         return Uniform(agents, items, low, high)
-    if (distribution.n_agents, distribution.n_items) != (agents, items):
-        raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s), "
-                         f"the setting over {agents} x {items}")
+    distribution.check_setting(agents, items)
     return distribution
 
 

@@ -145,9 +145,8 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.test_batch_size, self.test_seed = test_batch_size, test_seed
         if distribution is None:
             distribution = Uniform(self.n_agents, mechanism.n_items, low, high)
-        elif (distribution.n_agents, distribution.n_items) != (self.n_agents, mechanism.n_items):
-            raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s) "
-                             f"but the mechanism over {self.n_agents} x {mechanism.n_items}")
+        else:
+            distribution.check_setting(self.n_agents, mechanism.n_items, "the mechanism")
         self.distribution = distribution
         support = distribution.support
         self.register_buffer("low", support.low.float(), persistent=False)  # (agents, items): the report domain

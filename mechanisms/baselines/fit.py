@@ -205,9 +205,8 @@ def fit_baseline(
         if not all(lo < hi for lo, hi in zip(lows, highs)):
             raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
         distribution = Uniform(agents, items, lows, highs)
-    elif (distribution.n_agents, distribution.n_items) != (agents, items):
-        raise ValueError(f"the distribution is over {distribution.n_agents} agent(s) x {distribution.n_items} item(s), "
-                         f"the setting over {agents} x {items}")
+    else:
+        distribution.check_setting(agents, items)
     check_int(samples, "samples", 2)
     check_int(seed, "seed", 0)
     return _fit(name, demand, distribution, samples, seed)
