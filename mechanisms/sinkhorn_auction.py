@@ -54,12 +54,15 @@ class SinkhornMechanism(Mechanism):
         k: KSpec = 1,
         sinkhorn: SinkhornSettings = SinkhornSettings(),
         allocation_net: NetworkFactory = MLP(),
-        payment_net: NetworkFactory = MLP(),
+        payment_net: NetworkFactory | None = MLP(),
     ) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.settings = sinkhorn
         self.allocation_net = allocation_net(n_agents * n_items, n_agents * n_items)
-        self.payment_net = PaymentHead(n_agents, n_items, payment_net)
+        if payment_net is None and type(self)._payment is SinkhornMechanism._payment:
+            raise ValueError("payment_net is required (null is for mechanisms with their own payment rule, "
+                             "e.g. mechanism=sinkhorn_potential)")
+        self.payment_net = None if payment_net is None else PaymentHead(n_agents, n_items, payment_net)
         a, b = self.demand.marginals(n_agents, n_items)
         self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
@@ -121,10 +124,17 @@ class SinkhornMechanism(Mechanism):
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids, the layer
         solved by ``solver`` (``None``: :attr:`solver`, the settings' own)."""
         check_dtype(bids, self.allocation_net)
-        result = (self.solver if solver is None else solver).solve(self._cost(bids), self.row_marginals, self.col_marginals)
+        solver = self.solver if solver is None else solver
+        cost = self._cost(bids)
+        result = solver.solve(cost, self.row_marginals, self.col_marginals)
         self.last_iterations, self.last_marginal_error = result.iterations, result.marginal_error
         allocation = self.demand.fold(result.plan)
-        return allocation, self.payment_net(bids, allocation)
+        return allocation, self._payment(bids, allocation, cost, result.plan, solver)
+
+    def _payment(self, bids: Tensor, allocation: Tensor, cost: Tensor, plan: Tensor, solver: Sinkhorn) -> Tensor:
+        """Payments ``(batch, agents)``: the payment network's sigmoid fraction of the allocated value (``cost``
+        ``(batch, agents + 1, items + 1)``, ``plan`` and ``solver`` are for payment rules that need the layer)."""
+        return self.payment_net(bids, allocation)
 
     def extra_repr(self) -> str:
         return f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, sinkhorn={self.settings}"
