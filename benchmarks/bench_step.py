@@ -45,6 +45,7 @@ from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from mechanisms.demand import Demand  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
+from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
 from reporting.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
@@ -158,6 +159,8 @@ def _mechanism(mechanism_name: str, demand: str, agents: int, items: int, seed: 
     torch.manual_seed(seed)
     if mechanism_name == "sinkhorn":
         return SinkhornMechanism(agents, items, demand)
+    if mechanism_name == "sinkhorn_potential":
+        return PotentialSinkhornMechanism(agents, items, demand)
     return RegretNet(agents, items, demand)
 
 
@@ -213,7 +216,7 @@ def _cases(args, device: torch.device):
     for setting in SETTINGS:
         if args.only and not any(o in setting[0] for o in args.only):
             continue
-        for mechanism in ("sinkhorn", "regretnet"):
+        for mechanism in ("sinkhorn", "sinkhorn_potential", "regretnet"):
             if mechanism == "regretnet" and not _regretnet_applies(*setting[1:4]):
                 continue  # no RegretNet head for the setting (e.g. exactly-one with several agents, section 4.4)
             for variant in variants:
@@ -291,7 +294,8 @@ def main() -> None:
     parser.add_argument("--search-steps", type=int, default=25, help="misreport steps per training step")
     parser.add_argument("--only", nargs="*", help="settings whose name contains one of these, e.g. 2x3")
     parser.add_argument("--variants", nargs="*", choices=["eager", "fast", "graph"])
-    parser.add_argument("--mechanisms", nargs="*", default=["sinkhorn", "regretnet"])
+    parser.add_argument("--mechanisms", nargs="*", default=["sinkhorn", "regretnet"],
+                        help="sinkhorn, sinkhorn_potential (mechanism=sinkhorn_potential), regretnet")
     parser.add_argument("--count-kernels", action="store_true", help="CUDA kernels per step (eager variants)")
     parser.add_argument("--concurrent", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
