@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="time allowed for the test after training (default 30: a 2x3 test of both checkpoints "
                              "on a loaded CPU takes over 10)")
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
-    parser.add_argument("--audit-minutes", type=int, default=10, help="time cap per audit (default 10)")
+    parser.add_argument("--audit-minutes", type=int, default=30, help="time cap per audit (default 30: a 2x3 audit of 200 "
+                        "profiles of the potential-payment mechanism, with its search, takes 7.5 min on a loaded CPU)")
     parser.add_argument("--no-audit-best", dest="audit_best", action="store_false",
                         help="audit only the last weights, not also the regret-budget-best checkpoint")
     parser.add_argument("--precise-samples", type=int, default=200_000,
