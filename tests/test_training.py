@@ -43,7 +43,8 @@ def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("demand, mechanism", VALID)
 def test_tiny_run_trains_and_checkpoints_the_multipliers(demand: str, mechanism: str, tmp_path: Path) -> None:
-    cfg = make_config(*TINY, f"demand={demand}", f"mechanism={mechanism}", "agents=2", "items=3", output_dir=tmp_path)
+    tiny = [o for o in TINY if mechanism != "sinkhorn_potential" or not o.startswith("mechanism.payment_net")]
+    cfg = make_config(*tiny, f"demand={demand}", f"mechanism={mechanism}", "agents=2", "items=3", output_dir=tmp_path)
     metrics = run(cfg)
     assert math.isfinite(metrics["fit"]["train/loss"])
     assert metrics["global_step"] == 4
