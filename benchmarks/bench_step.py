@@ -19,7 +19,8 @@ launched per step (torch.profiler, eager variants).  Variants:
 The step is assembled from the same functions the LightningModule calls
 (``find_misreports``/``regret`` or ``FastStep``, ``lagrangian_loss``, Adam,
 the rho/lambda rules), without Lightning's loop around it.  Results go to
-``--json`` (default ``benchmarks/results/step_<device>.json``).
+``--json`` (default ``benchmarks/results/step_<device>.json``, or, where that recorded file exists,
+``step_<device>_<UTC time>.json`` beside it: a run never overwrites it unless ``--json`` names it).
 
 With ``--ensemble 1,2,4,...`` the 2x3 and 2x15 unit settings (``--only`` to change) are timed as one
 ordinary run (``single``) and as ensembles of K members (:mod:`mechanisms.ensemble`: one step trains
@@ -304,7 +305,8 @@ def main() -> None:
     parser.add_argument("--ensemble", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="e.g. 1,2,4,8,16: ensembles of that many members against one run (2x3 and 2x15 unit)")
     parser.add_argument("--batch", type=int, default=None, help="profiles per batch instead of each setting's")
-    parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json)")
+    parser.add_argument("--json", default=None, help="output file, overwritten (default benchmarks/results/step_<device>.json; "
+                        "where that exists, step_<device>_<UTC time>.json beside it)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -346,10 +348,20 @@ def main() -> None:
         result = {"hardware": describe_hardware(device), "torch": torch.__version__, "rows": rows}
     if args.quiet:
         print(json.dumps(rows[-1] if rows else {}))
-    path = Path(args.json or Path(__file__).parent / "results" / f"step_{args.device}.json")
+    path = Path(args.json) if args.json else default_output(Path(__file__).parent / "results", args.device)
     if str(path) != "/dev/null":
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, result)
+        if not args.quiet:
+            print(f"wrote {path}")
+
+
+def default_output(directory: Path, device: str) -> Path:
+    """``directory/step_<device>.json``, or ``step_<device>_<UTC time>.json`` where that exists (never overwritten)."""
+    recorded = directory / f"step_{device}.json"
+    if not recorded.exists():
+        return recorded
+    return directory / f"step_{device}_{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
 
 
 if __name__ == "__main__":
