@@ -25,7 +25,7 @@ def make_config(*overrides: str, output_dir: Path | str = "unused") -> DictConfi
 
 def test_groups_are_complete() -> None:
     assert DEMANDS == ["additive", "exactly_k", "k_demand", "unit"]
-    assert MECHANISMS == ["regretnet", "sinkhorn", "sinkhorn_potential"]
+    assert MECHANISMS == ["lottery_ama", "regretnet", "sinkhorn", "sinkhorn_potential"]
     assert {"cpu", "gpu", "default", "debug"} <= {p.stem for p in (CONF / "trainer").glob("*.yaml")}
     assert len(PRESETS) == 9  # the rows of the paper's Tables 1 and 2 (RegretNet exactly-one is N/A)
 

@@ -34,7 +34,7 @@ def _mechanism(agents: int, items: int, demand: str = "unit", scale: float = 2.0
     return PotentialSinkhornMechanism(agents, items, demand, 1, sinkhorn, scale=scale, reserve=reserve).double()
 
 
-def _envelope_payment(mechanism: nn.Module, bids: Tensor, nodes: int = 64) -> Tensor:
+def envelope_payment(mechanism: nn.Module, bids: Tensor, nodes: int = 64) -> Tensor:
     """``b_i . x_i(b) - int_0^1 b_i . x_i(t b_i, b_-i) dt`` ``(batch, agents)`` by Gauss-Legendre quadrature."""
     points, weights = np.polynomial.legendre.leggauss(nodes)
     t = torch.tensor((points + 1) / 2, dtype=bids.dtype)
@@ -57,7 +57,7 @@ def test_at_the_start_the_payment_is_the_envelope_integral(demand: str) -> None:
     bids = torch.rand(4, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         _, payment = mechanism(bids)
-    expected = _envelope_payment(mechanism, bids, nodes=32)
+    expected = envelope_payment(mechanism, bids, nodes=32)
     assert torch.allclose(payment, expected, atol=2e-5), (payment - expected).abs().max()
     assert (payment > 1e-3).any()  # not trivially zero
 
