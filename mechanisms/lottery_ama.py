@@ -55,7 +55,7 @@ class LotteryAMA(Mechanism):
         sinkhorn: SinkhornSettings = SinkhornSettings(),
         options: int = 128,
         temperature: float = 0.01,
-        cost_scale: float = 1.0,
+        cost_scale: float = 0.2,
     ) -> None:
         check_positive_int(options, "options")
         for name, value in (("temperature", temperature), ("cost_scale", cost_scale)):

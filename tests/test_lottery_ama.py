@@ -84,7 +84,7 @@ def test_allocations_are_feasible_and_payments_individually_rational(demand: str
     bids = torch.rand(128, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         allocation, payment = mechanism(bids)
-    assert mechanism.demand.violation(allocation).max() < 1e-5
+    assert mechanism.demand.violation(allocation).max() < 1.5 * TIGHT.tol * k  # the rows' relative tolerance
     value = (bids * allocation).sum(-1)
     assert (payment >= -1e-9).all() and (payment <= value + 1e-9).all()
 
