@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Callable
 
 import pytest
 import torch
+from torch import nn
 
 from mechanisms.demand import Demand
+from mechanisms.lottery_ama import LotteryAMA
 from adversary.deviation import trusted_forward
 from adversary.search import MisreportSearch, ascend, find_misreports
 from mechanisms.networks import MLP
@@ -123,13 +126,18 @@ def test_written_out_adam_equals_torch_adam() -> None:
     torch.testing.assert_close(ours[0], truth.transpose(0, 1).unsqueeze(0) * 0.5)
 
 
-def _loss_sequence(fast: bool, steps: int = 4, device: str = "cpu", release_grads: bool = False) -> list[float]:
-    """Losses of ``steps`` training steps, eager or fast; ``release_grads``: ``.grad`` set to None before every
-    step, as Lightning's ``on_validation_model_zero_grad`` does before a validation during training."""
-    torch.manual_seed(3)
-    mechanism = SinkhornMechanism(
+def _sinkhorn_auction() -> SinkhornMechanism:
+    return SinkhornMechanism(
         2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), allocation_net=MLP((16, 16)), payment_net=MLP((16, 16))
-    ).double().to(device)
+    )
+
+
+def _loss_sequence(fast: bool, steps: int = 4, device: str = "cpu", release_grads: bool = False,
+                   make: Callable[[], nn.Module] = _sinkhorn_auction) -> list[float]:
+    """Losses of ``steps`` training steps of ``make()``, eager or fast; ``release_grads``: ``.grad`` set to None
+    before every step, as Lightning's ``on_validation_model_zero_grad`` does before a validation during training."""
+    torch.manual_seed(3)
+    mechanism = make().double().to(device)
     optimizer = torch.optim.Adam(mechanism.parameters(), lr=1e-2)
     kind = dict(dtype=torch.float64, device=device)
     multipliers, rho = torch.full((2,), 5.0, **kind), torch.tensor(1.0, **kind)
@@ -165,8 +173,13 @@ def _loss_sequence(fast: bool, steps: int = 4, device: str = "cpu", release_grad
     return losses
 
 
-def test_fast_step_trains_to_the_same_losses_as_the_eager_step() -> None:
-    eager, fast = _loss_sequence(False), _loss_sequence(True)
+def _lottery_ama() -> LotteryAMA:
+    return LotteryAMA(2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), options=8, temperature=0.05)
+
+
+@pytest.mark.parametrize("make", [_sinkhorn_auction, _lottery_ama], ids=["sinkhorn", "lottery_ama"])
+def test_fast_step_trains_to_the_same_losses_as_the_eager_step(make: Callable[[], nn.Module]) -> None:
+    eager, fast = _loss_sequence(False, make=make), _loss_sequence(True, make=make)
     assert eager[0] != eager[-1]  # training moved
     assert fast == pytest.approx(eager, rel=1e-6, abs=1e-9)
 
