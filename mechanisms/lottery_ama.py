@@ -62,8 +62,6 @@ class LotteryAMA(Mechanism):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         super().__init__(n_agents, n_items, demand, k)
-        if not isinstance(sinkhorn, SinkhornSettings):
-            raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(sinkhorn).__name__}")
         self.settings = sinkhorn
         self.option_costs = nn.Parameter(cost_scale * torch.randn(options, n_agents, n_items))
         self.boosts = nn.Parameter(torch.zeros(options))
@@ -80,6 +78,8 @@ class LotteryAMA(Mechanism):
 
     @settings.setter
     def settings(self, settings: SinkhornSettings) -> None:
+        if not isinstance(settings, SinkhornSettings):
+            raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
         self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
 
     @property
@@ -94,8 +94,8 @@ class LotteryAMA(Mechanism):
         return self.demand.fold(plan)
 
     def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
-        """Fixed iteration counts for the options' Sinkhorn problems (``bids`` only fix nothing: the menu does not
-        depend on them); see :meth:`SinkhornMechanism.calibrate`."""
+        """Fixed iteration counts for the options' Sinkhorn problems, as :meth:`SinkhornMechanism.calibrate` gives
+        for the bids' (``bids`` are not used: the menu does not depend on them)."""
         settings = self.settings.replace(backend=backend).with_fixed_iterations(None)
         with torch.no_grad():
             cost = self.demand.cost(self.option_costs)

@@ -217,19 +217,25 @@ def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+# Each case starts a train.py process (~12 s). The single-run messages are checked in process above and the CLI's
+# one-line form by tests/test_config.py, so those cases are slow; the multirun cases (CLI-only paths) run by default.
 CLI_CASES = [
-    (["test_checkpoint=foo"], "error: invalid configuration: test_checkpoint must be one of last, best"),
-    (["threads=0"], "error: invalid configuration: threads"),
-    (["trainer.strategy=ddp_spawn", "trainer.devices=2"],
-     "error: invalid configuration: trainer.strategy=ddp_spawn is not supported"),
-    (["-m", "seed=0,1", "trainer.devices=2", "trainer.strategy=ddp"],
-     "error: invalid configuration of job 0 (seed=0): trainer.devices x trainer.num_nodes must be 1 in a local multirun"),
-    (["-m", "sinkhorn.eps_final=0.1,-1,0.05"],
-     "error: invalid configuration of job 1 (sinkhorn.eps_final=-1): mechanism: epsilon must be positive"),
+    pytest.param(["test_checkpoint=foo"], "error: invalid configuration: test_checkpoint must be one of last, best",
+                 marks=pytest.mark.slow, id="test_checkpoint=foo"),
+    pytest.param(["threads=0"], "error: invalid configuration: threads", marks=pytest.mark.slow, id="threads=0"),
+    pytest.param(["trainer.strategy=ddp_spawn", "trainer.devices=2"],
+                 "error: invalid configuration: trainer.strategy=ddp_spawn is not supported",
+                 marks=pytest.mark.slow, id="trainer.strategy=ddp_spawn trainer.devices=2"),
+    pytest.param(["-m", "seed=0,1", "trainer.devices=2", "trainer.strategy=ddp"],
+                 "error: invalid configuration of job 0 (seed=0): trainer.devices x trainer.num_nodes must be 1 in a "
+                 "local multirun", id="-m seed=0,1 trainer.devices=2 trainer.strategy=ddp"),
+    pytest.param(["-m", "sinkhorn.eps_final=0.1,-1,0.05"],
+                 "error: invalid configuration of job 1 (sinkhorn.eps_final=-1): mechanism: epsilon must be positive",
+                 id="-m sinkhorn.eps_final=0.1,-1,0.05"),
 ]
 
 
-@pytest.mark.parametrize("args, line", CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES])
+@pytest.mark.parametrize("args, line", CLI_CASES)
 def test_train_cli_exits_2_with_one_line_before_any_work(args: list[str], line: str, tmp_path: Path) -> None:
     result = _train(*args, *TINY, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                     cwd=tmp_path)
