@@ -26,23 +26,24 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mechanisms.base import Mechanism
 from mechanisms.checks import check_positive_int
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import check_dtype
-from mechanisms.sinkhorn import Backend, Calibration, Sinkhorn, SinkhornSettings
+from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
+from mechanisms.sinkhorn_layer import SinkhornLayerMechanism
 
 __all__ = ["LotteryAMA"]
 
 
-class LotteryAMA(Mechanism):
+class LotteryAMA(SinkhornLayerMechanism):
     """Entropic lottery affine maximizer (see the module docstring).
 
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation ``(batch, agents, items)`` and payments
     ``(batch, agents)``.  ``options`` is the menu's size; the option costs start as ``cost_scale`` times standard
     normal draws (the layer's epsilon is ``sinkhorn.eps_final``: a scale well above it makes the options nearly
     deterministic), the boosts at 0, the weights at 1 and the temperature at ``temperature`` (value units).
-    Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it has :attr:`settings`, :meth:`calibrate` and a
+    Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
+    :class:`~mechanisms.sinkhorn_layer.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
     ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.
     """
 
@@ -61,26 +62,11 @@ class LotteryAMA(Mechanism):
         for name, value in (("temperature", temperature), ("cost_scale", cost_scale)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        super().__init__(n_agents, n_items, demand, k)
-        self.settings = sinkhorn
+        super().__init__(n_agents, n_items, demand, k, sinkhorn)
         self.option_costs = nn.Parameter(cost_scale * torch.randn(options, n_agents, n_items))
         self.boosts = nn.Parameter(torch.zeros(options))
         self.log_weights = nn.Parameter(torch.zeros(n_agents))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
-        a, b = self.demand.marginals(n_agents, n_items)
-        self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
-        self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
-
-    @property
-    def settings(self) -> SinkhornSettings:
-        """The Sinkhorn layer's settings (the options' plans are solved at their last epsilon)."""
-        return self._settings
-
-    @settings.setter
-    def settings(self, settings: SinkhornSettings) -> None:
-        if not isinstance(settings, SinkhornSettings):
-            raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
-        self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
 
     @property
     def temperature(self) -> Tensor:
@@ -89,17 +75,11 @@ class LotteryAMA(Mechanism):
 
     def lotteries(self, solver: Sinkhorn | None = None) -> Tensor:
         """The menu's allocations ``A`` ``(options, agents, items)``, feasible for the demand."""
-        solver = self.solver if solver is None else solver
-        plan = solver.solve(self.demand.cost(self.option_costs), self.row_marginals, self.col_marginals).plan
-        return self.demand.fold(plan)
+        return self.demand.fold(self._solve(self.demand.cost(self.option_costs), solver))
 
-    def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
-        """Fixed iteration counts for the options' Sinkhorn problems, as :meth:`SinkhornMechanism.calibrate` gives
-        for the bids' (``bids`` are not used: the menu does not depend on them)."""
-        settings = self.settings.replace(backend=backend).with_fixed_iterations(None)
-        with torch.no_grad():
-            cost = self.demand.cost(self.option_costs)
-            return Sinkhorn.from_settings(settings).calibrate(cost, self.row_marginals, self.col_marginals, margin)
+    def _calibration_cost(self, bids: Tensor) -> Tensor:
+        """The options' costs ``(options, agents + 1, items + 1)`` (the menu does not depend on the bids)."""
+        return self.demand.cost(self.option_costs)
 
     def allocate_and_pay(self, bids: Tensor, solver: Sinkhorn | None = None) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""

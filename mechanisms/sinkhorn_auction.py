@@ -10,20 +10,18 @@ every demand type: only the demand's cost, marginals and folding change.
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import Tensor, nn
 
-from mechanisms.base import Mechanism, check_bids
+from mechanisms.base import check_bids
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import MLP, NetworkFactory, PaymentHead, check_dtype
-from mechanisms.sinkhorn import Backend, Calibration, Sinkhorn, SinkhornSettings
+from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
+from mechanisms.sinkhorn_layer import SinkhornLayerMechanism
 
 __all__ = ["SinkhornMechanism", "layer_settings"]
 
 
-class SinkhornMechanism(Mechanism):
+class SinkhornMechanism(SinkhornLayerMechanism):
     """Learned auction whose allocation is a Sinkhorn transport plan.
 
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
@@ -56,64 +54,16 @@ class SinkhornMechanism(Mechanism):
         allocation_net: NetworkFactory = MLP(),
         payment_net: NetworkFactory | None = MLP(),
     ) -> None:
-        super().__init__(n_agents, n_items, demand, k)
-        self.settings = sinkhorn
+        super().__init__(n_agents, n_items, demand, k, sinkhorn)
         self.allocation_net = allocation_net(n_agents * n_items, n_agents * n_items)
         if payment_net is None and type(self)._payment is SinkhornMechanism._payment:
             raise ValueError("payment_net is required (null is for mechanisms with their own payment rule, "
                              "e.g. mechanism=sinkhorn_potential)")
         self.payment_net = None if payment_net is None else PaymentHead(n_agents, n_items, payment_net)
-        a, b = self.demand.marginals(n_agents, n_items)
-        self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
-        self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
-        self.last_iterations = 0
-        self.last_marginal_error = math.nan
 
-    @property
-    def settings(self) -> SinkhornSettings:
-        """The epsilon schedule, stopping rule, gradient mode, fixed iterations and backend (one frozen object)."""
-        return self._settings
-
-    @settings.setter
-    def settings(self, settings: SinkhornSettings) -> None:
-        if not isinstance(settings, SinkhornSettings):
-            raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
-        self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
-
-    solver: Sinkhorn
-    """The solver of :attr:`settings` (kept in step with it)."""
-
-    def set_sinkhorn(
-        self,
-        eps_init: float | None = None,
-        eps_final: float | None = None,
-        eps_steps: int | None = None,
-        tol: float | None = None,
-        max_iter: int | None = None,
-    ) -> None:
-        """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value.
-
-        A change drops the fixed schedule (it was calibrated on the old rule).
-        """
-        self.settings = self.settings.replace(
-            eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
-        )
-
-    def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
-        """Calibrate fixed iterations on ``bids`` ``(batch, agents, items)``.
-
-        The tolerance rule's per-epsilon counts on these bids' costs, plus
-        ``margin``, are the result's ``iterations`` (use them with
-        ``settings.with_fixed_iterations(result.iterations)``); the result also reports
-        the fixed iterations' marginal error on them (<= ``tol`` unless
-        ``max_iter`` was reached), run by ``backend`` (``None``: the settings').
-        Host synchronizations: call it outside captured regions.
-        """
+    def _calibration_cost(self, bids: Tensor) -> Tensor:
         check_bids(bids, self.n_agents, self.n_items)
-        settings = self.settings.replace(backend=backend).with_fixed_iterations(None)
-        with torch.no_grad():
-            cost = self._cost(bids)
-            return Sinkhorn.from_settings(settings).calibrate(cost, self.row_marginals, self.col_marginals, margin)
+        return self._cost(bids)
 
     def _cost(self, bids: Tensor) -> Tensor:
         """Sinkhorn cost ``(batch, agents + 1, items + 1)``: the allocation scores as the demand pads them."""
@@ -126,10 +76,9 @@ class SinkhornMechanism(Mechanism):
         check_dtype(bids, self.allocation_net)
         solver = self.solver if solver is None else solver
         cost = self._cost(bids)
-        result = solver.solve(cost, self.row_marginals, self.col_marginals)
-        self.last_iterations, self.last_marginal_error = result.iterations, result.marginal_error
-        allocation = self.demand.fold(result.plan)
-        return allocation, self._payment(bids, allocation, cost, result.plan, solver)
+        plan = self._solve(cost, solver)
+        allocation = self.demand.fold(plan)
+        return allocation, self._payment(bids, allocation, cost, plan, solver)
 
     def _payment(self, bids: Tensor, allocation: Tensor, cost: Tensor, plan: Tensor, solver: Sinkhorn) -> Tensor:
         """Payments ``(batch, agents)``: the payment network's sigmoid fraction of the allocated value (``cost``
