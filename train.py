@@ -20,10 +20,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from training.config import validate_config
 from training.divergence import TrainingDiverged
-from training.ensemble_config import build_ensemble, ensemble_size
-from training.ensemble_run import run_ensemble
+from training.ensemble_config import build_run
 from training.interrupt import Interrupted, resume_command
 from training.run import run
 from training.run_dir import check_run_dir, claim_run_dir
@@ -56,8 +54,7 @@ def main(cfg: DictConfig) -> float | None:
     overrides = _overrides()
     try:
         check_run_dir(cfg.output_dir, cfg.get("resume"))
-        ensemble = ensemble_size(cfg) > 1  # several members trained as one batched model: docs/ensembles.md
-        components = build_ensemble(cfg) if ensemble else validate_config(cfg)  # built once, here; the run trains them
+        components = build_run(cfg)  # built once, here (several members: one batched model, docs/ensembles.md)
         release = claim_run_dir(cfg.output_dir)
     except ValueError as error:
         print(f"error: invalid configuration: {error}", file=sys.stderr)
@@ -65,7 +62,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     outcome = "failed"  # unless one below
     try:
-        metrics = run_ensemble(cfg, components) if ensemble else run(cfg, components)
+        metrics = run(cfg, components)
         outcome = "finished"
     except Interrupted as stop:
         saved = "nothing was saved" if stop.checkpoint is None else f"saved {stop.checkpoint}"
@@ -83,7 +80,7 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         release()
         JOBS.append((overrides, outcome))
-    if ensemble:
+    if metrics and "ensemble" in metrics:
         return metrics["ensemble"]["summary"]["revenue_mean_members_mean"]
     return float(metrics["test"]["revenue_mean"]) if metrics else None
 

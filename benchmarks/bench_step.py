@@ -51,7 +51,7 @@ from mechanisms.regretnet import RegretNet  # noqa: E402
 from reporting.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from reporting.hardware import describe as describe_hardware  # noqa: E402
-from training.ensemble import member_lagrangian  # noqa: E402
+from training.members import member_losses  # noqa: E402
 from training.fast_step import FastStep, FastStepSettings  # noqa: E402
 from training.lagrangian import LagrangeRule, RhoStaircase, lagrangian_loss  # noqa: E402
 from training.member_adam import MemberAdam  # noqa: E402
@@ -72,7 +72,7 @@ class Step:
     """One training step of ``variant`` for a mechanism, with its own Adam, lambda and rho.
 
     ``members`` > 1: ``mechanism`` is a stacked ensemble (:func:`mechanisms.ensemble.stack_members`) trained on
-    the folded batch with per-member lambda, rho and :class:`MemberAdam`, as :class:`training.ensemble.EnsembleModule`.
+    the folded batch with per-member lambda, rho and :class:`MemberAdam`, as :class:`training.AuctionModule` with several members.
     """
 
     def __init__(self, mechanism, variant: str, device: torch.device, search_steps: int, members: int = 1) -> None:
@@ -96,7 +96,7 @@ class Step:
     def _loss(self, revenue, regrets):
         if self.members == 1:
             return lagrangian_loss(revenue, regrets, self.multipliers, self.rho)
-        return member_lagrangian(revenue, regrets, self.multipliers, self.rho).sum()
+        return member_losses(revenue, regrets, self.multipliers, self.rho).sum()
 
     def __call__(self, valuations: torch.Tensor) -> None:
         if self.members > 1:  # every member on the same batch, folded (member innermost)

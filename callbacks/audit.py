@@ -17,6 +17,8 @@ from adversary.audit import AuditSettings, audit_misreports
 from adversary.regret import regret, regret_statistics
 from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from mechanisms.checks import check_positive_int
+from mechanisms.ensemble import members_of
+from training.members import member_prefix
 
 __all__ = ["AuditWarning", "RegretAudit"]
 
@@ -102,7 +104,13 @@ class RegretAudit(pl.Callback):
         if self.validations % self.every_n_validations:
             return
         profiles, self._profiles = self._profiles, None
-        mechanism = pl_module.mechanism
+        members = members_of(pl_module.mechanism)  # an ensemble: every member, logged under member_<k>/
+        for k, mechanism in enumerate(members):
+            self.last = self._audit(trainer, pl_module, mechanism, profiles, member_prefix(k, len(members)))
+
+    def _audit(self, trainer: pl.Trainer, pl_module: pl.LightningModule, mechanism: Any, profiles: Tensor,
+               prefix: str) -> dict[str, float]:
+        """Audit and search ``profiles`` on ``mechanism``, log both under ``prefix``, warn on a large gap."""
         low, high = getattr(pl_module, "low", 0.0), getattr(pl_module, "high", 1.0)
         search: MisreportSearch = getattr(pl_module, f"{self.search}_search", None) or SEARCHES[self.search]
         audited = regret_statistics(audit_misreports(mechanism, profiles, self.settings, low=low, high=high).regret)
@@ -119,13 +127,13 @@ class RegretAudit(pl.Callback):
         if seen > 0:
             metrics["audit/ratio"] = found / seen
         for name, value in metrics.items():
-            pl_module.log(name, value)
-        self.last = metrics
+            pl_module.log(prefix + name, value)
         if found > self.warn_min_regret and found > self.warn_factor * seen:
             warnings.warn(
-                f"step {trainer.global_step}: the regret audit finds {found:.4g} (sum over agents, {len(profiles)} "
+                f"step {trainer.global_step}: {prefix}the regret audit finds {found:.4g} (sum over agents, {len(profiles)} "
                 f"validation profiles) but the {self.search} search only {seen:.4g} on the same profiles: more than "
                 f"{self.warn_factor:g}x; its regret estimate is too low (docs/regret_audit.md)",
                 AuditWarning,
                 stacklevel=2,
             )
+        return metrics

@@ -43,6 +43,11 @@ class RegretBudgetScore(pl.Callback):
             raise ValueError(f"regret budget must be a finite number >= 0, got {budget}")
         self.budget, self.revenue_key, self.regret_key, self.score_key = budget, revenue_key, regret_key, score_key
 
+    def per_member(self, k: int) -> "RegretBudgetScore":
+        """The same score of ensemble member ``k``'s metrics (``member_<k>/`` keys)."""
+        prefix = f"member_{k}/"
+        return RegretBudgetScore(self.budget, prefix + self.revenue_key, prefix + self.regret_key, prefix + self.score_key)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return

@@ -41,6 +41,20 @@ class CollapseGuard(pl.Callback):
         self.best = float("-inf")
         self.collapses: list[int] = []  # steps of the detected collapses
 
+    @property
+    def state_key(self) -> str:
+        """A single run's guard: the class name (as its checkpoints have it); a member's: with its revenue key."""
+        return super().state_key if self.revenue_key == "val/revenue" else self._generate_state_key(revenue_key=self.revenue_key)
+
+    def per_member(self, k: int) -> "CollapseGuard":
+        """The same guard on ensemble member ``k``'s validation revenue; ``on_collapse=restore`` is refused (one
+        member's best checkpoint is the whole ensemble's state at another step)."""
+        if self.on_collapse == "restore":
+            raise ValueError("callbacks.collapse.on_collapse=restore does not apply to an ensemble (a member's best "
+                             "checkpoint holds every member at that step): use on_collapse=warn")
+        return CollapseGuard(self.warmup_steps, self.fraction, self.on_collapse, self.hold_steps,
+                             f"member_{k}/{self.revenue_key}")
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.revenue_key not in trainer.callback_metrics:
             return

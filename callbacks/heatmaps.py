@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from mechanisms.checks import Bounds, check_positive_int
+from mechanisms.ensemble import members_of
 from reporting.heatmaps import heatmap_figure
 
 __all__ = ["HeatmapLogger", "bounds_of"]
@@ -52,14 +53,17 @@ class HeatmapLogger(pl.Callback):
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if not loggers or not trainer.is_global_zero:  # only the first process writes logs
             return
-        figure = heatmap_figure(
-            mechanism,
-            agent=self.agent,
-            others=self.others,
-            resolution=self.resolution,
-            low=bounds_of(getattr(pl_module, "low", 0.0)),
-            high=bounds_of(getattr(pl_module, "high", 1.0)),
-            distribution=getattr(pl_module, "distribution", None),
-        )
-        for logger in loggers:
-            logger.experiment.add_figure(self.tag, figure, global_step=trainer.global_step, close=False)
+        members = members_of(mechanism)  # an ensemble: one figure per member
+        for k, member in enumerate(members):
+            figure = heatmap_figure(
+                member,
+                agent=self.agent,
+                others=self.others,
+                resolution=self.resolution,
+                low=bounds_of(getattr(pl_module, "low", 0.0)),
+                high=bounds_of(getattr(pl_module, "high", 1.0)),
+                distribution=getattr(pl_module, "distribution", None),
+            )
+            tag = self.tag if len(members) == 1 else f"{self.tag}/member_{k}"
+            for logger in loggers:
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)

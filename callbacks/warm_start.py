@@ -10,19 +10,29 @@ mechanism before any fine-tuning on the validation set with the validation searc
 ``trainer.fit``: its time is part of the run's train time (``train_time_s``); its steps are not optimizer
 steps of the run (``trainer.max_steps`` counts the Lagrangian phase only) and are reported as
 ``warm_start.fit.steps`` in ``metrics.json`` (:attr:`WarmStart.report`).
+
+An ensemble (:mod:`training.members`): every member is fitted as its single run would be (its own seed,
+:meth:`WarmStart.for_members`), one after the other; the report lists the members' reports, the metrics
+are logged under ``member_<k>/init/...``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import copy
+from typing import Sequence
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings, audit
 from adversary.regret import measure
 from mechanisms.checks import check_positive_int
+from mechanisms.ensemble import ensemble_size, member_mechanism, set_member_state
+from training.members import member_prefix
 from training.teachers import INITS, resolve_teacher
 from training.warm_start import fit_to_teacher
 
@@ -39,28 +49,49 @@ class WarmStart(pl.Callback):
         for name, value in (("steps", steps), ("batch_size", batch_size), ("audit_samples", audit_samples)):
             check_positive_int(value, f"warm start {name}")
         self.init, self.steps, self.lr, self.batch_size = init, steps, lr, batch_size
-        self.audit_samples, self.seed = audit_samples, seed
+        self.audit_samples, self.seeds = audit_samples, [seed]
         self.report: dict[str, Any] | None = None
+
+    def for_members(self, built: Sequence["WarmStart"]) -> "WarmStart":
+        """This warm start for an ensemble whose member ``k`` fits with ``built[k]``'s seed."""
+        joined = copy.copy(self)
+        joined.seeds = [seed for start in built for seed in start.seeds]
+        return joined
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.init == "none" or trainer.global_step > 0:  # nothing to do, or a resume: the fit is done
             return
-        data, mechanism = trainer.datamodule, pl_module.mechanism
+        mechanism = pl_module.mechanism
+        size = ensemble_size(mechanism)
+        if len(self.seeds) not in (1, size):
+            raise ValueError(f"WarmStart has seeds for {len(self.seeds)} members, the module has {size}")
+        reports = []
+        for k in range(size):
+            member = mechanism if size == 1 else member_mechanism(mechanism, k)
+            reports.append(self._fit(trainer, pl_module, member, self.seeds[k % len(self.seeds)], member_prefix(k, size)))
+            if size > 1:
+                set_member_state(mechanism, k, member.state_dict())
+        self.report = reports[0] if size == 1 else {"members": reports}
+
+    def _fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule, mechanism: nn.Module, seed: int,
+             prefix: str) -> dict[str, Any]:
+        """Fit ``mechanism`` (one member) to the teacher with ``seed``, measure it; its report."""
+        data = trainer.datamodule
         teacher = resolve_teacher(self.init, mechanism.n_agents, mechanism.n_items, mechanism.demand,
-                                  seed=self.seed, distribution=data.distribution)
+                                  seed=seed, distribution=data.distribution)
         teacher_mechanism = teacher.mechanism.to(pl_module.device)
         loggers = trainer.loggers
 
         def log(metrics: dict[str, float], step: int) -> None:
             for logger in loggers:
-                logger.log_metrics(metrics, step=step)
+                logger.log_metrics({prefix + name: value for name, value in metrics.items()}, step=step)
 
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(seed)
         fit = fit_to_teacher(mechanism, teacher_mechanism, data.splits["train"].valuations, self.steps, self.lr,
                              self.batch_size, generator, log)
         validation = data.splits["val"].valuations
         measured = measure(mechanism, validation, pl_module.val_search, low=pl_module.low, high=pl_module.high,
-                           batch_size=data.val_batch_size, generator=torch.Generator(validation.device).manual_seed(self.seed))
+                           batch_size=data.val_batch_size, generator=torch.Generator(validation.device).manual_seed(seed))
         report: dict[str, Any] = {
             "init": self.init, "teacher": teacher.name, "teacher_revenue": teacher.revenue, "fit": fit.to_dict(),
             "val_revenue": measured.revenue_mean,
@@ -71,12 +102,12 @@ class WarmStart(pl.Callback):
             audited = audit(mechanism, validation[: self.audit_samples], AuditSettings(), pl_module.low, pl_module.high)
             report["audit_regret_mean_over_agents"] = audited.regret_mean_over_agents_mean
             report["audit_samples"] = audited.n_samples
-        self.report = report
         log({f"init/{key}": float(value) for key, value in report.items()
              if key.startswith(("val_", "audit_regret", "teacher_revenue"))}, self.steps)
         rank_zero_info(
-            f"warm start from {self.init} ({self.steps} steps, {fit.time_s:.0f} s): fitted revenue {fit.revenue:.4f} "
+            f"{prefix}warm start from {self.init} ({self.steps} steps, {fit.time_s:.0f} s): fitted revenue {fit.revenue:.4f} "
             f"(teacher {fit.teacher_revenue:.4f}) on the training profiles; validation revenue {measured.revenue_mean:.4f}, "
             f"regret {measured.regret_mean_over_agents_mean:.5f}"
             + (f", audited {report['audit_regret_mean_over_agents']:.5f}" if "audit_regret_mean_over_agents" in report else "")
         )
+        return report

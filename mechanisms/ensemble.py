@@ -17,20 +17,31 @@ measurement and the Sinkhorn calibration (:mod:`adversary`,
 :mod:`training.fast_step`), which stack profiles along the batch, run on a
 stacked mechanism unchanged: each member sees only its own profiles.
 
+**Mechanisms with state outside ``nn.Linear``** (the potential mechanism's scale and reserve, the
+lottery AMA's menu) are stacked member by member instead: every parameter holds the K members'
+values along a leading member dimension ``(K, ...)`` under its single state-dict key, and each call
+(``allocate_and_pay``, also with a ``solver``; ``calibrate``) runs the class's own code once per member,
+on that member's profiles ``bids[k::K]`` with its parameters (``torch.func.functional_call``), and
+interleaves the outputs back into the folded layout.  Such a member computes exactly what it computes
+alone (its Sinkhorn solves stop by its own tolerance); the calls are K instead of one.
+
 Member ``k`` is an ordinary mechanism again with :func:`member_mechanism`
 (its weights: :func:`member_state_dict`, the single mechanism's state-dict
-keys).  The Sinkhorn layer's tolerance rule stops when the worst profile of
-the whole batch converges, so on the tolerance rule a member iterates at
+keys).  In a :class:`BatchedLinear` stack the Sinkhorn layer's tolerance rule stops when the worst
+profile of the whole batch converges, so on the tolerance rule a member iterates at
 least as long as alone (identical on a fixed schedule).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+import types
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from mechanisms.sinkhorn import Calibration
 
 __all__ = [
     "BatchedLinear",
@@ -38,6 +49,8 @@ __all__ = [
     "fold",
     "member_mechanism",
     "member_state_dict",
+    "members_of",
+    "set_member_state",
     "stack_members",
     "unfold",
 ]
@@ -99,10 +112,11 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 def stack_members(members: Sequence[nn.Module]) -> nn.Module:
     """One mechanism computing all ``members`` on a folded batch (see the module docstring).
 
-    The members must be of one class with the same state-dict keys and shapes, and every
-    parameter must belong to an ``nn.Linear`` (true of :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`
-    and :class:`~mechanisms.regretnet.RegretNet`).  The result is a copy of ``members[0]``
-    whose linear layers are :class:`BatchedLinear`; the members are not changed.
+    The members must be of one class with the same state-dict keys and shapes.  When every parameter
+    belongs to an ``nn.Linear`` (:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`,
+    :class:`~mechanisms.regretnet.RegretNet`) the result is a copy of ``members[0]`` whose linear layers
+    are :class:`BatchedLinear` (one call for all members); otherwise a copy whose parameters are stacked
+    ``(K, ...)`` and whose calls run member by member.  The members are not changed.
     """
     if not members:
         raise ValueError("an ensemble needs at least one member")
@@ -118,18 +132,75 @@ def stack_members(members: Sequence[nn.Module]) -> nn.Module:
     names = _linear_names(first)
     linear_keys = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
     if set(shapes) != linear_keys:
-        raise ValueError(
-            f"{type(first).__name__} has state outside nn.Linear layers ({sorted(set(shapes) - linear_keys)}): "
-            "it cannot be stacked into an ensemble"
-        )
+        return _stack_by_member(members, set(shapes))
     stacked = copy.deepcopy(first)
     for name in names:
         _replace(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
     return stacked
 
 
+_LOOP = "_ensemble_members"
+"""Attribute of a member-by-member stack: K."""
+_LOOPED = ("allocate_and_pay", "calibrate")
+"""The calls a member-by-member stack runs once per member."""
+
+
+def _stack_by_member(members: Sequence[nn.Module], keys: set[str]) -> nn.Module:
+    """A copy of ``members[0]`` with every parameter stacked ``(K, ...)`` and :data:`_LOOPED` run per member."""
+    first = members[0]
+    parameters = dict(first.named_parameters())
+    if keys != set(parameters):
+        raise ValueError(f"{type(first).__name__} has state that is not a parameter ({sorted(keys - set(parameters))}): "
+                         "it cannot be stacked into an ensemble")
+    stacked = copy.deepcopy(first)
+    for name in parameters:
+        owner, _, leaf = name.rpartition(".")
+        values = torch.stack([m.get_parameter(name).detach() for m in members]).clone()
+        setattr(stacked.get_submodule(owner) if owner else stacked, leaf, nn.Parameter(values))
+    setattr(stacked, _LOOP, len(members))
+    for call in _LOOPED:
+        if callable(getattr(type(stacked), call, None)):
+            setattr(stacked, call, types.MethodType(_per_member(call), stacked))
+    return stacked
+
+
+class _Call(nn.Module):
+    """``forward`` is the class's method ``call`` of ``mechanism`` (for ``torch.func.functional_call``)."""
+
+    def __init__(self, mechanism: nn.Module, call: str) -> None:
+        super().__init__()
+        self.mechanism, self.call = mechanism, call
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(type(self.mechanism), self.call)(self.mechanism, *args, **kwargs)
+
+
+def _per_member(call: str) -> Any:
+    """The method running the class's ``call`` once per member on its rows ``bids[k::K]``."""
+
+    def method(self: nn.Module, bids: Tensor, *args: Any, **kwargs: Any) -> Any:
+        size, wrapper = getattr(self, _LOOP), _Call(self, call)
+        if bids.shape[0] % size:
+            raise ValueError(f"a folded batch of {size} members needs a multiple of {size} rows, got {bids.shape[0]}")
+        stacked = dict(self.named_parameters())
+        outputs = [
+            torch.func.functional_call(wrapper, {f"mechanism.{name}": value[k] for name, value in stacked.items()},
+                                       (bids[k::size], *args), kwargs)
+            for k in range(size)
+        ]
+        if isinstance(outputs[0], Calibration):  # one fixed schedule for all members: the longest
+            return Calibration(*(tuple(map(max, zip(*field))) if isinstance(field[0], tuple) else max(field)
+                                 for field in zip(*outputs)))
+        return tuple(fold(torch.stack(parts, 1)) for parts in zip(*outputs))
+
+    return method
+
+
 def ensemble_size(mechanism: nn.Module) -> int:
     """K of a :func:`stack_members` mechanism (1 for an ordinary mechanism)."""
+    looped = getattr(mechanism, _LOOP, None)
+    if looped is not None:
+        return looped
     return next((m.members for m in mechanism.modules() if isinstance(m, BatchedLinear)), 1)
 
 
@@ -149,10 +220,34 @@ def member_mechanism(mechanism: nn.Module, k: int) -> nn.Module:
     """Member ``k`` of a stacked mechanism as an ordinary mechanism of its class (a copy)."""
     _check_member(mechanism, k)
     single = copy.deepcopy(mechanism)
+    if getattr(single, _LOOP, None) is not None:
+        for name, value in list(single.named_parameters()):
+            owner, _, leaf = name.rpartition(".")
+            setattr(single.get_submodule(owner) if owner else single, leaf, nn.Parameter(value.detach()[k].clone()))
+        for attribute in (_LOOP, *_LOOPED):
+            single.__dict__.pop(attribute, None)
+        return single
     for name, child in list(single.named_modules()):
         if isinstance(child, BatchedLinear):
             _replace(single, name, child.member(k))
     return single
+
+
+def set_member_state(mechanism: nn.Module, k: int, state: dict[str, Tensor]) -> None:
+    """Load the single mechanism's weights ``state`` into member ``k`` of a stacked mechanism (in place)."""
+    _check_member(mechanism, k)
+    stacked = mechanism.state_dict()
+    if set(state) != set(stacked):
+        raise ValueError(f"member {k}'s state has other keys than the ensemble's mechanism")
+    with torch.no_grad():
+        for name, value in state.items():
+            stacked[name][k].copy_(value)
+
+
+def members_of(mechanism: nn.Module) -> list[nn.Module]:
+    """The members of a stacked mechanism as ordinary mechanisms (copies); ``[mechanism]`` for an ordinary one."""
+    size = ensemble_size(mechanism)
+    return [mechanism] if size == 1 else [member_mechanism(mechanism, k) for k in range(size)]
 
 
 def fold(x: Tensor) -> Tensor:

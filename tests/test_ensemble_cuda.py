@@ -8,7 +8,7 @@ from mechanisms.ensemble import fold, stack_members
 from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from training.ensemble import member_lagrangian
+from training.members import member_losses
 from training.fast_step import FastStep, FastStepSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -26,7 +26,7 @@ def test_the_captured_ensemble_step_equals_the_uncaptured_one(kind: str) -> None
     low, high = torch.zeros(2, 1, device="cuda"), torch.ones(2, 1, device="cuda")
 
     def loss(revenue: torch.Tensor, regrets: torch.Tensor) -> torch.Tensor:
-        return member_lagrangian(revenue, regrets, multipliers, rho).sum()
+        return member_losses(revenue, regrets, multipliers, rho).sum()
 
     valuations = fold(torch.rand(64, 1, 2, 3, device="cuda").expand(64, 3, 2, 3))
     search = MisreportSearch(steps=5)

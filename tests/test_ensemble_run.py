@@ -14,14 +14,14 @@ from tests.test_config import make_config
 from tests.test_training import TINY
 from training.ensemble_config import build_ensemble
 from training.ensemble_export import export_member, main as export_main
-from training.ensemble_run import run_ensemble
+from training.run import run
 
 ENSEMBLE = [*TINY, "agents=2", "items=3", "ensemble.size=3", "trainer.check_val_every_n_epoch=1"]
 
 
 def _run(directory: Path, *overrides: str) -> dict:
     cfg = make_config(*ENSEMBLE, *overrides, output_dir=directory)
-    return run_ensemble(cfg, build_ensemble(cfg))
+    return run(cfg, build_ensemble(cfg))
 
 
 @pytest.mark.parametrize("mechanism", [pytest.param("sinkhorn", marks=pytest.mark.slow), "regretnet"])

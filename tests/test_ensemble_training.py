@@ -8,15 +8,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from callbacks.ensemble import EnsembleLagrangeUpdate, EnsembleRhoSchedule
-from callbacks.lagrangian import LagrangeUpdate, RhoSchedule
+from callbacks.lagrangian import LagrangeUpdate, RhoSchedule, TargetRegretUpdate
 from mechanisms.ensemble import member_state_dict
 from tests.test_config import make_config
 from tests.test_training import TINY
 from training.config import build_components
 from training.ensemble_config import build_ensemble, main, member_configs, pack_multirun
 
-SCHEDULES = (RhoSchedule, LagrangeUpdate, EnsembleRhoSchedule, EnsembleLagrangeUpdate)
+SCHEDULES = (RhoSchedule, LagrangeUpdate, TargetRegretUpdate)
 SETTING = ["agents=2", "items=3", "model.train_search.steps=4"]
 TIGHT_SINKHORN = ["sinkhorn.tol=1e-12", "sinkhorn.max_iter=5000", "sinkhorn.eps_steps=2", "sinkhorn.eps_final=0.05"]
 
@@ -28,8 +27,7 @@ class Recorder(pl.Callback):
         self.steps: list[list[dict[str, Any]]] = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, i: int) -> None:
-        size = getattr(module, "size", None)
-        if size is None:  # a single run
+        if module.members == 1:  # a single run
             state = {k: v.clone() for k, v in module.mechanism.state_dict().items()}
             self.steps.append([dict(loss=outputs["loss"].clone(), weights=state, lam=module.lagrange_multipliers.clone(),
                                     rho=module.rho.clone())])
@@ -37,7 +35,7 @@ class Recorder(pl.Callback):
         self.steps.append([
             dict(loss=outputs["member_losses"][k].clone(), weights=member_state_dict(module.mechanism, k),
                  lam=module.lagrange_multipliers[k].clone(), rho=module.rho[k].clone())
-            for k in range(size)
+            for k in range(module.members)
         ])
 
 
@@ -78,6 +76,35 @@ def test_three_seeds_train_as_their_single_runs(mechanism: str, extra: list[str]
     ensemble = _fit(cfg, build_ensemble(cfg))
     # the single runs of seeds 0, 1, 2 on the ensemble's data (data.seed of seed 0)
     _assert_equal(ensemble, [_single(*overrides, f"seed={k}", "data.seed=0") for k in range(3)])
+
+
+NETWORKS = [o for o in TINY if o.startswith("mechanism.")]
+BASE = [o for o in TINY if not o.startswith(("mechanism.", "callbacks.rho", "callbacks.lagrange"))]
+MECHANISM_OVERRIDES = {  # potential, lottery: member by member (state outside nn.Linear), exact on any stopping rule
+    "regretnet": NETWORKS,
+    "sinkhorn_potential": ["mechanism.allocation_net.hidden=[16,16]"],
+    "lottery_ama": ["mechanism.options=8"],
+}
+LAGRANGIANS = {
+    "paper": ["lagrangian.rho_every_n_steps=1", "lagrangian.lambda_every_n_steps=2"],
+    "original": ["lagrangian=original", "lagrangian.rho_every_n_steps=1", "lagrangian.lambda_every_n_steps=2"],
+    "stable": ["lagrangian=stable", "lagrangian.clip_grad_norm=0.05"],  # the clip binds: per-member norms
+}
+
+
+def _single_of(overrides: list[str], *more: str) -> list[dict[str, Any]]:
+    cfg = make_config(*BASE, *SETTING, *overrides, *more)
+    return [step[0] for step in _fit(cfg, build_components(cfg))]
+
+
+@pytest.mark.parametrize("lagrangian", list(LAGRANGIANS))
+@pytest.mark.parametrize("mechanism", list(MECHANISM_OVERRIDES))
+def test_every_mechanism_and_lagrangian_trains_members_as_their_single_runs(mechanism: str, lagrangian: str) -> None:
+    overrides = [f"mechanism={mechanism}", *MECHANISM_OVERRIDES[mechanism], *LAGRANGIANS[lagrangian]]
+    cfg = make_config(*BASE, *SETTING, *overrides, "ensemble.size=2", "ensemble.vary.lr=[0.003,0.001]")
+    ensemble = _fit(cfg, build_ensemble(cfg))
+    singles = [_single_of(overrides, f"seed={k}", "data.seed=0", f"model.lr={lr}") for k, lr in enumerate((0.003, 0.001))]
+    _assert_equal(ensemble, singles)
 
 
 def test_members_with_their_own_hyperparameters_train_as_their_single_runs() -> None:

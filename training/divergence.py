@@ -69,7 +69,7 @@ class DivergenceWatch:
         """Note whether this step's ``loss`` (scalar), ``gradients``, ``lambdas`` ``(agents,)`` and ``rho`` are finite."""
         grads = [g for g in gradients if g is not None]
         grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else loss.new_ones((), dtype=torch.bool)
-        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite()])
+        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite().all()])
         if self._first is None:  # made once: no host-to-device copy per step
             self._first = torch.tensor([-1, 0], device=bad.device)
             self._bits = torch.tensor([1, 2, 4, 8], device=bad.device)

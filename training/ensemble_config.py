@@ -11,8 +11,10 @@ single run of the configuration with
   rate and the Lagrangian settings).
 
 :func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds every
-member as ``train.py`` would (:func:`training.config.validate_config`) and stacks them into an
-:class:`training.ensemble.EnsembleModule` with the per-member schedules and checkpoints.
+member as ``train.py`` would (:func:`training.config.validate_config`) and stacks them into ONE
+:class:`training.AuctionModule` (the same module as a single run's, with a member dimension) with the
+members' schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what
+``train.py`` calls: a single run's components, or an ensemble's.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ import sys
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from callbacks.ensemble import EnsembleLagrangeUpdate, EnsembleRhoSchedule
 from mechanisms.checks import check_int
+from mechanisms.ensemble import stack_members
 from training.config import Components, _check_resume, validate_config, world_size
-from training.ensemble import EnsembleModule
+from training.module import AuctionModule
 
-__all__ = ["VARY", "build_ensemble", "ensemble_callbacks", "ensemble_size", "main", "member_configs", "pack_multirun"]
+__all__ = ["MAX_MEMBERS", "VARY", "build_ensemble", "build_run", "ensemble_callbacks", "ensemble_size", "main",
+           "member_configs", "pack_multirun"]
 
 VARY: dict[str, str] = {
     "seed": "seed",
@@ -65,11 +70,27 @@ def pack_multirun(sweeps: Sequence[str]) -> list[str]:
     return packed
 
 
+MAX_MEMBERS = 256
+"""The most members one ensemble trains (each is built and checked as a run of its own first)."""
+SHARED = ("train_search", "val_search", "test_search", "quadratic_penalty", "penalty_over_agents",
+          "persistent_misreports", "test_batch_size", "fast", "clip_grad_norm", "distribution")
+"""The training module's settings every member must share."""
+ADAM_OPTIONS = ("betas", "eps")
+
+
 def ensemble_size(cfg: DictConfig) -> int:
-    """``ensemble.size`` (1 without an ``ensemble`` node), checked."""
+    """``ensemble.size`` (1 without an ``ensemble`` node), checked: 1 to :data:`MAX_MEMBERS`, no unknown key."""
     node = cfg.get("ensemble")
-    size = 1 if node is None else node.get("size", 1)
+    if node is None:
+        return 1
+    unknown = sorted(set(node) - {"size", "vary"})
+    if unknown:
+        raise ValueError(f"ensemble.{unknown[0]} is not a setting of the ensemble node: it has size and vary")
+    size = node.get("size", 1)
     check_int(size, "ensemble.size")
+    if size > MAX_MEMBERS:
+        raise ValueError(f"ensemble.size={size}: at most {MAX_MEMBERS} members train as one model; split the seeds "
+                         "over several runs")
     return size
 
 
@@ -110,25 +131,74 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
 
 
 def ensemble_callbacks(cfg: DictConfig, configs: list[DictConfig]) -> list[pl.Callback]:
-    """The members' rho and lambda schedules, a regret-budget score and best checkpoint per member
-    (``member_<k>/val/...``, ``checkpoints/member_<k>-best-*.ckpt``), the latest checkpoint and the progress bar."""
+    """The ensemble's callbacks, from each member's: a schedule with rules per member (``for_members``: the rho
+    and lambda schedules, the warm start) joins the members'; a scored checkpoint and a callback with
+    ``per_member`` (the regret-budget score, the collapse guard) are kept per member, on ``member_<k>/``
+    metrics (``checkpoints/member_<k>-best-*.ckpt``); the others (the latest checkpoint, the progress bar, the
+    heatmaps and the audit, which draw every member) are the first member's."""
     callbacks: list[pl.Callback] = []
-    spec = cfg.get("callbacks") or {}
-    if spec.get("rho") is not None:
-        callbacks.append(EnsembleRhoSchedule([instantiate(c.callbacks.rho).staircase for c in configs]))
-    if spec.get("lagrange") is not None:
-        callbacks.append(EnsembleLagrangeUpdate([instantiate(c.callbacks.lagrange).rule for c in configs]))
-    budget, checkpoint = spec.get("budget"), spec.get("checkpoint")
-    for k in range(len(configs)):
-        prefix = f"member_{k}/"
-        if budget is not None:
-            callbacks.append(instantiate(budget, revenue_key=prefix + budget.revenue_key,
-                                         regret_key=prefix + budget.regret_key, score_key=prefix + budget.score_key))
-        if checkpoint is not None:
-            monitor = prefix + (budget.score_key if budget is not None else checkpoint.monitor)
-            callbacks.append(instantiate(checkpoint, monitor=monitor, filename=f"member_{k}-{checkpoint.filename}"))
-    callbacks += [instantiate(spec[name]) for name in ("latest", "progress") if spec.get(name) is not None]
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None:
+            continue
+        built = [instantiate(config.callbacks[name]) for config in configs]
+        first = built[0]
+        if hasattr(first, "for_members"):
+            callbacks.append(first.for_members(built))
+        elif hasattr(first, "per_member"):
+            callbacks += [first.per_member(k) for k in range(len(configs))]
+        elif isinstance(first, ModelCheckpoint) and first.monitor:
+            callbacks += [instantiate(spec, monitor=f"member_{k}/{first.monitor}", filename=f"member_{k}-{spec.filename}")
+                          for k in range(len(configs))]
+        else:
+            callbacks.append(first)
     return callbacks
+
+
+def _adam_options(member: AuctionModule) -> dict[str, Any]:
+    """The member's Adam options, or a one-line ``ValueError`` if its optimizer is not plain Adam."""
+    factory = member.optimizer_factory
+    func, args, keywords = (getattr(factory, name, None) for name in ("func", "args", "keywords"))
+    if func is not torch.optim.Adam or args or not set(keywords or {}) <= set(ADAM_OPTIONS):
+        raise ValueError(
+            "an ensemble trains with Adam (training/member_adam.py): model.optimizer must be torch.optim.Adam "
+            f"with at most {', '.join(ADAM_OPTIONS)}, got {factory!r}"
+        )
+    return dict(keywords or {})
+
+
+def _check_members(members: Sequence[AuctionModule]) -> None:
+    first = members[0]
+    for k, member in enumerate(members[1:], 1):
+        for name in SHARED:
+            if getattr(member, name) != getattr(first, name):
+                raise ValueError(f"ensemble members must share {name}: member {k} has {getattr(member, name)!r}, "
+                                 f"member 0 {getattr(first, name)!r}")
+        if _adam_options(member) != _adam_options(first):
+            raise ValueError(f"ensemble members must share the Adam options: member {k} differs")
+    _adam_options(first)
+
+
+def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) -> AuctionModule:
+    """One :class:`AuctionModule` training the built (untrained) ``members`` as one: their stacked mechanisms, each
+    member's learning rates, test seed, multipliers, rho and misreport buffer (where its single run starts)."""
+    _check_members(members)
+    first = members[0]
+    model = AuctionModule(
+        stack_members([m.mechanism for m in members]),
+        lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], optimizer=first.optimizer_factory,
+        train_search=first.train_search, val_search=first.val_search, test_search=first.test_search,
+        test_batch_size=first.test_batch_size, test_seed=[m.test_seed for m in members], fast=first.fast,
+        quadratic_penalty=first.quadratic_penalty, penalty_over_agents=first.penalty_over_agents,
+        clip_grad_norm=first.clip_grad_norm, distribution=first.distribution, run_config=run_config,
+        member_configs=[m.hparams["run_config"] for m in members], persistent_misreports=first.persistent_misreports,
+        **{name: first.hparams[name] for name in ("low", "high", "train_size")},
+    )
+    with torch.no_grad():
+        model.lagrange_multipliers.copy_(torch.stack([m.lagrange_multipliers for m in members]))
+        model.rho.copy_(torch.stack([m.rho for m in members]))
+        if first.persistent_misreports:
+            model.misreport_buffer.copy_(torch.stack([m.misreport_buffer for m in members], 1))
+    return model
 
 
 def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
@@ -144,10 +214,14 @@ def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
         except ValueError as error:
             raise ValueError(f"ensemble member {k}: {error}") from error
     _check_resume(cfg)
-    model = EnsembleModule([p.model for p in parts], [p.model.hparams["run_config"] for p in parts],
-                           run_config=OmegaConf.to_container(cfg, resolve=True))
+    model = stack_modules([p.model for p in parts], OmegaConf.to_container(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the members' builds drew from the global generator
     return Components(model.mechanism, parts[0].datamodule, model, ensemble_callbacks(cfg, configs))
+
+
+def build_run(cfg: DictConfig, check_machine: bool = True) -> Components:
+    """What ``train.py`` trains: the checked components of a single run, or of an ensemble (``ensemble.size`` > 1)."""
+    return build_ensemble(cfg, check_machine) if ensemble_size(cfg) > 1 else validate_config(cfg, check_machine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,13 +39,21 @@ then yield :class:`datamodules.TrainBatch` ``(indices, valuations)``.
 Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
 of the agents' expected regrets, RegretNet's convention) and
 ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
+
+**Members** (docs/ensembles.md, :mod:`training.members`): with a mechanism of K stacked members
+(:func:`mechanisms.ensemble.stack_members`, built by :mod:`training.ensemble_config`) the same module
+trains all K at once on one shared batch, folded to ``(batch * K, agents, items)``: ``lr``, ``lr_final``,
+``lambda_init`` and ``rho_init`` may give one value per member, the buffers carry a member dimension
+(``(K, agents)``, ``(K,)``, ``(train_size, K, agents, items)``), each member has its own Lagrangian,
+gradient clipping, learning rate (:class:`training.member_adam.MemberAdam`), metrics (``member_<k>/``)
+and test (its own test seed).  K = 1 is the ordinary run.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -56,13 +64,16 @@ from torch import Tensor, nn
 from datamodules.valuations import TrainBatch
 from distributions import Uniform, ValuationDistribution
 from mechanisms.checks import Bounds, is_int
+from mechanisms.ensemble import ensemble_size, fold, member_mechanism, unfold
 from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from training import lr_schedule
 from training.checkpoint_state import restore_state, save_state
 from training.divergence import DivergenceWatch, check_penalty_weights
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import REGRET_KEY, check_penalty_options, lagrangian_loss
+from training.lagrangian import REGRET_KEY, check_penalty_options
+from training.member_adam import MemberAdam
+from training.members import MemberView, clip_member_gradients, ensemble_summary, member_losses, member_penalties, per_member
 from training.metric_logging import (
     add_custom_scalars, baseline_references_on, flatten, log_calibration, log_training, reference_revenues,
 )
@@ -115,7 +126,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         low: Bounds = 0.0,
         high: Bounds = 1.0,
         test_batch_size: int | None = None,
-        test_seed: int = 0,
+        test_seed: int | Sequence[int] = 0,
         fast: FastStepSettings | None = None,
         persistent_misreports: bool = False,
         train_size: int | None = None,
@@ -124,10 +135,15 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         penalty_over_agents: str = "sum",
         clip_grad_norm: float | None = None,
         distribution: ValuationDistribution | None = None,
+        member_configs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         super().__init__()
-        lr_schedule.check_learning_rates(lr, lr_final)
-        check_penalty_weights(lambda_init, rho_init)
+        self.members = size = ensemble_size(mechanism)
+        rates = list(zip(per_member(lr, size, "lr"), per_member(lr_final, size, "lr_final")))
+        lambdas, rhos = per_member(lambda_init, size, "lambda_init"), per_member(rho_init, size, "rho_init")
+        for (rate, final), lam, rho in zip(rates, lambdas, rhos):
+            lr_schedule.check_learning_rates(rate, final)
+            check_penalty_weights(lam, rho)
         check_penalty_options(quadratic_penalty, penalty_over_agents)
         if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
             raise ValueError(f"clip_grad_norm must be a positive number or null, got {clip_grad_norm}")
@@ -140,9 +156,11 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         self.train_search = train_search or TRAIN_SEARCH
         self.val_search = val_search or VAL_SEARCH
         self.test_search = test_search or TEST_SEARCH
-        self.lr, self.lr_final = lr, lr_final
+        self.learning_rates = rates  # (lr, lr_final) of every member
+        self.lr, self.lr_final = rates[0]
         self.optimizer_factory: OptimizerFactory = optimizer or functools.partial(torch.optim.Adam)
-        self.test_batch_size, self.test_seed = test_batch_size, test_seed
+        self.test_seeds = per_member(test_seed, size, "test_seed")  # each member's test (its single run's)
+        self.test_batch_size, self.test_seed = test_batch_size, self.test_seeds[0]
         if distribution is None:
             distribution = Uniform(self.n_agents, mechanism.n_items, low, high)
         else:
@@ -151,29 +169,43 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         support = distribution.support
         self.register_buffer("low", support.low.float(), persistent=False)  # (agents, items): the report domain
         self.register_buffer("high", support.high.float(), persistent=False)
-        self.register_buffer("lagrange_multipliers", torch.full((self.n_agents,), float(lambda_init)))
-        self.register_buffer("rho", torch.tensor(float(rho_init)))
+        members = () if size == 1 else (size,)  # a single run keeps a single run's buffer shapes
+        multipliers = torch.tensor(lambdas, dtype=torch.get_default_dtype()).view(*members, 1).expand(*members, self.n_agents)
+        self.register_buffer("lagrange_multipliers", multipliers.clone())  # (K, agents); K = 1: (agents,)
+        self.register_buffer("rho", torch.tensor(rhos, dtype=torch.get_default_dtype()).view(members))  # (K,); K = 1: scalar
         self.persistent_misreports = bool(persistent_misreports)
         if self.persistent_misreports:
             if not is_int(train_size):
                 raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
-            self.register_buffer("misreport_buffer", distribution.sample(train_size))
+            draws = [distribution.sample(train_size) for _ in range(size)]  # (train_size, K, agents, items)
+            self.register_buffer("misreport_buffer", draws[0] if size == 1 else torch.stack(draws, 1))
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
         self._fast_step: FastStep | None = None
+        self._total_steps = 1  # optimizer steps of the run (several members' cosine decays)
         self._watch = DivergenceWatch()
-        self.val_metrics = validation_metrics()  # epoch aggregates, synchronized across processes
-        self.val_mass = allocated_mass_metrics(self.n_agents)  # each bidder's allocated mass (the collapse guard's view)
+        # per member: epoch aggregates (synchronized across processes), each bidder's allocated mass (the collapse guard's view)
+        self.val_metrics = nn.ModuleList(validation_metrics() for _ in range(size))
+        self.val_mass = nn.ModuleList(allocated_mass_metrics(self.n_agents) for _ in range(size))
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
     # ------------------------------------------------------------------ setup
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """``model.optimizer`` on all mechanism parameters, with the learning-rate schedule of the run's steps."""
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig | torch.optim.Optimizer:
+        """``model.optimizer`` on all mechanism parameters, with the learning-rate schedule of the run's steps;
+        several members: one :class:`MemberAdam` (each member's rate set every step, :meth:`_member_rates`)."""
+        if self.members > 1:
+            decays = any(final is not None for _, final in self.learning_rates)
+            self._total_steps = int(self.trainer.estimated_stepping_batches) if decays else 1
+            return MemberAdam(self.mechanism.parameters(), lr=self._member_rates(0), **self.optimizer_factory.keywords)
         optimizer = self.optimizer_factory(self.mechanism.parameters(), lr=self.lr)
         total = int(self.trainer.estimated_stepping_batches) if self.lr_final is not None else 1
         return {"optimizer": optimizer, "lr_scheduler": lr_schedule.lr_scheduler(optimizer, self.lr, self.lr_final, total)}
+
+    def _member_rates(self, step: int) -> list[float]:
+        """Every member's learning rate at optimizer step ``step`` (constant, or its cosine decay)."""
+        return [lr_schedule.cosine_lr(step, self._total_steps, lr, final) for lr, final in self.learning_rates]
 
     def setup(self, stage: str) -> None:
         """Compute the setting's reference revenues once (Monte Carlo VCG, fitted baselines: not at construction)."""
@@ -193,6 +225,8 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     def on_fit_start(self) -> None:
         """Check the misreport buffer against the training set; build the fast step where it applies;
         lay out TensorBoard's Custom Scalars tab."""
+        if self.members > 1 and self.trainer.world_size > 1:
+            raise ValueError("an ensemble trains in one process: set trainer.devices=1 and trainer.num_nodes=1")
         datamodule = getattr(self.trainer, "datamodule", None)
         sizes = getattr(datamodule, "sizes", None)
         if self.persistent_misreports and isinstance(sizes, dict) and sizes.get("train") != len(self.misreport_buffer):
@@ -209,17 +243,23 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
 
     def on_train_start(self) -> None:
         """Put the learning-rate schedule on the global step (after a resume: the checkpoint's step)."""
-        lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)
+        if self.members == 1:
+            lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)
 
     # ----------------------------------------------------------------- shared
+    def _fold(self, valuations: Tensor) -> Tensor:
+        """Valuations ``(batch, agents, items)`` shared by every member, folded: ``(batch * K, agents, items)``."""
+        return valuations if self.members == 1 else fold(valuations.unsqueeze(1).expand(-1, self.members, -1, -1))
+
     def _regret(self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None,
                 indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Revenue ``(batch,)``, regret ``(batch, agents)`` at the best misreports ``search`` finds, and the
-        truthful allocation ``(batch, agents, items)``.
+        """Revenue ``(batch * K,)``, regret ``(batch * K, agents)`` at the best misreports ``search`` finds, and the
+        truthful allocation ``(batch * K, agents, items)`` of valuations ``(batch, agents, items)`` (folded).
 
         With ``indices`` (training profiles' positions) and persistent misreports, the search also
         starts from the buffer's misreports of these profiles, and its result is written back.
         """
+        valuations = self._fold(valuations)
         with torch.enable_grad():
             misreports = find_misreports(
                 self.mechanism, valuations, search, self.low, self.high, generator, init=self._recalled(indices)
@@ -230,27 +270,34 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         return terms.payment.sum(-1), terms.regret, terms.allocation
 
     def _recalled(self, indices: Tensor | None) -> Tensor | None:
-        """The buffer's misreports ``(batch, agents, items)`` of training profiles ``indices`` (a warm start)."""
-        return None if indices is None else self.misreport_buffer[indices]
+        """The buffer's misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (a warm start)."""
+        return None if indices is None else self.misreport_buffer[indices].flatten(0, -3)
 
     def _remember(self, indices: Tensor, misreports: Tensor) -> None:
-        """Write the misreports ``(batch, agents, items)`` of training profiles ``indices`` into the buffer,
+        """Write the misreports ``(batch * K, agents, items)`` of training profiles ``indices`` into the buffer,
         every process's batch on every process (so the buffers stay identical under DDP)."""
         if self.trainer is not None and self.trainer.world_size > 1:
             indices = self.all_gather(indices).reshape(-1)
             misreports = self.all_gather(misreports).reshape(-1, *misreports.shape[1:])
-        self.misreport_buffer[indices] = misreports
+        self.misreport_buffer[indices] = misreports.view(len(indices), *self.misreport_buffer.shape[1:])
+
+    def member_losses(self, revenue: Tensor, regrets: Tensor) -> Tensor:
+        """Every member's Lagrangian ``(K,)`` from folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
+        multipliers, rho = member_penalties(self)
+        return member_losses(revenue, regrets, multipliers, rho,
+                             quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
 
     def _loss(self, revenue: Tensor, regrets: Tensor) -> Tensor:
-        """The configured augmented-Lagrangian loss of revenue ``(batch,)`` and regrets ``(batch, agents)``."""
-        return lagrangian_loss(revenue, regrets, self.lagrange_multipliers, self.rho,
-                               quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
+        """The sum of the members' Lagrangians: member ``k``'s parameters get member ``k``'s gradient only."""
+        return self.member_losses(revenue, regrets).sum()
 
     # --------------------------------------------------------------- training
     def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
-        """One augmented-Lagrangian step on a :class:`TrainBatch` (or plain valuations ``(batch, agents, items)``).
+        """One augmented-Lagrangian step of every member on a :class:`TrainBatch` (or plain valuations
+        ``(batch, agents, items)``), shared by the members.
 
-        Returns ``{"loss": scalar, REGRET_KEY: (agents,)}`` (detached) for the Lagrangian callbacks.
+        Returns ``{"loss": sum, "member_losses": (K,), REGRET_KEY: (K, agents)}`` (detached; a single run:
+        ``REGRET_KEY`` ``(agents,)``) for the Lagrangian callbacks.
         """
         indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
         if self.persistent_misreports and indices is None:
@@ -260,32 +307,43 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
         try:
             if self._fast_step is not None:  # gradients computed by the (captured) fast step
                 calibrated = self._fast_step.last_calibration
-                outputs = self._fast_step(valuations, self._recalled(indices))
+                outputs = self._fast_step(self._fold(valuations), self._recalled(indices))
                 if indices is not None:
                     self._remember(indices, outputs.misreports)
-                revenue, regrets, loss = outputs.revenue, outputs.regrets, outputs.loss
+                revenue, regrets = outputs.revenue, outputs.regrets
                 if self._fast_step.last_calibration is not calibrated:
                     log_calibration(self, self._fast_step.last_calibration)
+                losses = self.member_losses(revenue, regrets)
             else:
                 revenue, regrets, _ = self._regret(valuations, self.train_search, indices=indices)
-                loss = self._loss(revenue, regrets)
+                losses = self.member_losses(revenue, regrets)
                 optimizer.zero_grad()
-                self.manual_backward(loss)
+                self.manual_backward(losses.sum())
         except ValueError:  # e.g. "bids contain NaN" from the search: first check whether training diverged
             self._check_finite()
             raise
+        loss = losses.sum()
         self._watch.record(self.global_step, loss, (p.grad for p in self.mechanism.parameters()),
                            self.lagrange_multipliers, self.rho)
         if self._fast_step is None or self.global_step % self.trainer.log_every_n_steps == 0:
             self._watch.check()  # the fast step: at logging steps only (one host synchronization)
+        norms = None
         if self.clip_grad_norm is not None:  # on .grad, after the eager or the (captured) fast backward pass
-            norm = torch.nn.utils.clip_grad_norm_(self.mechanism.parameters(), self.clip_grad_norm)
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-        lr = optimizer.param_groups[0]["lr"]  # this step's: the schedule's value at global_step
+            norms = clip_member_gradients(self.mechanism.parameters(), self.members, self.clip_grad_norm)
+        if self.members > 1:
+            optimizer.param_groups[0]["lr"] = self._member_rates(self.global_step)
+        rates = per_member(optimizer.param_groups[0]["lr"], self.members, "lr")  # this step's: the schedule's value
         optimizer.step()
-        self.lr_schedulers().step()
-        log_training(self, revenue, regrets, loss, lr)
-        return {"loss": loss.detach(), REGRET_KEY: regrets.mean(0).detach()}
+        if self.members == 1:
+            self.lr_schedulers().step()
+        revenue, regrets, losses = unfold(revenue.detach(), self.members), unfold(regrets.detach(), self.members), losses.detach()
+        for k in range(self.members):
+            view = MemberView(self, k)
+            log_training(view, revenue[:, k], regrets[:, k], losses[k], rates[k])
+            if norms is not None:
+                view.log("train/grad_norm", norms[k], on_step=True, on_epoch=False)
+        regret = regrets.mean(0)
+        return {"loss": loss.detach(), "member_losses": losses, REGRET_KEY: regret[0] if self.members == 1 else regret}
 
     # ------------------------------------------------------------- validation
     def on_validation_start(self) -> None:
@@ -299,42 +357,60 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
 
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
-        of the whole validation set (:func:`training.validation.validation_generator`, seeded by ``test_seed``)."""
+        of the whole validation set (:func:`training.validation.validation_generator`, seeded by ``test_seed``;
+        several members: one generator for the folded batch, so their starts differ from their single runs')."""
         return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Revenue, regret and each bidder's allocated mass on validation valuations ``(batch, agents, items)``
-        (epoch means and max)."""
+        """Every member's revenue, regret and each bidder's allocated mass on validation valuations
+        ``(batch, agents, items)`` (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
-        revenue, regrets, allocation = self._regret(
-            batch, self.val_search, self.validation_generator(self.global_step, index, batch.device)
-        )
-        log_validation(self, self.val_metrics, revenue, regrets)
-        log_allocated_mass(self, self.val_mass, allocation)  # the truthful allocation regret() computed
+        revenue, regrets, allocation = (unfold(x, self.members) for x in self._regret(
+            batch, self.val_search, self.validation_generator(self.global_step, index, batch.device)))
+        for k in range(self.members):
+            view = MemberView(self, k)
+            log_validation(view, self.val_metrics[k], revenue[:, k], regrets[:, k])
+            log_allocated_mass(view, self.val_mass[k], allocation[:, k])  # the truthful allocation regret() computed
 
     def on_validation_epoch_end(self) -> None:
-        """Log the reference revenues next to the validation curves, and validation revenue as hp_metric.
-
-        (At test, hp_metric becomes the test revenue.)
-        """
+        """Log the reference revenues next to the validation curves, and the members' mean validation revenue
+        as hp_metric (at test, hp_metric becomes the test revenue)."""
         for name, value in self.references.items():
             self.log(name, value)
-        if self.val_metrics["revenue"].update_called:  # this validation's revenue (all processes)
-            self.log("hp_metric", self.val_metrics["revenue"].compute())
+        if all(metrics["revenue"].update_called for metrics in self.val_metrics):  # this validation's (all processes)
+            self.log("hp_metric", torch.stack([metrics["revenue"].compute() for metrics in self.val_metrics]).mean())
 
     # ------------------------------------------------------------------- test
+    def test_member(self, k: int, valuations: Tensor, mechanism: nn.Module | None = None) -> dict[str, Any]:
+        """Member ``k`` (or ``mechanism``, e.g. its best weights) measured with the test protocol on
+        ``valuations`` ``(samples, agents, items)`` with its own test seed: what its single run's test reports."""
+        generator = torch.Generator(device=valuations.device).manual_seed(self.test_seeds[k])
+        if mechanism is None:
+            mechanism = self.mechanism if self.members == 1 else member_mechanism(self.mechanism, k)
+        with torch.enable_grad():
+            evaluation = measure(mechanism, valuations, self.test_search, low=self.low, high=self.high,
+                                 batch_size=self.test_batch_size or valuations.shape[0], generator=generator,
+                                 progress=self._trainer is not None and self.trainer.progress_bar_callback is not None)
+        return evaluation.to_dict()
+
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Evaluate with the test protocol on test valuations ``(batch, agents, items)`` (one batch: the test set)."""
+        """Evaluate every member with the test protocol on test valuations ``(batch, agents, items)`` (one batch:
+        the test set).  :attr:`test_results`: a single run's test dict; several members:
+        ``{"members": [test dict per member], "summary": ensemble_summary}``."""
         if batch_idx:
             raise ValueError("the test loader must yield the whole test set as one batch")
-        generator = torch.Generator(device=batch.device).manual_seed(self.test_seed)
-        with torch.enable_grad():
-            evaluation = measure(self.mechanism, batch, self.test_search, low=self.low, high=self.high,
-                                  batch_size=self.test_batch_size or batch.shape[0], generator=generator,
-                                  progress=self.trainer.progress_bar_callback is not None)
-        self.test_results = evaluation.to_dict()
+        results = [self.test_member(k, batch) for k in range(self.members)]
         self.references.update(baseline_references_on(self.mechanism, batch, self.distribution))  # same profiles
-        for name, value in {**flatten(self.test_results, "test/"), **self.references}.items():
+        if self.members == 1:
+            self.test_results, revenue = results[0], results[0]["revenue_mean"]
+            logged = flatten(results[0], "test/")
+        else:
+            self.test_results = {"members": results, "summary": ensemble_summary(results)}
+            revenue = self.test_results["summary"]["revenue_mean_members_mean"]
+            logged = flatten(self.test_results["summary"], "test/")
+            for k, result in enumerate(results):
+                logged.update(flatten(result, f"member_{k}/test/"))
+        for name, value in {**logged, **self.references}.items():
             self.log(name, value, batch_size=batch.shape[0])
-        self.log("hp_metric", self.test_results["revenue_mean"], batch_size=batch.shape[0])  # docs/training.md: the test revenue
+        self.log("hp_metric", revenue, batch_size=batch.shape[0])  # docs/training.md: the test revenue

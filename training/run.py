@@ -32,9 +32,11 @@ from callbacks.warm_start import WarmStart
 from reporting.atomic import write_json
 from reporting.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
+from training.ensemble_run import ensemble_members, format_ensemble_table
 from training.interrupt import StopOnSignal, stop_testing_on_signal
 from training.no_revenue import allocated_mass, no_revenue_warning
 from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
+from training.members import finite_or_none
 from training.metric_logging import best_baseline_reference
 
 __all__ = ["format_table", "run"]
@@ -177,44 +179,52 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     fitted, cpu_fitted = time.perf_counter(), time.process_time()
     fit_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     choice = cfg.get("test_checkpoint", "last")
-    weights = _test_weights(trainer, "last" if choice == "both" else choice)
+    members = parts.model.members  # an ensemble tests its members' last weights here, their best below
+    weights = _test_weights(trainer, "last" if choice == "both" or members > 1 else choice)
     with stop_testing_on_signal(trainer.global_step, saved):
         trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=weights, verbose=False)
-        test_best = _test_best(trainer, parts) if choice == "both" else None
+        test_best = _test_best(trainer, parts) if choice == "both" and members == 1 else None
+        members_report = ensemble_members(trainer, parts, cfg, saved, choice) if members > 1 else None
     done = time.perf_counter()
     if not trainer.is_global_zero:
         return {}
-
     model, mechanism = parts.model, parts.mechanism
-    checkpoint = _checkpoint(trainer)
     best = best_baseline_reference(model.references)  # its name joins the references in metrics.json
-    metrics = {
+    metrics: dict[str, Any] = {
         "setting": (
             f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, {type(mechanism).__name__}"
         ),
         "fit": fit_metrics,
-        "test": model.test_results,
         "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
-        "tested_weights": weights or "last",
         "allocation_tolerance": allocation_tolerance(mechanism),
         "global_step": trainer.global_step,
-        "rho": float(model.rho),
-        "lambda": model.lagrange_multipliers.tolist(),
-        "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
-        "best_score": _finite(checkpoint.best_model_score) if checkpoint else None,
-        "test_best": test_best,
-        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
-        "warnings": _warnings(trainer, parts, model.test_results),
+    }
+    if members_report is None:
+        checkpoint = _checkpoint(trainer)
+        metrics.update({
+            "test": model.test_results,
+            "tested_weights": weights or "last",
+            "rho": float(model.rho),
+            "lambda": model.lagrange_multipliers.tolist(),
+            "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
+            "best_score": finite_or_none(checkpoint.best_model_score) if checkpoint else None,
+            "test_best": test_best,
+            "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
+            "warnings": _warnings(trainer, parts, model.test_results),
+        })
+    else:
+        metrics.update(members_report)
+    metrics.update({
         "train_time_s": fitted - start,
         "train_cpu_s": cpu_fitted - cpu_start,  # this process's CPU time: the train time a loaded CPU does not inflate
         "test_time_s": done - fitted,
         "wall_time_s": done - start,
         "hardware": describe(parts.model.device),
-    }
+    })
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "metrics.json", metrics)
-    print(format_table(metrics))
+    print(format_table(metrics) if members_report is None else format_ensemble_table(metrics))
     return metrics
 
 
@@ -231,7 +241,3 @@ def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> l
     if hasattr(experiment, "add_text"):  # TensorBoard
         experiment.add_text("warnings/no_revenue", warning, global_step=trainer.global_step)
     return [warning]
-
-
-def _finite(value: Any) -> float | None:
-    return None if value is None or not math.isfinite(float(value)) else float(value)

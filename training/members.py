@@ -1,0 +1,125 @@
+"""The member dimension of the training module: K mechanisms trained as one (K = 1: the ordinary run).
+
+:class:`training.AuctionModule` trains a :func:`mechanisms.ensemble.stack_members` mechanism on the
+folded batch ``(batch * K, agents, items)`` (member innermost).  What it keeps per member:
+
+* ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (for K = 1 the plain ``(agents,)`` and scalar
+  buffers of a single run, so its checkpoints are a single run's); :func:`member_penalties` views both
+  as ``(K, agents)`` and ``(K,)`` for the schedules of :mod:`callbacks.lagrangian`;
+* its Lagrangian (:func:`member_losses`), its gradient norm (:func:`clip_member_gradients`), its learning
+  rate (:class:`training.member_adam.MemberAdam` for K > 1), its metrics under ``member_<k>/``
+  (:class:`MemberView`), its test with its own test seed;
+* :func:`ensemble_summary`: the mean, standard deviation and worst member of the members' tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mechanisms.ensemble import unfold
+from training.lagrangian import lagrangian_loss
+
+__all__ = [
+    "MemberView",
+    "clip_member_gradients",
+    "ensemble_summary",
+    "finite_or_none",
+    "member_losses",
+    "member_penalties",
+    "member_prefix",
+    "per_member",
+]
+
+
+def per_member(value: Any, size: int, name: str) -> list[Any]:
+    """``value`` for each of ``size`` members: a sequence of ``size`` values, or one value for all."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != size:
+            raise ValueError(f"{name} must give one value per member ({size}), got {len(value)}: {list(value)}")
+        return list(value)
+    return [value] * size
+
+
+def member_prefix(k: int, size: int) -> str:
+    """Where member ``k``'s metrics are logged: ``""`` for a single run, else ``member_<k>/``."""
+    return "" if size == 1 else f"member_{k}/"
+
+
+def member_penalties(module: Any) -> tuple[Tensor, Tensor]:
+    """The module's multipliers as ``(K, agents)`` and rho as ``(K,)`` views (in-place updates reach the buffers)."""
+    rho = module.rho
+    return module.lagrange_multipliers.view(rho.numel(), -1), rho.view(rho.numel())
+
+
+def member_losses(
+    revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Tensor, *,
+    quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum",
+) -> Tensor:
+    """Every member's :func:`training.lagrangian.lagrangian_loss` ``(K,)``.
+
+    ``revenue`` ``(batch * K,)`` and ``regrets`` ``(batch * K, agents)`` are folded (member innermost);
+    ``multipliers`` ``(K, agents)``, ``rho`` ``(K,)``.
+    """
+    size = rho.numel()
+    revenue, regrets = unfold(revenue, size), unfold(regrets, size)
+    return torch.stack([
+        lagrangian_loss(revenue[:, k], regrets[:, k], multipliers[k], rho[k],
+                        quadratic_penalty=quadratic_penalty, penalty_over_agents=penalty_over_agents)
+        for k in range(size)
+    ])
+
+
+def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float) -> Tensor:
+    """Rescale each member's gradient to at most ``max_norm`` (2-norm over its parameters); its norms ``(K,)``.
+
+    ``size`` = 1: ``torch.nn.utils.clip_grad_norm_`` of the whole gradient.  Otherwise every parameter is
+    ``(K, ...)`` and member ``k``'s gradient is slice ``k`` of each, scaled as ``clip_grad_norm_`` would scale it
+    alone (by ``min(1, max_norm / (norm + 1e-6))``).
+    """
+    parameters = list(parameters)
+    if size == 1:
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm).view(1)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = torch.stack([g.reshape(size, -1).norm(dim=1) for g in grads]).norm(dim=0)  # (K,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+    return norms
+
+
+class MemberView:
+    """Member ``k`` of a module as the logging helpers (:mod:`training.metric_logging`,
+    :mod:`training.validation`) see a module: its ``rho``, ``lagrange_multipliers``, the mechanism, and ``log``
+    under :func:`member_prefix`."""
+
+    def __init__(self, module: Any, k: int) -> None:
+        multipliers, rho = member_penalties(module)
+        self.module, self.prefix = module, member_prefix(k, rho.numel())
+        self.rho, self.lagrange_multipliers, self.mechanism = rho[k], multipliers[k], module.mechanism
+
+    def log(self, name: str, value: Any, **kwargs: Any) -> None:
+        self.module.log(self.prefix + name, value, **kwargs)
+
+
+def ensemble_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean, sd (over the members, ``ddof=1``; 0 for one member) and worst member of revenue and both regrets.
+
+    ``results``: the members' test dicts (:class:`adversary.regret.Measurement` fields).  Worst: the lowest
+    revenue, the highest regret.
+    """
+    summary: dict[str, float] = {}
+    for name, worst in (("revenue_mean", min), ("regret_mean_over_agents_mean", max), ("regret_sum_over_agents_mean", max)):
+        values = [float(result[name]) for result in results]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        summary.update({f"{name}_members_mean": mean, f"{name}_members_sd": sd, f"{name}_members_worst": worst(values)})
+    return summary
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` for ``None`` and non-finite values (JSON-safe)."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)
