@@ -58,11 +58,12 @@ DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
     "agents", "items", "seed", "demand", "distribution", "mechanism", "data", "model", "lagrangian",
-    "callbacks.rho", "callbacks.lagrange", "callbacks.budget",
+    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "ensemble",
 )
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
 # The setting and the architecture: the whole network nodes, so that no architecture field slips past.
-RESUME_FIXED = ("agents", "items", "demand", "distribution", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net")
+RESUME_FIXED = ("agents", "items", "demand", "distribution", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net",
+                "ensemble.size")
 
 
 def _check_setting(cfg: DictConfig) -> None:
@@ -143,6 +144,8 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     differences = []
     if "distribution" in current and "distribution" not in stored:  # a run from before the distribution group
         stored = {**stored, "distribution": distribution_node(stored)}
+    if "ensemble" not in stored:  # a run from before ensembles: a single run
+        stored = {**stored, "ensemble": {"size": 1}}
     for section in RESUME_COMPARED:
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
         for key in sorted(old.keys() | new.keys()):

@@ -27,7 +27,10 @@ __all__ = ["PENALTY_LIMIT", "DivergenceWatch", "TrainingDiverged", "check_penalt
 PENALTY_LIMIT = math.sqrt(torch.finfo(torch.float32).max)
 """Largest |lambda| and rho accepted: Adam squares gradients that scale with them (float32 training)."""
 
-_WHAT = ("loss", "gradient", "lambda", "rho")
+_WHAT = ("loss", "gradient", "lambda", "rho", "or exploding weights (|w| > 1e12)")
+EXPLODED = 1e12
+"""A network weight above this in magnitude has exploded (e.g. a learning rate of 1e30): training stops as for a
+non-finite value, instead of running on with every Sinkhorn solve at its iteration cap."""
 
 
 def check_penalty_weights(lambda_init: float, rho_init: float, largest_rho: float | None = None) -> None:
@@ -65,14 +68,20 @@ class DivergenceWatch:
         self._first: Tensor | None = None  # [step, bit mask of _WHAT], step -1: all finite so far
         self._bits: Tensor | None = None
 
-    def record(self, step: int, loss: Tensor, gradients: Iterable[Tensor], lambdas: Tensor, rho: Tensor) -> None:
-        """Note whether this step's ``loss`` (scalar), ``gradients``, ``lambdas`` ``(agents,)`` and ``rho`` are finite."""
+    def record(self, step: int, loss: Tensor, gradients: Iterable[Tensor], lambdas: Tensor, rho: Tensor,
+               weights: Iterable[Tensor] = ()) -> None:
+        """Note whether this step's ``loss`` (scalar), ``gradients``, ``lambdas`` (any shape) and ``rho`` are finite
+        and whether the ``weights`` (the parameters before the step) stay below :data:`EXPLODED`."""
         grads = [g for g in gradients if g is not None]
         grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else loss.new_ones((), dtype=torch.bool)
-        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite().all()])
+        weights = [w.detach() for w in weights]
+        exploded = (torch.stack(torch._foreach_norm(weights, float("inf"))).nan_to_num(float("inf")).max() > EXPLODED
+                    if weights else loss.new_zeros((), dtype=torch.bool))
+        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite().all(),
+                           exploded])
         if self._first is None:  # made once: no host-to-device copy per step
             self._first = torch.tensor([-1, 0], device=bad.device)
-            self._bits = torch.tensor([1, 2, 4, 8], device=bad.device)
+            self._bits = torch.tensor([1, 2, 4, 8, 16], device=bad.device)
         mask = (bad.long() * self._bits).sum()
         fresh = (self._first[0] < 0) & (mask > 0)
         self._first = torch.where(fresh, torch.stack([torch.full_like(mask, step), mask]), self._first)

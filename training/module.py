@@ -324,7 +324,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
             raise
         loss = losses.sum()
         self._watch.record(self.global_step, loss, (p.grad for p in self.mechanism.parameters()),
-                           self.lagrange_multipliers, self.rho)
+                           self.lagrange_multipliers, self.rho, self.mechanism.parameters())
         if self._fast_step is None or self.global_step % self.trainer.log_every_n_steps == 0:
             self._watch.check()  # the fast step: at logging steps only (one host synchronization)
         norms = None
