@@ -165,7 +165,7 @@ def validate_sweep(argv: list[str]) -> str | None:
                     "trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper processes would "
                     "start the sweep again): use hydra/launcher=slurm, or sweep one device per job"
                 )
-            (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=basic)
+            build_run(cfg, check_machine=basic)
         except ValueError as error:
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
             return f"error: invalid configuration of job {number} ({values}): {error}; no job was started"

@@ -144,7 +144,7 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     differences = []
     if "distribution" in current and "distribution" not in stored:  # a run from before the distribution group
         stored = {**stored, "distribution": distribution_node(stored)}
-    if "ensemble" not in stored:  # a run from before ensembles: a single run
+    if "ensemble" in current and "ensemble" not in stored:  # a run from before ensembles: a single run
         stored = {**stored, "ensemble": {"size": 1}}
     for section in RESUME_COMPARED:
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
