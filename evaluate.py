@@ -21,18 +21,18 @@ from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings
 from adversary.strong import StrongSettings
-from mechanisms.baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
+from baselines import BASELINE_NAMES, FittedBaseline, fit_baseline
 from mechanisms.demand import DEMAND_TYPES, Demand
-from mechanisms.references import optimal_mechanism
+from baselines.references import optimal_mechanism
 from mechanisms.sinkhorn_auction import layer_settings
-from mechanisms.vcg import VCG
-from reporting.atomic import check_writable, write_json
-from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
-from reporting.hardware import describe, resolve_device
+from baselines.vcg import VCG
+from utils.atomic import check_writable, write_json
+from runs.checkpoints import load_checkpoint
+from adversary.protocol import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
+from utils.hardware import describe, resolve_device
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows, config_threads, mean_std, plain_table
 from distributions import DISTRIBUTION_NAMES, ValuationDistribution, named_distribution
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 
 BASELINES = ("vcg", "optimal", *BASELINE_NAMES)
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2, "distribution": "uniform"}  # the baseline options' defaults

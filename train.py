@@ -2,9 +2,9 @@
 
 The configuration is checked before anything runs: a bad setting exits with
 one line on stderr and status 2.  A run refuses a run directory that holds
-another run's results (:mod:`training.run_dir`).  SIGTERM or Ctrl-C ends a run
+another run's results (:mod:`runs.run_dir`).  SIGTERM or Ctrl-C ends a run
 with one line (what was saved, the command that resumes) and status 143 or 130
-(:mod:`training.interrupt`); a diverged run with one line and status 3
+(:mod:`runs.interrupt`); a diverged run with one line and status 3
 (:mod:`training.divergence`).  A multirun lists, when a job failed or it was
 interrupted, which jobs finished, failed, were interrupted or never started,
 and exits non-zero.
@@ -21,10 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from training.divergence import TrainingDiverged
-from training.ensemble_config import build_run
-from training.interrupt import Interrupted, resume_command
-from training.run import run
-from training.run_dir import check_run_dir, claim_run_dir
+from runs.members import build_run
+from runs.interrupt import Interrupted, resume_command
+from runs.run import run
+from runs.run_dir import check_run_dir, claim_run_dir
 
 CONF = Path(__file__).resolve().parent / "conf"
 

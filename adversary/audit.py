@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from adversary.deviation import checked_forward, domain_bounds
 from adversary.regret import RegretSummary, regret_statistics
 from mechanisms.base import utility
-from mechanisms.checks import Bounds, check_int, is_int
+from utils.checks import Bounds, check_int, is_int
 
 __all__ = ["MAX_ITEMS", "AuditReport", "AuditResult", "AuditSettings", "audit", "audit_misreports", "default_points"]
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mechanisms.base import check_bids
-from mechanisms.checks import Bounds
+from utils.checks import Bounds
 
 __all__ = [
     "Forward",

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility
 from adversary.search import TEST_SEARCH, MisreportSearch, find_misreports
 from mechanisms.base import utility
-from mechanisms.checks import Bounds, check_positive_int
+from utils.checks import Bounds, check_positive_int
 from mechanisms.demand import Demand
 
 __all__ = ["Measurement", "RegretSummary", "RegretTerms", "measure", "regret", "regret_statistics", "regret_terms"]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility
-from mechanisms.checks import Bounds, check_int
+from utils.checks import Bounds, check_int
 
 __all__ = [
     "MisreportSearch",
@@ -74,7 +74,7 @@ class MisreportSearch:
             raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
-# The one source of the searches' defaults: the configuration takes them from here (training/config_store.py).
+# The one source of the searches' defaults: the configuration takes them from here (runs/config_store.py).
 TRAIN_SEARCH = MisreportSearch()
 """The paper's training search: 25 Adam steps at lr 0.1 from the truth."""
 VAL_SEARCH = MisreportSearch(100, 0.1, 2)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from adversary.deviation import check_domain, check_valuations, domain_bounds
 from adversary.regret import RegretSummary, regret, regret_statistics
 from adversary.search import OPTIMIZERS, MisreportSearch, find_misreports
-from mechanisms.checks import Bounds, check_int
+from utils.checks import Bounds, check_int
 
 __all__ = ["StrongReport", "StrongSettings", "strong_misreports", "strong_regret", "structured_starts"]
 

@@ -30,7 +30,7 @@ from adversary.regret import regret
 from adversary.search import MisreportSearch, find_misreports
 from mechanisms.networks import Tanh
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from training.lagrangian import lagrangian_loss
+from lagrangian.loss import lagrangian_loss
 
 
 def _mechanism(fast_tanh: bool) -> nn.Module:

@@ -48,12 +48,13 @@ from mechanisms.demand import Demand  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
 from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
-from reporting.atomic import write_json  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
-from reporting.hardware import describe as describe_hardware  # noqa: E402
+from utils.hardware import describe as describe_hardware  # noqa: E402
 from training.members import member_losses  # noqa: E402
 from training.fast_step import FastStep, FastStepSettings  # noqa: E402
-from training.lagrangian import LagrangeRule, RhoStaircase, lagrangian_loss  # noqa: E402
+from lagrangian.loss import lagrangian_loss  # noqa: E402
+from lagrangian.paper import LagrangeRule, RhoStaircase  # noqa: E402
 from training.member_adam import MemberAdam  # noqa: E402
 
 RHO, LAMBDA = RhoStaircase(), LagrangeRule()  # the paper's: rho + 1 every 2 steps, lambda every 100

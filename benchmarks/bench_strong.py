@@ -20,7 +20,7 @@ import torch
 
 from adversary.strong import StrongSettings, strong_regret
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from reporting.hardware import describe
+from utils.hardware import describe
 
 
 def main() -> None:

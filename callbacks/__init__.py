@@ -1,4 +1,4 @@
-"""Training callbacks: the augmented-Lagrangian schedules, the regret-budget checkpoint score, the regret audit, the heatmaps,
+"""Training callbacks (the Lagrangian rules' schedules are in :mod:`lagrangian`): the regret-budget checkpoint score, the regret audit, the heatmaps,
 the warm start, the collapse guard."""
 
 from callbacks.audit import AuditWarning, RegretAudit
@@ -6,6 +6,5 @@ from callbacks.collapse import CollapseGuard
 from callbacks.budget import RegretBudgetScore, budgeted_score
 from callbacks.heatmaps import HeatmapLogger
 from callbacks.warm_start import WarmStart
-from callbacks.lagrangian import LagrangeUpdate, RhoSchedule, Softenable, TargetRegretUpdate
 
-__all__ = ["AuditWarning", "CollapseGuard", "HeatmapLogger", "LagrangeUpdate", "RegretAudit", "RegretBudgetScore", "RhoSchedule", "Softenable", "TargetRegretUpdate", "WarmStart", "budgeted_score"]
+__all__ = ["AuditWarning", "CollapseGuard", "HeatmapLogger", "RegretAudit", "RegretBudgetScore", "WarmStart", "budgeted_score"]

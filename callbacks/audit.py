@@ -16,9 +16,9 @@ from torch import Tensor
 from adversary.audit import AuditSettings, audit_misreports
 from adversary.regret import regret, regret_statistics
 from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.ensemble import members_of
-from training.members import member_prefix
+from lagrangian.base import member_prefix
 
 __all__ = ["AuditWarning", "RegretAudit"]
 

@@ -6,7 +6,7 @@ collapse (e.g. the mechanism stops allocating as rho grows): it is logged as a w
 scalar ``collapse/detected`` (1 at that validation, else 0) and as a TensorBoard text.  With
 ``on_collapse="restore"`` the module's weights and buffers (mechanism, lambda, rho) are reloaded from the
 best checkpoint (the regret-budget score's ``ModelCheckpoint``) and every rho schedule that supports it
-(:class:`callbacks.lagrangian.Softenable`) is softened: rho halved and held for ``hold_steps`` steps.
+(:class:`lagrangian.base.Softenable`) is softened: rho halved and held for ``hold_steps`` steps.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks.lagrangian import Softenable
-from training.lagrangian import check_lagrangian_state
+from lagrangian.base import Softenable
+from lagrangian.base import check_lagrangian_state
 
 __all__ = ["CollapseGuard", "ON_COLLAPSE"]
 

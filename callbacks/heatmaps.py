@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from mechanisms.checks import Bounds, check_positive_int
+from utils.checks import Bounds, check_positive_int
 from mechanisms.ensemble import members_of
 from reporting.heatmaps import heatmap_figure
 

@@ -1,6 +1,6 @@
 """The warm start as a callback: before the Lagrangian phase, fit the mechanism to a baseline (issue 16, part 2).
 
-``init`` names the teacher (:data:`training.teachers.INITS`; ``none``: do nothing).  At the start of a
+``init`` names the teacher (:data:`baselines.teachers.INITS`; ``none``: do nothing).  At the start of a
 fresh fit (not on a resume) :class:`WarmStart` fits the module's mechanism to the teacher's allocations
 and payments on the training profiles (:func:`training.warm_start.fit_to_teacher`), logging
 ``init/loss``, ``init/allocation_mse``, ``init/payment_mse`` to TensorBoard, then measures the fitted
@@ -30,10 +30,10 @@ from torch import nn
 
 from adversary.audit import MAX_ITEMS, AuditSettings, audit
 from adversary.regret import measure
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.ensemble import ensemble_size, member_mechanism, set_member_state
-from training.members import member_prefix
-from training.teachers import INITS, resolve_teacher
+from lagrangian.base import member_prefix
+from baselines.teachers import INITS, resolve_teacher
 from training.warm_start import fit_to_teacher
 
 __all__ = ["WarmStart"]

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distributions import Uniform, ValuationDistribution
-from mechanisms.checks import Bounds, check_positive_int
+from utils.checks import Bounds, check_positive_int
 
 __all__ = [
     "BatchShuffleSampler",
@@ -192,7 +192,7 @@ class ValuationDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.seed, self.device = seed, device
         self.splits: dict[str, ValuationDataset] = {}
-        self.resume_batches = 0  # set by a resume from a mid-epoch checkpoint (training/interrupt.py)
+        self.resume_batches = 0  # set by a resume from a mid-epoch checkpoint (runs/interrupt.py)
 
     def _device(self) -> torch.device:
         if self.device != "auto":

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mechanisms.base import Mechanism
-from mechanisms.checks import check_int, check_positive_int
+from utils.checks import check_int, check_positive_int
 from mechanisms.demand import Demand
 
 __all__ = ["DTYPES", "Support", "ValuationDistribution", "unit_uniform"]

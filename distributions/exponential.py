@@ -36,7 +36,7 @@ from torch import Tensor
 from distributions.base import Support, ValuationDistribution, unit_uniform
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand
-from mechanisms.optimal import MenuMechanism, Myerson
+from mechanisms.menu import MenuMechanism, Myerson
 
 __all__ = ["Exponential", "exponential_bundle_price", "exponential_myerson_revenue"]
 
@@ -106,7 +106,7 @@ class Exponential(ValuationDistribution):
 
 
 class _ExponentialMyerson(Myerson):
-    """:class:`mechanisms.optimal.Myerson` with reserve ``scale`` (the exponential's monopoly price)."""
+    """:class:`mechanisms.menu.Myerson` with reserve ``scale`` (the exponential's monopoly price)."""
 
     def __init__(self, n_agents: int, scale: float, demand: Demand) -> None:
         super().__init__(n_agents, 2.0 * scale, demand)  # Myerson's reserve is high / 2

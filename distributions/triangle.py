@@ -28,7 +28,7 @@ from torch import Tensor
 from distributions.base import Support, ValuationDistribution, unit_uniform
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand
-from mechanisms.optimal import MenuMechanism
+from mechanisms.menu import MenuMechanism
 
 __all__ = ["Triangle", "triangle_bundle_revenue"]
 

@@ -26,11 +26,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import check_dtype
 from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
-from mechanisms.sinkhorn_layer import SinkhornLayerMechanism
+from mechanisms.sinkhorn_base import SinkhornLayerMechanism
 
 __all__ = ["LotteryAMA"]
 
@@ -43,7 +43,7 @@ class LotteryAMA(SinkhornLayerMechanism):
     normal draws (the layer's epsilon is ``sinkhorn.eps_final``: a scale well above it makes the options nearly
     deterministic), the boosts at 0, the weights at 1 and the temperature at ``temperature`` (value units).
     Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
-    :class:`~mechanisms.sinkhorn_layer.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
+    :class:`~mechanisms.sinkhorn_base.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
     ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.
     """
 

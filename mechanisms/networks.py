@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import is_int
+from utils.checks import is_int
 
 __all__ = ["ACTIVATIONS", "MLP", "NetworkFactory", "PaymentHead", "Tanh", "check_dtype", "mlp"]
 

@@ -16,7 +16,7 @@ from mechanisms.base import check_bids
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import MLP, NetworkFactory, PaymentHead, check_dtype
 from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
-from mechanisms.sinkhorn_layer import SinkhornLayerMechanism
+from mechanisms.sinkhorn_base import SinkhornLayerMechanism
 
 __all__ = ["SinkhornMechanism", "layer_settings"]
 

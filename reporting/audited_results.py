@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from reporting.atomic import write_json
+from utils.atomic import write_json
 
 __all__ = ["audited_results"]
 

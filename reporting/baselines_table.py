@@ -1,8 +1,8 @@
 """The truthful baselines on the paper's settings, beside the paper's numbers: ``python -m reporting.baselines_table``.
 
 For each setting of the paper's Tables 1 and 2 (values i.i.d. U[0, 1]) every
-applicable baseline of :mod:`mechanisms.baselines` is fitted
-(:func:`mechanisms.baselines.fit_baseline`, default sample size and seed) and
+applicable baseline of :mod:`baselines` is fitted
+(:func:`baselines.fit_baseline`, default sample size and seed) and
 listed with its prices and revenue (mean +- standard error on an independent
 sample), next to the paper's learned revenues.  Prints a markdown table and
 writes it to ``--out`` (default ``results/baselines.md``).
@@ -18,10 +18,10 @@ from typing import Sequence
 
 import torch
 
-from mechanisms.baselines import BASELINE_NAMES, BASELINE_SAMPLES, applicable_baselines, fit_baseline
-from mechanisms.checks import check_int
+from baselines import BASELINE_NAMES, BASELINE_SAMPLES, applicable_baselines, fit_baseline
+from utils.checks import check_int
 from mechanisms.demand import Demand
-from reporting.atomic import write_text_atomic
+from utils.atomic import write_text_atomic
 from reporting.paper import PAPER_ROWS
 from reporting.tables import markdown_table
 

@@ -28,10 +28,10 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from mechanisms.demand import Demand
-from mechanisms.optimal import MenuMechanism
-from mechanisms.references import optimal_mechanism
+from mechanisms.menu import MenuMechanism
+from baselines.references import optimal_mechanism
 from distributions import ValuationDistribution
-from mechanisms.checks import Bounds, is_int
+from utils.checks import Bounds, is_int
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "mirror_image", "optimal_boundaries"]
 

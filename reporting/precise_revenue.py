@@ -25,12 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from distributions import Uniform, ValuationDistribution
-from mechanisms.baselines import baseline_revenues, best_truthful_baseline
+from baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
-from mechanisms.references import optimal_mechanism
-from reporting.atomic import write_json
-from reporting.checkpoints import load_checkpoint
-from reporting.evaluation import test_profiles
+from baselines.references import optimal_mechanism
+from utils.atomic import write_json
+from runs.checkpoints import load_checkpoint
+from adversary.protocol import test_profiles
 from reporting.tables import config_threads
 
 __all__ = ["precise_revenue"]

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from omegaconf import OmegaConf
 
-from reporting.atomic import write_json, write_text_atomic
+from utils.atomic import write_json, write_text_atomic
 from reporting.tables import duration, markdown_table, mean_std
 
 __all__ = ["SweepPoint", "incomplete_jobs", "main", "read_sweep", "sweep_axis", "sweep_figure", "sweep_table"]

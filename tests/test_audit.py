@@ -36,8 +36,8 @@ from adversary.audit import AuditSettings, audit, audit_misreports
 from mechanisms.base import Mechanism
 from adversary.regret import measure
 from adversary.search import MisreportSearch
-from mechanisms.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
-from mechanisms.vcg import VCG
+from baselines.optimal import Myerson, free_and_priced, manelli_vincent, posted_price
+from baselines.vcg import VCG
 from tests.test_config import make_config
 
 
@@ -256,7 +256,7 @@ def test_evaluate_reports_the_audit_beside_the_search(tmp_path: Path, capsys: py
 
 def test_evaluate_audits_a_subsample_of_a_trained_checkpoint(tmp_path: Path) -> None:
     from tests.test_evaluate import TINY
-    from training.run import run
+    from runs.run import run
 
     run(make_config(*TINY, "callbacks.audit.samples=8", output_dir=tmp_path / "run"))
     report = _cli(tmp_path / "eval", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--samples", "24", "--steps", "3",

@@ -20,12 +20,12 @@ from adversary.search import MisreportSearch, find_misreports
 from mechanisms.networks import MLP
 from mechanisms.sinkhorn import SinkhornNotConverged, SinkhornSettings, sinkhorn, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from mechanisms.vcg import VCG
-from reporting.checkpoints import load_checkpoint
+from baselines.vcg import VCG
+from runs.checkpoints import load_checkpoint
 from tests.test_config import ROOT, make_config
 from tests.test_training import TINY
-from training.config import validate_config
-from training.run import run
+from runs.config import validate_config
+from runs.run import run
 
 CONFIG_CASES = [
     # (overrides, words the message must contain)
@@ -245,7 +245,7 @@ def test_train_cli_exits_2_with_one_line_before_any_work(args: list[str], line: 
 
 
 def test_results_table_flags_an_allocation_violation_above_the_tolerance() -> None:
-    from training.run import format_table
+    from runs.run import format_table
 
     test = {f"{name}_{stat}": 0.1 for name in ("revenue", "regret_mean_over_agents", "regret_sum_over_agents")
             for stat in ("mean", "std", "max")}

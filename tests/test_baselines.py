@@ -14,7 +14,7 @@ from adversary.audit import AuditSettings, audit
 from adversary.regret import measure
 from adversary.search import MisreportSearch
 from mechanisms.base import utility
-from mechanisms.baselines import (
+from baselines import (
     BASELINE_NAMES,
     PayToChoose,
     PostedPrice,
@@ -25,8 +25,8 @@ from mechanisms.baselines import (
     fit_baseline,
 )
 from mechanisms.demand import Demand
-from mechanisms.references import references
-from mechanisms.vcg import VCG
+from baselines.references import references
+from baselines.vcg import VCG
 from reporting.baselines_table import SETTINGS
 from reporting.baselines_table import main as baselines_table_main
 from reporting.tables import baseline_rows

@@ -8,7 +8,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from callbacks import LagrangeUpdate, RegretBudgetScore, RhoSchedule, budgeted_score
+from callbacks import RegretBudgetScore, budgeted_score
+
+from lagrangian import LagrangeUpdate, RhoSchedule
 
 
 class _Buffers(torch.nn.Module):

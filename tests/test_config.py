@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from training.config import validate_config
+from runs.config import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -68,14 +68,14 @@ def test_paper_presets_match_the_tables(preset: str) -> None:
 
 
 def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
-    """The composed defaults are the Python constants (training/config_store.py), and overrides still win."""
+    """The composed defaults are the Python constants (runs/config_store.py), and overrides still win."""
     import dataclasses
 
     from hydra.utils import instantiate
 
     from adversary.search import TEST_SAMPLES, TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH
     from mechanisms.sinkhorn import SinkhornSettings
-    from reporting.evaluation import PAPER_PROTOCOL
+    from adversary.protocol import PAPER_PROTOCOL
 
     cfg = make_config("experiment=paper")  # the paper's searches (the default job warm-starts a shorter one)
     for key, search in (("train_search", TRAIN_SEARCH), ("val_search", VAL_SEARCH), ("test_search", TEST_SEARCH)):

@@ -14,7 +14,7 @@ import torch.distributed
 from adversary.regret import regret
 from adversary.search import find_misreports
 from tests.test_config import ROOT, make_config
-from training.config import build_components
+from runs.config import build_components
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or len(__import__("os").sched_getaffinity(0)) < 2,

@@ -25,12 +25,12 @@ from distributions import (
     named_distribution, triangle_bundle_revenue,
 )
 from mechanisms.demand import Demand
-from mechanisms.optimal import manelli_vincent_revenue
-from mechanisms.references import optimal_mechanism, references
+from baselines.optimal import manelli_vincent_revenue
+from baselines.references import optimal_mechanism, references
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.config import resume_differences, validate_config
-from training.run import run
+from runs.config import resume_differences, validate_config
+from runs.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [Uniform(2, 3, [0.0, 2.0], [1.0, 5.0]), Uniform(1, 2, [[4, 4]], [[16, 7]]), Exponential(3, 1, 3.0), Triangle(2)]

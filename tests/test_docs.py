@@ -5,12 +5,12 @@ or ``sweep_plot``.  They are dry-run as follows:
 
 * ``python train.py <overrides>`` (also behind ``torchrun``/``srun``): the sweep is expanded as Hydra's
   basic sweeper does, every job's configuration is composed with the compose API and validated with
-  ``training.config.validate_config`` (an ensemble, ``ensemble.size`` > 1, with
-  ``training.ensemble_config.build_ensemble``, as ``train.py`` does; both build the components, without
+  ``runs.config.validate_config`` (an ensemble, ``ensemble.size`` > 1, with
+  ``runs.members.build_ensemble``, as ``train.py`` does; both build the components, without
   training; the checks of this machine's GPUs and cores are skipped, as for a cluster job);
-* ``python evaluate.py``, ``python -m reporting.reproduce``/``reporting.curves``, ``sweep_plot`` and the
+* ``python evaluate.py``, ``python -m runs.reproduce``/``reporting.curves``, ``sweep_plot`` and the
   ``benchmarks/*.py`` scripts: their own argparse parser parses the arguments, and nothing runs
-  (``reporting.reproduce`` also composes and validates each named preset with its ``--override``\\ s);
+  (``runs.reproduce`` also composes and validates each named preset with its ``--override``\\ s);
 * commands that cannot be dry-run are listed in :data:`SKIPPED` with the reason.
 
 ``<...>`` placeholders become a dummy value; a ``resume=<...>`` checkpoint is dropped (the resume check
@@ -33,8 +33,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from training.config import validate_config
-from training.ensemble_config import build_ensemble, ensemble_size
+from runs.config import validate_config
+from runs.members import build_ensemble, ensemble_size
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -66,7 +66,7 @@ FRAGMENTS = {
     "from adversary.audit import AuditSettings, audit, audit_misreports": "needs a trained mechanism and valuations",
     "from adversary.regret import measure, regret": "needs a mechanism and valuations; the test protocol takes minutes",
     "from adversary.strong import StrongSettings, strong_misreports, strong_regret": "needs a trained mechanism and valuations",
-    "from mechanisms.baselines import fit_baseline, best_baseline, applicable_baselines, BASELINE_NAMES":
+    "from baselines import fit_baseline, best_baseline, applicable_baselines, BASELINE_NAMES":
         "needs bids; fitting every baseline takes tens of seconds",
     '"""A test-only demand type, the worked example of docs/extending.md ("A new demand type").':
         "the file tests/toy_demand.py as it stands (tests/test_toy_demand.py checks it; the next block imports it)",
@@ -208,7 +208,7 @@ def dry_run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
         module_name, *args = args
         module = importlib.import_module(module_name)
         namespace = _parse_only(module.main, module_name, args, monkeypatch)
-        if module_name == "reporting.reproduce":
+        if module_name == "runs.reproduce":
             module._check_overrides(namespace.override)
             # The presets alone compose in tests/test_config.py; with overrides, each named preset is validated.
             for preset in [p for p in namespace.presets if p in args] if namespace.override else []:

@@ -8,8 +8,8 @@ import torch
 from tests.test_config import make_config
 from tests.test_training import TINY
 from training.divergence import TrainingDiverged
-from training.ensemble_config import build_run
-from training.run import run
+from runs.members import build_run
+from runs.run import run
 
 SMALL = [*TINY, "trainer.check_val_every_n_epoch=1"]
 

@@ -1,4 +1,4 @@
-"""reporting.reproduce --seeds: the seeds of a row trained as one ensemble job, tabulated over the seeds."""
+"""runs.reproduce --seeds: the seeds of a row trained as one ensemble job, tabulated over the seeds."""
 
 import json
 import statistics
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reporting import reproduce
-from reporting.ensembles import parse_seeds, seed_overrides
+from runs import reproduce
+from runs.seeds import parse_seeds, seed_overrides
 from reporting.tables import mean_std
 from tests.test_reporting import _table_row
 from tests.test_training import TINY

@@ -9,12 +9,12 @@ import torch
 from adversary.regret import measure
 from adversary.search import MisreportSearch
 from mechanisms.ensemble import fold, unfold
-from reporting.checkpoints import load_checkpoint, read_checkpoint
+from runs.checkpoints import load_checkpoint, read_checkpoint
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.ensemble_config import build_ensemble
-from training.ensemble_export import export_member, main as export_main
-from training.run import run
+from runs.members import build_ensemble
+from runs.export import export_member, main as export_main
+from runs.run import run
 
 ENSEMBLE = [*TINY, "agents=2", "items=3", "ensemble.size=3", "trainer.check_val_every_n_epoch=1"]
 

@@ -8,12 +8,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from callbacks.lagrangian import LagrangeUpdate, RhoSchedule, TargetRegretUpdate
+from lagrangian.paper import LagrangeUpdate, RhoSchedule
+
+from lagrangian.target_regret import TargetRegretUpdate
 from mechanisms.ensemble import member_state_dict
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.config import build_components
-from training.ensemble_config import build_ensemble, main, member_configs, pack_multirun
+from runs.config import build_components
+from runs.members import build_ensemble, main, member_configs, pack_multirun
 
 SCHEDULES = (RhoSchedule, LagrangeUpdate, TargetRegretUpdate)
 SETTING = ["agents=2", "items=3", "model.train_search.steps=4"]

@@ -13,10 +13,10 @@ import torch
 
 import evaluate
 from datamodules import ValuationDataModule
-from reporting.checkpoints import load_checkpoint
+from runs.checkpoints import load_checkpoint
 from tests.brute_force import best_welfare
 from tests.test_config import ROOT, make_config
-from training.run import run
+from runs.run import run
 
 TINY = [
     "data.train_size=64",

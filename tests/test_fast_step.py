@@ -21,7 +21,7 @@ from mechanisms.networks import MLP
 from mechanisms.sinkhorn import SinkhornSettings, calibrate, fixed_plan, geometric_epsilons, row_error, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import lagrangian_loss
+from lagrangian.loss import lagrangian_loss
 
 EPSILONS = geometric_epsilons(1.0, 0.05, 10)
 SETTINGS = [("unit", 2, 3), ("exactly_k", 2, 3), ("unit", 2, 15), ("additive", 1, 2), ("k_demand", 2, 4)]

@@ -22,16 +22,17 @@ import pytest
 import torch
 
 import evaluate
-from reporting import reproduce, sweep_plot
-from reporting.atomic import strict_json, write_json
+from reporting import sweep_plot
+from runs import reproduce
+from utils.atomic import strict_json, write_json
 from tests.test_config import ROOT, make_config
 from tests.test_training import TINY
-from training.config import validate_config
+from runs.config import validate_config
 from training.divergence import PENALTY_LIMIT, TrainingDiverged
-from training.interrupt import Interrupted
-from training.no_revenue import no_revenue_warning
-from training.run import format_table, run
-from training.run_dir import LOCK, check_run_dir, claim_run_dir
+from runs.interrupt import Interrupted
+from runs.no_revenue import no_revenue_warning
+from runs.run import format_table, run
+from runs.run_dir import LOCK, check_run_dir, claim_run_dir
 
 VALIDATE = [*TINY, "trainer.check_val_every_n_epoch=1"]
 
@@ -122,7 +123,7 @@ def sigint_default() -> Any:
 
 
 def test_sigint_stops_at_the_batch_end_with_last_ckpt(tmp_path: Path, sigint_default: None) -> None:
-    from training.config import build_components
+    from runs.config import build_components
 
     cfg = make_config(*VALIDATE, "trainer.max_epochs=3", output_dir=tmp_path)
     parts = build_components(cfg)
@@ -393,7 +394,7 @@ def test_an_interrupted_multirun_lists_its_jobs_and_exits_non_zero(tmp_path: Pat
 
 
 def test_reproduce_keeps_an_earlier_run_of_the_same_preset(tmp_path: Path) -> None:
-    from reporting import reproduce
+    from runs import reproduce
 
     earlier = tmp_path / "paper_1x2_unit"
     earlier.mkdir()
@@ -421,7 +422,7 @@ class SignalDuringTest(pl.Callback):
 def test_a_signal_during_the_test_stops_the_run_with_the_trained_checkpoint(
     tmp_path: Path, sigint_default: None, signum: int
 ) -> None:
-    from training.config import build_components
+    from runs.config import build_components
 
     cfg = make_config(*VALIDATE, "trainer.max_epochs=1", output_dir=tmp_path)
     parts = build_components(cfg)

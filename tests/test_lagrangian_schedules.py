@@ -1,9 +1,11 @@
-"""The Lagrangian schedules of training/lagrangian.py: rho as a pure function of the step, the config group."""
+"""The Lagrangian schedules of lagrangian/: rho as a pure function of the step, the config group."""
 
 import pytest
 import torch
 
-from training.lagrangian import LagrangeRule, LagrangianState, RhoStaircase
+from lagrangian.base import LagrangianState
+
+from lagrangian.paper import LagrangeRule, RhoStaircase
 from training.module import AuctionModule
 from mechanisms.regretnet import RegretNet
 

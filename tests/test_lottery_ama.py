@@ -3,7 +3,7 @@
 Checked against independent truth: for random parameters the payment equals the envelope theorem's
 ``b_i . x_i - int_0^1 b_i . x_i(t b_i, b_-i) dt`` computed by quadrature from the allocations alone, and the
 exhaustive audit finds no regret; with the deterministic assignments as the menu, unit weights, no boosts and a
-small temperature it is the VCG auction (:class:`mechanisms.vcg.VCG`, an assignment solver); the allocations are
+small temperature it is the VCG auction (:class:`baselines.vcg.VCG`, an assignment solver); the allocations are
 feasible for every demand; payments lie in ``[0, b_i . x_i]``.
 """
 
@@ -17,12 +17,12 @@ import torch
 from adversary.audit import AuditSettings, audit
 from mechanisms.lottery_ama import LotteryAMA
 from mechanisms.sinkhorn import SinkhornSettings
-from mechanisms.vcg import VCG
-from reporting.checkpoints import load_checkpoint
+from baselines.vcg import VCG
+from runs.checkpoints import load_checkpoint
 from tests.test_config import make_config
 from tests.test_potential_auction import _margin, envelope_payment
 from tests.test_training import TINY
-from training.run import run
+from runs.run import run
 
 TIGHT = SinkhornSettings(tol=1e-5, max_iter=50000)
 

@@ -15,11 +15,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from reporting.checkpoints import load_checkpoint
+from runs.checkpoints import load_checkpoint
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.config import build_components, validate_config
-from training.run import run
+from runs.config import build_components, validate_config
+from runs.run import run
 
 
 class GatedSkipNet(nn.Module):

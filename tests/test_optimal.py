@@ -10,7 +10,7 @@ import torch
 from mechanisms.base import Mechanism
 from adversary.regret import measure
 from adversary.search import MisreportSearch
-from mechanisms.optimal import MenuMechanism, Myerson, free_and_priced, manelli_vincent, posted_price
+from baselines.optimal import MenuMechanism, Myerson, free_and_priced, manelli_vincent, posted_price
 from tests.brute_force import grid_regret
 
 # (factory, closed-form revenue derived by hand for U[0, 1])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.test_config import make_config
-from training.config import build_components, validate_config
-from training.lagrangian import lagrangian_loss
+from runs.config import build_components, validate_config
+from lagrangian.loss import lagrangian_loss
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ORIGINAL = sorted(p.stem for p in (CONF / "experiment").glob("original_*.yaml"))

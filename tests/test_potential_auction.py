@@ -3,7 +3,7 @@
 Checked against independent truth: at the start (residual network zero) the payment equals the envelope
 theorem's ``b_i . x_i - int_0^1 b_i . x_i(t b_i, b_-i) dt`` computed by quadrature from the allocations alone;
 the exhaustive audit finds no regret; a sharp layer gives the hard VCG-with-reserve auction's payments
-(:class:`mechanisms.baselines.VCGReserve`, an enumeration); payments stay in ``[0, b_i . x_i]`` for any network.
+(:class:`baselines.VCGReserve`, an enumeration); payments stay in ``[0, b_i . x_i]`` for any network.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from adversary.audit import AuditSettings, audit
-from mechanisms.baselines.vcg_reserve import VCGReserve
+from baselines.vcg_reserve import VCGReserve
 from mechanisms.potential_auction import PotentialSinkhornMechanism
 from mechanisms.sinkhorn import SinkhornSettings
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from reporting.checkpoints import load_checkpoint
+from runs.checkpoints import load_checkpoint
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.run import run
+from runs.run import run
 
 TIGHT = SinkhornSettings(tol=1e-6, max_iter=50000)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from benchmarks.run_sweep import parse_runs
-from mechanisms.baselines import fit_baseline
+from baselines import fit_baseline
 from mechanisms.demand import Demand
-from mechanisms.references import optimal_mechanism
+from baselines.references import optimal_mechanism
 from reporting.audited_results import audited_results
 from reporting.precise_revenue import precise_revenue
 

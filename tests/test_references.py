@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from mechanisms.optimal import MenuMechanism, Myerson
-from mechanisms.references import _vcg_revenue, optimal_mechanism, references, vcg_revenue
+from baselines.optimal import MenuMechanism, Myerson
+from baselines.references import _vcg_revenue, optimal_mechanism, references, vcg_revenue
 
-# (demand, k, agents, items, high) -> optimal revenue derived by hand (see mechanisms/optimal.py)
+# (demand, k, agents, items, high) -> optimal revenue derived by hand (see baselines/optimal.py)
 KNOWN = [
     ("unit", 1, 1, 2, 1.0, 2 / (3 * math.sqrt(3))),
     ("k_demand", 1, 1, 2, 1.0, 2 / (3 * math.sqrt(3))),

@@ -15,10 +15,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from mechanisms.networks import MLP
-from mechanisms.optimal import free_and_priced, manelli_vincent, posted_price
+from baselines.optimal import free_and_priced, manelli_vincent, posted_price
 from mechanisms.sinkhorn_auction import SinkhornMechanism
-from mechanisms.vcg import VCG
-from reporting import reproduce, sweep_plot
+from baselines.vcg import VCG
+from reporting import sweep_plot
+from runs import reproduce
 from reporting.curves import curves_figure, read_scalars
 from reporting.curves import main as curves_main
 from reporting.heatmaps import heatmap_figure, mechanism_grid, menu_boundaries, mirror_image, optimal_boundaries
@@ -27,7 +28,7 @@ from reporting.tables import duration, markdown_table, mean_std, number
 from tests.brute_force import best_welfare
 from tests.test_config import CONF, ROOT, make_config
 from tests.test_evaluate import TINY
-from training.run import run
+from runs.run import run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 P = 1 / math.sqrt(3)

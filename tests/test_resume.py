@@ -12,11 +12,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from reporting.checkpoints import load_checkpoint
+from runs.checkpoints import load_checkpoint
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.config import validate_config
-from training.run import run
+from runs.config import validate_config
+from runs.run import run
 
 # Random starts in the training search (the global torch RNG) and in the validation search (seeded generators).
 RANDOM = ["model.train_search.restarts=1", "model.val_search.restarts=2", "trainer.check_val_every_n_epoch=1"]

@@ -13,15 +13,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from callbacks.lagrangian import RhoSchedule, TargetRegretUpdate
+from lagrangian.paper import RhoSchedule
+
+from lagrangian.target_regret import TargetRegretUpdate
 from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from tests.test_config import make_config
 from tests.test_training import TINY, _checkpoint_state
 from training.fast_step import FastStepSettings
-from training.lagrangian import TargetRegretRule, TargetSchedule
+from lagrangian.target_regret import TargetRegretRule, TargetSchedule
 from training.module import AuctionModule
-from training.run import run
+from runs.run import run
 
 # TINY without the paper schedule's callback overrides (lagrangian=stable drops callbacks.rho).
 STABLE_TINY = [o for o in TINY if not o.startswith(("callbacks.rho", "callbacks.lagrange"))] + ["lagrangian=stable"]
@@ -107,10 +109,10 @@ def test_stable_run_resumed_mid_schedule_equals_the_uninterrupted_one(tmp_path: 
 
 def test_the_stable_group_swaps_the_paper_callbacks_for_the_controller() -> None:
     cfg = make_config("lagrangian=stable")
-    assert cfg.callbacks.rho is None and cfg.callbacks.lagrange._target_ == "callbacks.TargetRegretUpdate"
+    assert cfg.callbacks.rho is None and cfg.callbacks.lagrange._target_ == "lagrangian.TargetRegretUpdate"
     assert cfg.model.clip_grad_norm == cfg.lagrangian.clip_grad_norm == 1.0
     paper = make_config()
-    assert paper.callbacks.lagrange._target_ == "callbacks.LagrangeUpdate" and paper.model.clip_grad_norm is None
+    assert paper.callbacks.lagrange._target_ == "lagrangian.LagrangeUpdate" and paper.model.clip_grad_norm is None
     with pytest.raises(ValueError, match="anneal_fraction"):
         TargetRegretUpdate(anneal_fraction=1.5)
 
@@ -140,7 +142,7 @@ def test_gradient_clipping_equals_the_clipped_step_by_hand(fast: bool) -> None:
 
 
 def test_checkpoints_from_before_the_new_settings_resume_when_they_stay_off() -> None:
-    from training.config import resume_differences
+    from runs.config import resume_differences
 
     old = {"model": {"lr": 0.001}, "lagrangian": {"max_rho": None}}
     assert resume_differences(old, {"model": {"lr": 0.001, "clip_grad_norm": None}, "lagrangian": {"max_rho": None}}) == []

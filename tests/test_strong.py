@@ -29,16 +29,16 @@ from adversary.search import TEST_SEARCH
 from adversary.strong import StrongSettings, strong_misreports, strong_regret, structured_starts
 from mechanisms.base import Mechanism
 from mechanisms.networks import MLP
-from mechanisms.optimal import posted_price
+from baselines.optimal import posted_price
 from mechanisms.regretnet import RegretNet
-from mechanisms.vcg import VCG
-from reporting import reproduce
-from reporting.evaluation import PAPER_PROTOCOL, strong_against_search
+from baselines.vcg import VCG
+from runs import reproduce
+from adversary.protocol import PAPER_PROTOCOL, strong_against_search
 from reporting.tables import mean_std
 from tests.test_config import make_config
 from tests.test_evaluate import TINY
 from tests.test_misreport import TruthfulToy
-from training.run import run
+from runs.run import run
 
 HIGH_PRICE, DISCOUNT = 0.8, 0.2
 NO_STRUCTURE = dict(scales=(), top_k=(), single_items=False, permutations=0, extremes=False)

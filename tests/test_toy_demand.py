@@ -20,19 +20,19 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
-from mechanisms.baselines import applicable_baselines
+from baselines import applicable_baselines
 from mechanisms.demand import Demand
-from mechanisms.references import optimal_mechanism
+from baselines.references import optimal_mechanism
 from mechanisms.regretnet import RegretNet
-from mechanisms.vcg import VCG
-from reporting.checkpoints import load_checkpoint
+from baselines.vcg import VCG
+from runs.checkpoints import load_checkpoint
 from tests.brute_force import best_welfare, clarke_payments, owners_allocation
 from tests.test_config import make_config
 from tests.test_demand import _lp_welfare
 from tests.test_training import TINY
 from tests.toy_demand import AtLeastOne
-from training.config import build_components
-from training.run import run
+from runs.config import build_components
+from runs.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_PATH = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"  # adds tests/conf/demand/at_least_one.yaml
@@ -156,7 +156,7 @@ def test_a_type_in_the_package_needs_one_file_and_one_yaml(tmp_path: Path, monke
     nothing imports the module first (here the package's search path gains a temporary folder)."""
     import mechanisms.demand
     from mechanisms.demand import base
-    from training.config import validate_config
+    from runs.config import validate_config
 
     name = "at_least_one_again"
     source = (ROOT / "tests" / "toy_demand.py").read_text()

@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.test_config import DEMANDS, MECHANISMS, REGRETNET_CANNOT, ROOT, make_config
-from training.config import build_components, validate_config
-from training.run import run
+from runs.config import build_components, validate_config
+from runs.run import run
 
 TINY = [
     "data.train_size=32",
@@ -194,7 +194,7 @@ def test_validation_builds_the_components_the_run_trains(tmp_path: Path) -> None
 
 
 def test_results_table_shows_a_late_collapse_beside_the_best_checkpoint() -> None:
-    from training.run import format_table
+    from runs.run import format_table
 
     test = {f"{name}_{stat}": 0.1 for name in ("revenue", "regret_mean_over_agents", "regret_sum_over_agents")
             for stat in ("mean", "std", "max")}

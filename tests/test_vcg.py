@@ -9,7 +9,7 @@ import torch
 
 from adversary.regret import measure
 from adversary.search import MisreportSearch
-from mechanisms.vcg import VCG
+from baselines.vcg import VCG
 from tests.brute_force import best_welfare, clarke_payments, grid_regret, owners_allocation
 
 # (demand, k, agents, items): every demand type, per-agent k, both assignment and per-item paths

@@ -10,18 +10,18 @@ import pytest
 import torch
 
 from callbacks.collapse import CollapseGuard
-from callbacks.lagrangian import RhoSchedule
+from lagrangian.paper import RhoSchedule
 from callbacks.warm_start import WarmStart
 from mechanisms.demand import Demand
-from mechanisms.optimal import posted_price
+from baselines.optimal import posted_price
 from mechanisms.networks import MLP
 from mechanisms.regretnet import RegretNet
 from tests.test_config import make_config
 from tests.test_training import TINY
-from training.config import build_components
+from runs.config import build_components
 from training.module import AuctionModule
-from training.run import format_table, run
-from training.teachers import resolve_teacher
+from runs.run import format_table, run
+from baselines.teachers import resolve_teacher
 from training.warm_start import fit_to_teacher
 
 

@@ -1,12 +1,8 @@
-"""Training: the LightningModule, configuration checks and the train/test pipeline behind train.py.
+"""Training: the LightningModule (one run, or K members as one), its fast step, validation, metrics and warm start.
 
-Importing this package registers the configuration's Python defaults with Hydra
-(:mod:`training.config_store`): every compose of ``conf/`` needs them.
+The run pipeline behind ``train.py`` (configuration, run directory, interrupts, reports) is :mod:`runs`.
 """
 
-from training.config_store import register_configs
 from training.module import AuctionModule
 
-register_configs()
-
-__all__ = ["AuctionModule", "register_configs"]
+__all__ = ["AuctionModule"]

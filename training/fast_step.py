@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from adversary.deviation import Forward, trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.sinkhorn import Calibration, Sinkhorn, check_backend
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs", "reattach_grads"]

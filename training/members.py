@@ -5,7 +5,7 @@ folded batch ``(batch * K, agents, items)`` (member innermost).  What it keeps p
 
 * ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (for K = 1 the plain ``(agents,)`` and scalar
   buffers of a single run, so its checkpoints are a single run's); :func:`member_penalties` views both
-  as ``(K, agents)`` and ``(K,)`` for the schedules of :mod:`callbacks.lagrangian`;
+  as ``(K, agents)`` and ``(K,)`` for the schedules of :mod:`lagrangian`;
 * its Lagrangian (:func:`member_losses`), its gradient norm (:func:`clip_member_gradients`), its learning
   rate (:class:`training.member_adam.MemberAdam` for K > 1), its metrics under ``member_<k>/``
   (:class:`MemberView`), its test with its own test seed;
@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from mechanisms.ensemble import unfold
-from training.lagrangian import lagrangian_loss
+from lagrangian.base import member_penalties, member_prefix
+from lagrangian.loss import lagrangian_loss
 
 __all__ = [
     "MemberView",
@@ -29,8 +30,6 @@ __all__ = [
     "ensemble_summary",
     "finite_or_none",
     "member_losses",
-    "member_penalties",
-    "member_prefix",
     "per_member",
 ]
 
@@ -44,22 +43,11 @@ def per_member(value: Any, size: int, name: str) -> list[Any]:
     return [value] * size
 
 
-def member_prefix(k: int, size: int) -> str:
-    """Where member ``k``'s metrics are logged: ``""`` for a single run, else ``member_<k>/``."""
-    return "" if size == 1 else f"member_{k}/"
-
-
-def member_penalties(module: Any) -> tuple[Tensor, Tensor]:
-    """The module's multipliers as ``(K, agents)`` and rho as ``(K,)`` views (in-place updates reach the buffers)."""
-    rho = module.rho
-    return module.lagrange_multipliers.view(rho.numel(), -1), rho.view(rho.numel())
-
-
 def member_losses(
     revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Tensor, *,
     quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum",
 ) -> Tensor:
-    """Every member's :func:`training.lagrangian.lagrangian_loss` ``(K,)``.
+    """Every member's :func:`lagrangian.loss.lagrangian_loss` ``(K,)``.
 
     ``revenue`` ``(batch * K,)`` and ``regrets`` ``(batch * K, agents)`` are folded (member innermost);
     ``multipliers`` ``(K, agents)``, ``rho`` ``(K,)``.

@@ -12,9 +12,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from mechanisms.baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
+from baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
 from distributions import ValuationDistribution
-from mechanisms.references import references
+from baselines.references import references
 from mechanisms.sinkhorn import Calibration
 
 __all__ = [
@@ -44,9 +44,9 @@ def reference_revenues(mechanism: nn.Module, distribution: ValuationDistribution
     """The reference revenues of ``mechanism``'s setting with values from ``distribution``.
 
     ``reference/<baseline>_revenue`` for every applicable truthful baseline (fitted revenue,
-    :func:`mechanisms.baselines.fit_baseline`) and :data:`BEST_BASELINE`, the highest of them; for
+    :func:`baselines.fit_baseline`) and :data:`BEST_BASELINE`, the highest of them; for
     identically distributed bidders also ``reference/vcg_revenue`` and (where known)
-    ``reference/optimal_revenue`` (:func:`mechanisms.references.references`).
+    ``reference/optimal_revenue`` (:func:`baselines.references.references`).
     """
     demand, agents, items = mechanism.demand, mechanism.n_agents, mechanism.n_items
     refs = _baseline_keys({name: fit_baseline(name, agents, items, demand, distribution=distribution).revenue

@@ -8,19 +8,19 @@ Each training step, for a batch of valuations ``(batch, agents, items)``:
    misreports, differentiable w.r.t. the mechanism's parameters;
 3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``
    (the paper's Eq. 1; the original code's penalty forms are options, see
-   :mod:`training.lagrangian`);
+   :mod:`lagrangian`);
 4. one optimizer step (``model.optimizer``: Adam, lr 1e-3) on the mechanism
    (allocation and payment networks together), then one step of the
    learning-rate scheduler (:mod:`training.lr_schedule`).
 
-The module is a :class:`training.lagrangian.LagrangianState`: ``lambda``
+The module is a :class:`lagrangian.base.LagrangianState`: ``lambda``
 (buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho`` (buffer ``rho``)
 are saved in every checkpoint; the schedules that change them
-(:class:`~training.lagrangian.RhoStaircase`,
-:class:`~training.lagrangian.LagrangeRule`) run as the callbacks
-:class:`callbacks.RhoSchedule` and :class:`callbacks.LagrangeUpdate`, which
+(:class:`~lagrangian.paper.RhoStaircase`,
+:class:`~lagrangian.paper.LagrangeRule`) run as the callbacks
+:class:`lagrangian.RhoSchedule` and :class:`lagrangian.LagrangeUpdate`, which
 read the regret that ``training_step`` returns under
-:data:`~training.lagrangian.REGRET_KEY`.  Validation measures revenue and regret
+:data:`~lagrangian.base.REGRET_KEY`.  Validation measures revenue and regret
 with a stronger misreport search; test runs the evaluation engine.
 
 Distributed training (DDP): every process validates its share of the
@@ -41,7 +41,7 @@ of the agents' expected regrets, RegretNet's convention) and
 ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
 
 **Members** (docs/ensembles.md, :mod:`training.members`): with a mechanism of K stacked members
-(:func:`mechanisms.ensemble.stack_members`, built by :mod:`training.ensemble_config`) the same module
+(:func:`mechanisms.ensemble.stack_members`, built by :mod:`runs.members`) the same module
 trains all K at once on one shared batch, folded to ``(batch * K, agents, items)``: ``lr``, ``lr_final``,
 ``lambda_init`` and ``rho_init`` may give one value per member, the buffers carry a member dimension
 (``(K, agents)``, ``(K,)``, ``(train_size, K, agents, items)``), each member has its own Lagrangian,
@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from datamodules.valuations import TrainBatch
 from distributions import Uniform, ValuationDistribution
-from mechanisms.checks import Bounds, is_int
+from utils.checks import Bounds, is_int
 from mechanisms.ensemble import ensemble_size, fold, member_mechanism, unfold
 from adversary.regret import measure, regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
@@ -71,9 +71,11 @@ from training import lr_schedule
 from training.checkpoint_state import restore_state, save_state
 from training.divergence import DivergenceWatch, check_penalty_weights
 from training.fast_step import FastStep, FastStepSettings
-from training.lagrangian import REGRET_KEY, check_penalty_options
+from lagrangian.base import REGRET_KEY
+from lagrangian.loss import check_penalty_options
 from training.member_adam import MemberAdam
-from training.members import MemberView, clip_member_gradients, ensemble_summary, member_losses, member_penalties, per_member
+from lagrangian.base import member_penalties
+from training.members import MemberView, clip_member_gradients, ensemble_summary, member_losses, per_member
 from training.metric_logging import (
     add_custom_scalars, baseline_references_on, flatten, log_calibration, log_training, reference_revenues,
 )
@@ -91,7 +93,7 @@ __all__ = ["AuctionModule"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
-class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianState
+class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
     ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate
@@ -105,7 +107,7 @@ class AuctionModule(pl.LightningModule):  # a training.lagrangian.LagrangianStat
     like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run configuration) is stored with the
     hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
     ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
-    ``penalty_over_agents`` choose the penalty convention of :func:`training.lagrangian.lagrangian_loss`
+    ``penalty_over_agents`` choose the penalty convention of :func:`lagrangian.loss.lagrangian_loss`
     (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm``
     (``None``: no clipping) rescales the mechanism's gradient to at most that total 2-norm before every
     optimizer step, in the eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the

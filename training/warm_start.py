@@ -2,7 +2,7 @@
 
 :func:`fit_to_teacher` is independent of where the teacher comes from (any module mapping bids
 ``(batch, agents, items)`` to allocation ``(batch, agents, items)`` and payment ``(batch, agents)``);
-:mod:`training.teachers` resolves ``init=<name>``, and :class:`callbacks.WarmStart` runs the fit before
+:mod:`baselines.teachers` resolves ``init=<name>``, and :class:`callbacks.WarmStart` runs the fit before
 the Lagrangian phase.  The loss is ``mean (a - a_teacher)^2 + mean (p - p_teacher)^2`` on batches drawn
 from the training profiles.
 """
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 
 __all__ = ["FitStats", "fit_to_teacher"]
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from mechanisms.checks import check_positive_int, is_int
+from utils.checks import check_positive_int, is_int
 
 __all__ = ["Demand", "KSpec", "SoftmaxHead", "make_demand", "marginals", "per_agent"]
 

@@ -13,7 +13,7 @@ iterations), and the one home of every check of a setting:
 config node (``eps_init``, ``tol``, ...): it is what a
 :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` holds; its defaults
 are the paper's, and the one source of that node's values
-(:mod:`training.config_store`).  :class:`~mechanisms.sinkhorn.Sinkhorn` is the
+(:mod:`runs.config_store`).  :class:`~mechanisms.sinkhorn.Sinkhorn` is the
 solver built from it.
 """
 
@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Sequence, Union
 
-from mechanisms.checks import check_int, check_positive_int
+from utils.checks import check_int, check_positive_int
 
 __all__ = [
     "BACKENDS", "Backend", "FixedIterations", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings",

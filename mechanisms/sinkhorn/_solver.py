@@ -49,7 +49,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from mechanisms.checks import check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.sinkhorn._checks import check_init, check_problem
 from mechanisms.sinkhorn._fixed import row_error, run_fixed
 from mechanisms.sinkhorn._implicit import ImplicitSinkhorn

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mechanisms.baselines.fit import BASELINE_SAMPLES, FittedBaseline, applicable_baselines, fit_baseline
+from baselines.fit import BASELINE_SAMPLES, FittedBaseline, applicable_baselines, fit_baseline
 from distributions import ValuationDistribution
-from mechanisms.checks import Bounds
+from utils.checks import Bounds
 from mechanisms.demand import Demand
 
 __all__ = ["BaselineRevenue", "baseline_revenues", "best_truthful_baseline"]

@@ -5,7 +5,7 @@
 :func:`run_protocol` runs the misreport engine (:func:`adversary.regret.measure`)
 on them and adds :func:`reference_revenues`: the revenue of VCG, of the
 known optimal mechanism (where one is known) and of every applicable truthful
-baseline (:mod:`mechanisms.baselines`, prices fitted to the value
+baseline (:mod:`baselines`, prices fitted to the value
 distribution) on the very same profiles, next to the optimum's closed form.
 """
 
@@ -23,12 +23,12 @@ from adversary.regret import measure
 from adversary.search import TEST_SAMPLES, TEST_SEARCH, MisreportSearch
 from adversary.strong import StrongSettings, strong_regret
 from datamodules import ValuationDataModule
-from mechanisms.baselines import baseline_revenues, best_truthful_baseline
+from baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
 from distributions import Uniform, ValuationDistribution
-from mechanisms.checks import Bounds, check_positive_int, is_int
-from mechanisms.references import optimal_mechanism
-from mechanisms.vcg import VCG
+from utils.checks import Bounds, check_positive_int, is_int
+from baselines.references import optimal_mechanism
+from baselines.vcg import VCG
 
 __all__ = [
     "PAPER_PROTOCOL", "Protocol", "audit_against_search", "reference_revenues", "run_protocol", "strong_against_search",

@@ -1,4 +1,4 @@
-"""What an ensemble run reports (``train.py`` with ``ensemble.size`` > 1; the run itself is :func:`training.run.run`).
+"""What an ensemble run reports (``train.py`` with ``ensemble.size`` > 1; the run itself is :func:`runs.run.run`).
 
 :func:`ensemble_members` exports every member of the tested ensemble as a single-run checkpoint and
 collects its metrics; :func:`format_ensemble_table` prints them.  The run writes into ``cfg.output_dir``:
@@ -6,7 +6,7 @@ collects its metrics; :func:`format_ensemble_table` prints them.  The run writes
 * ``checkpoints/last.ckpt`` (the ensemble, resumable) and ``checkpoints/member_<k>-best-*.ckpt``
   (the ensemble at member ``k``'s best regret-budget score);
 * ``members/member_<k>.ckpt`` (member ``k``'s last weights) and ``members/member_<k>-best.ckpt``
-  (its best ones), ordinary single-run checkpoints (:mod:`training.ensemble_export`);
+  (its best ones), ordinary single-run checkpoints (:mod:`runs.export`);
 * ``metrics.json``: every member (seed, varied settings, test, rho, lambda, best checkpoint) and the
   ensemble's summary (mean, sd and worst member of revenue and regret).
 """
@@ -21,10 +21,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
-from reporting.checkpoints import load_checkpoint
-from training.config import Components
-from training.ensemble_config import VARY
-from training.ensemble_export import export_member
+from runs.checkpoints import load_checkpoint
+from runs.config import Components
+from runs.members import VARY
+from runs.export import export_member
 from training.members import ensemble_summary, finite_or_none
 
 __all__ = ["ensemble_members", "format_ensemble_table"]

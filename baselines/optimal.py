@@ -39,6 +39,7 @@ from torch import Tensor
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
+from mechanisms.menu import MenuMechanism, Myerson, check_high, myerson_revenue
 
 __all__ = [
     "KNOWN_OPTIMA",
@@ -56,11 +57,6 @@ __all__ = [
 ]
 
 
-def _check_high(high: float) -> None:
-    if isinstance(high, bool) or not isinstance(high, (int, float)) or not (math.isfinite(high) and high > 0):
-        raise ValueError(f"high (the top of the value range U[0, high]) must be a positive finite number, got {high!r}")
-
-
 def posted_price_revenue(high: float = 1.0) -> float:
     """Expected revenue ``2 high / (3 sqrt 3)`` of :func:`posted_price` for values U[0, high]^2."""
     return high * 2.0 / (3.0 * math.sqrt(3.0))
@@ -76,58 +72,9 @@ def manelli_vincent_revenue(high: float = 1.0) -> float:
     return high * (4.0 / 9.0 + 2.0 * math.sqrt(2.0) / 27.0)
 
 
-def myerson_revenue(n_agents: int, high: float = 1.0) -> float:
-    """Expected revenue ``high (n - 1 + 2^-n) / (n + 1)`` of :class:`Myerson` with ``n`` bidders U[0, high]."""
-    return high * (n_agents - 1 + 2.0**-n_agents) / (n_agents + 1)
-
-
-class MenuMechanism(Mechanism):
-    """A single-bidder mechanism that sells the utility-maximizing entry of a fixed menu.
-
-    ``allocations`` is ``(entries, items)`` (each row feasible for the
-    demand), ``prices`` is ``(entries,)``; a zero-price entry is what the
-    bidder gets by "not buying" (add an all-zero row for free disposal).
-    Ties go to the more expensive entry, then to the earlier one.
-    ``expected_revenue`` is the closed-form revenue for the intended value
-    distribution (documented by the constructor function).
-    """
-
-    def __init__(
-        self,
-        allocations: Sequence[Sequence[float]],
-        prices: Sequence[float],
-        demand: str | Demand,
-        k: KSpec = 1,
-        *,
-        expected_revenue: float,
-        name: str,
-    ) -> None:
-        menu = torch.as_tensor(allocations, dtype=torch.float64)
-        cost = torch.as_tensor(prices, dtype=torch.float64)
-        if menu.dim() != 2 or cost.shape != (menu.shape[0],) or menu.shape[0] == 0:
-            raise ValueError(f"menu needs allocations (entries, items) and prices (entries,), got "
-                             f"{tuple(menu.shape)} and {tuple(cost.shape)}")
-        super().__init__(1, menu.shape[1], demand, k)
-        if (self.demand.violation(menu.unsqueeze(1)) > 0).any():
-            raise ValueError(f"every menu allocation must lie in [0, 1] and be feasible for {self.demand}")
-        order = torch.sort(-cost, stable=True).indices  # most expensive first: argmax then prefers it
-        self.register_buffer("menu", menu[order])
-        self.register_buffer("prices", cost[order])
-        self.expected_revenue = expected_revenue
-        self.name = name
-
-    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
-        """Allocation ``(batch, 1, items)`` and payment ``(batch, 1)`` of the chosen menu entries."""
-        bids = bids.detach()
-        menu = self.menu.to(bids.device, bids.dtype)
-        prices = self.prices.to(bids.device, bids.dtype)
-        choice = (bids[:, 0] @ menu.T - prices).argmax(-1)  # first maximal entry
-        return menu[choice].unsqueeze(1), prices[choice].unsqueeze(1)
-
-
 def posted_price(high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1) -> MenuMechanism:
     """Optimal unit-demand auction, one bidder, two items U[0, high]: each item at ``high / sqrt(3)``."""
-    _check_high(high)
+    check_high(high)
     price = high / math.sqrt(3.0)
     return MenuMechanism(
         [[0, 0], [1, 0], [0, 1]], [0.0, price, price], demand, k,
@@ -144,7 +91,7 @@ def free_and_priced(high: float = 1.0, demand: str | Demand = "exactly_k", k: KS
     report 2/27.  The gap (0.005) is about one standard error of a Monte Carlo
     estimate on ~1000 samples (per-sample std 0.139), which may explain it.
     """
-    _check_high(high)
+    check_high(high)
     return MenuMechanism(
         [[1, 0], [0, 1]], [0.0, high / 3.0], demand, k,
         expected_revenue=free_and_priced_revenue(high), name="item 0 free, item 1 at 1/3 (Kash and Frongillo 2016)",
@@ -153,43 +100,13 @@ def free_and_priced(high: float = 1.0, demand: str | Demand = "exactly_k", k: KS
 
 def manelli_vincent(high: float = 1.0, demand: str | Demand = "additive", k: KSpec = 2) -> MenuMechanism:
     """Optimal additive auction, one bidder, two items U[0, high]: items at ``2/3``, bundle at ``(4 - sqrt 2)/3``."""
-    _check_high(high)
+    check_high(high)
     item, bundle = 2.0 * high / 3.0, high * (4.0 - math.sqrt(2.0)) / 3.0
     return MenuMechanism(
         [[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, item, item, bundle], demand, k,
         expected_revenue=manelli_vincent_revenue(high),
         name="items at 2/3, bundle at (4 - sqrt 2)/3 (Manelli and Vincent 2006)",
     )
-
-
-class Myerson(Mechanism):
-    """Optimal single-item auction for ``n`` bidders U[0, high]: second price with reserve ``high / 2``.
-
-    ``forward(bids)`` maps bids ``(batch, agents, 1)`` to the allocation
-    ``(batch, agents, 1)`` and payment ``(batch, agents)``: the highest bidder
-    (lowest index on ties) wins if its bid is at least the reserve and pays
-    ``max(reserve, highest other bid)``.  ``expected_revenue`` is
-    :func:`myerson_revenue`.
-    """
-
-    def __init__(self, n_agents: int, high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1) -> None:
-        super().__init__(n_agents, 1, demand, k)
-        if not self.demand.free_disposal(n_agents, 1):
-            raise ValueError(f"Myerson needs free disposal: {self.demand.description} forces the item onto a bidder")
-        _check_high(high)
-        self.reserve = high / 2.0
-        self.expected_revenue = myerson_revenue(n_agents, high)
-        self.name = "second price with reserve 1/2 (Myerson 1981)"
-
-    def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
-        """Allocation ``(batch, agents, 1)`` and payment ``(batch, agents)``; neither requires grad."""
-        bids = bids.detach()[..., 0]  # (batch, agents)
-        top, winner = bids.max(dim=1)  # first maximal index
-        second = bids.topk(2, dim=1).values[:, 1] if self.n_agents > 1 else torch.zeros_like(top)
-        sold = (top >= self.reserve).to(bids.dtype)
-        allocation = torch.nn.functional.one_hot(winner, self.n_agents).to(bids.dtype) * sold.unsqueeze(1)
-        payment = allocation * second.clamp(min=self.reserve).unsqueeze(1)
-        return allocation.unsqueeze(-1), payment
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One training run: build from the config, fit, test, report (the body of ``train.py``).
 
-:func:`run` takes the components :func:`training.config.validate_config`
+:func:`run` takes the components :func:`runs.config.validate_config`
 built (or builds them, seeded, with ``hydra.utils.instantiate``), fits
 (resuming from ``cfg.resume`` when set), tests the ``cfg.test_checkpoint``
 weights with the evaluation engine, prints :func:`format_table` and writes
@@ -29,13 +29,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
-from reporting.atomic import write_json
-from reporting.hardware import describe
+from utils.atomic import write_json
+from utils.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
-from training.ensemble_run import ensemble_members, format_ensemble_table
-from training.interrupt import StopOnSignal, stop_testing_on_signal
-from training.no_revenue import allocated_mass, no_revenue_warning
-from training.config import TEST_CHECKPOINTS, Components, build_components, world_size
+from runs.ensemble_report import ensemble_members, format_ensemble_table
+from runs.interrupt import StopOnSignal, stop_testing_on_signal
+from runs.no_revenue import allocated_mass, no_revenue_warning
+from runs.config import TEST_CHECKPOINTS, Components, build_components, world_size
 from training.members import finite_or_none
 from training.metric_logging import best_baseline_reference
 
@@ -162,7 +162,7 @@ def format_table(metrics: dict[str, Any]) -> str:
 def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics.
 
-    ``parts``: the components :func:`training.config.validate_config` built from ``cfg`` (``None``: build
+    ``parts``: the components :func:`runs.config.validate_config` built from ``cfg`` (``None``: build
     them here, unchecked, with :func:`build_components`).
     """
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -229,7 +229,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
 
 
 def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> list[str]:
-    """Warnings about the tested mechanism (:mod:`training.no_revenue`), also written to the log and TensorBoard."""
+    """Warnings about the tested mechanism (:mod:`runs.no_revenue`), also written to the log and TensorBoard."""
     datamodule, model = parts.datamodule, parts.model
     valuations = datamodule.splits["test"].valuations.to(model.device)
     scale = float(model.high.mean())

@@ -2,7 +2,7 @@
 
 Lightning handles SIGTERM by finishing the epoch and raising a ``SystemExit`` of status 0, and Ctrl-C by
 an exit of status 1 without a resumable checkpoint.  :class:`StopOnSignal` (added to every run by
-:func:`training.run.run`) instead stops at the end of the current training batch, writes
+:func:`runs.run.run`) instead stops at the end of the current training batch, writes
 ``checkpoints/last.ckpt`` first, and raises :class:`Interrupted`; ``run`` turns that into one line on
 stderr (what was saved and the exact command that resumes) and exit status ``128 + signal`` (143 for
 SIGTERM, 130 for SIGINT).  A second Ctrl-C stops at once (Lightning's exit 1, no checkpoint).  During the test after training

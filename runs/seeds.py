@@ -1,4 +1,4 @@
-"""Seeds of one table row trained as one ensemble (docs/ensembles.md), for :mod:`reporting.reproduce`.
+"""Seeds of one table row trained as one ensemble (docs/ensembles.md), for :mod:`runs.reproduce`.
 
 * :func:`seed_overrides` - the ``train.py`` overrides that train seeds ``s_0, ..., s_{K-1}`` as one
   ensemble job (same data, member ``k`` initialized with ``s_k``);

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from mechanisms.base import Mechanism
-from mechanisms.baselines.posted_price import best_items, check_prices
+from baselines.posted_price import best_items, check_prices
 from mechanisms.demand import Demand, KSpec
 
 __all__ = ["MAX_OUTCOMES", "PayToChoose", "lottery_outcomes"]

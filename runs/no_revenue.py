@@ -2,7 +2,7 @@
 
 E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge
 nothing: zero regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it,
-with the allocated mass (0: nothing allocated; above: items given away); :func:`training.run.run`
+with the allocated mass (0: nothing allocated; above: items given away); :func:`runs.run.run`
 prints it in the log and the results table, writes it to ``metrics.json`` (``warnings``) and to
 TensorBoard (text ``warnings/no_revenue``).  (A finer guard, per bidder and during training, can
 build on :func:`allocated_mass`.)

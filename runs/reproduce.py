@@ -1,6 +1,6 @@
 """Reproduce the paper's Tables 1 and 2: train a list of presets and write a markdown table.
 
-``python -m reporting.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
+``python -m runs.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
 
 Each preset (``conf/experiment/<preset>.yaml``; default: every row of
 :data:`reporting.paper.PAPER_ROWS`) is trained and tested by
@@ -11,7 +11,7 @@ the hardware and the wall time, so ``--collect-only`` can rebuild the table
 from runs made elsewhere (e.g. the GPU rows on a GPU machine).  The table
 lists revenue and regret (mean (std) on the test profiles), the optimal
 (closed form) and VCG (Monte Carlo) revenue, the best truthful baseline
-(:mod:`mechanisms.baselines`, on the run's test profiles), training time and
+(:mod:`baselines`, on the run's test profiles), training time and
 hardware next to the paper's numbers.
 
 For settings with at most 3 items, the tested weights are also audited
@@ -45,12 +45,13 @@ from omegaconf import OmegaConf
 
 from adversary.audit import MAX_ITEMS, AuditSettings
 from adversary.strong import StrongSettings
-from mechanisms.checks import check_positive_int
-from reporting.atomic import check_writable, write_json, write_text_atomic
-from reporting.checkpoints import load_checkpoint
-from reporting.ensembles import parse_seeds, row_test, seed_overrides
-from reporting.evaluation import Protocol, audit_against_search, strong_against_search, test_profiles
-from reporting.hardware import describe, resolve_device
+from utils.checks import check_positive_int
+from utils.atomic import check_writable, write_json, write_text_atomic
+from runs.checkpoints import load_checkpoint
+from runs.config import validate_config
+from runs.seeds import parse_seeds, row_test, seed_overrides
+from adversary.protocol import Protocol, audit_against_search, strong_against_search, test_profiles
+from utils.hardware import describe, resolve_device
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
@@ -90,7 +91,6 @@ def _check_runs(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from training.config import validate_config
 
     for preset in presets:
         try:
@@ -343,7 +343,7 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "Revenue and regret: mean (std) over the test profiles (the paper's protocol unless the budget overrides it: "
         "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
         f"VCG: 10,000-profile Monte Carlo estimate. Best truthful baseline: the highest-earning of the simple truthful mechanisms "
-        "with fitted prices (posted prices, VCG with a reserve, pay to choose; `mechanisms/baselines`) on the run's test profiles. "
+        "with fitted prices (posted prices, VCG with a reserve, pay to choose; `baselines`) on the run's test profiles. "
         f"Paper times: one {PAPER_HARDWARE}. "
         "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
         "Audited regret (docs/regret_audit.md): mean (std) and max, summed over the agents, of the exhaustive audit "
@@ -360,7 +360,7 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: train the presets (unless ``--collect-only``), write and print the table; 1 if a run failed."""
-    parser = argparse.ArgumentParser(prog="python -m reporting.reproduce", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m runs.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("presets", nargs="*", default=list(PAPER_ROWS), help="presets under conf/experiment (default: every table row)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="Hydra override for every run, e.g. trainer.max_steps=200 (a reduced budget); repeatable")
@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    command = "python -m reporting.reproduce " + " ".join([*args.presets, *(f"--override {o}" for o in args.override)])
+    command = "python -m runs.reproduce " + " ".join([*args.presets, *(f"--override {o}" for o in args.override)])
     entries = [collect(p, args.runs_dir) for p in args.presets]
     table = reproduction_table(entries, command + (" --collect-only" if args.collect_only else ""))
     missing = [e["preset"] for e in entries if e["metrics"] is None]

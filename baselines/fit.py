@@ -28,10 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from distributions import Uniform, ValuationDistribution
-from mechanisms.baselines.pay_to_choose import PayToChoose
-from mechanisms.baselines.posted_price import PostedPrice
-from mechanisms.baselines.vcg_reserve import VCGReserve
-from mechanisms.checks import Bounds, check_int
+from baselines.pay_to_choose import PayToChoose
+from baselines.posted_price import PostedPrice
+from baselines.vcg_reserve import VCGReserve
+from utils.checks import Bounds, check_int
 from mechanisms.demand import Demand
 
 __all__ = [

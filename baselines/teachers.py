@@ -1,14 +1,14 @@
 """The warm start's teachers: a baseline name -> a fitted truthful mechanism (issue 16, part 2).
 
 :func:`resolve_teacher` is the one place that maps ``init=<name>`` to a mechanism: the baselines of
-:mod:`mechanisms.baselines` (``fit_baseline``, ``best_baseline``; prices fitted on their own seeded samples).
+:mod:`baselines` (``fit_baseline``, ``best_baseline``; prices fitted on their own seeded samples).
 """
 
 from __future__ import annotations
 
 from distributions import ValuationDistribution
-from mechanisms.baselines import FittedBaseline, best_baseline, fit_baseline
-from mechanisms.checks import Bounds
+from baselines import FittedBaseline, best_baseline, fit_baseline
+from utils.checks import Bounds
 from mechanisms.demand import Demand
 
 __all__ = ["INITS", "resolve_teacher"]

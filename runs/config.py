@@ -7,7 +7,7 @@ callbacks with ``hydra.utils.instantiate`` (:func:`build_components`; their
 constructors validate their own arguments: demand and sizes, epsilons, batch
 versus data set size, ...).  Every problem surfaces as one ``ValueError`` with
 a one-line message naming the config section.  It returns the components it
-built, and the run trains those (:func:`training.run.run`): each is built once.
+built, and the run trains those (:func:`runs.run.run`): each is built once.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from distributions import distribution_node
-from mechanisms.checks import check_int, is_int, one_line
+from utils.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
+from runs.checkpoints import read_checkpoint, run_config
 from training.divergence import check_penalty_weights
 from training.metric_logging import TRAINING_KEYS
 from training.module import AuctionModule
@@ -159,7 +160,6 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
 
 def _check_resume(cfg: DictConfig) -> None:
     """``resume``: a train.py checkpoint of the same run (one-line diff otherwise, unless resume_allow_changes)."""
-    from reporting.checkpoints import read_checkpoint, run_config  # a light import, but keep it local
 
     path = cfg.get("resume")
     if path is None:

@@ -7,8 +7,8 @@
 * :func:`baseline_revenues`, :func:`best_truthful_baseline` - their revenue on given profiles.
 """
 
-from mechanisms.baselines.compare import BaselineRevenue, baseline_revenues, best_truthful_baseline
-from mechanisms.baselines.fit import (
+from baselines.compare import BaselineRevenue, baseline_revenues, best_truthful_baseline
+from baselines.fit import (
     BASELINE_NAMES,
     BASELINE_SAMPLES,
     FittedBaseline,
@@ -17,9 +17,9 @@ from mechanisms.baselines.fit import (
     best_baseline,
     fit_baseline,
 )
-from mechanisms.baselines.pay_to_choose import PayToChoose
-from mechanisms.baselines.posted_price import PostedPrice
-from mechanisms.baselines.vcg_reserve import VCGReserve
+from baselines.pay_to_choose import PayToChoose
+from baselines.posted_price import PostedPrice
+from baselines.vcg_reserve import VCGReserve
 
 __all__ = [
     "BASELINE_NAMES",

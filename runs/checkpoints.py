@@ -24,7 +24,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from distributions import ValuationDistribution, distribution_of
-from mechanisms.checks import one_line
+from runs.config_store import SINKHORN_TARGET
+from utils.checks import one_line
 
 __all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config", "run_directory"]
 
@@ -69,10 +70,21 @@ def run_directory(checkpoint: Path | str) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
+RENAMED_TARGETS = {
+    "callbacks.RhoSchedule": "lagrangian.RhoSchedule",
+    "callbacks.LagrangeUpdate": "lagrangian.LagrangeUpdate",
+    "callbacks.TargetRegretUpdate": "lagrangian.TargetRegretUpdate",
+}
+"""``_target_``s that moved, as a stored run configuration may name them: old name -> today's."""
+
+
 def _with_targets(node: Any) -> Any:
-    """A configuration of the old format (``_target_`` stored as ``target``) with its ``_target_`` keys back."""
+    """A stored configuration with today's ``_target_`` keys (an old format stored them as ``target``) and
+    today's names for moved targets (:data:`RENAMED_TARGETS`)."""
     if isinstance(node, dict):
-        return {("_target_" if key == "target" else key): _with_targets(value) for key, value in node.items()}
+        return {("_target_" if key == "target" else key):
+                RENAMED_TARGETS.get(value, value) if key in ("target", "_target_") and isinstance(value, str)
+                else _with_targets(value) for key, value in node.items()}
     if isinstance(node, list):
         return [_with_targets(value) for value in node]
     return node
@@ -89,7 +101,6 @@ def _nested(config: dict[str, Any]) -> dict[str, Any]:
     mechanism = dict(config["mechanism"])
     if not (mechanism.keys() & {*_FLAT_NETWORK, *_FLAT_SINKHORN}):
         return config
-    from training.config_store import SINKHORN_TARGET  # keep it local: reporting does not need training otherwise
 
     network = {"_target_": "mechanisms.networks.MLP", **{key: mechanism.pop(key) for key in _FLAT_NETWORK if key in mechanism}}
     sinkhorn = {key: mechanism.pop(key) for key in _FLAT_SINKHORN if key in mechanism}
@@ -127,7 +138,7 @@ def run_config(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") 
     mechanism = config.get("mechanism") if isinstance(config, dict) else None
     if not isinstance(mechanism, dict) or not ({"_target_", "target"} & mechanism.keys()):
         raise ValueError(f"{path} holds no run configuration (hyper_parameters.run_config.mechanism); was it written by train.py?")
-    return _nested(config if "_target_" in mechanism else _with_targets(config))
+    return _nested(_with_targets(config))
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
@@ -143,7 +154,7 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     if members:  # docs/ensembles.md
         raise ValueError(
             f"{path} is an ensemble checkpoint of {len(members)} members: read the exported members/member_<k>.ckpt, "
-            "or export one with python -m training.ensemble_export CHECKPOINT --member K --out FILE"
+            "or export one with python -m runs.export CHECKPOINT --member K --out FILE"
         )
     target = config["mechanism"]["_target_"]
     try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)

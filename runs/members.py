@@ -11,7 +11,7 @@ single run of the configuration with
   rate and the Lagrangian settings).
 
 :func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds every
-member as ``train.py`` would (:func:`training.config.validate_config`) and stacks them into ONE
+member as ``train.py`` would (:func:`runs.config.validate_config`) and stacks them into ONE
 :class:`training.AuctionModule` (the same module as a single run's, with a member dimension) with the
 members' schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what
 ``train.py`` calls: a single run's components, or an ensemble's.
@@ -31,9 +31,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mechanisms.checks import check_int
+from utils.checks import check_int
 from mechanisms.ensemble import stack_members
-from training.config import Components, _check_resume, validate_config, world_size
+from runs.config import Components, _check_resume, validate_config, world_size
 from training.module import AuctionModule
 
 __all__ = ["MAX_MEMBERS", "VARY", "build_ensemble", "build_run", "ensemble_callbacks", "ensemble_size", "main",
@@ -225,10 +225,10 @@ def build_run(cfg: DictConfig, check_machine: bool = True) -> Components:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training.ensemble_config seed=0,1,2 model.lr=0.001,0.003``: print the overrides of
+    """``python -m runs.members seed=0,1,2 model.lr=0.001,0.003``: print the overrides of
     the one ensemble job packing that multirun (:func:`pack_multirun`); exit status 2 on a sweep it cannot pack."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.ensemble_config",
+        prog="python -m runs.members",
         description="Print the train.py overrides of one ensemble job that packs a Hydra multirun's sweeps.",
     )
     parser.add_argument("sweeps", nargs="+", metavar="KEY=V1,V2,...",

@@ -1,12 +1,12 @@
 """Member ``k`` of an ensemble checkpoint as an ordinary single-run checkpoint.
 
-    python -m training.ensemble_export <run>/checkpoints/last.ckpt --member 1 --out member_1.ckpt
+    python -m runs.export <run>/checkpoints/last.ckpt --member 1 --out member_1.ckpt
 
 The exported file holds member ``k``'s weights under the single mechanism's
 keys (``mechanism.*``), its ``lagrange_multipliers`` ``(agents,)`` and ``rho``,
 its misreport buffer (with persistent misreports), the step, and its own run
 configuration (``hyper_parameters.run_config``: the single run it is), so
-:func:`reporting.checkpoints.load_checkpoint` and ``evaluate.py`` read it as
+:func:`runs.checkpoints.load_checkpoint` and ``evaluate.py`` read it as
 they read any ``train.py`` checkpoint.  It holds no optimizer state: it is for
 evaluation, not for resuming (resume the ensemble checkpoint instead).
 """
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
-from reporting.checkpoints import read_checkpoint
+from runs.checkpoints import read_checkpoint
 
 __all__ = ["ensemble_members", "export_member", "member_checkpoint"]
 
@@ -37,7 +37,7 @@ def ensemble_members(checkpoint: dict[str, Any], path: Path | str = "the checkpo
 
 
 def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "the checkpoint") -> dict[str, Any]:
-    """Member ``k`` of an ensemble checkpoint dict (:func:`reporting.checkpoints.read_checkpoint`) as a single-run one."""
+    """Member ``k`` of an ensemble checkpoint dict (:func:`runs.checkpoints.read_checkpoint`) as a single-run one."""
     configs = ensemble_members(checkpoint, path)
     if not (isinstance(k, int) and 0 <= k < len(configs)):
         raise ValueError(f"member must be an integer in [0, {len(configs)}) for {path}, got {k!r}")

@@ -5,10 +5,10 @@ i.i.d. U[low, high], U[0, 1]) :func:`references` gives
 the optimal revenue and the name of the mechanism that attains it (the
 distribution's own :meth:`~distributions.ValuationDistribution.optimal_mechanism`,
 or for i.i.d. uniform values the table below, known only
-for ``low == 0``: see :mod:`mechanisms.optimal`), a Monte Carlo estimate of
+for ``low == 0``: see :mod:`baselines.optimal`), a Monte Carlo estimate of
 VCG's revenue with its standard error, from a fixed seed and sample count and
 cached in-process, and the fitted revenue of every applicable truthful
-baseline (:mod:`mechanisms.baselines`) with the best of them.  :func:`optimal_mechanism` returns the optimal mechanism
+baseline (:mod:`baselines`) with the best of them.  :func:`optimal_mechanism` returns the optimal mechanism
 itself.  Training logs these as reference lines.
 
 Known optima (``low = 0``):
@@ -32,12 +32,12 @@ from functools import lru_cache
 import torch
 
 from distributions import Uniform, ValuationDistribution
-from mechanisms.baselines import applicable_baselines, fit_baseline
-from mechanisms.checks import check_positive_int
+from baselines import applicable_baselines, fit_baseline
+from utils.checks import check_positive_int
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
-from mechanisms.optimal import known_optimum
-from mechanisms.vcg import VCG
+from baselines.optimal import known_optimum
+from baselines.vcg import VCG
 
 __all__ = ["References", "VCG_SAMPLES", "VCG_SEED", "optimal_mechanism", "references", "vcg_revenue"]
 
@@ -53,7 +53,7 @@ class References:
     is ``optimal_name``.  ``vcg`` is a Monte Carlo mean over ``vcg_samples``
     valuation profiles with standard error ``vcg_stderr``.  ``baselines``
     maps every applicable truthful baseline to its fitted revenue
-    (:func:`mechanisms.baselines.fit_baseline` with ``vcg_samples`` profiles);
+    (:func:`baselines.fit_baseline` with ``vcg_samples`` profiles);
     ``best_baseline`` names the highest (``None`` if none applies) and
     ``best_baseline_revenue`` is its revenue.
     """
@@ -91,7 +91,7 @@ def optimal_mechanism(
 
     ``demand`` is a :class:`~mechanisms.demand.Demand` or a type's name with
     ``k``; each known optimum declares the demands it is optimal for
-    (:data:`mechanisms.optimal.KNOWN_OPTIMA`).  Its ``expected_revenue``
+    (:data:`baselines.optimal.KNOWN_OPTIMA`).  Its ``expected_revenue``
     attribute is the closed-form revenue and ``name`` says what it is and
     where it comes from.
     """

@@ -9,8 +9,8 @@ auction per item with reserve ``r``.  It is dominant-strategy truthful and
 individually rational (VCG with a fixed extra agent).
 
 Computed exactly by enumeration, vectorized over the batch, where
-:func:`mechanisms.baselines.welfare.owner_maps` is small; otherwise by
-:class:`mechanisms.vcg.VCG` (per-item auctions when no capacity binds, else
+:func:`baselines.welfare.owner_maps` is small; otherwise by
+:class:`baselines.vcg.VCG` (per-item auctions when no capacity binds, else
 the assignment solver, a Python loop over the batch).  Items whose best net
 bid is not positive stay unsold.
 """
@@ -22,10 +22,10 @@ from typing import Sequence
 from torch import Tensor
 
 from mechanisms.base import Mechanism
-from mechanisms.baselines.posted_price import check_prices
-from mechanisms.baselines.welfare import enumerated_vcg, owner_maps
+from baselines.posted_price import check_prices
+from baselines.welfare import enumerated_vcg, owner_maps
 from mechanisms.demand import Demand, KSpec
-from mechanisms.vcg import VCG
+from baselines.vcg import VCG
 
 __all__ = ["VCGReserve"]
 

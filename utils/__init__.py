@@ -1,0 +1,1 @@
+"""The bottom of the package graph: argument checks, atomic file writes, the hardware description."""
