@@ -1,7 +1,9 @@
 """A run whose mechanism stopped earning (issue 19, point 3): test revenue near 0 at the end of the run.
 
 E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge
-nothing: zero regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it,
+nothing: zero regret, zero revenue, a table that looks normal.  The warning states what was measured and
+how to tell a collapse from a mechanism that never earned (the training curves); it names no cause it
+cannot know.  :func:`no_revenue_warning` names it,
 with the allocated mass (0: nothing allocated; above: items given away); :func:`training.run.run`
 prints it in the log and the results table, writes it to ``metrics.json`` (``warnings``) and to
 TensorBoard (text ``warnings/no_revenue``).  (A finer guard, per bidder and during training, can
@@ -31,5 +33,6 @@ def no_revenue_warning(revenue: float, mass: float, value_scale: float) -> str |
     if not revenue <= NEAR_ZERO * value_scale:
         return None
     how = "it allocates nothing" if mass <= NEAR_ZERO else f"it gives items away: allocated mass {mass:.3f} of the items"
-    return (f"the mechanism earns no revenue (test revenue {revenue:.4f}; {how}): training collapsed, e.g. a too "
-            f"large model.lr; see the training curves")
+    return (f"the mechanism earns no revenue (test revenue {revenue:.4f}; {how}); the training curves tell the cause: "
+            "revenue that fell during training is a collapse (e.g. a too large model.lr), revenue never earned points "
+            "at the mechanism's settings")
