@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from omegaconf import OmegaConf
 
-from reporting.atomic import write_json, write_text_atomic
+from reporting.atomic import check_new, write_json, write_text_atomic
 from reporting.tables import duration, markdown_table, mean_std
 
 __all__ = ["SweepPoint", "incomplete_jobs", "main", "read_sweep", "sweep_axis", "sweep_figure", "sweep_table"]
@@ -225,8 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key", default=None, help="the x axis, a config key (default: the key the multirun swept, "
                         f"one tick per job when it swept several; {DEFAULT_KEY} for a sweep without multirun.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="PNG file (default <sweep dir>/sweep.png); sweep.md and sweep.json go next to it")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
+    out = args.out or args.sweep_dir / "sweep.png"
     try:
+        check_new([out, out.with_name("sweep.md"), out.with_name("sweep.json")], args.force)
         axis = sweep_axis(args.sweep_dir, args.key) if args.sweep_dir.is_dir() else args.key
         points = read_sweep(args.sweep_dir, axis)
     except ValueError as error:
@@ -235,7 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed, missing = incomplete_jobs(args.sweep_dir)
     notes = [f"{what}: {', '.join(jobs)}" for what, jobs in (("failed (no metrics.json)", failed),
                                                               ("never started", missing)) if jobs]
-    out = args.out or args.sweep_dir / "sweep.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_figure(points, axis).savefig(out, dpi=100)
     table = sweep_table(points, axis)
