@@ -137,10 +137,13 @@ def _check_options(args: argparse.Namespace) -> None:
         _check_runs(args.presets, args.runs_dir, args.override)
 
 
-def write_table(out: Path, table: str, complete: bool) -> Path:
+def write_table(out: Path, table: str, complete: bool, empty: bool) -> Path | None:
     """Write ``table`` to ``out``, unless it lacks results (``complete`` false) and would replace an existing
-    ``out`` (``--force``): then to ``<out>.partial.md``.  Returns the file written."""
+    ``out`` (``--force``): then to ``<out>.partial.md``.  A table without any result (``empty``) replaces no
+    file.  Returns the file written (``None``: none)."""
     target = out if complete or not out.exists() else out.with_suffix(".partial.md")
+    if empty and target.exists():
+        return None
     write_text_atomic(target, table)
     return target
 
@@ -440,11 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = [collect(p, args.runs_dir) for p in args.presets]
     table = reproduction_table(entries, command + (" --collect-only" if args.collect_only else ""))
     missing = [e["preset"] for e in entries if e["metrics"] is None]
-    if len(missing) == len(entries):
-        print(f"error: no preset has results in {args.runs_dir} ({', '.join(missing)}): no table written", file=sys.stderr)
-        return 1
-    written = write_table(args.out, table, not missing)
+    written = write_table(args.out, table, not missing, len(missing) == len(entries))
     print(table)
+    if written is None:
+        print(f"error: no preset has results in {args.runs_dir}: a table without results replaces no file", file=sys.stderr)
+        return 1
     print(f"wrote {written}")
     if missing:
         kept = "" if written == args.out else f"; {args.out} is kept"
