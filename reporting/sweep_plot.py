@@ -219,7 +219,8 @@ def sweep_table(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: plot a sweep; exit status 2 on bad input."""
+    """CLI: plot a sweep; exit status 2 on bad input, 1 when a job failed or never started (the plot and table
+    show the finished ones and name the others)."""
     parser = argparse.ArgumentParser(prog="sweep_plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="the multirun directory, e.g. multirun/<date>/<time>")
     parser.add_argument("--key", default=None, help="the x axis, a config key (default: the key the multirun swept, "
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(f"warning: jobs {note}", file=sys.stderr)
     print(f"wrote {out}, {out.with_name('sweep.md')}, {out.with_name('sweep.json')}")
-    return 0
+    return 1 if notes else 0  # the sweep is incomplete: the table lists the jobs that finished
 
 
 if __name__ == "__main__":

@@ -306,5 +306,5 @@ def test_sweep_plot_from_a_real_multirun(tmp_path: Path) -> None:
     assert (sweep / "sweep.png").read_bytes().startswith(PNG)
     assert len(json.loads((sweep / "sweep.json").read_text())) == 2
     assert (sweep / "sweep.md").read_text().splitlines()[2].startswith("| 0.03 |")
-    assert sweep_plot.main([str(sweep), "--key", "sinkhorn.nope"]) == 2
+    assert sweep_plot.main([str(sweep), "--key", "sinkhorn.nope", "--force"]) == 2
     assert sweep_plot.main([str(tmp_path / "missing")]) == 2
