@@ -129,18 +129,18 @@ def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Na
         run.rows.append({"weights": tag, "error": f"audit exit {code}"})
         return
     precise = folder / f"precise_{tag}.json"
-    failed = []
+    errors = []
     code = _call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples",
                   str(args.precise_samples), "--threads", "1", "--out", str(precise)], folder / "audit.log",
                  args.audit_minutes * 60)
-    failed += [f"precise revenue exit {code}"] if code != 0 else []
+    errors += [f"precise revenue exit {code}"] if code != 0 else []
     result = folder / ("result.json" if tag == "last" else f"result_{tag}.json")
     code = _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"),
                   str(evaluation / "evaluation.json"), str(result), *(["--precise", str(precise)] if precise.exists() else [])],
                  folder / "audit.log", 60)
-    failed += [f"audited results exit {code}"] if code != 0 else []
+    errors += [f"audited results exit {code}"] if code != 0 else []
     row = _row(folder, tag)
-    run.rows.append({**row, "error": "; ".join(failed)} if failed else row)
+    run.rows.append({**row, "error": "; ".join(errors)} if errors else row)
 
 
 def execute(run: Run, out: Path, args: argparse.Namespace) -> None:

@@ -25,6 +25,11 @@ With ``--strong``, every run without a ``strong.json`` is also attacked by the
 strong adversary (:func:`strong_run`, :mod:`adversary.strong`, any number of
 items) on its test profiles (or the first ``--strong-samples``); the table
 shows its regret in a column of its own.
+
+An existing ``--out`` is refused before any training unless ``--force`` (a table that then lacks some presets'
+results goes to ``<out>.partial.md``); a table without any result replaces no file; ``--collect-only`` refuses a
+runs folder with nothing to collect; the base files presets build on (``paper``, ``best``, ...) are not presets.
+The exit status is 1 when a run failed or a row has no results, 2 on bad input.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ script, the only check that its error reaches the shell as one line.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -275,6 +276,24 @@ def test_a_sweep_rerun_keeps_every_earlier_row_and_exits_1_on_a_failed_run(tmp_p
     assert run_sweep.main([str(runs), str(out), "--no-check"]) == 1  # again: broken's folder has no results
     assert set(line.split("|")[1].strip() for line in (out / "summary.md").read_text().splitlines()[2:]) == set(rows)
     assert "train failed (1)" in (out / "summary.md").read_text()  # its earlier row says why
+
+
+def test_a_sweep_run_whose_precise_revenue_failed_counts_as_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def call(command: list[str], log: Path, timeout: float) -> int:
+        if "evaluate.py" in command:  # the audit succeeds ...
+            _audited(tmp_path, 0.37)
+            (tmp_path / "precise_last.json").unlink()
+            return 0
+        return 1 if "reporting.precise_revenue" in command else 0  # ... the precise revenue does not
+
+    monkeypatch.setattr(run_sweep, "_call", call)
+    run = run_sweep.parse_runs("r cpu seed=0")[0]
+    run_sweep._audit(run, tmp_path, tmp_path / "last.ckpt", "last", argparse.Namespace(audit_samples=10, audit_minutes=1,
+                                                                                       precise_samples=10))
+    run.status = "done"
+    assert run.rows == [{"weights": "last", "revenue": 0.37, "precise": None, "vs_baseline": None, "test_regret": 0.001,
+                         "audited_regret": 0.002, "error": "precise revenue exit 1"}]
+    assert run_sweep.failed(run) and "precise revenue exit 1" in run_sweep.summary([run])
 
 
 # ------------------------------------------------------------------------ benchmarks/persistent_misreports.py
