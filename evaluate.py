@@ -2,8 +2,8 @@
 
 Writes ``evaluation.json`` (and, for two-item settings, ``heatmaps.png``; for a
 checkpoint with TensorBoard logs, ``curves.png``) into ``--out`` and prints a
-summary.  See docs/evaluation.md.  Bad input exits with one line on stderr
-and status 2.
+summary; an earlier evaluation there is kept unless ``--force``.  See docs/evaluation.md.
+Bad input exits with one line on stderr and status 2.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mechanisms.demand import DEMAND_TYPES, Demand
 from baselines.references import optimal_mechanism
 from mechanisms.sinkhorn_auction import layer_settings
 from baselines.vcg import VCG
-from utils.atomic import check_writable, write_json
+from utils.atomic import check_new, check_writable, write_json
 from runs.checkpoints import load_checkpoint
 from adversary.protocol import PAPER_PROTOCOL, Protocol, run_protocol, strong_against_search, test_profiles
 from utils.hardware import describe, resolve_device
@@ -35,6 +35,7 @@ from distributions import DISTRIBUTION_NAMES, ValuationDistribution, named_distr
 from utils.checks import check_positive_int
 
 BASELINES = ("vcg", "optimal", *BASELINE_NAMES)
+OUTPUTS = ("evaluation.json", "heatmaps.png", "curves.png")  # what an evaluation may write into --out
 BASELINE_SETTING = {"demand": "unit", "k": 1, "agents": 1, "items": 2, "distribution": "uniform"}  # the baseline options' defaults
 
 
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
+    output.add_argument("--force", action="store_true", help="replace an earlier evaluation in --out (default: refused)")
     output.add_argument("--others", type=float, default=0.5, help="the other bidders' bid on every item in the heatmaps (default 0.5)")
     output.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     output.add_argument("--threads", type=int, default=config_threads(),
@@ -189,7 +191,7 @@ def _summary(report: dict[str, Any]) -> str:
         *_baseline_rows(report.get("baseline")),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
-        *_reference_baseline_rows(refs, metrics["revenue_mean"]),
+        *_reference_baseline_rows(refs, metrics["revenue_mean"], (report.get("baseline") or {}).get("name")),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
@@ -204,12 +206,13 @@ def _baseline_rows(baseline: dict[str, Any] | None) -> list[tuple[str, str]]:
                                 f"on {baseline['samples']} profiles)")]
 
 
-def _reference_baseline_rows(refs: dict[str, Any], revenue: float) -> list[tuple[str, str]]:
-    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it."""
+def _reference_baseline_rows(refs: dict[str, Any], revenue: float, evaluated: str | None) -> list[tuple[str, str]]:
+    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it
+    (``evaluated``: the evaluated baseline's name, ``None`` for any other mechanism)."""
     rows = [(f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
              + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()]
     best = refs.get("best_truthful_baseline")
-    return rows + baseline_rows(revenue, None if best is None else (best, refs["best_truthful_baseline_revenue_mean"]))
+    return rows + baseline_rows(revenue, None if best is None else (best, refs["best_truthful_baseline_revenue_mean"]), evaluated)
 
 
 def _audit_rows(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -290,6 +293,7 @@ def write_report(args: argparse.Namespace) -> dict[str, Any]:
     audit_settings = _audit_settings(args, target.items)
     strong_settings = _strong_settings(args)
     check_writable(target.out, "--out", folder=True)  # before the protocol runs
+    check_new([Path(target.out) / name for name in OUTPUTS], args.force, inputs=[args.checkpoint] if args.checkpoint else [])
     valuations = test_profiles(target.distribution, protocol.samples, target.data_seed, device)
     support = target.distribution.support
     result = run_protocol(mechanism, valuations, protocol, distribution=target.distribution, seed=target.search_seed,

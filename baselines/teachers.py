@@ -7,14 +7,29 @@
 from __future__ import annotations
 
 from distributions import ValuationDistribution
-from baselines import FittedBaseline, best_baseline, fit_baseline
+from baselines import FittedBaseline, applicable_baselines, best_baseline, fit_baseline
 from utils.checks import Bounds
 from mechanisms.demand import Demand
 
-__all__ = ["INITS", "resolve_teacher"]
+__all__ = ["INITS", "check_teacher", "resolve_teacher"]
 
 INITS = ("none", "posted_price", "vcg_reserve", "pay_to_choose", "best")
 """The values of ``init``: ``none`` (no warm start), a baseline's name, or ``best`` (the best baseline)."""
+
+
+def check_teacher(name: str, agents: int, items: int, demand: Demand) -> None:
+    """One-line ``ValueError`` unless ``init=name`` has a teacher for the setting (before any fitting): a known
+    name, and a baseline that applies to the demand (``best``: any)."""
+    if name not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)} (none: no teacher), got {name!r}")
+    if name == "none":
+        return
+    applicable = applicable_baselines(agents, items, demand)
+    if name == "best" and not applicable:
+        raise ValueError(f"init=best: no truthful baseline applies to {agents}x{items} {demand.name} demand; use init=none")
+    if name != "best" and name not in applicable:
+        raise ValueError(f"init={name} does not apply to {agents}x{items} {demand.name} demand; "
+                         f"use init={' or init='.join((*applicable, 'none'))}")
 
 
 def resolve_teacher(name: str, agents: int, items: int, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0,

@@ -20,7 +20,8 @@ The step is assembled from the same functions the LightningModule calls
 (``find_misreports``/``regret`` or ``FastStep``, ``lagrangian_loss``, Adam,
 the rho/lambda rules), without Lightning's loop around it.  Results go to
 ``--json`` (default ``benchmarks/results/step_<device>.json``, or, where that recorded file exists,
-``step_<device>_<UTC time>.json`` beside it: a run never overwrites it unless ``--json`` names it).
+``step_<device>_<UTC time>.json`` beside it: a run never overwrites a file unless ``--force``).  The exit
+status is 1 when a case failed (its row records the error).
 
 With ``--ensemble 1,2,4,...`` the 2x3 and 2x15 unit settings (``--only`` to change) are timed as one
 ordinary run (``single``) and as ensembles of K members (:mod:`mechanisms.ensemble`: one step trains
@@ -48,7 +49,7 @@ from mechanisms.demand import Demand  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
 from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
-from utils.atomic import write_json  # noqa: E402
+from utils.atomic import check_new, write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
 from utils.hardware import describe as describe_hardware  # noqa: E402
 from training.members import member_losses  # noqa: E402
@@ -306,14 +307,20 @@ def main() -> None:
     parser.add_argument("--ensemble", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="e.g. 1,2,4,8,16: ensembles of that many members against one run (2x3 and 2x15 unit)")
     parser.add_argument("--batch", type=int, default=None, help="profiles per batch instead of each setting's")
-    parser.add_argument("--json", default=None, help="output file, overwritten (default benchmarks/results/step_<device>.json; "
+    parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json; "
                         "where that exists, step_<device>_<UTC time>.json beside it)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file (default: refused)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+    path = Path(args.json) if args.json else default_output(Path(__file__).parent / "results", args.device)
+    try:
+        check_new([path], args.force, "--json")
+    except ValueError as error:
+        parser.error(str(error))
     if args.ensemble:
         if any(k < 1 for k in args.ensemble):
             parser.error(f"--ensemble sizes must be >= 1, got {args.ensemble}")
@@ -349,12 +356,15 @@ def main() -> None:
         result = {"hardware": describe_hardware(device), "torch": torch.__version__, "rows": rows}
     if args.quiet:
         print(json.dumps(rows[-1] if rows else {}))
-    path = Path(args.json) if args.json else default_output(Path(__file__).parent / "results", args.device)
     if str(path) != "/dev/null":
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, result)
         if not args.quiet:
             print(f"wrote {path}")
+    failed = [f"{row.get('setting')} {row.get('mechanism')} {row.get('variant')}" for row in rows if "error" in row]
+    if failed:
+        print(f"error: {len(failed)} case(s) failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
 
 
 def default_output(directory: Path, device: str) -> Path:

@@ -6,6 +6,7 @@ Runs ``python train.py`` for every setting x search variant x seed (each run's
 (the paper's protocol, which ``train.py`` runs at the end) and wall time, with
 per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not
 run again, so an interrupted sweep resumes; ``--table-only`` only builds the table.
+A failed run makes the exit status 1 (the table lists the finished ones); logs are appended, never replaced.
 
     python benchmarks/persistent_misreports.py --out results/persistent_runs --jobs 2
     python benchmarks/persistent_misreports.py --out results/persistent_runs --table-only
@@ -37,16 +38,19 @@ def _runs(seeds: list[int]) -> list[tuple[str, str, int]]:
     return [(setting, variant, seed) for seed in seeds for setting in SETTINGS for variant in VARIANTS]
 
 
-def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> str:
+def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> tuple[str, bool]:
+    """Train one run unless its metrics.json exists; ``(a line saying what happened, whether it failed)``.
+    Its log is appended to ``<out>/<run>.log`` (an earlier attempt's log is kept)."""
     folder = out / f"{setting}-{variant}-seed{seed}"
     if (folder / "metrics.json").is_file():
-        return f"{folder.name}: done before"
+        return f"{folder.name}: done before", False
     command = [sys.executable, str(ROOT / "train.py"), *SETTINGS[setting], *VARIANTS[variant], f"seed={seed}"]
     command += [*QUIET, f"hydra.run.dir={folder}", *extra]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    (out / f"{folder.name}.log").write_text(result.stdout[-20000:] + result.stderr[-20000:])
-    return f"{folder.name}: rc {result.returncode}, {time.perf_counter() - start:.0f} s"
+    with (out / f"{folder.name}.log").open("a") as log:
+        log.write(result.stdout[-20000:] + result.stderr[-20000:])
+    return f"{folder.name}: rc {result.returncode}, {time.perf_counter() - start:.0f} s", result.returncode != 0
 
 
 def table(out: Path) -> str:
@@ -87,7 +91,8 @@ def table(out: Path) -> str:
     )
 
 
-def main() -> None:
+def main() -> int:
+    """Run the missing runs, print the table; 1 if a run failed (the table lists the finished ones)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the runs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -97,13 +102,20 @@ def main() -> None:
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
     if not args.table_only:
         with ThreadPoolExecutor(args.jobs) as pool:
             jobs = [pool.submit(_run, args.out, *run, args.override) for run in _runs(args.seeds)]
             for job in jobs:
-                print(job.result(), flush=True)
+                line, bad = job.result()
+                print(line, flush=True)
+                failed += [line] if bad else []
     print(table(args.out))
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: {'; '.join(failed)} (logs in {args.out})", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,14 @@ checkpoint, then ``reporting.precise_revenue`` (revenue beside the baselines on 
 ``reporting.audited_results`` into ``OUT/NAME/result.json`` (``result_best.json``).  At most
 ``--cpu-jobs`` cpu runs and ``--gpu-jobs`` gpu runs go at once (each cpu run on 1 thread); a run past
 ``--minutes`` of training is stopped by Lightning's ``max_time`` and tested as it stands.  At the end a table of
-every run (revenue, test regret, audited regret) is printed and written to ``OUT/summary.md``::
+every run (revenue, test regret, audited regret) is printed and written to ``OUT/summary.md``.
+
+Every run's configuration is checked before the first starts; a bad runs file (missing, empty, a bad device
+word, a repeated name, an unclosed quote: the line is named) or configuration exits with one line and status 2.
+A run whose folder exists is not run again: its rows come from the files its earlier audit wrote, and a
+rerun into the same ``OUT`` merges ``summary.md`` (the rows of runs it does not name are kept).  The exit status
+is 1 when a run failed (training, an audit, the precise revenue) or was skipped without results; the summary
+still lists every result::
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
 
@@ -33,6 +40,13 @@ from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the project's packages
+    sys.path.insert(0, str(ROOT))
+
+from utils.atomic import check_writable, write_text_atomic  # noqa: E402
+
+DEVICES = ("cpu", "gpu")
+SUMMARY = "summary.md"
 
 
 @dataclass
@@ -50,10 +64,13 @@ def parse_runs(text: str) -> list[Run]:
     """The runs of a runs file; ``ValueError`` naming the line for a bad one."""
     runs, names = [], set()
     for number, line in enumerate(text.splitlines(), 1):
-        words = shlex.split(line, comments=True)
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as error:  # e.g. an unclosed quote
+            raise ValueError(f"line {number}: {error} in {line.strip()!r}") from error
         if not words:
             continue
-        if len(words) < 2 or words[1] not in ("cpu", "gpu"):
+        if len(words) < 2 or words[1] not in DEVICES:
             raise ValueError(f"line {number}: expected 'NAME cpu|gpu OVERRIDES...', got {line.strip()!r}")
         if words[0] in names or "/" in words[0]:
             raise ValueError(f"line {number}: run name {words[0]!r} is repeated or contains '/'")
@@ -62,6 +79,16 @@ def parse_runs(text: str) -> list[Run]:
     if not runs:
         raise ValueError("the runs file names no run")
     return runs
+
+
+def read_runs(path: Path) -> list[Run]:
+    """The runs of the runs file at ``path``; one-line ``ValueError`` naming the file for a missing or bad one."""
+    try:
+        return parse_runs(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"runs file {path}: {getattr(error, 'strerror', None) or error}") from error
+    except ValueError as error:
+        raise ValueError(f"runs file {path}: {error}") from error
 
 
 def _call(command: list[str], log: Path, timeout: float) -> int:
@@ -75,39 +102,54 @@ def _call(command: list[str], log: Path, timeout: float) -> int:
             return 124
 
 
+def _row(folder: Path, tag: str) -> dict | None:
+    """The summary row of the ``tag`` weights (last, best) of the run in ``folder``, from the files its audit wrote
+    (``None``: no evaluation there)."""
+    report = folder / f"eval_{tag}" / "evaluation.json"
+    if not report.is_file():
+        return None
+    evaluated = json.loads(report.read_text())
+    test, audit = evaluated.get("metrics", {}), evaluated.get("audit") or {}
+    precise = folder / f"precise_{tag}.json"
+    large = json.loads(precise.read_text()) if precise.is_file() else {}
+    best = large.get("best_truthful_baseline")
+    return {"weights": tag, "revenue": test.get("revenue_mean"), "precise": large.get("revenue", {}).get("mean"),
+            "vs_baseline": large["baselines"][best]["difference"]["mean"] if best else None,
+            "test_regret": test.get("regret_mean_over_agents_mean"),
+            "audited_regret": audit.get("regret_mean_over_agents_mean")}
+
+
 def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Namespace) -> None:
     device = "cuda" if run.device == "gpu" else "cpu"
     evaluation = folder / f"eval_{tag}"
     code = _call([sys.executable, "evaluate.py", str(checkpoint), "--samples", str(args.audit_samples), "--audit",
                   "--device", device, "--threads", "1", "--no-progress", "--out", str(evaluation)],
                  folder / "audit.log", args.audit_minutes * 60)
-    report = evaluation / "evaluation.json"
-    if code != 0 or not report.exists():
+    if code != 0 or not (evaluation / "evaluation.json").exists():
         run.rows.append({"weights": tag, "error": f"audit exit {code}"})
         return
     precise = folder / f"precise_{tag}.json"
-    _call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples", str(args.precise_samples),
-           "--threads", "1", "--out", str(precise)], folder / "audit.log", args.audit_minutes * 60)
+    errors = []
+    code = _call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples",
+                  str(args.precise_samples), "--threads", "1", "--out", str(precise)], folder / "audit.log",
+                 args.audit_minutes * 60)
+    errors += [f"precise revenue exit {code}"] if code != 0 else []
     result = folder / ("result.json" if tag == "last" else f"result_{tag}.json")
-    _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"), str(report), str(result),
-           *(["--precise", str(precise)] if precise.exists() else [])], folder / "audit.log", 60)
-    evaluated = json.loads(report.read_text())
-    test = evaluated.get("metrics", {})
-    audit = evaluated.get("audit") or {}
-    large = json.loads(precise.read_text()) if precise.exists() else {}
-    best = large.get("best_truthful_baseline")
-    run.rows.append({"weights": tag, "revenue": test.get("revenue_mean"),
-                     "precise": large.get("revenue", {}).get("mean"),
-                     "vs_baseline": large["baselines"][best]["difference"]["mean"] if best else None,
-                     "test_regret": test.get("regret_mean_over_agents_mean"),
-                     "audited_regret": audit.get("regret_mean_over_agents_mean")})
+    code = _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"),
+                  str(evaluation / "evaluation.json"), str(result), *(["--precise", str(precise)] if precise.exists() else [])],
+                 folder / "audit.log", 60)
+    errors += [f"audited results exit {code}"] if code != 0 else []
+    row = _row(folder, tag)
+    run.rows.append({**row, "error": "; ".join(errors)} if errors else row)
 
 
 def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
-    """Train, then audit, one run (its output in ``out/run.name``)."""
+    """Train, then audit, one run (its output in ``out/run.name``); a folder of an earlier sweep is not run again:
+    its rows come from the files its audit wrote."""
     folder = out / run.name
     if folder.exists():
-        run.status = "skipped: folder exists"
+        run.rows = [row for tag in ("last", "best") if (row := _row(folder, tag)) is not None]
+        run.status = "done before" if run.rows else "skipped: its folder exists without results (move it away to rerun)"
         return
     folder.mkdir(parents=True)
     run.status = "training"
@@ -132,12 +174,31 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
     run.status = "done"
 
 
-def summary(runs: Sequence[Run]) -> str:
-    """A markdown table of every run's audited rows."""
-    lines = ["| run | weights | test revenue | revenue (large sample) | minus best baseline | test regret | audited regret | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+def failed(run: Run) -> bool:
+    """Whether any part of the run's work failed (training, an audit, the precise revenue, the results file)."""
+    return run.status not in ("done", "done before") or any(row.get("error") for row in run.rows)
+
+
+HEADER = ["| run | weights | test revenue | revenue (large sample) | minus best baseline | test regret | audited regret | note |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+
+def _name(line: str) -> str:
+    """The run name of a summary table row."""
+    return line.split("|")[1].strip()
+
+
+def summary(runs: Sequence[Run], earlier: str = "") -> str:
+    """A markdown table of every run's audited rows, merged with the ``earlier`` summary of the same folder: its
+    rows of runs not in ``runs``, and of runs skipped without results, are kept."""
     fmt = lambda x: "" if x is None else f"{x:.5f}"  # noqa: E731
+    names = {run.name for run in runs if run.rows or run.status == "done before"}
+    kept = [line for line in earlier.splitlines() if line.startswith("| ") and line not in HEADER
+            and _name(line) not in names]
+    lines = [*HEADER, *kept]
     for run in runs:
+        if any(_name(line) == run.name for line in kept):
+            continue
         for row in run.rows:
             if row["weights"] == "train":
                 continue
@@ -147,6 +208,26 @@ def summary(runs: Sequence[Run]) -> str:
         if not any(row["weights"] != "train" for row in run.rows):
             lines.append(f"| {run.name} | | | | | | | {run.status} |")
     return "\n".join(lines)
+
+
+def check_runs(runs: Sequence[Run]) -> None:
+    """Every run's configuration passes train.py's checks (this machine's GPUs and cores aside), before any run
+    starts; one-line ``ValueError`` naming the run otherwise."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from utils.checks import one_line
+    from runs.config import validate_config
+    from runs.members import build_ensemble, ensemble_size
+
+    for run in runs:
+        overrides = [*run.overrides, f"trainer.accelerator={run.device}", "threads=1", "output_dir=."]
+        try:
+            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                cfg = compose("config", overrides=overrides)
+            (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=False)
+        except (ValueError, HydraException) as error:
+            raise ValueError(f"run {run.name}: {one_line(error)}") from error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "profiles of the potential-payment mechanism, with its search, takes 7.5 min on a loaded CPU)")
     parser.add_argument("--no-audit-best", dest="audit_best", action="store_false",
                         help="audit only the last weights, not also the regret-budget-best checkpoint")
+    parser.add_argument("--no-check", action="store_true",
+                        help="do not check every run's configuration before the first starts (train.py still checks each)")
     parser.add_argument("--precise-samples", type=int, default=200_000,
                         help="profiles of the revenue measured without search (reporting.precise_revenue, default 200000)")
     args = parser.parse_args(argv)
@@ -173,7 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if not 1 <= args.minutes <= 59:
         parser.error("--minutes must be between 1 and 59")
-    runs = parse_runs(args.runs.read_text())
+    try:
+        runs = read_runs(args.runs)
+        check_writable(args.out, "out", folder=True)
+        if not args.no_check:
+            check_runs(runs)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     slots = {"cpu": threading.Semaphore(args.cpu_jobs), "gpu": threading.Semaphore(args.gpu_jobs)}
 
@@ -187,9 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         thread.start()
     for thread in threads:
         thread.join()
-    table = summary(runs)
-    (args.out / "summary.md").write_text(table + "\n")
+    path = args.out / SUMMARY
+    table = summary(runs, path.read_text() if path.is_file() else "")
+    write_text_atomic(path, table + "\n")
     print(table)
+    bad = [f"{run.name} ({run.status})" for run in runs if failed(run)]
+    if bad:
+        print(f"error: {len(bad)} of {len(runs)} run(s) failed or were skipped without results: {', '.join(bad)}; "
+              f"{path} lists them and every result", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from distributions.base import ValuationDistribution
+from utils.checks import one_line
 
 __all__ = ["DISTRIBUTION_NAMES", "distribution_node", "distribution_of", "named_distribution"]
 
@@ -39,9 +41,13 @@ def distribution_of(config: Mapping[str, Any]) -> ValuationDistribution:
 
 
 def named_distribution(name: str, agents: int, items: int) -> ValuationDistribution:
-    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for ``agents`` x ``items``."""
+    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for ``agents`` x ``items``;
+    a one-line ``ValueError`` for a setting it does not cover (e.g. ``triangle`` with other than 2 items)."""
     if name not in DISTRIBUTION_NAMES:
         raise ValueError(f"unknown distribution {name!r}; distributions: {', '.join(DISTRIBUTION_NAMES)}")
     run = OmegaConf.create({"agents": agents, "items": items, "data": {"low": 0.0, "high": 1.0}})
     run.distribution = OmegaConf.load(GROUP / f"{name}.yaml")
-    return instantiate(run.distribution, _convert_="all")
+    try:
+        return instantiate(run.distribution, _convert_="all")
+    except InstantiationException as error:  # the constructor's own one-line refusal, e.g. triangle with items=3
+        raise ValueError(f"distribution {name}: {one_line(error)}") from error

@@ -32,7 +32,8 @@ class TargetSchedule:
 
     In between, ``shape="geometric"``: ``tau_start * (tau_end / tau_start) ** (step / anneal_steps)``;
     ``"linear"``: ``tau_start + (tau_end - tau_start) * step / anneal_steps``.  ``anneal_steps=0``:
-    ``tau_end`` throughout.  A pure function of the step (resume-safe).
+    ``tau_end`` throughout.  A pure function of the step (resume-safe).  ``tau_end <= tau_start``: a target that
+    rose would loosen the constraint as training goes on (``ValueError``).
     """
 
     tau_start: float = 0.01
@@ -45,6 +46,9 @@ class TargetSchedule:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite regret target, got {value!r}")
+        if self.tau_end > self.tau_start:  # a target is tightened, never loosened: most likely swapped values
+            raise ValueError(f"the regret target must not rise: tau_start={self.tau_start:g} < tau_end={self.tau_end:g}; "
+                             "swap them (equal values: a constant target)")
         if not (isinstance(self.anneal_steps, int) and self.anneal_steps >= 0):
             raise ValueError(f"anneal_steps must be an integer >= 0, got {self.anneal_steps!r}")
         if self.shape not in ANNEAL_SHAPES:

@@ -39,7 +39,7 @@ class LotteryAMA(SinkhornLayerMechanism):
     """Entropic lottery affine maximizer (see the module docstring).
 
     ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation ``(batch, agents, items)`` and payments
-    ``(batch, agents)``.  ``options`` is the menu's size; the option costs start as ``cost_scale`` times standard
+    ``(batch, agents)``.  ``options`` (>= 2: one option charges nothing) is the menu's size; the option costs start as ``cost_scale`` times standard
     normal draws (the layer's epsilon is ``sinkhorn.eps_final``: a scale well above it makes the options nearly
     deterministic), the boosts at 0, the weights at 1 and the temperature at ``temperature`` (value units).
     Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
@@ -59,6 +59,9 @@ class LotteryAMA(SinkhornLayerMechanism):
         cost_scale: float = 0.2,
     ) -> None:
         check_positive_int(options, "options")
+        if options < 2:  # V = V_-i + w_i b_i . A_0, so p_i = b_i . x_i - b_i . A_0 = 0 for every bid
+            raise ValueError("options=1: a menu of one lottery charges every bidder 0 (revenue 0 by construction); "
+                             "use options >= 2")
         for name, value in (("temperature", temperature), ("cost_scale", cost_scale)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

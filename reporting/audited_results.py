@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils.atomic import write_json
+from utils.atomic import check_new, write_json
 
 __all__ = ["audited_results"]
 
@@ -46,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("evaluation", type=Path, help="evaluate.py --audit (or --strong)'s evaluation.json")
     parser.add_argument("out", type=Path, help="the results file to write, e.g. results/tables/best_1x2_unit_seed0.json")
     parser.add_argument("--precise", type=Path, default=None, help="python -m reporting.precise_revenue's JSON of the same checkpoint")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
+    try:
+        check_new([args.out], args.force, "out", inputs=[p for p in (args.metrics, args.evaluation, args.precise) if p])
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     metrics, evaluation = (json.loads(p.read_text()) for p in (args.metrics, args.evaluation))
     precise = None if args.precise is None else json.loads(args.precise.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import torch
 from baselines import BASELINE_NAMES, BASELINE_SAMPLES, applicable_baselines, fit_baseline
 from utils.checks import check_int
 from mechanisms.demand import Demand
-from utils.atomic import write_text_atomic
+from utils.atomic import check_new, write_text_atomic
 from reporting.paper import PAPER_ROWS
 from reporting.tables import markdown_table
 
@@ -67,10 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reporting.baselines_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=BASELINE_SAMPLES, help=f"fitting (and revenue) sample size (default {BASELINE_SAMPLES})")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "baselines.md", help="markdown file (default results/baselines.md)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
         check_int(args.samples, "--samples", 2)
+        check_new([args.out], args.force)
         table, seconds = baselines_table(args.samples)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

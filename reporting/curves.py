@@ -20,6 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from utils.atomic import check_new
+
 __all__ = ["Series", "curves_figure", "event_directories", "main", "read_scalars"]
 
 Series = list[tuple[int, float]]
@@ -95,13 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reporting.curves", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", type=Path, help="a run directory, or any folder with TensorBoard event files under it")
     parser.add_argument("--out", type=Path, default=None, help="PNG file to write (default: <path>/curves.png)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
+    out = args.out or args.path / "curves.png"
     try:
+        check_new([out], args.force)
         figure = curves_figure(read_scalars(args.path), title=str(args.path))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or args.path / "curves.png"
     figure.savefig(out, dpi=100)
     print(f"wrote {out}")
     return 0

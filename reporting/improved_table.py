@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from utils.atomic import check_new, write_text_atomic
 from reporting.paper import PAPER_ROWS
 
 __all__ = ["improved_table"]
@@ -95,11 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reporting.improved_table", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, nargs="?", default=Path("results/tables"), help="default results/tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        try:
+            check_new([args.out], args.force)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     table = improved_table(args.folder)
     print(table)
     if args.out is not None:
-        args.out.write_text(table + "\n")
+        write_text_atomic(args.out, table + "\n")
     return 0
 
 

@@ -28,7 +28,7 @@ from distributions import Uniform, ValuationDistribution
 from baselines import baseline_revenues, best_truthful_baseline
 from mechanisms.demand import Demand
 from baselines.references import optimal_mechanism
-from utils.atomic import write_json
+from utils.atomic import check_new, write_json
 from runs.checkpoints import load_checkpoint
 from adversary.protocol import test_profiles
 from reporting.tables import config_threads
@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default <run>/evaluation/precise_revenue_<ckpt>.json)")
     parser.add_argument("--threads", type=int, default=config_threads(),
                         help="torch CPU threads (default: train.py's, threads in conf/config.yaml)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
     if args.samples < 2:
         parser.error("--samples must be >= 2")
@@ -105,13 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     run = load_checkpoint(args.checkpoint)
+    out = args.out or run.run_dir / "evaluation" / f"precise_revenue_{run.checkpoint.stem}.json"
+    try:
+        check_new([out], args.force, inputs=[args.checkpoint])
+    except ValueError as error:
+        parser.error(str(error))
     config = run.config
     demand = Demand(config["demand"]["name"], config["demand"].get("k", 1))
     distribution = run.distribution
     valuations = test_profiles(distribution, args.samples, args.seed)
     result = {"checkpoint": str(run.checkpoint), "seed": args.seed,
               **precise_revenue(run.mechanism, demand, valuations, distribution)}
-    out = args.out or run.run_dir / "evaluation" / f"precise_revenue_{run.checkpoint.stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     r = result["revenue"]

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from omegaconf import OmegaConf
 
-from utils.atomic import write_json, write_text_atomic
+from utils.atomic import check_new, write_json, write_text_atomic
 from reporting.tables import duration, markdown_table, mean_std
 
 __all__ = ["SweepPoint", "incomplete_jobs", "main", "read_sweep", "sweep_axis", "sweep_figure", "sweep_table"]
@@ -219,14 +219,18 @@ def sweep_table(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: plot a sweep; exit status 2 on bad input."""
+    """CLI: plot a sweep; exit status 2 on bad input, 1 when a job failed or never started (the plot and table
+    show the finished ones and name the others)."""
     parser = argparse.ArgumentParser(prog="sweep_plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="the multirun directory, e.g. multirun/<date>/<time>")
     parser.add_argument("--key", default=None, help="the x axis, a config key (default: the key the multirun swept, "
                         f"one tick per job when it swept several; {DEFAULT_KEY} for a sweep without multirun.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="PNG file (default <sweep dir>/sweep.png); sweep.md and sweep.json go next to it")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
+    out = args.out or args.sweep_dir / "sweep.png"
     try:
+        check_new([out, out.with_name("sweep.md"), out.with_name("sweep.json")], args.force)
         axis = sweep_axis(args.sweep_dir, args.key) if args.sweep_dir.is_dir() else args.key
         points = read_sweep(args.sweep_dir, axis)
     except ValueError as error:
@@ -235,7 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed, missing = incomplete_jobs(args.sweep_dir)
     notes = [f"{what}: {', '.join(jobs)}" for what, jobs in (("failed (no metrics.json)", failed),
                                                               ("never started", missing)) if jobs]
-    out = args.out or args.sweep_dir / "sweep.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_figure(points, axis).savefig(out, dpi=100)
     table = sweep_table(points, axis)
@@ -245,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(f"warning: jobs {note}", file=sys.stderr)
     print(f"wrote {out}, {out.with_name('sweep.md')}, {out.with_name('sweep.json')}")
-    return 0
+    return 1 if notes else 0  # the sweep is incomplete: the table lists the jobs that finished
 
 
 if __name__ == "__main__":

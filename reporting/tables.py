@@ -82,13 +82,16 @@ def allocation_warning(violation: float | None, tolerance: float | None) -> str:
     )
 
 
-def baseline_rows(revenue: float, best: tuple[str, float] | None) -> list[tuple[str, str]]:
-    """Rows naming the best truthful baseline ``(name, revenue)`` and, when ``revenue`` is lower, by how much."""
+def baseline_rows(revenue: float, best: tuple[str, float] | None, evaluated: str | None = None) -> list[tuple[str, str]]:
+    """Rows naming the best truthful baseline ``(name, revenue)`` and, when ``revenue`` is lower by at least the
+    4 decimals shown, by how much; ``evaluated``: the name of the baseline whose ``revenue`` this is (no gap to itself)."""
     if best is None:
         return []
     name, best_revenue = best
+    if name == evaluated:
+        return [("best truthful baseline", f"{name} {best_revenue:.4f} (the evaluated mechanism)")]
     rows = [("best truthful baseline", f"{name} {best_revenue:.4f}")]
-    if revenue < best_revenue:
+    if round(best_revenue - revenue, 4) > 0:
         rows.append(("below best truthful baseline", f"({name} {best_revenue:.4f}) by {best_revenue - revenue:.4f}"))
     return rows
 

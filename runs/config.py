@@ -5,7 +5,8 @@ the top-level setting, the trainer settings the training loop relies on, and
 the build of the mechanism, the data module, the LightningModule and the
 callbacks with ``hydra.utils.instantiate`` (:func:`build_components`; their
 constructors validate their own arguments: demand and sizes, epsilons, batch
-versus data set size, ...).  Every problem surfaces as one ``ValueError`` with
+versus data set size, ...), then what the settings mean for the run
+(:func:`runs.setting_checks.check_meaning`).  Every problem surfaces as one ``ValueError`` with
 a one-line message naming the config section.  It returns the components it
 built, and the run trains those (:func:`runs.run.run`): each is built once.
 """
@@ -13,6 +14,7 @@ built, and the run trains those (:func:`runs.run.run`): each is built once.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +30,11 @@ from distributions import distribution_node
 from utils.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
 from runs.checkpoints import read_checkpoint, run_config
+from training.checkpoint_state import BUFFER_KEY
 from training.divergence import check_penalty_weights
 from training.metric_logging import TRAINING_KEYS
 from training.module import AuctionModule
+from runs.setting_checks import check_meaning
 from training.validation import validation_metrics
 
 __all__ = ["Components", "build_components", "validate_config"]
@@ -59,8 +63,10 @@ DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
     "agents", "items", "seed", "demand", "distribution", "mechanism", "data", "model", "lagrangian",
-    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "ensemble",
+    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "callbacks.warm_start", "callbacks.collapse", "ensemble",
 )
+# Callbacks added after the first checkpoints were written: not compared with a checkpoint that lacks the section.
+RESUME_ADDED_SINCE = ("callbacks.warm_start", "callbacks.collapse")
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
 # The setting and the architecture: the whole network nodes, so that no architecture field slips past.
 RESUME_FIXED = ("agents", "items", "demand", "distribution", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net",
@@ -148,6 +154,9 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     if "ensemble" in current and "ensemble" not in stored:  # a run from before ensembles: a single run
         stored = {**stored, "ensemble": {"size": 1}}
     for section in RESUME_COMPARED:
+        parent, _, key = section.rpartition(".")
+        if section in RESUME_ADDED_SINCE and key not in (_section(stored, parent) or {}):
+            continue
         old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
         for key in sorted(old.keys() | new.keys()):
             if key in RESUME_IGNORED or old.get(key, "<absent>") == new.get(key, "<absent>"):
@@ -158,8 +167,22 @@ def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
     return differences
 
 
-def _check_resume(cfg: DictConfig) -> None:
-    """``resume``: a train.py checkpoint of the same run (one-line diff otherwise, unless resume_allow_changes)."""
+def _check_shapes(checkpoint: dict[str, Any], model: nn.Module) -> None:
+    """Every tensor of the checkpoint's state dict has the shape of ``model``'s (a shape change is never a resume)."""
+    stored, current = checkpoint.get("state_dict", {}), model.state_dict()
+    optional = {BUFFER_KEY} - (stored.keys() & current.keys())  # a misreport buffer on one side only is fine
+    changes = [f"{key}: {tuple(stored[key].shape)} in the checkpoint, {tuple(current[key].shape)} now"
+               for key in sorted(stored.keys() & current.keys()) if tuple(stored[key].shape) != tuple(current[key].shape)]
+    changes += [f"{key} only in the checkpoint" for key in sorted(stored.keys() - current.keys() - optional)]
+    changes += [f"{key} only in this run's model" for key in sorted(current.keys() - stored.keys() - optional)]
+    if changes:
+        raise ValueError(f"resume: the checkpoint's weights do not fit this run's model ({'; '.join(changes)}); "
+                         "a change of shape cannot be continued")
+
+
+def _check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
+    """``resume``: a train.py checkpoint of the same run (one-line diff otherwise, unless resume_allow_changes,
+    which prints the changes) whose weights fit ``model`` (``None``: not checked)."""
 
     path = cfg.get("resume")
     if path is None:
@@ -174,8 +197,14 @@ def _check_resume(cfg: DictConfig) -> None:
     _check_resume_budget(cfg.trainer, checkpoint)
     current = OmegaConf.to_container(cfg, resolve=True)
     differences = resume_differences(stored, current)
-    if not differences:
-        return
+    if differences:
+        _refuse_differences(cfg, differences)
+    if model is not None:
+        _check_shapes(checkpoint, model)
+
+
+def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]) -> None:
+    """Refuse a resume whose settings differ from the checkpoint's; with resume_allow_changes, print them instead."""
     listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
     fixed = [key for key, _, _ in differences if any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)]
     if fixed:
@@ -185,6 +214,8 @@ def _check_resume(cfg: DictConfig) -> None:
             f"resume: this run's configuration differs from the checkpoint's ({listed}); "
             "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
         )
+    print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with ({listed})",
+          file=sys.stderr)
 
 
 def _check_resume_budget(trainer: DictConfig, checkpoint: dict[str, Any]) -> None:
@@ -337,7 +368,8 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     _check_run_options(cfg)
     _check_data(cfg, world_size(cfg.trainer), check_machine)
     components = build_components(cfg)  # checks each component's own arguments
+    check_meaning(cfg, components.datamodule.distribution)  # and what they mean together
     _check_penalty_schedule(cfg, world_size(cfg.trainer))
     _check_monitors(components.callbacks)
-    _check_resume(cfg)
+    _check_resume(cfg, components.model)
     return components

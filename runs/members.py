@@ -213,8 +213,8 @@ def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
             parts.append(validate_config(member, check_machine))
         except ValueError as error:
             raise ValueError(f"ensemble member {k}: {error}") from error
-    _check_resume(cfg)
     model = stack_modules([p.model for p in parts], OmegaConf.to_container(cfg, resolve=True))
+    _check_resume(cfg, model)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the members' builds drew from the global generator
     return Components(model.mechanism, parts[0].datamodule, model, ensemble_callbacks(cfg, configs))
 

@@ -1,7 +1,9 @@
 """A run whose mechanism stopped earning (issue 19, point 3): test revenue near 0 at the end of the run.
 
 E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge
-nothing: zero regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it,
+nothing: zero regret, zero revenue, a table that looks normal.  The warning names a collapse only when the
+run earned revenue in validation before (the collapse guard's best), and a mechanism that never earned
+otherwise; it names no cause it cannot know.  :func:`no_revenue_warning` names it,
 with the allocated mass (0: nothing allocated; above: items given away); :func:`runs.run.run`
 prints it in the log and the results table, writes it to ``metrics.json`` (``warnings``) and to
 TensorBoard (text ``warnings/no_revenue``).  (A finer guard, per bidder and during training, can
@@ -26,10 +28,22 @@ def allocated_mass(mechanism: nn.Module, valuations: Tensor) -> float:
     return float(allocation.sum(1).mean())
 
 
-def no_revenue_warning(revenue: float, mass: float, value_scale: float) -> str | None:
-    """The warning line if test ``revenue`` <= NEAR_ZERO x ``value_scale`` (the allocated ``mass`` says how), else ``None``."""
+def no_revenue_warning(revenue: float, mass: float, value_scale: float, best_validation: float | None = None) -> str | None:
+    """The warning line if test ``revenue`` <= NEAR_ZERO x ``value_scale`` (the allocated ``mass`` says how), else ``None``.
+
+    ``best_validation``: the best validation revenue of the run (:class:`callbacks.CollapseGuard`'s; ``None``:
+    unknown).  Above the same threshold, revenue was earned and lost: a collapse.  Below it, the mechanism never
+    earned: its settings, not the training's stability, are the suspect.  Unknown: both are named, with how to tell.
+    """
     if not revenue <= NEAR_ZERO * value_scale:
         return None
     how = "it allocates nothing" if mass <= NEAR_ZERO else f"it gives items away: allocated mass {mass:.3f} of the items"
-    return (f"the mechanism earns no revenue (test revenue {revenue:.4f}; {how}): training collapsed, e.g. a too "
-            f"large model.lr; see the training curves")
+    head = f"the mechanism earns no revenue (test revenue {revenue:.4f}; {how})"
+    if best_validation is None:
+        return (f"{head}; the training curves tell the cause: revenue that fell during training is a collapse (e.g. a "
+                "too large model.lr), revenue never earned points at the mechanism's settings")
+    if best_validation > NEAR_ZERO * value_scale:
+        return (f"{head}: training collapsed after a best validation revenue of {best_validation:.4f}, e.g. a too large "
+                "model.lr; see the training curves")
+    return (f"{head}: it earned none in any validation either (best {best_validation:.4f}), so the mechanism's settings "
+            "(or a budget too short to learn) are the suspect, not a collapse")

@@ -25,6 +25,11 @@ With ``--strong``, every run without a ``strong.json`` is also attacked by the
 strong adversary (:func:`strong_run`, :mod:`adversary.strong`, any number of
 items) on its test profiles (or the first ``--strong-samples``); the table
 shows its regret in a column of its own.
+
+An existing ``--out`` is refused before any training unless ``--force`` (a table that then lacks some presets'
+results goes to ``<out>.partial.md``); a table without any result replaces no file; ``--collect-only`` refuses a
+runs folder with nothing to collect; the base files presets build on (``paper``, ``best``, ...) are not presets.
+The exit status is 1 when a run failed or a row has no results, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -46,12 +51,12 @@ from omegaconf import OmegaConf
 from adversary.audit import MAX_ITEMS, AuditSettings
 from adversary.strong import StrongSettings
 from utils.checks import check_positive_int
-from utils.atomic import check_writable, write_json, write_text_atomic
+from utils.atomic import check_new, check_writable, write_json, write_text_atomic
 from runs.checkpoints import load_checkpoint
-from runs.config import validate_config
 from runs.seeds import parse_seeds, row_test, seed_overrides
 from adversary.protocol import Protocol, audit_against_search, strong_against_search, test_profiles
 from utils.hardware import describe, resolve_device
+from runs.config import validate_config
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
@@ -76,8 +81,22 @@ def paper_row(preset: str):
     return None
 
 
+def base_files() -> set[str]:
+    """The experiment files other presets build on (named in their ``defaults``: ``paper``, ``best``, ...): a budget
+    without a setting of their own, not presets."""
+    named = set()
+    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
+        named |= {entry for entry in OmegaConf.load(path).get("defaults", []) if isinstance(entry, str)}
+    return named
+
+
 def _check_presets(presets: Sequence[str]) -> None:
-    available = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    bases = base_files()
+    available = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem not in bases)
+    given_bases = [p for p in presets if p in bases]
+    if given_bases:
+        raise ValueError(f"{', '.join(given_bases)}: a base file other presets build on, not a preset; "
+                         f"presets: {', '.join(available)}")
     unknown = [p for p in presets if p not in available]
     if unknown:
         raise ValueError(f"unknown preset(s) {', '.join(unknown)}; available: {', '.join(available)}")
@@ -113,15 +132,23 @@ def _check_options(args: argparse.Namespace) -> None:
     AuditSettings(points=args.audit_points)  # rejects a bad --audit-points
     resolve_device(args.audit_device, "--audit-device")
     check_writable(args.out, "--out")
+    check_new([args.out], args.force)
     check_writable(args.runs_dir, "--runs-dir", folder=True)
-    if not args.collect_only:
+    if args.collect_only:
+        if not any((args.runs_dir / preset / "metrics.json").is_file() for preset in args.presets):
+            raise ValueError(f"--collect-only: no run in {args.runs_dir} has results (metrics.json) for "
+                             f"{', '.join(args.presets)}: nothing to collect")
+    else:
         _check_runs(args.presets, args.runs_dir, args.override)
 
 
-def write_table(out: Path, table: str, complete: bool, force: bool) -> Path:
+def write_table(out: Path, table: str, complete: bool, empty: bool) -> Path | None:
     """Write ``table`` to ``out``, unless it lacks results (``complete`` false) and would replace an existing
-    ``out``: then to ``<out>.partial.md`` (``force``: to ``out`` anyway).  Returns the file written."""
-    target = out if complete or force or not out.exists() else out.with_suffix(".partial.md")
+    ``out`` (``--force``): then to ``<out>.partial.md``.  A table without any result (``empty``) replaces no
+    file.  Returns the file written (``None``: none)."""
+    target = out if complete or not out.exists() else out.with_suffix(".partial.md")
+    if empty and target.exists():
+        return None
     write_text_atomic(target, table)
     return target
 
@@ -152,14 +179,16 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     """
     run_dir = runs_dir / preset
     log = runs_dir / f"{preset}.log"
+    kept = runs_dir / f"{preset}.previous-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
     if run_dir.exists():
         if not (run_dir / SIDECAR).is_file():
             raise ValueError(f"{run_dir} exists and was not made by this command; move it away or pick another --runs-dir")
-        kept = runs_dir / f"{preset}.previous-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
         run_dir.rename(kept)
         if log.is_file():
             log.rename(kept / log.name)
         print(f"{preset}: the earlier run is kept in {kept}", file=sys.stderr)
+    elif log.is_file():  # an earlier attempt's log without its run folder
+        log.rename(kept.with_name(kept.name + ".log"))
     runs_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "train.py", f"experiment={preset}", f"hydra.run.dir={run_dir.resolve()}", *overrides]
     start, started_at = time.perf_counter(), time.time()
@@ -375,7 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--audit-samples", type=int, default=None, help="audit the first N test profiles (default: all)")
     parser.add_argument("--audit-points", type=int, default=None, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
     parser.add_argument("--audit-device", default="auto", help="device of the audit and the strong adversary: cpu, cuda or auto (default)")
-    parser.add_argument("--force", action="store_true", help="replace --out even with a table that lacks some presets' results")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out (a table that lacks some presets' "
+                        "results goes to <out>.partial.md instead)")
     parser.add_argument("--strong", action="store_true", help="also run the strong adversary on every run without strong.json")
     parser.add_argument("--strong-samples", type=int, default=None, help="strong adversary on the first N test profiles (default: all)")
     parser.add_argument("--strong-starts", type=int, default=StrongSettings.random_starts,
@@ -418,13 +448,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = [collect(p, args.runs_dir) for p in args.presets]
     table = reproduction_table(entries, command + (" --collect-only" if args.collect_only else ""))
     missing = [e["preset"] for e in entries if e["metrics"] is None]
-    written = write_table(args.out, table, not missing, args.force)
+    written = write_table(args.out, table, not missing, len(missing) == len(entries))
     print(table)
-    if written != args.out:
-        print(f"error: no results for {', '.join(missing)}: {args.out} is kept; the table went to {written} "
-              f"(--force replaces {args.out})", file=sys.stderr)
+    if written is None:
+        print(f"error: no preset has results in {args.runs_dir}: a table without results replaces no file", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}")
+    print(f"wrote {written}")
+    if missing:
+        kept = "" if written == args.out else f"; {args.out} is kept"
+        print(f"error: no results for {', '.join(missing)} (the table lists the others){kept}", file=sys.stderr)
     return 1 if failed or missing else 0
 
 

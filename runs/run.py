@@ -28,6 +28,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig
 
+from callbacks.collapse import CollapseGuard
 from callbacks.warm_start import WarmStart
 from utils.atomic import write_json
 from utils.hardware import describe
@@ -233,7 +234,9 @@ def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> l
     datamodule, model = parts.datamodule, parts.model
     valuations = datamodule.splits["test"].valuations.to(model.device)
     scale = float(model.high.mean())
-    warning = no_revenue_warning(float(test["revenue_mean"]), allocated_mass(parts.mechanism, valuations), scale)
+    guard = next((c for c in parts.callbacks if isinstance(c, CollapseGuard) and math.isfinite(c.best)), None)
+    warning = no_revenue_warning(float(test["revenue_mean"]), allocated_mass(parts.mechanism, valuations), scale,
+                                 None if guard is None else guard.best)
     if warning is None:
         return []
     rank_zero_warn(warning)

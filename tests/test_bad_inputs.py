@@ -102,6 +102,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 RESUME_CASES = [
     (["data.train_size=64"], "data.train_size: 32 in the checkpoint, 64 now"),
+    (["init=posted_price"], "callbacks.warm_start.init: 'none' in the checkpoint, 'posted_price' now"),
+    (["callbacks.collapse.on_collapse=restore"], "callbacks.collapse.on_collapse: 'warn' in the checkpoint, 'restore' now"),
+    # a shape change, refused even when changes are allowed (issue 29, property 3): here the misreport buffer's
+    (["data.train_size=64", "resume_allow_changes=true"],
+     "the checkpoint's weights do not fit this run's model (misreport_buffer: (32, 1, 2) in the checkpoint, (64, 1, 2) now)"),
     (["sinkhorn.eps_final=0.1"], "sinkhorn.eps_final: 0.05 in the checkpoint, 0.1 now"),
     (["agents=2", "items=3"], "the checkpoint is of another setting or architecture"),
     (["mechanism=regretnet"], "the checkpoint is of another setting or architecture"),
@@ -116,9 +121,13 @@ def test_resume_refuses_a_different_configuration(checkpoint: Path, overrides: l
     assert text.startswith("resume: ") and message in text and "\n" not in text, text
 
 
-def test_resume_accepts_the_same_configuration_and_explicitly_allowed_changes(checkpoint: Path) -> None:
+def test_resume_accepts_the_same_configuration_and_explicitly_allowed_changes(checkpoint: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
     validate_config(make_config(*TINY, f"resume={checkpoint}", "trainer.max_epochs=3"))  # a longer run is fine
-    validate_config(make_config(*TINY, f"resume={checkpoint}", "data.train_size=64", "resume_allow_changes=true"))
+    assert capsys.readouterr().err == ""
+    validate_config(make_config(*TINY, f"resume={checkpoint}", "model.lr=0.002", "resume_allow_changes=true"))
+    assert capsys.readouterr().err == ("warning: resume_allow_changes=true: continuing with settings the checkpoint was not "
+                                       "trained with (model.lr: 0.001 in the checkpoint, 0.002 now)\n")  # printed
     with pytest.raises(ValueError, match="another setting"):  # no override makes a 2x3 run out of a 1x2 checkpoint
         validate_config(make_config(*TINY, f"resume={checkpoint}", "agents=2", "items=3", "resume_allow_changes=true"))
 

@@ -307,11 +307,11 @@ def test_collect_only_on_an_empty_folder_keeps_the_results_file(tmp_path: Path, 
     out = tmp_path / "reproduction.md"
     out.write_text("the committed table\n")
     argv = ["paper_1x2_unit", "--collect-only", "--runs-dir", str(tmp_path / "empty"), "--out", str(out), "--no-audit"]
-    assert reproduce.main(argv) == 1
-    assert out.read_text() == "the committed table\n"
-    assert "not run" in (tmp_path / "reproduction.partial.md").read_text()
-    assert f"{out} is kept" in capsys.readouterr().err
-    assert reproduce.main([*argv, "--force"]) == 1 and "not run" in out.read_text()  # asked for: replaced
+    assert reproduce.main(argv) == 2  # the table exists: refused before anything (issue 29)
+    assert "--force" in capsys.readouterr().err
+    assert reproduce.main([*argv, "--force"]) == 2  # and with --force, nothing to collect: nothing written
+    assert "nothing to collect" in capsys.readouterr().err
+    assert out.read_text() == "the committed table\n" and not (tmp_path / "reproduction.partial.md").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -369,7 +369,7 @@ def test_sweep_plot_labels_points_by_the_swept_keys_and_lists_failed_and_missing
                                          "lagrangian.lambda_init=1 lagrangian.rho_init=2"]
     assert sweep_plot.incomplete_jobs(sweep) == (["2 (lagrangian.lambda_init=5 lagrangian.rho_init=0.5)"],
                                                  ["#3 (lagrangian.lambda_init=5 lagrangian.rho_init=2)"])
-    assert sweep_plot.main([str(sweep)]) == 0
+    assert sweep_plot.main([str(sweep)]) == 1  # written, but the sweep is incomplete (issue 29, property 4)
     captured = capsys.readouterr()
     assert "eps_final" not in captured.out and "never started: #3" in captured.err and "failed (no metrics.json): 2" in captured.err
     assert "never started: #3" in (sweep / "sweep.md").read_text()

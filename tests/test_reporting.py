@@ -249,9 +249,11 @@ def test_reproduction_trains_a_preset_and_tabulates_it_next_to_the_paper(tmp_pat
     assert refs["reference/best_truthful_baseline"] == "pay_to_choose"
     assert row[9] == f"pay_to_choose {number(refs['reference/best_truthful_baseline_revenue'])}"
     assert row[13].startswith("CPU") and "trainer.max_epochs=2" in row[14]
-    # the table can be rebuilt without training; a preset never run says so (in r.partial.md: r.md is kept)
+    # the table can be rebuilt without training (--force: r.md exists); a preset never run says so, and the
+    # table that lacks it goes to r.partial.md (r.md is kept); the exit status says a row is missing
     capsys.readouterr()
-    assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 1
+    assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:]]) == 2
+    assert reproduce.main(["paper_1x2_exactly_one", "paper_2x3_unit", "--collect-only", *argv[1:], "--force"]) == 1
     assert (tmp_path / "r.md").read_text() == table
     rebuilt = (tmp_path / "r.partial.md").read_text()
     assert _table_row(rebuilt, "paper_1x2_exactly_one") == row
@@ -305,5 +307,5 @@ def test_sweep_plot_from_a_real_multirun(tmp_path: Path) -> None:
     assert (sweep / "sweep.png").read_bytes().startswith(PNG)
     assert len(json.loads((sweep / "sweep.json").read_text())) == 2
     assert (sweep / "sweep.md").read_text().splitlines()[2].startswith("| 0.03 |")
-    assert sweep_plot.main([str(sweep), "--key", "sinkhorn.nope"]) == 2
+    assert sweep_plot.main([str(sweep), "--key", "sinkhorn.nope", "--force"]) == 2
     assert sweep_plot.main([str(tmp_path / "missing")]) == 2

@@ -204,7 +204,7 @@ def test_reproduce_adds_the_strong_adversary_column(tmp_path: Path) -> None:
     cell = f"{mean_std(strong['regret_sum_over_agents_mean'], strong['regret_sum_over_agents_std'])} [{test['n_samples']} profiles"
     table = (tmp_path / "r.md").read_text()
     assert _last_cell(table).startswith(cell)
-    assert reproduce.main(argv) == 0  # without --strong, the strong.json already there is tabulated
+    assert reproduce.main([*argv, "--force"]) == 0  # without --strong, the strong.json already there is tabulated
     assert _last_cell((tmp_path / "r.md").read_text()).startswith(cell)
 
 

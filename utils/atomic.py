@@ -9,6 +9,10 @@ JSON has no NaN or Infinity (Python's ``json`` writes them, strict parsers rejec
 :func:`strict_json` replaces every non-finite number by ``null`` and records why beside it, as
 ``"<key>_reason": "NaN"`` (or ``"Infinity"``, ``"-Infinity"``; for a list, the indices:
 ``"lambda_reason": "[1]: NaN"``).  :func:`write_json` writes the result atomically.
+
+No command replaces a file it did not create in the same call unless ``--force`` is given (issue 29,
+property 1): :func:`check_new` refuses, before any work, an output path that holds a file already (an
+earlier evaluation, table or summary) or that names one of the command's inputs (even with ``--force``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import os
 import tempfile
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["check_writable", "strict_json", "write_json", "write_text_atomic"]
+__all__ = ["check_new", "check_writable", "strict_json", "write_json", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
@@ -52,6 +56,19 @@ def check_writable(path: Path | str, option: str, folder: bool = False) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path} cannot be written ({ancestor} is not a writable folder)")
+
+
+def check_new(outputs: Iterable[Path | str], force: bool, option: str = "--out", inputs: Iterable[Path | str] = ()) -> None:
+    """One-line ``ValueError`` unless every path of ``outputs`` may be written by this call: none is one of
+    ``inputs`` (refused even with ``force``), and none holds a file already unless ``force``.  Not a regular
+    file (``/dev/null``, a missing path) is fine.  Run before any work."""
+    sources = {Path(path).resolve() for path in inputs}
+    for path in map(Path, outputs):
+        if path.resolve() in sources:
+            raise ValueError(f"{option} {path} is also an input of this command: give another path")
+        if path.is_file() and not force:
+            raise ValueError(f"{option}: {path} exists (written before this command); give --force to replace it, "
+                             "or another path")
 
 
 def _reason(value: float) -> str:

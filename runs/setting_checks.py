@@ -1,0 +1,73 @@
+"""Settings checked against their meaning before any work (issue 29, property 2).
+
+:func:`check_meaning` runs in :func:`runs.config.validate_config` after the components are built (their
+constructors check each argument alone); it refuses, with one line naming the setting, what is well-formed but
+meaningless for the run:
+
+* a value range whose numbers make the guarantees meaningless: negative values (individual rationality and
+  the payments' bounds are stated for values >= 0), or a range too narrow for float32 to resolve a regret in;
+* a mechanism parameter outside the value range: a starting reserve (``mechanism.reserve``) outside the
+  values' support, where every item is sold or none is;
+* a warm start that does not apply: ``init`` naming a baseline the demand does not admit, or ``init`` set while
+  ``callbacks.warm_start`` (the callback that runs it) is null.
+
+A rising regret target is refused by :class:`lagrangian.target_regret.TargetSchedule`, a one-option lottery menu by
+:class:`mechanisms.lottery_ama.LotteryAMA`: each where the value is defined.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from distributions import ValuationDistribution
+from mechanisms.demand import Demand
+from baselines.teachers import check_teacher
+
+__all__ = ["RESOLUTION", "check_meaning"]
+
+RESOLUTION = 1e-4
+"""The narrowest value range, relative to its largest magnitude: float32 (about 7 digits) then resolves a
+regret of 1e-3 of the range to about 1%."""
+
+
+def _check_values(distribution: ValuationDistribution) -> None:
+    low, high = distribution.support
+    if bool((low < 0).any()):
+        raise ValueError(f"distribution: values must be >= 0 (individual rationality and the payments' bounds are "
+                         f"stated for nonnegative values), got a lowest value of {float(low.min()):g}")
+    width, magnitude = high - low, torch.maximum(low.abs(), high.abs())
+    if bool((width < RESOLUTION * magnitude).any()):
+        raise ValueError(f"distribution: the value range [{float(low.min()):g}, {float(high.max()):g}] is narrower than "
+                         f"{RESOLUTION:g} of its magnitude: float32 training cannot resolve regret in it; shift the values "
+                         "toward 0 or widen the range")
+
+
+def _check_reserve(mechanism: DictConfig, distribution: ValuationDistribution) -> None:
+    reserve = mechanism.get("reserve")
+    if reserve is None:
+        return
+    low, high = (float(bound) for bound in (distribution.support.low.min(), distribution.support.high.max()))
+    if not low <= reserve < high:
+        raise ValueError(f"mechanism.reserve={reserve:g} lies outside the values' range [{low:g}, {high:g}): every item "
+                         f"would start {'unsold' if reserve >= high else 'sold at any bid'}; set a reserve in the range "
+                         "(the fitted vcg_reserve's price is a good start: baselines)")
+
+
+def _check_warm_start(cfg: DictConfig) -> None:
+    init = cfg.get("init", "none")
+    try:
+        check_teacher(init, cfg["agents"], cfg["items"], Demand(cfg.demand.name, cfg.demand.k))
+    except ValueError as error:
+        raise ValueError(f"warm start: {error}") from error
+    if init != "none" and (cfg.get("callbacks") or {}).get("warm_start") is None:
+        raise ValueError(f"warm start: init={init} but callbacks.warm_start, which runs it, is null; drop init or the "
+                         "callbacks.warm_start=null override")
+
+
+def check_meaning(cfg: DictConfig, distribution: ValuationDistribution) -> None:
+    """One-line ``ValueError`` for a setting of ``cfg`` that is meaningless for the run (module docstring);
+    ``distribution``: the run's valuation distribution, as built."""
+    _check_values(distribution)
+    _check_reserve(cfg.mechanism, distribution)
+    _check_warm_start(cfg)
