@@ -7,16 +7,23 @@ price for the bundle.  Reporting the true sum is a dominant strategy of a
 second-price auction, and a bidder's report moves only its sum, so the
 mechanism is dominant-strategy truthful and individually rational.
 
-One bidder, two items U[0, 1]: the sum has ``P(v0 + v1 >= p) = 1 - p^2 / 2``
-for ``p <= 1``, so the revenue ``p (1 - p^2 / 2)`` peaks at ``p = sqrt(2/3)``
-at ``(2/3) sqrt(2/3) = 0.5443`` (the optimum, Manelli-Vincent, earns 0.5492).
+For values i.i.d. U[0, 1] a bidder's sum is Irwin-Hall distributed (CDF ``G``,
+density ``g``, regular), and :func:`uniform_bundle_revenue` integrates Myerson's
+revenue formula ``n int_r^m (s g(s) - (1 - G(s))) G(s)^(n-1) ds`` numerically;
+:func:`uniform_bundle_optimum` maximizes it over the reserve (which, the sums being
+regular, does not depend on the number of bidders).  One bidder, two items: the
+sum has ``P(v0 + v1 >= p) = 1 - p^2 / 2`` for ``p <= 1``, so the revenue
+``p (1 - p^2 / 2)`` peaks at ``p = sqrt(2/3)`` at ``(2/3) sqrt(2/3) = 0.5443``
+(the optimum, Manelli-Vincent, earns 0.5492).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
+from scipy import integrate, optimize
 from torch import Tensor
 
 from mechanisms.base import Mechanism
@@ -25,7 +32,32 @@ from mechanisms.baselines.posted_price import check_prices
 from mechanisms.demand import Demand, KSpec
 from mechanisms.second_price import second_price
 
-__all__ = ["GrandBundle"]
+__all__ = ["GrandBundle", "uniform_bundle_optimum", "uniform_bundle_revenue"]
+
+
+def _irwin_hall(s: float, items: int, derivative: int) -> float:
+    """CDF (``derivative=0``) or density (``1``) at ``s`` of the sum of ``items`` U[0, 1] values."""
+    power = items - derivative
+    terms = sum((-1) ** k * math.comb(items, k) * (s - k) ** power for k in range(math.floor(s) + 1))
+    return terms / math.factorial(power)
+
+
+def uniform_bundle_revenue(agents: int, items: int, reserve: float) -> float:
+    """Expected revenue of :class:`GrandBundle` with ``reserve`` for ``agents`` x ``items`` values i.i.d. U[0, 1]
+    (numerical quadrature of Myerson's formula, absolute error about 1e-10)."""
+    def integrand(s: float) -> float:
+        cdf = _irwin_hall(s, items, 0)
+        return (s * _irwin_hall(s, items, 1) - (1 - cdf)) * cdf ** (agents - 1)
+
+    low = min(max(reserve, 0.0), float(items))
+    return agents * integrate.quad(integrand, low, items, points=list(range(1, items)), limit=200)[0]
+
+
+def uniform_bundle_optimum(agents: int, items: int) -> tuple[float, float]:
+    """``(reserve, revenue)`` of the best :class:`GrandBundle` for values i.i.d. U[0, 1] (bounded scalar search)."""
+    best = optimize.minimize_scalar(lambda r: -uniform_bundle_revenue(agents, items, r), bounds=(0, items),
+                                    method="bounded", options={"xatol": 1e-8})
+    return float(best.x), float(-best.fun)
 
 
 class GrandBundle(Mechanism):
