@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
     baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG, the known optimal mechanism, or a truthful "
-                          "baseline with prices fitted to U[0, 1] values (posted_price, vcg_reserve, pay_to_choose)")
+                          f"baseline with prices fitted to the values' law ({', '.join(BASELINE_NAMES)})")
     baseline.add_argument("--demand", choices=DEMAND_TYPES, default=None, help="default unit")
     baseline.add_argument("--k", type=int, default=None, help="items per bidder for k_demand/exactly_k (default 1)")
     baseline.add_argument("--agents", type=int, default=None, help="default 1")

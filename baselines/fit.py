@@ -14,7 +14,13 @@ Results are cached in memory, keyed on the setting.
 
 Price ranges, from the distribution's support (``low_i``/``high_i``: agent ``i``'s
 smallest and largest report over the items): a posted price in ``[low_i, high_i]``; the reserve in
-``[min low, max high]``; the pay-to-choose premium in ``[0, k_i (high_i - low_i)]``.
+``[min low, max high]``; the pay-to-choose premium in ``[0, k_i (high_i - low_i)]``; item ``j``'s
+item-wise Myerson reserve between the smallest and largest report for item ``j``; the grand bundle's
+reserve between the smallest and largest sum of a bidder's reports.
+
+Where the optimal prices have a closed form they are taken instead of the search
+(:data:`_KNOWN`: item-wise Myerson's reserves for uniform values); the revenue is
+measured on the independent sample all the same.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from distributions import Uniform, ValuationDistribution
+from baselines.grand_bundle import GrandBundle
+from baselines.itemwise_myerson import ItemwiseMyerson, myerson_reserves
 from baselines.pay_to_choose import PayToChoose
 from baselines.posted_price import PostedPrice
 from baselines.vcg_reserve import VCGReserve
@@ -44,16 +52,19 @@ __all__ = [
     "fit_baseline",
 ]
 
-BASELINE_NAMES = ("posted_price", "vcg_reserve", "pay_to_choose")
+BASELINE_NAMES = ("posted_price", "vcg_reserve", "pay_to_choose", "itemwise_myerson", "grand_bundle")
 BASELINE_SAMPLES = 10_000
 """Default profiles of the fitting sample (and of the independent revenue sample)."""
 GRID, ZOOM, LEVELS, SWEEPS = 21, 9, 3, 2
 SLOW_SAMPLES = 2_000
 """Fitting-sample cap for ``vcg_reserve`` where it needs the assignment solver (a Python loop over profiles)."""
 
-_CLASSES: dict[str, type[PostedPrice | VCGReserve | PayToChoose]] = {
+_CLASSES: dict[str, type[PostedPrice | VCGReserve | PayToChoose | ItemwiseMyerson | GrandBundle]] = {
     "posted_price": PostedPrice, "vcg_reserve": VCGReserve, "pay_to_choose": PayToChoose,
+    "itemwise_myerson": ItemwiseMyerson, "grand_bundle": GrandBundle,
 }
+_KNOWN: dict[str, Callable[[ValuationDistribution], tuple[float, ...] | None]] = {"itemwise_myerson": myerson_reserves}
+"""Baselines whose optimal prices may have a closed form: the prices for a distribution, or ``None`` (then fitted)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,8 @@ class FittedBaseline:
 
     name:           one of :data:`BASELINE_NAMES`.
     mechanism:      the truthful mechanism (an ``nn.Module``: bids ``(batch, agents, items)`` -> allocation, payment).
-    prices:         one price per bidder (posted_price, pay_to_choose) or ``(reserve,)`` (vcg_reserve).
+    prices:         one price per bidder (posted_price, pay_to_choose), one reserve per item (itemwise_myerson)
+                    or ``(reserve,)`` (vcg_reserve, grand_bundle).
     revenue:        mean revenue (sum over agents) on an independent sample of ``samples`` profiles.
     revenue_stderr: its standard error.
     samples:        profiles of the fitting sample (and of the revenue sample).
@@ -87,7 +99,8 @@ def _demand(demand: Demand | str) -> Demand:
 
 def applicable_baselines(agents: int, items: int, demand: Demand | str) -> tuple[str, ...]:
     """The baselines defined for the setting, each by its own ``applies``: posted_price and vcg_reserve with free
-    disposal, pay_to_choose where every bidder's total is fixed (exactly_k)."""
+    disposal, pay_to_choose where every bidder's total is fixed (exactly_k), itemwise_myerson and grand_bundle where
+    every bidder may take any subset of the items (additive)."""
     demand = _demand(demand)
     demand.capacities(agents, items)  # validates the setting
     return tuple(name for name in BASELINE_NAMES if _CLASSES[name].applies(demand, agents, items))
@@ -139,13 +152,19 @@ def _maximize(objective: Callable[[float], float], low: float, high: float, star
     return best
 
 
-def _ranges(name: str, demand: Demand, lows: tuple[float, ...], highs: tuple[float, ...], items: int) -> list[tuple[float, float]]:
+def _ranges(name: str, demand: Demand, distribution: ValuationDistribution) -> list[tuple[float, float]]:
     """The search interval of each price."""
+    lows, highs = distribution.agent_ranges()
+    low, high = distribution.support  # (agents, items)
+    if name == "itemwise_myerson":
+        return list(zip(low.min(0).values.tolist(), high.max(0).values.tolist()))
+    if name == "grand_bundle":
+        return [(low.sum(-1).min().item(), high.sum(-1).max().item())]
     if name == "vcg_reserve":
         return [(min(lows), max(highs))]
     if name == "posted_price":
         return list(zip(lows, highs))
-    capacities = demand.capacities(len(lows), items)
+    capacities = demand.capacities(distribution.n_agents, distribution.n_items)
     return [(0.0, k * (hi - lo)) for k, lo, hi in zip(capacities, lows, highs)]
 
 
@@ -157,8 +176,9 @@ def _revenues(mechanism: nn.Module, values: Tensor) -> Tensor:
 @lru_cache(maxsize=None)
 def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> FittedBaseline:
     agents, items = distribution.n_agents, distribution.n_items
-    ranges = _ranges(name, demand, *distribution.agent_ranges(), items)
-    prices = [(a + b) / 2 for a, b in ranges]
+    ranges = _ranges(name, demand, distribution)
+    known = _KNOWN[name](distribution) if name in _KNOWN else None
+    prices = list(known) if known is not None else [(a + b) / 2 for a, b in ranges]
     make = _CLASSES[name]
     probe = make(agents, items, prices, demand)
     if isinstance(probe, VCGReserve) and probe.maps is None and not probe.vcg.per_item:
@@ -170,7 +190,8 @@ def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples
         trial[index] = price
         return float(_revenues(make(agents, items, trial, demand), fitting).mean())
 
-    for sweep in range(SWEEPS if len(prices) > 1 else 1):
+    sweeps = 0 if known is not None else SWEEPS if len(prices) > 1 else 1
+    for sweep in range(sweeps):
         for index, (low, high) in enumerate(ranges):
             prices[index] = _maximize(lambda p: revenue_at(index, p), low, high, prices[index] if sweep else None)
     mechanism = make(agents, items, prices, demand)

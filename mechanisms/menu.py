@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
+from mechanisms.second_price import second_price
 
 __all__ = ["MenuMechanism", "Myerson", "check_high", "myerson_revenue"]
 
@@ -96,10 +97,5 @@ class Myerson(Mechanism):
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, 1)`` and payment ``(batch, agents)``; neither requires grad."""
-        bids = bids.detach()[..., 0]  # (batch, agents)
-        top, winner = bids.max(dim=1)  # first maximal index
-        second = bids.topk(2, dim=1).values[:, 1] if self.n_agents > 1 else torch.zeros_like(top)
-        sold = (top >= self.reserve).to(bids.dtype)
-        allocation = torch.nn.functional.one_hot(winner, self.n_agents).to(bids.dtype) * sold.unsqueeze(1)
-        payment = allocation * second.clamp(min=self.reserve).unsqueeze(1)
-        return allocation.unsqueeze(-1), payment
+        allocation, payment = second_price(bids, torch.tensor([self.reserve], dtype=torch.float64))
+        return allocation, payment[..., 0]

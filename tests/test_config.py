@@ -15,6 +15,7 @@ CONF = ROOT / "conf"
 DEMANDS = sorted(p.stem for p in (CONF / "demand").glob("*.yaml"))
 MECHANISMS = sorted(p.stem for p in (CONF / "mechanism").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("paper_*.yaml"))
+STD_PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("std_additive_*.yaml"))
 
 
 def make_config(*overrides: str, output_dir: Path | str = "unused") -> DictConfig:
@@ -65,6 +66,49 @@ def test_paper_presets_match_the_tables(preset: str) -> None:
         0.01,
     )
     assert (cfg.data.test_size, cfg.model.test_search.steps, cfg.model.test_search.restarts) == (1000, 1000, 10)
+
+
+# RegretNet's released configuration, transcribed from github saisrivatsan/deep-opt-auctions at 466e154,
+# regretNet/cfgs/additive_<setting>_uniform_config.py: (num_a_layers = num_p_layers, w_rgt_init_val, update_rate,
+# up_op_add, up_op_frequency). 2x5 has no released cfg: its presets take 2x3's (docs/standard_settings.md).
+REGRETNET_CFGS = {
+    "1x2": (3, 5.0, 1.0, 50.0, 10000),
+    "2x2": (3, 5.0, 1.0, 5.0, 10000),
+    "2x3": (3, 5.0, 1.0, 10.0, 10000),
+    "2x5": (3, 5.0, 1.0, 10.0, 10000),
+    "3x10": (6, 5.0, 1.0, 1.0, 10000),
+    "5x10": (6, 1.0, 0.25, 0.25, 100000),
+}
+
+
+def test_every_standard_setting_has_both_presets() -> None:
+    assert STD_PRESETS == sorted(f"std_additive_{s}{suffix}" for s in REGRETNET_CFGS for suffix in ("", "_regretnet"))
+
+
+@pytest.mark.parametrize("preset", STD_PRESETS)
+def test_standard_presets_follow_regretnets_released_configuration(preset: str) -> None:
+    cfg = make_config(f"experiment={preset}")
+    validate_config(cfg)
+    setting = preset.split("_")[2]
+    layers, lambda_init, rho_init, rho_increment, rho_every = REGRETNET_CFGS[setting]
+    assert f"{cfg.agents}x{cfg['items']}" == setting and cfg.demand.name == "additive"
+    assert cfg.mechanism._target_.endswith("RegretNet" if preset.endswith("regretnet") else "SinkhornMechanism")
+    for net in (cfg.mechanism.allocation_net, cfg.mechanism.payment_net):
+        assert (list(net.hidden), net.activation) == ([100] * (layers - 1), "tanh")  # hidden layers + output
+    # batch 128 x 5000 batches, 400,000 iterations, Adam 1e-3, 25 misreport steps at lr 0.1, cached misreports
+    assert (cfg.data.batch_size, cfg.data.train_size, cfg.trainer.max_epochs) == (128, 640_000, 80)
+    assert cfg.trainer.max_epochs * cfg.data.train_size // cfg.data.batch_size == 400_000
+    assert (cfg.model.lr, cfg.model.train_search.steps, cfg.model.train_search.lr) == (1e-3, 25, 0.1)
+    assert cfg.model.train_search.restarts == 0 and cfg.model.persistent_misreports
+    # the Lagrangian: lambda += rho * rgt every 100 iterations, rho += up_op_add every up_op_frequency iterations
+    assert (cfg.callbacks.lagrange.every_n_steps, cfg.callbacks.rho.every_n_steps) == (100, rho_every)
+    assert (cfg.lagrangian.lambda_init, cfg.lagrangian.rho_init, cfg.lagrangian.rho_increment) == (
+        lambda_init, rho_init, rho_increment)
+    assert (cfg.lagrangian.quadratic_penalty, cfg.lagrangian.penalty_over_agents, cfg.lagrangian.max_rho) == (
+        "batch_mean", "sum", None)
+    # validation: 20 batches of 128, 2000 steps at lr 0.1, every 10,000 iterations
+    assert (cfg.data.val_size, cfg.model.val_search.steps, cfg.model.val_search.lr) == (2560, 2000, 0.1)
+    assert cfg.trainer.check_val_every_n_epoch * cfg.data.train_size // cfg.data.batch_size == 10_000
 
 
 def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:

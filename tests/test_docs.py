@@ -55,7 +55,7 @@ SYNTAX = {
     "python -m reporting.curves <run dir> [--out curves.png]",
     "python train.py mechanism=<name>",
     "python train.py experiment=<preset> hydra.run.dir=results/runs/<preset> <overrides>",
-    "python evaluate.py --mechanism posted_price|vcg_reserve|pay_to_choose --demand D --agents N --items M",
+    "python evaluate.py --mechanism posted_price|vcg_reserve|pay_to_choose|itemwise_myerson|grand_bundle --demand D --agents N --items M",
 }
 # Commands the docs show failing, with the error they must give.
 EXPECTED_ERRORS = {
