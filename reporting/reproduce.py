@@ -25,6 +25,10 @@ With ``--strong``, every run without a ``strong.json`` is also attacked by the
 strong adversary (:func:`strong_run`, :mod:`adversary.strong`, any number of
 items) on its test profiles (or the first ``--strong-samples``); the table
 shows its regret in a column of its own.
+
+Below the table, the rows that the GPU queue (``benchmarks/gpu_queue.yaml``) serves are shown as its
+collected jobs left them in ``results/gpu/`` (:mod:`reporting.gpu_results`): revenue, regret, hardware and
+date, or "not run yet".
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from reporting.atomic import check_writable, write_json, write_text_atomic
 from reporting.checkpoints import load_checkpoint
 from reporting.ensembles import parse_seeds, row_test, seed_overrides
 from reporting.evaluation import Protocol, audit_against_search, strong_against_search, test_profiles
+from reporting.gpu_queue_file import load_queue
+from reporting.gpu_results import RESULTS as GPU_RESULTS
+from reporting.gpu_results import rows_table as gpu_rows_table
 from reporting.hardware import describe, resolve_device
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
@@ -334,8 +341,9 @@ def _strong(strong: dict[str, Any] | None) -> str:
     return f"{text} [{strong['n_samples']} profiles, {strong['starts']} starts x {strong['steps']} steps]"
 
 
-def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> str:
-    """The markdown report: a short legend and one row per :func:`collect` entry."""
+def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "", gpu_results: Path = GPU_RESULTS) -> str:
+    """The markdown report: a short legend, one row per :func:`collect` entry, then the GPU queue's runs of these
+    rows as collected in ``gpu_results``."""
     legend = [
         "# Reproduction of the paper's Tables 1 and 2",
         "",
@@ -355,7 +363,19 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
         "",
     ]
-    return "\n".join(legend) + "\n" + markdown_table(HEADERS, [_row(e) for e in entries]) + "\n"
+    table = "\n".join(legend) + "\n" + markdown_table(HEADERS, [_row(e) for e in entries]) + "\n"
+    return table + _gpu_rows([e["preset"] for e in entries], gpu_results)
+
+
+def _gpu_rows(presets: Sequence[str], results: Path) -> str:
+    """The GPU queue's collected runs of these rows (``results/gpu/``); ``""`` when the queue serves none of them."""
+    jobs = load_queue()
+    if not any(job.row in presets for job in jobs):
+        return ""
+    return ("\n## The same rows from the GPU queue\n\n"
+            "Seeds 0, 1, 2 as one ensemble at the paper's budget on one GPU (`benchmarks/gpu_queue.yaml`, collected "
+            "into `results/gpu/`; `python -m benchmarks.gpu_queue status`). Revenue and regret: mean over the seeds "
+            "(sd over the seeds).\n\n" + gpu_rows_table(presets, jobs, results) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
