@@ -27,6 +27,7 @@ import argparse
 import datetime
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -78,8 +79,6 @@ def _stamp(iso: str) -> str:
 
 def _archived_record(archive: Path) -> dict[str, Any] | None:
     """The record in a job's archive (``None``: no readable record)."""
-    import json
-
     name = archive.name.removesuffix(".tar.gz")
     try:
         with tarfile.open(archive) as tar:
@@ -95,13 +94,13 @@ def _archived_record(archive: Path) -> dict[str, Any] | None:
     return None
 
 
-def done_jobs(out: Path | None, results: Path = RESULTS) -> set[str]:
-    """The jobs collected under ``results`` and those done in the run folder ``out``."""
+def done_jobs(out: Path | None, results: Path = RESULTS, smoke: bool = False) -> set[str]:
+    """The jobs collected under ``results`` and those done in the run folder ``out`` (by a smoke run: ``smoke``)."""
     done = set(collected(results))
     if out is not None and out.is_dir():
         for archive in out.glob("*.tar.gz"):
             record = _archived_record(archive)
-            if record is not None and record.get("state") == "done":
+            if record is not None and record.get("state") == "done" and bool(record.get("smoke")) == smoke:
                 done.add(record["job"])
     return done
 
@@ -272,7 +271,8 @@ def _kept(job: Job, folder: Path) -> tuple[list[str], str | None]:
             return files, f"wrote no {pattern}"
         for path in found:
             if path.stat().st_size > KEEP_BYTES:
-                return files, f"{path.relative_to(folder)} takes {path.stat().st_size >> 20} MiB, over the {KEEP_BYTES >> 20} MiB a job may keep"
+                size = path.stat().st_size >> 20
+                return files, f"{path.relative_to(folder)} takes {size} MiB, over the {KEEP_BYTES >> 20} MiB a job may keep"
             files.append(path.relative_to(folder).as_posix())
     return files, None
 
@@ -386,7 +386,7 @@ def run(jobs: Sequence[Job], minutes: float, out: Path, work: Path | None = None
     work.mkdir(parents=True, exist_ok=True)
     env, hydra = prepare_environment(wheels)
     machine = environment(cuda, hydra)
-    chosen, waiting = select(jobs, done_jobs(out, results), minutes, only)
+    chosen, waiting = select(jobs, done_jobs(out, results, smoke), minutes, only)
     _say(f"{minutes:g}-minute window on {machine['hardware']}: torch {machine['torch']}, CUDA {machine['cuda']}, "
          f"Triton {machine['triton'] or 'missing (the fast step runs its torch kernels)'}, hydra {hydra}; "
          f"work folder {work}{'; CPU smoke run' if smoke else ''}")
@@ -452,8 +452,6 @@ def _partial_record(name: str, log: Path) -> dict[str, Any]:
 
 def collect(out: Path, jobs: Sequence[Job], results: Path = RESULTS, force: bool = False) -> int:
     """``collect``: each finished job of ``out`` into ``results/<job>/`` (module docstring); 1 if one was refused."""
-    import json
-
     if not out.is_dir():
         raise ValueError(f"{out} is not a folder (the --out of a run)")
     names = {job.name for job in jobs}

@@ -11,6 +11,7 @@ needs (``needs``), the table row whose results it holds (``row``) and a tiny CPU
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class Job:
         if smoke and self.cpu_smoke is None:
             raise ValueError(f"job {self.name} has no cpu_smoke command")
         folders = {"out": out, "prev": prev}
-        return [_PLACEHOLDER.sub(lambda m: str(folders[m.group(1)]), command)
+        return [_PLACEHOLDER.sub(lambda m: shlex.quote(str(folders[m.group(1)])), command)
                 for command in (self.cpu_smoke if smoke else self.commands)]
 
 
