@@ -181,7 +181,10 @@ def environment(cuda: bool, hydra: str) -> dict[str, Any]:
 
     from reporting.hardware import cpu_name, describe
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:  # no git on the machine
+        commit = ""
     return {
         "hardware": describe("cuda" if cuda else "cpu"),
         "cpu": cpu_name(),
@@ -191,7 +194,7 @@ def environment(cuda: bool, hydra: str) -> dict[str, Any]:
         "lightning": _version("lightning"),
         "python": platform.python_version(),
         "hydra": hydra,
-        "commit": commit.stdout.strip() if commit.returncode == 0 else None,
+        "commit": commit or None,
     }
 
 

@@ -445,3 +445,47 @@ def test_every_command_of_the_queue_is_accepted(monkeypatch: pytest.MonkeyPatch)
                     dry_run(argv, patch)
                 except Exception as error:  # noqa: BLE001 - name the job
                     raise AssertionError(f"{name}: {shlex.join(argv)}: {error}") from error
+
+
+TINY = ["data.train_size=64", "data.batch_size=32", "data.val_size=32", "data.test_size=16",
+        "mechanism.allocation_net.hidden=[16,16]", "mechanism.payment_net.hidden=[16,16]", "model.train_search.steps=2",
+        "model.val_search.steps=2", "model.val_search.restarts=1", "model.test_search.steps=3",
+        "model.test_search.restarts=1", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false"]
+
+
+def _tiny(command: str) -> str:
+    """A queue command of a Table row on the CPU at a tiny budget: its chunks at 2 and 4 steps."""
+    command = command.replace("trainer.accelerator=gpu", "trainer.accelerator=cpu threads=1 " + " ".join(TINY))
+    command = command.replace("trainer.max_steps=6400", "trainer.max_steps=2").replace("trainer.max_steps=12800",
+                                                                                        "trainer.max_steps=4")
+    command = command.replace("trainer.check_val_every_n_epoch=25", "trainer.check_val_every_n_epoch=1")
+    return command.replace("--samples 200 --audit --device cuda", "--samples 8 --steps 3 --restarts 1 --audit "
+                           "--audit-points 5 --device cpu --threads 1")
+
+
+@pytest.mark.slow
+def test_a_table_rows_three_jobs_chain_on_the_cpu(tmp_path: Path) -> None:
+    """paper_1x2_unit's jobs as queued (3 seeds as one ensemble; the second chunk resumes the first's checkpoint, then
+    the audit of each seed), at a tiny CPU budget: run, collect, and the row's results in the table."""
+    real = [job for job in load_queue() if job.row == "paper_1x2_unit"]
+    assert [job.name for job in real] == ["paper_1x2_unit_s012_a", "paper_1x2_unit_s012_b", "paper_1x2_unit_s012_audit"]
+    entries = [{"name": job.name, "minutes": job.minutes, "serves": job.serves, "row": job.row,
+                "command": [_tiny(c) for c in job.commands], "writes": list(job.writes),
+                **({"after": job.after} if job.after else {})} for job in real]
+    jobs = load_queue(_write_queue(tmp_path / "q.yaml", entries))
+    results = tmp_path / "results"
+    assert gpu_queue.run(jobs, 20, tmp_path / "out", tmp_path / "work", results=results, require_cuda=False) == 0
+    assert gpu_queue.collect(tmp_path / "out", jobs, results) == 0
+    metrics = json.loads((results / "paper_1x2_unit_s012_b" / "run" / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and [m["seed"] for m in metrics["members"]] == [0, 1, 2]
+    first = json.loads((results / "paper_1x2_unit_s012_a" / "run" / "metrics.json").read_text())
+    assert first["global_step"] == 2
+    done = json.loads((results / "paper_1x2_unit_s012_a" / "done.json").read_text())
+    assert done["files"] == ["run/metrics.json", "run/checkpoints/last.ckpt"] and done["tensorboard"]["points"] > 0
+    audits = [json.loads((results / "paper_1x2_unit_s012_audit" / f"member_{k}" / "evaluation.json").read_text())["audit"]
+              for k in range(3)]
+    table = readme(jobs, results)
+    row = next(line for line in table.splitlines() if line.startswith("| `paper_1x2_unit` |"))
+    assert "| done |" in row and "| 4 |" in row
+    mean = statistics.fmean(a["regret_sum_over_agents_mean"] for a in audits)
+    assert f"{mean:.4f}" in row or "<0.0001" in row
