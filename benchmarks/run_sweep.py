@@ -23,7 +23,7 @@ still lists every result::
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
 
-``benchmarks/gpu_sweep.sh`` runs it on the lent GPU machine (carrying hydra as wheels).
+On a lent GPU machine, runs go through the GPU queue instead (``benchmarks/gpu_queue.yaml``, docs/throughput.md).
 """
 
 from __future__ import annotations

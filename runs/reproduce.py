@@ -30,6 +30,10 @@ An existing ``--out`` is refused before any training unless ``--force`` (a table
 results goes to ``<out>.partial.md``); a table without any result replaces no file; ``--collect-only`` refuses a
 runs folder with nothing to collect; the base files presets build on (``paper``, ``best``, ...) are not presets.
 The exit status is 1 when a run failed or a row has no results, 2 on bad input.
+
+Below the table, the rows that the GPU queue (``benchmarks/gpu_queue.yaml``) serves are shown as its
+collected jobs left them in ``results/gpu/`` (:mod:`reporting.gpu_results`): revenue, regret, hardware and
+date, or "not run yet".
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ from runs.seeds import parse_seeds, row_test, seed_overrides
 from adversary.protocol import Protocol, audit_against_search, strong_against_search, test_profiles
 from utils.hardware import describe, resolve_device
 from runs.config import validate_config
+from reporting.gpu_queue_file import load_queue
+from reporting.gpu_results import RESULTS as GPU_RESULTS
+from reporting.gpu_results import rows_table as gpu_rows_table
 from reporting.paper import PAPER_HARDWARE, PAPER_ROWS
 from reporting.tables import config_threads, duration, markdown_table, mean_std, number
 
@@ -363,8 +370,9 @@ def _strong(strong: dict[str, Any] | None) -> str:
     return f"{text} [{strong['n_samples']} profiles, {strong['starts']} starts x {strong['steps']} steps]"
 
 
-def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> str:
-    """The markdown report: a short legend and one row per :func:`collect` entry."""
+def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "", gpu_results: Path = GPU_RESULTS) -> str:
+    """The markdown report: a short legend, one row per :func:`collect` entry, then the GPU queue's runs of these
+    rows as collected in ``gpu_results``."""
     legend = [
         "# Reproduction of the paper's Tables 1 and 2",
         "",
@@ -384,7 +392,19 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "") -> 
         "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
         "",
     ]
-    return "\n".join(legend) + "\n" + markdown_table(HEADERS, [_row(e) for e in entries]) + "\n"
+    table = "\n".join(legend) + "\n" + markdown_table(HEADERS, [_row(e) for e in entries]) + "\n"
+    return table + _gpu_rows([e["preset"] for e in entries], gpu_results)
+
+
+def _gpu_rows(presets: Sequence[str], results: Path) -> str:
+    """The GPU queue's collected runs of these rows (``results/gpu/``); ``""`` when the queue serves none of them."""
+    jobs = load_queue()
+    if not any(job.row in presets for job in jobs):
+        return ""
+    return ("\n## The same rows from the GPU queue\n\n"
+            "Seeds 0, 1, 2 as one ensemble at the paper's budget on one GPU (`benchmarks/gpu_queue.yaml`, collected "
+            "into `results/gpu/`; `python -m benchmarks.gpu_queue status`). Revenue and regret: mean over the seeds "
+            "(sd over the seeds).\n\n" + gpu_rows_table(presets, jobs, results) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

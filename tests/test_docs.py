@@ -45,7 +45,6 @@ SKIPPED = {
     "pip": "installs packages",
     "pytest": "runs the test suite, this test included",
     "tensorboard": "starts a web server",
-    "bash": "a shell script of GPU benchmarks and trainings (benchmarks/gpu_check.sh)",
     "git": "a repository search, not a project command",
 }
 # Inline spans that show a command's syntax rather than a command.
