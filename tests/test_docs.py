@@ -69,6 +69,10 @@ FRAGMENTS = {
         "needs bids; fitting every baseline takes tens of seconds",
     '"""A test-only demand type, the worked example of docs/extending.md ("A new demand type").':
         "the file tests/toy_demand.py as it stands (tests/test_toy_demand.py checks it; the next block imports it)",
+    '"""A test-only Lagrangian rule, the worked example of docs/extending.md ("A new Lagrangian rule").':
+        "the file tests/toy_rule.py as it stands (tests/test_extending_examples.py checks and trains it)",
+    '"""A test-only learned mechanism, the worked example of docs/extending.md ("A new mechanism").':
+        "the file tests/toy_mechanism.py as it stands (tests/test_extending_examples.py checks and trains it)",
 }
 LAUNCHER_PLUGINS = {"slurm": "hydra_submitit_launcher", "parallel": "hydra_joblib_launcher"}
 PLACEHOLDER = re.compile(r"<[^<>\n]*>")
