@@ -14,12 +14,14 @@ evaluation, not for resuming (resume the ensemble checkpoint instead).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from runs.checkpoints import read_checkpoint
+from utils.atomic import check_new
 
 __all__ = ["ensemble_members", "export_member", "member_checkpoint"]
 
@@ -69,11 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="an ensemble checkpoint (e.g. <run>/checkpoints/last.ckpt)")
     parser.add_argument("--member", type=int, required=True, help="the member to export (0-based)")
     parser.add_argument("--out", type=Path, required=True, help="the single-run checkpoint to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:
+        check_new([args.out], args.force, inputs=[args.checkpoint])
         print(export_member(args.checkpoint, args.member, args.out))
     except ValueError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
 

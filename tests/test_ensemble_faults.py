@@ -8,6 +8,7 @@ import torch
 from tests.test_config import make_config
 from tests.test_training import TINY
 from training.divergence import TrainingDiverged
+from runs.export import main as export_main
 from runs.members import build_run
 from runs.run import run
 
@@ -73,3 +74,14 @@ def test_each_member_is_warm_started_as_its_single_run(tmp_path: Path) -> None:
         assert members[k]["fit"]["loss_last"] == pytest.approx(single["fit"]["loss_last"], rel=1e-6, abs=1e-9)
         assert members[k]["val_revenue"] == pytest.approx(single["val_revenue"], rel=1e-5, abs=1e-7)
     assert members[0]["fit"]["loss_first"] != members[1]["fit"]["loss_first"]  # each from its own initialization
+
+
+def test_the_export_never_replaces_a_file_without_force(ensemble_checkpoint: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "member.ckpt"
+    out.write_text("an earlier file")
+    assert export_main([str(ensemble_checkpoint), "--member", "1", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == "an earlier file"
+    assert export_main([str(ensemble_checkpoint), "--member", "1", "--out", str(ensemble_checkpoint), "--force"]) == 2
+    assert export_main([str(ensemble_checkpoint), "--member", "1", "--out", str(out), "--force"]) == 0
+    assert torch.load(out, weights_only=True)["ensemble_member"]["member"] == 1
