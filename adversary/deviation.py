@@ -3,18 +3,20 @@
 Shared by the search (:mod:`adversary.search`), the regret (:mod:`adversary.regret`)
 and the audit (:mod:`adversary.audit`).  Misreport rows are laid out
 ``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
-sample ``b`` from start ``s``.
+sample ``b`` from start ``s``.  The engines call the mechanism through :func:`prepared`
+(a :class:`~mechanisms.prepared.PreparedCall`: the mechanism's own ``prepare`` where it
+offers one, plain calls otherwise).
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from mechanisms.base import check_bids
 from mechanisms.checks import Bounds
+from mechanisms.prepared import Forward, PreparedCall
+from mechanisms.sinkhorn import Sinkhorn
 
 __all__ = [
     "Forward",
@@ -23,12 +25,10 @@ __all__ = [
     "checked_forward",
     "deviation_utility",
     "domain_bounds",
+    "prepared",
     "row_bounds",
     "trusted_forward",
 ]
-
-Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
-"""A mechanism call: bids ``(batch, agents, items)`` -> ``(allocation, payment)``."""
 
 
 def check_valuations(valuations: Tensor) -> None:
@@ -114,18 +114,29 @@ def trusted_forward(mechanism: nn.Module) -> Forward:
     return getattr(mechanism, "allocate_and_pay", mechanism)
 
 
-def deviation_utility(forward: Forward, valuations: Tensor, rows: Tensor) -> Tensor:
+def prepared(
+    mechanism: nn.Module, valuations: Tensor, forward: Forward | None = None, solver: Sinkhorn | None = None
+) -> PreparedCall:
+    """``mechanism`` bound to valuations ``(batch, agents, items)`` (checked by the caller) for the engines' calls.
+
+    ``mechanism.prepare(valuations, solver)`` where the mechanism offers it (its parameter-only work done once,
+    in the current grad mode: call it under ``torch.no_grad()`` where no parameter gradient is wanted); else
+    plain calls of ``forward`` (``None``: :func:`checked_forward` of ``mechanism``).  ``solver``: the Sinkhorn
+    layer's solver for a preparing mechanism (``None``: its own), as ``forward`` is for the others.
+    """
+    prepare = getattr(mechanism, "prepare", None)
+    if prepare is not None:
+        return prepare(valuations, solver)
+    return PreparedCall(checked_forward(mechanism) if forward is None else forward, valuations)
+
+
+def deviation_utility(call: PreparedCall, rows: Tensor) -> Tensor:
     """Each agent's true utility when it alone reports its row of ``rows``.
 
-    ``valuations`` is ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
+    ``call`` is bound to the valuations ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
     batch, items)``, ``rows[s, i, b]`` being agent ``i``'s report in sample ``b``.
-    One mechanism call on ``starts * agents * batch`` profiles; returns
-    ``(starts, batch, agents)``.
+    One :meth:`~mechanisms.prepared.PreparedCall.deviations` call (for plain calls: one
+    mechanism call on ``starts * agents * batch`` profiles); returns ``(starts, batch, agents)``.
     """
-    starts, n, batch, m = rows.shape
-    own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
-    profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
-    allocation, payment = forward(profiles.reshape(starts * n * batch, n, m))
-    own_allocation = allocation.view(starts, n, batch, n, m).diagonal(dim1=1, dim2=3)  # (S, B, m, n)
-    own_payment = payment.view(starts, n, batch, n).diagonal(dim1=1, dim2=3)  # (S, B, n)
-    return (own_allocation * valuations.transpose(1, 2)).sum(2) - own_payment
+    own_allocation, own_payment = call.deviations(rows)  # (S, n, B, m), (S, n, B)
+    return (own_allocation.movedim(1, -1) * call.valuations.transpose(1, 2)).sum(2) - own_payment.movedim(1, -1)

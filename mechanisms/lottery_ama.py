@@ -21,6 +21,7 @@ as options, unit weights and no boosts, the VCG auction.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,10 +30,23 @@ from torch import Tensor, nn
 from mechanisms.checks import check_positive_int
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import check_dtype
+from mechanisms.prepared import PreparedCall
 from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
 from mechanisms.sinkhorn_layer import SinkhornLayerMechanism
 
 __all__ = ["LotteryAMA"]
+
+_EXP_FLOOR = -80.0
+"""Exponents below it are raised to it: ``e^-80 < 2e-35`` of the largest term, nothing in float32 or float64, and the
+CPU's ``exp`` of an argument that underflows (below about -87 in float32) is many times slower than of others."""
+
+
+def _softmax_logsumexp(z: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``softmax(z)`` and ``logsumexp(z)`` along ``dim`` from one ``exp`` (exponents floored at :data:`_EXP_FLOOR`)."""
+    top = z.detach().amax(dim, keepdim=True)
+    terms = (z - top).clamp_min(_EXP_FLOOR).exp()
+    total = terms.sum(dim, keepdim=True)
+    return terms / total, (top + total.log()).squeeze(dim)
 
 
 class LotteryAMA(SinkhornLayerMechanism):
@@ -44,7 +58,8 @@ class LotteryAMA(SinkhornLayerMechanism):
     deterministic), the boosts at 0, the weights at 1 and the temperature at ``temperature`` (value units).
     Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
     :class:`~mechanisms.sinkhorn_layer.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
-    ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.
+    ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.  The menu depends on the
+    parameters only: :meth:`prepare` solves it once for all of a misreport search's calls.
     """
 
     def __init__(
@@ -84,16 +99,58 @@ class LotteryAMA(SinkhornLayerMechanism):
     def allocate_and_pay(self, bids: Tensor, solver: Sinkhorn | None = None) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids."""
         check_dtype(bids, self)
-        lotteries = self.lotteries(solver)  # (K, n, m)
+        return self._outcome(bids, self.lotteries(solver))
+
+    def prepare(self, valuations: Tensor, solver: Sinkhorn | None = None) -> PreparedCall:
+        """Calls bound to valid ``valuations`` ``(batch, agents, items)`` (:mod:`mechanisms.prepared`) with the
+        menu solved once, now (in the graph of the parameters unless prepared under ``no_grad``), and every
+        agent's scores and ``V_-i`` without its own term: they do not change while it alone deviates."""
+        check_dtype(valuations, self)
+        return _PreparedMenu(self, valuations, self.lotteries(solver))
+
+    def _scores(self, bids: Tensor, lotteries: Tensor) -> tuple[Tensor, Tensor]:
+        """``w_i b_i . A_k,i`` ``(batch, options, agents)`` and the scores ``s_k(b)`` ``(batch, options)``."""
+        weighted = self.log_weights.exp() * torch.einsum("bnm,knm->bkn", bids, lotteries)
+        return weighted, weighted.sum(-1) + self.boosts
+
+    def _outcome(self, bids: Tensor, lotteries: Tensor) -> tuple[Tensor, Tensor]:
+        """Allocation and payment for bids ``(batch, agents, items)`` and the menu ``(options, agents, items)``."""
         weights, temperature = self.log_weights.exp(), self.temperature
-        weighted = weights * torch.einsum("bnm,knm->bkn", bids, lotteries)  # (B, K, n): w_i b_i . A_k,i
-        scores = weighted.sum(-1) + self.boosts  # (B, K)
-        allocation = torch.einsum("bk,knm->bnm", torch.softmax(scores / temperature, 1), lotteries)
-        welfare = temperature * torch.logsumexp(scores / temperature, 1)  # (B,)
-        without = temperature * torch.logsumexp((scores.unsqueeze(-1) - weighted) / temperature, 1)  # (B, n)
-        payment = (bids * allocation).sum(-1) - (welfare.unsqueeze(1) - without) / weights
+        weighted, scores = self._scores(bids, lotteries)  # (B, K, n), (B, K)
+        chosen, welfare = _softmax_logsumexp(scores / temperature, 1)  # (B, K), (B,) in units of T
+        allocation = torch.einsum("bk,knm->bnm", chosen, lotteries)
+        without = _softmax_logsumexp((scores.unsqueeze(-1) - weighted) / temperature, 1)[1]  # (B, n)
+        payment = (bids * allocation).sum(-1) - temperature * (welfare.unsqueeze(1) - without) / weights
         return allocation, payment
 
     def extra_repr(self) -> str:
         return (f"agents={self.n_agents}, items={self.n_items}, demand={self.demand}, "
                 f"options={self.option_costs.shape[0]}, temperature={self.temperature.item():.4g}")
+
+
+class _PreparedMenu(PreparedCall):
+    """:meth:`LotteryAMA.prepare`: the menu, and each agent's scores without its own term ``(agents, batch,
+    options)`` and ``V_-i / T`` ``(agents, batch)`` at the truth, so that a deviation costs one agent's term."""
+
+    def __init__(self, mechanism: LotteryAMA, valuations: Tensor, lotteries: Tensor) -> None:
+        super().__init__(functools.partial(mechanism._outcome, lotteries=lotteries), valuations)
+        self.lotteries, self.weights, self.temperature = lotteries, mechanism.log_weights.exp(), mechanism.temperature
+        weighted, scores = mechanism._scores(valuations, lotteries)
+        self.others = (scores.unsqueeze(-1) - weighted).permute(2, 0, 1)
+        self.welfare_without = _softmax_logsumexp(self.others / self.temperature, -1)[1]  # in units of T
+
+    def _deviator(self, agent: int, reports: Tensor, others: Tensor, without: Tensor) -> tuple[Tensor, Tensor]:
+        """``agent``'s allocation ``(..., items)`` and payment ``(...)`` at ``reports`` ``(..., items)``, the
+        others' part of the scores ``(..., options)`` and ``V_-i`` ``(...)`` (broadcast)."""
+        menu, weight, temperature = self.lotteries[:, agent], self.weights[agent], self.temperature  # menu (K, m)
+        scores = others + weight * (reports @ menu.T)  # (..., K)
+        chosen, welfare = _softmax_logsumexp(scores / temperature, -1)
+        allocation = chosen @ menu
+        return allocation, (reports * allocation).sum(-1) - temperature * (welfare - without) / weight
+
+    def deviations(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        outcomes = [self._deviator(i, rows[:, i], self.others[i], self.welfare_without[i]) for i in range(rows.shape[1])]
+        return torch.stack([a for a, _ in outcomes], 1), torch.stack([p for _, p in outcomes], 1)
+
+    def deviate(self, agent: int, sources: Tensor, reports: Tensor) -> tuple[Tensor, Tensor]:
+        return self._deviator(agent, reports, self.others[agent, sources], self.welfare_without[agent, sources])
