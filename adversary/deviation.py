@@ -1,11 +1,12 @@
-"""One agent deviating from the truth: the report domain, the mechanism call, the deviation utility.
+"""One agent deviating from the truth: the report domain and the mechanism call.
 
 Shared by the search (:mod:`adversary.search`), the regret (:mod:`adversary.regret`)
 and the audit (:mod:`adversary.audit`).  Misreport rows are laid out
 ``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
 sample ``b`` from start ``s``.  The engines call the mechanism through :func:`prepared`
 (a :class:`~mechanisms.prepared.PreparedCall`: the mechanism's own ``prepare`` where it
-offers one, plain calls otherwise).
+offers one, plain calls otherwise), whose ``utilities(rows)`` are the deviating agents'
+true utilities ``(starts, batch, agents)``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "check_domain",
     "check_valuations",
     "checked_forward",
-    "deviation_utility",
     "domain_bounds",
     "prepared",
     "row_bounds",
@@ -128,15 +128,3 @@ def prepared(
     if prepare is not None:
         return prepare(valuations, solver)
     return PreparedCall(checked_forward(mechanism) if forward is None else forward, valuations)
-
-
-def deviation_utility(call: PreparedCall, rows: Tensor) -> Tensor:
-    """Each agent's true utility when it alone reports its row of ``rows``.
-
-    ``call`` is bound to the valuations ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
-    batch, items)``, ``rows[s, i, b]`` being agent ``i``'s report in sample ``b``.
-    One :meth:`~mechanisms.prepared.PreparedCall.deviations` call (for plain calls: one
-    mechanism call on ``starts * agents * batch`` profiles); returns ``(starts, batch, agents)``.
-    """
-    own_allocation, own_payment = call.deviations(rows)  # (S, n, B, m), (S, n, B)
-    return (own_allocation.movedim(1, -1) * call.valuations.transpose(1, 2)).sum(2) - own_payment.movedim(1, -1)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from adversary.deviation import check_domain, check_valuations, deviation_utility, prepared
+from adversary.deviation import check_domain, check_valuations, prepared
 from adversary.search import TEST_SEARCH, MisreportSearch, find_misreports
 from mechanisms.base import utility
 from mechanisms.checks import Bounds, check_positive_int
@@ -51,7 +51,7 @@ def regret_terms(call: PreparedCall, misreports: Tensor) -> RegretTerms:
     allocation, payment = call.truthful()
     truthful = utility(valuations, allocation, payment)  # (B, n)
     rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
-    deviated = deviation_utility(call, rows)[0]  # (B, n)
+    deviated = call.utilities(rows)[0]  # (B, n)
     return RegretTerms(F.relu(deviated - truthful), allocation, payment)
 
 

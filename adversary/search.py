@@ -3,9 +3,9 @@
 The best ``v'_i`` of every agent ``i`` and sample is found by gradient ascent on
 the reported row, for every agent and sample at once: with ``S = restarts + 1``
 starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles,
-each equal to the truth except for one agent's row (:func:`adversary.deviation.deviation_utility`),
-through the mechanism's prepared call (:func:`adversary.deviation.prepared`: parameter-only
-work, e.g. a lottery menu, done once per search).
+each equal to the truth except for one agent's row, through the mechanism's prepared call
+(:func:`adversary.deviation.prepared`, :meth:`~mechanisms.prepared.PreparedCall.utilities`:
+parameter-only work, e.g. a lottery menu, done once per search).
 
 * :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
   :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import check_domain, check_valuations, deviation_utility, prepared
+from adversary.deviation import check_domain, check_valuations, prepared
 from mechanisms.checks import Bounds, check_int
 from mechanisms.prepared import PreparedCall
 
@@ -133,7 +133,7 @@ def ascend(
         last = step == search.steps
         rows = rows.requires_grad_(not last)
         with torch.set_grad_enabled(not last):
-            gains = deviation_utility(call, rows).permute(0, 2, 1)  # (S, n, B)
+            gains = call.utilities(rows).permute(0, 2, 1)  # (S, n, B)
         with torch.no_grad():
             top, index = gains.max(0)
             better = top > best_utility

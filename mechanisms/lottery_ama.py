@@ -42,11 +42,15 @@ CPU's ``exp`` of an argument that underflows (below about -87 in float32) is man
 
 
 def _softmax_logsumexp(z: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """``softmax(z)`` and ``logsumexp(z)`` along ``dim`` from one ``exp`` (exponents floored at :data:`_EXP_FLOOR`)."""
+    """``softmax(z)`` and ``logsumexp(z)`` along ``dim`` from one ``exp``, exponents floored at :data:`_EXP_FLOOR`
+    (the gradient passes the floor unchanged: a mask's ``where`` costs more than the exp on the CPU, and the
+    derivative there is below ``e^-80`` either way)."""
     top = z.detach().amax(dim, keepdim=True)
-    terms = (z - top).clamp_min(_EXP_FLOOR).exp()
+    shifted = z - top
+    below = shifted.detach()
+    terms = (shifted + (below.clamp_min(_EXP_FLOOR) - below)).exp()  # adds 0 wherever shifted >= the floor
     total = terms.sum(dim, keepdim=True)
-    return terms / total, (top + total.log()).squeeze(dim)
+    return terms * total.reciprocal(), (top + total.log()).squeeze(dim)
 
 
 class LotteryAMA(SinkhornLayerMechanism):
@@ -129,28 +133,54 @@ class LotteryAMA(SinkhornLayerMechanism):
 
 
 class _PreparedMenu(PreparedCall):
-    """:meth:`LotteryAMA.prepare`: the menu, and each agent's scores without its own term ``(agents, batch,
-    options)`` and ``V_-i / T`` ``(agents, batch)`` at the truth, so that a deviation costs one agent's term."""
+    """:meth:`LotteryAMA.prepare`: the menu, the truth's scores and each agent's ``V_-i`` at the truth, so that a
+    deviation of agent ``i`` from ``v_i`` to ``r`` costs one product: its scores are the truth's minus
+    ``w_i A_k,i . (v_i - r)`` (all scores in units of ``T``)."""
 
     def __init__(self, mechanism: LotteryAMA, valuations: Tensor, lotteries: Tensor) -> None:
         super().__init__(functools.partial(mechanism._outcome, lotteries=lotteries), valuations)
-        self.lotteries, self.weights, self.temperature = lotteries, mechanism.log_weights.exp(), mechanism.temperature
-        weighted, scores = mechanism._scores(valuations, lotteries)
-        self.others = (scores.unsqueeze(-1) - weighted).permute(2, 0, 1)
-        self.welfare_without = _softmax_logsumexp(self.others / self.temperature, -1)[1]  # in units of T
+        weights, temperature = mechanism.log_weights.exp(), mechanism.temperature
+        weighted, scores = mechanism._scores(valuations, lotteries)  # (B, K, n), (B, K)
+        n = valuations.shape[1]
+        self.menus = lotteries.permute(1, 0, 2).unsqueeze(1)  # (n, 1, K, m): A_i
+        self.scaled = (self.menus * (weights / temperature).view(n, 1, 1, 1)).transpose(2, 3)  # (n, 1, m, K): w_i A_i / T
+        self.price = (temperature / weights).view(n, 1, 1)  # T / w_i: a unit of scores in agent i's money
+        self.scores = scores / temperature  # (B, K)
+        without = (scores.unsqueeze(-1) - weighted).permute(2, 0, 1) / temperature  # (n, B, K)
+        self.welfare_without = _softmax_logsumexp(without, -1)[1].unsqueeze(1)  # (n, 1, B): V_-i / T
+        self.truth = valuations.transpose(0, 1).unsqueeze(1)  # (n, 1, B, m)
 
-    def _deviator(self, agent: int, reports: Tensor, others: Tensor, without: Tensor) -> tuple[Tensor, Tensor]:
-        """``agent``'s allocation ``(..., items)`` and payment ``(...)`` at ``reports`` ``(..., items)``, the
-        others' part of the scores ``(..., options)`` and ``V_-i`` ``(...)`` (broadcast)."""
-        menu, weight, temperature = self.lotteries[:, agent], self.weights[agent], self.temperature  # menu (K, m)
-        scores = others + weight * (reports @ menu.T)  # (..., K)
-        chosen, welfare = _softmax_logsumexp(scores / temperature, -1)
-        allocation = chosen @ menu
-        return allocation, (reports * allocation).sum(-1) - temperature * (welfare - without) / weight
+    def _deviators(self, agents: slice, truth: Tensor, reports: Tensor, scores: Tensor, without: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        """For agents ``agents`` (``a`` of them) reporting ``reports`` ``(a, S, X, items)`` instead of ``truth``
+        ``(a, 1, X, items)``, with the truth's scores ``(X, options)`` and ``V_-i / T`` ``(a, 1, X)``: the choice
+        probabilities ``(a, S, X, options)``, the score gaps ``w_i A_k,i . (v_i - r) / T`` (the same shape) and
+        ``(V - V_-i) / T`` ``(a, S, X)``."""
+        gaps = (truth - reports) @ self.scaled[agents]
+        chosen, welfare = _softmax_logsumexp(scores - gaps, -1)
+        return chosen, gaps, welfare - without
+
+    def utilities(self, rows: Tensor) -> Tensor:
+        # u_i = v_i . x_i - p_i = sum_k chosen_k A_k,i . (v_i - r) + (V - V_-i) / w_i, in units of T / w_i
+        chosen, gaps, surplus = self._deviators(slice(None), self.truth, rows.transpose(0, 1), self.scores,
+                                                self.welfare_without)
+        return (self.price * ((chosen * gaps).sum(-1) + surplus)).permute(1, 2, 0)
+
+    def _outcomes(self, agents: slice, truth: Tensor, reports: Tensor, scores: Tensor, without: Tensor
+                  ) -> tuple[Tensor, Tensor]:
+        """:meth:`_deviators`' allocation ``(a, S, X, items)`` and payment ``(a, S, X)``."""
+        chosen, _, surplus = self._deviators(agents, truth, reports, scores, without)
+        allocation = chosen @ self.menus[agents]
+        return allocation, (reports * allocation).sum(-1) - self.price[agents] * surplus
 
     def deviations(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        outcomes = [self._deviator(i, rows[:, i], self.others[i], self.welfare_without[i]) for i in range(rows.shape[1])]
-        return torch.stack([a for a, _ in outcomes], 1), torch.stack([p for _, p in outcomes], 1)
+        allocation, payment = self._outcomes(slice(None), self.truth, rows.transpose(0, 1), self.scores,
+                                             self.welfare_without)
+        return allocation.transpose(0, 1), payment.transpose(0, 1)
 
     def deviate(self, agent: int, sources: Tensor, reports: Tensor) -> tuple[Tensor, Tensor]:
-        return self._deviator(agent, reports, self.others[agent, sources], self.welfare_without[agent, sources])
+        one, profiles = slice(agent, agent + 1), (1, 1, *reports.shape)
+        allocation, payment = self._outcomes(one, self.valuations[sources, agent].view(profiles),
+                                             reports.view(profiles), self.scores[sources],
+                                             self.welfare_without[one, :, sources])
+        return allocation[0, 0], payment[0, 0]

@@ -8,7 +8,8 @@ serves exactly these calls:
 * :meth:`PreparedCall.truthful` - the outcome of the valuations themselves;
 * :meth:`PreparedCall.deviations` - every agent deviating at once, the search's layout: rows
   ``(starts, agents, batch, items)`` -> the deviator's allocation ``(starts, agents, batch, items)`` and payment
-  ``(starts, agents, batch)``;
+  ``(starts, agents, batch)``; :meth:`PreparedCall.utilities` - the deviator's true utility ``(starts, batch,
+  agents)`` there (what the search ascends);
 * :meth:`PreparedCall.deviate` - one agent at many reports, the audit's layout.
 
 The base class makes plain mechanism calls (the profiles are built, the mechanism is run on them, the deviator's
@@ -25,9 +26,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["Forward", "PreparedCall", "agent_profiles", "deviation_profiles", "own_entries"]
+__all__ = ["Forward", "PlainCalls", "PreparedCall", "agent_profiles", "deviation_profiles", "own_entries"]
 
 Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 """A mechanism call: bids ``(batch, agents, items)`` -> ``(allocation, payment)``."""
@@ -80,8 +81,30 @@ class PreparedCall:
         allocation, payment = self.forward(deviation_profiles(self.valuations, rows))
         return own_entries(allocation, starts, n, batch), own_entries(payment, starts, n, batch)
 
+    def utilities(self, rows: Tensor) -> Tensor:
+        """Agent ``i``'s true utility ``(starts, batch, agents)`` when it alone reports ``rows[s, i, b]``
+        (``rows`` ``(starts, agents, batch, items)``): from :meth:`deviations`."""
+        own_allocation, own_payment = self.deviations(rows)  # (S, n, B, m), (S, n, B)
+        return (own_allocation.movedim(1, -1) * self.valuations.transpose(1, 2)).sum(2) - own_payment.movedim(1, -1)
+
     def deviate(self, agent: int, sources: Tensor, reports: Tensor) -> tuple[Tensor, Tensor]:
         """``agent``'s allocation ``(P, items)`` and payment ``(P,)`` when it alone reports ``reports[p]``
         ``(P, items)`` in profile ``sources[p]`` ``(P,)``: one call on :func:`agent_profiles`."""
         allocation, payment = self.forward(agent_profiles(self.valuations, agent, sources, reports))
         return allocation[:, agent], payment[:, agent]
+
+
+class PlainCalls(nn.Module):
+    """``mechanism`` without its ``prepare``: the engines call its forward on every profile (plain calls), as
+    before prepared calls existed; for comparisons (tests, benchmarks).  ``n_agents``, ``n_items`` and
+    ``demand`` are the mechanism's."""
+
+    def __init__(self, mechanism: nn.Module) -> None:
+        super().__init__()
+        self.mechanism = mechanism
+        for name in ("n_agents", "n_items", "demand"):
+            if hasattr(mechanism, name):
+                setattr(self, name, getattr(mechanism, name))
+
+    def forward(self, bids: Tensor) -> tuple[Tensor, Tensor]:
+        return self.mechanism(bids)

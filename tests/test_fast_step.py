@@ -113,12 +113,10 @@ def test_written_out_adam_equals_torch_adam() -> None:
     ours = [start.clone()]
     reference = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
-    from adversary.deviation import deviation_utility
-
     call = PreparedCall(forward, truth)
     for _ in range(7):
         optimizer.zero_grad()
-        deviation_utility(call, reference).sum().backward()
+        call.utilities(reference).sum().backward()
         optimizer.step()
         with torch.no_grad():
             reference.clamp_(0, 1)
