@@ -41,16 +41,29 @@ _EXP_FLOOR = -80.0
 CPU's ``exp`` of an argument that underflows (below about -87 in float32) is many times slower than of others."""
 
 
-def _softmax_logsumexp(z: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """``softmax(z)`` and ``logsumexp(z)`` along ``dim`` from one ``exp``, exponents floored at :data:`_EXP_FLOOR`
-    (the gradient passes the floor unchanged: a mask's ``where`` costs more than the exp on the CPU, and the
-    derivative there is below ``e^-80`` either way)."""
+class _FlooredExp(torch.autograd.Function):
+    """``exp(max(x, _EXP_FLOOR))`` with the gradient of ``exp`` everywhere (``grad * result``: below the floor the
+    derivative is below ``e^-80`` either way, and a mask's ``where`` costs more than the ``exp`` on the CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        result = x.clamp_min(_EXP_FLOOR).exp_()
+        ctx.save_for_backward(result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (result,) = ctx.saved_tensors
+        return grad * result
+
+
+def _exp_terms(z: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Along ``dim``: the terms ``exp(z - max z)`` (floored, :class:`_FlooredExp`), their sum (kept dim) and
+    ``logsumexp(z)``, from one ``exp``; ``softmax(z)`` is ``terms / sum``."""
     top = z.detach().amax(dim, keepdim=True)
-    shifted = z - top
-    below = shifted.detach()
-    terms = (shifted + (below.clamp_min(_EXP_FLOOR) - below)).exp()  # adds 0 wherever shifted >= the floor
+    terms = _FlooredExp.apply(z - top)
     total = terms.sum(dim, keepdim=True)
-    return terms * total.reciprocal(), (top + total.log()).squeeze(dim)
+    return terms, total, (top + total.log()).squeeze(dim)
 
 
 class LotteryAMA(SinkhornLayerMechanism):
@@ -121,9 +134,9 @@ class LotteryAMA(SinkhornLayerMechanism):
         """Allocation and payment for bids ``(batch, agents, items)`` and the menu ``(options, agents, items)``."""
         weights, temperature = self.log_weights.exp(), self.temperature
         weighted, scores = self._scores(bids, lotteries)  # (B, K, n), (B, K)
-        chosen, welfare = _softmax_logsumexp(scores / temperature, 1)  # (B, K), (B,) in units of T
-        allocation = torch.einsum("bk,knm->bnm", chosen, lotteries)
-        without = _softmax_logsumexp((scores.unsqueeze(-1) - weighted) / temperature, 1)[1]  # (B, n)
+        terms, total, welfare = _exp_terms(scores / temperature, 1)  # (B, K), (B, 1), (B,) in units of T
+        allocation = torch.einsum("bk,knm->bnm", terms, lotteries) / total.unsqueeze(-1)
+        without = _exp_terms((scores.unsqueeze(-1) - weighted) / temperature, 1)[2]  # (B, n)
         payment = (bids * allocation).sum(-1) - temperature * (welfare.unsqueeze(1) - without) / weights
         return allocation, payment
 
@@ -147,30 +160,30 @@ class _PreparedMenu(PreparedCall):
         self.price = (temperature / weights).view(n, 1, 1)  # T / w_i: a unit of scores in agent i's money
         self.scores = scores / temperature  # (B, K)
         without = (scores.unsqueeze(-1) - weighted).permute(2, 0, 1) / temperature  # (n, B, K)
-        self.welfare_without = _softmax_logsumexp(without, -1)[1].unsqueeze(1)  # (n, 1, B): V_-i / T
+        self.welfare_without = _exp_terms(without, -1)[2].unsqueeze(1)  # (n, 1, B): V_-i / T
         self.truth = valuations.transpose(0, 1).unsqueeze(1)  # (n, 1, B, m)
 
     def _deviators(self, agents: slice, truth: Tensor, reports: Tensor, scores: Tensor, without: Tensor
-                   ) -> tuple[Tensor, Tensor, Tensor]:
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """For agents ``agents`` (``a`` of them) reporting ``reports`` ``(a, S, X, items)`` instead of ``truth``
         ``(a, 1, X, items)``, with the truth's scores ``(X, options)`` and ``V_-i / T`` ``(a, 1, X)``: the choice
-        probabilities ``(a, S, X, options)``, the score gaps ``w_i A_k,i . (v_i - r) / T`` (the same shape) and
-        ``(V - V_-i) / T`` ``(a, S, X)``."""
+        weights ``(a, S, X, options)`` (:func:`_exp_terms`), their sum ``(a, S, X, 1)``, the score gaps
+        ``w_i A_k,i . (v_i - r) / T`` (as the weights) and ``(V - V_-i) / T`` ``(a, S, X)``."""
         gaps = (truth - reports) @ self.scaled[agents]
-        chosen, welfare = _softmax_logsumexp(scores - gaps, -1)
-        return chosen, gaps, welfare - without
+        terms, total, welfare = _exp_terms(scores - gaps, -1)
+        return terms, total, gaps, welfare - without
 
     def utilities(self, rows: Tensor) -> Tensor:
         # u_i = v_i . x_i - p_i = sum_k chosen_k A_k,i . (v_i - r) + (V - V_-i) / w_i, in units of T / w_i
-        chosen, gaps, surplus = self._deviators(slice(None), self.truth, rows.transpose(0, 1), self.scores,
-                                                self.welfare_without)
-        return (self.price * ((chosen * gaps).sum(-1) + surplus)).permute(1, 2, 0)
+        terms, total, gaps, surplus = self._deviators(slice(None), self.truth, rows.transpose(0, 1), self.scores,
+                                                      self.welfare_without)
+        return (self.price * ((terms * gaps).sum(-1) / total.squeeze(-1) + surplus)).permute(1, 2, 0)
 
     def _outcomes(self, agents: slice, truth: Tensor, reports: Tensor, scores: Tensor, without: Tensor
                   ) -> tuple[Tensor, Tensor]:
         """:meth:`_deviators`' allocation ``(a, S, X, items)`` and payment ``(a, S, X)``."""
-        chosen, _, surplus = self._deviators(agents, truth, reports, scores, without)
-        allocation = chosen @ self.menus[agents]
+        terms, total, _, surplus = self._deviators(agents, truth, reports, scores, without)
+        allocation = (terms @ self.menus[agents]) / total
         return allocation, (reports * allocation).sum(-1) - self.price[agents] * surplus
 
     def deviations(self, rows: Tensor) -> tuple[Tensor, Tensor]:

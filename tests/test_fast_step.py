@@ -179,7 +179,7 @@ def _lottery_ama() -> LotteryAMA:
 
 
 def _potential() -> PotentialSinkhornMechanism:
-    return PotentialSinkhornMechanism(2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000),
+    return PotentialSinkhornMechanism(2, 2, "unit", sinkhorn=SinkhornSettings(eps_final=0.1, tol=1e-7, max_iter=5000),
                                       allocation_net=MLP((16, 16)), scale=2.0)
 
 
