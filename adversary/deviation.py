@@ -120,11 +120,12 @@ def prepared(
     """``mechanism`` bound to valuations ``(batch, agents, items)`` (checked by the caller) for the engines' calls.
 
     ``mechanism.prepare(valuations, solver)`` where the mechanism offers it (its parameter-only work done once,
-    in the current grad mode: call it under ``torch.no_grad()`` where no parameter gradient is wanted); else
-    plain calls of ``forward`` (``None``: :func:`checked_forward` of ``mechanism``).  ``solver``: the Sinkhorn
-    layer's solver for a preparing mechanism (``None``: its own), as ``forward`` is for the others.
+    in the current grad mode: call it under ``torch.no_grad()`` where no parameter gradient is wanted) and
+    its ``prepared_calls`` is not ``False``; else plain calls of ``forward`` (``None``: :func:`checked_forward`
+    of ``mechanism``).  ``solver``: the Sinkhorn layer's solver for a preparing mechanism (``None``: its own),
+    as ``forward`` is for the others.
     """
     prepare = getattr(mechanism, "prepare", None)
-    if prepare is not None:
+    if prepare is not None and getattr(mechanism, "prepared_calls", True):
         return prepare(valuations, solver)
     return PreparedCall(checked_forward(mechanism) if forward is None else forward, valuations)

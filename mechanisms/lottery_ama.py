@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mechanisms.checks import check_positive_int
+from mechanisms.checks import check_flag, check_positive_int
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import check_dtype
 from mechanisms.prepared import PreparedCall
@@ -76,7 +76,9 @@ class LotteryAMA(SinkhornLayerMechanism):
     Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
     :class:`~mechanisms.sinkhorn_layer.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
     ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.  The menu depends on the
-    parameters only: :meth:`prepare` solves it once for all of a misreport search's calls.
+    parameters only: :meth:`prepare` solves it once for all of a misreport search's calls;
+    ``prepared_calls=False`` has the engines call the forward instead (:func:`adversary.deviation.prepared`),
+    which reproduces runs recorded before prepared calls bit for bit.
     """
 
     def __init__(
@@ -89,8 +91,10 @@ class LotteryAMA(SinkhornLayerMechanism):
         options: int = 128,
         temperature: float = 0.01,
         cost_scale: float = 0.2,
+        prepared_calls: bool = True,
     ) -> None:
         check_positive_int(options, "options")
+        check_flag(prepared_calls, "prepared_calls")
         for name, value in (("temperature", temperature), ("cost_scale", cost_scale)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -99,6 +103,7 @@ class LotteryAMA(SinkhornLayerMechanism):
         self.boosts = nn.Parameter(torch.zeros(options))
         self.log_weights = nn.Parameter(torch.zeros(n_agents))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.prepared_calls = prepared_calls
 
     @property
     def temperature(self) -> Tensor:
@@ -125,19 +130,19 @@ class LotteryAMA(SinkhornLayerMechanism):
         check_dtype(valuations, self)
         return _PreparedMenu(self, valuations, self.lotteries(solver))
 
-    def _scores(self, bids: Tensor, lotteries: Tensor) -> tuple[Tensor, Tensor]:
+    def _scores(self, bids: Tensor, lotteries: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
         """``w_i b_i . A_k,i`` ``(batch, options, agents)`` and the scores ``s_k(b)`` ``(batch, options)``."""
-        weighted = self.log_weights.exp() * torch.einsum("bnm,knm->bkn", bids, lotteries)
+        weighted = weights * torch.einsum("bnm,knm->bkn", bids, lotteries)
         return weighted, weighted.sum(-1) + self.boosts
 
     def _outcome(self, bids: Tensor, lotteries: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation and payment for bids ``(batch, agents, items)`` and the menu ``(options, agents, items)``."""
         weights, temperature = self.log_weights.exp(), self.temperature
-        weighted, scores = self._scores(bids, lotteries)  # (B, K, n), (B, K)
-        terms, total, welfare = _exp_terms(scores / temperature, 1)  # (B, K), (B, 1), (B,) in units of T
-        allocation = torch.einsum("bk,knm->bnm", terms, lotteries) / total.unsqueeze(-1)
-        without = _exp_terms((scores.unsqueeze(-1) - weighted) / temperature, 1)[2]  # (B, n)
-        payment = (bids * allocation).sum(-1) - temperature * (welfare.unsqueeze(1) - without) / weights
+        weighted, scores = self._scores(bids, lotteries, weights)  # (B, K, n), (B, K)
+        allocation = torch.einsum("bk,knm->bnm", torch.softmax(scores / temperature, 1), lotteries)
+        welfare = temperature * torch.logsumexp(scores / temperature, 1)  # (B,)
+        without = temperature * torch.logsumexp((scores.unsqueeze(-1) - weighted) / temperature, 1)  # (B, n)
+        payment = (bids * allocation).sum(-1) - (welfare.unsqueeze(1) - without) / weights
         return allocation, payment
 
     def extra_repr(self) -> str:
@@ -153,7 +158,7 @@ class _PreparedMenu(PreparedCall):
     def __init__(self, mechanism: LotteryAMA, valuations: Tensor, lotteries: Tensor) -> None:
         super().__init__(functools.partial(mechanism._outcome, lotteries=lotteries), valuations)
         weights, temperature = mechanism.log_weights.exp(), mechanism.temperature
-        weighted, scores = mechanism._scores(valuations, lotteries)  # (B, K, n), (B, K)
+        weighted, scores = mechanism._scores(valuations, lotteries, weights)  # (B, K, n), (B, K)
         n = valuations.shape[1]
         self.menus = lotteries.permute(1, 0, 2).unsqueeze(1)  # (n, 1, K, m): A_i
         self.scaled = (self.menus * (weights / temperature).view(n, 1, 1, 1)).transpose(2, 3)  # (n, 1, m, K): w_i A_i / T
@@ -185,6 +190,11 @@ class _PreparedMenu(PreparedCall):
         terms, total, _, surplus = self._deviators(agents, truth, reports, scores, without)
         allocation = (terms @ self.menus[agents]) / total
         return allocation, (reports * allocation).sum(-1) - self.price[agents] * surplus
+
+    def truthful(self) -> tuple[Tensor, Tensor]:
+        # every agent at its own truth: the gaps are exactly 0, so the truth scores as a deviation to it does
+        allocation, payment = self._outcomes(slice(None), self.truth, self.truth, self.scores, self.welfare_without)
+        return allocation[:, 0].transpose(0, 1), payment[:, 0].T
 
     def deviations(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         allocation, payment = self._outcomes(slice(None), self.truth, rows.transpose(0, 1), self.scores,

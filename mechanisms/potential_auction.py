@@ -33,6 +33,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mechanisms.checks import check_flag
 from mechanisms.demand import Demand, KSpec
 from mechanisms.networks import MLP, NetworkFactory, check_dtype
 from mechanisms.prepared import PreparedCall, agent_profiles, deviation_profiles, own_entries
@@ -49,10 +50,11 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
     payments ``(batch, agents)``.  ``scale`` (> 0) and ``reserve`` (finite) are the starting values of the two
     learned scalars; ``allocation_net`` builds the residual network (its last linear layer is zeroed, so the
     mechanism starts as the entropic VCG auction with that reserve).  There is no payment network.
-    ``prepared_payments`` (default ``True``): :meth:`prepare` solves ``V(0_i, v_-i)`` once for all of a
-    misreport search's calls; ``False``: its calls are plain calls, each solving ``V(0_i, b_-i)`` for its own
-    profiles, which reproduces runs recorded before prepared calls bit for bit (under the tolerance rule the two
-    differ by the Sinkhorn tolerance, since the stopping iteration is the worst problem's of each batch).
+    :meth:`prepare` solves ``V(0_i, v_-i)`` once for all of a misreport search's calls; ``prepared_calls=False``
+    has the engines call the forward instead (:func:`adversary.deviation.prepared`), each call solving
+    ``V(0_i, b_-i)`` for its own profiles, which reproduces runs recorded before prepared calls bit for bit
+    (under the tolerance rule the two differ by the Sinkhorn tolerance: the stopping iteration is the worst
+    problem's of each batch).
     """
 
     def __init__(
@@ -65,14 +67,13 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
         allocation_net: NetworkFactory = MLP(),
         scale: float = 8.0,
         reserve: float = 0.5,
-        prepared_payments: bool = True,
+        prepared_calls: bool = True,
     ) -> None:
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         if not (isinstance(reserve, (int, float)) and math.isfinite(reserve)):
             raise ValueError(f"reserve must be a finite number, got {reserve!r}")
-        if not isinstance(prepared_payments, bool):
-            raise ValueError(f"prepared_payments must be true or false, got {prepared_payments!r}")
+        check_flag(prepared_calls, "prepared_calls")
         super().__init__(n_agents, n_items, demand, k, sinkhorn, allocation_net, payment_net=None)
         linears = [m for m in self.allocation_net.modules() if isinstance(m, nn.Linear)]
         if not linears:
@@ -81,7 +82,7 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
         nn.init.zeros_(linears[-1].bias)
         self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
         self.reserve = nn.Parameter(torch.tensor(float(reserve)))
-        self.prepared_payments = prepared_payments
+        self.prepared_calls = prepared_calls
 
     @property
     def scale(self) -> Tensor:
@@ -135,10 +136,7 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
         (:mod:`mechanisms.prepared`; in the graph of the parameters unless prepared under ``no_grad``): when
         agent ``i`` alone deviates, the others are truthful, so its payment's ``V(0_i, b_-i)`` is that one."""
         check_dtype(valuations, self.allocation_net)
-        solver = self.solver if solver is None else solver
-        if not self.prepared_payments:
-            return PreparedCall(functools.partial(self.allocate_and_pay, solver=solver), valuations)
-        return _PreparedPotential(self, valuations, solver)
+        return _PreparedPotential(self, valuations, self.solver if solver is None else solver)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={math.exp(self.log_scale.item()):.4g}, reserve={self.reserve.item():.4g}"

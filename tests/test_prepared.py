@@ -23,19 +23,21 @@ from mechanisms.sinkhorn import Sinkhorn, SinkhornSettings
 FIXED = SinkhornSettings(backend="torch").with_fixed_iterations((20,) * 10)  # the paper's epsilons, 20 updates each
 
 
-def _lottery(items: int = 3, sinkhorn: SinkhornSettings = FIXED) -> LotteryAMA:
+def _lottery(items: int = 3, sinkhorn: SinkhornSettings = FIXED, prepared_calls: bool = True) -> LotteryAMA:
     torch.manual_seed(0)
-    mechanism = LotteryAMA(2, items, "unit", sinkhorn=sinkhorn, options=16, temperature=0.05, cost_scale=0.5).double()
+    mechanism = LotteryAMA(2, items, "unit", sinkhorn=sinkhorn, options=16, temperature=0.05, cost_scale=0.5,
+                           prepared_calls=prepared_calls).double()
     with torch.no_grad():  # away from the symmetric start: unequal weights, boosts
         mechanism.boosts.normal_(0, 0.1)
         mechanism.log_weights.normal_(0, 0.3)
     return mechanism
 
 
-def _potential(items: int = 3, sinkhorn: SinkhornSettings = FIXED, prepared_payments: bool = True) -> PotentialSinkhornMechanism:
+def _potential(items: int = 3, sinkhorn: SinkhornSettings = FIXED, prepared_calls: bool = True
+               ) -> PotentialSinkhornMechanism:
     torch.manual_seed(0)
     mechanism = PotentialSinkhornMechanism(2, items, "unit", sinkhorn=sinkhorn, allocation_net=MLP((16,)), scale=2.0,
-                                           prepared_payments=prepared_payments).double()
+                                           prepared_calls=prepared_calls).double()
     with torch.no_grad():  # a non-zero residual network: no longer the (truthful) entropic VCG auction
         mechanism.allocation_net[-1].weight.normal_(0, 0.5)
     return mechanism
@@ -97,14 +99,18 @@ def test_the_audit_equals_plain_calls(make) -> None:
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
-def test_without_prepared_payments_the_potential_mechanism_makes_plain_calls_bit_for_bit() -> None:
-    """What reproduces the runs recorded before prepared calls (under the tolerance rule too)."""
-    mechanism, valuations = _potential(sinkhorn=SinkhornSettings(), prepared_payments=False).float(), _valuations().float()
+@pytest.mark.parametrize("make", MECHANISMS, ids=IDS)
+def test_without_prepared_calls_the_engines_make_plain_calls_bit_for_bit(make) -> None:
+    """What reproduces the runs recorded before prepared calls (on the tolerance rule and in float32 too)."""
+    mechanism, valuations = make(sinkhorn=SinkhornSettings(), prepared_calls=False).float(), _valuations().float()
     search = MisreportSearch(steps=5, restarts=1)
     found = [find_misreports(m, valuations, search, generator=torch.Generator().manual_seed(0))
              for m in (mechanism, PlainCalls(mechanism))]
     assert torch.equal(found[0], found[1])
-    assert torch.equal(regret(mechanism, valuations, found[0]).regret, regret(PlainCalls(mechanism), valuations, found[0]).regret)
+    for got, want in zip(regret(mechanism, valuations, found[0]), regret(PlainCalls(mechanism), valuations, found[0])):
+        assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="prepared_calls must be true or false"):
+        make(prepared_calls="no")
 
 
 def test_under_the_tolerance_rule_the_potential_mechanism_agrees_to_the_tolerance() -> None:
