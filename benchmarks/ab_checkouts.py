@@ -1,6 +1,6 @@
 """Time one workload under two checkouts of the project, interleaved call by call (an A/B on a shared machine).
 
-    mkdir -p /tmp/base && git archive c918746 | tar -x -C /tmp/base       # the code before a change
+    git archive --prefix=base/ c918746 | tar -x -C /tmp       # the code before a change
     python benchmarks/ab_checkouts.py /tmp/base . --workload search --mechanism lottery_ama --setting 2x3
 
 Two worker processes, one per checkout (each imports the project from its own directory, torch on 1 thread),
