@@ -193,7 +193,9 @@ def check_mechanism_names(names: list[str], variants: list[str] | None) -> str |
 class Case:
     """One (setting, mechanism, variant) built and warmed up; ``members`` > 1: an ensemble (seeds 0..members-1)."""
 
-    def __init__(self, setting, mechanism_name: str, variant: str, device: torch.device, args, members: int = 1) -> None:
+    def __init__(
+        self, setting, mechanism_name: str, variant: str, device: torch.device, args, members: int = 1
+    ) -> None:
         name, demand, agents, items, batch = setting
         self.batch = args.batch or batch
         if members == 1:
@@ -205,7 +207,8 @@ class Case:
         self.device = device
         generator = torch.Generator(device=device).manual_seed(0)
         self.batches = [torch.rand(self.batch, agents, items, device=device, generator=generator) for _ in range(4)]
-        self.row = {"setting": name, "members": members, "mechanism": mechanism_name, "variant": variant, "batch": self.batch}
+        self.row = {"setting": name, "members": members, "mechanism": mechanism_name, "variant": variant,
+                    "batch": self.batch}
         for i in range(args.warmup):
             self.step(self.batches[i % 4])
         _sync(device)
@@ -353,7 +356,8 @@ def _print_row(row: dict) -> None:
     print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} {row['ms_per_step']:9.1f} "
           f"{row['profiles_per_s']:11.0f} {memory:>9}"
           + (f"  {row['kernels_per_step']} kernels" if "kernels_per_step" in row else "")
-          + (f"  {row['ratio_to_first']:.2f}x the setting's first" if "ratio_to_first" in row else ""), flush=True)  # fmt: skip
+          + (f"  {row['ratio_to_first']:.2f}x the setting's first" if "ratio_to_first" in row else ""),
+          flush=True)  # fmt: skip
 
 
 def main() -> None:

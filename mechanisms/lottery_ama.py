@@ -161,7 +161,8 @@ class _PreparedMenu(PreparedCall):
         weighted, scores = mechanism._scores(valuations, lotteries, weights)  # (B, K, n), (B, K)
         n = valuations.shape[1]
         self.menus = lotteries.permute(1, 0, 2).unsqueeze(1)  # (n, 1, K, m): A_i
-        self.scaled = (self.menus * (weights / temperature).view(n, 1, 1, 1)).transpose(2, 3)  # (n, 1, m, K): w_i A_i / T
+        # (n, 1, m, K): w_i A_i / T, transposed
+        self.scaled = (self.menus * (weights / temperature).view(n, 1, 1, 1)).transpose(2, 3)
         self.price = (temperature / weights).view(n, 1, 1)  # T / w_i: a unit of scores in agent i's money
         self.scores = scores / temperature  # (B, K)
         without = (scores.unsqueeze(-1) - weighted).permute(2, 0, 1) / temperature  # (n, B, K)

@@ -12,15 +12,15 @@ reserve, in value units), bidder ``i`` pays
 
     ``p_i = clip(b_i . x_i - (V(b) - V(0_i, b_-i)), 0, b_i . x_i)``
 
-where ``x_i`` is its allocation and ``(0_i, b_-i)`` the bids with its own set to zero (one more Sinkhorn
-solve per bidder, batched; :meth:`~PotentialSinkhornMechanism.prepare` solves them once for a misreport search,
-where bidder ``i`` deviates alone and ``b_-i`` is the truth).  While ``net`` is zero this is the entropic VCG auction with reserve ``reserve``
-(an affine maximizer with an entropy term): ``V`` is convex in ``b_i`` with gradient ``x_i``, so the payment is
-the one the envelope theorem fixes, the mechanism is dominant-strategy truthful and individually rational
-(up to the Sinkhorn tolerance), and the clip never binds.  Training moves ``net``, ``scale`` and ``reserve``
-away from it wherever revenue pays for the regret (the Lagrangian measures the regret as for any mechanism);
-the clip keeps every payment between 0 and the reported value of the allocation (individually rational by
-construction, as the sigmoid-fraction payment network is).
+where ``x_i`` is its allocation and ``(0_i, b_-i)`` the bids with its own set to zero (one more Sinkhorn solve
+per bidder, batched; :meth:`~PotentialSinkhornMechanism.prepare` solves them once for a misreport search, where
+bidder ``i`` deviates alone and ``b_-i`` is the truth). While ``net`` is zero this is the entropic VCG auction
+with reserve ``reserve`` (an affine maximizer with an entropy term): ``V`` is convex in ``b_i`` with gradient
+``x_i``, so the payment is the one the envelope theorem fixes, the mechanism is dominant-strategy truthful and
+individually rational (up to the Sinkhorn tolerance), and the clip never binds. Training moves ``net``, ``scale``
+and ``reserve`` away from it wherever revenue pays for the regret (the Lagrangian measures the regret as for any
+mechanism); the clip keeps every payment between 0 and the reported value of the allocation (individually
+rational by construction, as the sigmoid-fraction payment network is).
 
 ``scale`` sets the sharpness: the layer's epsilon in value units is ``eps / scale`` (``0.05 / 8`` by default).
 """
@@ -114,7 +114,7 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
 
     @staticmethod
     def _settle(value: Tensor, welfare: Tensor, welfare_without: Tensor) -> Tensor:
-        """Payments ``clip(value - (welfare - welfare_without), 0, value)`` (broadcast), ``value`` being ``b_i . x_i``."""
+        """Payments ``clip(value - (welfare - welfare_without), 0, value)`` (broadcast; ``value``: ``b_i . x_i``)."""
         raw = value - (welfare - welfare_without)
         return torch.minimum(raw.clamp_min(0), value)
 

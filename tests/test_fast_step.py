@@ -179,11 +179,13 @@ def _lottery_ama() -> LotteryAMA:
 
 
 def _potential() -> PotentialSinkhornMechanism:
-    return PotentialSinkhornMechanism(2, 2, "unit", sinkhorn=SinkhornSettings(eps_final=0.1, tol=1e-7, max_iter=5000),
-                                      allocation_net=MLP((16, 16)), scale=2.0)
+    settings = SinkhornSettings(eps_final=0.1, tol=1e-7, max_iter=5000)
+    return PotentialSinkhornMechanism(2, 2, "unit", sinkhorn=settings, allocation_net=MLP((16, 16)), scale=2.0)
 
 
-@pytest.mark.parametrize("make", [_sinkhorn_auction, _lottery_ama, _potential], ids=["sinkhorn", "lottery_ama", "potential"])
+@pytest.mark.parametrize(
+    "make", [_sinkhorn_auction, _lottery_ama, _potential], ids=["sinkhorn", "lottery_ama", "potential"]
+)
 def test_fast_step_trains_to_the_same_losses_as_the_eager_step(make: Callable[[], nn.Module]) -> None:
     eager, fast = _loss_sequence(False, make=make), _loss_sequence(True, make=make)
     assert eager[0] != eager[-1]  # training moved

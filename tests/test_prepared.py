@@ -1,4 +1,4 @@
-"""Prepared calls (mechanisms/prepared.py) against plain calls: the same search, regret, gradients and audit, fewer solves.
+"""Prepared calls (mechanisms/prepared.py) against plain calls: same search, regret, gradients and audit; fewer solves.
 
 The second implementation is the mechanism's own forward: :class:`PlainCalls` hides ``prepare``, so the engines call
 the forward on every profile, as they did before prepared calls.  On a fixed Sinkhorn schedule the two agree to
@@ -58,7 +58,8 @@ def test_prepared_calls_are_the_plain_calls(make) -> None:
     for got, want in zip(call.truthful(), plain.truthful()):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     rows = torch.rand(3, 2, 12, 3, dtype=torch.float64)  # (starts, agents, batch, items)
-    for got, want in zip((*call.deviations(rows), call.utilities(rows)), (*plain.deviations(rows), plain.utilities(rows))):
+    got_all, want_all = (*call.deviations(rows), call.utilities(rows)), (*plain.deviations(rows), plain.utilities(rows))
+    for got, want in zip(got_all, want_all):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     sources, reports = torch.tensor([0, 5, 5, 11]), torch.rand(4, 3, dtype=torch.float64)
@@ -93,7 +94,8 @@ def test_search_regret_and_parameter_gradients_equal_plain_calls(make) -> None:
 def test_the_audit_equals_plain_calls(make) -> None:
     mechanism, valuations = make(items=2), _valuations(batch=5, items=2)
     settings = AuditSettings(points=9, refine_starts=2, refine_rounds=3, max_profiles=100)  # several chunks
-    got, want = audit_misreports(mechanism, valuations, settings), audit_misreports(PlainCalls(mechanism), valuations, settings)
+    got = audit_misreports(mechanism, valuations, settings)
+    want = audit_misreports(PlainCalls(mechanism), valuations, settings)
     assert isinstance(mechanism, LotteryAMA) or float(want.regret.max()) > 1e-4  # the lottery AMA is truthful
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
