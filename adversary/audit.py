@@ -17,7 +17,8 @@ gradients: for every agent ``i`` and profile ``v``, with the others truthful,
 3. the audited regret is ``max(0, best utility - truthful utility)``.
 
 Every evaluation is one mechanism call on a batch of bid profiles (on the
-mechanism's device, without autograd), in chunks of at most ``max_profiles``
+mechanism's device, without autograd, through its prepared call:
+:func:`adversary.deviation.prepared`), in chunks of at most ``max_profiles``
 profiles, so memory stays bounded whatever the grid; a tqdm bar counts the
 chunks.  The audit is exhaustive up to the grid's resolution: a best response
 confined to a region narrower than the grid spacing can still be missed, but
@@ -40,10 +41,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from adversary.deviation import checked_forward, domain_bounds
+from adversary.deviation import domain_bounds, prepared
 from adversary.regret import RegretSummary, regret_statistics
 from mechanisms.base import utility
 from utils.checks import Bounds, check_int, is_int
+from mechanisms.prepared import PreparedCall
 
 __all__ = ["MAX_ITEMS", "AuditReport", "AuditResult", "AuditSettings", "audit", "audit_misreports", "default_points"]
 
@@ -138,25 +140,23 @@ def _unit_grid(points: int, m: int, dtype: torch.dtype, device: torch.device) ->
 
 
 class _DeviationUtility:
-    """Agent ``agent``'s utility at many reports, in mechanism calls of at most ``max_profiles`` profiles."""
+    """Agent ``agent``'s utility at many reports, in calls of at most ``max_profiles`` profiles."""
 
-    def __init__(self, mechanism: nn.Module, max_profiles: int, bar: tqdm) -> None:
-        self.forward, self.max_profiles, self.bar = checked_forward(mechanism), max_profiles, bar
+    def __init__(self, call: PreparedCall, max_profiles: int, bar: tqdm) -> None:
+        self.call, self.max_profiles, self.bar = call, max_profiles, bar
 
-    def __call__(self, valuations: Tensor, agent: int, reports: Tensor) -> Tensor:
-        """``valuations`` ``(b, n, m)``, ``reports`` ``(b, P, m)`` -> utilities ``(b, P)``."""
+    def __call__(self, agent: int, reports: Tensor, begin: int = 0) -> Tensor:
+        """``reports`` ``(b, P, m)`` in the profiles ``begin, ..., begin + b - 1`` -> utilities ``(b, P)``."""
         b, p, m = reports.shape
-        own = valuations[:, agent]  # (b, m)
+        own = self.call.valuations[begin : begin + b, agent]  # (b, m)
         flat_reports = reports.reshape(b * p, m)
         sample = torch.arange(b, device=reports.device).repeat_interleave(p)
-        out = torch.empty(b * p, dtype=valuations.dtype, device=valuations.device)
+        out = torch.empty(b * p, dtype=own.dtype, device=own.device)
         for start in range(0, b * p, self.max_profiles):
             stop = min(start + self.max_profiles, b * p)
             index = sample[start:stop]
-            profiles = valuations[index].clone()  # (k, n, m)
-            profiles[:, agent] = flat_reports[start:stop]
-            allocation, payment = self.forward(profiles)
-            out[start:stop] = (allocation[:, agent] * own[index]).sum(-1) - payment[:, agent]
+            allocation, payment = self.call.deviate(agent, begin + index, flat_reports[start:stop])
+            out[start:stop] = (allocation * own[index]).sum(-1) - payment
             self.bar.update(1)
         return out.view(b, p)
 
@@ -195,12 +195,13 @@ def audit_misreports(
     calls_grid = math.ceil(samples / chunk) * math.ceil(chunk * size / settings.max_profiles)
     calls_refine = math.ceil(samples * starts * len(offsets) / settings.max_profiles) * settings.refine_rounds
     bar = tqdm(total=n * (calls_grid + calls_refine), desc="audit", disable=not progress)
-    deviation_utility = _DeviationUtility(mechanism, settings.max_profiles, bar)
 
     regret = torch.zeros(samples, n, dtype=valuations.dtype, device=device)
     misreports = valuations.clone()
     with torch.no_grad():
-        allocation, payment = mechanism(valuations)
+        call = prepared(mechanism, valuations)
+        deviation_utility = _DeviationUtility(call, settings.max_profiles, bar)
+        allocation, payment = call.truthful()
         truthful = utility(valuations, allocation, payment)  # (samples, n)
         for agent in range(n):
             span = hi[agent] - lo[agent]  # (m,): unit coordinates x -> reports lo + span * x
@@ -208,8 +209,8 @@ def audit_misreports(
             # The grid, a few profiles at a time: the best `starts` grid points of every profile.
             best_parts, index_parts = [], []
             for begin in range(0, samples, chunk):
-                values = valuations[begin : begin + chunk]
-                gains = deviation_utility(values, agent, reports_grid.unsqueeze(0).expand(values.shape[0], size, m))
+                count = min(chunk, samples - begin)
+                gains = deviation_utility(agent, reports_grid.unsqueeze(0).expand(count, size, m), begin)
                 top, index = gains.topk(starts, dim=1)  # (b, K)
                 best_parts.append(top)
                 index_parts.append(index)
@@ -220,7 +221,7 @@ def audit_misreports(
             for _ in range(settings.refine_rounds):
                 candidates = (x.unsqueeze(2) + step * offsets).clamp(0.0, 1.0)  # (samples, K, 3^m, m)
                 reports = lo[agent] + span * candidates
-                found = deviation_utility(valuations, agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
+                found = deviation_utility(agent, reports.reshape(samples, -1, m)).view(samples, starts, -1)
                 top, which = found.max(-1)  # (samples, K)
                 better = top > best
                 chosen = candidates.gather(2, which.view(samples, starts, 1, 1).expand(samples, starts, 1, m))[:, :, 0]

@@ -1,34 +1,34 @@
-"""One agent deviating from the truth: the report domain, the mechanism call, the deviation utility.
+"""One agent deviating from the truth: the report domain and the mechanism call.
 
 Shared by the search (:mod:`adversary.search`), the regret (:mod:`adversary.regret`)
 and the audit (:mod:`adversary.audit`).  Misreport rows are laid out
 ``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
-sample ``b`` from start ``s``.
+sample ``b`` from start ``s``.  The engines call the mechanism through :func:`prepared`
+(a :class:`~mechanisms.prepared.PreparedCall`: the mechanism's own ``prepare`` where it
+offers one, plain calls otherwise), whose ``utilities(rows)`` are the deviating agents'
+true utilities ``(starts, batch, agents)``.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from mechanisms.base import check_bids
 from utils.checks import Bounds
+from mechanisms.prepared import Forward, PreparedCall
+from mechanisms.sinkhorn import Sinkhorn
 
 __all__ = [
     "Forward",
     "check_domain",
     "check_valuations",
     "checked_forward",
-    "deviation_utility",
     "domain_bounds",
+    "prepared",
     "row_bounds",
     "trusted_forward",
 ]
-
-Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
-"""A mechanism call: bids ``(batch, agents, items)`` -> ``(allocation, payment)``."""
 
 
 def check_valuations(valuations: Tensor) -> None:
@@ -114,18 +114,18 @@ def trusted_forward(mechanism: nn.Module) -> Forward:
     return getattr(mechanism, "allocate_and_pay", mechanism)
 
 
-def deviation_utility(forward: Forward, valuations: Tensor, rows: Tensor) -> Tensor:
-    """Each agent's true utility when it alone reports its row of ``rows``.
+def prepared(
+    mechanism: nn.Module, valuations: Tensor, forward: Forward | None = None, solver: Sinkhorn | None = None
+) -> PreparedCall:
+    """``mechanism`` bound to valuations ``(batch, agents, items)`` (checked by the caller) for the engines' calls.
 
-    ``valuations`` is ``(batch, agents, items)``; ``rows`` is ``(starts, agents,
-    batch, items)``, ``rows[s, i, b]`` being agent ``i``'s report in sample ``b``.
-    One mechanism call on ``starts * agents * batch`` profiles; returns
-    ``(starts, batch, agents)``.
+    ``mechanism.prepare(valuations, solver)`` where the mechanism offers it (its parameter-only work done once,
+    in the current grad mode: call it under ``torch.no_grad()`` where no parameter gradient is wanted) and
+    its ``prepared_calls`` is not ``False``; else plain calls of ``forward`` (``None``: :func:`checked_forward`
+    of ``mechanism``).  ``solver``: the Sinkhorn layer's solver for a preparing mechanism (``None``: its own),
+    as ``forward`` is for the others.
     """
-    starts, n, batch, m = rows.shape
-    own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
-    profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
-    allocation, payment = forward(profiles.reshape(starts * n * batch, n, m))
-    own_allocation = allocation.view(starts, n, batch, n, m).diagonal(dim1=1, dim2=3)  # (S, B, m, n)
-    own_payment = payment.view(starts, n, batch, n).diagonal(dim1=1, dim2=3)  # (S, B, n)
-    return (own_allocation * valuations.transpose(1, 2)).sum(2) - own_payment
+    prepare = getattr(mechanism, "prepare", None)
+    if prepare is not None and getattr(mechanism, "prepared_calls", True):
+        return prepare(valuations, solver)
+    return PreparedCall(checked_forward(mechanism) if forward is None else forward, valuations)

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility
+from adversary.deviation import check_domain, check_valuations, prepared
 from adversary.search import TEST_SEARCH, MisreportSearch, find_misreports
 from mechanisms.base import utility
 from utils.checks import Bounds, check_positive_int
 from mechanisms.demand import Demand
+from mechanisms.prepared import PreparedCall
 
 __all__ = ["Measurement", "RegretSummary", "RegretTerms", "measure", "regret", "regret_statistics", "regret_terms"]
 
@@ -44,12 +45,13 @@ class RegretTerms(NamedTuple):
     payment: Tensor
 
 
-def regret_terms(forward: Forward, valuations: Tensor, misreports: Tensor) -> RegretTerms:
-    """:func:`regret` without input checks (no host synchronization)."""
-    allocation, payment = forward(valuations)
+def regret_terms(call: PreparedCall, misreports: Tensor) -> RegretTerms:
+    """:func:`regret` without input checks (no host synchronization), for ``call`` bound to the valuations."""
+    valuations = call.valuations
+    allocation, payment = call.truthful()
     truthful = utility(valuations, allocation, payment)  # (B, n)
     rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
-    deviated = deviation_utility(forward, valuations, rows)[0]  # (B, n)
+    deviated = call.utilities(rows)[0]  # (B, n)
     return RegretTerms(F.relu(deviated - truthful), allocation, payment)
 
 
@@ -59,13 +61,14 @@ def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> Regr
     ``misreports`` is ``(batch, agents, items)``, row ``i`` being agent ``i``'s
     report (as returned by :func:`find_misreports`; it is detached here).  Uses
     one truthful forward and one forward on the ``agents * batch`` deviation
-    profiles; the result is differentiable in the mechanism's parameters.
+    profiles, through the mechanism's prepared call (:func:`adversary.deviation.prepared`,
+    prepared in the current grad mode); the result is differentiable in the mechanism's parameters.
     """
     check_valuations(valuations)
     if not isinstance(misreports, Tensor) or misreports.shape != valuations.shape:
         shape = tuple(misreports.shape) if isinstance(misreports, Tensor) else type(misreports).__name__
         raise ValueError(f"misreports must have the valuations' shape {tuple(valuations.shape)}, got {shape}")
-    return regret_terms(checked_forward(mechanism), valuations, misreports)
+    return regret_terms(prepared(mechanism, valuations), misreports)
 
 
 @dataclass(frozen=True)

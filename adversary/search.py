@@ -3,7 +3,9 @@
 The best ``v'_i`` of every agent ``i`` and sample is found by gradient ascent on
 the reported row, for every agent and sample at once: with ``S = restarts + 1``
 starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles,
-each equal to the truth except for one agent's row (:func:`adversary.deviation.deviation_utility`).
+each equal to the truth except for one agent's row, through the mechanism's prepared call
+(:func:`adversary.deviation.prepared`, :meth:`~mechanisms.prepared.PreparedCall.utilities`:
+parameter-only work, e.g. a lottery menu, done once per search).
 
 * :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
   :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
@@ -31,8 +33,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import Forward, check_domain, check_valuations, checked_forward, deviation_utility
+from adversary.deviation import check_domain, check_valuations, prepared
 from utils.checks import Bounds, check_int
+from mechanisms.prepared import PreparedCall
 
 __all__ = [
     "MisreportSearch",
@@ -100,8 +103,7 @@ def step_scale(low: Tensor, high: Tensor) -> Tensor | None:
 
 
 def ascend(
-    forward: Forward,
-    truth: Tensor,
+    call: PreparedCall,
     rows: Tensor,
     search: MisreportSearch,
     low: Tensor,
@@ -110,7 +112,8 @@ def ascend(
 ) -> Tensor:
     """Projected gradient ascent from every start; the best row of each agent and sample ``(agents, batch, items)``.
 
-    ``truth`` is ``(batch, agents, items)``; ``rows`` ``(starts, agents, batch,
+    ``call`` is the mechanism bound to the truth ``(batch, agents, items)``
+    (:func:`adversary.deviation.prepared`); ``rows`` ``(starts, agents, batch,
     items)`` the starts (``rows[0]`` is kept if nothing beats it); ``low`` and
     ``high`` ``(1, agents, 1, items)``; ``scale`` :func:`step_scale` of them (each
     step is ``search.lr * scale`` times the optimizer's direction; ``None``: ``search.lr``
@@ -120,6 +123,7 @@ def ascend(
     branch, hence safe to capture in a CUDA graph once the inputs are checked.
     """
     starts, n, batch, m = rows.shape
+    truth = call.valuations
     best_rows = rows[0].detach().clone()  # (n, B, m)
     best_utility = torch.full((n, batch), -torch.inf, dtype=truth.dtype, device=truth.device)
     first = torch.zeros_like(rows) if search.optimizer == "adam" else None
@@ -129,7 +133,7 @@ def ascend(
         last = step == search.steps
         rows = rows.requires_grad_(not last)
         with torch.set_grad_enabled(not last):
-            gains = deviation_utility(forward, truth, rows).permute(0, 2, 1)  # (S, n, B)
+            gains = call.utilities(rows).permute(0, 2, 1)  # (S, n, B)
         with torch.no_grad():
             top, index = gains.max(0)
             better = top > best_utility
@@ -229,5 +233,7 @@ def find_misreports(
             )
             starts.append(low_t + (high_t - low_t) * noise)
         scale = step_scale(low_t, high_t)
-        best = ascend(checked_forward(mechanism), truth, torch.cat(starts), search, low_t, high_t, scale)
+        with torch.no_grad():  # the reports' gradients do not go through the parameter-only work
+            call = prepared(mechanism, truth)
+        best = ascend(call, torch.cat(starts), search, low_t, high_t, scale)
         return best.transpose(0, 1).contiguous()

@@ -8,37 +8,60 @@ For each mechanism and agents x items setting, times
   starts on ``--eval-samples`` samples, reported per step and extrapolated to
   the paper's 1000 steps.
 
-Prints a markdown table.
+Each timing is the median of ``--repeats`` calls (after one warm-up call); the repeats take turns over the
+mechanisms of a setting (interleaved), so that load changes on a shared machine hit them alike.  Prints a
+markdown table; ``--json`` also writes the rows.
 
     python benchmarks/bench_misreport.py                    # CPU
     python benchmarks/bench_misreport.py --device cuda --batch 4096 --eval-samples 1000
+    python benchmarks/bench_misreport.py --mechanisms lottery_ama lottery_ama+plain --settings 2x3 2x15 --repeats 5
+
+Mechanisms: ``sinkhorn``, ``regretnet``, ``lottery_ama``, ``sinkhorn_potential`` (unit demand); a name with
+``+plain``: the same mechanism without its prepared calls (:class:`mechanisms.prepared.PlainCalls`).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from adversary.regret import regret
-from adversary.search import MisreportSearch, find_misreports
-from mechanisms.regretnet import RegretNet
-from mechanisms.sinkhorn_auction import SinkhornMechanism
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SETTINGS = ((2, 3), (3, 10))
+from adversary.regret import regret  # noqa: E402
+from adversary.search import MisreportSearch, find_misreports  # noqa: E402
+from mechanisms.lottery_ama import LotteryAMA  # noqa: E402
+from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
+from mechanisms.prepared import PlainCalls  # noqa: E402
+from mechanisms.regretnet import RegretNet  # noqa: E402
+from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
+
 MECHANISMS: dict[str, Callable[[int, int], nn.Module]] = {
     "sinkhorn": lambda n, m: SinkhornMechanism(n, m, "unit"),
     "regretnet": lambda n, m: RegretNet(n, m, "unit"),
+    "lottery_ama": lambda n, m: LotteryAMA(n, m, "unit"),
+    "sinkhorn_potential": lambda n, m: PotentialSinkhornMechanism(n, m, "unit"),
 }
+PLAIN = "+plain"
 
 
-def timed(fn: Callable[[], object], device: str) -> float:
-    """Wall-clock seconds of one call of ``fn`` (after one warm-up call)."""
-    fn()
+def make(name: str, n: int, m: int, device: str) -> nn.Module:
+    """Mechanism ``name`` (seed 0) for ``n`` agents and ``m`` items; ``+plain``: without its prepared calls."""
+    torch.manual_seed(0)
+    mechanism = MECHANISMS[name.removesuffix(PLAIN)](n, m).to(device)
+    return PlainCalls(mechanism) if name.endswith(PLAIN) else mechanism
+
+
+def seconds(fn: Callable[[], object], device: str) -> float:
+    """Wall-clock seconds of one call of ``fn`` (synchronized)."""
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -48,35 +71,74 @@ def timed(fn: Callable[[], object], device: str) -> float:
     return time.perf_counter() - start
 
 
+def setting(text: str) -> tuple[int, int]:
+    """``"2x3"`` -> ``(2, 3)``."""
+    try:
+        n, m = (int(x) for x in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a setting is AGENTSxITEMS, e.g. 2x3, got {text!r}") from None
+    if n < 1 or m < 1:
+        raise argparse.ArgumentTypeError(f"a setting needs at least one agent and one item, got {text!r}")
+    return n, m
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the training default: 1)")
     parser.add_argument("--batch", type=int, default=512, help="training batch (the paper: 4096)")
     parser.add_argument("--eval-samples", type=int, default=100, help="evaluation samples (the paper: 1000)")
     parser.add_argument("--eval-steps", type=int, default=10, help="timed evaluation steps")
+    parser.add_argument("--mechanisms", nargs="+", default=["sinkhorn", "regretnet"],
+                        help=f"{', '.join(MECHANISMS)}; NAME{PLAIN}: without its prepared calls")
+    parser.add_argument("--settings", nargs="+", type=setting, default=[(2, 3), (3, 10)], help="e.g. 2x3 2x15")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per measurement (median), interleaved")
+    parser.add_argument("--json", default=None, help="also write the rows to this file (refused if it exists)")
     args = parser.parse_args()
+    unknown = [name for name in args.mechanisms if name.removesuffix(PLAIN) not in MECHANISMS]
+    if unknown:
+        parser.error(f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.json and Path(args.json).exists():
+        parser.error(f"--json {args.json} exists: name a new file")
+    torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {args.device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"training: batch {args.batch}, 25 steps; evaluation: {args.eval_samples} samples, 11 starts\n")
+    print(f"training: batch {args.batch}, 25 steps; evaluation: {args.eval_samples} samples, 11 starts; "
+          f"median of {args.repeats}\n")
     print("| mechanism | agents x items | train step regret work (s) | eval search step (ms) | eval, 1000 steps (s) |")
     print("|---|---|---|---|---|")
-    for mech_name, make in MECHANISMS.items():
-        for n, m in SETTINGS:
-            torch.manual_seed(0)
-            mechanism = make(n, m).to(args.device)
-            train_v = torch.rand(args.batch, n, m, device=args.device)
-            eval_v = torch.rand(args.eval_samples, n, m, device=args.device)
+    rows = []
+    for n, m in args.settings:
+        train_v = torch.rand(args.batch, n, m, device=args.device, generator=torch.Generator().manual_seed(1))
+        eval_v = torch.rand(args.eval_samples, n, m, device=args.device, generator=torch.Generator().manual_seed(2))
+        work = {}
+        for mech_name in args.mechanisms:
+            mechanism = make(mech_name, n, m, args.device)
 
-            def train_step() -> None:
+            def train_step(mechanism: nn.Module = mechanism) -> None:
                 misreports = find_misreports(mechanism, train_v, MisreportSearch(steps=25))
                 regret(mechanism, train_v, misreports).regret.mean().backward()
 
-            def eval_search() -> None:
+            def eval_search(mechanism: nn.Module = mechanism) -> None:
                 find_misreports(mechanism, eval_v, MisreportSearch(steps=args.eval_steps, restarts=10))
 
-            train_s = timed(train_step, args.device)
-            step_s = timed(eval_search, args.device) / (args.eval_steps + 1)
-            print(f"| {mech_name} | {n} x {m} | {train_s:.3f} | {1e3 * step_s:.1f} | {1000 * step_s:.0f} |")
+            train_step(), eval_search()  # warm-up
+            work[mech_name] = (train_step, eval_search, [], [])
+        for _ in range(args.repeats):  # the mechanisms take turns
+            for train_step, eval_search, train_times, eval_times in work.values():
+                train_times.append(seconds(train_step, args.device))
+                eval_times.append(seconds(eval_search, args.device) / (args.eval_steps + 1))
+        for mech_name, (_, _, train_times, eval_times) in work.items():
+            train_s, step_s = statistics.median(train_times), statistics.median(eval_times)
+            rows.append({"mechanism": mech_name, "agents": n, "items": m, "train_step_regret_work_s": train_s,
+                         "eval_search_step_ms": 1e3 * step_s, "repeats": args.repeats})
+            print(f"| {mech_name} | {n} x {m} | {train_s:.3f} | {1e3 * step_s:.1f} | {1000 * step_s:.0f} |", flush=True)
+    if args.json:
+        write_json(Path(args.json), {"device": f"{args.device} ({name})", "torch": torch.__version__,
+                                     "threads": torch.get_num_threads(), "batch": args.batch,
+                                     "eval_samples": args.eval_samples, "eval_steps": args.eval_steps, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ the rho/lambda rules), without Lightning's loop around it.  Results go to
 ``step_<device>_<UTC time>.json`` beside it: a run never overwrites a file unless ``--force``).  The exit
 status is 1 when a case failed (its row records the error).
 
+``--mechanisms`` names the mechanisms (``sinkhorn``, ``sinkhorn_potential``, ``lottery_ama``, ``regretnet``; a
+name with ``+plain``: the same mechanism without its prepared calls, :class:`mechanisms.prepared.PlainCalls`,
+eager only).  With ``--interleave`` every case is built and warmed up first, then the cases take turns, one
+timed step each, ``--steps`` rounds: on a shared machine, load changes hit every case alike, so the ratios of
+the medians (``ratio_to_first``: to the setting's first mechanism) hold better than those of cases timed one
+after another.
+
 With ``--ensemble 1,2,4,...`` the 2x3 and 2x15 unit settings (``--only`` to change) are timed as one
 ordinary run (``single``) and as ensembles of K members (:mod:`mechanisms.ensemble`: one step trains
 all K on the shared batch); each row gives ms per step, member-steps per second and the speedup over
@@ -47,7 +54,9 @@ from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from mechanisms.demand import Demand  # noqa: E402
 from mechanisms.ensemble import fold, stack_members, unfold  # noqa: E402
+from mechanisms.lottery_ama import LotteryAMA  # noqa: E402
 from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
+from mechanisms.prepared import PlainCalls  # noqa: E402
 from mechanisms.regretnet import RegretNet  # noqa: E402
 from utils.atomic import check_new, write_json  # noqa: E402
 from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
@@ -158,51 +167,103 @@ def _timed(step: Step, batches: list[torch.Tensor], device: torch.device, args) 
     return times, time.time() - begin
 
 
+MECHANISMS = {
+    "sinkhorn": SinkhornMechanism,
+    "sinkhorn_potential": PotentialSinkhornMechanism,
+    "lottery_ama": LotteryAMA,
+    "regretnet": RegretNet,
+}
+PLAIN = "+plain"  # suffix: the mechanism's plain calls (no prepare)
+
+
 def _mechanism(mechanism_name: str, demand: str, agents: int, items: int, seed: int):
     torch.manual_seed(seed)
-    if mechanism_name == "sinkhorn":
-        return SinkhornMechanism(agents, items, demand)
-    if mechanism_name == "sinkhorn_potential":
-        return PotentialSinkhornMechanism(agents, items, demand)
-    return RegretNet(agents, items, demand)
+    mechanism = MECHANISMS[mechanism_name.removesuffix(PLAIN)](agents, items, demand)
+    return PlainCalls(mechanism) if mechanism_name.endswith(PLAIN) else mechanism
+
+
+def check_mechanism_names(names: list[str], variants: list[str] | None) -> str | None:
+    """The error for ``--mechanisms`` ``names`` (with ``--variants``), or ``None`` when they are valid."""
+    unknown = [name for name in names if name.removesuffix(PLAIN) not in MECHANISMS]
+    if unknown:
+        return f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}"
+    if any(name.endswith(PLAIN) for name in names) and set(variants or ["fast"]) != {"eager"}:
+        return f"{PLAIN} mechanisms run the eager step only: add --variants eager"
+    return None
+
+
+class Case:
+    """One (setting, mechanism, variant) built and warmed up; ``members`` > 1: an ensemble (seeds 0..members-1)."""
+
+    def __init__(
+        self, setting, mechanism_name: str, variant: str, device: torch.device, args, members: int = 1
+    ) -> None:
+        name, demand, agents, items, batch = setting
+        self.batch = args.batch or batch
+        if members == 1:
+            mechanism = _mechanism(mechanism_name, demand, agents, items, 0)
+        else:
+            mechanism = stack_members([_mechanism(mechanism_name, demand, agents, items, k) for k in range(members)])
+        self.mechanism = mechanism.to(device)
+        self.step = Step(self.mechanism, variant, device, args.search_steps, members)
+        self.device = device
+        generator = torch.Generator(device=device).manual_seed(0)
+        self.batches = [torch.rand(self.batch, agents, items, device=device, generator=generator) for _ in range(4)]
+        self.row = {"setting": name, "members": members, "mechanism": mechanism_name, "variant": variant,
+                    "batch": self.batch}
+        for i in range(args.warmup):
+            self.step(self.batches[i % 4])
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def timed_step(self, i: int) -> float:
+        """Seconds of one step on batch ``i % 4`` (synchronized)."""
+        start = time.perf_counter()
+        self.step(self.batches[i % 4])
+        _sync(self.device)
+        return time.perf_counter() - start
+
+    def result(self, times: list[float], elapsed: float) -> dict:
+        ms = 1000 * statistics.median(times)
+        device = self.device
+        return {
+            **self.row,
+            "ms_per_step": ms,
+            "steps": len(times),
+            "elapsed_s": elapsed,
+            "ms_min": 1000 * min(times),
+            "profiles_per_s": self.batch / (ms / 1000),
+            "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            "sinkhorn_iterations_per_solve": getattr(self.mechanism, "last_iterations", None),
+        }
 
 
 def measure(setting, mechanism_name: str, variant: str, device: torch.device, args, members: int = 1) -> dict:
     """One case; ``members`` > 1: an ensemble of that many members (seeds 0..members-1)."""
-    name, demand, agents, items, batch = setting
-    batch = args.batch or batch
-    if members == 1:
-        mechanism = _mechanism(mechanism_name, demand, agents, items, 0)
-    else:
-        mechanism = stack_members([_mechanism(mechanism_name, demand, agents, items, k) for k in range(members)])
-    mechanism = mechanism.to(device)
-    step = Step(mechanism, variant, device, args.search_steps, members)
-    generator = torch.Generator(device=device).manual_seed(0)
-    batches = [torch.rand(batch, agents, items, device=device, generator=generator) for _ in range(4)]
-    for i in range(args.warmup):
-        step(batches[i % 4])
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times, elapsed = _timed(step, batches, device, args)
-    ms = 1000 * statistics.median(times)
-    row = {
-        "setting": name,
-        "members": members,
-        "mechanism": mechanism_name,
-        "variant": variant,
-        "batch": batch,
-        "ms_per_step": ms,
-        "steps": len(times),
-        "elapsed_s": elapsed,
-        "ms_min": 1000 * min(times),
-        "profiles_per_s": batch / (ms / 1000),
-        "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "sinkhorn_iterations_per_solve": getattr(mechanism, "last_iterations", None),
-    }
+    case = Case(setting, mechanism_name, variant, device, args, members)
+    times, elapsed = _timed(case.step, case.batches, device, args)
+    row = case.result(times, elapsed)
     if args.count_kernels and device.type == "cuda" and variant != "graph":
-        row["kernels_per_step"] = _kernels_per_step(step, batches[0])
+        row["kernels_per_step"] = _kernels_per_step(case.step, case.batches[0])
     return row
+
+
+def interleaved(cases: list[tuple], device: torch.device, args) -> list[dict]:
+    """Every case built and warmed up, then ``--steps`` rounds of one timed step per case, in turn; each row
+    also gives its median's ratio to that of its setting's first case (``ratio_to_first``)."""
+    built = [Case(setting, mechanism, variant, device, args) for setting, mechanism, variant in cases]
+    times: list[list[float]] = [[] for _ in built]
+    begin = time.time()
+    for i in range(args.steps):
+        for case, spent in zip(built, times):
+            spent.append(case.timed_step(i))
+    elapsed = time.time() - begin
+    rows = [case.result(spent, elapsed) for case, spent in zip(built, times)]
+    first: dict[str, float] = {}
+    for row in rows:
+        row["ratio_to_first"] = row["ms_per_step"] / first.setdefault(row["setting"], row["ms_per_step"])
+    return rows
 
 
 def _regretnet_applies(demand: str, agents: int, items: int) -> bool:
@@ -219,8 +280,8 @@ def _cases(args, device: torch.device):
     for setting in SETTINGS:
         if args.only and not any(o in setting[0] for o in args.only):
             continue
-        for mechanism in ("sinkhorn", "sinkhorn_potential", "regretnet"):
-            if mechanism == "regretnet" and not _regretnet_applies(*setting[1:4]):
+        for mechanism in args.mechanisms:
+            if mechanism.removesuffix(PLAIN) == "regretnet" and not _regretnet_applies(*setting[1:4]):
                 continue  # no RegretNet head for the setting (e.g. exactly-one with several agents, section 4.4)
             for variant in variants:
                 yield setting, mechanism, variant
@@ -234,7 +295,7 @@ def _ensembles(args, device: torch.device) -> list[dict]:
         print(f"{'setting':<12} {'mechanism':<10} {'variant':<6} {'members':>7} {'ms/step':>9} {'member-steps/s':>15} "
               f"{'vs K sequential':>16}", flush=True)  # fmt: skip
     for setting, mechanism, variant in _cases(args, device):
-        if mechanism not in args.mechanisms or not any(o == setting[0] for o in only):
+        if not any(o == setting[0] for o in only):
             continue
         single = measure(setting, mechanism, variant, device, args)
         for members in args.ensemble:
@@ -288,6 +349,19 @@ def _concurrent(args) -> list[dict]:
     return rows
 
 
+def _print_row(row: dict) -> None:
+    mechanism, variant = row["mechanism"], row["variant"]
+    if "error" in row:
+        print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} failed: {row['error']}", flush=True)
+        return
+    memory = "" if row["peak_memory_mib"] is None else f"{row['peak_memory_mib']:.0f}"
+    print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} {row['ms_per_step']:9.1f} "
+          f"{row['profiles_per_s']:11.0f} {memory:>9}"
+          + (f"  {row['kernels_per_step']} kernels" if "kernels_per_step" in row else "")
+          + (f"  {row['ratio_to_first']:.2f}x the setting's first" if "ratio_to_first" in row else ""),
+          flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -298,7 +372,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="settings whose name contains one of these, e.g. 2x3")
     parser.add_argument("--variants", nargs="*", choices=["eager", "fast", "graph"])
     parser.add_argument("--mechanisms", nargs="*", default=["sinkhorn", "regretnet"],
-                        help="sinkhorn, sinkhorn_potential (mechanism=sinkhorn_potential), regretnet")
+                        help="sinkhorn, sinkhorn_potential (mechanism=sinkhorn_potential), lottery_ama, regretnet; "
+                             f"NAME{PLAIN}: without its prepared calls (eager only)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="build and warm every case, then time them in turns (ratios on a shared machine)")
     parser.add_argument("--count-kernels", action="store_true", help="CUDA kernels per step (eager variants)")
     parser.add_argument("--concurrent", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
@@ -312,6 +389,9 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --json file (default: refused)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
+    error = check_mechanism_names(args.mechanisms, args.variants)
+    if error:
+        parser.error(error)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -336,23 +416,18 @@ def main() -> None:
         if not args.quiet:
             print(describe_hardware(device), flush=True)
             print(f"{'setting':<18} {'mechanism':<10} {'variant':<6} {'ms/step':>9} {'profiles/s':>11} {'peak MiB':>9}")
-        for setting, mechanism, variant in _cases(args, device):
-            if mechanism not in args.mechanisms:
-                continue
+        if args.interleave:
+            rows = interleaved(list(_cases(args, device)), device, args)
+        for setting, mechanism, variant in ([] if args.interleave else _cases(args, device)):
             try:
                 row = measure(setting, mechanism, variant, device, args)
             except Exception as error:  # report and go on: one failing variant must not hide the others
                 row = {"setting": setting[0], "mechanism": mechanism, "variant": variant, "error": repr(error)[:300]}
             rows.append(row)
-            if args.quiet:
-                continue
-            if "error" in row:
-                print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} failed: {row['error']}", flush=True)
-                continue
-            memory = "" if row["peak_memory_mib"] is None else f"{row['peak_memory_mib']:.0f}"
-            print(f"{row['setting']:<18} {mechanism:<10} {variant:<6} {row['ms_per_step']:9.1f} "
-                  f"{row['profiles_per_s']:11.0f} {memory:>9}"
-                  + (f"  {row['kernels_per_step']} kernels" if "kernels_per_step" in row else ""), flush=True)  # fmt: skip
+            if not args.quiet:
+                _print_row(row)
+        for row in rows if args.interleave and not args.quiet else []:
+            _print_row(row)
         result = {"hardware": describe_hardware(device), "torch": torch.__version__, "rows": rows}
     if args.quiet:
         print(json.dumps(rows[-1] if rows else {}))

@@ -35,13 +35,12 @@ least as long as alone (identical on a fixed schedule).
 from __future__ import annotations
 
 import copy
-import types
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from mechanisms.sinkhorn import Calibration
+from mechanisms.member_loop import LOOP, LOOPED, stack_by_member
 
 __all__ = [
     "BatchedLinear",
@@ -132,73 +131,16 @@ def stack_members(members: Sequence[nn.Module]) -> nn.Module:
     names = _linear_names(first)
     linear_keys = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
     if set(shapes) != linear_keys:
-        return _stack_by_member(members, set(shapes))
+        return stack_by_member(members, set(shapes))
     stacked = copy.deepcopy(first)
     for name in names:
         _replace(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
     return stacked
 
 
-_LOOP = "_ensemble_members"
-"""Attribute of a member-by-member stack: K."""
-_LOOPED = ("allocate_and_pay", "calibrate")
-"""The calls a member-by-member stack runs once per member."""
-
-
-def _stack_by_member(members: Sequence[nn.Module], keys: set[str]) -> nn.Module:
-    """A copy of ``members[0]`` with every parameter stacked ``(K, ...)`` and :data:`_LOOPED` run per member."""
-    first = members[0]
-    parameters = dict(first.named_parameters())
-    if keys != set(parameters):
-        raise ValueError(f"{type(first).__name__} has state that is not a parameter ({sorted(keys - set(parameters))}): "
-                         "it cannot be stacked into an ensemble")
-    stacked = copy.deepcopy(first)
-    for name in parameters:
-        owner, _, leaf = name.rpartition(".")
-        values = torch.stack([m.get_parameter(name).detach() for m in members]).clone()
-        setattr(stacked.get_submodule(owner) if owner else stacked, leaf, nn.Parameter(values))
-    setattr(stacked, _LOOP, len(members))
-    for call in _LOOPED:
-        if callable(getattr(type(stacked), call, None)):
-            setattr(stacked, call, types.MethodType(_per_member(call), stacked))
-    return stacked
-
-
-class _Call(nn.Module):
-    """``forward`` is the class's method ``call`` of ``mechanism`` (for ``torch.func.functional_call``)."""
-
-    def __init__(self, mechanism: nn.Module, call: str) -> None:
-        super().__init__()
-        self.mechanism, self.call = mechanism, call
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(type(self.mechanism), self.call)(self.mechanism, *args, **kwargs)
-
-
-def _per_member(call: str) -> Any:
-    """The method running the class's ``call`` once per member on its rows ``bids[k::K]``."""
-
-    def method(self: nn.Module, bids: Tensor, *args: Any, **kwargs: Any) -> Any:
-        size, wrapper = getattr(self, _LOOP), _Call(self, call)
-        if bids.shape[0] % size:
-            raise ValueError(f"a folded batch of {size} members needs a multiple of {size} rows, got {bids.shape[0]}")
-        stacked = dict(self.named_parameters())
-        outputs = [
-            torch.func.functional_call(wrapper, {f"mechanism.{name}": value[k] for name, value in stacked.items()},
-                                       (bids[k::size], *args), kwargs)
-            for k in range(size)
-        ]
-        if isinstance(outputs[0], Calibration):  # one fixed schedule for all members: the longest
-            return Calibration(*(tuple(map(max, zip(*field))) if isinstance(field[0], tuple) else max(field)
-                                 for field in zip(*outputs)))
-        return tuple(fold(torch.stack(parts, 1)) for parts in zip(*outputs))
-
-    return method
-
-
 def ensemble_size(mechanism: nn.Module) -> int:
     """K of a :func:`stack_members` mechanism (1 for an ordinary mechanism)."""
-    looped = getattr(mechanism, _LOOP, None)
+    looped = getattr(mechanism, LOOP, None)
     if looped is not None:
         return looped
     return next((m.members for m in mechanism.modules() if isinstance(m, BatchedLinear)), 1)
@@ -220,11 +162,11 @@ def member_mechanism(mechanism: nn.Module, k: int) -> nn.Module:
     """Member ``k`` of a stacked mechanism as an ordinary mechanism of its class (a copy)."""
     _check_member(mechanism, k)
     single = copy.deepcopy(mechanism)
-    if getattr(single, _LOOP, None) is not None:
+    if getattr(single, LOOP, None) is not None:
         for name, value in list(single.named_parameters()):
             owner, _, leaf = name.rpartition(".")
             setattr(single.get_submodule(owner) if owner else single, leaf, nn.Parameter(value.detach()[k].clone()))
-        for attribute in (_LOOP, *_LOOPED):
+        for attribute in (LOOP, *LOOPED):
             single.__dict__.pop(attribute, None)
         return single
     for name, child in list(single.named_modules()):

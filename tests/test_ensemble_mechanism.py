@@ -6,10 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from adversary.deviation import prepared
 from adversary.regret import regret
 from adversary.search import MisreportSearch, find_misreports
 from mechanisms.ensemble import BatchedLinear, ensemble_size, fold, member_mechanism, member_state_dict, stack_members, unfold
+from mechanisms.lottery_ama import LotteryAMA
 from mechanisms.networks import MLP
+from mechanisms.potential_auction import PotentialSinkhornMechanism
 from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn import SinkhornSettings
 from mechanisms.sinkhorn_auction import SinkhornMechanism
@@ -110,3 +113,35 @@ def test_bad_stacks_are_refused_in_one_line() -> None:
         stacked(torch.rand(3, 2, 3))
     with pytest.raises(ValueError, match=r"member must be an integer in \[0, 2\)"):
         member_mechanism(stacked, 2)
+
+
+@pytest.mark.parametrize("kind", ["potential", "lottery"])
+def test_a_member_by_member_stack_prepares_each_members_own_calls(kind: str) -> None:
+    torch.set_default_dtype(torch.float64)
+    try:
+        members = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            member = PotentialSinkhornMechanism(2, 3) if kind == "potential" else LotteryAMA(2, 3, options=8)
+            with torch.no_grad():
+                for p in member.parameters():
+                    p.add_(0.1 * torch.randn_like(p))
+            members.append(member)
+        stacked = stack_members(members)
+        values = torch.rand(4, 3, 2, 3)
+        calls = prepared(stacked, fold(values))
+        singles = [prepared(m, values[:, k]) for k, m in enumerate(members)]
+        rows = torch.rand(2, 2, 12, 3)  # (starts, agents, batch * K, items)
+        sources, reports = torch.tensor([0, 5, 7, 10, 2]), torch.rand(5, 3)
+        for k, single in enumerate(singles):
+            for mine, theirs in zip(calls.truthful(), single.truthful()):
+                torch.testing.assert_close(unfold(mine, 3)[:, k], theirs, atol=1e-12, rtol=0)
+            for mine, theirs in zip(calls.deviations(rows), single.deviations(rows[:, :, k::3])):
+                torch.testing.assert_close(mine[:, :, k::3], theirs, atol=1e-12, rtol=0)
+            torch.testing.assert_close(calls.utilities(rows)[:, k::3], single.utilities(rows[:, :, k::3]), atol=1e-12, rtol=0)
+            mask = sources % 3 == k
+            for mine, theirs in zip(calls.deviate(1, sources, reports), single.deviate(1, sources[mask] // 3, reports[mask])):
+                torch.testing.assert_close(mine[mask], theirs, atol=1e-12, rtol=0)
+        assert type(calls).__name__ == "_MemberCalls" and type(singles[0]).__name__ != "PreparedCall"
+    finally:
+        torch.set_default_dtype(torch.float32)

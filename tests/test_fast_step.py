@@ -18,6 +18,8 @@ from mechanisms.lottery_ama import LotteryAMA
 from adversary.deviation import trusted_forward
 from adversary.search import MisreportSearch, ascend, find_misreports
 from mechanisms.networks import MLP
+from mechanisms.potential_auction import PotentialSinkhornMechanism
+from mechanisms.prepared import PreparedCall
 from mechanisms.sinkhorn import SinkhornSettings, calibrate, fixed_plan, geometric_epsilons, row_error, solve
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 from training.fast_step import FastStep, FastStepSettings
@@ -111,15 +113,14 @@ def test_written_out_adam_equals_torch_adam() -> None:
     ours = [start.clone()]
     reference = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
-    from adversary.deviation import deviation_utility
-
+    call = PreparedCall(forward, truth)
     for _ in range(7):
         optimizer.zero_grad()
-        deviation_utility(forward, truth, reference).sum().backward()
+        call.utilities(reference).sum().backward()
         optimizer.step()
         with torch.no_grad():
             reference.clamp_(0, 1)
-    best = ascend(forward, truth, start, search, low, high)
+    best = ascend(call, start, search, low, high)
     # utility increases along the path, so the best iterate is the last one
     torch.testing.assert_close(best, reference.detach()[0], atol=1e-12, rtol=0)
     assert ours  # the start was not modified in place
@@ -177,7 +178,14 @@ def _lottery_ama() -> LotteryAMA:
     return LotteryAMA(2, 2, "unit", sinkhorn=SinkhornSettings(tol=1e-7, max_iter=5000), options=8, temperature=0.05)
 
 
-@pytest.mark.parametrize("make", [_sinkhorn_auction, _lottery_ama], ids=["sinkhorn", "lottery_ama"])
+def _potential() -> PotentialSinkhornMechanism:
+    settings = SinkhornSettings(eps_final=0.1, tol=1e-7, max_iter=5000)
+    return PotentialSinkhornMechanism(2, 2, "unit", sinkhorn=settings, allocation_net=MLP((16, 16)), scale=2.0)
+
+
+@pytest.mark.parametrize(
+    "make", [_sinkhorn_auction, _lottery_ama, _potential], ids=["sinkhorn", "lottery_ama", "potential"]
+)
 def test_fast_step_trains_to_the_same_losses_as_the_eager_step(make: Callable[[], nn.Module]) -> None:
     eager, fast = _loss_sequence(False, make=make), _loss_sequence(True, make=make)
     assert eager[0] != eager[-1]  # training moved

@@ -115,3 +115,18 @@ def test_it_trains_through_its_config_node_and_reloads(tmp_path: Path) -> None:
     assert trained.boosts.abs().max() > 0  # trained (the checkpoint holds the learned menu)
     allocation, payment = trained(torch.rand(16, 1, 2))
     assert torch.isfinite(allocation).all() and (payment >= -1e-6).all()
+
+
+def test_one_exp_softmax_and_logsumexp_match_torchs_with_gradients() -> None:
+    """The floored single-exp softmax/logsumexp against torch's, on spreads where most terms underflow."""
+    from mechanisms.lottery_ama import _exp_terms
+
+    z = (300 * torch.randn(64, 128, dtype=torch.float64)).requires_grad_(True)
+    weights = torch.randn(64, 128, dtype=torch.float64)
+    terms, total, lse = _exp_terms(z, 1)
+    soft = terms / total
+    torch.testing.assert_close(soft, torch.softmax(z, 1), atol=1e-30, rtol=1e-14)
+    torch.testing.assert_close(lse, torch.logsumexp(z, 1), atol=0, rtol=1e-15)
+    (got,) = torch.autograd.grad((soft * weights).sum() + lse.sum(), z)
+    (want,) = torch.autograd.grad((torch.softmax(z, 1) * weights).sum() + torch.logsumexp(z, 1).sum(), z)
+    torch.testing.assert_close(got, want, atol=1e-30, rtol=1e-12)

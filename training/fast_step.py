@@ -7,11 +7,13 @@ thousands of small kernels and a host synchronization per Sinkhorn check), so
 :class:`FastStep` runs the same computation
 
 * with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`, passed to the
-  mechanism's ``allocate_and_pay`` as a solver on the stopping rule ``FixedIterations``,
+  mechanism's ``allocate_and_pay`` (or its ``prepare``) as a solver on the stopping rule ``FixedIterations``,
   re-calibrated every ``recalibrate_every`` steps outside the captured region,
   with the fixed schedule's marginal error checked against ``tol`` each time),
-* with the written-out optimizer of :func:`adversary.search.ascend` and no
-  input checks (the batch is checked when it is first seen by calibration), and
+* with the written-out optimizer of :func:`adversary.search.ascend`, the mechanism's prepared
+  calls (:func:`adversary.deviation.prepared`: one for the search, outside autograd, one for the
+  regret, in the loss's graph) and no input checks (the batch is checked when it is first seen
+  by calibration), and
 * on CUDA, captured once as a CUDA graph and replayed every step (recaptured
   when the calibrated schedule or the batch shape changes).
 
@@ -30,10 +32,11 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import Forward, trusted_forward
+from adversary.deviation import Forward, prepared, trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
 from utils.checks import check_positive_int
+from mechanisms.prepared import PreparedCall
 from mechanisms.sinkhorn import Calibration, Sinkhorn, check_backend
 
 __all__ = ["FastStep", "FastStepSettings", "StepOutputs", "reattach_grads"]
@@ -132,12 +135,13 @@ class FastStep:
     # ----------------------------------------------------------- computation
     def _compute(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """Search, regret, loss, backward: no host synchronization."""
-        forward = self._forward()
         n = valuations.shape[1]
         low, high = self.low.view(1, n, 1, -1), self.high.view(1, n, 1, -1)
         starts = truthful_starts(valuations, init, low, high)
-        misreports = ascend(forward, valuations, starts, self.search, low, high, self.scale).transpose(0, 1)
-        terms = regret_terms(forward, valuations, misreports)
+        with torch.no_grad():  # the search's prepared call: no parameter gradient
+            search_call = self._prepared(valuations)
+        misreports = ascend(search_call, starts, self.search, low, high, self.scale).transpose(0, 1)
+        terms = regret_terms(self._prepared(valuations), misreports)
         revenue = terms.payment.sum(-1)
         loss = self.loss_fn(revenue, terms.regret)
         loss.backward()
@@ -160,6 +164,11 @@ class FastStep:
         if self._fixed_solver is None:
             return trusted_forward(self.mechanism)
         return functools.partial(self.mechanism.allocate_and_pay, solver=self._fixed_solver)
+
+    def _prepared(self, valuations: Tensor) -> PreparedCall:
+        """The mechanism bound to ``valuations`` (:func:`adversary.deviation.prepared`), unchecked, on the
+        calibrated fixed iterations."""
+        return prepared(self.mechanism, valuations, self._forward(), self._fixed_solver)
 
     def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""

@@ -27,6 +27,12 @@ def check_int(value: Any, name: str, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_flag(value: Any, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error``'s innermost cause (e.g. the constructor's error under Hydra's
     ``InstantiationException``) on one line; the exception's type name if it has none."""
