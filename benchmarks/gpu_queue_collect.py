@@ -1,10 +1,5 @@
-"""The GPU queue's ``collect`` (:mod:`benchmarks.gpu_queue`): finished jobs of a run's folder into ``results/gpu/``.
-
-:func:`collect` unpacks each finished job of the run folder into ``results/gpu/<job>/`` (never over an existing one
-without ``force``) and rewrites ``results/gpu/README.md``; a failed job, a CPU smoke run and a partial job (its log
-without its archive) are refused, and the log of a failed or partial one is kept under
-``results/gpu/failed/<job>/<start>/``.
-"""
+"""The GPU queue's ``collect``: finished jobs of a run's folder into ``results/gpu/`` (what it keeps and what it
+refuses: :mod:`benchmarks.gpu_queue`)."""
 
 from __future__ import annotations
 
@@ -43,6 +38,41 @@ def _partial_record(name: str, log: Path) -> dict[str, Any]:
             "started": started, "duration_s": None, "environment": {"hardware": " ".join(words[5:]).split(";")[0] or "?"}}
 
 
+def _refused(line: str) -> bool:
+    say(line)
+    return True
+
+
+def _collect_archive(archive: Path, names: set[str], results: Path, force: bool) -> bool:
+    """Unpack one job's archive into ``results/<job>/``; ``True`` if it was refused (a line says why)."""
+    name = archive.name.removesuffix(".tar.gz")
+    if name not in names:
+        return _refused(f"{name}: refused, not a job of {QUEUE.name}")
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(scratch, filter="data")
+            unpacked = Path(scratch) / name
+            state_file = next((unpacked / f for f in ("done.json", "failed.json") if (unpacked / f).is_file()))
+            record = json.loads(state_file.read_text())
+            absent = [f for f in record["files"] if not (unpacked / f).is_file()]
+        except (tarfile.TarError, OSError, StopIteration, ValueError, KeyError) as error:
+            return _refused(f"{name}: refused, its archive is damaged or incomplete ({type(error).__name__})")
+        if record.get("smoke"):
+            return _refused(f"{name}: refused, a CPU smoke run (--cpu-smoke), not a GPU result")
+        if record["state"] != "done" or absent:
+            reason = record["reason"] if not absent else f"its archive lacks {absent[0]}"
+            kept = _keep_failed(name, {**record, "state": "failed", "reason": reason}, unpacked / LOG, results)
+            return _refused(f"{name}: refused ({reason}); its log is kept in {kept}")
+        if (results / name).exists() and not force:
+            return _refused(f"{name}: refused, {results / name} exists (--force replaces it)")
+        if (results / name).exists():
+            shutil.rmtree(results / name)
+        shutil.copytree(unpacked, results / name)
+    say(f"{name}: collected into {results / name} ({duration(record['duration_s'])} on {record['environment']['hardware']})")
+    return False
+
+
 def collect(out: Path, jobs: Sequence[Job], results: Path = RESULTS, force: bool = False) -> int:
     """``collect``: each finished job of ``out`` into ``results/<job>/`` (module docstring); 1 if one was refused."""
     if not out.is_dir():
@@ -52,49 +82,13 @@ def collect(out: Path, jobs: Sequence[Job], results: Path = RESULTS, force: bool
     logs = [log for log in sorted(out.glob("*.log")) if not (out / f"{log.stem}.tar.gz").exists()]
     if not archives and not logs:
         raise ValueError(f"{out} holds no job of a run (<job>.tar.gz, or <job>.log of one that did not finish)")
-    refused = 0
-    for archive in archives:
-        name = archive.name.removesuffix(".tar.gz")
-        if name not in names:
-            say(f"{name}: refused, not a job of {QUEUE.name}")
-            refused += 1
-            continue
-        with tempfile.TemporaryDirectory() as scratch:
-            try:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(scratch, filter="data")
-                unpacked = Path(scratch) / name
-                state_file = next((unpacked / f for f in ("done.json", "failed.json") if (unpacked / f).is_file()))
-                record = json.loads(state_file.read_text())
-                absent = [f for f in record["files"] if not (unpacked / f).is_file()]
-            except (tarfile.TarError, OSError, StopIteration, ValueError, KeyError) as error:
-                say(f"{name}: refused, its archive is damaged or incomplete ({type(error).__name__})")
-                refused += 1
-                continue
-            if record.get("smoke"):
-                say(f"{name}: refused, a CPU smoke run (--cpu-smoke), not a GPU result")
-                refused += 1
-            elif record["state"] != "done" or absent:
-                reason = record["reason"] if not absent else f"its archive lacks {absent[0]}"
-                kept = _keep_failed(name, {**record, "state": "failed", "reason": reason}, unpacked / LOG, results)
-                say(f"{name}: refused ({reason}); its log is kept in {kept}")
-                refused += 1
-            elif (results / name).exists() and not force:
-                say(f"{name}: refused, {results / name} exists (--force replaces it)")
-                refused += 1
-            else:
-                if (results / name).exists():
-                    shutil.rmtree(results / name)
-                shutil.copytree(unpacked, results / name)
-                say(f"{name}: collected into {results / name} ({duration(record['duration_s'])} on "
-                      f"{record['environment']['hardware']})")
+    refused = sum(_collect_archive(archive, names, results, force) for archive in archives)
     for log in logs:
-        name = log.stem
-        if name not in names:
-            say(f"{name}: refused, not a job of {QUEUE.name}")
+        if log.stem not in names:
+            say(f"{log.stem}: refused, not a job of {QUEUE.name}")
         else:
-            kept = _keep_failed(name, _partial_record(name, log), log, results)
-            say(f"{name}: refused, partial (the window ended while it ran); its log is kept in {kept}")
+            kept = _keep_failed(log.stem, _partial_record(log.stem, log), log, results)
+            say(f"{log.stem}: refused, partial (the window ended while it ran); its log is kept in {kept}")
         refused += 1
     write_text_atomic(results / "README.md", readme(jobs, results))
     say(f"wrote {results / 'README.md'}")

@@ -1,9 +1,5 @@
-"""The GPU queue's environment on the lent machine: hydra-core and omegaconf made importable, and what a record says of it.
-
-:func:`prepare_environment` finds hydra-core and omegaconf installed, or installs them from the wheels carried in
-``.whl/`` (:data:`WHEELS`); :func:`environment` describes the machine (hardware, torch, CUDA, Triton, commit) for
-the jobs' records.
-"""
+"""The GPU queue's environment on the lent machine: hydra-core and omegaconf made importable (from the wheels in
+``.whl/`` when missing), and what a job's record says of the machine."""
 
 from __future__ import annotations
 

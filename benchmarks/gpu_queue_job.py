@@ -1,11 +1,5 @@
-"""One job of the GPU queue (:mod:`benchmarks.gpu_queue`): run in its folder, recorded, and packed into one archive.
-
-:func:`run_job` runs a job's shell commands in ``W/<job>/`` with a timeout (its output in ``DIR/<job>.log``, a
-progress line every :data:`HEARTBEAT_S`), then writes its record (``done.json`` or ``failed.json``: hardware,
-torch, CUDA, Triton, start, end, exit status) and packs ``DIR/<job>.tar.gz``: its log (the first and last bytes of a
-long one), its record, its ``writes`` files (each at most :data:`KEEP_BYTES`) and its TensorBoard scalars
-(:data:`SCALARS`).  :func:`archived_record` reads the record of such an archive back.
-"""
+"""One job of the GPU queue run in its folder with a timeout, its record written, and what it keeps packed into its
+archive ``<job>.tar.gz`` (log, record, ``writes`` files, TensorBoard scalars: :mod:`benchmarks.gpu_queue`)."""
 
 from __future__ import annotations
 
