@@ -1,11 +1,9 @@
-"""Whether a ``resume`` checkpoint may be continued by this run: the same run, a budget it has not passed, weights that fit.
+"""Whether a ``resume`` checkpoint may be continued: the same run, a budget it has not passed, weights that fit.
 
-:func:`check_resume` (part of :func:`runs.config.validate_config`) reads the checkpoint of ``resume`` and refuses,
-with one line, a checkpoint whose run configuration differs from this run's in a setting of
-:data:`RESUME_COMPARED` (:func:`resume_differences`; with ``resume_allow_changes=true`` the differences are
-printed and the run continues, except in :data:`RESUME_FIXED`, the setting and the architecture, which never
-change), whose epochs or steps exceed ``trainer.max_epochs``/``max_steps``, or whose weights' shapes differ from
-this run's model.
+:func:`check_resume` (in :func:`runs.config.validate_config`) refuses, with one line, a checkpoint whose run
+configuration differs in a setting of :data:`RESUME_COMPARED` (:func:`resume_differences`; ``resume_allow_changes``
+prints the differences and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed the trainer's
+budget, or whose weights' shapes differ from this run's model.
 """
 
 from __future__ import annotations

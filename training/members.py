@@ -33,17 +33,8 @@ from training.metric_logging import flatten, log_training
 from training.validation import log_allocated_mass, log_validation
 
 __all__ = [
-    "MemberView",
-    "clip_member_gradients",
-    "ensemble_summary",
-    "finite_or_none",
-    "initial_penalties",
-    "log_member_steps",
-    "log_member_validation",
-    "member_losses",
-    "member_settings",
-    "per_member",
-    "test_outcome",
+    "MemberView", "clip_member_gradients", "ensemble_summary", "finite_or_none", "initial_penalties", "log_member_steps",
+    "log_member_validation", "member_losses", "member_settings", "per_member", "test_outcome",
 ]
 
 
