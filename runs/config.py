@@ -6,7 +6,8 @@ the build of the mechanism, the data module, the LightningModule and the
 callbacks with ``hydra.utils.instantiate`` (:func:`build_components`; their
 constructors validate their own arguments: demand and sizes, epsilons, batch
 versus data set size, ...), then what the settings mean for the run
-(:func:`runs.setting_checks.check_meaning`).  Every problem surfaces as one ``ValueError`` with
+(:func:`runs.setting_checks.check_meaning`) and whether a ``resume`` checkpoint fits
+(:func:`runs.resume_checks.check_resume`).  Every problem surfaces as one ``ValueError`` with
 a one-line message naming the config section.  It returns the components it
 built, and the run trains those (:func:`runs.run.run`): each is built once.
 """
@@ -14,7 +15,6 @@ built, and the run trains those (:func:`runs.run.run`): each is built once.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +26,13 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 from torch import nn
 
-from distributions import distribution_node
 from utils.checks import check_int, is_int, one_line
 from mechanisms.demand import Demand
-from runs.checkpoints import read_checkpoint, run_config
-from training.checkpoint_state import BUFFER_KEY
+from runs.resume_checks import check_resume
+from runs.setting_checks import check_meaning
 from training.divergence import check_penalty_weights
 from training.metric_logging import TRAINING_KEYS
 from training.module import AuctionModule
-from runs.setting_checks import check_meaning
 from training.validation import validation_metrics
 
 __all__ = ["Components", "build_components", "validate_config"]
@@ -60,17 +58,6 @@ def _build(section: str, build: Any) -> Any:
 
 TEST_CHECKPOINTS = ("last", "best", "both")  # both: test the last weights, then the best checkpoint too
 DATA_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
-# What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
-RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
-    "agents", "items", "seed", "demand", "distribution", "mechanism", "data", "model", "lagrangian",
-    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "callbacks.warm_start", "callbacks.collapse", "ensemble",
-)
-# Callbacks added after the first checkpoints were written: not compared with a checkpoint that lacks the section.
-RESUME_ADDED_SINCE = ("callbacks.warm_start", "callbacks.collapse")
-RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run
-# The setting and the architecture: the whole network nodes, so that no architecture field slips past.
-RESUME_FIXED = ("agents", "items", "demand", "distribution", "mechanism._target_", "mechanism.allocation_net", "mechanism.payment_net",
-                "ensemble.size")
 
 
 def _check_setting(cfg: DictConfig) -> None:
@@ -125,110 +112,6 @@ def _check_run_options(cfg: DictConfig) -> None:
     allow = cfg.get("resume_allow_changes", False)
     if not isinstance(allow, bool):
         raise ValueError(f"resume_allow_changes must be true or false, got {allow!r}")
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{dotted key: value}`` of a nested config; Hydra's ``_..._`` keys other than ``_target_`` are left out."""
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            if key == "_target_" or not (key.startswith("_") and key.endswith("_")):
-                flat.update(_flat(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
-def _section(config: dict[str, Any], dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(config, dict) or key not in config:
-            return None
-        config = config[key]
-    return config
-
-
-def resume_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, checkpoint value, this run's value)`` for each setting of :data:`RESUME_COMPARED` that differs."""
-    differences = []
-    if "distribution" in current and "distribution" not in stored:  # a run from before the distribution group
-        stored = {**stored, "distribution": distribution_node(stored)}
-    if "ensemble" in current and "ensemble" not in stored:  # a run from before ensembles: a single run
-        stored = {**stored, "ensemble": {"size": 1}}
-    for section in RESUME_COMPARED:
-        parent, _, key = section.rpartition(".")
-        if section in RESUME_ADDED_SINCE and key not in (_section(stored, parent) or {}):
-            continue
-        old, new = _flat(_section(stored, section), f"{section}."), _flat(_section(current, section), f"{section}.")
-        for key in sorted(old.keys() | new.keys()):
-            if key in RESUME_IGNORED or old.get(key, "<absent>") == new.get(key, "<absent>"):
-                continue
-            if old.get(key) is None and new.get(key) is None:  # a setting added since, left at null (off)
-                continue
-            differences.append((key, old.get(key, "<absent>"), new.get(key, "<absent>")))
-    return differences
-
-
-def _check_shapes(checkpoint: dict[str, Any], model: nn.Module) -> None:
-    """Every tensor of the checkpoint's state dict has the shape of ``model``'s (a shape change is never a resume)."""
-    stored, current = checkpoint.get("state_dict", {}), model.state_dict()
-    optional = {BUFFER_KEY} - (stored.keys() & current.keys())  # a misreport buffer on one side only is fine
-    changes = [f"{key}: {tuple(stored[key].shape)} in the checkpoint, {tuple(current[key].shape)} now"
-               for key in sorted(stored.keys() & current.keys()) if tuple(stored[key].shape) != tuple(current[key].shape)]
-    changes += [f"{key} only in the checkpoint" for key in sorted(stored.keys() - current.keys() - optional)]
-    changes += [f"{key} only in this run's model" for key in sorted(current.keys() - stored.keys() - optional)]
-    if changes:
-        raise ValueError(f"resume: the checkpoint's weights do not fit this run's model ({'; '.join(changes)}); "
-                         "a change of shape cannot be continued")
-
-
-def _check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
-    """``resume``: a train.py checkpoint of the same run (one-line diff otherwise, unless resume_allow_changes,
-    which prints the changes) whose weights fit ``model`` (``None``: not checked)."""
-
-    path = cfg.get("resume")
-    if path is None:
-        return
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"resume must be the path of a checkpoint (e.g. <run dir>/checkpoints/last.ckpt), got {path!r}")
-    try:
-        checkpoint = read_checkpoint(path)
-        stored = run_config(checkpoint, path)
-    except ValueError as error:
-        raise ValueError(f"resume: {error}") from error
-    _check_resume_budget(cfg.trainer, checkpoint)
-    current = OmegaConf.to_container(cfg, resolve=True)
-    differences = resume_differences(stored, current)
-    if differences:
-        _refuse_differences(cfg, differences)
-    if model is not None:
-        _check_shapes(checkpoint, model)
-
-
-def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]) -> None:
-    """Refuse a resume whose settings differ from the checkpoint's; with resume_allow_changes, print them instead."""
-    listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
-    fixed = [key for key, _, _ in differences if any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)]
-    if fixed:
-        raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
-    if not cfg.get("resume_allow_changes", False):
-        raise ValueError(
-            f"resume: this run's configuration differs from the checkpoint's ({listed}); "
-            "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
-        )
-    print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with ({listed})",
-          file=sys.stderr)
-
-
-def _check_resume_budget(trainer: DictConfig, checkpoint: dict[str, Any]) -> None:
-    """``trainer.max_epochs``/``max_steps`` at least the checkpoint's epochs and steps (Lightning refuses less mid-fit)."""
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-    epochs, steps = int(progress.get("completed", checkpoint.get("epoch", 0))), int(checkpoint.get("global_step", 0))
-    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
-    if is_int(max_epochs) and max_epochs < epochs:
-        raise ValueError(f"resume: the checkpoint has trained {epochs} epoch(s) (step {steps}) but trainer.max_epochs="
-                         f"{max_epochs}: set trainer.max_epochs >= {epochs}")
-    if is_int(max_steps) and max_steps < steps:
-        raise ValueError(f"resume: the checkpoint has trained {steps} step(s) but trainer.max_steps={max_steps}: "
-                         f"set trainer.max_steps >= {steps} (or -1)")
 
 
 def _check_penalty_schedule(cfg: DictConfig, world: int) -> None:
@@ -361,7 +244,7 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     set, an unknown demand, and trainer settings that break the training loop.
     ``check_machine=False`` skips what depends on this machine (GPUs, cores: e.g. when the job runs on a
     cluster node).  A ``resume`` checkpoint must exist and hold the same run configuration
-    (:func:`resume_differences`).
+    (:func:`runs.resume_checks.resume_differences`).
     """
     _check_setting(cfg)
     _check_trainer(cfg.trainer, check_machine)
@@ -371,5 +254,5 @@ def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     check_meaning(cfg, components.datamodule.distribution)  # and what they mean together
     _check_penalty_schedule(cfg, world_size(cfg.trainer))
     _check_monitors(components.callbacks)
-    _check_resume(cfg, components.model)
+    check_resume(cfg, components.model)
     return components

@@ -26,6 +26,7 @@ from runs.config import Components
 from runs.members import VARY
 from runs.export import export_member
 from training.members import ensemble_summary, finite_or_none
+from training.validation import measure_member
 
 __all__ = ["ensemble_members", "format_ensemble_table"]
 
@@ -75,7 +76,7 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
         if choice == "best" and "best" in exported:
             parts.datamodule.setup("test")
             valuations = parts.datamodule.splits["test"].valuations.to(model.device)
-            test = model.test_member(k, valuations, load_checkpoint(exported["best"], model.device).mechanism)
+            test = measure_member(model, k, valuations, load_checkpoint(exported["best"], model.device).mechanism)
             tested = exported["best"]
         members.append({
             "member": k, "seed": config["seed"], "varied": _varied(cfg, k), "test": test, "tested_weights": tested,

@@ -33,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from utils.checks import check_int
 from mechanisms.ensemble import stack_members
-from runs.config import Components, _check_resume, validate_config, world_size
+from runs.config import Components, validate_config, world_size
+from runs.resume_checks import check_resume
 from training.module import AuctionModule
 
 __all__ = ["MAX_MEMBERS", "VARY", "build_ensemble", "build_run", "ensemble_callbacks", "ensemble_size", "main",
@@ -214,7 +215,7 @@ def build_ensemble(cfg: DictConfig, check_machine: bool = True) -> Components:
         except ValueError as error:
             raise ValueError(f"ensemble member {k}: {error}") from error
     model = stack_modules([p.model for p in parts], OmegaConf.to_container(cfg, resolve=True))
-    _check_resume(cfg, model)
+    check_resume(cfg, model)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the members' builds drew from the global generator
     return Components(model.mechanism, parts[0].datamodule, model, ensemble_callbacks(cfg, configs))
 

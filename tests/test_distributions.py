@@ -29,7 +29,8 @@ from baselines.optimal import manelli_vincent_revenue
 from baselines.references import optimal_mechanism, references
 from tests.test_config import make_config
 from tests.test_training import TINY
-from runs.config import resume_differences, validate_config
+from runs.config import validate_config
+from runs.resume_checks import resume_differences
 from runs.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

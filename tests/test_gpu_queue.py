@@ -19,7 +19,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from benchmarks import gpu_queue
+from benchmarks import gpu_queue, gpu_queue_collect, gpu_queue_env
 from reporting.gpu_queue_file import MAX_MINUTES, Job, load_queue
 from reporting.gpu_results import RESULTS, readme
 from reporting.scalar_events import pack_scalars
@@ -237,7 +237,7 @@ def test_a_second_window_with_the_same_out_skips_what_is_done_there(window: tupl
 
 def test_collect_keeps_done_jobs_and_refuses_failed_ones_keeping_their_logs(window: tuple) -> None:
     jobs, out, results, _, _ = window
-    assert gpu_queue.collect(out, jobs, results) == 1  # three refused
+    assert gpu_queue_collect.collect(out, jobs, results) == 1  # three refused
     assert sorted(p.name for p in results.iterdir()) == ["README.md", "chained", "failed", "ok"]
     assert (results / "ok" / "result.txt").read_text() == "42\n"
     assert json.loads((results / "ok" / "done.json").read_text())["state"] == "done"
@@ -251,10 +251,10 @@ def test_collect_keeps_done_jobs_and_refuses_failed_ones_keeping_their_logs(wind
     assert "not run yet; 1 failed attempt(s)" in text
     # collected once: never replaced without --force
     (results / "ok" / "result.txt").write_text("edited")
-    assert gpu_queue.collect(out, jobs, results) == 1
+    assert gpu_queue_collect.collect(out, jobs, results) == 1
     assert (results / "ok" / "result.txt").read_text() == "edited"
     assert len(list((results / "failed" / "fails").glob("*/"))) == 1  # the same attempt is kept once
-    gpu_queue.collect(out, jobs, results, force=True)
+    gpu_queue_collect.collect(out, jobs, results, force=True)
     assert (results / "ok" / "result.txt").read_text() == "42\n"
     lines = gpu_queue.status(jobs, results).splitlines()
     ok = next(line for line in lines if " ok " in line)
@@ -276,7 +276,7 @@ def test_collect_refuses_partial_damaged_smoke_and_unknown_jobs(window: tuple, t
         info = tarfile.TarInfo("chained/done.json")
         info.size = len(buffer.getvalue())
         tar.addfile(info, buffer)
-    assert gpu_queue.collect(partial, jobs, results) == 1
+    assert gpu_queue_collect.collect(partial, jobs, results) == 1
     assert not (results / "ok").exists() and not (results / "chained").exists()
     kept = results / "failed" / "fails" / "20260102T030405Z"
     assert (kept / "log.txt").read_text().endswith("half a line")
@@ -285,7 +285,7 @@ def test_collect_refuses_partial_damaged_smoke_and_unknown_jobs(window: tuple, t
     assert not (results / "failed" / "stranger").exists() and not (results / "failed" / "chained").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no job"):
-        gpu_queue.collect(tmp_path / "empty", jobs, results)
+        gpu_queue_collect.collect(tmp_path / "empty", jobs, results)
 
 
 def test_a_chunk_continues_from_a_collected_job(tmp_path: Path) -> None:
@@ -294,7 +294,7 @@ def test_a_chunk_continues_from_a_collected_job(tmp_path: Path) -> None:
         _job("b", command="cp {prev}/ckpt {out}/ckpt", writes=["ckpt"], after="a")]))
     results = tmp_path / "results"
     assert gpu_queue.run(jobs, 5, tmp_path / "w1", tmp_path / "work1", only=["a"], results=results, require_cuda=False) == 0
-    assert gpu_queue.collect(tmp_path / "w1", jobs, results) == 0
+    assert gpu_queue_collect.collect(tmp_path / "w1", jobs, results) == 0
     assert gpu_queue.run(jobs, 5, tmp_path / "w2", tmp_path / "work2", results=results, require_cuda=False) == 0
     record = _record(tmp_path / "w2" / "b.tar.gz")
     assert record["commands"] == [f"cp {results / 'a'}/ckpt {tmp_path / 'work2' / 'b'}/ckpt"]
@@ -336,12 +336,12 @@ def _wheel(folder: Path, name: str) -> Path:
 
 
 def test_missing_hydra_is_installed_from_the_carried_wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu_queue, "_importable", lambda *modules: False)  # as on the lent machine
+    monkeypatch.setattr(gpu_queue_env, "_importable", lambda *modules: False)  # as on the lent machine
     monkeypatch.setattr(sys, "path", list(sys.path))
     with pytest.raises(ValueError, match="holds no wheels: make them with `pip wheel --no-deps -w .whl hydra-core==1.3.2"):
-        gpu_queue.prepare_environment(tmp_path / "none", tmp_path / "site")
+        gpu_queue_env.prepare_environment(tmp_path / "none", tmp_path / "site")
     _wheel(tmp_path / "wheels", "gpu_queue_probe")
-    env, source = gpu_queue.prepare_environment(tmp_path / "wheels", tmp_path / "site")
+    env, source = gpu_queue_env.prepare_environment(tmp_path / "wheels", tmp_path / "site")
     assert source.startswith("from wheels/ (gpu_queue_probe-0.1") and str(tmp_path / "site") in sys.path
     probe = subprocess.run(["python", "-c", "import gpu_queue_probe; print(gpu_queue_probe.VALUE)"], env=env,
                            capture_output=True, text=True, cwd=tmp_path)
@@ -349,7 +349,7 @@ def test_missing_hydra_is_installed_from_the_carried_wheels(tmp_path: Path, monk
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken-0.1-py3-none-any.whl").write_text("not a zip")
     with pytest.raises(ValueError, match="installing the wheels of .* failed"):
-        gpu_queue.prepare_environment(tmp_path / "bad", tmp_path / "site2")
+        gpu_queue_env.prepare_environment(tmp_path / "bad", tmp_path / "site2")
 
 
 # ------------------------------------------------------------------------- the first two jobs, on the CPU
@@ -369,7 +369,7 @@ def test_a_dry_run_of_the_first_two_jobs_with_their_cpu_commands(tmp_path: Path,
     assert 'tests="2"' in junit and 'failures="0"' in junit and 'errors="0"' in junit
     rows = json.loads((tmp_path / "work" / "ensemble_step_bench" / "ensemble_cuda.json").read_text())["ensemble"]
     assert [row["members"] for row in rows] == [1, 2] and all(row["ms_per_step"] > 0 for row in rows)
-    assert gpu_queue.collect(out, load_queue(), results) == 1  # smoke runs are no GPU results
+    assert gpu_queue_collect.collect(out, load_queue(), results) == 1  # smoke runs are no GPU results
     assert not (results / "cuda_tests").exists() and not (results / "failed").exists()
 
 
@@ -475,7 +475,7 @@ def test_a_table_rows_three_jobs_chain_on_the_cpu(tmp_path: Path) -> None:
     jobs = load_queue(_write_queue(tmp_path / "q.yaml", entries))
     results = tmp_path / "results"
     assert gpu_queue.run(jobs, 20, tmp_path / "out", tmp_path / "work", results=results, require_cuda=False) == 0
-    assert gpu_queue.collect(tmp_path / "out", jobs, results) == 0
+    assert gpu_queue_collect.collect(tmp_path / "out", jobs, results) == 0
     metrics = json.loads((results / "paper_1x2_unit_s012_b" / "run" / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and [m["seed"] for m in metrics["members"]] == [0, 1, 2]
     first = json.loads((results / "paper_1x2_unit_s012_a" / "run" / "metrics.json").read_text())

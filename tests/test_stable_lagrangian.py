@@ -142,7 +142,7 @@ def test_gradient_clipping_equals_the_clipped_step_by_hand(fast: bool) -> None:
 
 
 def test_checkpoints_from_before_the_new_settings_resume_when_they_stay_off() -> None:
-    from runs.config import resume_differences
+    from runs.resume_checks import resume_differences
 
     old = {"model": {"lr": 0.001}, "lagrangian": {"max_rho": None}}
     assert resume_differences(old, {"model": {"lr": 0.001, "clip_grad_norm": None}, "lagrangian": {"max_rho": None}}) == []

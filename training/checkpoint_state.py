@@ -1,9 +1,15 @@
-"""What :class:`training.AuctionModule` adds to, and takes from, a Lightning checkpoint dict beyond the weights.
+"""What :class:`training.AuctionModule` keeps beyond the weights: the random states and the persistent misreport buffer.
 
 * the random states (torch, CUDA, NumPy, Python) as values ``torch.load(weights_only=True)`` reads,
   so a resumed run draws what an uninterrupted one would;
-* the persistent misreport buffer ``(train_size, agents, items)``, made optional in both directions:
-  runs with and without persistent misreports resume each other's checkpoints.
+* the persistent misreport buffer (``model.persistent_misreports``; buffer ``misreport_buffer``,
+  ``(train_size, agents, items)``, K members ``(train_size, K, agents, items)``, on the training device and in
+  every checkpoint): every training profile's best misreport per agent, from which the next search on that
+  profile starts as well as from the truth, as the original RegretNet code does (it caches one misreport per
+  training profile and writes the searched one back after every batch).  It starts with draws from the
+  distribution (:func:`new_buffer`), is read by :func:`recall` and written by :func:`remember`; the training
+  loader must then yield :class:`datamodules.TrainBatch` ``(indices, valuations)`` (:func:`split_batch`).  In checkpoints it is
+  optional in both directions: runs with and without persistent misreports resume each other's checkpoints.
 """
 
 from __future__ import annotations
@@ -11,11 +17,17 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["restore_state", "rng_states", "save_state", "set_rng_states"]
+from datamodules.valuations import TrainBatch
+from distributions import ValuationDistribution
+from utils.checks import is_int
+
+__all__ = ["check_buffer", "new_buffer", "recall", "remember", "restore_state", "rng_states", "save_state",
+           "set_rng_states", "split_batch"]
 
 BUFFER_KEY = "misreport_buffer"  # the buffer's name in the module's state dict
 
@@ -64,3 +76,49 @@ def restore_state(checkpoint: dict[str, Any], buffer: Tensor | None) -> None:
     states = checkpoint.get("rng_states")
     if states is not None:
         set_rng_states(states)
+
+
+def new_buffer(distribution: ValuationDistribution, train_size: Any, members: int) -> Tensor:
+    """A run's first misreport buffer: draws from ``distribution``, ``(train_size, agents, items)`` for one member,
+    ``(train_size, K, agents, items)`` for K."""
+    if not is_int(train_size):
+        raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
+    draws = [distribution.sample(train_size) for _ in range(members)]
+    return draws[0] if members == 1 else torch.stack(draws, 1)
+
+
+def check_buffer(buffer: Tensor, datamodule: Any) -> None:
+    """``ValueError`` unless ``buffer`` holds as many profiles as the data module's training set (where it says)."""
+    sizes = getattr(datamodule, "sizes", None)
+    if isinstance(sizes, dict) and sizes.get("train") != len(buffer):
+        raise ValueError(
+            f"the misreport buffer holds {len(buffer)} profiles but the training set "
+            f"{sizes.get('train')}: set model.train_size to data.train_size"
+        )
+
+
+def split_batch(batch: TrainBatch | Tensor, persistent: bool) -> tuple[Tensor | None, Tensor]:
+    """A training batch's profile indices (``None`` without persistent misreports) and valuations ``(batch, agents,
+    items)``, from a :class:`datamodules.TrainBatch` or plain valuations."""
+    indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
+    if persistent and indices is None:
+        raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
+    return indices if persistent else None, valuations
+
+
+def recall(module: pl.LightningModule, indices: Tensor | None) -> Tensor | None:
+    """``module``'s buffered misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (a warm
+    start; ``None``: none)."""
+    return None if indices is None else getattr(module, BUFFER_KEY)[indices].flatten(0, -3)
+
+
+def remember(module: pl.LightningModule, indices: Tensor | None, misreports: Tensor) -> None:
+    """Write the misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (``None``: none) into
+    ``module``'s buffer, every process's batch on every process (so the buffers stay identical under DDP)."""
+    if indices is None:
+        return
+    buffer = getattr(module, BUFFER_KEY)
+    if module.trainer is not None and module.trainer.world_size > 1:
+        indices = module.all_gather(indices).reshape(-1)
+        misreports = module.all_gather(misreports).reshape(-1, *misreports.shape[1:])
+    buffer[indices] = misreports.view(len(indices), *buffer.shape[1:])

@@ -1,20 +1,28 @@
-"""The learning-rate schedule of :class:`training.AuctionModule`: constant, or a cosine decay, by optimizer step.
+"""The optimizer and learning-rate schedule of :class:`training.AuctionModule`: constant, or a cosine decay, by step.
 
-:func:`lr_scheduler` wraps the optimizer in a :class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a
-pure function of the scheduler's step count, which the module keeps equal to the trainer's global step:
-:func:`align` puts it there when training starts (fresh or resumed), then one ``scheduler.step()``
-follows every optimizer step.
+:func:`optimizer_config` builds the optimizer.  One run: ``model.optimizer`` wrapped by :func:`lr_scheduler` in a
+:class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a pure function of the scheduler's step count, which
+the module keeps equal to the trainer's global step: :func:`align` puts it there when training starts (fresh or
+resumed), then one ``scheduler.step()`` follows every optimizer step (:func:`optimizer_step`).  K members: one
+:class:`training.member_adam.MemberAdam` whose K rates :func:`optimizer_step` sets to :func:`member_rates` every step.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import Any, Callable, Iterable, Sequence
 
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["align", "check_learning_rates", "cosine_lr", "lr_scheduler"]
+from training.member_adam import MemberAdam
+
+__all__ = ["align", "check_learning_rates", "cosine_lr", "lr_scheduler", "member_rates", "optimizer_config",
+           "optimizer_step"]
+
+Rates = Sequence[tuple[float, float | None]]  # (lr, lr_final) of every member
 
 
 def check_learning_rates(lr: float, lr_final: float | None) -> None:
@@ -41,8 +49,9 @@ def lr_scheduler(optimizer: Optimizer, lr: float, lr_final: float | None, total:
     return LambdaLR(optimizer, lambda step: cosine_lr(step, total, lr, lr_final) / lr)
 
 
-def align(scheduler: LambdaLR, step: int, lr: float) -> None:
-    """Put ``scheduler`` and its optimizer's learning rates on optimizer step ``step`` of this run's schedule.
+def align(scheduler: LambdaLR | None, step: int, lr: float) -> None:
+    """Put ``scheduler`` and its optimizer's learning rates on optimizer step ``step`` of this run's schedule
+    (``None``, several members: nothing, :func:`optimizer_step` sets their rates every step).
 
     At the start of training, fresh or resumed: a resumed optimizer holds the learning rate of the
     checkpoint's run, whose schedule may span fewer steps (a longer ``trainer.max_epochs``), a restored
@@ -50,8 +59,38 @@ def align(scheduler: LambdaLR, step: int, lr: float) -> None:
     scheduler state at all.  With this the learning rate is a pure function of the step and the
     current ``lr``, ``lr_final`` and run length.
     """
+    if scheduler is None:
+        return
     scheduler.base_lrs = [lr] * len(scheduler.optimizer.param_groups)
     with warnings.catch_warnings():  # torch warns of a step before any optimizer step: none is skipped here
         warnings.simplefilter("ignore", UserWarning)
         scheduler.last_epoch = step - 1
         scheduler.step()
+
+
+def member_rates(step: int, total: int, rates: Rates) -> list[float]:
+    """Every member's learning rate at optimizer step ``step`` of ``total`` (constant, or its cosine decay)."""
+    return [cosine_lr(step, total, lr, final) for lr, final in rates]
+
+
+def optimizer_config(factory: Callable[..., Optimizer], parameters: Iterable[nn.Parameter], rates: Rates,
+                     total: int) -> dict[str, Any] | Optimizer:
+    """The optimizer of a run of ``total`` optimizer steps: one member, ``factory(parameters, lr=lr)`` (a
+    ``functools.partial``) with its :func:`lr_scheduler`; several, one :class:`MemberAdam` with ``factory``'s keywords."""
+    if len(rates) > 1:
+        return MemberAdam(parameters, lr=member_rates(0, total, rates), **factory.keywords)
+    (lr, lr_final), = rates
+    optimizer = factory(parameters, lr=lr)
+    return {"optimizer": optimizer, "lr_scheduler": lr_scheduler(optimizer, lr, lr_final, total)}
+
+
+def optimizer_step(optimizer: Optimizer, scheduler: LambdaLR | None, step: int, total: int, rates: Rates) -> list[float]:
+    """One optimizer step at global step ``step``, then one of ``scheduler`` (``None``: several members, whose
+    rates are set to :func:`member_rates` first); the learning rates it used, one per member."""
+    if scheduler is None:
+        optimizer.param_groups[0]["lr"] = member_rates(step, total, rates)
+    used = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return list(used) if isinstance(used, (list, tuple)) else [used]

@@ -3,13 +3,17 @@
 :class:`training.AuctionModule` trains a :func:`mechanisms.ensemble.stack_members` mechanism on the
 folded batch ``(batch * K, agents, items)`` (member innermost).  What it keeps per member:
 
-* ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (for K = 1 the plain ``(agents,)`` and scalar
-  buffers of a single run, so its checkpoints are a single run's); :func:`member_penalties` views both
-  as ``(K, agents)`` and ``(K,)`` for the schedules of :mod:`lagrangian`;
+* its settings (:func:`member_settings`: ``lr``, ``lr_final``, ``lambda_init``, ``rho_init``, ``test_seed``, one
+  value or one per member);
+* ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (:func:`initial_penalties`; for K = 1 the plain
+  ``(agents,)`` and scalar buffers of a single run, so its checkpoints are a single run's);
+  :func:`lagrangian.base.member_penalties` views both as ``(K, agents)`` and ``(K,)`` for the schedules of
+  :mod:`lagrangian`;
 * its Lagrangian (:func:`member_losses`), its gradient norm (:func:`clip_member_gradients`), its learning
   rate (:class:`training.member_adam.MemberAdam` for K > 1), its metrics under ``member_<k>/``
-  (:class:`MemberView`), its test with its own test seed;
-* :func:`ensemble_summary`: the mean, standard deviation and worst member of the members' tests.
+  (:class:`MemberView`: :func:`log_member_steps`, :func:`log_member_validation`), its test with its own test seed;
+* :func:`ensemble_summary`: the mean, standard deviation and worst member of the members' tests, which
+  :func:`test_outcome` reports with every member's test.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from torch import Tensor, nn
 from mechanisms.ensemble import unfold
 from lagrangian.base import member_penalties, member_prefix
 from lagrangian.loss import lagrangian_loss
+from training.divergence import check_penalty_weights
+from training.lr_schedule import Rates, check_learning_rates
+from training.metric_logging import flatten, log_training
+from training.validation import log_allocated_mass, log_validation
 
 __all__ = [
-    "MemberView",
-    "clip_member_gradients",
-    "ensemble_summary",
-    "finite_or_none",
-    "member_losses",
-    "per_member",
+    "MemberView", "clip_member_gradients", "ensemble_summary", "finite_or_none", "initial_penalties", "log_member_steps",
+    "log_member_validation", "member_losses", "member_settings", "per_member", "test_outcome",
 ]
 
 
@@ -41,6 +45,28 @@ def per_member(value: Any, size: int, name: str) -> list[Any]:
             raise ValueError(f"{name} must give one value per member ({size}), got {len(value)}: {list(value)}")
         return list(value)
     return [value] * size
+
+
+def member_settings(size: int, lr: Any, lr_final: Any, lambda_init: Any, rho_init: Any,
+                    test_seed: Any) -> tuple[Rates, list, list, list]:
+    """Every member's ``(lr, lr_final)``, ``lambda_init``, ``rho_init`` (:func:`per_member`; checked:
+    :func:`training.lr_schedule.check_learning_rates`, :func:`training.divergence.check_penalty_weights`) and test
+    seed (its single run's)."""
+    rates = list(zip(per_member(lr, size, "lr"), per_member(lr_final, size, "lr_final")))
+    lambdas, rhos = per_member(lambda_init, size, "lambda_init"), per_member(rho_init, size, "rho_init")
+    for (rate, final), lam, rho in zip(rates, lambdas, rhos):
+        check_learning_rates(rate, final)
+        check_penalty_weights(lam, rho)
+    return rates, lambdas, rhos, per_member(test_seed, size, "test_seed")
+
+
+def initial_penalties(lambdas: Sequence[float], rhos: Sequence[float], agents: int) -> tuple[Tensor, Tensor]:
+    """The buffers ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` at the members' ``lambda_init`` and
+    ``rho_init``; one member: ``(agents,)`` and a scalar, a single run's buffer shapes."""
+    members = () if len(rhos) == 1 else (len(rhos),)
+    dtype = torch.get_default_dtype()
+    multipliers = torch.tensor(lambdas, dtype=dtype).view(*members, 1).expand(*members, agents).clone()
+    return multipliers, torch.tensor(rhos, dtype=dtype).view(members)
 
 
 def member_losses(
@@ -61,13 +87,16 @@ def member_losses(
     ])
 
 
-def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float) -> Tensor:
-    """Rescale each member's gradient to at most ``max_norm`` (2-norm over its parameters); its norms ``(K,)``.
+def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float | None) -> Tensor | None:
+    """Rescale each member's gradient to at most ``max_norm`` (2-norm over its parameters); its norms ``(K,)``
+    (``max_norm`` ``None``: no clipping, ``None``).
 
     ``size`` = 1: ``torch.nn.utils.clip_grad_norm_`` of the whole gradient.  Otherwise every parameter is
     ``(K, ...)`` and member ``k``'s gradient is slice ``k`` of each, scaled as ``clip_grad_norm_`` would scale it
     alone (by ``min(1, max_norm / (norm + 1e-6))``).
     """
+    if max_norm is None:
+        return None
     parameters = list(parameters)
     if size == 1:
         return torch.nn.utils.clip_grad_norm_(parameters, max_norm).view(1)
@@ -91,6 +120,39 @@ class MemberView:
 
     def log(self, name: str, value: Any, **kwargs: Any) -> None:
         self.module.log(self.prefix + name, value, **kwargs)
+
+
+def log_member_steps(module: Any, revenue: Tensor, regrets: Tensor, losses: Tensor, rates: Sequence[float],
+                     norms: Tensor | None) -> None:
+    """Log every member's training step (:func:`training.metric_logging.log_training`): revenue ``(batch, K)``,
+    regrets ``(batch, K, agents)``, losses ``(K,)``, learning rates (K), gradient norms ``(K,)`` (``None``: no clipping)."""
+    for k in range(losses.numel()):
+        view = MemberView(module, k)
+        log_training(view, revenue[:, k], regrets[:, k], losses[k], rates[k])
+        if norms is not None:
+            view.log("train/grad_norm", norms[k], on_step=True, on_epoch=False)
+
+
+def log_member_validation(module: Any, revenue: Tensor, regrets: Tensor, allocation: Tensor) -> None:
+    """Add one validation batch to every member's epoch aggregates (``module.val_metrics[k]``, ``module.val_mass[k]``):
+    revenue ``(batch, K)``, regrets ``(batch, K, agents)``, the truthful allocation ``(batch, K, agents, items)``."""
+    for k in range(revenue.shape[1]):
+        view = MemberView(module, k)
+        log_validation(view, module.val_metrics[k], revenue[:, k], regrets[:, k])
+        log_allocated_mass(view, module.val_mass[k], allocation[:, k])
+
+
+def test_outcome(results: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], float, dict[str, float]]:
+    """The test results, test revenue (``hp_metric``) and logged numbers of the members' test dicts: one member,
+    its dict; several, ``{"members": [test dict per member], "summary": ensemble_summary}`` (logged under
+    ``test/`` and ``member_<k>/test/``)."""
+    if len(results) == 1:
+        return results[0], results[0]["revenue_mean"], flatten(results[0], "test/")
+    summary = ensemble_summary(results)
+    logged = flatten(summary, "test/")
+    for k, result in enumerate(results):
+        logged.update(flatten(result, f"member_{k}/test/"))
+    return {"members": list(results), "summary": summary}, summary["revenue_mean_members_mean"], logged
 
 
 def ensemble_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -2,51 +2,33 @@
 
 Each training step, for a batch of valuations ``(batch, agents, items)``:
 
-1. the misreport engine searches every agent's best misreport (the paper: 25
-   Adam steps, lr 0.1), detached;
-2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those
-   misreports, differentiable w.r.t. the mechanism's parameters;
-3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2``
-   (the paper's Eq. 1; the original code's penalty forms are options, see
-   :mod:`lagrangian`);
-4. one optimizer step (``model.optimizer``: Adam, lr 1e-3) on the mechanism
-   (allocation and payment networks together), then one step of the
-   learning-rate scheduler (:mod:`training.lr_schedule`).
+1. the misreport engine searches every agent's best misreport (the paper: 25 Adam steps, lr 0.1), detached;
+2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those misreports, differentiable w.r.t. the
+   mechanism's parameters;
+3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2`` (the paper's Eq. 1; the original
+   code's penalty forms are options, see :mod:`lagrangian`);
+4. one optimizer step (``model.optimizer``: Adam, lr 1e-3) on the mechanism (allocation and payment networks
+   together), then one step of the learning-rate scheduler (:mod:`training.lr_schedule`).
 
-The module is a :class:`lagrangian.base.LagrangianState`: ``lambda``
-(buffer ``lagrange_multipliers``, ``(agents,)``) and ``rho`` (buffer ``rho``)
-are saved in every checkpoint; the schedules that change them
-(:class:`~lagrangian.paper.RhoStaircase`,
-:class:`~lagrangian.paper.LagrangeRule`) run as the callbacks
-:class:`lagrangian.RhoSchedule` and :class:`lagrangian.LagrangeUpdate`, which
-read the regret that ``training_step`` returns under
-:data:`~lagrangian.base.REGRET_KEY`.  Validation measures revenue and regret
-with a stronger misreport search; test runs the evaluation engine.
+The module is a :class:`lagrangian.base.LagrangianState`: ``lambda`` (buffer ``lagrange_multipliers``,
+``(agents,)``) and ``rho`` (buffer ``rho``) are saved in every checkpoint; the schedules that change them
+(:class:`~lagrangian.paper.RhoStaircase`, :class:`~lagrangian.paper.LagrangeRule`) run as the callbacks
+:class:`lagrangian.RhoSchedule` and :class:`lagrangian.LagrangeUpdate`, which read the regret that
+``training_step`` returns under :data:`~lagrangian.base.REGRET_KEY`.  Validation measures revenue and regret with a
+stronger misreport search; test runs the evaluation engine.
 
-Distributed training (DDP): every process validates its share of the
-validation batches, reproducibly (:mod:`training.validation`).  The test runs
-once, in the first process (the data module gives the others no test batch).
-Checkpoints also hold the random states (:mod:`training.checkpoint_state`).
+Distributed training (DDP): every process validates its share of the validation batches, reproducibly
+(:mod:`training.validation`).  The test runs once, in the first process (the data module gives the others no test
+batch).  Checkpoints also hold the random states and, with ``persistent_misreports``, every training profile's best
+misreport per agent, from which the next search on that profile starts (:mod:`training.checkpoint_state`).
 
-With ``persistent_misreports``, the module keeps every training profile's
-best misreport per agent (buffer ``misreport_buffer``, ``(train_size, agents,
-items)``, on the training device and in every checkpoint) and starts the next
-search on that profile from it as well as from the truth, as the original
-RegretNet code does (it caches one misreport per training profile and
-writes the searched one back after every batch).  The training loader must
-then yield :class:`datamodules.TrainBatch` ``(indices, valuations)``.
-
-Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean
-of the agents' expected regrets, RegretNet's convention) and
-``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
+Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean of the agents' expected regrets,
+RegretNet's convention) and ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
 
 **Members** (docs/ensembles.md, :mod:`training.members`): with a mechanism of K stacked members
-(:func:`mechanisms.ensemble.stack_members`, built by :mod:`runs.members`) the same module
-trains all K at once on one shared batch, folded to ``(batch * K, agents, items)``: ``lr``, ``lr_final``,
-``lambda_init`` and ``rho_init`` may give one value per member, the buffers carry a member dimension
-(``(K, agents)``, ``(K,)``, ``(train_size, K, agents, items)``), each member has its own Lagrangian,
-gradient clipping, learning rate (:class:`training.member_adam.MemberAdam`), metrics (``member_<k>/``)
-and test (its own test seed).  K = 1 is the ordinary run.
+(:func:`mechanisms.ensemble.stack_members`, built by :mod:`runs.members`) the same module trains all K at once on
+one shared batch, folded to ``(batch * K, agents, items)``; ``lr``, ``lr_final``, ``lambda_init``, ``rho_init`` and
+``test_seed`` may give one value per member.  K = 1 is the ordinary run.
 """
 
 from __future__ import annotations
@@ -61,31 +43,24 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
+from adversary.regret import regret
+from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
 from datamodules.valuations import TrainBatch
 from distributions import Uniform, ValuationDistribution
-from utils.checks import Bounds, is_int
-from mechanisms.ensemble import ensemble_size, fold, member_mechanism, unfold
-from adversary.regret import measure, regret
-from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
-from training import lr_schedule
-from training.checkpoint_state import restore_state, save_state
-from training.divergence import DivergenceWatch, check_penalty_weights
-from training.fast_step import FastStep, FastStepSettings
-from lagrangian.base import REGRET_KEY
+from lagrangian.base import REGRET_KEY, member_penalties
 from lagrangian.loss import check_penalty_options
-from training.member_adam import MemberAdam
-from lagrangian.base import member_penalties
-from training.members import MemberView, clip_member_gradients, ensemble_summary, member_losses, per_member
-from training.metric_logging import (
-    add_custom_scalars, baseline_references_on, flatten, log_calibration, log_training, reference_revenues,
+from mechanisms.ensemble import ensemble_size, fold, unfold
+from training import lr_schedule
+from training.checkpoint_state import check_buffer, new_buffer, recall, remember, restore_state, save_state, split_batch
+from training.divergence import DivergenceWatch
+from training.fast_step import FastStep, FastStepSettings
+from training.members import (
+    clip_member_gradients, initial_penalties, log_member_steps, log_member_validation, member_losses, member_settings,
+    test_outcome,
 )
-from training.validation import (
-    allocated_mass_metrics,
-    log_allocated_mass,
-    log_validation,
-    validation_generator,
-    validation_metrics,
-)
+from training.metric_logging import add_custom_scalars, baseline_references_on, log_calibration, reference_revenues
+from training.validation import allocated_mass_metrics, measure_member, validation_generator, validation_metrics
+from utils.checks import Bounds
 
 __all__ = ["AuctionModule"]
 
@@ -96,56 +71,35 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
-    ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate
-    (``model.optimizer``, a Hydra ``_partial_``; default Adam); ``lr`` decays to ``lr_final`` on a cosine
-    over the run when given (:mod:`training.lr_schedule`).  ``distribution`` is the valuations'
-    distribution: its support bounds the misreports (buffers :attr:`low`/:attr:`high`, ``(agents, items)``)
-    and it gives the reference revenues; without it, values are U[``low``, ``high``] (one float, or one
-    per agent).  ``persistent_misreports`` warm-starts every
-    training search from the profile's misreports of its last visit (see the module docstring); it needs
-    ``train_size``, the number of training profiles (the buffer starts with draws from the distribution,
-    like RegretNet's).  ``run_config`` (optional, e.g. the whole resolved run configuration) is stored with the
-    hyperparameters so that it shows in TensorBoard's HParams tab and travels with checkpoints.  After
-    ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty`` and
-    ``penalty_over_agents`` choose the penalty convention of :func:`lagrangian.loss.lagrangian_loss`
-    (defaults: the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm``
-    (``None``: no clipping) rescales the mechanism's gradient to at most that total 2-norm before every
-    optimizer step, in the eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the
-    Trainer's ``gradient_clip_val`` does not apply to manual optimization).
+    ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate (``model.optimizer``, a
+    Hydra ``_partial_``; default Adam); ``lr`` decays to ``lr_final`` on a cosine over the run when given
+    (:mod:`training.lr_schedule`).  ``distribution`` is the valuations' distribution: its support bounds the
+    misreports (buffers :attr:`low`/:attr:`high`, ``(agents, items)``) and it gives the reference revenues; without
+    it, values are U[``low``, ``high``] (one float, or one per agent).  ``persistent_misreports`` warm-starts every
+    training search from the profile's misreports of its last visit (:mod:`training.checkpoint_state`); it needs
+    ``train_size``, the number of training profiles.  ``run_config`` (optional, e.g. the whole resolved run
+    configuration) is stored with the hyperparameters so that it shows in TensorBoard's HParams tab and travels with
+    checkpoints.  After ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty``
+    and ``penalty_over_agents`` choose the penalty convention of :func:`lagrangian.loss.lagrangian_loss` (defaults:
+    the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm`` (``None``: no
+    clipping) rescales the mechanism's gradient to at most that total 2-norm before every optimizer step, in the
+    eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the Trainer's ``gradient_clip_val`` does not
+    apply to manual optimization).
     """
 
-    def __init__(
-        self,
-        mechanism: nn.Module,
-        lr: float = 1e-3,
-        lr_final: float | None = None,
-        optimizer: OptimizerFactory | None = None,
-        lambda_init: float = 5.0,
-        rho_init: float = 1.0,
-        train_search: MisreportSearch | None = None,
-        val_search: MisreportSearch | None = None,
-        test_search: MisreportSearch | None = None,
-        low: Bounds = 0.0,
-        high: Bounds = 1.0,
-        test_batch_size: int | None = None,
-        test_seed: int | Sequence[int] = 0,
-        fast: FastStepSettings | None = None,
-        persistent_misreports: bool = False,
-        train_size: int | None = None,
-        run_config: Mapping[str, Any] | None = None,
-        quadratic_penalty: str = "batch_mean",
-        penalty_over_agents: str = "sum",
-        clip_grad_norm: float | None = None,
-        distribution: ValuationDistribution | None = None,
-        member_configs: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
+    def __init__(self, mechanism: nn.Module, lr: float = 1e-3, lr_final: float | None = None,
+                 optimizer: OptimizerFactory | None = None, lambda_init: float = 5.0, rho_init: float = 1.0,
+                 train_search: MisreportSearch | None = None, val_search: MisreportSearch | None = None,
+                 test_search: MisreportSearch | None = None, low: Bounds = 0.0, high: Bounds = 1.0,
+                 test_batch_size: int | None = None, test_seed: int | Sequence[int] = 0,
+                 fast: FastStepSettings | None = None, persistent_misreports: bool = False,
+                 train_size: int | None = None, run_config: Mapping[str, Any] | None = None,
+                 quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum",
+                 clip_grad_norm: float | None = None, distribution: ValuationDistribution | None = None,
+                 member_configs: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__()
         self.members = size = ensemble_size(mechanism)
-        rates = list(zip(per_member(lr, size, "lr"), per_member(lr_final, size, "lr_final")))
-        lambdas, rhos = per_member(lambda_init, size, "lambda_init"), per_member(rho_init, size, "rho_init")
-        for (rate, final), lam, rho in zip(rates, lambdas, rhos):
-            lr_schedule.check_learning_rates(rate, final)
-            check_penalty_weights(lam, rho)
+        rates, lambdas, rhos, self.test_seeds = member_settings(size, lr, lr_final, lambda_init, rho_init, test_seed)
         check_penalty_options(quadratic_penalty, penalty_over_agents)
         if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
             raise ValueError(f"clip_grad_norm must be a positive number or null, got {clip_grad_norm}")
@@ -155,32 +109,25 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast", "distribution"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
-        self.train_search = train_search or TRAIN_SEARCH
-        self.val_search = val_search or VAL_SEARCH
+        self.train_search, self.val_search = train_search or TRAIN_SEARCH, val_search or VAL_SEARCH
         self.test_search = test_search or TEST_SEARCH
         self.learning_rates = rates  # (lr, lr_final) of every member
         self.lr, self.lr_final = rates[0]
         self.optimizer_factory: OptimizerFactory = optimizer or functools.partial(torch.optim.Adam)
-        self.test_seeds = per_member(test_seed, size, "test_seed")  # each member's test (its single run's)
         self.test_batch_size, self.test_seed = test_batch_size, self.test_seeds[0]
         if distribution is None:
             distribution = Uniform(self.n_agents, mechanism.n_items, low, high)
         else:
             distribution.check_setting(self.n_agents, mechanism.n_items, "the mechanism")
         self.distribution = distribution
-        support = distribution.support
-        self.register_buffer("low", support.low.float(), persistent=False)  # (agents, items): the report domain
-        self.register_buffer("high", support.high.float(), persistent=False)
-        members = () if size == 1 else (size,)  # a single run keeps a single run's buffer shapes
-        multipliers = torch.tensor(lambdas, dtype=torch.get_default_dtype()).view(*members, 1).expand(*members, self.n_agents)
-        self.register_buffer("lagrange_multipliers", multipliers.clone())  # (K, agents); K = 1: (agents,)
-        self.register_buffer("rho", torch.tensor(rhos, dtype=torch.get_default_dtype()).view(members))  # (K,); K = 1: scalar
+        self.register_buffer("low", distribution.support.low.float(), persistent=False)  # (agents, items): the report domain
+        self.register_buffer("high", distribution.support.high.float(), persistent=False)
+        multipliers, rho = initial_penalties(lambdas, rhos, self.n_agents)
+        self.register_buffer("lagrange_multipliers", multipliers)  # (K, agents); K = 1: (agents,)
+        self.register_buffer("rho", rho)  # (K,); K = 1: scalar
         self.persistent_misreports = bool(persistent_misreports)
-        if self.persistent_misreports:
-            if not is_int(train_size):
-                raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
-            draws = [distribution.sample(train_size) for _ in range(size)]  # (train_size, K, agents, items)
-            self.register_buffer("misreport_buffer", draws[0] if size == 1 else torch.stack(draws, 1))
+        if self.persistent_misreports:  # (train_size, K, agents, items); K = 1: (train_size, agents, items)
+            self.register_buffer("misreport_buffer", new_buffer(distribution, train_size, size))
         self.test_results: dict[str, Any] = {}
         self.references: dict[str, float] = {}
         self.fast = fast or FastStepSettings()
@@ -196,18 +143,11 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig | torch.optim.Optimizer:
         """``model.optimizer`` on all mechanism parameters, with the learning-rate schedule of the run's steps;
-        several members: one :class:`MemberAdam` (each member's rate set every step, :meth:`_member_rates`)."""
-        if self.members > 1:
-            decays = any(final is not None for _, final in self.learning_rates)
-            self._total_steps = int(self.trainer.estimated_stepping_batches) if decays else 1
-            return MemberAdam(self.mechanism.parameters(), lr=self._member_rates(0), **self.optimizer_factory.keywords)
-        optimizer = self.optimizer_factory(self.mechanism.parameters(), lr=self.lr)
-        total = int(self.trainer.estimated_stepping_batches) if self.lr_final is not None else 1
-        return {"optimizer": optimizer, "lr_scheduler": lr_schedule.lr_scheduler(optimizer, self.lr, self.lr_final, total)}
-
-    def _member_rates(self, step: int) -> list[float]:
-        """Every member's learning rate at optimizer step ``step`` (constant, or its cosine decay)."""
-        return [lr_schedule.cosine_lr(step, self._total_steps, lr, final) for lr, final in self.learning_rates]
+        several members: one :class:`training.member_adam.MemberAdam` (:func:`training.lr_schedule.optimizer_config`)."""
+        decays = any(final is not None for _, final in self.learning_rates)
+        self._total_steps = int(self.trainer.estimated_stepping_batches) if decays else 1
+        return lr_schedule.optimizer_config(self.optimizer_factory, self.mechanism.parameters(), self.learning_rates,
+                                            self._total_steps)
 
     def setup(self, stage: str) -> None:
         """Compute the setting's reference revenues once (Monte Carlo VCG, fitted baselines: not at construction)."""
@@ -229,13 +169,8 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         lay out TensorBoard's Custom Scalars tab."""
         if self.members > 1 and self.trainer.world_size > 1:
             raise ValueError("an ensemble trains in one process: set trainer.devices=1 and trainer.num_nodes=1")
-        datamodule = getattr(self.trainer, "datamodule", None)
-        sizes = getattr(datamodule, "sizes", None)
-        if self.persistent_misreports and isinstance(sizes, dict) and sizes.get("train") != len(self.misreport_buffer):
-            raise ValueError(
-                f"the misreport buffer holds {len(self.misreport_buffer)} profiles but the training set "
-                f"{sizes.get('train')}: set model.train_size to data.train_size"
-            )
+        if self.persistent_misreports:
+            check_buffer(self.misreport_buffer, getattr(self.trainer, "datamodule", None))
         if self.fast.active(self.device) and self.trainer.world_size > 1:
             rank_zero_warn("the fast training step is single-process: running the eager step on every process")
         elif self.fast.active(self.device):
@@ -245,8 +180,7 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
 
     def on_train_start(self) -> None:
         """Put the learning-rate schedule on the global step (after a resume: the checkpoint's step)."""
-        if self.members == 1:
-            lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)
+        lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)  # one member: its scheduler
 
     # ----------------------------------------------------------------- shared
     def _fold(self, valuations: Tensor) -> Tensor:
@@ -264,24 +198,11 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         valuations = self._fold(valuations)
         with torch.enable_grad():
             misreports = find_misreports(
-                self.mechanism, valuations, search, self.low, self.high, generator, init=self._recalled(indices)
+                self.mechanism, valuations, search, self.low, self.high, generator, init=recall(self, indices)
             )
-        if indices is not None:
-            self._remember(indices, misreports)
+        remember(self, indices, misreports)
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret, terms.allocation
-
-    def _recalled(self, indices: Tensor | None) -> Tensor | None:
-        """The buffer's misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (a warm start)."""
-        return None if indices is None else self.misreport_buffer[indices].flatten(0, -3)
-
-    def _remember(self, indices: Tensor, misreports: Tensor) -> None:
-        """Write the misreports ``(batch * K, agents, items)`` of training profiles ``indices`` into the buffer,
-        every process's batch on every process (so the buffers stay identical under DDP)."""
-        if self.trainer is not None and self.trainer.world_size > 1:
-            indices = self.all_gather(indices).reshape(-1)
-            misreports = self.all_gather(misreports).reshape(-1, *misreports.shape[1:])
-        self.misreport_buffer[indices] = misreports.view(len(indices), *self.misreport_buffer.shape[1:])
 
     def member_losses(self, revenue: Tensor, regrets: Tensor) -> Tensor:
         """Every member's Lagrangian ``(K,)`` from folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
@@ -301,17 +222,13 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         Returns ``{"loss": sum, "member_losses": (K,), REGRET_KEY: (K, agents)}`` (detached; a single run:
         ``REGRET_KEY`` ``(agents,)``) for the Lagrangian callbacks.
         """
-        indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
-        if self.persistent_misreports and indices is None:
-            raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
-        indices = indices if self.persistent_misreports else None
+        indices, valuations = split_batch(batch, self.persistent_misreports)
         optimizer = self.optimizers()
         try:
             if self._fast_step is not None:  # gradients computed by the (captured) fast step
                 calibrated = self._fast_step.last_calibration
-                outputs = self._fast_step(self._fold(valuations), self._recalled(indices))
-                if indices is not None:
-                    self._remember(indices, outputs.misreports)
+                outputs = self._fast_step(self._fold(valuations), recall(self, indices))
+                remember(self, indices, outputs.misreports)
                 revenue, regrets = outputs.revenue, outputs.regrets
                 if self._fast_step.last_calibration is not calibrated:
                     log_calibration(self, self._fast_step.last_calibration)
@@ -329,21 +246,12 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
                            self.lagrange_multipliers, self.rho, self.mechanism.parameters())
         if self._fast_step is None or self.global_step % self.trainer.log_every_n_steps == 0:
             self._watch.check()  # the fast step: at logging steps only (one host synchronization)
-        norms = None
-        if self.clip_grad_norm is not None:  # on .grad, after the eager or the (captured) fast backward pass
-            norms = clip_member_gradients(self.mechanism.parameters(), self.members, self.clip_grad_norm)
-        if self.members > 1:
-            optimizer.param_groups[0]["lr"] = self._member_rates(self.global_step)
-        rates = per_member(optimizer.param_groups[0]["lr"], self.members, "lr")  # this step's: the schedule's value
-        optimizer.step()
-        if self.members == 1:
-            self.lr_schedulers().step()
+        # on .grad, after the eager or the (captured) fast backward pass (None: no clipping)
+        norms = clip_member_gradients(self.mechanism.parameters(), self.members, self.clip_grad_norm)
+        rates = lr_schedule.optimizer_step(optimizer, self.lr_schedulers(), self.global_step, self._total_steps,
+                                           self.learning_rates)  # this step's: the schedule's value
         revenue, regrets, losses = unfold(revenue.detach(), self.members), unfold(regrets.detach(), self.members), losses.detach()
-        for k in range(self.members):
-            view = MemberView(self, k)
-            log_training(view, revenue[:, k], regrets[:, k], losses[k], rates[k])
-            if norms is not None:
-                view.log("train/grad_norm", norms[k], on_step=True, on_epoch=False)
+        log_member_steps(self, revenue, regrets, losses, rates, norms)
         regret = regrets.mean(0)
         return {"loss": loss.detach(), "member_losses": losses, REGRET_KEY: regret[0] if self.members == 1 else regret}
 
@@ -368,51 +276,25 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         ``(batch, agents, items)`` (epoch means and max)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
-        revenue, regrets, allocation = (unfold(x, self.members) for x in self._regret(
-            batch, self.val_search, self.validation_generator(self.global_step, index, batch.device)))
-        for k in range(self.members):
-            view = MemberView(self, k)
-            log_validation(view, self.val_metrics[k], revenue[:, k], regrets[:, k])
-            log_allocated_mass(view, self.val_mass[k], allocation[:, k])  # the truthful allocation regret() computed
+        measured = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
+        log_member_validation(self, *(unfold(x, self.members) for x in measured))  # with the truthful allocation
 
     def on_validation_epoch_end(self) -> None:
         """Log the reference revenues next to the validation curves, and the members' mean validation revenue
         as hp_metric (at test, hp_metric becomes the test revenue)."""
-        for name, value in self.references.items():
-            self.log(name, value)
+        self.log_dict(self.references)
         if all(metrics["revenue"].update_called for metrics in self.val_metrics):  # this validation's (all processes)
             self.log("hp_metric", torch.stack([metrics["revenue"].compute() for metrics in self.val_metrics]).mean())
 
     # ------------------------------------------------------------------- test
-    def test_member(self, k: int, valuations: Tensor, mechanism: nn.Module | None = None) -> dict[str, Any]:
-        """Member ``k`` (or ``mechanism``, e.g. its best weights) measured with the test protocol on
-        ``valuations`` ``(samples, agents, items)`` with its own test seed: what its single run's test reports."""
-        generator = torch.Generator(device=valuations.device).manual_seed(self.test_seeds[k])
-        if mechanism is None:
-            mechanism = self.mechanism if self.members == 1 else member_mechanism(self.mechanism, k)
-        with torch.enable_grad():
-            evaluation = measure(mechanism, valuations, self.test_search, low=self.low, high=self.high,
-                                 batch_size=self.test_batch_size or valuations.shape[0], generator=generator,
-                                 progress=self._trainer is not None and self.trainer.progress_bar_callback is not None)
-        return evaluation.to_dict()
-
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         """Evaluate every member with the test protocol on test valuations ``(batch, agents, items)`` (one batch:
         the test set).  :attr:`test_results`: a single run's test dict; several members:
         ``{"members": [test dict per member], "summary": ensemble_summary}``."""
         if batch_idx:
             raise ValueError("the test loader must yield the whole test set as one batch")
-        results = [self.test_member(k, batch) for k in range(self.members)]
+        results = [measure_member(self, k, batch) for k in range(self.members)]
         self.references.update(baseline_references_on(self.mechanism, batch, self.distribution))  # same profiles
-        if self.members == 1:
-            self.test_results, revenue = results[0], results[0]["revenue_mean"]
-            logged = flatten(results[0], "test/")
-        else:
-            self.test_results = {"members": results, "summary": ensemble_summary(results)}
-            revenue = self.test_results["summary"]["revenue_mean_members_mean"]
-            logged = flatten(self.test_results["summary"], "test/")
-            for k, result in enumerate(results):
-                logged.update(flatten(result, f"member_{k}/test/"))
-        for name, value in {**logged, **self.references}.items():
-            self.log(name, value, batch_size=batch.shape[0])
+        self.test_results, revenue, logged = test_outcome(results)
+        self.log_dict({**logged, **self.references}, batch_size=batch.shape[0])
         self.log("hp_metric", revenue, batch_size=batch.shape[0])  # docs/training.md: the test revenue

@@ -1,4 +1,4 @@
-"""The validation measurement of :class:`training.AuctionModule`: seeded random starts and epoch aggregates.
+"""The measurement of :class:`training.AuctionModule`: validation (seeded random starts, epoch aggregates) and test.
 
 Under DDP every process validates its share of the validation batches; the
 epoch metrics are torchmetrics aggregates (mean over all validation profiles,
@@ -6,20 +6,25 @@ max) synchronized across processes, so they equal the metrics of the whole
 validation set computed in one process.  The random starts of the validation
 search come from a generator seeded by the run seed, the global step and the
 batch's index in the whole validation set: validation is reproducible,
-independent of the number of processes and of a resume.
+independent of the number of processes and of a resume.  The test measures
+each member with the test protocol and its own test seed (:func:`measure_member`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
+from adversary.regret import measure
 from datamodules.valuations import derive_seed
+from mechanisms.ensemble import member_mechanism
 
-__all__ = ["VALIDATION_STREAM", "allocated_mass_metrics", "log_allocated_mass", "log_validation", "validation_generator",
-           "validation_metrics"]
+__all__ = ["VALIDATION_STREAM", "allocated_mass_metrics", "log_allocated_mass", "log_validation", "measure_member",
+           "validation_generator", "validation_metrics"]
 
 VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
 
@@ -70,3 +75,17 @@ def log_allocated_mass(module: pl.LightningModule, metrics: nn.ModuleList, alloc
     for agent, metric in enumerate(metrics):
         metric.update(mass[:, agent])
         module.log(f"val/allocated_mass_agent{agent}", metric, on_step=False, on_epoch=True)
+
+
+def measure_member(module: Any, k: int, valuations: Tensor, mechanism: nn.Module | None = None) -> dict[str, Any]:
+    """Member ``k`` of the :class:`training.AuctionModule` ``module`` (or ``mechanism``, e.g. its best weights)
+    measured with the test protocol on ``valuations`` ``(samples, agents, items)`` with its own test seed: what its
+    single run's test reports."""
+    generator = torch.Generator(device=valuations.device).manual_seed(module.test_seeds[k])
+    if mechanism is None:
+        mechanism = module.mechanism if module.members == 1 else member_mechanism(module.mechanism, k)
+    with torch.enable_grad():
+        evaluation = measure(mechanism, valuations, module.test_search, low=module.low, high=module.high,
+                             batch_size=module.test_batch_size or valuations.shape[0], generator=generator,
+                             progress=module._trainer is not None and module.trainer.progress_bar_callback is not None)
+    return evaluation.to_dict()

@@ -147,9 +147,8 @@ class Sinkhorn:
         """The solver of ``settings``: its geometric schedule, its stopping rule in force, its grad and backend."""
         return cls(settings.epsilons, settings.stopping, settings.grad, settings.backend)
 
-    def solve(
-        self, cost: Tensor, a: Tensor, b: Tensor, *, init: Tensor | None = None, check_every: int | None = None
-    ) -> SinkhornResult:
+    def solve(self, cost: Tensor, a: Tensor, b: Tensor, *, init: Tensor | None = None,
+              check_every: int | None = None) -> SinkhornResult:
         """Solve a batch of entropy-regularized transport problems.
 
         Args:
@@ -183,9 +182,8 @@ class Sinkhorn:
             return SinkhornResult(plan, None, None, sum(counts), None, math.nan, counts)
         return self._solve_to_tolerance(cost, a, b, init, check_every)
 
-    def _solve_to_tolerance(
-        self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None, check_every: int | None
-    ) -> SinkhornResult:
+    def _solve_to_tolerance(self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None,
+                            check_every: int | None) -> SinkhornResult:
         """:meth:`solve` under the stopping rule :class:`Tolerance`."""
         tol, max_iter = self.stopping.tol, self.stopping.max_iter
         a, b = check_problem(cost, a, b)
@@ -210,20 +208,11 @@ class Sinkhorn:
                 f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
                 f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their marginals "
                 "(SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or scale the cost down",
-                SinkhornNotConverged,
-                stacklevel=3,
-            )
+                SinkhornNotConverged, stacklevel=3)
         if implicit and cost.requires_grad:
             plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
-        return SinkhornResult(
-            plan=plan,
-            f=(out.u * final_eps).t().contiguous(),
-            g=(out.v * final_eps + shift.detach()).t().contiguous(),
-            iterations=out.iterations,
-            converged=out.converged,
-            marginal_error=out.error,
-            stage_iterations=out.stage_iterations,
-        )
+        f, g = (out.u * final_eps).t().contiguous(), (out.v * final_eps + shift.detach()).t().contiguous()
+        return SinkhornResult(plan, f, g, out.iterations, out.converged, out.error, out.stage_iterations)
 
     def calibrate(self, cost: Tensor, a: Tensor, b: Tensor, margin: float = 0.25) -> Calibration:
         """Per-epsilon counts for :class:`FixedIterations` that bring ``cost`` ``(batch, N, M)`` within ``tol``.
@@ -252,18 +241,9 @@ class Sinkhorn:
         return Calibration(tuple(counts), error, reference.stage_iterations)
 
 
-def solve(
-    cost: Tensor,
-    a: Tensor,
-    b: Tensor,
-    *,
-    epsilons: Sequence[float],
-    tol: float = Tolerance.tol,
-    max_iter: int = Tolerance.max_iter,
-    grad: GradMode = "implicit",
-    check_every: int | None = None,
-    init: Tensor | None = None,
-) -> SinkhornResult:
+def solve(cost: Tensor, a: Tensor, b: Tensor, *, epsilons: Sequence[float], tol: float = Tolerance.tol,
+          max_iter: int = Tolerance.max_iter, grad: GradMode = "implicit", check_every: int | None = None,
+          init: Tensor | None = None) -> SinkhornResult:
     """:meth:`Sinkhorn.solve` of ``Sinkhorn(epsilons, Tolerance(tol, max_iter), grad)``: the functional form."""
     return Sinkhorn(epsilons, Tolerance(tol, max_iter), grad).solve(cost, a, b, init=init, check_every=check_every)
 
@@ -274,31 +254,14 @@ def sinkhorn(cost: Tensor, a: Tensor, b: Tensor, **options: Any) -> Tensor:
     return solve(cost, a, b, **options).plan
 
 
-def fixed_plan(
-    cost: Tensor,
-    a: Tensor,
-    b: Tensor,
-    *,
-    epsilons: Sequence[float],
-    iterations: Sequence[int],
-    grad: GradMode = "implicit",
-    backend: Backend = "auto",
-) -> Tensor:
+def fixed_plan(cost: Tensor, a: Tensor, b: Tensor, *, epsilons: Sequence[float], iterations: Sequence[int],
+               grad: GradMode = "implicit", backend: Backend = "auto") -> Tensor:
     """Plan ``(batch, N, M)`` of ``Sinkhorn(epsilons, FixedIterations(iterations), grad, backend)``: ``iterations[s]``
     updates at each ``epsilons[s]``; ``cost`` and the marginals ``a`` ``(N,)``, ``b`` ``(M,)`` are not checked."""
     return Sinkhorn(epsilons, FixedIterations(tuple(iterations)), grad, backend).solve(cost, a, b).plan
 
 
-def calibrate(
-    cost: Tensor,
-    a: Tensor,
-    b: Tensor,
-    *,
-    epsilons: Sequence[float],
-    tol: float,
-    max_iter: int,
-    margin: float = 0.25,
-    backend: Backend = "auto",
-) -> Calibration:
+def calibrate(cost: Tensor, a: Tensor, b: Tensor, *, epsilons: Sequence[float], tol: float, max_iter: int,
+              margin: float = 0.25, backend: Backend = "auto") -> Calibration:
     """:meth:`Sinkhorn.calibrate` of ``Sinkhorn(epsilons, Tolerance(tol, max_iter), backend=backend)``."""
     return Sinkhorn(epsilons, Tolerance(tol, max_iter), backend=backend).calibrate(cost, a, b, margin)
