@@ -131,3 +131,20 @@ def test_old_format_checkpoints_load_and_resume(tmp_path: Path) -> None:
     resumed = run(make_config(*overrides, output_dir=tmp_path / "resumed"), validate_config(make_config(*overrides)))
     assert resumed["fit"]["train/lr"] == straight["fit"]["train/lr"]
     assert resumed["test"] == straight["test"]
+
+
+def test_checkpoints_naming_moved_targets_resume_unchanged(tmp_path: Path) -> None:
+    """A checkpoint from before the packages by role names the schedules callbacks.RhoSchedule and
+    callbacks.LagrangeUpdate: runs.checkpoints.RENAMED_TARGETS maps them, so it resumes with no change."""
+    straight = run(make_config(*TINY, "trainer.max_epochs=2", output_dir=tmp_path / "straight"))
+    part = run(make_config(*TINY, "trainer.max_epochs=1", output_dir=tmp_path / "part"))
+    assert part["global_step"] == straight["global_step"] // 2
+    checkpoint = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
+    callbacks = checkpoint["hyper_parameters"]["run_config"]["callbacks"]
+    assert callbacks["rho"]["_target_"] == "lagrangian.RhoSchedule"
+    callbacks["rho"]["_target_"], callbacks["lagrange"]["_target_"] = "callbacks.RhoSchedule", "callbacks.LagrangeUpdate"
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    overrides = [*TINY, "trainer.max_epochs=2", f"resume='{old}'"]
+    resumed = run(make_config(*overrides, output_dir=tmp_path / "resumed"), validate_config(make_config(*overrides)))
+    assert resumed["test"] == straight["test"] and resumed["lambda"] == straight["lambda"]
