@@ -25,10 +25,11 @@ __all__ = ["GradientSearch"]
 
 @dataclass(frozen=True)
 class GradientSearch(Adversary):
-    """Adam on each bidder's report from the truth and ``restarts`` uniform random starts (defaults: the paper's).
+    """Gradient ascent on each bidder's report from the truth and ``restarts`` uniform random starts (defaults: the paper's).
 
-    steps, lr:  Adam steps per start and learning rate (relative to the report domain's width).
+    steps, lr:  optimizer steps per start and learning rate (relative to the report domain's width).
     restarts:   random starts besides the truthful one.
+    optimizer:  ``"adam"`` or ``"sgd"``.
     batch_size: profiles per chunk of the search (one progress-bar tick each).
     """
 
@@ -37,17 +38,18 @@ class GradientSearch(Adversary):
     steps: int = TEST_SEARCH.steps
     lr: float = TEST_SEARCH.lr
     restarts: int = TEST_SEARCH.restarts
+    optimizer: str = TEST_SEARCH.optimizer
     batch_size: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int(self.batch_size, "batch_size")
-        MisreportSearch(self.steps, self.lr, self.restarts)  # raises ValueError on bad search settings
+        self.search  # noqa: B018 - raises ValueError on bad search settings
 
     @property
     def search(self) -> MisreportSearch:
         """The misreport search of this adversary."""
-        return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts)
+        return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts, optimizer=self.optimizer)
 
     def regret(
         self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False

@@ -37,4 +37,4 @@ class GridAudit(Adversary):
         return audit(mechanism, valuations, self.settings, low, high, progress)
 
     def details(self, report: dict[str, Any]) -> str:
-        return f"grid {report['grid_points']}, {report['refine_starts']} best refined x {report['refine_rounds']} rounds"
+        return f"grid {report['grid_points']}"

@@ -35,5 +35,4 @@ class StrongSearch(Adversary):
         return strong_regret(mechanism, valuations, self.settings, low, high, seed=seed, progress=progress)
 
     def details(self, report: dict[str, Any]) -> str:
-        return (f"{report['starts']} starts ({report['structured_starts']} structured, {report['random_starts']} random) "
-                f"x {report['steps']} steps at lr {report['lr']:g} of the domain's width")
+        return f"{report['starts']} starts x {report['steps']} steps"
