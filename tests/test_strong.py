@@ -33,7 +33,9 @@ from baselines.optimal import posted_price
 from mechanisms.regretnet import RegretNet
 from baselines.vcg import VCG
 from runs import reproduce
-from adversary.protocol import PAPER_PROTOCOL, strong_against_search
+from adversary.protocol import against_search
+from adversary.strong_search import StrongSearch
+from distributions import Setting
 from reporting.tables import mean_std
 from tests.test_config import make_config
 from tests.test_evaluate import TINY
@@ -160,8 +162,8 @@ def test_bad_input_is_refused_before_work() -> None:
 
 def test_strong_against_search_reports_both_on_the_same_profiles() -> None:
     valuations = torch.rand(50, 2, 15, dtype=torch.float64)
-    report = strong_against_search(HiddenDiscount(), valuations, StrongSettings(steps=0, random_starts=5), 20,
-                                   protocol=PAPER_PROTOCOL, demand=HiddenDiscount().demand)
+    adversary = StrongSearch(samples=20, settings=StrongSettings(steps=0, random_starts=5))
+    report = against_search(adversary, HiddenDiscount(), valuations, Setting.of(HiddenDiscount()))
     expected = hidden_discount_regret(valuations[:20]).sum(1)
     assert report["n_samples"] == 20
     assert report["regret_sum_over_agents_mean"] == pytest.approx(expected.mean().item(), abs=1e-12)
