@@ -134,7 +134,7 @@ def against_search(
     """``adversary`` (seeded by ``seed``) on the first ``adversary.samples`` profiles (``None``: all), with the
     protocol's search on the same profiles.
 
-    Returns the adversary's report (:meth:`Adversary.regret` as a dict) plus, under its
+    Returns the adversary's report (:meth:`Adversary.regret` as a dict, with ``n_samples``) plus, under its
     ``comparison_key``, the gradient search's regret (:data:`REGRET_KEYS`) on those profiles:
     ``search_metrics`` (a :class:`~adversary.regret.Measurement` dict of all of ``valuations``)
     when every profile is attacked, else a search with ``protocol`` (seeded by ``seed``) on the subset.
@@ -143,6 +143,7 @@ def against_search(
     count = len(valuations) if adversary.samples is None else min(adversary.samples, len(valuations))
     subset = valuations[:count]
     report = adversary.regret(mechanism, subset, setting, seed=seed, progress=progress).to_dict()
+    report.setdefault("n_samples", count)
     if search_metrics is None or count < len(valuations):
         search_metrics = protocol.regret(mechanism, subset, setting, seed=seed).to_dict()
     report[adversary.comparison_key] = {key: search_metrics[key] for key in REGRET_KEYS}

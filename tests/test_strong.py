@@ -208,8 +208,20 @@ def test_reproduce_adds_the_strong_adversary_column(tmp_path: Path) -> None:
     assert _last_cell(table).startswith(cell)
     assert reproduce.main([*argv, "--force"]) == 0  # without --strong, the strong.json already there is tabulated
     assert _last_cell((tmp_path / "r.md").read_text()).startswith(cell)
+    # any adversary by name: its <name>.json, a column of its own after the strong one
+    options = ["--adversary", "search", "--adversary-option", "search.steps=2", "--adversary-option", "search.samples=5"]
+    assert reproduce.main([*argv, "--force", *options]) == 0
+    searched = json.loads((runs / "paper_1x2_unit" / "search.json").read_text())
+    assert searched["n_samples"] == 5 and searched["steps"] == 2 and "revenue_mean" in searched
+    table = (tmp_path / "r.md").read_text()
+    assert "| Search regret (sum over agents) |" in table and _cells(table)[-2].startswith(cell)
+    assert _cells(table)[-1].startswith(f"{mean_std(searched['regret_sum_over_agents_mean'], searched['regret_sum_over_agents_std'])} [5 profiles")
+
+
+def _cells(markdown: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if "(`paper_1x2_unit`)" in line)
+    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
 
 
 def _last_cell(markdown: str) -> str:
-    line = next(line for line in markdown.splitlines() if "(`paper_1x2_unit`)" in line)
-    return line.strip().strip("|").split(" | ")[-1].strip()
+    return _cells(markdown)[-1]
