@@ -18,13 +18,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from adversary.audit import AuditSettings
 from adversary.base import Adversary
 from adversary.protocol import PAPER_PROTOCOL, run_protocol, test_profiles
 from adversary.gradient import GradientSearch
 from adversary.search import TEST_SAMPLES
 from adversary.select import FLAGS, add_adversary_options, selected_adversaries
-from adversary.strong import StrongSettings
 from baselines import BASELINE_NAMES
 from distributions import DISTRIBUTION_NAMES
 from mechanisms.demand import DEMAND_TYPES
@@ -66,20 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: the run's, so the profiles are those train.py tested on; 0 for baselines)")
     protocol.add_argument("--eps-final", type=float, default=None, help="test-time final Sinkhorn epsilon (Sinkhorn mechanisms only)")
     adversaries = parser.add_argument_group("adversaries beside the protocol's search (docs/evaluation.md, docs/regret_audit.md)")
-    add_adversary_options(adversaries)
-    audit, strong = AuditSettings, StrongSettings
-    adversaries.add_argument("--audit", action="append_const", dest="adversary", const="audit", help="--adversary audit: the "
-                             "exhaustive regret audit, a grid over each bidder's report, then a local refinement (at most 3 items)")
-    adversaries.add_argument("--audit-points", type=int, help="grid points per reported number (default 101 for 1-2 items, 31 for 3)")
-    adversaries.add_argument("--audit-samples", type=int, help="audit the first N test profiles (default: all)")
-    adversaries.add_argument("--audit-max-profiles", type=int, help=f"bid profiles per mechanism call (default {audit.max_profiles})")
-    adversaries.add_argument("--strong", action="append_const", dest="adversary", const="strong", help="--adversary strong: "
-                             "the strong misreport search, many random and structured starts, long Adam runs (any items)")
-    adversaries.add_argument("--strong-starts", type=int, help=f"random starts besides the structured ones (default {strong.random_starts})")
-    adversaries.add_argument("--strong-steps", type=int, help=f"Adam steps per start (default {strong.steps})")
-    adversaries.add_argument("--strong-lr", type=float, help=f"learning rate relative to the domain's width (default {strong.lr})")
-    adversaries.add_argument("--strong-samples", type=int, help="search the first N test profiles (default: all)")
-    adversaries.add_argument("--strong-max-profiles", type=int, help=f"bid profiles per mechanism call (default {strong.max_profiles})")
+    add_adversary_options(adversaries, shortcuts=("audit", "strong"), flags=tuple(FLAGS))
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/evaluation/<checkpoint name>, "
                         "or outputs/evaluate/<mechanism>_<demand>_<agents>x<items> for a baseline)")
@@ -102,7 +87,7 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
         raise ValueError(f"--others must be a finite number, got {args.others}")
     check_positive_int(args.samples, "samples")
     protocol = GradientSearch(steps=args.steps, lr=args.lr, restarts=args.restarts, batch_size=args.batch_size)
-    adversaries = selected_adversaries(args, tuple(FLAGS))
+    adversaries = selected_adversaries(args)
     device = resolve_device(args.device)
     target = evaluation_target(args, device)
     mechanism, setting = target.mechanism, target.setting

@@ -20,22 +20,32 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from adversary.audit import AuditSettings
 from adversary.base import Adversary
+from adversary.strong import StrongSettings
 from utils.checks import check_positive_int, one_line
 
-__all__ = ["ADVERSARY_NAMES", "CONF", "FLAGS", "add_adversary_options", "load_adversary", "selected_adversaries"]
+__all__ = ["ADVERSARY_NAMES", "CONF", "FLAGS", "SHORTCUTS", "add_adversary_options", "load_adversary", "selected_adversaries"]
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "adversary"
 ADVERSARY_NAMES = tuple(sorted(path.stem for path in CONF.glob("*.yaml")))
 """The shipped adversaries: the files of ``conf/adversary/``."""
-FLAGS = {
-    "audit_points": ("audit", "settings.points"), "audit_samples": ("audit", "samples"),
-    "audit_max_profiles": ("audit", "settings.max_profiles"),
-    "strong_starts": ("strong", "settings.random_starts"), "strong_steps": ("strong", "settings.steps"),
-    "strong_lr": ("strong", "settings.lr"), "strong_samples": ("strong", "samples"),
-    "strong_max_profiles": ("strong", "settings.max_profiles"),
+SHORTCUTS = {
+    "audit": "the exhaustive regret audit: a grid over each bidder's report, then a local refinement (at most 3 items)",
+    "strong": "the strong misreport search: many random and structured starts, long Adam runs (any number of items)",
 }
-"""The older command-line flags (argparse destinations) -> the adversary and the key they set."""
+"""The older switches ``--audit`` and ``--strong``: short for ``--adversary audit`` and ``--adversary strong``."""
+FLAGS = {
+    "audit_points": ("audit", "settings.points", int, "grid points per reported number (default 101 for 1-2 items, 31 for 3)"),
+    "audit_samples": ("audit", "samples", int, "audit the first N test profiles (default: all)"),
+    "audit_max_profiles": ("audit", "settings.max_profiles", int, f"bid profiles per call (default {AuditSettings.max_profiles})"),
+    "strong_starts": ("strong", "settings.random_starts", int, f"its random starts (default {StrongSettings.random_starts})"),
+    "strong_steps": ("strong", "settings.steps", int, f"its Adam steps per start (default {StrongSettings.steps})"),
+    "strong_lr": ("strong", "settings.lr", float, f"its learning rate relative to the domain's width (default {StrongSettings.lr})"),
+    "strong_samples": ("strong", "samples", int, "the strong adversary on the first N test profiles (default: all)"),
+    "strong_max_profiles": ("strong", "settings.max_profiles", int, f"bid profiles per call (default {StrongSettings.max_profiles})"),
+}
+"""The older flags (argparse destinations): the adversary and the key they set, their type and help."""
 
 
 def _path(spec: str) -> Path:
@@ -61,26 +71,32 @@ def load_adversary(spec: str, overrides: Sequence[str] = ()) -> Adversary:
     return adversary
 
 
-def add_adversary_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--adversary`` and ``--adversary-option`` (both repeatable)."""
+def add_adversary_options(parser: argparse._ActionsContainer, shortcuts: Sequence[str] = (), flags: Sequence[str] = ()) -> None:
+    """``--adversary`` and ``--adversary-option`` (both repeatable), the switches ``shortcuts`` (:data:`SHORTCUTS`)
+    and the older ``flags`` (:data:`FLAGS`)."""
     parser.add_argument("--adversary", action="append", default=[], metavar="NAME",
                         help=f"also run this adversary: {', '.join(ADVERSARY_NAMES)} (conf/adversary/NAME.yaml) or the path "
                         "of an adversary's YAML file (docs/extending.md); repeatable")
     parser.add_argument("--adversary-option", action="append", default=[], metavar="NAME.KEY=VALUE",
                         help="set a field of a selected adversary, e.g. audit.settings.points=41; repeatable")
+    for name in shortcuts:
+        parser.add_argument(f"--{name}", action="append_const", dest="adversary", const=name,
+                            help=f"--adversary {name}: {SHORTCUTS[name]}")
+    for flag in flags:
+        _, _, kind, text = FLAGS[flag]
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=text)
 
 
-def selected_adversaries(args: argparse.Namespace, flags: Sequence[str] = ()) -> list[Adversary]:
+def selected_adversaries(args: argparse.Namespace) -> list[Adversary]:
     """The adversaries ``args`` select: ``args.adversary`` in order, each with its ``args.adversary_option``\\ s and
-    the older ``flags`` that are set (:data:`FLAGS`; a flag of an adversary not selected is refused)."""
+    the older flags (:data:`FLAGS`) that are set (a flag of an adversary not selected is refused)."""
     specs = list(dict.fromkeys(args.adversary))
     names = {spec: Path(spec).stem for spec in specs}
     overrides: dict[str, list[str]] = {spec: [] for spec in specs}
-    for flag in flags:
-        value = getattr(args, flag)
+    for flag, (name, key, _, _) in FLAGS.items():
+        value = getattr(args, flag, None)
         if value is None:
             continue
-        name, key = FLAGS[flag]
         if name not in specs:
             raise ValueError(f"--{flag.replace('_', '-')} needs --{name}")
         if key == "samples":

@@ -44,7 +44,6 @@ import torch
 from omegaconf import OmegaConf
 
 from adversary.select import add_adversary_options, selected_adversaries
-from adversary.strong import StrongSettings
 from reporting.paper import PAPER_ROWS
 from reporting.reproduction_table import reproduction_table, write_table
 from reporting.tables import config_threads, duration
@@ -143,14 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "results goes to <out>.partial.md instead)")
     attacks = parser.add_argument_group("adversaries on the tested weights of every run without <name>.json (docs/regret_audit.md)")
     attacks.add_argument("--no-audit", action="store_true", help="do not run the regret audit (settings of <= 3 items)")
-    attacks.add_argument("--audit-samples", type=int, help="audit the first N test profiles (default: all)")
-    attacks.add_argument("--audit-points", type=int, help="audit grid points per item (default 101 for 2 items, 31 for 3)")
     attacks.add_argument("--audit-device", default="auto", help="device of the adversaries: cpu, cuda or auto (default)")
-    attacks.add_argument("--strong", action="store_true", help="also run the strong adversary (--adversary strong)")
-    attacks.add_argument("--strong-samples", type=int, help="strong adversary on the first N test profiles (default: all)")
-    attacks.add_argument("--strong-starts", type=int, help=f"its uniform random starts (default {StrongSettings.random_starts})")
-    attacks.add_argument("--strong-steps", type=int, help=f"its Adam steps (default {StrongSettings.steps})")
-    add_adversary_options(attacks)
+    add_adversary_options(attacks, shortcuts=("strong",), flags=REPRODUCE_FLAGS)
     args = parser.parse_args(argv)
     threads = config_threads()  # train.py's thread policy (each run applies its own config's threads)
     if threads is not None:
@@ -160,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.override = [*seed_overrides(parse_seeds(args.seeds)), *args.override]
         if args.no_audit and (args.audit_points is not None or args.audit_samples is not None):
             raise ValueError("--audit-points/--audit-samples set the audit that --no-audit leaves out: drop one or the other")
-        args.adversary = [*([] if args.no_audit else ["audit"]), *(["strong"] if args.strong else []), *args.adversary]
-        adversaries = selected_adversaries(args, REPRODUCE_FLAGS)  # rejects bad values before any run
+        args.adversary = [*([] if args.no_audit else ["audit"]), *args.adversary]
+        adversaries = selected_adversaries(args)  # rejects bad values before any run
         _check_options(args)
         device = str(resolve_device(args.audit_device, "--audit-device"))
         failed = False

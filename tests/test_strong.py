@@ -212,7 +212,7 @@ def test_reproduce_adds_the_strong_adversary_column(tmp_path: Path) -> None:
     options = ["--adversary", "search", "--adversary-option", "search.steps=2", "--adversary-option", "search.samples=5"]
     assert reproduce.main([*argv, "--force", *options]) == 0
     searched = json.loads((runs / "paper_1x2_unit" / "search.json").read_text())
-    assert searched["n_samples"] == 5 and searched["steps"] == 2 and "revenue_mean" in searched
+    assert searched["n_samples"] == 5 and "revenue_mean" in searched  # a Measurement of the first 5 profiles
     table = (tmp_path / "r.md").read_text()
     assert "| Search regret (sum over agents) |" in table and _cells(table)[-2].startswith(cell)
     assert _cells(table)[-1].startswith(f"{mean_std(searched['regret_sum_over_agents_mean'], searched['regret_sum_over_agents_std'])} [5 profiles")
