@@ -53,30 +53,22 @@ def _row(entry: dict[str, Any], extra: Sequence[Adversary]) -> list[str]:
     preset, sidecar, metrics, attacks = entry["preset"], entry["sidecar"], entry["metrics"], entry["adversaries"]
     paper = paper_row(preset)
     setting = f"{paper.setting if paper else preset} (`{preset}`)"
-    paper_cells = [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4
-    extra_cells = [_adversary_cell(adversary, attacks.get(adversary.name)) for adversary in extra]
+    paper_revenue, paper_regret, paper_reference, paper_time = (
+        [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4)
+    budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
     if metrics is None:
         status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
-        ours = [status, "", "", "", "", "", "", "", "", ""]
-        extra_cells = [""] * len(extra)
-    else:
-        (test, note), refs, audited = row_test(metrics), metrics["references"], attacks.get(AUDIT.name)
-        ours = [
-            mean_std(test["revenue_mean"], test["revenue_std"]) + note,
-            mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
-            _adversary_cell(AUDIT, audited),
-            "-" if audited is None else number(audited["regret_sum_over_agents_max"]),
-            _adversary_cell(STRONG, attacks.get(STRONG.name)),
-            number(refs.get("reference/optimal_revenue")),
-            number(refs.get("reference/vcg_revenue")),
-            _best_baseline(refs),
-            duration(metrics.get("train_time_s")),
-            sidecar["hardware"] if sidecar else "unknown",
-        ]
-    budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
-    revenue, regret, audited_regret, audited_max, strong, optimal, vcg, best, time_, hardware = ours
-    return [setting, revenue, paper_cells[0], regret, audited_regret, audited_max, paper_cells[1], optimal, vcg, best,
-            paper_cells[2], time_, paper_cells[3], hardware, budget, strong, *extra_cells]
+        return [setting, status, paper_revenue, "", "", "", paper_regret, "", "", "", paper_reference, "", paper_time, "",
+                budget, "", *[""] * len(extra)]
+    (test, note), refs, audited = row_test(metrics), metrics["references"], attacks.get(AUDIT.name)
+    return [
+        setting, mean_std(test["revenue_mean"], test["revenue_std"]) + note, paper_revenue,
+        mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]), _adversary_cell(AUDIT, audited),
+        "-" if audited is None else number(audited["regret_sum_over_agents_max"]), paper_regret,
+        number(refs.get("reference/optimal_revenue")), number(refs.get("reference/vcg_revenue")), _best_baseline(refs),
+        paper_reference, duration(metrics.get("train_time_s")), paper_time, sidecar["hardware"] if sidecar else "unknown",
+        budget, _adversary_cell(STRONG, attacks.get(STRONG.name)), *(_adversary_cell(a, attacks.get(a.name)) for a in extra),
+    ]
 
 
 def _best_baseline(refs: dict[str, Any]) -> str:
