@@ -13,9 +13,7 @@ import torch
 from torch import Tensor
 
 from baselines.fit import BASELINE_SAMPLES, FittedBaseline, applicable_baselines, fit_baseline
-from distributions import ValuationDistribution
-from utils.checks import Bounds
-from mechanisms.demand import Demand
+from distributions import Setting
 
 __all__ = ["BaselineRevenue", "baseline_revenues", "best_truthful_baseline"]
 
@@ -44,16 +42,14 @@ class BaselineRevenue:
 
 
 def baseline_revenues(
-    valuations: Tensor, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0, *, samples: int = BASELINE_SAMPLES,
-    distribution: ValuationDistribution | None = None, batch_size: int = 65536,
+    valuations: Tensor, setting: Setting, *, samples: int = BASELINE_SAMPLES, batch_size: int = 65536,
 ) -> dict[str, BaselineRevenue]:
-    """Every applicable baseline, fitted with ``samples`` profiles from ``distribution`` (default U[low_i, high_i]),
-    measured on ``valuations`` ``(samples, agents, items)`` in chunks of ``batch_size`` profiles."""
-    _, agents, items = valuations.shape
+    """Every baseline applicable to ``setting``, fitted with ``samples`` profiles of its distribution, measured on
+    ``valuations`` ``(samples, agents, items)`` in chunks of ``batch_size`` profiles."""
     values = valuations.detach().cpu().double()
     found = {}
-    for name in applicable_baselines(agents, items, demand):
-        fitted = fit_baseline(name, agents, items, demand, low, high, samples=samples, distribution=distribution)
+    for name in applicable_baselines(setting.agents, setting.items, setting.demand):
+        fitted = fit_baseline(name, setting, samples=samples)
         with torch.inference_mode():
             revenue = torch.cat([fitted.mechanism(chunk)[1].sum(-1) for chunk in values.split(batch_size)])
         found[name] = BaselineRevenue(fitted, revenue)

@@ -1,7 +1,6 @@
 """Fit a baseline's prices to the setting's value distribution, and pick the best baseline.
 
-Values come from a :class:`distributions.ValuationDistribution` (default: i.i.d.
-``U[low_i, high_i]`` per agent).  The prices maximize the
+Values come from the distribution of a :class:`distributions.Setting`.  The prices maximize the
 mean revenue on a fixed seeded sample of ``samples`` profiles (common random
 numbers): coordinate ascent over the bidders' prices (:data:`SWEEPS` sweeps;
 ``vcg_reserve`` has one reserve), each coordinate by a zooming grid search
@@ -10,7 +9,7 @@ best one, :data:`LEVELS` times in all: a resolution of ``1/320`` of the range; l
 sweeps zoom in around the current price).  The sample is float32.
 The revenue reported with the prices is measured on an independent sample of
 the same size (so it carries no in-sample optimism), with its standard error.
-Results are cached in memory, keyed on the setting.
+Results are cached in memory, keyed on the :class:`~distributions.Setting`.
 
 Price ranges, from the distribution's support (``low_i``/``high_i``: agent ``i``'s
 smallest and largest report over the items): a posted price in ``[low_i, high_i]``; the reserve in
@@ -33,13 +32,13 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from distributions import Uniform, ValuationDistribution
+from distributions import Setting, ValuationDistribution
 from baselines.grand_bundle import GrandBundle
 from baselines.itemwise_myerson import ItemwiseMyerson, myerson_reserves
 from baselines.pay_to_choose import PayToChoose
 from baselines.posted_price import PostedPrice
 from baselines.vcg_reserve import VCGReserve
-from utils.checks import Bounds, check_int
+from utils.checks import check_int
 from mechanisms.demand import Demand
 
 __all__ = [
@@ -122,15 +121,6 @@ def _check_name(name: str, agents: int, items: int, demand: Demand) -> None:
                          f"applicable: {', '.join(applicable) or 'none'}")
 
 
-def _bounds(value: Bounds, agents: int, what: str) -> tuple[float, ...]:
-    values = [value] * agents if isinstance(value, (int, float)) and not isinstance(value, bool) else list(value)
-    if len(values) != agents or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
-    ):
-        raise ValueError(f"{what} must be a finite number or {agents} of them (one per agent), got {value!r}")
-    return tuple(float(v) for v in values)
-
-
 def _maximize(objective: Callable[[float], float], low: float, high: float, start: float | None = None) -> float:
     """The best point of a zooming grid search of ``objective`` on ``[low, high]`` (ties: the smallest point).
 
@@ -174,8 +164,8 @@ def _revenues(mechanism: nn.Module, values: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=None)
-def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> FittedBaseline:
-    agents, items = distribution.n_agents, distribution.n_items
+def _fit(name: str, setting: Setting, samples: int, seed: int) -> FittedBaseline:
+    agents, items, demand, distribution = setting.agents, setting.items, setting.demand, setting.distribution
     ranges = _ranges(name, demand, distribution)
     known = _KNOWN[name](distribution) if name in _KNOWN else None
     prices = list(known) if known is not None else [(a + b) / 2 for a, b in ranges]
@@ -200,54 +190,22 @@ def _fit(name: str, demand: Demand, distribution: ValuationDistribution, samples
     return FittedBaseline(name, mechanism, tuple(prices), float(revenue.mean()), stderr, samples)
 
 
-def fit_baseline(
-    name: str,
-    agents: int,
-    items: int,
-    demand: Demand | str,
-    low: Bounds = 0.0,
-    high: Bounds = 1.0,
-    *,
-    samples: int = BASELINE_SAMPLES,
-    seed: int = 0,
-    distribution: ValuationDistribution | None = None,
-) -> FittedBaseline:
-    """Baseline ``name`` with prices fitted to values from ``distribution`` (default i.i.d. U[low_i, high_i];
-    cached in memory).
+def fit_baseline(name: str, setting: Setting, *, samples: int = BASELINE_SAMPLES, seed: int = 0) -> FittedBaseline:
+    """Baseline ``name`` with prices fitted to values from ``setting``'s distribution (cached in memory).
 
-    Example: ``fit_baseline("posted_price", 2, 3, Demand("unit"))`` gives prices
+    Example: ``fit_baseline("posted_price", Setting.uniform(2, 3, "unit"))`` gives prices
     about ``(0.65, 0.60)`` and revenue about 0.879.  Raises a one-line
-    ``ValueError`` for an unknown or inapplicable baseline or a bad setting.
+    ``ValueError`` for an unknown or inapplicable baseline or a bad sample size or seed.
     """
-    demand = _demand(demand)
-    _check_name(name, agents, items, demand)
-    if distribution is None:
-        lows, highs = _bounds(low, agents, "low"), _bounds(high, agents, "high")
-        if not all(lo < hi for lo, hi in zip(lows, highs)):
-            raise ValueError(f"every agent needs low < high, got low={low!r}, high={high!r}")
-        distribution = Uniform(agents, items, lows, highs)
-    else:
-        distribution.check_setting(agents, items)
+    _check_name(name, setting.agents, setting.items, setting.demand)
     check_int(samples, "samples", 2)
     check_int(seed, "seed", 0)
-    return _fit(name, demand, distribution, samples, seed)
+    return _fit(name, setting, samples, seed)
 
 
-def best_baseline(
-    agents: int,
-    items: int,
-    demand: Demand | str,
-    low: Bounds = 0.0,
-    high: Bounds = 1.0,
-    *,
-    samples: int = BASELINE_SAMPLES,
-    seed: int = 0,
-    distribution: ValuationDistribution | None = None,
-) -> FittedBaseline:
+def best_baseline(setting: Setting, *, samples: int = BASELINE_SAMPLES, seed: int = 0) -> FittedBaseline:
     """The applicable baseline with the highest fitted revenue (ties: the first in :data:`BASELINE_NAMES`)."""
-    names = applicable_baselines(agents, items, demand)
+    names = applicable_baselines(setting.agents, setting.items, setting.demand)
     if not names:
-        raise ValueError(f"no truthful baseline applies to {agents}x{items} {_demand(demand).name} demand")
-    fitted = [fit_baseline(n, agents, items, demand, low, high, samples=samples, seed=seed, distribution=distribution)
-              for n in names]
-    return max(fitted, key=lambda f: f.revenue)
+        raise ValueError(f"no truthful baseline applies to {setting.agents}x{setting.items} {setting.demand.name} demand")
+    return max((fit_baseline(n, setting, samples=samples, seed=seed) for n in names), key=lambda f: f.revenue)

@@ -1,7 +1,6 @@
 """Reference revenues for a setting: the known optimum, where there is one, VCG, and the truthful baselines.
 
-For valuations from a :class:`distributions.ValuationDistribution` (default
-i.i.d. U[low, high], U[0, 1]) :func:`references` gives
+For a :class:`distributions.Setting` (bidders, items, demand, values' distribution) :func:`references` gives
 the optimal revenue and the name of the mechanism that attains it (the
 distribution's own :meth:`~distributions.ValuationDistribution.optimal_mechanism`,
 or for i.i.d. uniform values the table below, known only
@@ -31,11 +30,10 @@ from functools import lru_cache
 
 import torch
 
-from distributions import Uniform, ValuationDistribution
+from distributions import Setting, Uniform
 from baselines import applicable_baselines, fit_baseline
 from utils.checks import check_positive_int
 from mechanisms.base import Mechanism
-from mechanisms.demand import Demand, KSpec
 from baselines.optimal import known_optimum
 from baselines.vcg import VCG
 
@@ -68,102 +66,51 @@ class References:
     best_baseline_revenue: float | None
 
 
-def _check_range(low: float, high: float) -> None:
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"value range needs finite low < high, got low={low!r}, high={high!r}")
+def optimal_mechanism(setting: Setting) -> Mechanism | None:
+    """The known revenue-optimal mechanism for ``setting``, or ``None``.
 
-
-def _distribution(agents: int, items: int, low: float, high: float,
-                  distribution: ValuationDistribution | None) -> ValuationDistribution:
-    """``distribution``, checked against the setting, or i.i.d. U[low, high] without it."""
-    if distribution is None:
-        _check_range(low, high)
-        return Uniform(agents, items, low, high)
-    distribution.check_setting(agents, items)
-    return distribution
-
-
-def optimal_mechanism(
-    demand: str | Demand = "unit", k: KSpec = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0,
-    *, distribution: ValuationDistribution | None = None,
-) -> Mechanism | None:
-    """The known revenue-optimal mechanism for valuations from ``distribution`` (default i.i.d. U[low, high]), or ``None``.
-
-    ``demand`` is a :class:`~mechanisms.demand.Demand` or a type's name with
-    ``k``; each known optimum declares the demands it is optimal for
+    Each known optimum declares the demands it is optimal for
     (:data:`baselines.optimal.KNOWN_OPTIMA`).  Its ``expected_revenue``
     attribute is the closed-form revenue and ``name`` says what it is and
     where it comes from.
     """
-    demand_type = demand if isinstance(demand, Demand) else Demand(demand, k)
-    demand_type.capacities(agents, items)  # validates the setting
-    values = _distribution(agents, items, low, high, distribution)
-    known = values.optimal_mechanism(demand_type)
+    values = setting.distribution
+    known = values.optimal_mechanism(setting.demand)
     if known is not None or not isinstance(values, Uniform) or values.shared_range() is None:
         return known
     low, high = values.shared_range()
     if low != 0:
         return None
-    return known_optimum(demand_type, agents, items, high)
+    return known_optimum(setting.demand, setting.agents, setting.items, high)
 
 
 @lru_cache(maxsize=None)
-def _vcg_revenue(demand: Demand, distribution: ValuationDistribution, samples: int, seed: int) -> tuple[float, float]:
-    agents, items = distribution.n_agents, distribution.n_items
-    values = distribution.sample(samples, torch.Generator().manual_seed(seed), dtype=torch.float64)
+def _vcg_revenue(setting: Setting, samples: int, seed: int) -> tuple[float, float]:
+    values = setting.sample(samples, torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.inference_mode():
-        revenue = VCG(agents, items, demand)(values)[1].sum(-1)
+        revenue = VCG(setting.agents, setting.items, setting.demand)(values)[1].sum(-1)
     stderr = float(revenue.std()) / math.sqrt(samples) if samples > 1 else math.nan
     return float(revenue.mean()), stderr
 
 
-def vcg_revenue(
-    demand: str = "unit",
-    k: KSpec = 1,
-    agents: int = 1,
-    items: int = 2,
-    low: float = 0.0,
-    high: float = 1.0,
-    samples: int = VCG_SAMPLES,
-    seed: int = VCG_SEED,
-    *,
-    distribution: ValuationDistribution | None = None,
-) -> tuple[float, float]:
-    """VCG's mean revenue per sample and its standard error, over ``samples`` profiles from ``distribution``
-    (default U[low, high]; cached)."""
-    demand_type = Demand(demand, k)
-    demand_type.capacities(agents, items)
-    values = _distribution(agents, items, low, high, distribution)
+def vcg_revenue(setting: Setting, samples: int = VCG_SAMPLES, seed: int = VCG_SEED) -> tuple[float, float]:
+    """VCG's mean revenue per sample and its standard error, over ``samples`` profiles of ``setting`` (cached)."""
     check_positive_int(samples, "samples")
-    return _vcg_revenue(demand_type, values, samples, seed)
+    return _vcg_revenue(setting, samples, seed)
 
 
-def references(
-    demand: str = "unit",
-    k: KSpec = 1,
-    agents: int = 1,
-    items: int = 2,
-    low: float = 0.0,
-    high: float = 1.0,
-    samples: int = VCG_SAMPLES,
-    seed: int = VCG_SEED,
-    *,
-    distribution: ValuationDistribution | None = None,
-) -> References:
-    """Optimal (where known), VCG and baseline revenues for ``agents`` x ``items`` valuations from
-    ``distribution`` (default i.i.d. U[low, high]).
+def references(setting: Setting, samples: int = VCG_SAMPLES, seed: int = VCG_SEED) -> References:
+    """Optimal (where known), VCG and baseline revenues for ``setting``.
 
-    Example: ``references("unit", 1, agents=1, items=2)`` gives
+    Example: ``references(Setting.uniform(1, 2, "unit"))`` gives
     ``optimal=0.3849`` (posted price), ``vcg=0`` (a lone bidder pays nothing)
     and ``baselines`` posted_price and vcg_reserve at about 0.385.
     """
-    values = _distribution(agents, items, low, high, distribution)
-    vcg, stderr = vcg_revenue(demand, k, agents, items, samples=samples, seed=seed, distribution=values)
-    mechanism = optimal_mechanism(demand, k, agents, items, distribution=values)
-    demand_type = Demand(demand, k)
+    vcg, stderr = vcg_revenue(setting, samples, seed)
+    mechanism = optimal_mechanism(setting)
     baselines = {
-        name: fit_baseline(name, agents, items, demand_type, samples=samples, seed=seed, distribution=values).revenue
-        for name in applicable_baselines(agents, items, demand_type)
+        name: fit_baseline(name, setting, samples=samples, seed=seed).revenue
+        for name in applicable_baselines(setting.agents, setting.items, setting.demand)
     }
     best = max(baselines, key=baselines.__getitem__) if baselines else None
     return References(

@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-from distributions import ValuationDistribution
 from baselines import FittedBaseline, applicable_baselines, best_baseline, fit_baseline
-from utils.checks import Bounds
+from distributions import Setting
 from mechanisms.demand import Demand
 
 __all__ = ["INITS", "check_teacher", "resolve_teacher"]
@@ -32,12 +31,11 @@ def check_teacher(name: str, agents: int, items: int, demand: Demand) -> None:
                          f"use init={' or init='.join((*applicable, 'none'))}")
 
 
-def resolve_teacher(name: str, agents: int, items: int, demand: Demand, low: Bounds = 0.0, high: Bounds = 1.0,
-                    seed: int = 0, distribution: ValuationDistribution | None = None) -> FittedBaseline:
+def resolve_teacher(name: str, setting: Setting, seed: int = 0) -> FittedBaseline:
     """The fitted baseline ``init=name`` stands for (its ``mechanism``: bids -> allocation, payment), fitted to
-    values from ``distribution`` (default U[low, high])."""
+    values from ``setting``'s distribution."""
     if name not in INITS or name == "none":
         raise ValueError(f"init must be one of {', '.join(INITS)} (none: no teacher), got {name!r}")
     if name == "best":
-        return best_baseline(agents, items, demand, low, high, seed=seed, distribution=distribution)
-    return fit_baseline(name, agents, items, demand, low, high, seed=seed, distribution=distribution)
+        return best_baseline(setting, seed=seed)
+    return fit_baseline(name, setting, seed=seed)

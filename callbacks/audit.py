@@ -1,21 +1,24 @@
 """A cheap regret audit at validation: is the training's gradient search missing regret?
 
-See docs/regret_audit.md and :mod:`adversary.audit`.
+See docs/regret_audit.md: the audit (:class:`adversary.grid_audit.GridAudit`) and the training's or the
+validation's search (:class:`adversary.gradient.GradientSearch`) attack the same validation profiles.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from torch import Tensor
 
-from adversary.audit import AuditSettings, audit_misreports
-from adversary.regret import regret, regret_statistics
-from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
+from adversary.audit import AuditSettings
+from adversary.gradient import GradientSearch
+from adversary.grid_audit import GridAudit
+from adversary.search import TRAIN_SEARCH, VAL_SEARCH, MisreportSearch
+from distributions import Setting
 from utils.checks import check_positive_int
 from mechanisms.ensemble import members_of
 from lagrangian.base import member_prefix
@@ -35,7 +38,7 @@ class RegretAudit(pl.Callback):
     """After every ``every_n_validations``-th validation of a two-item setting, audit a subsample.
 
     The first ``samples`` profiles of the first validation batch are audited
-    (:func:`adversary.audit.audit_misreports`, a ``points`` x ``points`` grid
+    (:class:`adversary.grid_audit.GridAudit`, a ``points`` x ``points`` grid
     over each bidder's report and ``refine_rounds`` rounds of local search) and
     searched with the module's ``train_search`` (``search="train"``, the
     default: the regret estimate the training loss sees) or ``val_search``
@@ -77,7 +80,7 @@ class RegretAudit(pl.Callback):
             raise ValueError(f"RegretAudit.warn_factor must be a finite number >= 1, got {warn_factor!r}")
         if not (math.isfinite(warn_min_regret) and warn_min_regret >= 0):
             raise ValueError(f"RegretAudit.warn_min_regret must be finite and >= 0, got {warn_min_regret!r}")
-        self.settings = AuditSettings(points=points, refine_rounds=refine_rounds)  # validates points, rounds
+        self.adversary = GridAudit(settings=AuditSettings(points=points, refine_rounds=refine_rounds))  # validates them
         self.every_n_validations, self.samples, self.n_items = every_n_validations, samples, n_items
         self.warn_factor, self.warn_min_regret = warn_factor, warn_min_regret
         self.validations = 0
@@ -111,17 +114,16 @@ class RegretAudit(pl.Callback):
     def _audit(self, trainer: pl.Trainer, pl_module: pl.LightningModule, mechanism: Any, profiles: Tensor,
                prefix: str) -> dict[str, float]:
         """Audit and search ``profiles`` on ``mechanism``, log both under ``prefix``, warn on a large gap."""
-        low, high = getattr(pl_module, "low", 0.0), getattr(pl_module, "high", 1.0)
+        setting = Setting.of(mechanism, getattr(pl_module, "distribution", None))
         search: MisreportSearch = getattr(pl_module, f"{self.search}_search", None) or SEARCHES[self.search]
-        audited = regret_statistics(audit_misreports(mechanism, profiles, self.settings, low=low, high=high).regret)
-        misreports = find_misreports(mechanism, profiles, search, low=low, high=high)  # enables grad itself
-        with torch.no_grad():
-            searched = regret_statistics(regret(mechanism, profiles, misreports).regret)
-        found, seen = audited["regret_sum_over_agents_mean"], searched["regret_sum_over_agents_mean"]
+        searcher = GradientSearch(**asdict(search), batch_size=len(profiles))  # the profiles in one chunk
+        audited = self.adversary.regret(mechanism, profiles, setting)
+        searched = searcher.regret(mechanism, profiles, setting)  # seed None: torch's generator, as the training's search
+        found, seen = audited.regret_sum_over_agents_mean, searched.regret_sum_over_agents_mean
         metrics = {
-            "audit/regret_mean_over_agents": audited["regret_mean_over_agents_mean"],
+            "audit/regret_mean_over_agents": audited.regret_mean_over_agents_mean,
             "audit/regret_sum_over_agents": found,
-            "audit/regret_sum_over_agents_max": audited["regret_sum_over_agents_max"],
+            "audit/regret_sum_over_agents_max": audited.regret_sum_over_agents_max,
             "audit/search_regret_sum_over_agents": seen,
         }
         if seen > 0:

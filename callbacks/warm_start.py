@@ -34,6 +34,7 @@ from utils.checks import check_positive_int
 from mechanisms.ensemble import ensemble_size, member_mechanism, set_member_state
 from lagrangian.base import member_prefix
 from baselines.teachers import INITS, resolve_teacher
+from distributions import Setting
 from training.warm_start import fit_to_teacher
 
 __all__ = ["WarmStart"]
@@ -77,8 +78,7 @@ class WarmStart(pl.Callback):
              prefix: str) -> dict[str, Any]:
         """Fit ``mechanism`` (one member) to the teacher with ``seed``, measure it; its report."""
         data = trainer.datamodule
-        teacher = resolve_teacher(self.init, mechanism.n_agents, mechanism.n_items, mechanism.demand,
-                                  seed=seed, distribution=data.distribution)
+        teacher = resolve_teacher(self.init, Setting.of(mechanism, data.distribution), seed=seed)
         teacher_mechanism = teacher.mechanism.to(pl_module.device)
         loggers = trainer.loggers
 

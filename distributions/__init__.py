@@ -3,11 +3,13 @@
 :class:`ValuationDistribution` (:mod:`distributions.base`) is the interface;
 :class:`Uniform` (the default: ``data.low``/``data.high``), :class:`Exponential`
 and :class:`Triangle` are the shipped ones; :func:`distribution_of` rebuilds a
-run's distribution from its stored configuration.
+run's distribution from its stored configuration; :class:`Setting` (:mod:`distributions.setting`)
+joins a distribution with its bidders, items and demand.
 """
 
 from distributions.base import DTYPES, Support, ValuationDistribution, unit_uniform
 from distributions.config import DISTRIBUTION_NAMES, distribution_node, distribution_of, named_distribution
+from distributions.setting import Setting
 from distributions.exponential import Exponential, exponential_bundle_price, exponential_myerson_revenue
 from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
@@ -16,6 +18,7 @@ __all__ = [
     "DISTRIBUTION_NAMES",
     "DTYPES",
     "Exponential",
+    "Setting",
     "Support",
     "Triangle",
     "Uniform",

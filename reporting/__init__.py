@@ -9,7 +9,9 @@
 * :mod:`reporting.gpu_queue_file` - the GPU queue file ``benchmarks/gpu_queue.yaml``, checked as it is read;
 * :mod:`reporting.gpu_results` - the GPU queue's collected jobs (``results/gpu/``) as tables;
 * :mod:`reporting.scalar_events` - TensorBoard event files reduced to their scalars, packed small;
-* :mod:`reporting.sweep_plot` - ``sweep_plot``: revenue and regret against the final Sinkhorn epsilon.
+* :mod:`reporting.sweep_plot` - ``sweep_plot``: revenue and regret against the final Sinkhorn epsilon;
+* :mod:`reporting.evaluation_summary` - the summary ``evaluate.py`` prints;
+* :mod:`reporting.reproduction_table` - the reproduction's markdown table (``python -m runs.reproduce``).
 
 Submodules are imported on demand (``from reporting.heatmaps import heatmap_figure``).
 """

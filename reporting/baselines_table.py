@@ -21,7 +21,7 @@ import torch
 
 from baselines import BASELINE_NAMES, BASELINE_SAMPLES, applicable_baselines, fit_baseline
 from utils.checks import check_int
-from mechanisms.demand import Demand
+from distributions import Setting
 from utils.atomic import check_new, write_text_atomic
 from reporting.paper import PAPER_ROWS
 from reporting.tables import markdown_table
@@ -60,8 +60,8 @@ def baselines_table(samples: int = BASELINE_SAMPLES) -> tuple[str, float]:
     start = time.perf_counter()
     rows = []
     for label, agents, items, demand_name, paper_rows in SETTINGS:
-        demand = Demand(demand_name, 1)
-        fitted = {name: fit_baseline(name, agents, items, demand, samples=samples) for name in applicable_baselines(agents, items, demand)}
+        setting = Setting.uniform(agents, items, demand_name)
+        fitted = {name: fit_baseline(name, setting, samples=samples) for name in applicable_baselines(agents, items, setting.demand)}
         cells = []
         for name in BASELINE_NAMES:
             found = fitted.get(name)

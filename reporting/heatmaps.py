@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from mechanisms.demand import Demand
 from mechanisms.menu import MenuMechanism
 from baselines.references import optimal_mechanism
-from distributions import ValuationDistribution
+from distributions import Setting, Uniform, ValuationDistribution
 from utils.checks import Bounds, is_int
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "mirror_image", "optimal_boundaries"]
@@ -177,7 +177,7 @@ def optimal_boundaries(
     if distribution is not None:
         low, high = distribution.agent_ranges()
     lo, hi = _agent_bound(low, 0), _agent_bound(high, 0)
-    optimum = optimal_mechanism(demand.name, demand.k, agents, items, lo, hi, distribution=distribution)
+    optimum = optimal_mechanism(Setting(agents, items, demand, distribution or Uniform(agents, items, lo, hi)))
     return menu_boundaries(optimum, lo, hi) if isinstance(optimum, MenuMechanism) else []
 
 

@@ -24,9 +24,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from distributions import Uniform, ValuationDistribution
+from distributions import Setting
 from baselines import baseline_revenues, best_truthful_baseline
-from mechanisms.demand import Demand
 from baselines.references import optimal_mechanism
 from utils.atomic import check_new, write_json
 from runs.checkpoints import load_checkpoint
@@ -49,16 +48,9 @@ def _summary(revenue: Tensor) -> dict[str, float]:
     return {"mean": revenue.mean().item(), "stderr": revenue.std().item() / math.sqrt(len(revenue))}
 
 
-def precise_revenue(
-    mechanism: nn.Module,
-    demand: Demand,
-    valuations: Tensor,
-    distribution: ValuationDistribution | None = None,
-    *,
-    batch_size: int = 8192,
-) -> dict[str, Any]:
+def precise_revenue(mechanism: nn.Module, valuations: Tensor, setting: Setting, *, batch_size: int = 8192) -> dict[str, Any]:
     """Revenue of ``mechanism`` and of each applicable baseline on ``valuations`` ``(samples, agents, items)``,
-    drawn from ``distribution`` (default i.i.d. U[0, 1]: the baselines are fitted to it, its optimum is known or not).
+    drawn from ``setting``'s distribution (the baselines are fitted to it, its optimum is known or not).
 
     Returns ``{"samples", "revenue": {mean, stderr}, "baselines": {name: {mean, stderr, prices, difference: {mean,
     stderr}}}, "best_truthful_baseline", "optimal": {...} or None}``; ``difference`` is learned - baseline per profile
@@ -66,17 +58,15 @@ def precise_revenue(
     """
     if valuations.dim() != 3 or len(valuations) < 2:
         raise ValueError(f"valuations must be (samples >= 2, agents, items), got {tuple(valuations.shape)}")
-    _, agents, items = valuations.shape
-    distribution = distribution if distribution is not None else Uniform(agents, items)
     learned = _revenue(mechanism, valuations, batch_size)
     values = valuations.detach().cpu().double()
-    baselines = baseline_revenues(values, demand, distribution=distribution, batch_size=batch_size)
+    baselines = baseline_revenues(values, setting, batch_size=batch_size)
     result: dict[str, Any] = {"samples": len(valuations), "revenue": _summary(learned), "baselines": {
         name: {**_summary(b.revenue), "prices": list(b.fitted.prices), "difference": _summary(learned - b.revenue)}
         for name, b in baselines.items()}}
     best = best_truthful_baseline(baselines)
     result["best_truthful_baseline"] = best[0] if best else None
-    optimum = optimal_mechanism(demand.name, demand.k, agents, items, distribution=distribution)
+    optimum = optimal_mechanism(setting)
     if optimum is not None:
         revenue = _revenue(optimum, values, batch_size)
         result["optimal"] = {"name": optimum.name, "closed_form": optimum.expected_revenue, **_summary(revenue),
@@ -111,12 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_new([out], args.force, inputs=[args.checkpoint])
     except ValueError as error:
         parser.error(str(error))
-    config = run.config
-    demand = Demand(config["demand"]["name"], config["demand"].get("k", 1))
-    distribution = run.distribution
-    valuations = test_profiles(distribution, args.samples, args.seed)
-    result = {"checkpoint": str(run.checkpoint), "seed": args.seed,
-              **precise_revenue(run.mechanism, demand, valuations, distribution)}
+    setting = run.setting
+    valuations = test_profiles(setting.distribution, args.samples, args.seed)
+    result = {"checkpoint": str(run.checkpoint), "seed": args.seed, **precise_revenue(run.mechanism, valuations, setting)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     r = result["revenue"]

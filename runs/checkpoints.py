@@ -23,7 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from distributions import ValuationDistribution, distribution_of
+from distributions import Setting, ValuationDistribution, distribution_of
 from runs.config_store import SINKHORN_TARGET
 from utils.checks import one_line
 
@@ -47,6 +47,11 @@ class TrainedRun:
     def distribution(self) -> ValuationDistribution:
         """The run's valuation distribution (:func:`distributions.distribution_of` its configuration)."""
         return distribution_of(self.config)
+
+    @property
+    def setting(self) -> Setting:
+        """The run's :class:`~distributions.Setting`: bidders, items, demand and distribution of its configuration."""
+        return Setting.from_config(self.config)
 
     @property
     def data_seed(self) -> int:

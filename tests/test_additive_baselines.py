@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adversary.audit import AuditSettings, audit
-from distributions import Exponential, Uniform, exponential_myerson_revenue
+from distributions import Exponential, Setting, Uniform, exponential_myerson_revenue
 from mechanisms.base import utility
 from baselines import GrandBundle, ItemwiseMyerson, VCGReserve, applicable_baselines, fit_baseline
 from baselines.grand_bundle import uniform_bundle_optimum, uniform_bundle_revenue
@@ -58,7 +58,7 @@ def test_itemwise_myerson_revenue_matches_the_closed_form_and_the_issue_table(se
 
 
 def test_fitted_itemwise_myerson_takes_the_closed_form_reserves() -> None:
-    fitted = fit_baseline("itemwise_myerson", 2, 3, ADDITIVE)
+    fitted = fit_baseline("itemwise_myerson", Setting.uniform(2, 3, ADDITIVE))
     assert fitted.prices == (0.5, 0.5, 0.5)
     assert abs(fitted.revenue - 1.25) < 4 * fitted.revenue_stderr
     assert myerson_reserves(Uniform(1, 2, low=[[0.0, 0.7]], high=[[1.0, 1.2]])) == (0.5, 0.7)  # max(low, high / 2)
@@ -68,7 +68,7 @@ def test_fitted_itemwise_myerson_takes_the_closed_form_reserves() -> None:
 
 def test_itemwise_myerson_fits_the_exponential_reserve() -> None:
     """Exp(mean 1) values: the virtual value v - 1 puts Myerson's reserve at 1 (no closed form here: fitted)."""
-    fitted = fit_baseline("itemwise_myerson", 2, 2, ADDITIVE, distribution=Exponential(2, 2), samples=30_000)
+    fitted = fit_baseline("itemwise_myerson", Setting(2, 2, ADDITIVE, Exponential(2, 2)), samples=30_000)
     assert fitted.prices == pytest.approx((1.0, 1.0), abs=0.15)  # the revenue is flat near the reserve
     assert abs(fitted.revenue - 2 * exponential_myerson_revenue(2)) < 4 * fitted.revenue_stderr
 
@@ -99,7 +99,7 @@ def test_bundle_optimum_one_bidder_two_items_is_closed_form() -> None:
 @pytest.mark.parametrize("agents,items", [(1, 2), (2, 2), (2, 3), (2, 5)])
 def test_fitted_grand_bundle_reaches_the_best_reserve(agents: int, items: int) -> None:
     reserve, revenue = uniform_bundle_optimum(agents, items)
-    fitted = fit_baseline("grand_bundle", agents, items, ADDITIVE, samples=30_000)
+    fitted = fit_baseline("grand_bundle", Setting.uniform(agents, items, ADDITIVE), samples=30_000)
     assert fitted.prices[0] == pytest.approx(reserve, abs=0.03 * items)  # the revenue is flat near its peak
     assert abs(fitted.revenue - revenue) < 4 * fitted.revenue_stderr
 
@@ -201,7 +201,7 @@ def test_bad_demand_and_prices_raise_one_line(make, prices: list[float], match: 
     with pytest.raises(ValueError, match="finite price"):
         make(2, 2, [0.5, 0.5, 0.5], "additive")
     with pytest.raises(ValueError, match="does not apply"):
-        fit_baseline("itemwise_myerson" if make is ItemwiseMyerson else "grand_bundle", 2, 2, Demand("unit"), samples=100)
+        fit_baseline("itemwise_myerson" if make is ItemwiseMyerson else "grand_bundle", Setting.uniform(2, 2, Demand("unit")), samples=100)
 
 
 def test_evaluate_itemwise_myerson(tmp_path) -> None:

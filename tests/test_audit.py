@@ -271,7 +271,7 @@ def test_evaluate_audits_a_subsample_of_a_trained_checkpoint(tmp_path: Path) -> 
     [
         (["--mechanism", "vcg", "--agents", "2", "--items", "4", "--audit"], "at most 3 items"),
         (["--mechanism", "optimal", "--audit", "--audit-points", "1"], "points must be an integer >= 2"),
-        (["--mechanism", "optimal", "--audit-samples", "5"], "need --audit"),
+        (["--mechanism", "optimal", "--audit-samples", "5"], "needs --audit"),
         (["--mechanism", "optimal", "--audit", "--audit-samples", "0"], "audit-samples must be a positive"),
     ],
 )

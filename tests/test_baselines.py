@@ -24,6 +24,7 @@ from baselines import (
     best_baseline,
     fit_baseline,
 )
+from distributions import Setting
 from mechanisms.demand import Demand
 from baselines.references import references
 from baselines.vcg import VCG
@@ -39,7 +40,7 @@ CLOSED_FORM_SAMPLES = 30_000  # the fitted price is within ~0.01 of the optimum;
 
 def test_posted_price_one_bidder_two_items_unit_is_pavlov() -> None:
     """Revenue p (1 - p^2) is maximal at p = 1/sqrt(3): 2 / (3 sqrt 3) = 0.3849."""
-    fitted = fit_baseline("posted_price", 1, 2, Demand("unit"), samples=CLOSED_FORM_SAMPLES)
+    fitted = fit_baseline("posted_price", Setting.uniform(1, 2, Demand("unit")), samples=CLOSED_FORM_SAMPLES)
     assert fitted.prices[0] == pytest.approx(1 / math.sqrt(3), abs=0.02)
     assert abs(fitted.revenue - 2 / (3 * math.sqrt(3))) < 4 * fitted.revenue_stderr
 
@@ -47,13 +48,13 @@ def test_posted_price_one_bidder_two_items_unit_is_pavlov() -> None:
 def test_pay_to_choose_one_bidder_two_items_exactly_one() -> None:
     """The lottery is worth (v0 + v1)/2; choosing, max - p: it chooses iff |v1 - v0| > 2p, so revenue p (1 - 2p)^2,
     maximal at p = 1/6: 2/27."""
-    fitted = fit_baseline("pay_to_choose", 1, 2, Demand("exactly_k", 1), samples=CLOSED_FORM_SAMPLES)
+    fitted = fit_baseline("pay_to_choose", Setting.uniform(1, 2, Demand("exactly_k", 1)), samples=CLOSED_FORM_SAMPLES)
     assert fitted.prices[0] == pytest.approx(1 / 6, abs=0.02)
     assert abs(fitted.revenue - 2 / 27) < 4 * fitted.revenue_stderr
 
 
 def test_vcg_reserve_two_bidders_one_item_is_myerson() -> None:
-    fitted = fit_baseline("vcg_reserve", 2, 1, Demand("unit"), samples=CLOSED_FORM_SAMPLES)
+    fitted = fit_baseline("vcg_reserve", Setting.uniform(2, 1, Demand("unit")), samples=CLOSED_FORM_SAMPLES)
     assert fitted.prices[0] == pytest.approx(0.5, abs=0.02)
     assert abs(fitted.revenue - 5 / 12) < 4 * fitted.revenue_stderr
 
@@ -247,16 +248,16 @@ def test_applicable_baselines() -> None:
 
 
 def test_fits_are_cached_and_best_is_the_highest() -> None:
-    first = fit_baseline("posted_price", 2, 2, Demand("unit"), samples=500)
-    assert fit_baseline("posted_price", 2, 2, Demand("unit"), samples=500) is first
-    best = best_baseline(2, 2, Demand("unit"), samples=500)
-    others = [fit_baseline(n, 2, 2, Demand("unit"), samples=500) for n in applicable_baselines(2, 2, Demand("unit"))]
+    first = fit_baseline("posted_price", Setting.uniform(2, 2, Demand("unit")), samples=500)
+    assert fit_baseline("posted_price", Setting.uniform(2, 2, Demand("unit")), samples=500) is first
+    best = best_baseline(Setting.uniform(2, 2, Demand("unit")), samples=500)
+    others = [fit_baseline(n, Setting.uniform(2, 2, Demand("unit")), samples=500) for n in applicable_baselines(2, 2, Demand("unit"))]
     assert best.revenue == max(f.revenue for f in others)
     assert len(first.prices) == 2 and all(0 <= p <= 1 for p in first.prices)
 
 
 def test_per_agent_bounds_shift_the_prices() -> None:
-    fitted = fit_baseline("posted_price", 1, 1, Demand("unit"), low=[2.0], high=[3.0], samples=4000)
+    fitted = fit_baseline("posted_price", Setting.uniform(1, 1, Demand("unit"), low=[2.0], high=[3.0]), samples=4000)
     # one bidder, one item, U[2, 3]: revenue p (3 - p) on [2, 3] is maximal at p = 2 (everyone buys)
     assert fitted.prices[0] == pytest.approx(2.0, abs=0.01)
     assert fitted.revenue == pytest.approx(2.0, abs=0.01)
@@ -273,7 +274,7 @@ def test_per_agent_bounds_shift_the_prices() -> None:
 )
 def test_bad_input_raises_one_line(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match) as error:
-        fit_baseline(*args, samples=100)
+        fit_baseline(args[0], Setting.uniform(*args[1:]), samples=100)
     assert "\n" not in str(error.value)
 
 
@@ -281,17 +282,17 @@ def test_bad_prices_raise() -> None:
     with pytest.raises(ValueError, match="2 finite price"):
         PostedPrice(2, 3, [0.5], "unit")
     with pytest.raises(ValueError, match="low < high"):
-        fit_baseline("posted_price", 1, 2, Demand("unit"), low=1.0, high=1.0, samples=100)
+        Setting.uniform(1, 2, Demand("unit"), low=1.0, high=1.0)
 
 
 # ------------------------------------------------------ where they are shown
 
 
 def test_references_carry_the_fitted_baselines() -> None:
-    found = references("unit", 1, 1, 2, samples=3000)
-    assert found.baselines == {n: fit_baseline(n, 1, 2, Demand("unit"), samples=3000).revenue for n in ("posted_price", "vcg_reserve")}
+    found = references(Setting.uniform(1, 2, "unit"), samples=3000)
+    assert found.baselines == {n: fit_baseline(n, Setting.uniform(1, 2, Demand("unit")), samples=3000).revenue for n in ("posted_price", "vcg_reserve")}
     assert found.best_baseline_revenue == max(found.baselines.values()) == found.baselines[found.best_baseline]
-    assert references("exactly_k", 1, 2, 3, samples=300).best_baseline == "pay_to_choose"
+    assert references(Setting.uniform(2, 3, "exactly_k"), samples=300).best_baseline == "pay_to_choose"
 
 
 def test_table_rows_say_when_the_mechanism_is_below_the_best_baseline() -> None:
@@ -310,7 +311,7 @@ def test_evaluate_a_baseline_writes_its_prices(tmp_path) -> None:
             "--steps", "2", "--restarts", "1", "--out", str(tmp_path), "--no-progress"]
     assert evaluate.main(argv) == 0
     report = json.loads((tmp_path / "evaluation.json").read_text())
-    fitted = fit_baseline("posted_price", 1, 2, Demand("unit"))
+    fitted = fit_baseline("posted_price", Setting.uniform(1, 2, Demand("unit")))
     assert report["baseline"]["prices"] == list(fitted.prices)
     assert report["metrics"]["regret_sum_over_agents_max"] == 0.0
     same = report["references"]["baselines"]["posted_price"]
@@ -329,7 +330,7 @@ def test_baselines_table_lists_every_setting(tmp_path) -> None:
         applicable = applicable_baselines(agents, items, Demand(demand))
         columns = len(BASELINE_NAMES)
         assert [cell != "-" for cell in cells[2:2 + columns]] == [name in applicable for name in BASELINE_NAMES]
-        best = max(applicable, key=lambda n: fit_baseline(n, agents, items, Demand(demand), samples=200).revenue)
+        best = max(applicable, key=lambda n: fit_baseline(n, Setting.uniform(agents, items, Demand(demand)), samples=200).revenue)
         assert cells[2 + columns].startswith(best)
 
 

@@ -21,7 +21,7 @@ from adversary.search import MisreportSearch, find_misreports
 from datamodules import ValuationDataModule
 from datamodules.valuations import derive_seed
 from distributions import (
-    Exponential, Triangle, Uniform, distribution_node, exponential_bundle_price, exponential_myerson_revenue,
+    Exponential, Setting, Triangle, Uniform, distribution_node, exponential_bundle_price, exponential_myerson_revenue,
     named_distribution, triangle_bundle_revenue,
 )
 from mechanisms.demand import Demand
@@ -141,7 +141,7 @@ def test_exponential_myerson_matches_the_closed_form_and_the_published_benchmark
         assert exponential_myerson_revenue(agents, scale) == pytest.approx(integral, rel=1e-9)
     assert exponential_myerson_revenue(1, 2.0) == pytest.approx(2.0 / math.e)  # reserve 1/lambda, revenue e^-1/lambda
     values = Exponential(3, 1, scale=3.0, quantile=1 - 1e-9)  # truncation negligible here
-    mechanism = optimal_mechanism("unit", 1, 3, 1, distribution=values)
+    mechanism = optimal_mechanism(Setting(3, 1, Demand("unit"), values))
     mean, stderr = _monte_carlo(mechanism, values)
     assert abs(mean - mechanism.expected_revenue) < 4 * stderr
     # Dütting et al.'s MyersonNet benchmark (3 bidders, Exp(mean 3)): optimal revenue 2.749 (their Monte Carlo)
@@ -157,15 +157,15 @@ def test_exponential_bundle_matches_the_closed_form_and_is_the_best_bundle_price
         best = max(p * stats.gamma(items, scale=1.5).sf(p) for p in grid)
         assert revenue == pytest.approx(price * stats.gamma(items, scale=1.5).sf(price), rel=1e-9) and best <= revenue + 1e-12
     values = Exponential(1, 2, quantile=1 - 1e-9)
-    mechanism = optimal_mechanism("additive", 2, 1, 2, distribution=values)
+    mechanism = optimal_mechanism(Setting(1, 2, Demand("additive", 2), values))
     mean, stderr = _monte_carlo(mechanism, values)
     assert abs(mean - golden**3 * math.exp(-golden)) < 4 * stderr  # 0.8399: more than selling apart, 2/e = 0.7358
-    assert optimal_mechanism("unit", 1, 1, 2, distribution=values) is None  # unit demand: unknown
+    assert optimal_mechanism(Setting(1, 2, Demand("unit"), values)) is None  # unit demand: unknown
 
 
 def test_triangle_bundle_matches_the_closed_form() -> None:
     values = Triangle(1)
-    mechanism = optimal_mechanism("additive", 2, 1, 2, distribution=values)
+    mechanism = optimal_mechanism(Setting(1, 2, Demand("additive", 2), values))
     assert mechanism.expected_revenue == pytest.approx(0.3849, abs=1e-4)
     mean, stderr = _monte_carlo(mechanism, values)
     assert abs(mean - triangle_bundle_revenue()) < 4 * stderr
@@ -218,13 +218,14 @@ def test_no_menu_beats_the_triangle_bundle() -> None:
 
 
 def test_references_use_the_distribution() -> None:
-    found = references("unit", 1, 3, 1, samples=2000, distribution=Exponential(3, 1, 3.0))
+    found = references(Setting(3, 1, Demand("unit"), Exponential(3, 1, 3.0)), samples=2000)
     assert found.optimal == pytest.approx(exponential_myerson_revenue(3, 3.0))
     assert 2.3 < found.vcg < 2.7  # E[second highest of 3 Exp(mean 3)] = 3 (1/2 + 1/3) = 2.5
-    assert references("unit", 1, 1, 2, samples=200, distribution=Triangle(1)).optimal is None  # unit demand: unknown
+    assert references(Setting(1, 2, Demand("unit"), Triangle(1)), samples=200).optimal is None  # unit demand: unknown
     assert Triangle(2).optimal_mechanism(Demand("additive", 2)) is None  # two bidders: unknown
     # U[0, 1] through the distribution or through low/high: the same references
-    assert references("unit", 1, 1, 2, samples=300) == references("unit", 1, 1, 2, samples=300, distribution=Uniform(1, 2))
+    uniform = Setting(1, 2, Demand("unit"), Uniform(1, 2))
+    assert references(Setting.uniform(1, 2, "unit", [0.0], [1.0]), samples=300) == references(uniform, samples=300)
 
 
 def test_the_misreport_search_stays_in_the_report_domain() -> None:

@@ -252,7 +252,7 @@ def test_doc_python_block_runs(page: str, block: str) -> None:
     first = block.splitlines()[0]
     if first in FRAGMENTS:
         pytest.skip(FRAGMENTS[first])
-    exec(compile(block, f"{page} (python block)", "exec"), {"__name__": "docs_example"})
+    exec(compile(block, f"{page} (python block)", "exec", dont_inherit=True), {"__name__": "docs_example"})  # as a user runs it
 
 
 def _slug(heading: str) -> str:

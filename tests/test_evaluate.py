@@ -14,6 +14,7 @@ import torch
 import evaluate
 from datamodules import ValuationDataModule
 from runs.checkpoints import load_checkpoint
+from runs.evaluation_target import evaluation_target
 from tests.brute_force import best_welfare
 from tests.test_config import ROOT, make_config
 from runs.run import run
@@ -83,7 +84,7 @@ def test_test_time_epsilon_is_applied(tiny_run: Path, tmp_path: Path) -> None:
                        "--steps", "1", "--restarts", "0", "--out", str(tmp_path))
     assert report["setting"]["eps_final"] == 0.01
     default = evaluate._parser().parse_args([str(tiny_run / "checkpoints" / "last.ckpt"), "--eps-final", "0.01"])
-    assert evaluate._target(default, torch.device("cpu")).out == tiny_run / "evaluation" / "last_eps0.01"
+    assert evaluation_target(default, torch.device("cpu")).out == tiny_run / "evaluation" / "last_eps0.01"
 
 
 def _test_split(agents: int, items: int, samples: int, seed: int) -> torch.Tensor:

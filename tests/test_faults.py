@@ -394,14 +394,14 @@ def test_an_interrupted_multirun_lists_its_jobs_and_exits_non_zero(tmp_path: Pat
 
 
 def test_reproduce_keeps_an_earlier_run_of_the_same_preset(tmp_path: Path) -> None:
-    from runs import reproduce
+    from runs import preset_runs
 
     earlier = tmp_path / "paper_1x2_unit"
     earlier.mkdir()
-    (earlier / reproduce.SIDECAR).write_text("{}")
+    (earlier / preset_runs.SIDECAR).write_text("{}")
     (earlier / "metrics.json").write_text('{"test": {"revenue_mean": 0.38}}')
     (tmp_path / "paper_1x2_unit.log").write_text("earlier log")
-    sidecar = reproduce.train_preset("paper_1x2_unit", tmp_path, timeout=0.01)  # the new run is cut off at once
+    sidecar = preset_runs.train_preset("paper_1x2_unit", tmp_path, timeout=0.01)  # the new run is cut off at once
     assert sidecar["returncode"] == -1
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("paper_1x2_unit.previous-")]
     assert len(kept) == 1 and (kept[0] / "metrics.json").read_text() == '{"test": {"revenue_mean": 0.38}}'

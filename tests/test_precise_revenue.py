@@ -10,23 +10,23 @@ import torch
 
 from benchmarks.run_sweep import parse_runs
 from baselines import fit_baseline
-from mechanisms.demand import Demand
+from distributions import Setting
 from baselines.references import optimal_mechanism
 from reporting.audited_results import audited_results
 from reporting.precise_revenue import precise_revenue
 
 
 def test_the_optimum_as_learned_mechanism_matches_closed_form_and_differs_by_nothing() -> None:
-    demand = Demand("unit")
-    optimum = optimal_mechanism("unit", 1, 1, 2, 0.0, 1.0)
+    setting = Setting.uniform(1, 2, "unit")
+    optimum = optimal_mechanism(setting)
     values = torch.rand(40_000, 1, 2, generator=torch.Generator().manual_seed(3))
-    found = precise_revenue(optimum, demand, values)
+    found = precise_revenue(optimum, values, setting)
     revenue = found["revenue"]
     assert abs(revenue["mean"] - 0.3849) < 4 * revenue["stderr"]            # 2 / (3 sqrt 3), Pavlov
     # the same mechanism, profile by profile (float32 bids for the "learned" one, float64 for the references)
     assert abs(found["optimal"]["difference"]["mean"]) < 1e-7 and found["optimal"]["difference"]["stderr"] < 1e-9
     posted = found["baselines"]["posted_price"]
-    direct = optimum(values)[1].sum(-1).double() - fit_baseline("posted_price", 1, 2, demand).mechanism(values.double())[1].sum(-1)
+    direct = optimum(values)[1].sum(-1).double() - fit_baseline("posted_price", setting).mechanism(values.double())[1].sum(-1)
     assert posted["difference"]["mean"] == pytest.approx(direct.mean().item(), abs=1e-12)
     assert posted["difference"]["stderr"] == pytest.approx(direct.std().item() / math.sqrt(len(direct)), rel=1e-9)
     assert found["best_truthful_baseline"] in found["baselines"]
@@ -34,7 +34,8 @@ def test_the_optimum_as_learned_mechanism_matches_closed_form_and_differs_by_not
 
 def test_precise_revenue_refuses_a_bad_sample() -> None:
     with pytest.raises(ValueError, match="samples >= 2"):
-        precise_revenue(optimal_mechanism("unit", 1, 1, 2, 0.0, 1.0), Demand("unit"), torch.rand(1, 1, 2))
+        setting = Setting.uniform(1, 2, "unit")
+        precise_revenue(optimal_mechanism(setting), torch.rand(1, 1, 2), setting)
 
 
 def test_results_file_refuses_a_precise_block_of_another_checkpoint() -> None:

@@ -8,6 +8,13 @@ import pytest
 
 from baselines.optimal import MenuMechanism, Myerson
 from baselines.references import _vcg_revenue, optimal_mechanism, references, vcg_revenue
+from distributions import Setting
+from mechanisms.demand import Demand
+
+
+def _setting(demand: str = "unit", k: int = 1, agents: int = 1, items: int = 2, low: float = 0.0, high: float = 1.0) -> Setting:
+    return Setting.uniform(agents, items, Demand(demand, k), low, high)
+
 
 # (demand, k, agents, items, high) -> optimal revenue derived by hand (see baselines/optimal.py)
 KNOWN = [
@@ -23,9 +30,9 @@ KNOWN = [
 
 @pytest.mark.parametrize("demand,k,agents,items,high,optimum", KNOWN)
 def test_known_optimal_revenues(demand: str, k: int, agents: int, items: int, high: float, optimum: float) -> None:
-    result = references(demand, k, agents, items, high=high, samples=200)
+    result = references(_setting(demand, k, agents, items, high=high), samples=200)
     assert result.optimal == pytest.approx(optimum, rel=1e-12)
-    mechanism = optimal_mechanism(demand, k, agents, items, high=high)
+    mechanism = optimal_mechanism(_setting(demand, k, agents, items, high=high))
     assert mechanism is not None and mechanism.name == result.optimal_name
     assert (mechanism.n_agents, mechanism.n_items) == (agents, items)
     assert isinstance(mechanism, Myerson if items == 1 else MenuMechanism)
@@ -36,35 +43,36 @@ def test_known_optimal_revenues(demand: str, k: int, agents: int, items: int, hi
     [("unit", 1, 2, 3, 0.0), ("exactly_k", 1, 2, 2, 0.0), ("exactly_k", 2, 1, 2, 0.0), ("unit", 1, 1, 2, 2.0)],
 )
 def test_unknown_optimum_is_none(demand: str, k: int, agents: int, items: int, low: float) -> None:
-    result = references(demand, k, agents, items, low=low, high=low + 1, samples=100)
+    setting = _setting(demand, k, agents, items, low=low, high=low + 1)
+    result = references(setting, samples=100)
     assert result.optimal is None and result.optimal_name is None
-    assert optimal_mechanism(demand, k, agents, items, low=low, high=low + 1) is None
+    assert optimal_mechanism(setting) is None
 
 
 @pytest.mark.parametrize("agents", [2, 3])
 def test_vcg_single_item_is_expected_second_highest_value(agents: int) -> None:
-    result = references("unit", 1, agents, 1)
+    result = references(_setting("unit", 1, agents, 1))
     assert result.vcg_samples == 10_000
     assert abs(result.vcg - (agents - 1) / (agents + 1)) < 4 * result.vcg_stderr
 
 
 def test_vcg_single_bidder_pays_nothing() -> None:
-    assert references("additive", 1, 1, 2).vcg == 0.0
+    assert references(_setting("additive", 1, 1, 2)).vcg == 0.0
 
 
 @pytest.mark.parametrize("demand,items,paper", [("unit", 3, 0.048), ("exactly_k", 3, 0.049), ("unit", 15, 0.002)])
 def test_vcg_agrees_with_paper_table_2(demand: str, items: int, paper: float) -> None:
     """Table 2 reports VCG revenue to three decimals on its own test set; allow rounding plus 4 standard errors."""
-    result = references(demand, 1, 2, items)
+    result = references(_setting(demand, 1, 2, items))
     assert abs(result.vcg - paper) < 0.0005 + 4 * result.vcg_stderr
 
 
 def test_vcg_estimate_is_seeded_and_cached() -> None:
-    first = vcg_revenue("unit", 1, 2, 2, samples=500, seed=3)
+    first = vcg_revenue(_setting("unit", 1, 2, 2), samples=500, seed=3)
     hits = _vcg_revenue.cache_info().hits
-    assert vcg_revenue("unit", 1, 2, 2, samples=500, seed=3) == first
+    assert vcg_revenue(_setting("unit", 1, 2, 2), samples=500, seed=3) == first
     assert _vcg_revenue.cache_info().hits == hits + 1
-    assert vcg_revenue("unit", 1, 2, 2, samples=500, seed=4) != first
+    assert vcg_revenue(_setting("unit", 1, 2, 2), samples=500, seed=4) != first
 
 
 @pytest.mark.parametrize(
@@ -77,5 +85,7 @@ def test_vcg_estimate_is_seeded_and_cached() -> None:
     ],
 )
 def test_bad_settings_raise(kwargs: dict, match: str) -> None:
+    kwargs = dict(kwargs)
+    samples = kwargs.pop("samples", 100)
     with pytest.raises(ValueError, match=match):
-        references(**kwargs)
+        references(_setting(**kwargs), samples=samples)

@@ -33,7 +33,9 @@ from baselines.optimal import posted_price
 from mechanisms.regretnet import RegretNet
 from baselines.vcg import VCG
 from runs import reproduce
-from adversary.protocol import PAPER_PROTOCOL, strong_against_search
+from adversary.protocol import against_search
+from adversary.strong_search import StrongSearch
+from distributions import Setting
 from reporting.tables import mean_std
 from tests.test_config import make_config
 from tests.test_evaluate import TINY
@@ -160,8 +162,8 @@ def test_bad_input_is_refused_before_work() -> None:
 
 def test_strong_against_search_reports_both_on_the_same_profiles() -> None:
     valuations = torch.rand(50, 2, 15, dtype=torch.float64)
-    report = strong_against_search(HiddenDiscount(), valuations, StrongSettings(steps=0, random_starts=5), 20,
-                                   protocol=PAPER_PROTOCOL, demand=HiddenDiscount().demand)
+    adversary = StrongSearch(samples=20, settings=StrongSettings(steps=0, random_starts=5))
+    report = against_search(adversary, HiddenDiscount(), valuations, Setting.of(HiddenDiscount()))
     expected = hidden_discount_regret(valuations[:20]).sum(1)
     assert report["n_samples"] == 20
     assert report["regret_sum_over_agents_mean"] == pytest.approx(expected.mean().item(), abs=1e-12)
@@ -206,8 +208,20 @@ def test_reproduce_adds_the_strong_adversary_column(tmp_path: Path) -> None:
     assert _last_cell(table).startswith(cell)
     assert reproduce.main([*argv, "--force"]) == 0  # without --strong, the strong.json already there is tabulated
     assert _last_cell((tmp_path / "r.md").read_text()).startswith(cell)
+    # any adversary by name: its <name>.json, a column of its own after the strong one
+    options = ["--adversary", "search", "--adversary-option", "search.steps=2", "--adversary-option", "search.samples=5"]
+    assert reproduce.main([*argv, "--force", *options]) == 0
+    searched = json.loads((runs / "paper_1x2_unit" / "search.json").read_text())
+    assert searched["n_samples"] == 5 and "revenue_mean" in searched  # a Measurement of the first 5 profiles
+    table = (tmp_path / "r.md").read_text()
+    assert "| Search regret (sum over agents) |" in table and _cells(table)[-2].startswith(cell)
+    assert _cells(table)[-1].startswith(f"{mean_std(searched['regret_sum_over_agents_mean'], searched['regret_sum_over_agents_std'])} [5 profiles")
+
+
+def _cells(markdown: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if "(`paper_1x2_unit`)" in line)
+    return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
 
 
 def _last_cell(markdown: str) -> str:
-    line = next(line for line in markdown.splitlines() if "(`paper_1x2_unit`)" in line)
-    return line.strip().strip("|").split(" | ")[-1].strip()
+    return _cells(markdown)[-1]

@@ -21,6 +21,7 @@ import torch
 from scipy.optimize import linprog
 
 from baselines import applicable_baselines
+from distributions import Setting
 from mechanisms.demand import Demand
 from baselines.references import optimal_mechanism
 from mechanisms.regretnet import RegretNet
@@ -103,12 +104,13 @@ def test_vcg_matches_brute_force(n: int, m: int, k) -> None:
 def test_the_references_and_baselines_read_what_the_toy_allows() -> None:
     """No free disposal: no Myerson for one item, no posted price or reserve; one bidder with k = 1 must take
     exactly one of two items, the exactly-one setting, whose optimum applies."""
-    assert optimal_mechanism("unit", 1, agents=2, items=1) is not None  # Myerson: the item may stay unsold
-    assert optimal_mechanism(AtLeastOne(1), agents=2, items=1) is None
+    assert optimal_mechanism(Setting.uniform(2, 1, "unit")) is not None  # Myerson: the item may stay unsold
+    assert optimal_mechanism(Setting.uniform(2, 1, AtLeastOne(1))) is None
     assert applicable_baselines(2, 3, AtLeastOne(1)) == ()
     assert sorted(_allocations(1, 2, [1]).tolist()) == [[[0.0, 1.0]], [[1.0, 0.0]]]  # exactly one of the two items
-    assert optimal_mechanism(AtLeastOne(1), agents=1, items=2).name == optimal_mechanism("exactly_k", 1, 1, 2).name
-    assert optimal_mechanism(AtLeastOne(2), agents=1, items=2) is None
+    exactly_one = optimal_mechanism(Setting.uniform(1, 2, "exactly_k"))
+    assert optimal_mechanism(Setting.uniform(1, 2, AtLeastOne(1))).name == exactly_one.name
+    assert optimal_mechanism(Setting.uniform(1, 2, AtLeastOne(2))) is None
 
 
 def test_regretnet_takes_the_toy_only_where_a_softmax_head_fits() -> None:

@@ -12,6 +12,7 @@ import torch
 from callbacks.collapse import CollapseGuard
 from lagrangian.paper import RhoSchedule
 from callbacks.warm_start import WarmStart
+from distributions import Setting
 from mechanisms.demand import Demand
 from baselines.optimal import posted_price
 from mechanisms.networks import MLP
@@ -47,7 +48,7 @@ def test_fit_to_teacher_recovers_a_network_teacher() -> None:
 
 def test_teacher_names_resolve_or_fail_in_one_line() -> None:
     unit = Demand("unit")
-    teacher = resolve_teacher("posted_price", 1, 2, unit, 0.0, 1.0)
+    teacher = resolve_teacher("posted_price", Setting.uniform(1, 2, unit))
     (price,) = teacher.prices
     bids = torch.rand(256, 1, 2)
     allocation, payment = teacher.mechanism(bids)
@@ -55,10 +56,10 @@ def test_teacher_names_resolve_or_fail_in_one_line() -> None:
     surplus = bids[:, 0] - price
     bought = torch.nn.functional.one_hot(surplus.argmax(-1), 2) * (surplus.amax(-1, keepdim=True) >= 0)
     assert torch.equal(allocation[:, 0], bought.to(allocation)) and torch.allclose(payment[:, 0], price * bought.sum(-1))
-    assert resolve_teacher("best", 1, 2, Demand("exactly_k"), 0.0, 1.0).name == "pay_to_choose"  # its only baseline
+    assert resolve_teacher("best", Setting.uniform(1, 2, "exactly_k")).name == "pay_to_choose"  # its only baseline
     for bad in ("none", "vcg"):
         with pytest.raises(ValueError, match="init must be one of"):
-            resolve_teacher(bad, 1, 2, unit, 0.0, 1.0)
+            resolve_teacher(bad, Setting.uniform(1, 2, unit))
     with pytest.raises(ValueError, match="init must be one of"):
         WarmStart(init="posted")
 

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from baselines import BASELINE_NAMES, BaselineRevenue, applicable_baselines, baseline_revenues, fit_baseline
-from distributions import ValuationDistribution
+from distributions import Setting, ValuationDistribution
 from baselines.references import references
 from mechanisms.sinkhorn import Calibration
 
@@ -48,12 +48,12 @@ def reference_revenues(mechanism: nn.Module, distribution: ValuationDistribution
     identically distributed bidders also ``reference/vcg_revenue`` and (where known)
     ``reference/optimal_revenue`` (:func:`baselines.references.references`).
     """
-    demand, agents, items = mechanism.demand, mechanism.n_agents, mechanism.n_items
-    refs = _baseline_keys({name: fit_baseline(name, agents, items, demand, distribution=distribution).revenue
-                           for name in applicable_baselines(agents, items, demand)})
+    setting = Setting.of(mechanism, distribution)
+    refs = _baseline_keys({name: fit_baseline(name, setting).revenue
+                           for name in applicable_baselines(setting.agents, setting.items, setting.demand)})
     if not distribution.identical_bidders():
         return refs
-    found = references(demand.name, demand.k, agents, items, distribution=distribution)
+    found = references(setting)
     refs["reference/vcg_revenue"] = found.vcg
     if found.optimal is not None:
         refs["reference/optimal_revenue"] = found.optimal
@@ -62,7 +62,7 @@ def reference_revenues(mechanism: nn.Module, distribution: ValuationDistribution
 
 def baseline_references_on(mechanism: nn.Module, valuations: Tensor, distribution: ValuationDistribution) -> dict[str, float]:
     """``reference/<baseline>_revenue`` and :data:`BEST_BASELINE` on the test profiles ``valuations`` ``(samples, agents, items)``."""
-    found: dict[str, BaselineRevenue] = baseline_revenues(valuations, mechanism.demand, distribution=distribution)
+    found: dict[str, BaselineRevenue] = baseline_revenues(valuations, Setting.of(mechanism, distribution))
     return _baseline_keys({name: result.revenue_mean for name, result in found.items()})
 
 
