@@ -1,0 +1,76 @@
+"""The cases of ``benchmarks/bench_step.py``: its settings, its mechanisms (``--mechanisms``), and which
+(setting, mechanism, variant) triples a run times."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from mechanisms.demand import Demand
+from mechanisms.lottery_ama import LotteryAMA
+from mechanisms.potential_auction import PotentialSinkhornMechanism
+from mechanisms.prepared import PlainCalls
+from mechanisms.regretnet import RegretNet
+from mechanisms.sinkhorn_auction import SinkhornMechanism
+
+Setting = tuple[str, str, int, int, int]  # (name, demand, agents, items, batch)
+SETTINGS: list[Setting] = [
+    ("1x2 unit b512", "unit", 1, 2, 512),
+    ("1x2 unit", "unit", 1, 2, 4096),
+    ("2x3 unit", "unit", 2, 3, 4096),
+    ("2x15 unit", "unit", 2, 15, 4096),
+    ("1x2 exactly-one", "exactly_k", 1, 2, 4096),
+    ("2x3 exactly-one", "exactly_k", 2, 3, 4096),
+    ("2x15 exactly-one", "exactly_k", 2, 15, 4096),
+]
+MECHANISMS = {
+    "sinkhorn": SinkhornMechanism,
+    "sinkhorn_potential": PotentialSinkhornMechanism,
+    "lottery_ama": LotteryAMA,
+    "regretnet": RegretNet,
+}
+PLAIN = "+plain"  # suffix: the mechanism's plain calls (no prepare)
+
+
+def build_mechanism(mechanism_name: str, demand: str, agents: int, items: int, seed: int) -> nn.Module:
+    """The ``--mechanisms`` entry ``mechanism_name`` for the setting, initialized from ``seed``
+    (``NAME+plain``: wrapped in :class:`mechanisms.prepared.PlainCalls`)."""
+    torch.manual_seed(seed)
+    mechanism = MECHANISMS[mechanism_name.removesuffix(PLAIN)](agents, items, demand)
+    return PlainCalls(mechanism) if mechanism_name.endswith(PLAIN) else mechanism
+
+
+def check_mechanism_names(names: list[str], variants: list[str] | None) -> str | None:
+    """The error for ``--mechanisms`` ``names`` (with ``--variants``), or ``None`` when they are valid."""
+    unknown = [name for name in names if name.removesuffix(PLAIN) not in MECHANISMS]
+    if unknown:
+        return f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}"
+    if any(name.endswith(PLAIN) for name in names) and set(variants or ["fast"]) != {"eager"}:
+        return f"{PLAIN} mechanisms run the eager step only: add --variants eager"
+    return None
+
+
+def regretnet_applies(demand: str, agents: int, items: int) -> bool:
+    """Whether RegretNet has a softmax output layer for the setting (:meth:`Demand.softmax_head`)."""
+    try:
+        Demand(demand).softmax_head(agents, items)
+    except ValueError:
+        return False
+    return True
+
+
+def cases(args: argparse.Namespace, device: torch.device) -> Iterator[tuple[Setting, str, str]]:
+    """Every (setting, mechanism, variant) of ``--only``, ``--mechanisms`` and ``--variants`` (default: eager and
+    fast, and graph on CUDA)."""
+    variants = args.variants or (["eager", "fast", "graph"] if device.type == "cuda" else ["eager", "fast"])
+    for setting in SETTINGS:
+        if args.only and not any(o in setting[0] for o in args.only):
+            continue
+        for mechanism in args.mechanisms:
+            if mechanism.removesuffix(PLAIN) == "regretnet" and not regretnet_applies(*setting[1:4]):
+                continue  # no RegretNet head for the setting (e.g. exactly-one with several agents, section 4.4)
+            for variant in variants:
+                yield setting, mechanism, variant
