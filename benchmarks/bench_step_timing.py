@@ -22,7 +22,7 @@ from adversary.search import MisreportSearch, find_misreports
 from benchmarks.bench_step_cases import Setting, build_mechanism
 from lagrangian.base import member_penalties
 from lagrangian.paper import LagrangeRule, RhoStaircase
-from mechanisms.ensemble import fold, stack_members, unfold
+from mechanisms.ensemble import fold_shared, stack_members, unfold
 from training.fast_step import FastStep, FastStepSettings
 from training.lr_schedule import optimizer_config
 from training.members import initial_penalties, member_losses
@@ -60,7 +60,7 @@ class Step:
     def __call__(self, valuations: Tensor) -> None:
         """One step on ``(batch, agents, items)`` valuations, shared by every member."""
         if self.members > 1:  # every member on the same batch, folded (member innermost)
-            valuations = fold(valuations.unsqueeze(1).expand(-1, self.members, -1, -1))
+            valuations = fold_shared(valuations, self.members)
         if self.fast is not None:
             regrets = self.fast(valuations).regrets
         else:

@@ -46,6 +46,7 @@ __all__ = [
     "BatchedLinear",
     "ensemble_size",
     "fold",
+    "fold_shared",
     "member_mechanism",
     "member_state_dict",
     "members_of",
@@ -195,6 +196,11 @@ def members_of(mechanism: nn.Module) -> list[nn.Module]:
 def fold(x: Tensor) -> Tensor:
     """``(batch, K, ...) -> (batch * K, ...)``: the folded batch, member innermost."""
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def fold_shared(x: Tensor, members: int) -> Tensor:
+    """Profiles ``(batch, ...)`` shared by every member, folded: ``(batch * K, ...)``; ``x`` itself for one member."""
+    return x if members == 1 else fold(x.unsqueeze(1).expand(-1, members, *x.shape[1:]))
 
 
 def unfold(x: Tensor, members: int) -> Tensor:

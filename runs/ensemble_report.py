@@ -25,7 +25,8 @@ from runs.checkpoints import load_checkpoint
 from runs.config import Components
 from runs.members import VARY
 from runs.export import export_member
-from training.members import ensemble_summary, finite_or_none
+from training.members import ensemble_summary
+from utils.checks import finite_or_none
 from training.validation import measure_member
 
 __all__ = ["ensemble_members", "format_ensemble_table"]

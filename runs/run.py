@@ -37,7 +37,7 @@ from runs.ensemble_report import ensemble_members, format_ensemble_table
 from runs.interrupt import StopOnSignal, stop_testing_on_signal
 from runs.no_revenue import allocated_mass, no_revenue_warning
 from runs.config import TEST_CHECKPOINTS, Components, build_components, world_size
-from training.members import finite_or_none
+from utils.checks import finite_or_none
 from training.metric_logging import best_baseline_reference
 
 __all__ = ["format_table", "run"]

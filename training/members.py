@@ -33,7 +33,7 @@ from training.metric_logging import flatten, log_training
 from training.validation import log_allocated_mass, log_validation
 
 __all__ = [
-    "MemberView", "clip_member_gradients", "ensemble_summary", "finite_or_none", "initial_penalties", "log_member_steps",
+    "MemberView", "clip_member_gradients", "ensemble_summary", "initial_penalties", "log_member_steps",
     "log_member_validation", "member_losses", "member_settings", "per_member", "test_outcome",
 ]
 
@@ -168,8 +168,3 @@ def ensemble_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
         summary.update({f"{name}_members_mean": mean, f"{name}_members_sd": sd, f"{name}_members_worst": worst(values)})
     return summary
-
-
-def finite_or_none(value: Any) -> float | None:
-    """``value`` as a float, or ``None`` for ``None`` and non-finite values (JSON-safe)."""
-    return None if value is None or not math.isfinite(float(value)) else float(value)

@@ -49,7 +49,7 @@ from datamodules.valuations import TrainBatch
 from distributions import Uniform, ValuationDistribution
 from lagrangian.base import REGRET_KEY, member_penalties
 from lagrangian.loss import check_penalty_options
-from mechanisms.ensemble import ensemble_size, fold, unfold
+from mechanisms.ensemble import ensemble_size, fold_shared, unfold
 from training import lr_schedule
 from training.checkpoint_state import check_buffer, new_buffer, recall, remember, restore_state, save_state, split_batch
 from training.divergence import DivergenceWatch
@@ -185,7 +185,7 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
     # ----------------------------------------------------------------- shared
     def _fold(self, valuations: Tensor) -> Tensor:
         """Valuations ``(batch, agents, items)`` shared by every member, folded: ``(batch * K, agents, items)``."""
-        return valuations if self.members == 1 else fold(valuations.unsqueeze(1).expand(-1, self.members, -1, -1))
+        return fold_shared(valuations, self.members)
 
     def _regret(self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None,
                 indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence, Union
 
-__all__ = ["Bounds", "check_int", "check_positive_int", "is_int", "one_line"]
+__all__ = ["Bounds", "check_flag", "check_int", "check_positive_int", "finite_or_none", "is_int", "one_line"]
 
 Bounds = Union[float, Sequence[float]]
 """Lower or upper end of the valuations' support: one number, or one per agent."""
@@ -39,3 +40,8 @@ def one_line(error: BaseException) -> str:
     while error.__cause__ is not None:
         error = error.__cause__
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` for ``None`` and non-finite values (JSON-safe)."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)
