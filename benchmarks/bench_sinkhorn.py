@@ -1,22 +1,17 @@
 """Throughput of the Sinkhorn layer against POT's batched log-domain Sinkhorn.
 
-For each agents x items shape, a batch of unit-demand problems (dummy agent
-row and dummy item column with cost 0, the other costs N(0, 1) like an
-allocation network's output) is solved forward and backward:
+For each agents x items shape, a batch of unit-demand problems (dummy agent row and dummy item column with cost
+0, the other costs N(0, 1) like an allocation network's output) is solved forward and backward:
 
-* this layer: ``sinkhorn`` with the paper's schedule (10 epsilons, 1 -> 0.05)
-  and ``tol=1e-2``;
-* POT: ``ot.solve_batch(M, reg=0.05, a, b, method='log_sinkhorn',
-  grad='autodiff')`` with the loosest ``tol`` from ``POT_TOLS`` whose plan has
-  a max relative row-marginal error <= 1e-2 (calibrated per shape, outside
+* this layer: ``sinkhorn`` with the paper's schedule (10 epsilons, 1 -> 0.05) and ``tol=1e-2``;
+* POT: ``ot.solve_batch(M, reg=0.05, a, b, method='log_sinkhorn', grad='autodiff')`` with the loosest ``tol``
+  from ``POT_TOLS`` whose plan has a max relative row-marginal error <= 1e-2 (calibrated per shape, outside
   the timing).
 
-Both are timed on the same forward + backward of a fixed random linear loss
-of the plan; the error columns are the same metric for all, the max relative
-row-marginal error computed from the returned plans (columns are exact in
-both).  The last three columns rerun this layer with ``tol`` set to POT's
-achieved error, so that its error is no larger than POT's.  Prints a markdown
-table.
+Both are timed on the same forward + backward of a fixed random linear loss of the plan; the error columns are
+the same metric for all, the max relative row-marginal error computed from the returned plans (columns are
+exact in both).  The last three columns rerun this layer with ``tol`` set to POT's achieved error, so that its
+error is no larger than POT's.  Prints a markdown table.
 
     python benchmarks/bench_sinkhorn.py                 # CPU, float32, batch 4096
     python benchmarks/bench_sinkhorn.py --device cuda
@@ -30,66 +25,44 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from mechanisms.demand import marginals
-from mechanisms.sinkhorn import geometric_epsilons, sinkhorn
+from mechanisms.sinkhorn import geometric_epsilons, row_error, sinkhorn
 
 SHAPES = ((1, 2), (2, 3), (2, 15), (5, 10))
 FINAL_EPS = 0.05
 TARGET_ERROR = 1e-2
 POT_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
+Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-def make_problem(
-    n_agents: int, n_items: int, batch: int, dtype: torch.dtype, device: str, seed: int = 0
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def make_problem(n_agents: int, n_items: int, batch: int, dtype: torch.dtype, device: str,
+                 seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Cost ``(batch, agents + 1, items + 1)``, marginals ``a``, ``b`` ``(batch, .)`` and loss weights."""
     generator = torch.Generator().manual_seed(seed)
     cost = torch.zeros(batch, n_agents + 1, n_items + 1, dtype=dtype)
     cost[:, :n_agents, :n_items] = torch.randn(batch, n_agents, n_items, generator=generator, dtype=dtype)
     weights = torch.randn(batch, n_agents + 1, n_items + 1, generator=generator, dtype=dtype)
-    a, b = marginals("unit", n_agents, n_items, dtype=dtype)
-    return (
-        cost.to(device),
-        a.to(device).expand(batch, -1).contiguous(),
-        b.to(device).expand(batch, -1).contiguous(),
-        weights.to(device),
-    )
-
-
-def row_error(plan: Tensor, a: Tensor) -> float:
-    """Max relative row-marginal error of ``plan`` ``(batch, N, M)`` against ``a`` ``(batch, N)``."""
-    active = a > 0
-    return float(((plan.sum(2) - a).abs()[active] / a[active]).max())
-
-
-Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
+    a, b = marginals("unit", n_agents, n_items, dtype=dtype, device=device)
+    return cost.to(device), a.expand(batch, -1).contiguous(), b.expand(batch, -1).contiguous(), weights.to(device)
 
 
 def layer_solver(tol: float) -> Solver:
     """This layer with the paper's schedule (10 epsilons, 1 -> FINAL_EPS)."""
-    epsilons = geometric_epsilons(1.0, FINAL_EPS, 10)
-
-    def solve(cost: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        return sinkhorn(cost, a, b, epsilons=epsilons, tol=tol)
-
-    return solve
+    return partial(sinkhorn, epsilons=geometric_epsilons(1.0, FINAL_EPS, 10), tol=tol)
 
 
 def pot_solver(tol: float, max_iter: int) -> Solver:
     """POT's batched log-domain Sinkhorn at ``reg = FINAL_EPS`` with autodiff gradients."""
     import ot
 
-    def solve(cost: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        return ot.solve_batch(
-            cost, reg=FINAL_EPS, a=a, b=b, method="log_sinkhorn", grad="autodiff", tol=tol, max_iter=max_iter
-        ).plan
-
-    return solve
+    return lambda cost, a, b: ot.solve_batch(cost, reg=FINAL_EPS, a=a, b=b, method="log_sinkhorn", grad="autodiff",
+                                             tol=tol, max_iter=max_iter).plan
 
 
 def calibrate_pot(cost: Tensor, a: Tensor, b: Tensor, max_iter: int) -> float:
@@ -97,7 +70,7 @@ def calibrate_pot(cost: Tensor, a: Tensor, b: Tensor, max_iter: int) -> float:
     for tol in POT_TOLS:
         with torch.no_grad():
             plan = pot_solver(tol, max_iter)(cost, a, b)
-        if row_error(plan, a) <= TARGET_ERROR:
+        if row_error(plan, a[0]) <= TARGET_ERROR:
             return tol
     return POT_TOLS[-1]
 
@@ -117,10 +90,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_solver(
-    solver: Solver, cost: Tensor, a: Tensor, b: Tensor, weights: Tensor, warmup: int, repeats: int
-) -> tuple[float, float]:
-    """Median seconds of one forward + backward, and the plan's max relative row error."""
+def time_solver(solver: Solver, cost: Tensor, a: Tensor, b: Tensor, weights: Tensor, warmup: int,
+                repeats: int) -> tuple[float, float]:
+    """Median seconds of one forward + backward, and the plan's max relative row error (``a`` ``(batch, N)``)."""
     device = str(cost.device)
     times, error = [], float("nan")
     for rep in range(warmup + repeats):
@@ -132,7 +104,7 @@ def time_solver(
         sync(device)
         if rep >= warmup:
             times.append(time.perf_counter() - start)
-        error = row_error(plan.detach(), a)
+        error = row_error(plan.detach(), a[0])
     return statistics.median(times), error
 
 
@@ -150,39 +122,29 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
-    print(
-        f"device={args.device} ({name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
-        f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, "
-        f"warmup={args.warmup}, repeats={args.repeats} (median); layer: {sinkhorn.__module__} "
-        f"({inspect.getsourcefile(sinkhorn)})\n"
-    )
-    print(
-        "| agents x items | layer problems/s | layer error | POT tol | POT problems/s | POT error | speedup "
-        "| layer at tol = POT error: problems/s | error | speedup |"
-    )
+    print(f"device={args.device} ({name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
+          f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, "
+          f"warmup={args.warmup}, repeats={args.repeats} (median); layer: {sinkhorn.__module__} "
+          f"({inspect.getsourcefile(sinkhorn)})\n")
+    print("| agents x items | layer problems/s | layer error | POT tol | POT problems/s | POT error | speedup "
+          "| layer at tol = POT error: problems/s | error | speedup |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    timing = (args.warmup, args.repeats)
     for n_agents, n_items in SHAPES:
-        cost, a, b, weights = make_problem(n_agents, n_items, args.batch, dtype, args.device)
-        seconds, error = time_solver(layer_solver(TARGET_ERROR), cost, a, b, weights, args.warmup, args.repeats)
+        problem = make_problem(n_agents, n_items, args.batch, dtype, args.device)
+        seconds, error = time_solver(layer_solver(TARGET_ERROR), *problem, *timing)
         row = f"| {n_agents}x{n_items} | {args.batch / seconds:,.0f} | {error:.1e} |"
         if args.no_pot:
             print(row + " - | - | - | - | - | - | - |", flush=True)
             continue
-        pot_tol = calibrate_pot(cost, a, b, args.pot_max_iter)
-        pot_seconds, pot_error = time_solver(
-            pot_solver(pot_tol, args.pot_max_iter), cost, a, b, weights, args.warmup, args.repeats
-        )
+        pot_tol = calibrate_pot(*problem[:3], args.pot_max_iter)
+        pot_seconds, pot_error = time_solver(pot_solver(pot_tol, args.pot_max_iter), *problem, *timing)
         # The same comparison at an error no larger than POT's: this layer's tol set to POT's error.
-        matched_seconds, matched_error = time_solver(
-            layer_solver(min(TARGET_ERROR, pot_error)), cost, a, b, weights, args.warmup, args.repeats
-        )
-        print(
-            row + f" {pot_tol:g} | {args.batch / pot_seconds:,.0f} | {pot_error:.1e} | {pot_seconds / seconds:.1f}x "
-            f"| {args.batch / matched_seconds:,.0f} | {matched_error:.1e} | {pot_seconds / matched_seconds:.1f}x |",
-            flush=True,
-        )
+        matched_seconds, matched_error = time_solver(layer_solver(min(TARGET_ERROR, pot_error)), *problem, *timing)
+        print(row + f" {pot_tol:g} | {args.batch / pot_seconds:,.0f} | {pot_error:.1e} "
+              f"| {pot_seconds / seconds:.1f}x | {args.batch / matched_seconds:,.0f} | {matched_error:.1e} "
+              f"| {pot_seconds / matched_seconds:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":
