@@ -31,11 +31,14 @@ MECHANISMS = {  # name: (module, class) in every checkout
 }
 
 
-def _setting(text: str) -> tuple[int, int]:
+def setting(text: str) -> tuple[int, int]:
+    """``"2x3"`` -> ``(2, 3)`` (``--setting``, also of ``benchmarks/bench_misreport.py``)."""
     try:
         n, m = (int(x) for x in text.split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"a setting is AGENTSxITEMS, e.g. 2x3, got {text!r}") from None
+    if n < 1 or m < 1:
+        raise argparse.ArgumentTypeError(f"a setting needs at least one agent and one item, got {text!r}")
     return n, m
 
 
@@ -80,7 +83,7 @@ def main() -> None:
     parser.add_argument("b", nargs="?", help="checkout B")
     parser.add_argument("--workload", choices=["search", "step"], default="search")
     parser.add_argument("--mechanism", choices=sorted(MECHANISMS), default="lottery_ama")
-    parser.add_argument("--setting", type=_setting, default=(2, 3), help="AGENTSxITEMS, e.g. 2x3")
+    parser.add_argument("--setting", type=setting, default=(2, 3), help="AGENTSxITEMS, e.g. 2x3")
     parser.add_argument("--batch", type=int, default=512, help="profiles per call")
     parser.add_argument("--search-steps", type=int, default=25, help="Adam steps of the search")
     parser.add_argument("--restarts", type=int, default=0, help="random starts of the search (workload search)")

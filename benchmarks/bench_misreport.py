@@ -2,11 +2,10 @@
 
 For each mechanism and agents x items setting, times
 
-* a training step's regret work: ``find_misreports`` with the paper's 25 Adam
-  steps on a batch, then ``regret`` and a backward pass of ``regret.mean()``;
-* evaluation search steps: ``--eval-steps`` steps from the truth and 10 random
-  starts on ``--eval-samples`` samples, reported per step and extrapolated to
-  the paper's 1000 steps.
+* a training step's regret work: ``find_misreports`` with the paper's 25 Adam steps on a batch, then
+  ``regret`` and a backward pass of ``regret.mean()``;
+* evaluation search steps: ``--eval-steps`` steps from the truth and 10 random starts on ``--eval-samples``
+  samples, reported per step and extrapolated to the paper's 1000 steps.
 
 Each timing is the median of ``--repeats`` calls (after one warm-up call); the repeats take turns over the
 mechanisms of a setting (interleaved), so that load changes on a shared machine hit them alike.  Prints a
@@ -16,8 +15,7 @@ markdown table; ``--json`` also writes the rows.
     python benchmarks/bench_misreport.py --device cuda --batch 4096 --eval-samples 1000
     python benchmarks/bench_misreport.py --mechanisms lottery_ama lottery_ama+plain --settings 2x3 2x15 --repeats 5
 
-Mechanisms: ``sinkhorn``, ``regretnet``, ``lottery_ama``, ``sinkhorn_potential`` (unit demand); a name with
-``+plain``: the same mechanism without its prepared calls (:class:`mechanisms.prepared.PlainCalls`).
+Mechanisms: those of ``benchmarks/bench_step.py`` (unit demand; ``NAME+plain``: without its prepared calls).
 """
 
 from __future__ import annotations
@@ -37,27 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
-from mechanisms.lottery_ama import LotteryAMA  # noqa: E402
-from mechanisms.potential_auction import PotentialSinkhornMechanism  # noqa: E402
-from mechanisms.prepared import PlainCalls  # noqa: E402
-from mechanisms.regretnet import RegretNet  # noqa: E402
-from mechanisms.sinkhorn_auction import SinkhornMechanism  # noqa: E402
+from benchmarks.ab_checkouts import setting  # noqa: E402
+from benchmarks.bench_step_cases import MECHANISMS, PLAIN, build_mechanism  # noqa: E402
 from utils.atomic import write_json  # noqa: E402
-
-MECHANISMS: dict[str, Callable[[int, int], nn.Module]] = {
-    "sinkhorn": lambda n, m: SinkhornMechanism(n, m, "unit"),
-    "regretnet": lambda n, m: RegretNet(n, m, "unit"),
-    "lottery_ama": lambda n, m: LotteryAMA(n, m, "unit"),
-    "sinkhorn_potential": lambda n, m: PotentialSinkhornMechanism(n, m, "unit"),
-}
-PLAIN = "+plain"
-
-
-def make(name: str, n: int, m: int, device: str) -> nn.Module:
-    """Mechanism ``name`` (seed 0) for ``n`` agents and ``m`` items; ``+plain``: without its prepared calls."""
-    torch.manual_seed(0)
-    mechanism = MECHANISMS[name.removesuffix(PLAIN)](n, m).to(device)
-    return PlainCalls(mechanism) if name.endswith(PLAIN) else mechanism
 
 
 def seconds(fn: Callable[[], object], device: str) -> float:
@@ -69,17 +49,6 @@ def seconds(fn: Callable[[], object], device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
-
-
-def setting(text: str) -> tuple[int, int]:
-    """``"2x3"`` -> ``(2, 3)``."""
-    try:
-        n, m = (int(x) for x in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a setting is AGENTSxITEMS, e.g. 2x3, got {text!r}") from None
-    if n < 1 or m < 1:
-        raise argparse.ArgumentTypeError(f"a setting needs at least one agent and one item, got {text!r}")
-    return n, m
 
 
 def main() -> None:
@@ -115,7 +84,7 @@ def main() -> None:
         eval_v = torch.rand(args.eval_samples, n, m, device=args.device, generator=torch.Generator().manual_seed(2))
         work = {}
         for mech_name in args.mechanisms:
-            mechanism = make(mech_name, n, m, args.device)
+            mechanism = build_mechanism(mech_name, "unit", n, m, 0).to(args.device)
 
             def train_step(mechanism: nn.Module = mechanism) -> None:
                 misreports = find_misreports(mechanism, train_v, MisreportSearch(steps=25))
