@@ -5,35 +5,17 @@
     python benchmarks/bench_step.py --device cuda --concurrent 1,2,4,6 --window 20   # runs sharing one GPU
     python benchmarks/bench_step.py --device cuda --ensemble 1,2,4,8,16   # K members as one model (docs/ensembles.md)
 
-Every (setting, mechanism, variant) is warmed up, then timed over ``--steps``
-steps (synchronized); the table gives the median ms per step, profiles per
-second, the peak memory and, with ``--count-kernels`` on CUDA, the kernels
-launched per step (torch.profiler, eager variants).  Variants:
-
-* ``eager``: the training step of :class:`training.AuctionModule` without the fast
-  path (tolerance Sinkhorn, checked inputs, torch Adam for the search);
-* ``fast``: :class:`training.fast_step.FastStep` (fixed calibrated Sinkhorn schedule,
-  no host synchronization) run eagerly;
-* ``graph``: the same captured as a CUDA graph (CUDA only).
-
-The step (:mod:`benchmarks.bench_step_timing`) is assembled from the same functions the LightningModule
-calls (``find_misreports``/``regret`` or ``FastStep``, ``member_losses``, its optimizer, the rho/lambda
-rules), without Lightning's loop around it.  Results go to
-``--json`` (default ``benchmarks/results/step_<device>.json``, or, where that recorded file exists,
-``step_<device>_<UTC time>.json`` beside it: a run never overwrites a file unless ``--force``).  The exit
-status is 1 when a case failed (its row records the error).
-
-``--mechanisms`` names the mechanisms (``sinkhorn``, ``sinkhorn_potential``, ``lottery_ama``, ``regretnet``; a
-name with ``+plain``: the same mechanism without its prepared calls, :class:`mechanisms.prepared.PlainCalls`,
-eager only).  With ``--interleave`` every case is built and warmed up first, then the cases take turns, one
-timed step each, ``--steps`` rounds: on a shared machine, load changes hit every case alike, so the ratios of
-the medians (``ratio_to_first``: to the setting's first mechanism) hold better than those of cases timed one
-after another.
-
-With ``--ensemble 1,2,4,...`` the 2x3 and 2x15 unit settings (``--only`` to change) are timed as one
-ordinary run (``single``) and as ensembles of K members (:mod:`mechanisms.ensemble`: one step trains
-all K on the shared batch); each row gives ms per step, member-steps per second and the speedup over
-K single runs one after another (K x the single run's ms per step).
+Every (setting, mechanism, variant) is warmed up, then timed over ``--steps`` steps (synchronized); the table
+gives the median ms per step, profiles per second, the peak memory and, with ``--count-kernels`` on CUDA, the
+kernels launched per step (torch.profiler, eager variants).  Variants: ``eager``, the step of
+:class:`training.AuctionModule` without the fast path; ``fast``, :class:`training.fast_step.FastStep` run
+eagerly; ``graph``, the same captured as a CUDA graph (CUDA only).  The step:
+:mod:`benchmarks.bench_step_timing`; the cases (``--mechanisms``, ``NAME+plain``):
+:mod:`benchmarks.bench_step_cases`; ``--ensemble`` and ``--concurrent``: :mod:`benchmarks.bench_step_runs`.
+``--interleave`` builds and warms up every case, then times them in turns, so that load changes on a shared
+machine hit every case alike (``ratio_to_first``: to the setting's first mechanism).  Results go to ``--json``
+(a run never overwrites a file unless ``--force``); the exit status is 1 when a case failed (its row records
+the error).
 """
 
 from __future__ import annotations
@@ -51,11 +33,16 @@ if str(ROOT) not in sys.path:  # python benchmarks/bench_step.py: the project's 
 from benchmarks.bench_step_cases import PLAIN, cases, check_mechanism_names  # noqa: E402
 from benchmarks.bench_step_report import HEADER, default_output, finish, print_row  # noqa: E402
 from benchmarks.bench_step_runs import concurrent, ensembles  # noqa: E402
-from benchmarks.bench_step_timing import interleaved, measure  # noqa: E402
+from benchmarks.bench_step_timing import Step, interleaved, measure  # noqa: E402
 from utils.atomic import check_new  # noqa: E402
 from utils.hardware import describe as describe_hardware  # noqa: E402
 
-__all__ = ["default_output", "main"]
+__all__ = ["Step", "default_output", "main"]  # Step: the step workload of benchmarks/ab_checkouts.py
+
+
+def _ints(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``."""
+    return [int(x) for x in text.split(",")]
 
 
 def main() -> None:
@@ -74,11 +61,11 @@ def main() -> None:
     parser.add_argument("--interleave", action="store_true",
                         help="build and warm every case, then time them in turns (ratios on a shared machine)")
     parser.add_argument("--count-kernels", action="store_true", help="CUDA kernels per step (eager variants)")
-    parser.add_argument("--concurrent", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                        help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")  # fmt: skip
-    parser.add_argument("--window", type=float, default=None,
-                        help="with --concurrent: seconds every process times steps, all over the same interval")  # fmt: skip
-    parser.add_argument("--ensemble", type=lambda s: [int(x) for x in s.split(",")], default=None,
+    parser.add_argument("--concurrent", type=_ints,
+                        help="e.g. 1,2,4,6: total throughput of that many processes on one GPU")
+    parser.add_argument("--window", type=float,
+                        help="with --concurrent: seconds every process times steps, all over the same interval")
+    parser.add_argument("--ensemble", type=_ints,
                         help="e.g. 1,2,4,8,16: ensembles of that many members against one run (2x3 and 2x15 unit)")
     parser.add_argument("--batch", type=int, default=None, help="profiles per batch instead of each setting's")
     parser.add_argument("--json", default=None, help="output file (default benchmarks/results/step_<device>.json; "
@@ -98,23 +85,22 @@ def main() -> None:
         check_new([path], args.force, "--json")
     except ValueError as error:
         parser.error(str(error))
+    result = {"hardware": describe_hardware(device)}
     if args.ensemble:
         if any(k < 1 for k in args.ensemble):
             parser.error(f"--ensemble sizes must be >= 1, got {args.ensemble}")
         rows = ensembles(args, device)
-        result = {"hardware": describe_hardware(device), "torch": torch.__version__, "batch": args.batch,
-                  "search_steps": args.search_steps, "ensemble": rows}
+        result.update(torch=torch.__version__, batch=args.batch, search_steps=args.search_steps, ensemble=rows)
     elif args.concurrent:
         args.window = args.window or 20.0
-        rows = concurrent(args, Path(__file__))
-        result = {"hardware": describe_hardware(device), "concurrent": rows}
+        rows = result["concurrent"] = concurrent(args, Path(__file__))
     else:
-        rows = []
         if not args.quiet:
-            print(describe_hardware(device), flush=True)
+            print(result["hardware"], flush=True)
             print(HEADER)
-        if args.interleave:
-            rows = interleaved(list(cases(args, device)), device, args)
+        rows = interleaved(list(cases(args, device)), device, args) if args.interleave else []
+        for row in rows if not args.quiet else []:
+            print_row(row)
         for setting, mechanism, variant in ([] if args.interleave else cases(args, device)):
             try:
                 row = measure(setting, mechanism, variant, device, args)
@@ -123,9 +109,7 @@ def main() -> None:
             rows.append(row)
             if not args.quiet:
                 print_row(row)
-        for row in rows if args.interleave and not args.quiet else []:
-            print_row(row)
-        result = {"hardware": describe_hardware(device), "torch": torch.__version__, "rows": rows}
+        result.update(torch=torch.__version__, rows=rows)
     finish(path, result, rows, args.quiet)
 
 
