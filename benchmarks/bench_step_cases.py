@@ -26,12 +26,8 @@ SETTINGS: list[Setting] = [
     ("2x3 exactly-one", "exactly_k", 2, 3, 4096),
     ("2x15 exactly-one", "exactly_k", 2, 15, 4096),
 ]
-MECHANISMS = {
-    "sinkhorn": SinkhornMechanism,
-    "sinkhorn_potential": PotentialSinkhornMechanism,
-    "lottery_ama": LotteryAMA,
-    "regretnet": RegretNet,
-}
+MECHANISMS = {"sinkhorn": SinkhornMechanism, "sinkhorn_potential": PotentialSinkhornMechanism,
+              "lottery_ama": LotteryAMA, "regretnet": RegretNet}
 PLAIN = "+plain"  # suffix: the mechanism's plain calls (no prepare)
 
 

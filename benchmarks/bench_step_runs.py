@@ -53,12 +53,9 @@ def concurrent(args: argparse.Namespace, script: Path) -> list[dict]:
     rows = []
     variant = "graph" if args.device == "cuda" else "fast"
     for k in args.concurrent:
-        command = [
-            sys.executable, str(script), "--device", args.device, "--only", "2x3 unit", "--variants", variant,
-            "--mechanisms", "sinkhorn", "--warmup", str(args.warmup), "--window", str(args.window),
-            "--search-steps", str(args.search_steps),
-            "--json", "/dev/null", "--quiet",
-        ]  # fmt: skip
+        command = [sys.executable, str(script), "--device", args.device, "--only", "2x3 unit", "--variants", variant,
+                   "--mechanisms", "sinkhorn", "--warmup", str(args.warmup), "--window", str(args.window),
+                   "--search-steps", str(args.search_steps), "--json", "/dev/null", "--quiet"]
         procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(k)]
         for p in procs:  # every process has warmed up
             if p.stdout.readline().strip() != "ready":
@@ -69,15 +66,9 @@ def concurrent(args: argparse.Namespace, script: Path) -> list[dict]:
             p.stdin.flush()
         outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
         steps = [o["steps"] for o in outputs]
-        rows.append(
-            {
-                "processes": k,
-                "window_s": args.window,
-                "steps_each": steps,
-                "median_ms_per_step_each": statistics.median(o["ms_per_step"] for o in outputs),
-                "total_steps_per_s": sum(steps) / max(o["elapsed_s"] for o in outputs),
-            }
-        )
+        rows.append({"processes": k, "window_s": args.window, "steps_each": steps,
+                     "median_ms_per_step_each": statistics.median(o["ms_per_step"] for o in outputs),
+                     "total_steps_per_s": sum(steps) / max(o["elapsed_s"] for o in outputs)})
         print(f"{k} concurrent 2x3 runs: {rows[-1]['total_steps_per_s']:.1f} steps/s in total over {args.window} s "
               f"({rows[-1]['median_ms_per_step_each']:.1f} ms per step each)", flush=True)  # fmt: skip
     return rows

@@ -129,28 +129,17 @@ class Case:
     def result(self, times: list[float], elapsed: float) -> dict:
         """The case's row: its median and fastest ms per step over ``times`` (seconds), profiles per second, peak
         memory (CUDA) and the Sinkhorn iterations of the last solve."""
-        ms = 1000 * statistics.median(times)
-        device = self.device
-        return {
-            **self.row,
-            "ms_per_step": ms,
-            "steps": len(times),
-            "elapsed_s": elapsed,
-            "ms_min": 1000 * min(times),
-            "profiles_per_s": self.batch / (ms / 1000),
-            "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-            "sinkhorn_iterations_per_solve": getattr(self.mechanism, "last_iterations", None),
-        }
+        ms, cuda = 1000 * statistics.median(times), self.device.type == "cuda"
+        return {**self.row, "ms_per_step": ms, "steps": len(times), "elapsed_s": elapsed, "ms_min": 1000 * min(times),
+                "profiles_per_s": self.batch / (ms / 1000),
+                "peak_memory_mib": torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else None,
+                "sinkhorn_iterations_per_solve": getattr(self.mechanism, "last_iterations", None)}
 
 
 def timed(case: Case, args: argparse.Namespace) -> tuple[list[float], float]:
-    """Seconds per step and seconds in all: ``--steps`` steps, or, with ``--window``, every step inside a window
-    shared with other processes.
-
-    With ``--window W`` the process prints ``ready``, reads the window's start (``time.time()``) from stdin and
-    starts steps from then until W seconds later (the total is divided by the
-    last process's elapsed time, the final step included), so that concurrent processes are timed over the same interval.
-    """
+    """Seconds per step and seconds in all: ``--steps`` steps, or, with ``--window W``, every step started inside
+    a window shared with other processes: print ``ready``, read the window's start (``time.time()``) from stdin
+    and start steps from then until W seconds later (the elapsed time includes the final step)."""
     if not args.window:
         starts, begin = range(args.steps), time.time()
     else:
