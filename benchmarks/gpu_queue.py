@@ -4,21 +4,13 @@
     python -m benchmarks.gpu_queue collect DIR [--force]
     python -m benchmarks.gpu_queue status
 
-``run`` (on the GPU machine) makes hydra-core and omegaconf importable (from the wheels in ``.whl/`` when they
-are missing), then takes, in queue order, the jobs not yet done (``results/gpu/<job>/done.json``, or done in
-DIR) whose ``after`` job is done and whose ``needs`` exist, as long as their estimates fit in M minutes, and runs
-each in ``W/<job>/`` (its ``{out}``) with a timeout (1.5x its estimate, within the window), printing which job
-runs and for how long.  While a job runs its output goes to ``DIR/<job>.log``; when it ends, ``DIR/<job>.tar.gz``
-holds its log, its record (``done.json`` or ``failed.json``: hardware, torch, CUDA, Triton, start, end, exit
-status) and what it keeps: its ``writes`` files and its TensorBoard scalars (``tensorboard_scalars.tar.gz``).
-One file per job, because the lent machine sends few files back.  ``--cpu-smoke`` runs each job's tiny
-``cpu_smoke`` command instead, without a GPU; its records say so and ``collect`` refuses them.
-
-``collect`` (here) unpacks each finished job of DIR into ``results/gpu/<job>/`` (never over an existing one
-without ``--force``) and rewrites ``results/gpu/README.md``.  A failed job, a CPU smoke run and a partial job
-(``DIR/<job>.log`` without its archive: the window ended during it) are refused; the log of a failed or partial
-one is kept under ``results/gpu/failed/<job>/<start>/``.  ``status`` lists the jobs: done or not, and how long
-each took when it last ran.
+``run`` (on the GPU machine) takes, in queue order, the jobs not yet done whose ``after`` job is done and whose
+``needs`` exist, as long as their estimates fit in M minutes, and runs each in ``W/<job>/`` with a timeout
+(1.5x its estimate, within the window) into one archive ``DIR/<job>.tar.gz`` (:mod:`benchmarks.gpu_queue_job`;
+hydra from ``.whl/``: :mod:`benchmarks.gpu_queue_env`); ``--cpu-smoke`` runs each job's tiny ``cpu_smoke``
+command instead.  ``collect`` (here) unpacks each finished job of DIR into ``results/gpu/<job>/``
+(:mod:`benchmarks.gpu_queue_collect`); ``status`` lists the jobs.  docs/throughput.md ("The GPU queue") says
+what a record holds and which jobs are refused.
 """
 
 from __future__ import annotations
