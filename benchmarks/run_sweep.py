@@ -6,20 +6,12 @@ comment), for example::
     best_1x2_unit_seed1        cpu experiment=best_1x2_unit seed=1
     best_2x3_unit_seed0_tau2e4 gpu experiment=best_2x3_unit seed=0 lagrangian.tau_end=0.0002
 
-Each run is ``python train.py OVERRIDES trainer.accelerator=DEVICE`` in ``OUT/NAME``, then ``evaluate.py --audit``
-(exhaustive audit, at most 3 items) of its last weights and, when the run kept one, of its regret-budget-best
-checkpoint, then ``reporting.precise_revenue`` (revenue beside the baselines on a large sample) and
-``reporting.audited_results`` into ``OUT/NAME/result.json`` (``result_best.json``).  At most
-``--cpu-jobs`` cpu runs and ``--gpu-jobs`` gpu runs go at once (each cpu run on 1 thread); a run past
-``--minutes`` of training is stopped by Lightning's ``max_time`` and tested as it stands.  At the end a table of
-every run (revenue, test regret, audited regret) is printed and written to ``OUT/summary.md``.
-
-Every run's configuration is checked before the first starts; a bad runs file (missing, empty, a bad device
-word, a repeated name, an unclosed quote: the line is named) or configuration exits with one line and status 2.
-A run whose folder exists is not run again: its rows come from the files its earlier audit wrote, and a
-rerun into the same ``OUT`` merges ``summary.md`` (the rows of runs it does not name are kept).  The exit status
-is 1 when a run failed (training, an audit, the precise revenue) or was skipped without results; the summary
-still lists every result::
+Each run is ``python train.py OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after
+``--minutes`` by Lightning's ``max_time``; then ``evaluate.py --audit`` of its last weights and, when the run kept
+one, of its regret-budget-best checkpoint, ``reporting.precise_revenue`` and ``reporting.audited_results`` into
+``OUT/NAME/result.json`` (``result_best.json``).  At the end a table of every run goes to ``OUT/summary.md``.
+What is checked before the first run, what a rerun into the same ``OUT`` keeps, and the exit status (2: bad
+input, 1: a run failed or was skipped without results): docs/stable_lagrangian.md ("Running the seeds")::
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
 
@@ -36,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -120,24 +113,23 @@ def _row(folder: Path, tag: str) -> dict | None:
 
 
 def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Namespace) -> None:
-    device = "cuda" if run.device == "gpu" else "cpu"
-    evaluation = folder / f"eval_{tag}"
-    code = _call([sys.executable, "evaluate.py", str(checkpoint), "--samples", str(args.audit_samples), "--audit",
-                  "--device", device, "--threads", "1", "--no-progress", "--out", str(evaluation)],
-                 folder / "audit.log", args.audit_minutes * 60)
+    """Audit the ``tag`` weights at ``checkpoint``, measure their precise revenue, write their results file and
+    append their summary row (with the errors of the steps that failed) to ``run.rows``."""
+    evaluation, precise = folder / f"eval_{tag}", folder / f"precise_{tag}.json"
+    call = partial(_call, log=folder / "audit.log", timeout=args.audit_minutes * 60)
+    code = call([sys.executable, "evaluate.py", str(checkpoint), "--samples", str(args.audit_samples), "--audit",
+                 "--device", "cuda" if run.device == "gpu" else "cpu", "--threads", "1", "--no-progress", "--out",
+                 str(evaluation)])
     if code != 0 or not (evaluation / "evaluation.json").exists():
         run.rows.append({"weights": tag, "error": f"audit exit {code}"})
         return
-    precise = folder / f"precise_{tag}.json"
-    errors = []
-    code = _call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples",
-                  str(args.precise_samples), "--threads", "1", "--out", str(precise)], folder / "audit.log",
-                 args.audit_minutes * 60)
-    errors += [f"precise revenue exit {code}"] if code != 0 else []
+    code = call([sys.executable, "-m", "reporting.precise_revenue", str(checkpoint), "--samples",
+                 str(args.precise_samples), "--threads", "1", "--out", str(precise)])
+    errors = [f"precise revenue exit {code}"] if code != 0 else []
     result = folder / ("result.json" if tag == "last" else f"result_{tag}.json")
-    code = _call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"),
-                  str(evaluation / "evaluation.json"), str(result), *(["--precise", str(precise)] if precise.exists() else [])],
-                 folder / "audit.log", 60)
+    code = call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"),
+                 str(evaluation / "evaluation.json"), str(result), *(["--precise", str(precise)] if precise.exists() else [])],
+                timeout=60)
     errors += [f"audited results exit {code}"] if code != 0 else []
     row = _row(folder, tag)
     run.rows.append({**row, "error": "; ".join(errors)} if errors else row)
@@ -181,6 +173,7 @@ def failed(run: Run) -> bool:
 
 HEADER = ["| run | weights | test revenue | revenue (large sample) | minus best baseline | test regret | audited regret | note |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+COLUMNS = ("revenue", "precise", "vs_baseline", "test_regret", "audited_regret")  # of a row, after run and weights
 
 
 def _name(line: str) -> str:
@@ -199,13 +192,11 @@ def summary(runs: Sequence[Run], earlier: str = "") -> str:
     for run in runs:
         if any(_name(line) == run.name for line in kept):
             continue
-        for row in run.rows:
-            if row["weights"] == "train":
-                continue
-            lines.append(f"| {run.name} | {row['weights']} | {fmt(row.get('revenue'))} | {fmt(row.get('precise'))} "
-                         f"| {fmt(row.get('vs_baseline'))} | {fmt(row.get('test_regret'))} "
-                         f"| {fmt(row.get('audited_regret'))} | {row.get('error', '')} |")
-        if not any(row["weights"] != "train" for row in run.rows):
+        audited = [row for row in run.rows if row["weights"] != "train"]
+        for row in audited:
+            cells = " | ".join(fmt(row.get(key)) for key in COLUMNS)
+            lines.append(f"| {run.name} | {row['weights']} | {cells} | {row.get('error', '')} |")
+        if not audited:
             lines.append(f"| {run.name} | | | | | | | {run.status} |")
     return "\n".join(lines)
 
