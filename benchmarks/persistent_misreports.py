@@ -1,12 +1,11 @@
 """Training searches from the truth against warm starts from persistent misreports: runs and table.
 
-Runs ``python train.py`` for every setting x search variant x seed (each run's
-``metrics.json`` lands in ``<out>/<setting>-<variant>-seed<seed>/``), at most
-``--jobs`` at a time, then prints a markdown table of test revenue, test regret
-(the paper's protocol, which ``train.py`` runs at the end) and wall time, with
-per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not
-run again, so an interrupted sweep resumes; ``--table-only`` only builds the table.
-A failed run makes the exit status 1 (the table lists the finished ones); logs are appended, never replaced.
+Runs ``python train.py`` for every setting x search variant x seed (each run's ``metrics.json`` lands in
+``<out>/<setting>-<variant>-seed<seed>/``), at most ``--jobs`` at a time, then prints a markdown table of test
+revenue, test regret (the paper's protocol, which ``train.py`` runs at the end) and wall time, with
+per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not run again, so an interrupted
+sweep resumes; ``--table-only`` only builds the table. A failed run makes the exit status 1 (the table lists
+the finished ones); logs are appended, never replaced.
 
     python benchmarks/persistent_misreports.py --out results/persistent_runs --jobs 2
     python benchmarks/persistent_misreports.py --out results/persistent_runs --table-only
@@ -16,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from statistics import mean
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"unit": [], "exactly_one": ["demand=exactly_k"]}  # the default job and exactly-one 1x2, same budget
@@ -53,42 +52,32 @@ def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> 
     return f"{folder.name}: rc {result.returncode}, {time.perf_counter() - start:.0f} s", result.returncode != 0
 
 
+def _line(setting: str, variant: str, seeds: object, revenue: float, regret: float, worst: float, train_s: float,
+          wall_s: float) -> str:
+    """One row of a table: a run (or the count of seeds), its test revenue, regret and worst regret, and times."""
+    return (f"| {setting} | {variant} | {seeds} | {revenue:.4f} | {regret:.4f} | {worst:.4f} | {train_s:.0f} "
+            f"| {wall_s:.0f} |")
+
+
 def table(out: Path) -> str:
     """The markdown table of every finished run under ``out``, with per-setting, per-variant means."""
     rows, summary = [], []
     for setting in SETTINGS:
         for variant in VARIANTS:
-            found = []
-            for folder in sorted(out.glob(f"{setting}-{variant}-seed*")):
-                path = folder / "metrics.json"
-                if path.is_file():
-                    metrics = json.loads(path.read_text())
-                    found.append((folder.name.rsplit("seed", 1)[1], metrics))
-            for seed, metrics in found:
-                test = metrics["test"]
-                rows.append(
-                    f"| {setting} | {variant} | {seed} | {test['revenue_mean']:.4f} | "
-                    f"{test['regret_mean_over_agents_mean']:.4f} | {test['regret_mean_over_agents_max']:.4f} | "
-                    f"{metrics['train_time_s']:.0f} | {metrics['wall_time_s']:.0f} |"
-                )
-            if found:
-                mean = lambda key: statistics.mean(key(m) for _, m in found)  # noqa: E731
-                summary.append(
-                    f"| {setting} | {variant} | {len(found)} | {mean(lambda m: m['test']['revenue_mean']):.4f} | "
-                    f"{mean(lambda m: m['test']['regret_mean_over_agents_mean']):.4f} | "
-                    f"{max(m['test']['regret_mean_over_agents_mean'] for _, m in found):.4f} | "
-                    f"{mean(lambda m: m['train_time_s']):.0f} | {mean(lambda m: m['wall_time_s']):.0f} |"
-                )
-    head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n| --- " + "| --- " * 7 + "|"
-    return "\n".join(
-        [
-            head.format("seeds", "worst seed's regret"),
-            *summary,
-            "",
-            head.format("seed", "max regret"),
-            *rows,
-        ]
-    )
+            found = [(path.parent.name.rsplit("seed", 1)[1], json.loads(path.read_text()))
+                     for path in sorted(out.glob(f"{setting}-{variant}-seed*/metrics.json")) if path.is_file()]
+            values = [(m["test"]["revenue_mean"], m["test"]["regret_mean_over_agents_mean"],
+                       m["test"]["regret_mean_over_agents_max"], m["train_time_s"], m["wall_time_s"])
+                      for _, m in found]
+            rows += [_line(setting, variant, seed, *run) for (seed, _), run in zip(found, values)]
+            if values:  # the means over the seeds, and the worst seed's mean regret
+                revenue, regret, _, train_s, wall_s = zip(*values)
+                summary.append(_line(setting, variant, len(values), mean(revenue), mean(regret), max(regret),
+                                     mean(train_s), mean(wall_s)))
+    head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n" + "| --- " * 8
+    head += "|"
+    return "\n".join([head.format("seeds", "worst seed's regret"), *summary, "",
+                      head.format("seed", "max regret"), *rows])
 
 
 def main() -> int:
