@@ -101,12 +101,8 @@ class Case:
                  args: argparse.Namespace, members: int = 1) -> None:
         name, demand, agents, items, batch = setting
         self.batch = args.batch or batch
-        if members == 1:
-            mechanism = build_mechanism(mechanism_name, demand, agents, items, 0)
-        else:
-            mechanism = stack_members([build_mechanism(mechanism_name, demand, agents, items, k)
-                                       for k in range(members)])
-        self.mechanism = mechanism.to(device)
+        built = [build_mechanism(mechanism_name, demand, agents, items, seed) for seed in range(members)]
+        self.mechanism = (built[0] if members == 1 else stack_members(built)).to(device)
         self.step = Step(self.mechanism, variant, device, args.search_steps, members)
         self.device = device
         generator = torch.Generator(device=device).manual_seed(0)

@@ -72,14 +72,7 @@ def environment(cuda: bool, hydra: str) -> dict[str, Any]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:  # no git on the machine
         commit = ""
-    return {
-        "hardware": describe("cuda" if cuda else "cpu"),
-        "cpu": cpu_name(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "triton": _version("triton"),  # None: the fast step's backend=auto runs its torch kernels
-        "lightning": _version("lightning"),
-        "python": platform.python_version(),
-        "hydra": hydra,
-        "commit": commit or None,
-    }
+    return {"hardware": describe("cuda" if cuda else "cpu"), "cpu": cpu_name(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "triton": _version("triton"),  # None: the fast step runs its torch kernels
+            "lightning": _version("lightning"), "python": platform.python_version(), "hydra": hydra,
+            "commit": commit or None}
