@@ -53,8 +53,8 @@ def concurrent(args: argparse.Namespace, script: Path) -> list[dict]:
     rows = []
     variant = "graph" if args.device == "cuda" else "fast"
     for k in args.concurrent:
-        command = [sys.executable, str(script), "--device", args.device, "--only", "2x3 unit", "--variants", variant,
-                   "--mechanisms", "sinkhorn", "--warmup", str(args.warmup), "--window", str(args.window),
+        command = [sys.executable, str(script), "--device", args.device, "--only", "2x3 unit", "--variants",
+                   variant, "--mechanisms", "sinkhorn", "--warmup", str(args.warmup), "--window", str(args.window),
                    "--search-steps", str(args.search_steps), "--json", "/dev/null", "--quiet"]
         procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(k)]
         for p in procs:  # every process has warmed up

@@ -126,8 +126,8 @@ class Case:
         """The case's row: its median and fastest ms per step over ``times`` (seconds), profiles per second, peak
         memory (CUDA) and the Sinkhorn iterations of the last solve."""
         ms, cuda = 1000 * statistics.median(times), self.device.type == "cuda"
-        return {**self.row, "ms_per_step": ms, "steps": len(times), "elapsed_s": elapsed, "ms_min": 1000 * min(times),
-                "profiles_per_s": self.batch / (ms / 1000),
+        return {**self.row, "ms_per_step": ms, "steps": len(times), "elapsed_s": elapsed,
+                "ms_min": 1000 * min(times), "profiles_per_s": self.batch / (ms / 1000),
                 "peak_memory_mib": torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else None,
                 "sinkhorn_iterations_per_solve": getattr(self.mechanism, "last_iterations", None)}
 

@@ -74,8 +74,8 @@ def table(out: Path) -> str:
                 revenue, regret, _, train_s, wall_s = zip(*values)
                 summary.append(_line(setting, variant, len(values), mean(revenue), mean(regret), max(regret),
                                      mean(train_s), mean(wall_s)))
-    head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n" + "| --- " * 8
-    head += "|"
+    head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n"
+    head += "| --- " * 8 + "|"
     return "\n".join([head.format("seeds", "worst seed's regret"), *summary, "",
                       head.format("seed", "max regret"), *rows])
 

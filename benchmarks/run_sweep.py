@@ -128,8 +128,8 @@ def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Na
     errors = [f"precise revenue exit {code}"] if code != 0 else []
     result = folder / ("result.json" if tag == "last" else f"result_{tag}.json")
     code = call([sys.executable, "-m", "reporting.audited_results", str(folder / "metrics.json"),
-                 str(evaluation / "evaluation.json"), str(result), *(["--precise", str(precise)] if precise.exists() else [])],
-                timeout=60)
+                 str(evaluation / "evaluation.json"), str(result),
+                 *(["--precise", str(precise)] if precise.exists() else [])], timeout=60)
     errors += [f"audited results exit {code}"] if code != 0 else []
     row = _row(folder, tag)
     run.rows.append({**row, "error": "; ".join(errors)} if errors else row)
