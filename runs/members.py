@@ -1,20 +1,11 @@
 """From the ``ensemble`` configuration node to the members' run configurations and the ensemble's components.
 
-``ensemble.size=K`` (1: the ordinary run) trains K members; member ``k`` is the
-single run of the configuration with
-
-* ``seed`` = ``ensemble.vary.seed[k]`` (default: ``seed + k``): its network
-  initialization (and its test seed, which follows ``seed``);
-* ``data.seed`` = the ensemble's data seed for every member: all members train
-  on the same data in the same order (and validate and test on the same profiles);
-* ``ensemble.vary.<key>[k]`` for every varied key of :data:`VARY` (the learning
-  rate and the Lagrangian settings).
-
-:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds every
-member as ``train.py`` would (:func:`runs.config.validate_config`) and stacks them into ONE
-:class:`training.AuctionModule` (the same module as a single run's, with a member dimension) with the
-members' schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what
-``train.py`` calls: a single run's components, or an ensemble's.
+``ensemble.size=K`` trains K members (docs/ensembles.md): member ``k`` is the single run with ``seed`` =
+``ensemble.vary.seed[k]`` (default ``seed + k``), the ensemble's ``data.seed`` (every member trains, validates and
+tests on the same profiles) and ``ensemble.vary.<key>[k]`` for each varied key of :data:`VARY`.
+:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds each as ``train.py``
+would and stacks them into ONE :class:`training.AuctionModule` with a member dimension, with the members'
+schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what ``train.py`` calls.
 """
 
 from __future__ import annotations
@@ -65,10 +56,8 @@ def pack_multirun(sweeps: Sequence[str]) -> list[str]:
             raise ValueError(f"cannot pack {sweep!r} into an ensemble: sweep one of {', '.join(keys)} as KEY=V1,V2,...")
         axes.append((keys[path], values.split(",")))
     jobs = list(itertools.product(*(values for _, values in axes)))
-    packed = [f"ensemble.size={len(jobs)}"]
-    for axis, (key, _) in enumerate(axes):
-        packed.append(f"ensemble.vary.{key}=[{','.join(job[axis] for job in jobs)}]")
-    return packed
+    return [f"ensemble.size={len(jobs)}",
+            *(f"ensemble.vary.{key}=[{','.join(job[axis] for job in jobs)}]" for axis, (key, _) in enumerate(axes))]
 
 
 MAX_MEMBERS = 256
@@ -132,11 +121,9 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
 
 
 def ensemble_callbacks(cfg: DictConfig, configs: list[DictConfig]) -> list[pl.Callback]:
-    """The ensemble's callbacks, from each member's: a schedule with rules per member (``for_members``: the rho
-    and lambda schedules, the warm start) joins the members'; a scored checkpoint and a callback with
-    ``per_member`` (the regret-budget score, the collapse guard) are kept per member, on ``member_<k>/``
-    metrics (``checkpoints/member_<k>-best-*.ckpt``); the others (the latest checkpoint, the progress bar, the
-    heatmaps and the audit, which draw every member) are the first member's."""
+    """The ensemble's callbacks, from each member's: one with ``for_members`` (rho and lambda schedules, warm
+    start) joins the members'; a scored checkpoint and one with ``per_member`` (regret-budget score, collapse
+    guard) are kept per member, on ``member_<k>/`` metrics; the others are the first member's."""
     callbacks: list[pl.Callback] = []
     for name, spec in (cfg.get("callbacks") or {}).items():
         if spec is None:
@@ -160,10 +147,8 @@ def _adam_options(member: AuctionModule) -> dict[str, Any]:
     factory = member.optimizer_factory
     func, args, keywords = (getattr(factory, name, None) for name in ("func", "args", "keywords"))
     if func is not torch.optim.Adam or args or not set(keywords or {}) <= set(ADAM_OPTIONS):
-        raise ValueError(
-            "an ensemble trains with Adam (training/member_adam.py): model.optimizer must be torch.optim.Adam "
-            f"with at most {', '.join(ADAM_OPTIONS)}, got {factory!r}"
-        )
+        raise ValueError("an ensemble trains with Adam (training/member_adam.py): model.optimizer must be "
+                         f"torch.optim.Adam with at most {', '.join(ADAM_OPTIONS)}, got {factory!r}")
     return dict(keywords or {})
 
 
@@ -226,12 +211,10 @@ def build_run(cfg: DictConfig, check_machine: bool = True) -> Components:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m runs.members seed=0,1,2 model.lr=0.001,0.003``: print the overrides of
-    the one ensemble job packing that multirun (:func:`pack_multirun`); exit status 2 on a sweep it cannot pack."""
-    parser = argparse.ArgumentParser(
-        prog="python -m runs.members",
-        description="Print the train.py overrides of one ensemble job that packs a Hydra multirun's sweeps.",
-    )
+    """``python -m runs.members seed=0,1,2 model.lr=0.001,0.003``: print :func:`pack_multirun`'s overrides;
+    exit status 2 on a sweep it cannot pack."""
+    parser = argparse.ArgumentParser(prog="python -m runs.members", description="Print the train.py overrides "
+                                     "of one ensemble job that packs a Hydra multirun's sweeps.")
     parser.add_argument("sweeps", nargs="+", metavar="KEY=V1,V2,...",
                         help=f"a multirun sweep of one of: {', '.join(VARY.values())}")
     args = parser.parse_args(argv)
