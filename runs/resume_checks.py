@@ -1,9 +1,8 @@
 """Whether a ``resume`` checkpoint may be continued: the same run, a budget it has not passed, weights that fit.
 
-:func:`check_resume` (in :func:`runs.config.validate_config`) refuses, with one line, a checkpoint whose run
-configuration differs in a setting of :data:`RESUME_COMPARED` (:func:`resume_differences`; ``resume_allow_changes``
-prints the differences and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed the trainer's
-budget, or whose weights' shapes differ from this run's model.
+:func:`check_resume` refuses with one line a checkpoint whose settings in :data:`RESUME_COMPARED` differ
+(``resume_allow_changes`` prints them and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed
+the trainer's budget, or whose weights' shapes differ from this run's model.
 """
 
 from __future__ import annotations
@@ -116,10 +115,8 @@ def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]
     if fixed:
         raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
     if not cfg.get("resume_allow_changes", False):
-        raise ValueError(
-            f"resume: this run's configuration differs from the checkpoint's ({listed}); "
-            "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
-        )
+        raise ValueError(f"resume: this run's configuration differs from the checkpoint's ({listed}); use the "
+                         "checkpoint's values, or add resume_allow_changes=true to continue with the new ones")
     print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with ({listed})",
           file=sys.stderr)
 

@@ -1,11 +1,8 @@
-"""A run never writes into another run's directory (issue 19, point 2).
+"""A run never writes into another run's directory (docs/scaling_out.md, "One run per run directory").
 
-:func:`check_run_dir` refuses a run directory that already holds results (``metrics.json`` or a
-checkpoint) unless ``resume`` points into it, or the run is a requeued SLURM job (Lightning resumes
-it from its ``hpc_ckpt_<n>.ckpt``; docs/scaling_out.md).  :func:`claim_run_dir` then holds the
-directory for the run with a lock file created atomically (``O_EXCL``): of two runs racing for one
-directory, the second refuses.  A lock left by a process that no longer runs (same host) is taken over.
-Only the first process of a run checks and claims (DDP helpers share the directory).
+:func:`check_run_dir` refuses a directory holding results unless ``resume`` points into it or the run is a
+requeued SLURM job; :func:`claim_run_dir` then holds it with a lock file created atomically (``O_EXCL``), taking
+over a lock whose process (same host) is gone.  Only the first process of a run checks and claims.
 """
 
 from __future__ import annotations
@@ -46,10 +43,8 @@ def check_run_dir(run_dir: Path | str, resume: str | None) -> None:
     if resume and Path(resume).resolve().is_relative_to(run_dir.resolve()):
         return
     shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-    raise ValueError(
-        f"the run directory {run_dir} already holds results ({shown}): pick another hydra.run.dir, or continue "
-        f"that run with resume={run_dir / 'checkpoints' / 'last.ckpt'}"
-    )
+    raise ValueError(f"the run directory {run_dir} already holds results ({shown}): pick another hydra.run.dir, "
+                     f"or continue that run with resume={run_dir / 'checkpoints' / 'last.ckpt'}")
 
 
 def _alive(owner: str) -> bool:
@@ -79,10 +74,8 @@ def claim_run_dir(run_dir: Path | str) -> Callable[[], None]:
         except FileExistsError:
             owner = lock.read_text().strip() if lock.is_file() else ""
             if _alive(owner):
-                raise ValueError(
-                    f"the run directory {run_dir} is in use by another run (process {owner or 'unknown'}, lock "
-                    f"{lock}): pick another hydra.run.dir"
-                ) from None
+                raise ValueError(f"the run directory {run_dir} is in use by another run (process "
+                                 f"{owner or 'unknown'}, lock {lock}): pick another hydra.run.dir") from None
             lock.unlink(missing_ok=True)  # its process is gone: take the directory over
             continue
         with os.fdopen(handle, "w") as stream:
