@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from distributions import Setting, ValuationDistribution, distribution_of
+from distributions import Setting
 from runs.config_store import SINKHORN_TARGET
 from utils.checks import one_line
 
@@ -33,11 +33,6 @@ class TrainedRun:
     mechanism: nn.Module
     config: dict[str, Any]
     checkpoint: Path
-
-    @property
-    def distribution(self) -> ValuationDistribution:
-        """The run's valuation distribution (:func:`distributions.distribution_of` its configuration)."""
-        return distribution_of(self.config)
 
     @property
     def setting(self) -> Setting:

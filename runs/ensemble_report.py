@@ -1,14 +1,9 @@
 """What an ensemble run reports (``train.py`` with ``ensemble.size`` > 1; the run itself is :func:`runs.run.run`).
 
-:func:`ensemble_members` exports every member of the tested ensemble as a single-run checkpoint and
-collects its metrics; :func:`format_ensemble_table` prints them.  The run writes into ``cfg.output_dir``:
-
-* ``checkpoints/last.ckpt`` (the ensemble, resumable) and ``checkpoints/member_<k>-best-*.ckpt``
-  (the ensemble at member ``k``'s best regret-budget score);
-* ``members/member_<k>.ckpt`` (member ``k``'s last weights) and ``members/member_<k>-best.ckpt``
-  (its best ones), ordinary single-run checkpoints (:mod:`runs.export`);
-* ``metrics.json``: every member (seed, varied settings, test, rho, lambda, best checkpoint) and the
-  ensemble's summary (mean, sd and worst member of revenue and regret).
+:func:`ensemble_members` exports every member of the tested ensemble as a single-run checkpoint
+(``members/member_<k>.ckpt``, ``members/member_<k>-best.ckpt``: :mod:`runs.export`) and collects the members'
+metrics and the ensemble's summary for ``metrics.json``; :func:`format_ensemble_table` prints them
+(docs/ensembles.md).
 """
 
 from __future__ import annotations

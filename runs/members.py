@@ -125,9 +125,7 @@ def ensemble_callbacks(cfg: DictConfig, configs: list[DictConfig]) -> list[pl.Ca
     start) joins the members'; a scored checkpoint and one with ``per_member`` (regret-budget score, collapse
     guard) are kept per member, on ``member_<k>/`` metrics; the others are the first member's."""
     callbacks: list[pl.Callback] = []
-    for name, spec in (cfg.get("callbacks") or {}).items():
-        if spec is None:
-            continue
+    for name, spec in ((n, s) for n, s in (cfg.get("callbacks") or {}).items() if s is not None):
         built = [instantiate(config.callbacks[name]) for config in configs]
         first = built[0]
         if hasattr(first, "for_members"):
@@ -170,13 +168,9 @@ def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) 
     _check_members(members)
     first = members[0]
     model = AuctionModule(
-        stack_members([m.mechanism for m in members]),
-        lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], optimizer=first.optimizer_factory,
-        train_search=first.train_search, val_search=first.val_search, test_search=first.test_search,
-        test_batch_size=first.test_batch_size, test_seed=[m.test_seed for m in members], fast=first.fast,
-        quadratic_penalty=first.quadratic_penalty, penalty_over_agents=first.penalty_over_agents,
-        clip_grad_norm=first.clip_grad_norm, distribution=first.distribution, run_config=run_config,
-        member_configs=[m.hparams["run_config"] for m in members], persistent_misreports=first.persistent_misreports,
+        stack_members([m.mechanism for m in members]), optimizer=first.optimizer_factory, run_config=run_config,
+        lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], test_seed=[m.test_seed for m in members],
+        member_configs=[m.hparams["run_config"] for m in members], **{name: getattr(first, name) for name in SHARED},
         **{name: first.hparams[name] for name in ("low", "high", "train_size")},
     )
     with torch.no_grad():
