@@ -35,15 +35,10 @@ DIVERGED = 3  # exit status of a run stopped by training.divergence
 JOBS: list[tuple[list[str] | None, str]] = []  # the jobs run so far in this process: (overrides, outcome)
 
 
-def _overrides() -> list[str] | None:
-    """This job's command-line overrides (``None`` outside a Hydra job)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, test; returns the test revenue (the objective for Hydra sweepers; None in a DDP helper process)."""
-    overrides = _overrides()
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None  # None: no Hydra job
     try:
         check_run_dir(cfg.output_dir, cfg.get("resume"))
         components = build_run(cfg)  # built once, here (several members: one batched model, docs/ensembles.md)
@@ -115,11 +110,10 @@ def sweep_summary(jobs: list[list[str]] | None, swept: set[str], ran: list[tuple
 def _single_run_dir_check(argv: list[str]) -> str | None:
     """Before Hydra writes its record into an explicit ``hydra.run.dir``: the error line if it holds another run's results."""
     values = dict(arg.split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
-    run_dir = values.get("hydra.run.dir")
-    if run_dir is None:
+    if "hydra.run.dir" not in values:
         return None  # the default run directory is new (its name has microseconds)
     try:
-        check_run_dir(run_dir, values.get("resume"))
+        check_run_dir(values["hydra.run.dir"], values.get("resume"))
     except ValueError as error:
         return f"error: invalid configuration: {error}"
     return None
@@ -149,10 +143,8 @@ def validate_sweep(argv: list[str]) -> str | None:
             del cfg["hydra"]
         try:
             if basic and (cfg.trainer.get("devices", 1) != 1 or cfg.trainer.get("num_nodes", 1) != 1):
-                raise ValueError(
-                    "trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper processes would "
-                    "start the sweep again): use hydra/launcher=slurm, or sweep one device per job"
-                )
+                raise ValueError("trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper "
+                                 "processes would start the sweep again): use hydra/launcher=slurm, or sweep one device per job")
             build_run(cfg, check_machine=basic)
         except ValueError as error:
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)

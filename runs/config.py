@@ -151,8 +151,9 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
-    """accelerator, strategy, devices, num_nodes: one process per device, as many devices as there are."""
+def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
+    """accelerator, strategy, devices, num_nodes (one process per device, as many devices as there are), then what
+    the training loop needs: float32, no inference mode, manual optimization."""
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator not in ACCELERATORS:
         raise ValueError(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
@@ -167,19 +168,14 @@ def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
     check_int(nodes, "trainer.num_nodes")
     if trainer.get("use_distributed_sampler", True) and devices * nodes > 1:
         raise ValueError("trainer.use_distributed_sampler must be false: the data module shards the batches itself")
-    if not check_machine:
-        return
-    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
-    available = torch.cuda.device_count() if cuda else _cpu_count()
-    if devices > available:
-        kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
-        raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
-
-
-def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
-    _check_devices(trainer, check_machine)
+    if check_machine:
+        cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
+        available = torch.cuda.device_count() if cuda else _cpu_count()
+        if devices > available:
+            kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
+            raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
     precision = str(trainer.get("precision", "32-true"))
     if precision not in PRECISIONS:
         raise ValueError("trainer.precision must be 32-true (the Sinkhorn layer and the misreport search need "

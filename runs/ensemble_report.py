@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from callbacks.warm_start import WarmStart
@@ -25,16 +24,6 @@ from utils.checks import finite_or_none
 from training.validation import measure_member
 
 __all__ = ["ensemble_members", "format_ensemble_table"]
-
-
-def _member_best(trainer: pl.Trainer, k: int) -> ModelCheckpoint | None:
-    prefix = f"member_{k}/"
-    return next((c for c in trainer.checkpoint_callbacks if c.monitor and c.monitor.startswith(prefix)), None)
-
-
-def _varied(cfg: DictConfig, k: int) -> dict[str, Any]:
-    vary = cfg.ensemble.get("vary") or {}
-    return {key: vary[key][k] for key in VARY if vary.get(key) is not None}
 
 
 def format_ensemble_table(metrics: dict[str, Any]) -> str:
@@ -58,10 +47,10 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
                      choice: str) -> dict[str, Any]:
     """After the ensemble's test: export every member, test its best weights when ``choice`` is ``best``;
     ``{"ensemble": {size, data_seed, summary}, "members": [...], "warm_start": ...}`` for ``metrics.json``."""
-    model, output = parts.model, Path(cfg.output_dir)
+    model, output, vary = parts.model, Path(cfg.output_dir), cfg.ensemble.get("vary") or {}
     members = []
     for k, config in enumerate(model.hparams["member_configs"]):
-        best = _member_best(trainer, k)
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor and c.monitor.startswith(f"member_{k}/")), None)
         best_path = best.best_model_path if best is not None else ""
         exported = {}
         if saved is not None:
@@ -75,7 +64,8 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
             test = measure_member(model, k, valuations, load_checkpoint(exported["best"], model.device).mechanism)
             tested = exported["best"]
         members.append({
-            "member": k, "seed": config["seed"], "varied": _varied(cfg, k), "test": test, "tested_weights": tested,
+            "member": k, "seed": config["seed"], "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
+            "test": test, "tested_weights": tested,
             "rho": float(model.rho[k]), "lambda": model.lagrange_multipliers[k].tolist(),
             "best_checkpoint": best_path, "best_score": finite_or_none(best.best_model_score) if best else None,
             "exported": exported,

@@ -37,10 +37,8 @@ class Interrupted(Exception):
 def resume_command(overrides: Sequence[str] | None, run_dir: Path, checkpoint: Path) -> str:
     """``python train.py <the run's overrides> hydra.run.dir=<run dir> resume=<checkpoint>`` (shell-quoted);
     ``overrides`` ``None``: unknown, shown as ``<your overrides>``."""
-    if overrides is None:
-        kept = ["<your overrides>"]
-    else:
-        kept = [shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
+    kept = ["<your overrides>"] if overrides is None else [
+        shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
     return " ".join(["python train.py", *kept, shlex.quote(f"hydra.run.dir={run_dir}"), shlex.quote(f"resume={checkpoint}")])
 
 
@@ -75,11 +73,6 @@ class StopOnSignal(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore()
 
-    def _received(self, trainer: pl.Trainer) -> int | None:
-        if self.signum is not None:
-            return self.signum
-        return int(signal.SIGTERM) if trainer.received_sigterm else None
-
     def _save(self, trainer: pl.Trainer) -> Path | None:
         if self.saved is None and not trainer.fast_dev_run:
             path = self.dirpath / "last.ckpt"
@@ -89,7 +82,7 @@ class StopOnSignal(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        signum = self._received(trainer)
+        signum = self.signum if self.signum is not None else int(signal.SIGTERM) if trainer.received_sigterm else None
         if signum is None or (trainer.world_size > 1 and signum == signal.SIGTERM):
             return  # nothing, or DDP's SIGTERM: Lightning raises on every process at the next batch
         raise Interrupted(signum, trainer.global_step, self._save(trainer))

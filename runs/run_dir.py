@@ -22,25 +22,16 @@ def first_process() -> bool:
     return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def _results(run_dir: Path) -> list[str]:
-    found = ["metrics.json"] if (run_dir / "metrics.json").is_file() else []
-    return found + sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("checkpoints/*.ckpt"))
-
-
-def _requeued(run_dir: Path) -> bool:
-    """A requeued SLURM job, which Lightning resumes from the directory's ``hpc_ckpt_<n>.ckpt``."""
-    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 or any(run_dir.glob("hpc_ckpt_*.ckpt"))
-
-
 def check_run_dir(run_dir: Path | str, resume: str | None) -> None:
     """One-line ``ValueError`` if ``run_dir`` holds results and ``resume`` does not point into it (see module)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not first_process():
         return
-    found = _results(run_dir)
-    if not found or _requeued(run_dir):
-        return
-    if resume and Path(resume).resolve().is_relative_to(run_dir.resolve()):
+    found = ["metrics.json"] if (run_dir / "metrics.json").is_file() else []
+    found += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("checkpoints/*.ckpt"))
+    # a requeued SLURM job, which Lightning resumes from the directory's hpc_ckpt_<n>.ckpt
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 or any(run_dir.glob("hpc_ckpt_*.ckpt"))
+    if not found or requeued or (resume and Path(resume).resolve().is_relative_to(run_dir.resolve())):
         return
     shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     raise ValueError(f"the run directory {run_dir} already holds results ({shown}): pick another hydra.run.dir, "
