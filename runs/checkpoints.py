@@ -133,13 +133,12 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     if members:  # docs/ensembles.md
         raise ValueError(f"{path} is an ensemble checkpoint of {len(members)} members: read the exported members/"
                          "member_<k>.ckpt, or export one with python -m runs.export CHECKPOINT --member K --out FILE")
-    target = config["mechanism"]["_target_"]
     try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)
         mechanism = instantiate(config["mechanism"], _convert_="all")
     except (InstantiationException, TypeError, ValueError) as error:
-        raise ValueError(f"cannot rebuild the mechanism {target} from {path}: {one_line(error)[:200]}") from error
-    prefix = "mechanism."
-    state = {key[len(prefix):]: value for key, value in checkpoint.get("state_dict", {}).items() if key.startswith(prefix)}
+        raise ValueError(f"cannot rebuild the mechanism {config['mechanism']['_target_']} from {path}: {one_line(error)[:200]}") from error
+    state = {key.removeprefix("mechanism."): value
+             for key, value in checkpoint.get("state_dict", {}).items() if key.startswith("mechanism.")}
     try:
         mechanism.load_state_dict(state)
     except RuntimeError as error:

@@ -84,33 +84,26 @@ def ensemble_size(cfg: DictConfig) -> int:
     return size
 
 
-def _varied(cfg: DictConfig, size: int) -> dict[str, list[Any]]:
-    """The ``ensemble.vary`` lists that are set, each of length ``size``."""
-    vary = cfg.ensemble.get("vary") or {}
-    varied = {key: values for key, values in vary.items() if values is not None}
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """Each member's run configuration: a single run's (``ensemble.size=1``), see the module docstring."""
+    size = ensemble_size(cfg)
+    varied = {key: values for key, values in (cfg.ensemble.get("vary") or {}).items() if values is not None}
     unknown = sorted(set(varied) - set(VARY))
     if unknown:
         raise ValueError(f"ensemble.vary.{unknown[0]} cannot vary per member; these can: {', '.join(VARY)}")
     for key, values in varied.items():
         if not OmegaConf.is_list(values) or len(values) != size:
             raise ValueError(f"ensemble.vary.{key} must list one value per member ({size}), got {values!r}")
-    return {key: list(values) for key, values in varied.items()}
-
-
-def member_configs(cfg: DictConfig) -> list[DictConfig]:
-    """Each member's run configuration: a single run's (``ensemble.size=1``), see the module docstring."""
-    size = ensemble_size(cfg)
-    varied = _varied(cfg, size)
+    varied = {key: list(values) for key, values in varied.items()}
     seeds = varied.pop("seed", [cfg.seed + k for k in range(size)])
     if len(set(seeds)) != len(seeds) and not varied:
         raise ValueError(f"ensemble members with equal seeds and settings would train identically: seeds {seeds}")
-    data_seed = cfg.data.seed
     configs = []
     for k in range(size):
         member = copy.deepcopy(cfg)
         with open_dict(member):
             member.seed = seeds[k]
-            member.data.seed = data_seed
+            member.data.seed = cfg.data.seed
             member.resume = None
             member.ensemble.size = 1
             member.ensemble.vary = {key: None for key in member.ensemble.get("vary") or {}}

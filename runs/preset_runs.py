@@ -84,9 +84,8 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     return sidecar
 
 
-def train_presets(
-    presets: Sequence[str], runs_dir: Path, overrides: Sequence[str], timeout: float | None, jobs: int = 1
-) -> bool:
+def train_presets(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str], timeout: float | None,
+                  jobs: int = 1) -> bool:
     """Train ``presets`` with up to ``jobs`` runs at a time (side by side on one GPU); True if one failed."""
     total = len(presets)
 

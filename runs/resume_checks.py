@@ -100,8 +100,7 @@ def check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
     except ValueError as error:
         raise ValueError(f"resume: {error}") from error
     _check_resume_budget(cfg.trainer, checkpoint)
-    current = OmegaConf.to_container(cfg, resolve=True)
-    differences = resume_differences(stored, current)
+    differences = resume_differences(stored, OmegaConf.to_container(cfg, resolve=True))
     if differences:
         _refuse_differences(cfg, differences)
     if model is not None:
@@ -111,8 +110,7 @@ def check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
 def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's; with resume_allow_changes, print them instead."""
     listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
-    fixed = [key for key, _, _ in differences if any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)]
-    if fixed:
+    if any(key == f or key.startswith(f + ".") for key, _, _ in differences for f in RESUME_FIXED):
         raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
     if not cfg.get("resume_allow_changes", False):
         raise ValueError(f"resume: this run's configuration differs from the checkpoint's ({listed}); use the "
