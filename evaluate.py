@@ -38,11 +38,9 @@ OUTPUTS = ("evaluation.json", "heatmaps.png", "curves.png")  # what an evaluatio
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python evaluate.py",
-        description="Test a trained auction or a baseline with the paper's protocol (1000 profiles, "
-        "1000 misreport steps at lr 0.1, the truthful start plus 10 random ones).",
-    )
+    parser = argparse.ArgumentParser(prog="python evaluate.py", description="Test a trained auction or a baseline "
+                                     "with the paper's protocol (1000 profiles, 1000 misreport steps at lr 0.1, the "
+                                     "truthful start plus 10 random ones).")
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
     baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG, the known optimal mechanism, or a truthful "
