@@ -144,7 +144,8 @@ def validate_sweep(argv: list[str]) -> str | None:
         try:
             if basic and (cfg.trainer.get("devices", 1) != 1 or cfg.trainer.get("num_nodes", 1) != 1):
                 raise ValueError("trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper "
-                                 "processes would start the sweep again): use hydra/launcher=slurm, or sweep one device per job")
+                                 "processes would start the sweep again): use hydra/launcher=slurm, or sweep one "
+                                 "device per job")
             build_run(cfg, check_machine=basic)
         except ValueError as error:
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)

@@ -136,7 +136,8 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Tra
     try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)
         mechanism = instantiate(config["mechanism"], _convert_="all")
     except (InstantiationException, TypeError, ValueError) as error:
-        raise ValueError(f"cannot rebuild the mechanism {config['mechanism']['_target_']} from {path}: {one_line(error)[:200]}") from error
+        raise ValueError(f"cannot rebuild the mechanism {config['mechanism']['_target_']} from {path}: "
+                         f"{one_line(error)[:200]}") from error
     state = {key.removeprefix("mechanism."): value
              for key, value in checkpoint.get("state_dict", {}).items() if key.startswith("mechanism.")}
     try:

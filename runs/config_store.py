@@ -27,7 +27,8 @@ SINKHORN_LEFT_OUT = ("fixed_iterations", "backend")
 
 def _fields(settings: Any, left_out: tuple[str, ...]) -> dict[str, Any]:
     """The constructor fields of dataclass instance ``settings``, in declaration order, less ``left_out``."""
-    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.init and f.name not in left_out}
+    fields = dataclasses.fields(settings)
+    return {field.name: getattr(settings, field.name) for field in fields if field.init and field.name not in left_out}
 
 
 def search_node(search: MisreportSearch) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def _hardware(run_dir: Path) -> str:
 
 def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
     """Train and test one preset in ``runs_dir/preset`` (an earlier reproduction run there is kept, renamed);
-    returns the sidecar written to :data:`SIDECAR`: preset, overrides, command, return code, wall time, hardware, log."""
+    returns the sidecar written to :data:`SIDECAR` (overrides, command, return code, wall time, hardware, log)."""
     run_dir = runs_dir / preset
     log = runs_dir / f"{preset}.log"
     kept = runs_dir / f"{preset}.previous-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"

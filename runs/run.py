@@ -165,7 +165,8 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
     model, output, vary = parts.model, Path(cfg.output_dir), cfg.ensemble.get("vary") or {}
     members = []
     for k, config in enumerate(model.hparams["member_configs"]):
-        best = next((c for c in trainer.checkpoint_callbacks if c.monitor and c.monitor.startswith(f"member_{k}/")), None)
+        prefix = f"member_{k}/"
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor and c.monitor.startswith(prefix)), None)
         best_path = best.best_model_path if best is not None else ""
         exported = {}
         if saved is not None:
@@ -179,7 +180,8 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
             test = measure_member(model, k, valuations, load_checkpoint(exported["best"], model.device).mechanism)
             tested = exported["best"]
         members.append({
-            "member": k, "seed": config["seed"], "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
+            "member": k, "seed": config["seed"],
+            "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
             "test": test, "tested_weights": tested,
             "rho": float(model.rho[k]), "lambda": model.lagrange_multipliers[k].tolist(),
             "best_checkpoint": best_path, "best_score": finite_or_none(best.best_model_score) if best else None,
