@@ -38,11 +38,9 @@ OUTPUTS = ("evaluation.json", "heatmaps.png", "curves.png")  # what an evaluatio
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python evaluate.py",
-        description="Test a trained auction or a baseline with the paper's protocol (1000 profiles, "
-        "1000 misreport steps at lr 0.1, the truthful start plus 10 random ones).",
-    )
+    parser = argparse.ArgumentParser(prog="python evaluate.py", description="Test a trained auction or a baseline "
+                                     "with the paper's protocol (1000 profiles, 1000 misreport steps at lr 0.1, the "
+                                     "truthful start plus 10 random ones).")
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a train.py checkpoint, e.g. outputs/<date>/<time>/checkpoints/last.ckpt")
     baseline = parser.add_argument_group("baselines (instead of a checkpoint)")
     baseline.add_argument("--mechanism", choices=BASELINES, help="evaluate VCG, the known optimal mechanism, or a truthful "
@@ -102,13 +100,11 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
     for adversary in adversaries:
         adversary.check(setting)
     check_writable(target.out, "--out", folder=True)  # before the protocol runs
-    check_new([Path(target.out) / name for name in OUTPUTS], args.force, inputs=[args.checkpoint] if args.checkpoint else [])
+    check_new([target.out / name for name in OUTPUTS], args.force, inputs=[args.checkpoint] if args.checkpoint else [])
     valuations = test_profiles(setting.distribution, args.samples, target.data_seed, device)
     result = run_protocol(mechanism, valuations, setting, protocol, seed=target.search_seed, progress=not args.no_progress,
                           adversaries=adversaries)
-    demand = setting.demand
-    settings = layer_settings(mechanism)
-    epsilons = None if settings is None else settings.epsilons
+    demand, settings = setting.demand, layer_settings(mechanism)
     report = {
         "source": target.source,
         "setting": {
@@ -118,7 +114,7 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
             "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,
             "distribution": {"name": setting.distribution.name, **setting.distribution.parameters()},
             "low": low.tolist(), "high": high.tolist(),
-            "eps_final": None if epsilons is None else float(f"{epsilons[-1]:.12g}"),
+            "eps_final": None if settings is None else float(f"{settings.epsilons[-1]:.12g}"),
         },
         **result,
         "protocol": {**result["protocol"], "data_seed": target.data_seed},
@@ -128,15 +124,15 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
     }
     if target.baseline is not None:
         report["baseline"] = target.baseline.to_dict()
-    out = Path(target.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _figures(report, mechanism, target, args.others, out)
-    write_json(out / "evaluation.json", report)
-    return {**report, "out": str(out)}, adversaries
+    target.out.mkdir(parents=True, exist_ok=True)
+    _figures(report, mechanism, target, args.others)
+    write_json(target.out / "evaluation.json", report)
+    return {**report, "out": str(target.out)}, adversaries
 
 
-def _figures(report: dict[str, Any], mechanism: nn.Module, target: Target, others: float, out: Path) -> None:
-    """Heatmaps (two items) and training curves (a checkpoint with TensorBoard logs), as PNGs in ``out``."""
+def _figures(report: dict[str, Any], mechanism: nn.Module, target: Target, others: float) -> None:
+    """Heatmaps (two items) and training curves (a checkpoint with TensorBoard logs), as PNGs in ``target.out``."""
+    out = target.out
     if target.setting.items == 2:
         from reporting.heatmaps import heatmap_figure
 

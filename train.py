@@ -1,13 +1,10 @@
 """Train and test a learned auction: ``python train.py [overrides]`` (see docs/training.md).
 
-The configuration is checked before anything runs: a bad setting exits with
-one line on stderr and status 2.  A run refuses a run directory that holds
-another run's results (:mod:`runs.run_dir`).  SIGTERM or Ctrl-C ends a run
-with one line (what was saved, the command that resumes) and status 143 or 130
-(:mod:`runs.interrupt`); a diverged run with one line and status 3
-(:mod:`training.divergence`).  A multirun lists, when a job failed or it was
-interrupted, which jobs finished, failed, were interrupted or never started,
-and exits non-zero.
+A bad configuration exits with one line on stderr and status 2 before anything runs, as does a run directory
+holding another run's results (:mod:`runs.run_dir`).  SIGTERM or Ctrl-C ends a run with one line (what was saved,
+the command that resumes) and status 143 or 130 (:mod:`runs.interrupt`); a diverged run with status 3
+(:mod:`training.divergence`).  A multirun with a failed or interrupted job lists the jobs by outcome and exits
+non-zero.
 """
 
 from __future__ import annotations
@@ -28,10 +25,9 @@ from runs.run_dir import check_run_dir, claim_run_dir
 
 CONF = Path(__file__).resolve().parent / "conf"
 
-# The data lives in memory (on the training device) and is served as whole batches: workers would only add overhead.
+# The data lives in memory and is served as whole batches: workers would only add overhead.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-# Under DDP the module logs process-independent values (references, hp_metric) and the test (first process only)
-# with plain self.log; the validation metrics are torchmetrics objects, synchronized across processes.
+# Under DDP, plain self.log serves process-independent values; the validation metrics are synchronized torchmetrics.
 warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log\(.*sync_dist=True.*")
 
 
@@ -39,19 +35,10 @@ DIVERGED = 3  # exit status of a run stopped by training.divergence
 JOBS: list[tuple[list[str] | None, str]] = []  # the jobs run so far in this process: (overrides, outcome)
 
 
-def _overrides() -> list[str] | None:
-    """This job's command-line overrides (``None`` outside a Hydra job)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
-
-
-def _multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, test; returns the test revenue (the objective for Hydra sweepers; None in a DDP helper process)."""
-    overrides = _overrides()
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None  # None: no Hydra job
     try:
         check_run_dir(cfg.output_dir, cfg.get("resume"))
         components = build_run(cfg)  # built once, here (several members: one batched model, docs/ensembles.md)
@@ -74,7 +61,7 @@ def main(cfg: DictConfig) -> float | None:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         outcome = "diverged"
-        if _multirun():
+        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
             return None  # the other jobs of the sweep still run; the summary reports this one
         sys.exit(DIVERGED)
     finally:
@@ -123,33 +110,28 @@ def sweep_summary(jobs: list[list[str]] | None, swept: set[str], ran: list[tuple
 def _single_run_dir_check(argv: list[str]) -> str | None:
     """Before Hydra writes its record into an explicit ``hydra.run.dir``: the error line if it holds another run's results."""
     values = dict(arg.split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
-    run_dir = values.get("hydra.run.dir")
-    if run_dir is None:
+    if "hydra.run.dir" not in values:
         return None  # the default run directory is new (its name has microseconds)
     try:
-        check_run_dir(run_dir, values.get("resume"))
+        check_run_dir(values["hydra.run.dir"], values.get("resume"))
     except ValueError as error:
         return f"error: invalid configuration: {error}"
     return None
 
 
 def validate_sweep(argv: list[str]) -> str | None:
-    """For ``-m``/``--multirun``: the first job whose configuration is invalid, as an error line (``None``: all valid).
-
-    Expands the sweep as Hydra's basic sweeper does and validates every job's configuration before the first
-    job starts.  Checks that depend on the machine (GPUs, cores) are skipped for other launchers (e.g. SLURM:
-    the jobs run elsewhere and validate themselves when they start).
-    """
+    """For ``-m``/``--multirun``, before the first job starts: the first job (as Hydra's basic sweeper expands
+    them) whose configuration is invalid, as an error line (``None``: all valid).  Other launchers (e.g. SLURM)
+    skip the machine checks: their jobs validate themselves where they run."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
-    overrides = [arg for arg in argv if arg not in ("-m", "--multirun")]
     expanded = sweep_jobs(argv)
     if expanded is None:
         return None  # other Hydra flags, or Hydra's own parse errors: every job still validates itself
     jobs, swept = expanded
-    placeholder = [] if any(o.lstrip("+~").startswith("output_dir=") for o in overrides) else ["output_dir=."]
+    placeholder = [] if any(o.lstrip("+~").startswith("output_dir=") for o in argv) else ["output_dir=."]
     for number, job in enumerate(jobs):
         try:
             with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -161,10 +143,9 @@ def validate_sweep(argv: list[str]) -> str | None:
             del cfg["hydra"]
         try:
             if basic and (cfg.trainer.get("devices", 1) != 1 or cfg.trainer.get("num_nodes", 1) != 1):
-                raise ValueError(
-                    "trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper processes would "
-                    "start the sweep again): use hydra/launcher=slurm, or sweep one device per job"
-                )
+                raise ValueError("trainer.devices x trainer.num_nodes must be 1 in a local multirun (DDP's helper "
+                                 "processes would start the sweep again): use hydra/launcher=slurm, or sweep one "
+                                 "device per job")
             build_run(cfg, check_machine=basic)
         except ValueError as error:
             values = " ".join(o for o in job if o.split("=", 1)[0] in swept)
@@ -176,17 +157,14 @@ def _main() -> None:
     """The command line: ``logger=null`` (no logger) as Hydra spells it (``~logger``), checks, then Hydra."""
     sys.argv[1:] = ["~logger" if arg in ("logger=null", "logger=None") else arg for arg in sys.argv[1:]]
     argv = sys.argv[1:]
-    if not ("-m" in argv or "--multirun" in argv):
-        line = _single_run_dir_check(argv)
-        if line is not None:
-            print(line, file=sys.stderr)
-            sys.exit(2)
-        main()
-        return
-    line = validate_sweep(argv)
+    multirun = "-m" in argv or "--multirun" in argv
+    line = validate_sweep(argv) if multirun else _single_run_dir_check(argv)
     if line is not None:
         print(line, file=sys.stderr)
         sys.exit(2)
+    if not multirun:
+        main()
+        return
     jobs, swept = sweep_jobs(argv) or (None, set())
     try:
         main()

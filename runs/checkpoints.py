@@ -1,15 +1,10 @@
 """Rebuilding a trained mechanism from a checkpoint written by ``train.py``.
 
-``train.py`` stores the whole resolved run configuration with the
-LightningModule's hyperparameters (``hyper_parameters["run_config"]``, the
-``_target_`` keys kept), and the mechanism's weights under the ``mechanism.``
-prefix of the state dict.  :func:`load_checkpoint` rebuilds the mechanism from
-the first with ``hydra.utils.instantiate``, as ``train.py`` built it, and loads
-the second; no Trainer is needed.  Checkpoints written before the ``_target_``
-keys were kept (they hold ``target``), or before the mechanism took its networks
-and Sinkhorn settings as nested nodes (flat ``hidden``, ``activation``,
-``eps_init``, ... arguments), are read as well: :func:`run_config` maps them to
-today's layout.
+``train.py`` stores the resolved run configuration (``_target_`` keys kept) as the LightningModule's
+``hyper_parameters["run_config"]``, and the mechanism's weights under the ``mechanism.`` prefix of the state dict:
+:func:`load_checkpoint` rebuilds the mechanism from the first with ``hydra.utils.instantiate`` and loads the second,
+without a Trainer.  :func:`run_config` maps older layouts to today's: ``target`` for ``_target_``, moved targets
+(:data:`RENAMED_TARGETS`), and flat network and Sinkhorn arguments (``hidden``, ``eps_init``, ...).
 """
 
 from __future__ import annotations
@@ -23,30 +18,21 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from distributions import Setting, ValuationDistribution, distribution_of
+from distributions import Setting
 from runs.config_store import SINKHORN_TARGET
 from utils.checks import one_line
 
-__all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config", "run_directory"]
+__all__ = ["TrainedRun", "load_checkpoint", "read_checkpoint", "run_config"]
 
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A mechanism restored from a checkpoint, with the configuration it was trained under.
-
-    mechanism: the module mapping bids ``(batch, agents, items)`` to ``(allocation, payment)``.
-    config:    the resolved run configuration (``agents``, ``items``, ``demand``, ``data``, ``model``, ...).
-    checkpoint: the checkpoint file.
-    """
+    """A mechanism restored from a checkpoint (``checkpoint``), with the resolved run configuration it was trained
+    under (``config``); ``mechanism`` maps bids ``(batch, agents, items)`` to ``(allocation, payment)``."""
 
     mechanism: nn.Module
     config: dict[str, Any]
     checkpoint: Path
-
-    @property
-    def distribution(self) -> ValuationDistribution:
-        """The run's valuation distribution (:func:`distributions.distribution_of` its configuration)."""
-        return distribution_of(self.config)
 
     @property
     def setting(self) -> Setting:
@@ -65,14 +51,9 @@ class TrainedRun:
 
     @property
     def run_dir(self) -> Path:
-        """The run directory (the checkpoint's folder, or its parent when that folder is ``checkpoints``)."""
-        return run_directory(self.checkpoint)
-
-
-def run_directory(checkpoint: Path | str) -> Path:
-    """``<run>`` for ``<run>/checkpoints/x.ckpt``, else the checkpoint's folder."""
-    folder = Path(checkpoint).resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
+        """The run directory: ``<run>`` for ``<run>/checkpoints/x.ckpt``, else the checkpoint's folder."""
+        folder = self.checkpoint.resolve().parent
+        return folder.parent if folder.name == "checkpoints" else folder
 
 
 RENAMED_TARGETS = {
@@ -100,13 +81,11 @@ _FLAT_SINKHORN = ("eps_init", "eps_final", "eps_steps", "tol", "max_iter", "grad
 
 
 def _nested(config: dict[str, Any]) -> dict[str, Any]:
-    """A run configuration whose mechanism took flat network and Sinkhorn arguments, in today's layout: the
-    networks as ``mechanism.allocation_net`` and ``mechanism.payment_net`` nodes (the MLP both were), the Sinkhorn
-    arguments as ``mechanism.sinkhorn`` (and the top-level ``sinkhorn`` section as its ``_target_`` node)."""
+    """A run configuration with flat network and Sinkhorn arguments in today's layout: ``mechanism.allocation_net``
+    and ``payment_net`` (the MLP both were), ``mechanism.sinkhorn`` (and ``sinkhorn`` as a ``_target_`` node)."""
     mechanism = dict(config["mechanism"])
     if not (mechanism.keys() & {*_FLAT_NETWORK, *_FLAT_SINKHORN}):
         return config
-
     network = {"_target_": "mechanisms.networks.MLP", **{key: mechanism.pop(key) for key in _FLAT_NETWORK if key in mechanism}}
     sinkhorn = {key: mechanism.pop(key) for key in _FLAT_SINKHORN if key in mechanism}
     if sinkhorn:
@@ -127,10 +106,8 @@ def read_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types for a non-checkpoint file
         detail = " ".join(str(error).split())[:120]
-        raise ValueError(
-            f"{path} is not a PyTorch checkpoint written by train.py (e.g. <run dir>/checkpoints/last.ckpt): "
-            f"torch.load failed ({type(error).__name__}: {detail})"
-        ) from error
+        raise ValueError(f"{path} is not a PyTorch checkpoint written by train.py (e.g. <run dir>/checkpoints/"
+                         f"last.ckpt): torch.load failed ({type(error).__name__}: {detail})") from error
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a train.py checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint
@@ -147,27 +124,22 @@ def run_config(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") 
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
-    """Rebuild the mechanism of a ``train.py`` checkpoint on ``device``, weights loaded, in eval mode.
-
-    Raises ``ValueError`` (one line) when the file is missing, is not a
-    checkpoint, or lacks the run configuration or the mechanism's weights.
-    """
+    """Rebuild the mechanism of a ``train.py`` checkpoint on ``device``, weights loaded, in eval mode; one-line
+    ``ValueError`` for a missing file, not a checkpoint, or one without the run configuration or fitting weights."""
     path = Path(path)
     checkpoint = read_checkpoint(path, device)
     config = run_config(checkpoint, path)
     members = checkpoint.get("hyper_parameters", {}).get("member_configs")
     if members:  # docs/ensembles.md
-        raise ValueError(
-            f"{path} is an ensemble checkpoint of {len(members)} members: read the exported members/member_<k>.ckpt, "
-            "or export one with python -m runs.export CHECKPOINT --member K --out FILE"
-        )
-    target = config["mechanism"]["_target_"]
+        raise ValueError(f"{path} is an ensemble checkpoint of {len(members)} members: read the exported members/"
+                         "member_<k>.ckpt, or export one with python -m runs.export CHECKPOINT --member K --out FILE")
     try:  # _convert_="all": plain lists and dicts, as train.py's configuration asks (old checkpoints lack the key)
         mechanism = instantiate(config["mechanism"], _convert_="all")
     except (InstantiationException, TypeError, ValueError) as error:
-        raise ValueError(f"cannot rebuild the mechanism {target} from {path}: {one_line(error)[:200]}") from error
-    prefix = "mechanism."
-    state = {key[len(prefix):]: value for key, value in checkpoint.get("state_dict", {}).items() if key.startswith(prefix)}
+        raise ValueError(f"cannot rebuild the mechanism {config['mechanism']['_target_']} from {path}: "
+                         f"{one_line(error)[:200]}") from error
+    state = {key.removeprefix("mechanism."): value
+             for key, value in checkpoint.get("state_dict", {}).items() if key.startswith("mechanism.")}
     try:
         mechanism.load_state_dict(state)
     except RuntimeError as error:

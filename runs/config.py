@@ -1,15 +1,10 @@
 """Building the run's objects from the Hydra configuration, and rejecting bad configurations early.
 
-:func:`validate_config` checks a composed configuration before any training:
-the top-level setting, the trainer settings the training loop relies on, and
-the build of the mechanism, the data module, the LightningModule and the
-callbacks with ``hydra.utils.instantiate`` (:func:`build_components`; their
-constructors validate their own arguments: demand and sizes, epsilons, batch
-versus data set size, ...), then what the settings mean for the run
+:func:`validate_config` checks the setting and the trainer, builds the components (:func:`build_components`: their
+constructors check their own arguments), then checks what the settings mean together
 (:func:`runs.setting_checks.check_meaning`) and whether a ``resume`` checkpoint fits
-(:func:`runs.resume_checks.check_resume`).  Every problem surfaces as one ``ValueError`` with
-a one-line message naming the config section.  It returns the components it
-built, and the run trains those (:func:`runs.run.run`): each is built once.
+(:func:`runs.resume_checks.check_resume`): every problem is one ``ValueError`` naming the config section.  The run
+trains the components it returns (:func:`runs.run.run`): each is built once.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 from torch import nn
 
-from utils.checks import check_int, is_int, one_line
+from utils.checks import check_flag, check_int, is_int, one_line
 from mechanisms.demand import Demand
 from runs.resume_checks import check_resume
 from runs.setting_checks import check_meaning
@@ -64,12 +59,10 @@ def _check_setting(cfg: DictConfig) -> None:
     check_int(cfg["agents"], "agents")
     check_int(cfg["items"], "items")
     check_int(cfg.seed, "seed", minimum=0)
-    threads = cfg.get("threads")
-    if threads is not None:
-        check_int(threads, "threads (torch CPU threads; null: torch's default)")
-    choice = cfg.get("test_checkpoint", "last")
-    if choice not in TEST_CHECKPOINTS:
-        raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
+    if cfg.get("threads") is not None:
+        check_int(cfg.threads, "threads (torch CPU threads; null: torch's default)")
+    if cfg.get("test_checkpoint", "last") not in TEST_CHECKPOINTS:
+        raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {cfg.test_checkpoint!r}")
     _build("demand", lambda: Demand(cfg.demand.name, cfg.demand.k).capacities(cfg["agents"], cfg["items"]))
 
 
@@ -106,20 +99,16 @@ def _check_run_options(cfg: DictConfig) -> None:
     for name in ("check_val_every_n_epoch", "log_every_n_steps"):
         if trainer.get(name) is not None:
             check_int(trainer.get(name), f"trainer.{name}")
-    test_batch = cfg.model.get("test_batch_size")
-    if test_batch is not None:
-        check_int(test_batch, "model.test_batch_size (null: the whole test set)")
-    allow = cfg.get("resume_allow_changes", False)
-    if not isinstance(allow, bool):
-        raise ValueError(f"resume_allow_changes must be true or false, got {allow!r}")
+    if cfg.model.get("test_batch_size") is not None:
+        check_int(cfg.model.test_batch_size, "model.test_batch_size (null: the whole test set)")
+    check_flag(cfg.get("resume_allow_changes", False), "resume_allow_changes")
 
 
 def _check_penalty_schedule(cfg: DictConfig, world: int) -> None:
     """lambda_init, rho_init and the largest rho the run's schedule reaches must not overflow float32 training."""
     model, schedule = cfg.model, (cfg.get("callbacks") or {}).get("rho")
     lambda_init, rho_init = model.get("lambda_init", 5.0), model.get("rho_init", 1.0)
-    numbers = (lambda_init, rho_init)
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (lambda_init, rho_init)):
         return  # the module's constructor reports the type
     largest = None
     if schedule is not None:
@@ -162,17 +151,16 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
-    """accelerator, strategy, devices, num_nodes: one process per device, as many devices as there are."""
+def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
+    """accelerator, strategy, devices, num_nodes (one process per device, as many devices as there are), then what
+    the training loop needs: float32, no inference mode, manual optimization."""
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator not in ACCELERATORS:
         raise ValueError(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
     strategy = trainer.get("strategy", "auto")
     if strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook"):
-        raise ValueError(
-            f"trainer.strategy={strategy} is not supported (the run's results cannot come back from "
-            "spawned/forked processes): use trainer.strategy=ddp"
-        )
+        raise ValueError(f"trainer.strategy={strategy} is not supported (the run's results cannot come back from "
+                         "spawned/forked processes): use trainer.strategy=ddp")
     if strategy not in STRATEGIES:
         raise ValueError(f"trainer.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
@@ -180,24 +168,18 @@ def _check_devices(trainer: DictConfig, check_machine: bool = True) -> None:
     check_int(nodes, "trainer.num_nodes")
     if trainer.get("use_distributed_sampler", True) and devices * nodes > 1:
         raise ValueError("trainer.use_distributed_sampler must be false: the data module shards the batches itself")
-    if not check_machine:
-        return
-    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
-    available = torch.cuda.device_count() if cuda else _cpu_count()
-    if devices > available:
-        kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
-        raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
-
-
-def _check_trainer(trainer: DictConfig, check_machine: bool = True) -> None:
-    _check_devices(trainer, check_machine)
+    if check_machine:
+        cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is available: use trainer=cpu")
+        available = torch.cuda.device_count() if cuda else _cpu_count()
+        if devices > available:
+            kind = "GPU(s)" if cuda else "CPU core(s) (one process per device)"
+            raise ValueError(f"trainer.devices={devices} but this machine has {available} {kind}: use 1..{available}")
     precision = str(trainer.get("precision", "32-true"))
     if precision not in PRECISIONS:
-        raise ValueError(
-            f"trainer.precision must be 32-true (the Sinkhorn layer and the misreport search need float32), got {precision!r}"
-        )
+        raise ValueError("trainer.precision must be 32-true (the Sinkhorn layer and the misreport search need "
+                         f"float32), got {precision!r}")
     if trainer.get("inference_mode", True):
         raise ValueError("trainer.inference_mode must be false: validation and test differentiate w.r.t. the bids")
     if trainer.get("gradient_clip_val") is not None or trainer.get("accumulate_grad_batches", 1) != 1:
@@ -210,13 +192,9 @@ def world_size(trainer_cfg: DictConfig) -> int:
 
 
 def build_components(cfg: DictConfig) -> Components:
-    """Apply the thread policy (``cfg.threads``), seed everything with ``cfg.seed``, then instantiate the mechanism, the data module, the LightningModule
-    and the callbacks.
-
-    The LightningModule gets the resolved configuration, ``_target_`` keys kept, as its ``run_config``
-    hyperparameter (checkpoints rebuild the mechanism from it with ``instantiate``).  It goes to the partial
-    that instantiate returns rather than to instantiate, which would build its ``_target_`` nodes.
-    """
+    """Apply ``cfg.threads``, seed with ``cfg.seed``, instantiate the mechanism, data module, LightningModule and
+    callbacks.  The module's ``run_config`` hyperparameter (the resolved configuration, ``_target_`` keys kept, from
+    which checkpoints rebuild the mechanism) goes to the partial, as instantiate would build its ``_target_`` nodes."""
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -227,25 +205,16 @@ def build_components(cfg: DictConfig) -> Components:
     config = _build("config", lambda: OmegaConf.to_container(cfg, resolve=True))
     model = _build("model", lambda: instantiate(cfg.model, mechanism=mechanism, _partial_=True)(
         run_config=config, distribution=distribution))
-    callbacks = [
-        _build(f"callbacks.{name}", lambda spec=spec: instantiate(spec))
-        for name, spec in (cfg.get("callbacks") or {}).items()
-        if spec is not None
-    ]
+    callbacks = [_build(f"callbacks.{name}", lambda spec=spec: instantiate(spec))
+                 for name, spec in (cfg.get("callbacks") or {}).items() if spec is not None]
     return Components(mechanism, datamodule, model, callbacks)
 
 
 def validate_config(cfg: DictConfig, check_machine: bool = True) -> Components:
     """The run's components (:func:`build_components`), or ``ValueError`` (one line, naming the section)
-    unless ``cfg`` describes a trainable run.
-
-    Catches e.g. exactly_k with items < agents * k, RegretNet with exactly_k
-    and several agents, a non-positive epsilon, a batch larger than the data
-    set, an unknown demand, and trainer settings that break the training loop.
-    ``check_machine=False`` skips what depends on this machine (GPUs, cores: e.g. when the job runs on a
-    cluster node).  A ``resume`` checkpoint must exist and hold the same run configuration
-    (:func:`runs.resume_checks.resume_differences`).
-    """
+    unless ``cfg`` describes a trainable run (e.g. not exactly_k with items < agents * k, a batch larger than the
+    data set, trainer settings that break the training loop, a ``resume`` checkpoint of another run).
+    ``check_machine=False`` skips what depends on this machine (GPUs, cores: e.g. a job for a cluster node)."""
     _check_setting(cfg)
     _check_trainer(cfg.trainer, check_machine)
     _check_run_options(cfg)

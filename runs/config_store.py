@@ -1,20 +1,10 @@
 """The configuration's defaults that live in Python, registered as Hydra config nodes (one source for each).
 
-The YAML files under ``conf/`` select these nodes through their defaults lists instead of repeating numbers:
-
-* ``model/search``: ``train``, ``val``, ``test`` - ``adversary.search``'s :data:`~adversary.search.TRAIN_SEARCH`,
-  :data:`~adversary.search.VAL_SEARCH` and :data:`~adversary.search.TEST_SEARCH` as ``_target_`` nodes, selected by
-  ``conf/model/augmented_lagrangian.yaml`` into ``model.train_search``, ``model.val_search`` and ``model.test_search``;
-* ``data/test_set``: ``paper`` - ``test_size``: :data:`~adversary.search.TEST_SAMPLES`, merged into ``data`` by
-  ``conf/data/uniform.yaml``;
-* ``sinkhorn``: ``paper`` - :class:`~mechanisms.sinkhorn.SinkhornSettings` as a ``_target_`` node with the fields (its
-  defaults) that the ``sinkhorn`` section sets, selected by ``conf/config.yaml``; ``conf/mechanism/sinkhorn.yaml``
-  passes it to the mechanism as ``mechanism.sinkhorn``.
-
-:func:`register_configs` stores them in Hydra's ``ConfigStore``; importing :mod:`training` calls it, so every
-compose that imports the project (``train.py``, the tests, the launchers' job processes, which receive the store
-with Hydra's global state) finds them.  The nodes are plain dictionaries, merged like YAML: command-line
-overrides such as ``model.test_search.steps=2`` or ``sinkhorn.eps_final=0.1`` work as before.
+The YAML files under ``conf/`` select these nodes (:data:`NODES`) through their defaults lists instead of repeating
+numbers (docs/training.md): ``model/search`` ``train``, ``val``, ``test`` (:mod:`adversary.search`'s searches as
+``_target_`` nodes), ``data/test_set`` ``paper`` (``test_size``) and ``sinkhorn`` ``paper``
+(:class:`~mechanisms.sinkhorn.SinkhornSettings`' defaults).  :func:`register_configs` stores them in Hydra's
+``ConfigStore``; importing :mod:`runs` calls it.  The nodes are plain dictionaries, overridden like YAML.
 """
 
 from __future__ import annotations
@@ -37,11 +27,8 @@ SINKHORN_LEFT_OUT = ("fixed_iterations", "backend")
 
 def _fields(settings: Any, left_out: tuple[str, ...]) -> dict[str, Any]:
     """The constructor fields of dataclass instance ``settings``, in declaration order, less ``left_out``."""
-    return {
-        field.name: getattr(settings, field.name)
-        for field in dataclasses.fields(settings)
-        if field.init and field.name not in left_out
-    }
+    fields = dataclasses.fields(settings)
+    return {field.name: getattr(settings, field.name) for field in fields if field.init and field.name not in left_out}
 
 
 def search_node(search: MisreportSearch) -> dict[str, Any]:

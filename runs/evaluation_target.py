@@ -36,10 +36,6 @@ class Target:
     baseline: FittedBaseline | None = None
 
 
-def _eps_suffix(eps: float | None) -> str:
-    return "" if eps is None else f"_eps{eps:g}"
-
-
 def evaluation_target(args: argparse.Namespace, device: torch.device) -> Target:
     """The mechanism to test and its setting, from ``evaluate.py``'s options: a checkpoint or a baseline name
     (``--mechanism`` with ``--demand --k --agents --items --distribution``, defaults :data:`BASELINE_SETTING`)."""
@@ -54,16 +50,16 @@ def evaluation_target(args: argparse.Namespace, device: torch.device) -> Target:
     if args.checkpoint is not None:
         run = load_checkpoint(args.checkpoint, device)
         seeds = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
+        suffix = "" if args.eps_final is None else f"_eps{args.eps_final:g}"
         return Target(
             mechanism=run.mechanism, setting=run.setting, data_seed=seeds[0], search_seed=seeds[1],
             source=str(run.checkpoint), run_dir=run.run_dir,
-            out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{_eps_suffix(args.eps_final)}",
+            out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{suffix}",
         )
     setting = Setting(args.agents, args.items, Demand(args.demand, args.k), named_distribution(args.distribution, args.agents, args.items))
     mechanism: nn.Module | None
-    fitted = None
-    if args.mechanism in BASELINE_NAMES:
-        fitted = fit_baseline(args.mechanism, setting)
+    fitted = fit_baseline(args.mechanism, setting) if args.mechanism in BASELINE_NAMES else None
+    if fitted is not None:
         mechanism = fitted.mechanism
     elif args.mechanism == "vcg":
         mechanism = VCG(args.agents, args.items, setting.demand)

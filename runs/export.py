@@ -2,13 +2,10 @@
 
     python -m runs.export <run>/checkpoints/last.ckpt --member 1 --out member_1.ckpt
 
-The exported file holds member ``k``'s weights under the single mechanism's
-keys (``mechanism.*``), its ``lagrange_multipliers`` ``(agents,)`` and ``rho``,
-its misreport buffer (with persistent misreports), the step, and its own run
-configuration (``hyper_parameters.run_config``: the single run it is), so
-:func:`runs.checkpoints.load_checkpoint` and ``evaluate.py`` read it as
-they read any ``train.py`` checkpoint.  It holds no optimizer state: it is for
-evaluation, not for resuming (resume the ensemble checkpoint instead).
+The exported file holds member ``k``'s weights under the single mechanism's keys (``mechanism.*``), its
+``lagrange_multipliers`` ``(agents,)``, ``rho``, misreport buffer, step and own run configuration, so
+``evaluate.py`` and :func:`runs.checkpoints.load_checkpoint` read it as any ``train.py`` checkpoint.  Without
+optimizer state it is for evaluation, not for resuming (resume the ensemble checkpoint instead).
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""Interrupts (SIGTERM, SIGINT) end a run with a checkpoint, one line and a non-zero status (issue 19, point 1).
+"""Interrupts (SIGTERM, SIGINT) end a run with a checkpoint, one line and a non-zero status (docs/scaling_out.md).
 
-Lightning handles SIGTERM by finishing the epoch and raising a ``SystemExit`` of status 0, and Ctrl-C by
-an exit of status 1 without a resumable checkpoint.  :class:`StopOnSignal` (added to every run by
-:func:`runs.run.run`) instead stops at the end of the current training batch, writes
-``checkpoints/last.ckpt`` first, and raises :class:`Interrupted`; ``run`` turns that into one line on
-stderr (what was saved and the exact command that resumes) and exit status ``128 + signal`` (143 for
-SIGTERM, 130 for SIGINT).  A second Ctrl-C stops at once (Lightning's exit 1, no checkpoint).  During the test after training
-(:func:`stop_testing_on_signal`), either signal stops at once: training is over and its checkpoint written.
-
-With several processes (DDP) Lightning broadcasts SIGTERM and raises on every process at the next
-batch; the checkpoint is then written from ``on_exception`` (every process takes part).  On SLURM with
-Lightning's auto-requeue (``SLURMEnvironment``), its SIGUSR1 handler still saves ``hpc_ckpt_<n>.ckpt``
-and requeues the job; the SIGTERM that follows ends the job as above (docs/scaling_out.md).
+Lightning alone finishes the epoch on SIGTERM and exits 0, and exits 1 on Ctrl-C without a resumable checkpoint.
+:class:`StopOnSignal` (in every :func:`runs.run.run`) instead stops at the end of the current training batch, writes
+``checkpoints/last.ckpt`` and raises :class:`Interrupted`, which ``train.py`` turns into one line and exit status
+``128 + signal``; a second Ctrl-C stops at once.  Under DDP, Lightning raises on every process at the next batch
+and the checkpoint is written from ``on_exception``.  During the test after training, :func:`stop_testing_on_signal`
+stops at once.  Lightning's SLURM requeue (SIGUSR1, ``hpc_ckpt_<n>.ckpt``) is left as it is.
 """
 
 from __future__ import annotations
@@ -35,36 +29,22 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        super().__init__(f"{signal.Signals(signum).name} at step {step}")
-
-    @property
-    def signal_name(self) -> str:
-        """``SIGTERM``, ``SIGINT``, ..."""
-        return signal.Signals(self.signum).name
-
-    @property
-    def exit_status(self) -> int:
-        """The shell's convention for a process ended by a signal: ``128 + signal number``."""
-        return 128 + self.signum
+        self.signal_name = signal.Signals(signum).name  # SIGTERM, SIGINT, ...
+        self.exit_status = 128 + signum  # the shell's convention for a process ended by a signal
+        super().__init__(f"{self.signal_name} at step {step}")
 
 
 def resume_command(overrides: Sequence[str] | None, run_dir: Path, checkpoint: Path) -> str:
-    """``python train.py <the run's overrides> hydra.run.dir=<run dir> resume=<checkpoint>`` (shell-quoted).
-
-    ``overrides``: the run's command-line overrides (``None``: unknown, shown as ``<your overrides>``).
-    """
-    if overrides is None:
-        kept = ["<your overrides>"]
-    else:
-        kept = [shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
+    """``python train.py <the run's overrides> hydra.run.dir=<run dir> resume=<checkpoint>`` (shell-quoted);
+    ``overrides`` ``None``: unknown, shown as ``<your overrides>``."""
+    kept = ["<your overrides>"] if overrides is None else [
+        shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
     return " ".join(["python train.py", *kept, shlex.quote(f"hydra.run.dir={run_dir}"), shlex.quote(f"resume={checkpoint}")])
 
 
 class StopOnSignal(pl.Callback):
-    """Stop training at the end of the batch during which SIGTERM or SIGINT arrived, after saving ``last.ckpt``.
-
-    ``dirpath``: the checkpoint folder (``<run dir>/checkpoints``).
-    """
+    """Stop training at the end of the batch during which SIGTERM or SIGINT arrived, after saving ``last.ckpt``
+    into ``dirpath`` (``<run dir>/checkpoints``)."""
 
     def __init__(self, dirpath: Path | str) -> None:
         self.dirpath = Path(dirpath)
@@ -72,7 +52,6 @@ class StopOnSignal(pl.Callback):
         self.saved: Path | None = None
         self._previous_sigint: Any = None
 
-    # ------------------------------------------------------------- signals
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # the second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -82,8 +61,7 @@ class StopOnSignal(pl.Callback):
         self.signum, self.saved = None, None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # (after Lightning registers its signal handlers: its teardown then restores the handler we replace)
-        # a process started with SIGINT ignored (``nohup``, a background job of a script) keeps ignoring it
+        # after Lightning's handlers (its teardown restores the one replaced); an ignored SIGINT (nohup) stays so
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -95,12 +73,6 @@ class StopOnSignal(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore()
 
-    def _received(self, trainer: pl.Trainer) -> int | None:
-        if self.signum is not None:
-            return self.signum
-        return int(signal.SIGTERM) if trainer.received_sigterm else None
-
-    # ------------------------------------------------------------ stopping
     def _save(self, trainer: pl.Trainer) -> Path | None:
         if self.saved is None and not trainer.fast_dev_run:
             path = self.dirpath / "last.ckpt"
@@ -110,7 +82,7 @@ class StopOnSignal(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        signum = self._received(trainer)
+        signum = self.signum if self.signum is not None else int(signal.SIGTERM) if trainer.received_sigterm else None
         if signum is None or (trainer.world_size > 1 and signum == signal.SIGTERM):
             return  # nothing, or DDP's SIGTERM: Lightning raises on every process at the next batch
         raise Interrupted(signum, trainer.global_step, self._save(trainer))
@@ -131,13 +103,9 @@ class StopOnSignal(pl.Callback):
 
 @contextmanager
 def stop_testing_on_signal(step: int, checkpoint: Path | None) -> Iterator[None]:
-    """Inside: SIGTERM or SIGINT raises :class:`Interrupted` at once (``step``, ``checkpoint``: the trained run's).
-
-    For the test after training, whose misreport search is one long batch: training is over and saved, so
-    nothing is lost by stopping mid-batch, and resuming from ``checkpoint`` runs the test again.  Lightning
-    calls the SIGTERM handler it finds after its own, so the stop also works inside ``trainer.test``.  A
-    signal ignored when the block starts (``nohup``) stays ignored; the previous handlers come back on exit.
-    """
+    """Inside: SIGTERM or SIGINT raises :class:`Interrupted` at once (``step``, ``checkpoint``: the trained run's),
+    for the test after training (one long batch; resuming runs it again).  Lightning calls the handler it finds
+    after its own.  A signal ignored on entry (``nohup``) stays ignored; the previous handlers come back on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,20 +1,11 @@
 """From the ``ensemble`` configuration node to the members' run configurations and the ensemble's components.
 
-``ensemble.size=K`` (1: the ordinary run) trains K members; member ``k`` is the
-single run of the configuration with
-
-* ``seed`` = ``ensemble.vary.seed[k]`` (default: ``seed + k``): its network
-  initialization (and its test seed, which follows ``seed``);
-* ``data.seed`` = the ensemble's data seed for every member: all members train
-  on the same data in the same order (and validate and test on the same profiles);
-* ``ensemble.vary.<key>[k]`` for every varied key of :data:`VARY` (the learning
-  rate and the Lagrangian settings).
-
-:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds every
-member as ``train.py`` would (:func:`runs.config.validate_config`) and stacks them into ONE
-:class:`training.AuctionModule` (the same module as a single run's, with a member dimension) with the
-members' schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what
-``train.py`` calls: a single run's components, or an ensemble's.
+``ensemble.size=K`` trains K members (docs/ensembles.md): member ``k`` is the single run with ``seed`` =
+``ensemble.vary.seed[k]`` (default ``seed + k``), the ensemble's ``data.seed`` (every member trains, validates and
+tests on the same profiles) and ``ensemble.vary.<key>[k]`` for each varied key of :data:`VARY`.
+:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds each as ``train.py``
+would and stacks them into ONE :class:`training.AuctionModule` with a member dimension, with the members'
+schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what ``train.py`` calls.
 """
 
 from __future__ import annotations
@@ -65,10 +56,8 @@ def pack_multirun(sweeps: Sequence[str]) -> list[str]:
             raise ValueError(f"cannot pack {sweep!r} into an ensemble: sweep one of {', '.join(keys)} as KEY=V1,V2,...")
         axes.append((keys[path], values.split(",")))
     jobs = list(itertools.product(*(values for _, values in axes)))
-    packed = [f"ensemble.size={len(jobs)}"]
-    for axis, (key, _) in enumerate(axes):
-        packed.append(f"ensemble.vary.{key}=[{','.join(job[axis] for job in jobs)}]")
-    return packed
+    return [f"ensemble.size={len(jobs)}",
+            *(f"ensemble.vary.{key}=[{','.join(job[axis] for job in jobs)}]" for axis, (key, _) in enumerate(axes))]
 
 
 MAX_MEMBERS = 256
@@ -95,33 +84,26 @@ def ensemble_size(cfg: DictConfig) -> int:
     return size
 
 
-def _varied(cfg: DictConfig, size: int) -> dict[str, list[Any]]:
-    """The ``ensemble.vary`` lists that are set, each of length ``size``."""
-    vary = cfg.ensemble.get("vary") or {}
-    varied = {key: values for key, values in vary.items() if values is not None}
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """Each member's run configuration: a single run's (``ensemble.size=1``), see the module docstring."""
+    size = ensemble_size(cfg)
+    varied = {key: values for key, values in (cfg.ensemble.get("vary") or {}).items() if values is not None}
     unknown = sorted(set(varied) - set(VARY))
     if unknown:
         raise ValueError(f"ensemble.vary.{unknown[0]} cannot vary per member; these can: {', '.join(VARY)}")
     for key, values in varied.items():
         if not OmegaConf.is_list(values) or len(values) != size:
             raise ValueError(f"ensemble.vary.{key} must list one value per member ({size}), got {values!r}")
-    return {key: list(values) for key, values in varied.items()}
-
-
-def member_configs(cfg: DictConfig) -> list[DictConfig]:
-    """Each member's run configuration: a single run's (``ensemble.size=1``), see the module docstring."""
-    size = ensemble_size(cfg)
-    varied = _varied(cfg, size)
+    varied = {key: list(values) for key, values in varied.items()}
     seeds = varied.pop("seed", [cfg.seed + k for k in range(size)])
     if len(set(seeds)) != len(seeds) and not varied:
         raise ValueError(f"ensemble members with equal seeds and settings would train identically: seeds {seeds}")
-    data_seed = cfg.data.seed
     configs = []
     for k in range(size):
         member = copy.deepcopy(cfg)
         with open_dict(member):
             member.seed = seeds[k]
-            member.data.seed = data_seed
+            member.data.seed = cfg.data.seed
             member.resume = None
             member.ensemble.size = 1
             member.ensemble.vary = {key: None for key in member.ensemble.get("vary") or {}}
@@ -132,15 +114,11 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
 
 
 def ensemble_callbacks(cfg: DictConfig, configs: list[DictConfig]) -> list[pl.Callback]:
-    """The ensemble's callbacks, from each member's: a schedule with rules per member (``for_members``: the rho
-    and lambda schedules, the warm start) joins the members'; a scored checkpoint and a callback with
-    ``per_member`` (the regret-budget score, the collapse guard) are kept per member, on ``member_<k>/``
-    metrics (``checkpoints/member_<k>-best-*.ckpt``); the others (the latest checkpoint, the progress bar, the
-    heatmaps and the audit, which draw every member) are the first member's."""
+    """The ensemble's callbacks, from each member's: one with ``for_members`` (rho and lambda schedules, warm
+    start) joins the members'; a scored checkpoint and one with ``per_member`` (regret-budget score, collapse
+    guard) are kept per member, on ``member_<k>/`` metrics; the others are the first member's."""
     callbacks: list[pl.Callback] = []
-    for name, spec in (cfg.get("callbacks") or {}).items():
-        if spec is None:
-            continue
+    for name, spec in ((n, s) for n, s in (cfg.get("callbacks") or {}).items() if s is not None):
         built = [instantiate(config.callbacks[name]) for config in configs]
         first = built[0]
         if hasattr(first, "for_members"):
@@ -160,10 +138,8 @@ def _adam_options(member: AuctionModule) -> dict[str, Any]:
     factory = member.optimizer_factory
     func, args, keywords = (getattr(factory, name, None) for name in ("func", "args", "keywords"))
     if func is not torch.optim.Adam or args or not set(keywords or {}) <= set(ADAM_OPTIONS):
-        raise ValueError(
-            "an ensemble trains with Adam (training/member_adam.py): model.optimizer must be torch.optim.Adam "
-            f"with at most {', '.join(ADAM_OPTIONS)}, got {factory!r}"
-        )
+        raise ValueError("an ensemble trains with Adam (training/member_adam.py): model.optimizer must be "
+                         f"torch.optim.Adam with at most {', '.join(ADAM_OPTIONS)}, got {factory!r}")
     return dict(keywords or {})
 
 
@@ -185,13 +161,9 @@ def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) 
     _check_members(members)
     first = members[0]
     model = AuctionModule(
-        stack_members([m.mechanism for m in members]),
-        lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], optimizer=first.optimizer_factory,
-        train_search=first.train_search, val_search=first.val_search, test_search=first.test_search,
-        test_batch_size=first.test_batch_size, test_seed=[m.test_seed for m in members], fast=first.fast,
-        quadratic_penalty=first.quadratic_penalty, penalty_over_agents=first.penalty_over_agents,
-        clip_grad_norm=first.clip_grad_norm, distribution=first.distribution, run_config=run_config,
-        member_configs=[m.hparams["run_config"] for m in members], persistent_misreports=first.persistent_misreports,
+        stack_members([m.mechanism for m in members]), optimizer=first.optimizer_factory, run_config=run_config,
+        lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], test_seed=[m.test_seed for m in members],
+        member_configs=[m.hparams["run_config"] for m in members], **{name: getattr(first, name) for name in SHARED},
         **{name: first.hparams[name] for name in ("low", "high", "train_size")},
     )
     with torch.no_grad():
@@ -226,12 +198,10 @@ def build_run(cfg: DictConfig, check_machine: bool = True) -> Components:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m runs.members seed=0,1,2 model.lr=0.001,0.003``: print the overrides of
-    the one ensemble job packing that multirun (:func:`pack_multirun`); exit status 2 on a sweep it cannot pack."""
-    parser = argparse.ArgumentParser(
-        prog="python -m runs.members",
-        description="Print the train.py overrides of one ensemble job that packs a Hydra multirun's sweeps.",
-    )
+    """``python -m runs.members seed=0,1,2 model.lr=0.001,0.003``: print :func:`pack_multirun`'s overrides;
+    exit status 2 on a sweep it cannot pack."""
+    parser = argparse.ArgumentParser(prog="python -m runs.members", description="Print the train.py overrides "
+                                     "of one ensemble job that packs a Hydra multirun's sweeps.")
     parser.add_argument("sweeps", nargs="+", metavar="KEY=V1,V2,...",
                         help=f"a multirun sweep of one of: {', '.join(VARY.values())}")
     args = parser.parse_args(argv)

@@ -1,13 +1,9 @@
-"""A run whose mechanism stopped earning (issue 19, point 3): test revenue near 0 at the end of the run.
+"""A run whose mechanism stopped earning: test revenue near 0 at the end of the run (docs/scaling_out.md).
 
-E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge
-nothing: zero regret, zero revenue, a table that looks normal.  The warning names a collapse only when the
-run earned revenue in validation before (the collapse guard's best), and a mechanism that never earned
-otherwise; it names no cause it cannot know.  :func:`no_revenue_warning` names it,
-with the allocated mass (0: nothing allocated; above: items given away); :func:`runs.run.run`
-prints it in the log and the results table, writes it to ``metrics.json`` (``warnings``) and to
-TensorBoard (text ``warnings/no_revenue``).  (A finer guard, per bidder and during training, can
-build on :func:`allocated_mass`.)
+E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge nothing: zero
+regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it, with the allocated mass
+(:func:`allocated_mass`), a collapse only when the run earned revenue in validation before, and no cause it cannot
+know; :func:`runs.run.run` prints it and writes it to ``metrics.json`` and TensorBoard.
 """
 
 from __future__ import annotations
@@ -29,12 +25,9 @@ def allocated_mass(mechanism: nn.Module, valuations: Tensor) -> float:
 
 
 def no_revenue_warning(revenue: float, mass: float, value_scale: float, best_validation: float | None = None) -> str | None:
-    """The warning line if test ``revenue`` <= NEAR_ZERO x ``value_scale`` (the allocated ``mass`` says how), else ``None``.
-
-    ``best_validation``: the best validation revenue of the run (:class:`callbacks.CollapseGuard`'s; ``None``:
-    unknown).  Above the same threshold, revenue was earned and lost: a collapse.  Below it, the mechanism never
-    earned: its settings, not the training's stability, are the suspect.  Unknown: both are named, with how to tell.
-    """
+    """The warning line if test ``revenue`` <= NEAR_ZERO x ``value_scale`` (the allocated ``mass`` says how), else
+    ``None``.  ``best_validation`` (:class:`callbacks.CollapseGuard`'s; ``None``: unknown, both causes are named)
+    above the same threshold is a collapse; below it, the mechanism's settings are the suspect."""
     if not revenue <= NEAR_ZERO * value_scale:
         return None
     how = "it allocates nothing" if mass <= NEAR_ZERO else f"it gives items away: allocated mass {mass:.3f} of the items"

@@ -46,11 +46,8 @@ def _hardware(run_dir: Path) -> str:
 
 
 def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
-    """Train and test one preset in ``runs_dir/preset``; an earlier reproduction run there is kept, renamed.
-
-    Returns the sidecar written to ``reproduction.json``: preset, overrides,
-    command, return code, wall time, hardware, log file.
-    """
+    """Train and test one preset in ``runs_dir/preset`` (an earlier reproduction run there is kept, renamed);
+    returns the sidecar written to :data:`SIDECAR` (overrides, command, return code, wall time, hardware, log)."""
     run_dir = runs_dir / preset
     log = runs_dir / f"{preset}.log"
     kept = runs_dir / f"{preset}.previous-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
@@ -87,9 +84,8 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     return sidecar
 
 
-def train_presets(
-    presets: Sequence[str], runs_dir: Path, overrides: Sequence[str], timeout: float | None, jobs: int = 1
-) -> bool:
+def train_presets(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str], timeout: float | None,
+                  jobs: int = 1) -> bool:
     """Train ``presets`` with up to ``jobs`` runs at a time (side by side on one GPU); True if one failed."""
     total = len(presets)
 
@@ -119,19 +115,15 @@ def collect(preset: str, runs_dir: Path, adversaries: Sequence[str] = ("audit", 
 
 
 def attack_run(run_dir: Path, adversary: Adversary, device: str = "cpu", progress: bool = False) -> dict[str, Any] | None:
-    """``adversary`` on the tested weights of a finished run, beside the run's test search on the same profiles;
-    writes and returns ``<adversary.name>.json`` (``None``: no metrics or checkpoint, an ensemble run, or a setting
-    the adversary cannot attack).
-
-    The profiles are the run's test split (its seed and size, drawn on ``device``: the very profiles ``train.py``
-    tested on when that is the training device type); with ``adversary.samples``, the first ones of them, and the
-    search (the run's test protocol, seeded as its test) rerun on those.
-    """
+    """``adversary`` on the tested weights of a finished run, beside the run's test search (its protocol and seed)
+    rerun on the same profiles: the run's test split drawn on ``device`` (``adversary.samples``: its first ones).
+    Writes and returns ``<adversary.name>.json``; ``None``: no metrics or checkpoint, an ensemble run (attack its
+    exported members with evaluate.py), or a setting the adversary cannot attack."""
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
-    if "ensemble" in metrics:  # several seeds in one run: attack its exported members with evaluate.py
+    if "ensemble" in metrics:
         return None
     tested = metrics.get("tested_weights", "last")
     checkpoint = Path(tested) if tested not in ("last", "", None) else run_dir / "checkpoints" / "last.ckpt"
@@ -143,8 +135,7 @@ def attack_run(run_dir: Path, adversary: Adversary, device: str = "cpu", progres
         adversary.check(setting)
     except ValueError:
         return None
-    test = run.config.get("model", {}).get("test_search", {})
-    paper = PAPER_PROTOCOL
+    test, paper = run.config.get("model", {}).get("test_search", {}), PAPER_PROTOCOL
     protocol = GradientSearch(steps=int(test.get("steps", paper.steps)), lr=float(test.get("lr", paper.lr)),
                               restarts=int(test.get("restarts", paper.restarts)))
     size = int(run.config.get("data", {}).get("test_size", metrics["test"]["n_samples"]))

@@ -1,35 +1,12 @@
 """Reproduce the paper's Tables 1 and 2: train a list of presets and write a markdown table.
 
 ``python -m runs.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
-
-Each preset (``conf/experiment/<preset>.yaml``; default: every row of
-:data:`reporting.paper.PAPER_ROWS`) is trained and tested by
-``python train.py experiment=<preset> hydra.run.dir=<runs dir>/<preset> <overrides>``
-in a subprocess (log: ``<runs dir>/<preset>.log``).  Next to the run's
-``metrics.json`` a ``reproduction.json`` records the overrides (the budget),
-the hardware and the wall time, so ``--collect-only`` can rebuild the table
-from runs made elsewhere (e.g. the GPU rows on a GPU machine).  The table
-lists revenue and regret (mean (std) on the test profiles), the optimal
-(closed form) and VCG (Monte Carlo) revenue, the best truthful baseline
-(:mod:`baselines`, on the run's test profiles), training time and
-hardware next to the paper's numbers.
-
-Then adversaries attack the tested weights of every run that has no ``<adversary>.json`` yet
-(:func:`runs.preset_runs.attack_run`, docs/regret_audit.md), on the run's test profiles (or the first
-``samples`` of them) beside the gradient search on the same profiles: the exhaustive audit for settings
-with at most 3 items (``audit.json``; ``--no-audit``: none), with ``--strong`` the strong adversary
-(``strong.json``, any number of items), and every ``--adversary NAME`` (``conf/adversary/NAME.yaml``, a
-column of its own).  ``--collect-only`` attacks the runs that lack their files.  The table rendering is
-:mod:`reporting.reproduction_table`, the runs :mod:`runs.preset_runs`.
-
-An existing ``--out`` is refused before any training unless ``--force`` (a table that then lacks some presets'
-results goes to ``<out>.partial.md``); a table without any result replaces no file; ``--collect-only`` refuses a
-runs folder with nothing to collect; the base files presets build on (``paper``, ``best``, ...) are not presets.
-The exit status is 1 when a run failed or a row has no results, 2 on bad input.
-
-Below the table, the rows that the GPU queue (``benchmarks/gpu_queue.yaml``) serves are shown as its
-collected jobs left them in ``results/gpu/`` (:mod:`reporting.gpu_results`): revenue, regret, hardware and
-date, or "not run yet".
+(docs/results.md, "Reproducing the paper").  Each preset (default: every row of :data:`reporting.paper.PAPER_ROWS`)
+trains in a subprocess (:mod:`runs.preset_runs`); then adversaries attack the tested weights of every run without
+its ``<adversary>.json`` (docs/regret_audit.md): the audit (unless ``--no-audit``), ``--strong`` and each
+``--adversary NAME``.  The table (:mod:`reporting.reproduction_table`) adds the GPU queue's collected rows
+(:mod:`reporting.gpu_results`).  An existing ``--out`` is refused before any training unless ``--force``.  Exit
+status: 1 when a run failed or a row has no results, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -88,7 +65,6 @@ def _check_runs(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str]
     """Every preset's configuration with ``overrides`` passes train.py's checks (before the first run starts)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-
 
     for preset in presets:
         try:

@@ -1,9 +1,8 @@
 """Whether a ``resume`` checkpoint may be continued: the same run, a budget it has not passed, weights that fit.
 
-:func:`check_resume` (in :func:`runs.config.validate_config`) refuses, with one line, a checkpoint whose run
-configuration differs in a setting of :data:`RESUME_COMPARED` (:func:`resume_differences`; ``resume_allow_changes``
-prints the differences and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed the trainer's
-budget, or whose weights' shapes differ from this run's model.
+:func:`check_resume` refuses with one line a checkpoint whose settings in :data:`RESUME_COMPARED` differ
+(``resume_allow_changes`` prints them and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed
+the trainer's budget, or whose weights' shapes differ from this run's model.
 """
 
 from __future__ import annotations
@@ -101,8 +100,7 @@ def check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
     except ValueError as error:
         raise ValueError(f"resume: {error}") from error
     _check_resume_budget(cfg.trainer, checkpoint)
-    current = OmegaConf.to_container(cfg, resolve=True)
-    differences = resume_differences(stored, current)
+    differences = resume_differences(stored, OmegaConf.to_container(cfg, resolve=True))
     if differences:
         _refuse_differences(cfg, differences)
     if model is not None:
@@ -112,14 +110,11 @@ def check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
 def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's; with resume_allow_changes, print them instead."""
     listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
-    fixed = [key for key, _, _ in differences if any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)]
-    if fixed:
+    if any(key == f or key.startswith(f + ".") for key, _, _ in differences for f in RESUME_FIXED):
         raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
     if not cfg.get("resume_allow_changes", False):
-        raise ValueError(
-            f"resume: this run's configuration differs from the checkpoint's ({listed}); "
-            "use the checkpoint's values, or add resume_allow_changes=true to continue with the new ones"
-        )
+        raise ValueError(f"resume: this run's configuration differs from the checkpoint's ({listed}); use the "
+                         "checkpoint's values, or add resume_allow_changes=true to continue with the new ones")
     print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with ({listed})",
           file=sys.stderr)
 

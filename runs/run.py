@@ -1,15 +1,11 @@
 """One training run: build from the config, fit, test, report (the body of ``train.py``).
 
-:func:`run` takes the components :func:`runs.config.validate_config`
-built (or builds them, seeded, with ``hydra.utils.instantiate``), fits
-(resuming from ``cfg.resume`` when set), tests the ``cfg.test_checkpoint``
-weights with the evaluation engine, prints :func:`format_table` and writes
-``metrics.json`` into ``cfg.output_dir``.
-
-With several processes (``trainer.strategy=ddp``, ``trainer.devices`` > 1 or
-``trainer.num_nodes`` > 1) every process trains on its share of the batches;
-the test runs once, in the first process, which alone prints the table and
-writes ``metrics.json`` (the others return an empty dict).
+:func:`run` fits the components :func:`runs.config.validate_config` built (resuming from ``cfg.resume``), tests the
+``cfg.test_checkpoint`` weights, prints :func:`format_table` and writes ``metrics.json`` into ``cfg.output_dir``.
+With several processes (DDP) every process trains on its share of the batches; the test runs once, in the first
+process, which alone reports (the others return an empty dict).  An ensemble run (``ensemble.size`` > 1,
+docs/ensembles.md) exports every member as a single-run checkpoint (:mod:`runs.export`) and reports each member
+and the ensemble's summary (:func:`ensemble_members`, :func:`format_ensemble_table`).
 """
 
 from __future__ import annotations
@@ -33,14 +29,18 @@ from callbacks.warm_start import WarmStart
 from utils.atomic import write_json
 from utils.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
-from runs.ensemble_report import ensemble_members, format_ensemble_table
-from runs.interrupt import StopOnSignal, stop_testing_on_signal
-from runs.no_revenue import allocated_mass, no_revenue_warning
+from runs.checkpoints import load_checkpoint
 from runs.config import TEST_CHECKPOINTS, Components, build_components, world_size
-from utils.checks import finite_or_none
+from runs.export import export_member
+from runs.interrupt import StopOnSignal, stop_testing_on_signal
+from runs.members import VARY
+from runs.no_revenue import allocated_mass, no_revenue_warning
+from training.members import ensemble_summary
 from training.metric_logging import best_baseline_reference
+from training.validation import measure_member
+from utils.checks import finite_or_none
 
-__all__ = ["format_table", "run"]
+__all__ = ["ensemble_members", "format_ensemble_table", "format_table", "run"]
 
 
 def _duration(seconds: float) -> str:
@@ -54,12 +54,9 @@ def _checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
 
 
 def _save_last(trainer: pl.Trainer) -> Path | None:
-    """``checkpoints/last.ckpt`` := the weights at the end of fit, the ones tested as ``last``; returns its path
-    (``None``: no checkpoint folder, or a fast_dev_run).
-
-    The ``latest`` callback writes it at each validation, but a time limit (``trainer.max_time``)
-    or ``max_steps`` can stop training after the last validation.  Every process calls this (DDP).
-    """
+    """``checkpoints/last.ckpt`` := the weights at the end of fit (tested as ``last``; the ``latest`` callback's
+    may predate them after ``max_time``/``max_steps``); its path, ``None`` without a checkpoint folder or in a
+    fast_dev_run.  Every process calls this (DDP)."""
     latest = next((c for c in trainer.checkpoint_callbacks if c.monitor is None and c.dirpath), None)
     if latest is None or trainer.fast_dev_run:
         return None
@@ -73,18 +70,12 @@ def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
     if choice not in TEST_CHECKPOINTS:
         raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
     checkpoint = _checkpoint(trainer)
-    if choice == "best" and checkpoint is not None and checkpoint.best_model_path:
-        return checkpoint.best_model_path
-    return None
+    return (checkpoint.best_model_path or None) if choice == "best" and checkpoint is not None else None
 
 
 def trainer_strategy(trainer_cfg: DictConfig) -> str | Strategy:
-    """``trainer.strategy`` as Lightning takes it: DDP without buffer broadcasts for several processes.
-
-    Every buffer is either constant or kept identical in every process (rho follows the step, lambda the
-    all-reduced regret), and skipping the per-forward broadcast lets processes validate different numbers
-    of batches.  DDP picks the gloo backend on CPUs and nccl on GPUs.
-    """
+    """``trainer.strategy`` as Lightning takes it: DDP without buffer broadcasts for several processes (every
+    buffer is constant or identical in every process, and processes may validate different numbers of batches)."""
     name = str(trainer_cfg.get("strategy", "auto"))
     if name == "ddp" or (name == "auto" and world_size(trainer_cfg) > 1):
         sync = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else "broadcast_buffers"
@@ -92,22 +83,25 @@ def trainer_strategy(trainer_cfg: DictConfig) -> str | Strategy:
     return name
 
 
-def _best_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Where the last weights are tested: the best checkpoint's validation score beside the last validation's.
-
-    A run whose revenue collapses late (e.g. stops allocating) shows it here, with the weights to test instead.
-    """
-    best, last = metrics.get("best_score"), metrics.get("fit", {}).get("val/budgeted_revenue")
-    if metrics["tested_weights"] != "last" or best is None or last is None or not math.isfinite(last):
-        return []
-    text = f"{best:.4f} ({Path(metrics['best_checkpoint']).name}); last validation {last:.4f}"
-    hint = last < best and not metrics.get("test_best")  # test_checkpoint=both: its test row follows
-    return [("best validation score", text + ("; test_checkpoint=best tests it" if hint else ""))]
+def _best_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The best checkpoint's rows: where the last weights are tested, its validation score beside the last
+    validation's (a late collapse shows here); with ``test_checkpoint=both``, its test revenue and regret."""
+    rows = []
+    best, tested = metrics.get("best_score"), metrics.get("test_best")
+    last = metrics.get("fit", {}).get("val/budgeted_revenue")
+    if metrics["tested_weights"] == "last" and best is not None and last is not None and math.isfinite(last):
+        text = f"{best:.4f} ({Path(metrics['best_checkpoint']).name}); last validation {last:.4f}"
+        hint = last < best and not tested  # test_checkpoint=both: its test row follows
+        rows.append(("best validation score", text + ("; test_checkpoint=best tests it" if hint else "")))
+    if tested:
+        rows.append(("best checkpoint, test", f"revenue {tested['revenue_mean']:.4f}, regret (mean over agents) "
+                     f"{tested['regret_mean_over_agents_mean']:.4f} ({Path(tested['checkpoint']).name})"))
+    return rows
 
 
 def _test_best(trainer: pl.Trainer, parts: Components) -> dict[str, Any] | None:
-    """``test_checkpoint=both``: the test results of the best checkpoint as well (after the last weights'
-    test; the model keeps the last weights' results in ``test_results``); ``None`` without a best checkpoint."""
+    """``test_checkpoint=both``: the best checkpoint's test results (the model keeps the last weights' in
+    ``test_results``); ``None`` without a best checkpoint."""
     best = _test_weights(trainer, "best")
     if best is None:
         return None
@@ -115,15 +109,6 @@ def _test_best(trainer: pl.Trainer, parts: Components) -> dict[str, Any] | None:
     trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=best, verbose=False)
     results, parts.model.test_results = parts.model.test_results, last_results
     return {"checkpoint": best, **results}
-
-
-def _best_test_row(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """``test_checkpoint=both``: the best checkpoint's test revenue and regret beside the last weights'."""
-    best = metrics.get("test_best")
-    if not best:
-        return []
-    return [("best checkpoint, test", f"revenue {best['revenue_mean']:.4f}, regret (mean over agents) "
-                                      f"{best['regret_mean_over_agents_mean']:.4f} ({Path(best['checkpoint']).name})")]
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -144,13 +129,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("VCG revenue", f"{refs['reference/vcg_revenue']:.4f}" if "reference/vcg_revenue" in refs else "n/a"),
         *baseline_rows(test["revenue_mean"], best_baseline_reference(refs)),
         ("tested weights", metrics["tested_weights"]),
-        *_best_row(metrics),
-        *_best_test_row(metrics),
-        (
-            "wall time",
-            f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
-            f"test {_duration(metrics['test_time_s'])})",
-        ),
+        *_best_rows(metrics),
+        ("wall time", f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
+                      f"test {_duration(metrics['test_time_s'])})"),
     ]
     rows += [("warning", text) for text in metrics.get("warnings", [])]
     warning = allocation_warning(test.get("allocation_violation_max"), metrics.get("allocation_tolerance"))
@@ -160,21 +141,70 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def format_ensemble_table(metrics: dict[str, Any]) -> str:
+    """One line per member and the summary: test revenue and regret (mean over agents)."""
+    lines = [f"{metrics['setting']}: ensemble of {metrics['ensemble']['size']}"]
+    for member in metrics["members"]:
+        test = member["test"]
+        lines.append(
+            f"member {member['member']} (seed {member['seed']}{''.join(f', {k}={v}' for k, v in member['varied'].items())}): "
+            f"revenue {test['revenue_mean']:.4f}, regret {test['regret_mean_over_agents_mean']:.5f} "
+            f"(sum over agents {test['regret_sum_over_agents_mean']:.5f}), tested {Path(member['tested_weights']).name}"
+        )
+    s = metrics["ensemble"]["summary"]
+    for name, label in (("revenue_mean", "revenue"), ("regret_mean_over_agents_mean", "regret")):
+        lines.append(f"{label}: mean {s[f'{name}_members_mean']:.4f}, sd {s[f'{name}_members_sd']:.4f}, "
+                     f"worst {s[f'{name}_members_worst']:.4f}")
+    return "\n".join(lines)
+
+
+def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, saved: Path | None,
+                     choice: str) -> dict[str, Any]:
+    """After the ensemble's test: export every member, test its best weights when ``choice`` is ``best``;
+    ``{"ensemble": {size, data_seed, summary}, "members": [...], "warm_start": ...}`` for ``metrics.json``."""
+    model, output, vary = parts.model, Path(cfg.output_dir), cfg.ensemble.get("vary") or {}
+    members = []
+    for k, config in enumerate(model.hparams["member_configs"]):
+        prefix = f"member_{k}/"
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor and c.monitor.startswith(prefix)), None)
+        best_path = best.best_model_path if best is not None else ""
+        exported = {}
+        if saved is not None:
+            exported["last"] = str(export_member(saved, k, output / "members" / f"member_{k}.ckpt"))
+        if best_path:
+            exported["best"] = str(export_member(best_path, k, output / "members" / f"member_{k}-best.ckpt"))
+        test, tested = model.test_results["members"][k], "last"
+        if choice == "best" and "best" in exported:
+            parts.datamodule.setup("test")
+            valuations = parts.datamodule.splits["test"].valuations.to(model.device)
+            test = measure_member(model, k, valuations, load_checkpoint(exported["best"], model.device).mechanism)
+            tested = exported["best"]
+        members.append({
+            "member": k, "seed": config["seed"],
+            "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
+            "test": test, "tested_weights": tested,
+            "rho": float(model.rho[k]), "lambda": model.lagrange_multipliers[k].tolist(),
+            "best_checkpoint": best_path, "best_score": finite_or_none(best.best_model_score) if best else None,
+            "exported": exported,
+        })
+    summary = ensemble_summary([m["test"] for m in members])
+    return {
+        "ensemble": {"size": model.members, "data_seed": cfg.data.seed, "summary": summary},
+        "members": members,
+        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
+    }
+
+
 def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics.
-
-    ``parts``: the components :func:`runs.config.validate_config` built from ``cfg`` (``None``: build
-    them here, unchecked, with :func:`build_components`).
-    """
+    ``parts``: the components :func:`runs.config.validate_config` built (``None``: built here, unchecked)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     if parts is None:
         parts = build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     stop = StopOnSignal(Path(cfg.output_dir) / "checkpoints")  # SIGTERM/SIGINT: last.ckpt, then Interrupted
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, strategy=trainer_strategy(cfg.trainer), callbacks=[*parts.callbacks, stop], logger=logger
-    )
-
+    trainer: pl.Trainer = instantiate(cfg.trainer, strategy=trainer_strategy(cfg.trainer),
+                                      callbacks=[*parts.callbacks, stop], logger=logger)
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=cfg.get("resume"))
     saved = _save_last(trainer)
     fitted, cpu_fitted = time.perf_counter(), time.process_time()
@@ -192,9 +222,8 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     model, mechanism = parts.model, parts.mechanism
     best = best_baseline_reference(model.references)  # its name joins the references in metrics.json
     metrics: dict[str, Any] = {
-        "setting": (
-            f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, {type(mechanism).__name__}"
-        ),
+        "setting": f"{cfg['agents']} agent(s) x {cfg['items']} item(s), {cfg.demand.name} demand, "
+                   f"{type(mechanism).__name__}",
         "fit": fit_metrics,
         "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
         "allocation_tolerance": allocation_tolerance(mechanism),

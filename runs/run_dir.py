@@ -1,11 +1,8 @@
-"""A run never writes into another run's directory (issue 19, point 2).
+"""A run never writes into another run's directory (docs/scaling_out.md, "One run per run directory").
 
-:func:`check_run_dir` refuses a run directory that already holds results (``metrics.json`` or a
-checkpoint) unless ``resume`` points into it, or the run is a requeued SLURM job (Lightning resumes
-it from its ``hpc_ckpt_<n>.ckpt``; docs/scaling_out.md).  :func:`claim_run_dir` then holds the
-directory for the run with a lock file created atomically (``O_EXCL``): of two runs racing for one
-directory, the second refuses.  A lock left by a process that no longer runs (same host) is taken over.
-Only the first process of a run checks and claims (DDP helpers share the directory).
+:func:`check_run_dir` refuses a directory holding results unless ``resume`` points into it or the run is a
+requeued SLURM job; :func:`claim_run_dir` then holds it with a lock file created atomically (``O_EXCL``), taking
+over a lock whose process (same host) is gone.  Only the first process of a run checks and claims.
 """
 
 from __future__ import annotations
@@ -25,31 +22,20 @@ def first_process() -> bool:
     return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def _results(run_dir: Path) -> list[str]:
-    found = ["metrics.json"] if (run_dir / "metrics.json").is_file() else []
-    return found + sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("checkpoints/*.ckpt"))
-
-
-def _requeued(run_dir: Path) -> bool:
-    """A requeued SLURM job, which Lightning resumes from the directory's ``hpc_ckpt_<n>.ckpt``."""
-    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 or any(run_dir.glob("hpc_ckpt_*.ckpt"))
-
-
 def check_run_dir(run_dir: Path | str, resume: str | None) -> None:
     """One-line ``ValueError`` if ``run_dir`` holds results and ``resume`` does not point into it (see module)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not first_process():
         return
-    found = _results(run_dir)
-    if not found or _requeued(run_dir):
-        return
-    if resume and Path(resume).resolve().is_relative_to(run_dir.resolve()):
+    found = ["metrics.json"] if (run_dir / "metrics.json").is_file() else []
+    found += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("checkpoints/*.ckpt"))
+    # a requeued SLURM job, which Lightning resumes from the directory's hpc_ckpt_<n>.ckpt
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 or any(run_dir.glob("hpc_ckpt_*.ckpt"))
+    if not found or requeued or (resume and Path(resume).resolve().is_relative_to(run_dir.resolve())):
         return
     shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-    raise ValueError(
-        f"the run directory {run_dir} already holds results ({shown}): pick another hydra.run.dir, or continue "
-        f"that run with resume={run_dir / 'checkpoints' / 'last.ckpt'}"
-    )
+    raise ValueError(f"the run directory {run_dir} already holds results ({shown}): pick another hydra.run.dir, "
+                     f"or continue that run with resume={run_dir / 'checkpoints' / 'last.ckpt'}")
 
 
 def _alive(owner: str) -> bool:
@@ -79,10 +65,8 @@ def claim_run_dir(run_dir: Path | str) -> Callable[[], None]:
         except FileExistsError:
             owner = lock.read_text().strip() if lock.is_file() else ""
             if _alive(owner):
-                raise ValueError(
-                    f"the run directory {run_dir} is in use by another run (process {owner or 'unknown'}, lock "
-                    f"{lock}): pick another hydra.run.dir"
-                ) from None
+                raise ValueError(f"the run directory {run_dir} is in use by another run (process "
+                                 f"{owner or 'unknown'}, lock {lock}): pick another hydra.run.dir") from None
             lock.unlink(missing_ok=True)  # its process is gone: take the directory over
             continue
         with os.fdopen(handle, "w") as stream:

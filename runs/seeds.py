@@ -1,9 +1,6 @@
-"""Seeds of one table row trained as one ensemble (docs/ensembles.md), for :mod:`runs.reproduce`.
-
-* :func:`seed_overrides` - the ``train.py`` overrides that train seeds ``s_0, ..., s_{K-1}`` as one
-  ensemble job (same data, member ``k`` initialized with ``s_k``);
-* :func:`row_test` - what a table row shows of a run: its test, or for an ensemble run the mean over the
-  members with the standard deviation over the members (not over the profiles) and the worst member.
+"""Seeds of one table row trained as one ensemble (docs/ensembles.md), for :mod:`runs.reproduce`:
+:func:`seed_overrides` (seeds ``s_0, ..., s_{K-1}`` as one ensemble job: same data, member ``k`` initialized with
+``s_k``) and :func:`row_test` (what a table row shows of a run).
 """
 
 from __future__ import annotations
@@ -32,8 +29,9 @@ def seed_overrides(seeds: Sequence[int]) -> list[str]:
 
 
 def row_test(metrics: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """The test dict a table row shows and a note: ``metrics["test"]`` for a single run; for an ensemble run
-    the members' mean revenue and regret (sum over agents) with their standard deviation over the members."""
+    """The test dict a table row shows and a note: ``metrics["test"]`` for a single run; for an ensemble run the
+    members' mean revenue and regret (sum over agents), their standard deviation over the members (not over the
+    profiles) and the worst member."""
     if "ensemble" not in metrics:
         return metrics["test"], ""
     summary, members = metrics["ensemble"]["summary"], metrics["members"]

@@ -1,18 +1,8 @@
-"""Settings checked against their meaning before any work (issue 29, property 2).
-
-:func:`check_meaning` runs in :func:`runs.config.validate_config` after the components are built (their
-constructors check each argument alone); it refuses, with one line naming the setting, what is well-formed but
-meaningless for the run:
-
-* a value range whose numbers make the guarantees meaningless: negative values (individual rationality and
-  the payments' bounds are stated for values >= 0), or a range too narrow for float32 to resolve a regret in;
-* a mechanism parameter outside the value range: a starting reserve (``mechanism.reserve``) outside the
-  values' support, where every item is sold or none is;
-* a warm start that does not apply: ``init`` naming a baseline the demand does not admit, or ``init`` set while
-  ``callbacks.warm_start`` (the callback that runs it) is null.
-
-A rising regret target is refused by :class:`lagrangian.target_regret.TargetSchedule`, a one-option lottery menu by
-:class:`mechanisms.lottery_ama.LotteryAMA`: each where the value is defined.
+"""Settings checked against their meaning before any work: :func:`check_meaning` (in
+:func:`runs.config.validate_config`, after the components' constructors checked each argument alone) refuses,
+with one line naming the setting, negative values or a value range too narrow for float32 to resolve a regret in,
+a starting ``mechanism.reserve`` outside the values' support, and a warm start (``init``) the demand does not admit
+or whose callback (``callbacks.warm_start``) is null.
 """
 
 from __future__ import annotations
