@@ -94,7 +94,7 @@ def _check(mechanism: nn.Module, valuations: Tensor) -> None:
         raise ValueError(f"valuations must have a non-empty shape (samples, agents, items), got {shape}")
     _, n, m = valuations.shape
     if m > MAX_ITEMS:
-        raise ValueError(f"the audit grids each bidder's report: at most {MAX_ITEMS} items, got {m} (use the gradient search)")
+        raise ValueError(f"the audit grids each bidder's report: at most {MAX_ITEMS} items, got {m} (use a search)")
     if not valuations.is_floating_point():
         raise ValueError(f"valuations must be a floating-point tensor, got {valuations.dtype}")
     if not bool(torch.isfinite(valuations).all()):
