@@ -55,7 +55,7 @@ class PayToChoose(Mechanism):
                              f"got {self.demand.description}: use posted_price")
         outcomes = lottery_outcomes(self.capacities, n_items)
         if outcomes > MAX_OUTCOMES:
-            raise ValueError(f"pay_to_choose enumerates the lotteries' {outcomes} outcomes here; at most {MAX_OUTCOMES}")
+            raise ValueError(f"pay_to_choose would enumerate {outcomes} lottery outcomes here; at most {MAX_OUTCOMES}")
         self.prices = check_prices(prices, n_agents, "pay_to_choose")
         self.name = "pay to choose (else a free lottery) at " + ", ".join(f"{p:.4f}" for p in self.prices)
 
