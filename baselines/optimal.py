@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import torch
-from torch import Tensor
+from typing import Callable
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
