@@ -1,18 +1,9 @@
 """The adversary protocol: what evaluation, training and reproduction ask of a regret-finding adversary.
 
-An :class:`Adversary` is a frozen dataclass with a ``name`` (the key of its block in
-``evaluation.json``, its ``<name>.json`` beside a reproduction run, its ``conf/adversary/<name>.yaml``)
-and one method, :meth:`Adversary.regret`: the regret it finds on given profiles, as a
-:class:`adversary.regret.RegretSummary` (or a subclass adding the adversary's own fields).  The
-shipped ones are thin adapters of the functions of this package:
-
-* :class:`adversary.gradient.GradientSearch` (``search``) - the paper's gradient search (:func:`adversary.regret.measure`);
-* :class:`adversary.grid_audit.GridAudit` (``audit``) - the exhaustive grid audit (:func:`adversary.audit.audit`);
-* :class:`adversary.strong_search.StrongSearch` (``strong``) - many starts, long runs (:func:`adversary.strong.strong_regret`).
-
-:func:`adversary.protocol.against_search` runs any of them beside the test protocol's search on the
-same profiles; :mod:`adversary.select` builds one from its YAML.  docs/extending.md ("A new adversary")
-writes a new one: one module and one YAML.
+An :class:`Adversary` is a frozen dataclass with a ``name`` (its block in ``evaluation.json``, its
+``<name>.json`` beside a reproduction run, its ``conf/adversary/<name>.yaml``) and one method,
+:meth:`Adversary.regret`.  The shipped ones (``search``, ``audit``, ``strong``) are thin adapters of this
+package's functions; docs/extending.md ("A new adversary") writes a new one.
 """
 
 from __future__ import annotations
@@ -28,9 +19,8 @@ from distributions import Setting
 
 __all__ = ["REGRET_KEYS", "Adversary"]
 
-REGRET_KEYS = tuple(
-    f"regret_{convention}_over_agents_{stat}" for convention in ("mean", "sum") for stat in ("mean", "std", "max")
-)
+REGRET_KEYS = tuple(f"regret_{convention}_over_agents_{stat}" for convention in ("mean", "sum")
+                    for stat in ("mean", "std", "max"))
 """The regret statistics every adversary reports (mean, std, max; averaged and summed over the agents)."""
 
 
@@ -55,14 +45,12 @@ class Adversary(ABC):
             raise ValueError(f"{self.name}: samples must be a positive integer or null (all), got {self.samples!r}")
 
     @abstractmethod
-    def regret(
-        self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False
-    ) -> RegretSummary:
+    def regret(self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None,
+               progress: bool = False) -> RegretSummary:
         """The regret found on ``valuations`` ``(samples, agents, items)`` of ``setting``, the others truthful.
 
         Reports stay in ``setting``'s report domain (:meth:`Setting.domain`).  ``seed`` seeds the adversary's
-        randomness (a generator on the valuations' device; ``None``: torch's global generator).  ``progress``:
-        a progress bar.  The mechanism's parameters and train/eval mode are left as they are.
+        randomness (``None``: torch's global generator).  The mechanism's parameters and mode are left as they are.
         """
 
     def check(self, setting: Setting) -> None:

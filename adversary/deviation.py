@@ -1,12 +1,8 @@
 """One agent deviating from the truth: the report domain and the mechanism call.
 
-Shared by the search (:mod:`adversary.search`), the regret (:mod:`adversary.regret`)
-and the audit (:mod:`adversary.audit`).  Misreport rows are laid out
-``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
-sample ``b`` from start ``s``.  The engines call the mechanism through :func:`prepared`
-(a :class:`~mechanisms.prepared.PreparedCall`: the mechanism's own ``prepare`` where it
-offers one, plain calls otherwise), whose ``utilities(rows)`` are the deviating agents'
-true utilities ``(starts, batch, agents)``.
+Misreport rows are laid out ``(starts, agents, batch, items)``: ``rows[s, i, b]`` is agent ``i``'s report in
+sample ``b`` from start ``s``.  The engines call the mechanism through :func:`prepared`, whose
+``utilities(rows)`` are the deviating agents' true utilities ``(starts, batch, agents)``.
 """
 
 from __future__ import annotations
@@ -19,16 +15,8 @@ from utils.checks import Bounds
 from mechanisms.prepared import Forward, PreparedCall
 from mechanisms.sinkhorn import Sinkhorn
 
-__all__ = [
-    "Forward",
-    "check_domain",
-    "check_valuations",
-    "checked_forward",
-    "domain_bounds",
-    "prepared",
-    "row_bounds",
-    "trusted_forward",
-]
+__all__ = ["Forward", "check_domain", "check_valuations", "checked_forward", "domain_bounds", "prepared",
+           "trusted_forward"]
 
 
 def check_valuations(valuations: Tensor) -> None:
@@ -40,12 +28,8 @@ def check_valuations(valuations: Tensor) -> None:
 
 
 def domain_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tensor) -> tuple[Tensor, Tensor]:
-    """Report domain bounds as ``(agents, items)`` tensors.
-
-    Each bound is a float, a list/tuple with one float per agent (the data
-    config's form), or a tensor broadcastable to ``(agents, items)`` (e.g. the
-    ``(agents, 1)`` buffers of the training module).
-    """
+    """Report domain bounds as ``(agents, items)`` tensors, from floats, one float per agent (a list or tuple) or
+    tensors broadcastable to ``(agents, items)``."""
     _, n, m = valuations.shape
     bounds = []
     for x in (low, high):
@@ -57,38 +41,29 @@ def domain_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tenso
                 t = t.view(n, 1)
             bounds.append(t.broadcast_to(n, m).contiguous())
         except (RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"low and high must be floats, one float per agent, or tensors broadcastable to (agents, items) = ({n}, {m})"
-            ) from error
+            raise ValueError(f"low and high must be floats, one float per agent, or tensors broadcastable to "
+                             f"(agents, items) = ({n}, {m})") from error
     lo, hi = bounds
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
         raise ValueError("low and high must be finite with low <= high")
     return lo, hi
 
 
-def row_bounds(low: Bounds | Tensor, high: Bounds | Tensor, valuations: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`domain_bounds` as ``(1, agents, 1, items)`` tensors, the layout of the misreport rows."""
-    _, n, m = valuations.shape
-    lo, hi = domain_bounds(low, high, valuations)
-    return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
-
-
 def check_domain(valuations: Tensor, low: Bounds | Tensor, high: Bounds | Tensor) -> tuple[Tensor, Tensor]:
     """Raise ``ValueError`` unless every valuation lies in ``[low, high]`` (the domain misreports are searched in).
 
-    Returns the bounds it checked against, as :func:`row_bounds` does (``(1, agents, 1, items)``).
+    Returns the bounds it checked against, ``(1, agents, 1, items)``: the layout of the misreport rows.
     """
-    low_t, high_t = row_bounds(low, high, valuations)
-    lo, hi = low_t[:, :, 0], high_t[:, :, 0]  # (1, agents, items)
+    _, n, m = valuations.shape
+    lo, hi = (bound.unsqueeze(0) for bound in domain_bounds(low, high, valuations))  # (1, agents, items)
     slack = 1e-6 * float((hi - lo).abs().max().clamp(min=1.0))
     outside = (valuations.detach() < lo - slack) | (valuations.detach() > hi + slack)
     if bool(outside.any()):
         value = valuations.detach()[outside][0].item()
-        raise ValueError(
-            f"valuations must lie in the value domain [low, high] (here [{lo.min().item():g}, {hi.max().item():g}]); "
-            f"got {value:g}: pass the domain as low=/high=, or rescale the valuations"
-        )
-    return low_t, high_t
+        raise ValueError(f"valuations must lie in the value domain [low, high] (here [{lo.min().item():g}, "
+                         f"{hi.max().item():g}]); got {value:g}: pass the domain as low=/high=, "
+                         "or rescale the valuations")
+    return lo.reshape(1, n, 1, m), hi.reshape(1, n, 1, m)
 
 
 def checked_forward(mechanism: nn.Module) -> Forward:
@@ -100,10 +75,8 @@ def checked_forward(mechanism: nn.Module) -> Forward:
             raise ValueError(f"a mechanism must return (allocation, payment), got {type(output).__name__}")
         allocation, payment = output
         if tuple(allocation.shape) != tuple(bids.shape) or tuple(payment.shape) != tuple(bids.shape[:2]):
-            raise ValueError(
-                f"a mechanism must return allocation {tuple(bids.shape)} and payment {tuple(bids.shape[:2])}, "
-                f"got {tuple(allocation.shape)} and {tuple(payment.shape)}"
-            )
+            raise ValueError(f"a mechanism must return allocation {tuple(bids.shape)} and payment "
+                             f"{tuple(bids.shape[:2])}, got {tuple(allocation.shape)} and {tuple(payment.shape)}")
         return allocation, payment
 
     return forward
@@ -114,9 +87,8 @@ def trusted_forward(mechanism: nn.Module) -> Forward:
     return getattr(mechanism, "allocate_and_pay", mechanism)
 
 
-def prepared(
-    mechanism: nn.Module, valuations: Tensor, forward: Forward | None = None, solver: Sinkhorn | None = None
-) -> PreparedCall:
+def prepared(mechanism: nn.Module, valuations: Tensor, forward: Forward | None = None,
+             solver: Sinkhorn | None = None) -> PreparedCall:
     """``mechanism`` bound to valuations ``(batch, agents, items)`` (checked by the caller) for the engines' calls.
 
     ``mechanism.prepare(valuations, solver)`` where the mechanism offers it (its parameter-only work done once,

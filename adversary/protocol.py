@@ -1,13 +1,8 @@
-"""The paper's test protocol, with VCG and the optimal mechanism evaluated on the same test profiles.
+"""The paper's test protocol, with VCG, the optimal mechanism and the truthful baselines on the same profiles.
 
-:func:`test_profiles` draws the test split of :class:`datamodules.ValuationDataModule`
-(for a checkpoint, with the run's seed: the profiles ``train.py`` tested on);
-:func:`run_protocol` runs the test protocol's search (:data:`PAPER_PROTOCOL`, a
-:class:`adversary.gradient.GradientSearch`) on them, adds :func:`reference_revenues` (the revenue
-of VCG, of the known optimal mechanism where one is known and of every applicable truthful
-baseline, prices fitted to the value distribution, on the very same profiles, next to the
-optimum's closed form) and runs every further adversary with :func:`against_search`: that
-adversary and the protocol's search on the same profiles.
+:func:`run_protocol` runs the test search (:data:`PAPER_PROTOCOL`) on :func:`test_profiles`, adds
+:func:`reference_revenues` and runs every further adversary beside the search (:func:`against_search`);
+docs/evaluation.md describes the report.
 """
 
 from __future__ import annotations
@@ -34,14 +29,10 @@ PAPER_PROTOCOL = GradientSearch()
 :data:`adversary.search.TEST_SAMPLES`)."""
 
 
-def test_profiles(
-    distribution: ValuationDistribution, samples: int, seed: int, device: torch.device | str = "cpu"
-) -> Tensor:
-    """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)`` on ``device``,
-    drawn from ``distribution``.
-
-    With the run's distribution, seed, size and device type these are the profiles ``train.py`` tested on.
-    """
+def test_profiles(distribution: ValuationDistribution, samples: int, seed: int,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)``: with
+    the run's distribution, seed, size and device type, the profiles ``train.py`` tested on."""
     data = ValuationDataModule(
         distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples, batch_size=1,
         seed=seed, device=str(device), distribution=distribution,
@@ -55,21 +46,13 @@ def _mean_std(values: Tensor) -> tuple[float, float]:
 
 
 def reference_revenues(valuations: Tensor, setting: Setting) -> dict[str, Any]:
-    """VCG's, the known optimal mechanism's and the truthful baselines' revenue on ``valuations`` ``(samples, agents, items)``
-    of ``setting``.
-
-    Returns ``vcg_revenue_mean``/``_std``; ``baselines``: for every applicable
-    baseline (prices fitted to the setting's distribution) its ``revenue_mean``/``_std`` on
-    the same profiles, prices and fitted revenue; ``best_truthful_baseline``
-    (the name of the highest-earning one, or ``None``) and its
-    ``best_truthful_baseline_revenue_mean``; and, where an optimum is known
-    (else ``None``), ``optimal_revenue_mean``/``_std``
-    on the same profiles, ``optimal_revenue_closed_form`` and ``optimal_mechanism`` (its name).
-    """
+    """VCG's, the known optimum's (else ``None``) and the truthful baselines' revenue on ``valuations``
+    ``(samples, agents, items)`` of ``setting``, with the optimum's closed form and the best baseline."""
     baselines = baseline_revenues(valuations, setting)
     best = best_truthful_baseline(baselines)
     with torch.inference_mode():
-        vcg_mean, vcg_std = _mean_std(VCG(setting.agents, setting.items, setting.demand)(valuations.cpu().double())[1].sum(-1))
+        values = valuations.cpu().double()
+        vcg_mean, vcg_std = _mean_std(VCG(setting.agents, setting.items, setting.demand)(values)[1].sum(-1))
         optimum = optimal_mechanism(setting)
         result: dict[str, Any] = {
             "vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std,
@@ -80,27 +63,18 @@ def reference_revenues(valuations: Tensor, setting: Setting) -> dict[str, Any]:
         if optimum is None:
             return {**result, "optimal_revenue_mean": None, "optimal_revenue_std": None,
                     "optimal_revenue_closed_form": None, "optimal_mechanism": None}
-        opt_mean, opt_std = _mean_std(optimum(valuations.cpu().double())[1].sum(-1))
+        opt_mean, opt_std = _mean_std(optimum(values)[1].sum(-1))
     return {**result, "optimal_revenue_mean": opt_mean, "optimal_revenue_std": opt_std,
             "optimal_revenue_closed_form": optimum.expected_revenue, "optimal_mechanism": optimum.name}
 
 
-def run_protocol(
-    mechanism: nn.Module,
-    valuations: Tensor,
-    setting: Setting,
-    protocol: GradientSearch = PAPER_PROTOCOL,
-    *,
-    seed: int = 0,
-    progress: bool = False,
-    adversaries: Sequence[Adversary] = (),
-) -> dict[str, Any]:
+def run_protocol(mechanism: nn.Module, valuations: Tensor, setting: Setting, protocol: GradientSearch = PAPER_PROTOCOL,
+                 *, seed: int = 0, progress: bool = False, adversaries: Sequence[Adversary] = ()) -> dict[str, Any]:
     """Test ``mechanism`` on ``valuations`` ``(samples, agents, items)`` of ``setting`` with ``protocol``'s search.
 
-    ``setting``'s support is the report domain and its distribution gives the references; ``seed``
-    seeds the random misreport starts (a generator on the valuations' device).  Returns ``{"metrics":
-    Measurement.to_dict(), "references": reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}``
-    and, for every adversary, ``<adversary.name>``: :func:`against_search`'s report.
+    ``seed`` seeds the random misreport starts.  Returns ``{"metrics": Measurement.to_dict(), "references":
+    reference_revenues(...), "protocol": ..., "evaluation_time_s": ...}`` and, for every adversary,
+    ``<adversary.name>``: :func:`against_search`'s report.
     """
     for adversary in adversaries:
         adversary.check(setting)
@@ -120,17 +94,9 @@ def run_protocol(
     return report
 
 
-def against_search(
-    adversary: Adversary,
-    mechanism: nn.Module,
-    valuations: Tensor,
-    setting: Setting,
-    *,
-    search_metrics: dict[str, Any] | None = None,
-    protocol: GradientSearch = PAPER_PROTOCOL,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict[str, Any]:
+def against_search(adversary: Adversary, mechanism: nn.Module, valuations: Tensor, setting: Setting, *,
+                   search_metrics: dict[str, Any] | None = None, protocol: GradientSearch = PAPER_PROTOCOL,
+                   seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """``adversary`` (seeded by ``seed``) on the first ``adversary.samples`` profiles (``None``: all), with the
     protocol's search on the same profiles.
 

@@ -1,15 +1,8 @@
 """Regret of found misreports, its statistics, and the test-time measurement of a mechanism.
 
-Agent ``i``'s regret at ``v`` is ``max(0, u_i(v; (v'_i, v_-i)) - u_i(v; v))`` for
-its misreport ``v'_i`` (from :func:`adversary.search.find_misreports`).
-
-* :func:`regret` turns misreports into regrets, differentiably in the mechanism's parameters;
-* :func:`regret_statistics` summarizes regrets as a :class:`RegretSummary`;
-* :func:`measure` searches and reports revenue, regret (both conventions), IR and feasibility.
-
-Two regret conventions are in use: RegretNet (Duetting et al.) averages the
-per-agent regrets of a sample over the agents (``regret_mean_over_agents``),
-the paper's tables sum them (``regret_sum_over_agents``).
+Agent ``i``'s regret at ``v`` is ``max(0, u_i(v; (v'_i, v_-i)) - u_i(v; v))`` for its misreport ``v'_i``.  Two
+conventions are reported: RegretNet's mean over the agents (``regret_mean_over_agents``) and the paper's
+tables' sum over them (``regret_sum_over_agents``).
 """
 
 from __future__ import annotations
@@ -47,9 +40,8 @@ class RegretTerms(NamedTuple):
 
 def regret_terms(call: PreparedCall, misreports: Tensor) -> RegretTerms:
     """:func:`regret` without input checks (no host synchronization), for ``call`` bound to the valuations."""
-    valuations = call.valuations
     allocation, payment = call.truthful()
-    truthful = utility(valuations, allocation, payment)  # (B, n)
+    truthful = utility(call.valuations, allocation, payment)  # (B, n)
     rows = misreports.detach().transpose(0, 1).unsqueeze(0)  # (1, n, B, m)
     deviated = call.utilities(rows)[0]  # (B, n)
     return RegretTerms(F.relu(deviated - truthful), allocation, payment)
@@ -58,11 +50,8 @@ def regret_terms(call: PreparedCall, misreports: Tensor) -> RegretTerms:
 def regret(mechanism: nn.Module, valuations: Tensor, misreports: Tensor) -> RegretTerms:
     """Per-sample, per-agent regret ``(batch, agents)`` of ``misreports`` and the truthful outcome.
 
-    ``misreports`` is ``(batch, agents, items)``, row ``i`` being agent ``i``'s
-    report (as returned by :func:`find_misreports`; it is detached here).  Uses
-    one truthful forward and one forward on the ``agents * batch`` deviation
-    profiles, through the mechanism's prepared call (:func:`adversary.deviation.prepared`,
-    prepared in the current grad mode); the result is differentiable in the mechanism's parameters.
+    ``misreports`` ``(batch, agents, items)`` (row ``i``: agent ``i``'s report; detached here), as
+    :func:`find_misreports` returns.  Differentiable in the mechanism's parameters (prepared in the current grad mode).
     """
     check_valuations(valuations)
     if not isinstance(misreports, Tensor) or misreports.shape != valuations.shape:
@@ -78,8 +67,6 @@ class RegretSummary:
     regret_mean_over_agents_*:  per-profile regret averaged over the agents (RegretNet's convention).
     regret_sum_over_agents_*:   per-profile regret summed over the agents (the paper's tables).
     regret_per_agent:           mean regret of each agent.
-
-    Built with :func:`regret_statistics`; :class:`Measurement` and the audit's report extend it.
     """
 
     regret_mean_over_agents_mean: float
@@ -126,24 +113,14 @@ def regret_statistics(regret: Tensor) -> dict[str, float | list[float]]:
     return stats
 
 
-def measure(
-    mechanism: nn.Module,
-    valuations: Tensor,
-    search: MisreportSearch = TEST_SEARCH,
-    low: Bounds | Tensor = 0.0,
-    high: Bounds | Tensor = 1.0,
-    batch_size: int = 1024,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    demand: Demand | str | None = None,
-) -> Measurement:
+def measure(mechanism: nn.Module, valuations: Tensor, search: MisreportSearch = TEST_SEARCH,
+            low: Bounds | Tensor = 0.0, high: Bounds | Tensor = 1.0, batch_size: int = 1024,
+            generator: torch.Generator | None = None, progress: bool = False,
+            demand: Demand | str | None = None) -> Measurement:
     """Revenue, regret, IR and feasibility of ``mechanism`` on ``valuations`` ``(samples, agents, items)``.
 
-    Misreports are searched with :func:`find_misreports` (default: the paper's
-    1000 Adam steps at lr 0.1 from the truth and 10 random starts) in batches of
-    ``batch_size`` samples (tqdm bar if ``progress``).  Feasibility is checked
-    against ``demand`` or, by default, ``mechanism.demand``.  The mechanism's
-    train/eval mode is left as is.
+    Misreports are searched with :func:`find_misreports` (default: the paper's test search) in batches of
+    ``batch_size`` samples.  Feasibility is checked against ``demand`` (default: ``mechanism.demand``).
     """
     check_valuations(valuations)
     demand = demand if demand is not None else getattr(mechanism, "demand", None)
@@ -163,12 +140,8 @@ def measure(
             violations.append(demand.violation(terms.allocation))
     revenue_all = torch.cat(revenue).double()
     utility_all = torch.cat(utilities).double()
-    return Measurement(
-        n_samples=len(revenue_all),
-        revenue_mean=revenue_all.mean().item(),
-        revenue_std=revenue_all.std(correction=0).item(),
-        **regret_statistics(torch.cat(regrets)),
-        ir_violation_max=max(0.0, (-utility_all).max().item()),
-        ir_violation_fraction=(utility_all < -1e-6).any(1).double().mean().item(),
-        allocation_violation_max=torch.cat(violations).max().item(),
-    )
+    return Measurement(n_samples=len(revenue_all), revenue_mean=revenue_all.mean().item(),
+                       revenue_std=revenue_all.std(correction=0).item(), **regret_statistics(torch.cat(regrets)),
+                       ir_violation_max=max(0.0, (-utility_all).max().item()),
+                       ir_violation_fraction=(utility_all < -1e-6).any(1).double().mean().item(),
+                       allocation_violation_max=torch.cat(violations).max().item())

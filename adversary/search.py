@@ -1,28 +1,13 @@
 """The gradient misreport search: every agent's best report, by projected gradient ascent.
 
-The best ``v'_i`` of every agent ``i`` and sample is found by gradient ascent on
-the reported row, for every agent and sample at once: with ``S = restarts + 1``
-starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles,
-each equal to the truth except for one agent's row, through the mechanism's prepared call
-(:func:`adversary.deviation.prepared`, :meth:`~mechanisms.prepared.PreparedCall.utilities`:
-parameter-only work, e.g. a lottery menu, done once per search).
+With ``S = restarts + 1`` starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles, each
+the truth except for one agent's row, through the mechanism's prepared call (:func:`adversary.deviation.prepared`).
+:func:`find_misreports` checks its inputs; :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` are its
+check-free core, shared with the fast training step.
 
-* :class:`MisreportSearch` - steps, learning rate, restarts, optimizer; the defaults
-  :data:`TRAIN_SEARCH`, :data:`VAL_SEARCH`, :data:`TEST_SEARCH` (with :data:`TEST_SAMPLES`);
-* :func:`find_misreports` - the search, with checks (few steps in training, many in evaluation);
-* :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` - its check-free core, shared with the
-  fast training step.
-
-**Scale invariance.**  Every step is relative to the width of the report
-domain: an optimizer step moves agent ``i``'s report on item ``j`` by
-``lr * (high_ij - low_ij)`` times the optimizer's direction (Adam's normalized
-moment, or SGD's gradient), so a search on values in ``[0, 10^6]`` takes the
-same path, in units of the domain, as on ``[0, 1]`` (exactly so for a
-mechanism that is scale-equivariant: allocation unchanged and payments scaled
-when every bid is scaled).  On the unit domain (every width exactly 1) the
-step is ``lr`` times the direction, bit for bit the paper's absolute step.
-The bounds are always finite (:func:`adversary.deviation.check_domain`
-refuses others), so the width is always known; a width of 0 pins the report.
+Every step is relative to the width of the report domain (``lr * (high - low)`` times the optimizer's
+direction), so the search is scale-invariant, and on the unit domain bit for bit the paper's absolute step
+(docs/regret_audit.md, "Scale invariance of the search"); a width of 0 pins the report.
 """
 
 from __future__ import annotations
@@ -37,24 +22,15 @@ from adversary.deviation import check_domain, check_valuations, prepared
 from utils.checks import Bounds, check_int
 from mechanisms.prepared import PreparedCall
 
-__all__ = [
-    "MisreportSearch",
-    "TEST_SAMPLES",
-    "TEST_SEARCH",
-    "TRAIN_SEARCH",
-    "VAL_SEARCH",
-    "ascend",
-    "find_misreports",
-    "step_scale",
-    "truthful_starts",
-]
+__all__ = ["MisreportSearch", "TEST_SAMPLES", "TEST_SEARCH", "TRAIN_SEARCH", "VAL_SEARCH", "ascend", "find_misreports",
+           "step_scale", "truthful_starts"]
 
 OPTIMIZERS = ("adam", "sgd")  # written out in ascend()
 
 
 @dataclass(frozen=True)
 class MisreportSearch:
-    """Settings of the gradient-ascent misreport search (the defaults: the paper's training search, :data:`TRAIN_SEARCH`).
+    """Settings of the gradient-ascent misreport search (defaults: the paper's training search, :data:`TRAIN_SEARCH`).
 
     steps:     gradient steps per start (0: only compare the starts).
     lr:        optimizer learning rate, relative to the width of the report domain (the paper: 0.1 on [0, 1]).
@@ -69,12 +45,12 @@ class MisreportSearch:
 
     def __post_init__(self) -> None:
         for name in ("steps", "restarts"):
-            value = getattr(self, name)
-            check_int(value, f"MisreportSearch.{name}", minimum=0)
+            check_int(getattr(self, name), f"MisreportSearch.{name}", minimum=0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"MisreportSearch.lr must be positive, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ValueError(f"MisreportSearch.optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
 
 
 # The one source of the searches' defaults: the configuration takes them from here (runs/config_store.py).
@@ -94,22 +70,14 @@ _BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 def step_scale(low: Tensor, high: Tensor) -> Tensor | None:
     """The width ``high - low`` that scales every search step, or ``None`` on the unit domain (every width 1).
 
-    ``low``/``high`` are broadcastable bound tensors (e.g. ``(1, agents, 1, items)``);
-    the result has their broadcast shape.  Reads one flag from the device: call it
-    outside captured regions (it is what :func:`ascend` takes as ``scale``).
+    Reads one flag from the device: call it outside captured regions (it is what :func:`ascend` takes as ``scale``).
     """
     width = high - low
     return None if bool((width == 1).all()) else width
 
 
-def ascend(
-    call: PreparedCall,
-    rows: Tensor,
-    search: MisreportSearch,
-    low: Tensor,
-    high: Tensor,
-    scale: Tensor | None = None,
-) -> Tensor:
+def ascend(call: PreparedCall, rows: Tensor, search: MisreportSearch, low: Tensor, high: Tensor,
+           scale: Tensor | None = None) -> Tensor:
     """Projected gradient ascent from every start; the best row of each agent and sample ``(agents, batch, items)``.
 
     ``call`` is the mechanism bound to the truth ``(batch, agents, items)``
@@ -173,44 +141,20 @@ def truthful_starts(valuations: Tensor, init: Tensor | None, low: Tensor, high: 
     return torch.cat([truth, torch.minimum(torch.maximum(init.transpose(1, 2), low), high)])
 
 
-def find_misreports(
-    mechanism: nn.Module,
-    valuations: Tensor,
-    search: MisreportSearch = TRAIN_SEARCH,
-    low: Bounds | Tensor = 0.0,
-    high: Bounds | Tensor = 1.0,
-    generator: torch.Generator | None = None,
-    init: Tensor | None = None,
-) -> Tensor:
-    """Best misreport of every agent in every sample, by projected gradient ascent.
+def find_misreports(mechanism: nn.Module, valuations: Tensor, search: MisreportSearch = TRAIN_SEARCH,
+                    low: Bounds | Tensor = 0.0, high: Bounds | Tensor = 1.0, generator: torch.Generator | None = None,
+                    init: Tensor | None = None) -> Tensor:
+    """Best misreport ``(batch, agents, items)`` (detached; row ``i``: agent ``i``'s) of every agent and sample.
 
-    Starts from the truth, from ``init`` when given (e.g. the misreports found
-    on the same profiles earlier: a warm start), and from ``search.restarts``
-    uniform random reports in ``[low, high]``; every optimizer step is
-    ``search.lr`` times the width ``high - low`` (per agent and item) times the
-    optimizer's direction (scale-invariant: see the module docstring), and after
-    it the reports are clamped to ``[low, high]`` (floats or tensors broadcastable to ``(agents, items)``).
-    Every iterate of every start is scored, the truth included, and the best one
-    is kept per agent and sample, so the result is never worse than the truth.
+    Starts from the truth ``valuations`` ``(batch, agents, items)``, from ``init`` when given (a warm start
+    ``(batch, agents, items)`` or several ``(starts, batch, agents, items)``, clamped to the domain) and from
+    ``search.restarts`` uniform random reports (drawn with ``generator``) in ``[low, high]`` (floats or tensors
+    broadcastable to ``(agents, items)``); after every step the reports are clamped to it.  Every iterate of
+    every start is scored, the truth included, so the result is never worse than the truth.
 
-    Gradients are taken with ``torch.autograd.grad`` with respect to the reports
-    only: the mechanism's parameter ``.grad`` is never touched, its train/eval
-    mode is left as is, and the search runs even when called under ``no_grad``
-    or ``inference_mode``.  A mechanism whose output does not depend
+    Gradients are taken with respect to the reports only (``torch.autograd.grad``: parameter ``.grad`` is never
+    touched), also under ``no_grad`` or ``inference_mode``.  A mechanism whose output does not depend
     differentiably on the bids (VCG, posted prices) is compared on its starts only.
-
-    Args:
-        mechanism: any module mapping bids ``(batch, agents, items)`` to ``(allocation, payment)``.
-        valuations: true valuations ``(batch, agents, items)``.
-        search: steps, learning rate, restarts and optimizer.
-        low, high: the valuation domain.
-        generator: random generator for the random starts.
-        init: optional extra start ``(batch, agents, items)``, row ``i`` of sample ``b`` being
-            agent ``i``'s starting report, or several ``(starts, batch, agents, items)``;
-            detached and clamped to ``[low, high]``.
-
-    Returns:
-        Detached ``(batch, agents, items)`` tensor whose row ``i`` is agent ``i``'s best report.
     """
     check_valuations(valuations)
     if generator is not None and generator.device.type != valuations.device.type:
@@ -222,15 +166,13 @@ def find_misreports(
         if init is not None:
             if not isinstance(init, Tensor) or init.shape[-3:] != truth.shape or init.dim() not in (3, 4):
                 shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
-                raise ValueError(
-                    f"init must have the valuations' shape {tuple(truth.shape)} (or (starts, *that)), got {shape}"
-                )
+                raise ValueError(f"init must have the valuations' shape {tuple(truth.shape)} "
+                                 f"(or (starts, *that)), got {shape}")
             init = init.detach().to(dtype=truth.dtype, device=truth.device)
         starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 + init's starts, n, B, m)
         if search.restarts:
-            noise = torch.rand(
-                (search.restarts, n, batch, m), generator=generator, dtype=truth.dtype, device=truth.device
-            )
+            noise = torch.rand((search.restarts, n, batch, m), generator=generator, dtype=truth.dtype,
+                               device=truth.device)
             starts.append(low_t + (high_t - low_t) * noise)
         scale = step_scale(low_t, high_t)
         with torch.no_grad():  # the reports' gradients do not go through the parameter-only work

@@ -1,36 +1,9 @@
 """A strong misreport search for settings the grid audit cannot cover (more than 3 items per bidder).
 
-The paper's protocol (:data:`adversary.search.TEST_SEARCH`: 1000 Adam steps
-from the truth and 10 uniform random starts) is a lower bound on the regret
-that misses every profitable deviation gradient ascent cannot reach from 11
-starts: a jump of a menu, a discount on a lower-dimensional face of the
-report domain, a plateau.  The exhaustive audit (:mod:`adversary.audit`)
-covers at most 3 items.  This search is the gradient search
-(:func:`adversary.search.find_misreports`, steps relative to the domain's
-width) from many more starts, per agent ``i`` with true row ``v_i`` and domain
-``[low_i, high_i]``:
-
-* the truth (always start 0: the regret is never negative);
-* **shading**: ``low + f (v_i - low)`` for every ``f`` in ``scales`` (0.9, 0.75, 0.5, 0.25, 0: the last one is
-  "report nothing");
-* **top-k only**: the ``k`` items of highest value (relative to their width) reported truthfully, every
-  other item at ``low``, for every ``k`` in ``top_k`` below the item count;
-* **one item at the maximum**: for every item ``j``, ``high`` on ``j`` and ``low`` elsewhere (``single_items``);
-* **permuted values**: the agent's values (in units of the domain) reversed in rank order (its best item
-  gets its worst value) and ``permutations`` random permutations per profile;
-* **extremes**: every item at ``high``, every item at the midpoint (``extremes``);
-* ``random_starts`` reports uniform over the domain.
-
-From every start ``steps`` projected Adam steps at ``lr`` (relative to the
-domain's width); every iterate is scored and the best kept per agent and
-profile (:func:`adversary.search.ascend`).  Profiles are processed in chunks
-of at most ``max_profiles`` bid profiles per mechanism call (``starts *
-agents * chunk``), which bounds the memory; a tqdm bar counts the chunks.
-
-* :class:`StrongSettings` - the starts, steps, learning rate, memory bound;
-* :func:`structured_starts` - the structured starts of a batch of profiles;
-* :func:`strong_misreports` - the best report found per agent and profile;
-* :func:`strong_regret` - its regret, summarized like the audit's (:class:`StrongReport`).
+The gradient search (:func:`adversary.search.find_misreports`, steps relative to the domain's width) from many
+more starts than the paper's protocol, per agent: the truth, structured starts (shading, top-k only, one item at
+the maximum, permuted values, extremes: :func:`structured_starts`) and uniform random ones; every iterate is
+scored and the best kept per agent and profile.  The starts and what they catch: docs/regret_audit.md.
 """
 
 from __future__ import annotations
@@ -45,24 +18,18 @@ from tqdm.auto import tqdm
 from adversary.deviation import check_domain, check_valuations, domain_bounds
 from adversary.regret import RegretSummary, regret, regret_statistics
 from adversary.search import OPTIMIZERS, MisreportSearch, find_misreports
-from utils.checks import Bounds, check_int
+from utils.checks import Bounds, check_flag, check_int
 
 __all__ = ["StrongReport", "StrongSettings", "strong_misreports", "strong_regret", "structured_starts"]
 
 
 @dataclass(frozen=True)
 class StrongSettings:
-    """Settings of the strong search (module docstring).
+    """Settings of the strong search (docs/regret_audit.md).
 
-    random_starts: uniform random starts per agent and profile.
-    steps:         Adam steps from every start (0: only compare the starts).
-    lr:            learning rate, relative to the width of the report domain.
     scales:        shading factors ``f`` of the starts ``low + f (v - low)`` (each in [0, 1]).
     top_k:         ``k`` of the "top-k items only" starts (``k`` >= the item count is skipped).
-    single_items:  one start per item: that item at ``high``, the others at ``low``.
     permutations:  random permutations of the agent's values per profile (besides the reversal).
-    extremes:      the starts "every item at ``high``" and "every item at the midpoint".
-    optimizer:     ``"adam"`` or ``"sgd"``.
     max_profiles:  bid profiles per mechanism call (memory bound; at least one profile per chunk).
     """
 
@@ -87,8 +54,7 @@ class StrongSettings:
         for k in self.top_k:
             check_int(k, "StrongSettings.top_k entries", 1)
         for name in ("single_items", "extremes"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"StrongSettings.{name} must be true or false, got {getattr(self, name)!r}")
+            check_flag(getattr(self, name), f"StrongSettings.{name}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"StrongSettings.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
@@ -99,26 +65,19 @@ class StrongSettings:
 
     def structured_count(self, n_items: int) -> int:
         """How many structured starts :func:`structured_starts` makes for ``n_items`` items."""
-        return (
-            len(self.scales)
-            + sum(k < n_items for k in self.top_k)
-            + (n_items if self.single_items else 0)
-            + 1 + self.permutations
-            + (2 if self.extremes else 0)
-        )
+        return (len(self.scales) + sum(k < n_items for k in self.top_k) + (n_items if self.single_items else 0)
+                + 1 + self.permutations + (2 if self.extremes else 0))
 
     def starts(self, n_items: int) -> int:
         """Starts per agent and profile: the truth, the structured ones and the random ones."""
         return 1 + self.structured_count(n_items) + self.random_starts
 
 
-def structured_starts(
-    valuations: Tensor, low: Tensor, high: Tensor, settings: StrongSettings, generator: torch.Generator | None = None
-) -> Tensor:
+def structured_starts(valuations: Tensor, low: Tensor, high: Tensor, settings: StrongSettings,
+                      generator: torch.Generator | None = None) -> Tensor:
     """The structured starts ``(starts, batch, agents, items)`` of ``valuations`` ``(batch, agents, items)``.
 
-    Each agent's start is built from its own row; ``low``/``high`` are the
-    domain ``(agents, items)``.  The order is the module docstring's; the count
+    Each agent's start is built from its own row; ``low``/``high`` are the domain ``(agents, items)``; the count
     is ``settings.structured_count(items)``.  ``generator`` draws the random permutations.
     """
     batch, n, m = valuations.shape
@@ -136,31 +95,21 @@ def structured_starts(
         starts.extend(torch.where(one_hot[j], at_high, at_low) for j in range(m))
     ranked = unit.gather(-1, order)  # (B, n, m) best first
     reversed_unit = torch.empty_like(unit).scatter(-1, order, ranked.flip(-1))  # the best item gets the worst value
-    permutations = [
-        unit.gather(-1, torch.rand(unit.shape, generator=generator, dtype=unit.dtype, device=unit.device).argsort(-1))
-        for _ in range(settings.permutations)
-    ]
+    permutations = [unit.gather(-1, torch.rand(unit.shape, generator=generator, dtype=unit.dtype,
+                                                device=unit.device).argsort(-1)) for _ in range(settings.permutations)]
     starts.extend(low + width * u for u in (reversed_unit, *permutations))
     if settings.extremes:
         starts.extend([at_high, (low + high).expand(batch, n, m) / 2])
     return torch.stack(starts)
 
 
-def strong_misreports(
-    mechanism: nn.Module,
-    valuations: Tensor,
-    settings: StrongSettings = StrongSettings(),
-    low: Bounds | Tensor = 0.0,
-    high: Bounds | Tensor = 1.0,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-) -> Tensor:
+def strong_misreports(mechanism: nn.Module, valuations: Tensor, settings: StrongSettings = StrongSettings(),
+                      low: Bounds | Tensor = 0.0, high: Bounds | Tensor = 1.0, generator: torch.Generator | None = None,
+                      progress: bool = False) -> Tensor:
     """Best report ``(samples, agents, items)`` of every agent in every profile of ``valuations``, from all starts.
 
-    ``low``/``high``: the report domain (floats, one per agent, or tensors
-    broadcastable to ``(agents, items)``).  ``generator`` (on the valuations'
-    device) draws the random starts and permutations.  Runs where the valuations
-    are; the mechanism's parameters and train/eval mode are untouched.
+    ``low``/``high``: the report domain, as for :func:`adversary.search.find_misreports`; ``generator`` (on the
+    valuations' device) draws the random starts and permutations.
     """
     if not isinstance(settings, StrongSettings):
         raise ValueError(f"settings must be a StrongSettings, got {type(settings).__name__}")
@@ -192,19 +141,12 @@ class StrongReport(RegretSummary):
     time_s: float
 
 
-def strong_regret(
-    mechanism: nn.Module,
-    valuations: Tensor,
-    settings: StrongSettings = StrongSettings(),
-    low: Bounds | Tensor = 0.0,
-    high: Bounds | Tensor = 1.0,
-    seed: int = 0,
-    progress: bool = False,
-) -> StrongReport:
+def strong_regret(mechanism: nn.Module, valuations: Tensor, settings: StrongSettings = StrongSettings(),
+                  low: Bounds | Tensor = 0.0, high: Bounds | Tensor = 1.0, seed: int = 0,
+                  progress: bool = False) -> StrongReport:
     """The regret of :func:`strong_misreports` on ``valuations`` ``(samples, agents, items)``, summarized.
 
     ``seed`` seeds the random starts and permutations (a generator on the valuations' device).
-    The keys are those of :func:`adversary.regret.measure` and of the audit's report.
     """
     start = time.perf_counter()
     generator = torch.Generator(device=valuations.device).manual_seed(seed)
@@ -212,14 +154,7 @@ def strong_regret(
     with torch.no_grad():
         found = regret(mechanism, valuations, misreports).regret
     m = valuations.shape[2]
-    return StrongReport(
-        **regret_statistics(found),
-        n_samples=len(valuations),
-        starts=settings.starts(m),
-        structured_starts=settings.structured_count(m),
-        random_starts=settings.random_starts,
-        steps=settings.steps,
-        lr=settings.lr,
-        optimizer=settings.optimizer,
-        time_s=time.perf_counter() - start,
-    )
+    return StrongReport(**regret_statistics(found), n_samples=len(valuations), starts=settings.starts(m),
+                        structured_starts=settings.structured_count(m), random_starts=settings.random_starts,
+                        steps=settings.steps, lr=settings.lr, optimizer=settings.optimizer,
+                        time_s=time.perf_counter() - start)

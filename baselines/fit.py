@@ -1,25 +1,10 @@
-"""Fit a baseline's prices to the setting's value distribution, and pick the best baseline.
+"""Fit a baseline's prices to the setting's value distribution, and pick the best baseline (docs/baselines.md).
 
-Values come from the distribution of a :class:`distributions.Setting`.  The prices maximize the
-mean revenue on a fixed seeded sample of ``samples`` profiles (common random
-numbers): coordinate ascent over the bidders' prices (:data:`SWEEPS` sweeps;
-``vcg_reserve`` has one reserve), each coordinate by a zooming grid search
-(:data:`GRID` points over the whole range, then :data:`ZOOM` points around the
-best one, :data:`LEVELS` times in all: a resolution of ``1/320`` of the range; later
-sweeps zoom in around the current price).  The sample is float32.
-The revenue reported with the prices is measured on an independent sample of
-the same size (so it carries no in-sample optimism), with its standard error.
+The prices maximize the mean revenue on a fixed seeded float32 sample (common random numbers): coordinate ascent
+over the prices (:data:`SWEEPS` sweeps), each by a zooming grid search (:data:`GRID` points over its range, then
+:data:`ZOOM` points around the best, :data:`LEVELS` times in all), unless :data:`_KNOWN` gives them in closed
+form.  The revenue reported is measured on an independent sample of the same size, with its standard error.
 Results are cached in memory, keyed on the :class:`~distributions.Setting`.
-
-Price ranges, from the distribution's support (``low_i``/``high_i``: agent ``i``'s
-smallest and largest report over the items): a posted price in ``[low_i, high_i]``; the reserve in
-``[min low, max high]``; the pay-to-choose premium in ``[0, k_i (high_i - low_i)]``; item ``j``'s
-item-wise Myerson reserve between the smallest and largest report for item ``j``; the grand bundle's
-reserve between the smallest and largest sum of a bidder's reports.
-
-Where the optimal prices have a closed form they are taken instead of the search
-(:data:`_KNOWN`: item-wise Myerson's reserves for uniform values); the revenue is
-measured on the independent sample all the same.
 """
 
 from __future__ import annotations
@@ -41,15 +26,8 @@ from baselines.vcg_reserve import VCGReserve
 from utils.checks import check_int
 from mechanisms.demand import Demand
 
-__all__ = [
-    "BASELINE_NAMES",
-    "BASELINE_SAMPLES",
-    "FittedBaseline",
-    "applicable_baselines",
-    "baseline_mechanism",
-    "best_baseline",
-    "fit_baseline",
-]
+__all__ = ["BASELINE_NAMES", "BASELINE_SAMPLES", "FittedBaseline", "applicable_baselines", "baseline_mechanism",
+           "best_baseline", "fit_baseline"]
 
 BASELINE_NAMES = ("posted_price", "vcg_reserve", "pay_to_choose", "itemwise_myerson", "grand_bundle")
 BASELINE_SAMPLES = 10_000
@@ -58,10 +36,7 @@ GRID, ZOOM, LEVELS, SWEEPS = 21, 9, 3, 2
 SLOW_SAMPLES = 2_000
 """Fitting-sample cap for ``vcg_reserve`` where it needs the assignment solver (a Python loop over profiles)."""
 
-_CLASSES: dict[str, type[PostedPrice | VCGReserve | PayToChoose | ItemwiseMyerson | GrandBundle]] = {
-    "posted_price": PostedPrice, "vcg_reserve": VCGReserve, "pay_to_choose": PayToChoose,
-    "itemwise_myerson": ItemwiseMyerson, "grand_bundle": GrandBundle,
-}
+_CLASSES = dict(zip(BASELINE_NAMES, (PostedPrice, VCGReserve, PayToChoose, ItemwiseMyerson, GrandBundle)))
 _KNOWN: dict[str, Callable[[ValuationDistribution], tuple[float, ...] | None]] = {"itemwise_myerson": myerson_reserves}
 """Baselines whose optimal prices may have a closed form: the prices for a distribution, or ``None`` (then fitted)."""
 
@@ -122,11 +97,8 @@ def _check_name(name: str, agents: int, items: int, demand: Demand) -> None:
 
 
 def _maximize(objective: Callable[[float], float], low: float, high: float, start: float | None = None) -> float:
-    """The best point of a zooming grid search of ``objective`` on ``[low, high]`` (ties: the smallest point).
-
-    Without ``start``: :data:`GRID` points over the whole interval first; with it, the zoom starts
-    around ``start`` (a later sweep of the coordinate ascent).
-    """
+    """The best point of a zooming grid search of ``objective`` on ``[low, high]`` (ties: the smallest point);
+    with ``start`` (a later sweep of the coordinate ascent) the zoom starts around it."""
     coarse = (high - low) / (GRID - 1)
     if start is None:
         lo, hi, points = low, high, GRID
@@ -143,7 +115,7 @@ def _maximize(objective: Callable[[float], float], low: float, high: float, star
 
 
 def _ranges(name: str, demand: Demand, distribution: ValuationDistribution) -> list[tuple[float, float]]:
-    """The search interval of each price."""
+    """The search interval of each price, from the support (``low_i``/``high_i``: agent ``i``'s extremes)."""
     lows, highs = distribution.agent_ranges()
     low, high = distribution.support  # (agents, items)
     if name == "itemwise_myerson":
@@ -191,12 +163,7 @@ def _fit(name: str, setting: Setting, samples: int, seed: int) -> FittedBaseline
 
 
 def fit_baseline(name: str, setting: Setting, *, samples: int = BASELINE_SAMPLES, seed: int = 0) -> FittedBaseline:
-    """Baseline ``name`` with prices fitted to values from ``setting``'s distribution (cached in memory).
-
-    Example: ``fit_baseline("posted_price", Setting.uniform(2, 3, "unit"))`` gives prices
-    about ``(0.65, 0.60)`` and revenue about 0.879.  Raises a one-line
-    ``ValueError`` for an unknown or inapplicable baseline or a bad sample size or seed.
-    """
+    """Baseline ``name`` with prices fitted to values from ``setting``'s distribution (cached in memory)."""
     _check_name(name, setting.agents, setting.items, setting.demand)
     check_int(samples, "samples", 2)
     check_int(seed, "seed", 0)
@@ -207,5 +174,6 @@ def best_baseline(setting: Setting, *, samples: int = BASELINE_SAMPLES, seed: in
     """The applicable baseline with the highest fitted revenue (ties: the first in :data:`BASELINE_NAMES`)."""
     names = applicable_baselines(setting.agents, setting.items, setting.demand)
     if not names:
-        raise ValueError(f"no truthful baseline applies to {setting.agents}x{setting.items} {setting.demand.name} demand")
+        raise ValueError(f"no truthful baseline applies to {setting.agents}x{setting.items} "
+                         f"{setting.demand.name} demand")
     return max((fit_baseline(n, setting, samples=samples, seed=seed) for n in names), key=lambda f: f.revenue)

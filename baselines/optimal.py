@@ -1,60 +1,25 @@
-"""Known revenue-optimal mechanisms for valuations i.i.d. U[0, high], with closed-form revenues.
+"""Known revenue-optimal mechanisms for valuations i.i.d. U[0, high], with closed-form revenues (docs/baselines.md).
 
-* :func:`posted_price` - one bidder, two items, unit demand: each item at
-  ``high / sqrt(3)`` (Pavlov 2011).  Revenue ``p (1 - p^2)`` at
-  ``p = 1/sqrt(3)``: ``2 / (3 sqrt 3) = 0.3849``.
-* :func:`free_and_priced` - one bidder, two items, exactly-one demand: item 0
-  free, item 1 at ``high / 3`` (Kash and Frongillo 2016).  The bidder takes
-  item 1 iff ``v1 - v0 >= 1/3``, a triangle of area ``(2/3)^2 / 2 = 2/9``, so
-  the revenue is ``1/3 * 2/9 = 2/27 = 0.0741`` (``p (1 - p)^2 / 2`` is maximal
-  at ``p = 1/3``; by symmetry either item may be the free one).
-* :func:`manelli_vincent` - one bidder, two additive items: each item at
-  ``2/3``, the bundle at ``(4 - sqrt 2) / 3``.  With ``c = (2 - sqrt 2) / 3``
-  the bidder buys item j alone on ``v_j >= 2/3, v_other <= c`` (area ``c/3``
-  each) and the bundle on ``v0, v1 >= c, v0 + v1 >= (4 - sqrt 2) / 3`` (area
-  ``(1 - c)^2 - (2/3 - c)^2 / 2``): revenue ``4/9 + 2 sqrt 2 / 27 = 0.5492``.
-* :class:`Myerson` - one item, ``n`` bidders: second price with reserve
-  ``high / 2``.  Revenue ``E[max_i (2 v_i - 1)^+] = int_{1/2}^1 (2v - 1) n v^(n-1) dv
-  = (n - 1 + 2^-n) / (n + 1)`` (1/4 for one bidder, 5/12 for two).
-
-All revenues scale linearly with ``high`` (prices are multiples of ``high``).
-The single-bidder mechanisms are menus (:class:`MenuMechanism`): the bidder
-gets the menu entry that maximizes its reported utility.  The outputs never
-require grad (the mechanisms are piecewise constant in the bids).
-
-Each optimum declares the settings it is optimal for by what the demand
-allows (:data:`KNOWN_OPTIMA`, :meth:`KnownOptimum.optimal_for`), not by the
-demand's name: Myerson wherever one item may stay unsold, the posted price
-for one bidder who may take at most one of two items, and so on.
+:func:`posted_price` (Pavlov 2011: one bidder, two items, unit demand), :func:`free_and_priced` (Kash and
+Frongillo 2016: exactly-one demand), :func:`manelli_vincent` (Manelli and Vincent 2006: additive) and
+:class:`Myerson` (one item, ``n`` bidders).  Revenues scale linearly with ``high``.  The single-bidder ones are
+menus (:class:`MenuMechanism`).  Each optimum declares the settings it is optimal for by what the demand allows
+(:data:`KNOWN_OPTIMA`), not by the demand's name.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import torch
-from torch import Tensor
+from typing import Callable
 
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
 from mechanisms.menu import MenuMechanism, Myerson, check_high, myerson_revenue
 
-__all__ = [
-    "KNOWN_OPTIMA",
-    "KnownOptimum",
-    "MenuMechanism",
-    "Myerson",
-    "free_and_priced",
-    "free_and_priced_revenue",
-    "known_optimum",
-    "manelli_vincent",
-    "manelli_vincent_revenue",
-    "myerson_revenue",
-    "posted_price",
-    "posted_price_revenue",
-]
+__all__ = ["KNOWN_OPTIMA", "KnownOptimum", "MenuMechanism", "Myerson", "free_and_priced", "free_and_priced_revenue",
+           "known_optimum", "manelli_vincent", "manelli_vincent_revenue", "myerson_revenue", "posted_price",
+           "posted_price_revenue"]
 
 
 def posted_price_revenue(high: float = 1.0) -> float:
@@ -76,46 +41,32 @@ def posted_price(high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1)
     """Optimal unit-demand auction, one bidder, two items U[0, high]: each item at ``high / sqrt(3)``."""
     check_high(high)
     price = high / math.sqrt(3.0)
-    return MenuMechanism(
-        [[0, 0], [1, 0], [0, 1]], [0.0, price, price], demand, k,
-        expected_revenue=posted_price_revenue(high), name="posted price 1/sqrt(3) per item (Pavlov 2011)",
-    )
+    name = "posted price 1/sqrt(3) per item (Pavlov 2011)"
+    return MenuMechanism([[0, 0], [1, 0], [0, 1]], [0.0, price, price], demand, k,
+                         expected_revenue=posted_price_revenue(high), name=name)
 
 
 def free_and_priced(high: float = 1.0, demand: str | Demand = "exactly_k", k: KSpec = 1) -> MenuMechanism:
-    """Optimal exactly-one-demand auction, one bidder, two items U[0, high]: item 0 free, item 1 at ``high / 3``.
-
-    Expected revenue ``2 high / 27 = 0.0741 high`` (see the module docstring).
-    The paper's Table 1 lists 0.069 for this setting; no price ``p`` of this
-    menu earns that at its optimum (``max_p p (1 - p)^2 / 2 = 2/27``), so we
-    report 2/27.  The gap (0.005) is about one standard error of a Monte Carlo
-    estimate on ~1000 samples (per-sample std 0.139), which may explain it.
-    """
+    """Optimal exactly-one-demand auction, one bidder, two items U[0, high]: item 0 free, item 1 at ``high / 3``
+    (revenue 2/27, not the paper's 0.069: docs/baselines.md, "Differences from the paper's tables")."""
     check_high(high)
-    return MenuMechanism(
-        [[1, 0], [0, 1]], [0.0, high / 3.0], demand, k,
-        expected_revenue=free_and_priced_revenue(high), name="item 0 free, item 1 at 1/3 (Kash and Frongillo 2016)",
-    )
+    return MenuMechanism([[1, 0], [0, 1]], [0.0, high / 3.0], demand, k, expected_revenue=free_and_priced_revenue(high),
+                         name="item 0 free, item 1 at 1/3 (Kash and Frongillo 2016)")
 
 
 def manelli_vincent(high: float = 1.0, demand: str | Demand = "additive", k: KSpec = 2) -> MenuMechanism:
     """Optimal additive auction, one bidder, two items U[0, high]: items at ``2/3``, bundle at ``(4 - sqrt 2)/3``."""
     check_high(high)
     item, bundle = 2.0 * high / 3.0, high * (4.0 - math.sqrt(2.0)) / 3.0
-    return MenuMechanism(
-        [[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, item, item, bundle], demand, k,
-        expected_revenue=manelli_vincent_revenue(high),
-        name="items at 2/3, bundle at (4 - sqrt 2)/3 (Manelli and Vincent 2006)",
-    )
+    return MenuMechanism([[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, item, item, bundle], demand, k,
+                         expected_revenue=manelli_vincent_revenue(high),
+                         name="items at 2/3, bundle at (4 - sqrt 2)/3 (Manelli and Vincent 2006)")
 
 
 @dataclass(frozen=True)
 class KnownOptimum:
-    """A revenue-optimal mechanism for valuations i.i.d. U[0, high] and the settings it is optimal for.
-
-    ``optimal_for(demand, agents, items)`` says whether it is optimal there, from what the demand allows;
-    ``build(demand, agents, high)`` makes it.
-    """
+    """A revenue-optimal mechanism for valuations i.i.d. U[0, high]: ``optimal_for(demand, agents, items)`` says
+    where, from what the demand allows; ``build(demand, agents, high)`` makes it."""
 
     optimal_for: Callable[[Demand, int, int], bool]
     build: Callable[[Demand, int, float], Mechanism]
@@ -128,7 +79,8 @@ def _one_of_two(demand: Demand, agents: int, items: int) -> bool:
 
 def _any_of_two(demand: Demand, agents: int, items: int) -> bool:
     """One bidder, two items, it may receive both or none (the additive setting)."""
-    return (agents, items) == (1, 2) and demand.capacities(agents, items)[0] >= 2 and demand.free_disposal(agents, items)
+    return ((agents, items) == (1, 2) and demand.capacities(agents, items)[0] >= 2
+            and demand.free_disposal(agents, items))
 
 
 KNOWN_OPTIMA: tuple[KnownOptimum, ...] = (
@@ -152,7 +104,7 @@ KNOWN_OPTIMA: tuple[KnownOptimum, ...] = (
 
 
 def known_optimum(demand: Demand, agents: int, items: int, high: float = 1.0) -> Mechanism | None:
-    """The known revenue-optimal mechanism of :data:`KNOWN_OPTIMA` for ``agents`` x ``items`` U[0, high], or ``None``."""
+    """The known optimal mechanism of :data:`KNOWN_OPTIMA` for ``agents`` x ``items`` U[0, high], or ``None``."""
     for optimum in KNOWN_OPTIMA:
         if optimum.optimal_for(demand, agents, items):
             return optimum.build(demand, agents, high)

@@ -1,21 +1,13 @@
 """Pay to choose (exactly-k demand): a free lottery over the items left, or a price for the best ones.
 
-Bidders act in the order ``0, 1, ..., n - 1``.  Bidder ``i``, facing the
-``r`` items the earlier bidders left, either takes for free a uniformly random
-``k_i``-subset of them (expected value ``k_i / r`` times their total value),
-or pays ``p_i`` to take the ``k_i`` of them it values most.  It takes whichever
-its reported values make better (the lottery on ties).  Its options do not
-depend on its report, so the mechanism is dominant-strategy truthful and
-individually rational.  Exactly-k demand needs ``items >= sum_i k_i``, so
-every bidder finds at least ``k_i`` items left (with exactly ``k_i`` left the
-lottery is those items and nobody pays).
+Bidders act in the order ``0, 1, ..., n - 1``.  Bidder ``i``, facing the ``r`` items the earlier bidders left,
+either takes for free a uniformly random ``k_i``-subset of them (expected value ``k_i / r`` times their total) or
+pays ``p_i`` for the ``k_i`` it values most, whichever its reported values make better (the lottery on ties).
+Its options do not depend on its report: dominant-strategy truthful and individually rational.
 
-The allocation is the expected one over the lotteries: every realization of
-the earlier bidders' lotteries (uniform over the ``C(r, k)`` subsets) is
-enumerated, vectorized over the batch, so the mechanism is exact but limited
-to :data:`MAX_OUTCOMES` lottery outcomes (``prod_{i < n-1} C(r_i, k_i)``:
-15 for two exactly-one bidders and 15 items).  Ties among items of equal value
-go to the lowest index.
+The allocation is the expected one: every realization of the earlier bidders' lotteries is enumerated,
+vectorized over the batch, so the mechanism is exact but limited to :data:`MAX_OUTCOMES` lottery outcomes.
+Ties among items of equal value go to the lowest index.
 """
 
 from __future__ import annotations
@@ -53,20 +45,17 @@ def _subsets(left: int, k: int) -> tuple[tuple[int, ...], ...]:
 
 
 class PayToChoose(Mechanism):
-    """Pay-to-choose for exactly-k demand, one price per bidder (see the module docstring).
+    """Pay-to-choose for exactly-k demand, one price per bidder (see the module docstring)."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to the expected
-    allocation ``(batch, agents, items)`` and expected payments ``(batch, agents)``; no grad.
-    """
-
-    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "exactly_k", k: KSpec = 1) -> None:
+    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "exactly_k",
+                 k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
         if not self.demand.fixed_totals(n_agents, n_items):
             raise ValueError(f"pay_to_choose is for demand that fixes every bidder's total (exactly_k), "
                              f"got {self.demand.description}: use posted_price")
         outcomes = lottery_outcomes(self.capacities, n_items)
         if outcomes > MAX_OUTCOMES:
-            raise ValueError(f"pay_to_choose enumerates the lotteries' {outcomes} outcomes here; at most {MAX_OUTCOMES}")
+            raise ValueError(f"pay_to_choose would enumerate {outcomes} lottery outcomes here; at most {MAX_OUTCOMES}")
         self.prices = check_prices(prices, n_agents, "pay_to_choose")
         self.name = "pay to choose (else a free lottery) at " + ", ".join(f"{p:.4f}" for p in self.prices)
 
@@ -74,9 +63,8 @@ class PayToChoose(Mechanism):
     def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
         """Whether the setting allows pay-to-choose: every bidder takes exactly its capacity, and the lotteries
         have at most :data:`MAX_OUTCOMES` outcomes."""
-        return demand.fixed_totals(n_agents, n_items) and (
-            lottery_outcomes(demand.capacities(n_agents, n_items), n_items) <= MAX_OUTCOMES
-        )
+        return (demand.fixed_totals(n_agents, n_items)
+                and lottery_outcomes(demand.capacities(n_agents, n_items), n_items) <= MAX_OUTCOMES)
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Expected allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""

@@ -1,16 +1,9 @@
 """Sequential posted prices: each bidder in turn buys its favourite bundle of the items still for sale.
 
-Bidder ``i`` (in the order ``0, 1, ..., n - 1``) faces one price ``p_i`` per
-item and takes, among the items the earlier bidders left, its
-utility-maximizing feasible bundle at its reported values: every item worth
-more than ``p_i``, best first, up to its capacity ``k_i`` (1 for unit demand,
-``k`` for k_demand, all items for additive demand).  It pays ``p_i`` per item
-taken.  A bidder's report only decides what it takes from a menu that does not
-depend on it, so the mechanism is dominant-strategy truthful, and
-individually rational (it buys only items worth more than their price).
-
-Ties are broken deterministically: among items of equal value the lowest
-index first; a value equal to the price is not bought.
+Bidder ``i`` (in the order ``0, 1, ..., n - 1``) faces one price ``p_i`` per item and takes, of the items left,
+every item worth more than ``p_i``, best first, up to its capacity ``k_i``, paying ``p_i`` per item.  Its report
+only picks from a menu that does not depend on it: dominant-strategy truthful and individually rational.  Ties:
+among items of equal value the lowest index first; a value equal to the price is not bought.
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ from torch import Tensor
 from mechanisms.base import Mechanism
 from mechanisms.demand import Demand, KSpec
 
-__all__ = ["PostedPrice", "best_items", "check_prices"]
+__all__ = ["PostedPrice", "best_items", "check_prices", "free_disposal"]
 
 
 def best_items(values: Tensor, k: int) -> Tensor:
@@ -32,6 +25,11 @@ def best_items(values: Tensor, k: int) -> Tensor:
     if k == 1:
         return values.argmax(-1, keepdim=True)  # the first maximal index
     return values.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+
+
+def free_disposal(demand: Demand, n_agents: int, n_items: int) -> bool:
+    """Whether the setting has free disposal (a bidder may take nothing, an item may stay unsold)."""
+    return demand.free_disposal(n_agents, n_items)
 
 
 def check_prices(prices: Sequence[float], count: int, what: str) -> tuple[float, ...]:
@@ -45,14 +43,10 @@ def check_prices(prices: Sequence[float], count: int, what: str) -> tuple[float,
 
 
 class PostedPrice(Mechanism):
-    """Sequential posted prices, one price per bidder (unit, k_demand or additive demand).
+    """Sequential posted prices, one price per bidder (unit, k_demand or additive demand)."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to a 0/1 allocation
-    ``(batch, agents, items)`` and payments ``(batch, agents)``; vectorized over
-    the batch (one sort per bidder), no grad.
-    """
-
-    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit", k: KSpec = 1) -> None:
+    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit",
+                 k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
         if not self.applies(self.demand, n_agents, n_items):
             raise ValueError(f"posted prices need free disposal, which {self.demand.description} lacks "
@@ -60,10 +54,7 @@ class PostedPrice(Mechanism):
         self.prices = check_prices(prices, n_agents, "posted_price")
         self.name = "sequential posted prices " + ", ".join(f"{p:.4f}" for p in self.prices)
 
-    @staticmethod
-    def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
-        """Whether the setting allows posted prices: free disposal (a bidder may take nothing)."""
-        return demand.free_disposal(n_agents, n_items)
+    applies = staticmethod(free_disposal)
 
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""

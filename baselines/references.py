@@ -1,25 +1,9 @@
 """Reference revenues for a setting: the known optimum, where there is one, VCG, and the truthful baselines.
 
-For a :class:`distributions.Setting` (bidders, items, demand, values' distribution) :func:`references` gives
-the optimal revenue and the name of the mechanism that attains it (the
-distribution's own :meth:`~distributions.ValuationDistribution.optimal_mechanism`,
-or for i.i.d. uniform values the table below, known only
-for ``low == 0``: see :mod:`baselines.optimal`), a Monte Carlo estimate of
-VCG's revenue with its standard error, from a fixed seed and sample count and
-cached in-process, and the fitted revenue of every applicable truthful
-baseline (:mod:`baselines`) with the best of them.  :func:`optimal_mechanism` returns the optimal mechanism
-itself.  Training logs these as reference lines.
-
-Known optima (``low = 0``):
-
-=================================  ===============================  ================
-setting                            mechanism                        revenue / high
-=================================  ===============================  ================
-1 agent, 2 items, unit (k = 1)     posted price 1/sqrt(3)           0.3849
-1 agent, 2 items, exactly_k k = 1  item 0 free, item 1 at 1/3       0.0741
-1 agent, 2 items, additive (k>=2)  Manelli-Vincent                  0.5492
-n agents, 1 item, free disposal    Myerson, reserve 1/2             (n-1+2^-n)/(n+1)
-=================================  ===============================  ================
+:func:`references` gives the optimal revenue and the mechanism that attains it (the distribution's own
+:meth:`~distributions.ValuationDistribution.optimal_mechanism`, or for i.i.d. U[0, high] values
+:mod:`baselines.optimal`), VCG's Monte Carlo revenue with its standard error (seeded, cached in-process) and the
+fitted revenue of every applicable truthful baseline.  Training logs these as reference lines (docs/baselines.md).
 """
 
 from __future__ import annotations
@@ -45,16 +29,9 @@ VCG_SEED = 0
 
 @dataclass(frozen=True)
 class References:
-    """Reference revenues (summed over agents, per sample) for one setting.
-
-    ``optimal`` is ``None`` where no optimal mechanism is known, and then so
-    is ``optimal_name``.  ``vcg`` is a Monte Carlo mean over ``vcg_samples``
-    valuation profiles with standard error ``vcg_stderr``.  ``baselines``
-    maps every applicable truthful baseline to its fitted revenue
-    (:func:`baselines.fit_baseline` with ``vcg_samples`` profiles);
-    ``best_baseline`` names the highest (``None`` if none applies) and
-    ``best_baseline_revenue`` is its revenue.
-    """
+    """Reference revenues (summed over agents, per sample) for one setting: the optimum and its name (``None``
+    where none is known), VCG's Monte Carlo mean over ``vcg_samples`` profiles and its standard error, every
+    applicable baseline's fitted revenue (on ``vcg_samples`` profiles) and the best (``None`` if none applies)."""
 
     optimal: float | None
     optimal_name: str | None
@@ -67,13 +44,7 @@ class References:
 
 
 def optimal_mechanism(setting: Setting) -> Mechanism | None:
-    """The known revenue-optimal mechanism for ``setting``, or ``None``.
-
-    Each known optimum declares the demands it is optimal for
-    (:data:`baselines.optimal.KNOWN_OPTIMA`).  Its ``expected_revenue``
-    attribute is the closed-form revenue and ``name`` says what it is and
-    where it comes from.
-    """
+    """The known revenue-optimal mechanism for ``setting`` (``expected_revenue``: its closed form), or ``None``."""
     values = setting.distribution
     known = values.optimal_mechanism(setting.demand)
     if known is not None or not isinstance(values, Uniform) or values.shared_range() is None:
@@ -100,26 +71,13 @@ def vcg_revenue(setting: Setting, samples: int = VCG_SAMPLES, seed: int = VCG_SE
 
 
 def references(setting: Setting, samples: int = VCG_SAMPLES, seed: int = VCG_SEED) -> References:
-    """Optimal (where known), VCG and baseline revenues for ``setting``.
-
-    Example: ``references(Setting.uniform(1, 2, "unit"))`` gives
-    ``optimal=0.3849`` (posted price), ``vcg=0`` (a lone bidder pays nothing)
-    and ``baselines`` posted_price and vcg_reserve at about 0.385.
-    """
+    """Optimal (where known), VCG and baseline revenues for ``setting``."""
     vcg, stderr = vcg_revenue(setting, samples, seed)
     mechanism = optimal_mechanism(setting)
-    baselines = {
-        name: fit_baseline(name, setting, samples=samples, seed=seed).revenue
-        for name in applicable_baselines(setting.agents, setting.items, setting.demand)
-    }
+    baselines = {name: fit_baseline(name, setting, samples=samples, seed=seed).revenue
+                 for name in applicable_baselines(setting.agents, setting.items, setting.demand)}
     best = max(baselines, key=baselines.__getitem__) if baselines else None
-    return References(
-        optimal=None if mechanism is None else mechanism.expected_revenue,
-        optimal_name=None if mechanism is None else mechanism.name,
-        vcg=vcg,
-        vcg_stderr=stderr,
-        vcg_samples=samples,
-        baselines=baselines,
-        best_baseline=best,
-        best_baseline_revenue=None if best is None else baselines[best],
-    )
+    return References(optimal=None if mechanism is None else mechanism.expected_revenue,
+                      optimal_name=None if mechanism is None else mechanism.name, vcg=vcg, vcg_stderr=stderr,
+                      vcg_samples=samples, baselines=baselines, best_baseline=best,
+                      best_baseline_revenue=None if best is None else baselines[best])

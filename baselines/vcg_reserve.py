@@ -1,18 +1,10 @@
 """VCG with a reserve price: the seller takes part holding every item at value ``r``.
 
-With the seller as an extra agent of unlimited capacity who values every item
-at ``r``, the welfare of an allocation is ``r m + sum over sold items of
-(v_ij - r)``, so VCG with the seller is VCG on the net bids ``b - r``; each
-bidder's Clarke payment (the seller pays nothing) is its VCG payment on the
-net bids plus ``r`` per item won.  With additive demand this is a second-price
-auction per item with reserve ``r``.  It is dominant-strategy truthful and
-individually rational (VCG with a fixed extra agent).
-
-Computed exactly by enumeration, vectorized over the batch, where
-:func:`baselines.welfare.owner_maps` is small; otherwise by
-:class:`baselines.vcg.VCG` (per-item auctions when no capacity binds, else
-the assignment solver, a Python loop over the batch).  Items whose best net
-bid is not positive stay unsold.
+With the seller as an extra agent of unlimited capacity valuing every item at ``r``, VCG with the seller is VCG
+on the net bids ``b - r``, and each bidder's Clarke payment is its VCG payment on the net bids plus ``r`` per
+item won: dominant-strategy truthful and individually rational.  Computed by enumeration
+(:func:`baselines.welfare.enumerated_vcg`) where :func:`~baselines.welfare.owner_maps` is small, else by
+:class:`baselines.vcg.VCG`.  Items whose best net bid is not positive stay unsold.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ from typing import Sequence
 from torch import Tensor
 
 from mechanisms.base import Mechanism
-from baselines.posted_price import check_prices
+from baselines.posted_price import check_prices, free_disposal
 from baselines.welfare import enumerated_vcg, owner_maps
 from mechanisms.demand import Demand, KSpec
 from baselines.vcg import VCG
@@ -31,13 +23,12 @@ __all__ = ["VCGReserve"]
 
 
 class VCGReserve(Mechanism):
-    """VCG with one reserve price ``prices[0]`` (unit, k_demand or additive demand).
+    """VCG with one reserve price ``prices[0]`` (unit, k_demand or additive demand)."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to a 0/1 allocation
-    ``(batch, agents, items)`` and payments ``(batch, agents)``; no grad.
-    """
+    applies = staticmethod(free_disposal)
 
-    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit", k: KSpec = 1) -> None:
+    def __init__(self, n_agents: int, n_items: int, prices: Sequence[float], demand: str | Demand = "unit",
+                 k: KSpec = 1) -> None:
         super().__init__(n_agents, n_items, demand, k)
         if not self.applies(self.demand, n_agents, n_items):
             raise ValueError(f"vcg_reserve needs free disposal (an unsold item): {self.demand.description} has none")
@@ -46,16 +37,8 @@ class VCGReserve(Mechanism):
         self.maps = None if self.vcg.per_item else owner_maps(tuple(self.capacities), n_items)
         self.name = f"VCG with reserve {self.reserve:.4f}"
 
-    @staticmethod
-    def applies(demand: Demand, n_agents: int, n_items: int) -> bool:
-        """Whether the setting allows a reserve price: free disposal (an item may stay unsold)."""
-        return demand.free_disposal(n_agents, n_items)
-
     def allocate_and_pay(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)``; neither requires grad."""
         net = bids.detach() - self.reserve
-        if self.maps is None:
-            allocation, payment = self.vcg(net)
-        else:
-            allocation, payment = enumerated_vcg(net, self.capacities, self.maps)
+        allocation, payment = self.vcg(net) if self.maps is None else enumerated_vcg(net, self.capacities, self.maps)
         return allocation, payment + self.reserve * allocation.sum(-1)
