@@ -18,8 +18,7 @@ import torch
 from torch import Tensor
 
 from utils.checks import check_positive_int
-from mechanisms.sinkhorn._fixed import row_error, run_fixed
-from mechanisms.sinkhorn._implicit import ImplicitSinkhorn
+from mechanisms.sinkhorn._fixed import ImplicitSinkhorn, row_error, run_fixed
 from mechanisms.sinkhorn._iterations import iterate
 from mechanisms.sinkhorn._settings import (
     Backend, FixedIterations, GradMode, SinkhornSettings, StoppingRule, Tolerance, check_backend, check_epsilons,
