@@ -31,7 +31,7 @@ __all__ = [
 
 
 def check_problem(cost: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate the cost ``(batch, N, M)`` and the marginals; return them broadcast to ``(batch, N)``, ``(batch, M)``."""
+    """Validate the cost ``(batch, N, M)`` and the marginals; return them as ``(batch, N)``, ``(batch, M)``."""
     if not isinstance(cost, Tensor) or cost.dim() != 3:
         raise ValueError(f"cost must be a (batch, N, M) tensor, got shape {tuple(getattr(cost, 'shape', ()))}")
     if cost.dtype not in (torch.float32, torch.float64):
@@ -160,8 +160,9 @@ class Sinkhorn:
         if not out.converged:
             warnings.warn(
                 f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
-                f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their marginals "
-                "(SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or scale the cost down",
+                f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their "
+                "marginals (SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or "
+                "scale the cost down",
                 SinkhornNotConverged, stacklevel=3)
         if implicit and cost.requires_grad:
             plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
@@ -175,7 +176,8 @@ class Sinkhorn:
         same costs exceeds ``tol`` the final count grows by half (at most ``max_iter``).  Host synchronizations.
         """
         if not isinstance(self.stopping, Tolerance):
-            raise ValueError("calibrate needs a solver on the tolerance rule: the counts are calibrated on tol and max_iter")
+            raise ValueError("calibrate needs a solver on the tolerance rule: the counts are calibrated on tol and "
+                             "max_iter")
         if not margin >= 0:
             raise ValueError(f"calibration margin must be >= 0, got {margin}")
         tol, max_iter = self.stopping.tol, self.stopping.max_iter
