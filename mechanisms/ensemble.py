@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from mechanisms.member_loop import LOOP, LOOPED, stack_by_member
+from mechanisms.member_loop import LOOP, LOOPED, set_child, stack_by_member
 
 __all__ = [
     "BatchedLinear", "ensemble_size", "fold", "fold_shared", "member_mechanism", "member_state_dict", "members_of",
@@ -63,11 +63,6 @@ class BatchedLinear(nn.Module):
         return f"members={self.members}, in_features={self.weight.shape[2]}, out_features={self.weight.shape[1]}"
 
 
-def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(module.get_submodule(parent_name) if parent_name else module, child, new)
-
-
 def stack_members(members: Sequence[nn.Module]) -> nn.Module:
     """One mechanism computing all ``members`` (one class, same state-dict keys and shapes) on a folded batch: a
     copy of ``members[0]`` whose linear layers are :class:`BatchedLinear` when every parameter belongs to one, else
@@ -80,8 +75,7 @@ def stack_members(members: Sequence[nn.Module]) -> nn.Module:
         raise ValueError(f"ensemble members must be of one class, got {sorted(kinds)}")
     shapes = {name: tuple(value.shape) for name, value in first.state_dict().items()}
     for k, member in enumerate(members):
-        theirs = {name: tuple(value.shape) for name, value in member.state_dict().items()}
-        if theirs != shapes:
+        if {name: tuple(value.shape) for name, value in member.state_dict().items()} != shapes:
             raise ValueError(f"ensemble member {k} has another architecture than member 0")
     names = [name for name, child in first.named_modules() if isinstance(child, nn.Linear)]
     linear_keys = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
@@ -89,16 +83,14 @@ def stack_members(members: Sequence[nn.Module]) -> nn.Module:
         return stack_by_member(members, set(shapes))
     stacked = copy.deepcopy(first)
     for name in names:
-        _replace(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
+        set_child(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
     return stacked
 
 
 def ensemble_size(mechanism: nn.Module) -> int:
     """K of a :func:`stack_members` mechanism (1 for an ordinary mechanism)."""
-    looped = getattr(mechanism, LOOP, None)
-    if looped is not None:
-        return looped
-    return next((m.members for m in mechanism.modules() if isinstance(m, BatchedLinear)), 1)
+    batched = (m.members for m in mechanism.modules() if isinstance(m, BatchedLinear))
+    return getattr(mechanism, LOOP, None) or next(batched, 1)
 
 
 def _check_member(mechanism: nn.Module, k: int) -> None:
@@ -119,14 +111,13 @@ def member_mechanism(mechanism: nn.Module, k: int) -> nn.Module:
     single = copy.deepcopy(mechanism)
     if getattr(single, LOOP, None) is not None:
         for name, value in list(single.named_parameters()):
-            owner, _, leaf = name.rpartition(".")
-            setattr(single.get_submodule(owner) if owner else single, leaf, nn.Parameter(value.detach()[k].clone()))
+            set_child(single, name, nn.Parameter(value.detach()[k].clone()))
         for attribute in (LOOP, *LOOPED):
             single.__dict__.pop(attribute, None)
         return single
     for name, child in list(single.named_modules()):
         if isinstance(child, BatchedLinear):
-            _replace(single, name, child.member(k))
+            set_child(single, name, child.member(k))
     return single
 
 

@@ -24,9 +24,7 @@ from mechanisms.sinkhorn_base import SinkhornLayerMechanism
 
 __all__ = ["LotteryAMA"]
 
-_EXP_FLOOR = -80.0
-"""Exponents below it are raised to it: ``e^-80 < 2e-35`` of the largest term, nothing in float32 or float64, and the
-CPU's ``exp`` of an argument that underflows (below about -87 in float32) is many times slower than of others."""
+_EXP_FLOOR = -80.0  # e^-80 < 2e-35 of the largest term; the CPU's exp of an underflowing argument is much slower
 
 
 class _FlooredExp(torch.autograd.Function):

@@ -18,12 +18,18 @@ from torch import Tensor, nn
 from mechanisms.prepared import PreparedCall
 from mechanisms.sinkhorn import Calibration
 
-__all__ = ["LOOP", "LOOPED", "as_member", "stack_by_member"]
+__all__ = ["LOOP", "LOOPED", "as_member", "set_child", "stack_by_member"]
 
 LOOP = "_ensemble_members"
 """Attribute of a member-by-member stack: K."""
 LOOPED = ("allocate_and_pay", "calibrate", "prepare")
 """The calls a member-by-member stack runs once per member (those its class has)."""
+
+
+def set_child(module: nn.Module, name: str, value: nn.Module | nn.Parameter) -> None:
+    """Set the submodule or parameter of dotted ``name`` in ``module`` to ``value``."""
+    owner, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(owner) if owner else module, leaf, value)
 
 
 def stack_by_member(members: Sequence[nn.Module], keys: set[str]) -> nn.Module:
@@ -36,9 +42,7 @@ def stack_by_member(members: Sequence[nn.Module], keys: set[str]) -> nn.Module:
                          f"({sorted(keys - set(parameters))}): it cannot be stacked into an ensemble")
     stacked = copy.deepcopy(first)
     for name in parameters:
-        owner, _, leaf = name.rpartition(".")
-        values = torch.stack([m.get_parameter(name).detach() for m in members]).clone()
-        setattr(stacked.get_submodule(owner) if owner else stacked, leaf, nn.Parameter(values))
+        set_child(stacked, name, nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in members]).clone()))
     setattr(stacked, LOOP, len(members))
     for call in LOOPED:
         if callable(getattr(type(stacked), call, None)):

@@ -35,9 +35,9 @@ def myerson_revenue(n_agents: int, high: float = 1.0) -> float:
 class MenuMechanism(Mechanism):
     """A single-bidder mechanism that sells the utility-maximizing entry of a fixed menu.
 
-    ``allocations`` is ``(entries, items)`` (each row feasible for the demand), ``prices`` is ``(entries,)``; an
-    zero-price entry is "not buying" (an all-zero row: free disposal).  Ties go to the more expensive entry, then to the earlier one.
-    ``expected_revenue`` is the closed-form revenue for the intended value distribution.
+    ``allocations`` is ``(entries, items)`` (each row feasible for the demand), ``prices`` is ``(entries,)``; a
+    zero-price entry is "not buying" (an all-zero row: free disposal).  Ties go to the more expensive entry, then to
+    the earlier one.  ``expected_revenue`` is the closed-form revenue for the intended value distribution.
     """
 
     def __init__(self, allocations: Sequence[Sequence[float]], prices: Sequence[float], demand: str | Demand,
