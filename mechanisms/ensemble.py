@@ -1,10 +1,8 @@
-"""K mechanisms of one architecture as one batched mechanism (an ensemble; docs/ensembles.md describes it).
+"""K mechanisms of one architecture as one batched mechanism (an ensemble; docs/ensembles.md).
 
-:func:`stack_members` turns K single mechanisms of one class into ONE mechanism of that class whose every
-``nn.Linear`` is a :class:`BatchedLinear` (mechanisms with other state run member by member,
-:mod:`mechanisms.member_loop`).  It takes the *folded* batch: profile ``j`` belongs to member ``j % K``
-(:func:`fold`: ``(batch, K, ...) -> (batch * K, ...)``; :func:`unfold` undoes it), so code that keeps groups of K
-consecutive profiles together runs on it unchanged.  :func:`member_mechanism` gives member ``k`` back.
+:func:`stack_members` makes ONE mechanism whose every ``nn.Linear`` is a :class:`BatchedLinear` (other state:
+:mod:`mechanisms.member_loop`).  It takes the *folded* batch, member innermost: profile ``j`` belongs to member
+``j % K`` (:func:`fold`: ``(batch, K, ...) -> (batch * K, ...)``; :func:`unfold` undoes it).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """An entropic lottery affine maximizer: a learned menu of feasible lotteries, truthful by construction.
 
-Options ``A_k`` ``(options, agents, items)`` (Sinkhorn plans of learned costs), boosts ``lambda_k``, weights ``w_i``
-and a temperature ``T``; scores ``s_k(b) = sum_i w_i b_i . A_k,i + lambda_k``, allocation
-``x = sum_k softmax(s(b) / T)_k A_k``, payment ``p_i = b_i . x_i - (V(b) - V_-i(b)) / w_i`` with
-``V = T logsumexp(s / T)`` and ``V_-i`` the same without bidder ``i``'s term.  Why it is truthful and individually
-rational for every parameter value: docs/lottery_ama.md.
+Scores ``s_k(b) = sum_i w_i b_i . A_k,i + lambda_k`` of the options ``A_k`` (Sinkhorn plans of learned costs),
+allocation ``x = sum_k softmax(s(b) / T)_k A_k``, payment ``p_i = b_i . x_i - (V(b) - V_-i(b)) / w_i`` with
+``V = T logsumexp(s / T)`` and ``V_-i`` the same without bidder ``i``'s term (docs/lottery_ama.md).
 """
 
 from __future__ import annotations
@@ -53,14 +51,9 @@ def _exp_terms(z: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class LotteryAMA(SinkhornLayerMechanism):
-    """Entropic lottery affine maximizer (module docstring): bids ``(batch, agents, items)`` -> allocation ``(batch,
-    agents, items)`` and payments ``(batch, agents)``.
-
-    ``options`` (>= 2) is the menu's size; the option costs start as ``cost_scale`` times standard normal draws
-    (a scale well above ``sinkhorn.eps_final`` makes the options nearly deterministic), the boosts at 0, the weights
-    at 1, the temperature at ``temperature`` (value units).  :meth:`prepare` solves the menu once for a misreport
-    search; ``prepared_calls=False`` has the engines call the forward instead (docs/mechanisms.md#prepared-calls).
-    """
+    """Entropic lottery affine maximizer: bids ``(batch, agents, items)`` -> allocation ``(batch, agents, items)``
+    and payments ``(batch, agents)``.  ``options`` (>= 2) option costs start as ``cost_scale`` times standard normal
+    draws, the boosts at 0, the weights at 1; ``prepared_calls``: docs/mechanisms.md#prepared-calls."""
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
                  sinkhorn: SinkhornSettings = SinkhornSettings(), options: int = 128, temperature: float = 0.01,

@@ -1,10 +1,6 @@
-"""Two mechanisms the baselines and the distributions' optima are built from.
-
-* :class:`MenuMechanism` - one bidder gets the utility-maximizing entry of a fixed menu of (allocation, price);
-* :class:`Myerson` - one item, ``n`` bidders: second price with a reserve (``high / 2``: optimal for U[0, high],
-  revenue :func:`myerson_revenue`).
-
-Both are piecewise constant in the bids: their outputs never require grad.
+"""Two mechanisms the baselines and the distributions' optima are built from: :class:`MenuMechanism` (a fixed menu of
+(allocation, price) for one bidder) and :class:`Myerson` (one item, second price with reserve ``high / 2``).  Both
+are piecewise constant in the bids: their outputs never require grad.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """A Sinkhorn auction whose payments come from the layer's own objective (an entropic VCG with a learned residual).
 
-Scores ``scale * (reserve - bids) + net(bids)`` ``(batch, agents, items)`` are the layer's cost (padded by the
-demand); with ``V(b) = -min_P (<C(b), P> + eps sum P log P) / scale`` bidder ``i`` pays
-``p_i = clip(b_i . x_i - (V(b) - V(0_i, b_-i)), 0, b_i . x_i)``.  While ``net`` is zero (its last layer starts at
-zero) this is the entropic VCG auction with reserve ``reserve``, truthful and individually rational up to the
-Sinkhorn tolerance; the clip keeps every payment individually rational.  docs/potential_payments.md.
+Scores ``scale * (reserve - bids) + net(bids)`` are the layer's cost; with ``V(b) = -min_P (<C(b), P> + eps sum P
+log P) / scale`` bidder ``i`` pays ``p_i = clip(b_i . x_i - (V(b) - V(0_i, b_-i)), 0, b_i . x_i)``.  While ``net`` is
+zero (as it starts) this is the entropic VCG auction with reserve ``reserve`` (docs/potential_payments.md).
 """
 
 from __future__ import annotations
@@ -26,13 +24,9 @@ __all__ = ["PotentialSinkhornMechanism"]
 
 
 class PotentialSinkhornMechanism(SinkhornMechanism):
-    """Sinkhorn auction with payments from the layer's objective (module docstring): bids ``(batch, agents,
-    items)`` -> allocation ``(batch, agents, items)`` and payments ``(batch, agents)``.
-
-    ``scale`` (> 0) and ``reserve`` (finite) start the two learned scalars; ``allocation_net`` builds the residual
-    network; there is no payment network.  :meth:`prepare` solves ``V(0_i, v_-i)`` once for a misreport search;
-    ``prepared_calls=False`` has the engines call the forward instead (docs/mechanisms.md#prepared-calls).
-    """
+    """Sinkhorn auction with payments from the layer's objective: bids ``(batch, agents, items)`` -> allocation
+    ``(batch, agents, items)`` and payments ``(batch, agents)``.  ``scale`` (> 0) and ``reserve`` start the two
+    learned scalars, ``allocation_net`` builds ``net``; ``prepared_calls``: docs/mechanisms.md#prepared-calls."""
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
                  sinkhorn: SinkhornSettings = SinkhornSettings(), allocation_net: NetworkFactory = MLP(),

@@ -1,9 +1,7 @@
 """Prepared calls: a mechanism bound to a batch of truthful profiles, for engines that score deviations from them.
 
-The engines of :mod:`adversary` call a mechanism on profiles that are truthful valuations ``(batch, agents, items)``
-with ONE agent's row replaced by a report, and read only that agent's outcome.  :class:`PreparedCall` makes plain
-calls of any forward; a mechanism's ``prepare(valuations, solver=None)`` returns a subclass that does the work
-depending only on its parameters or on the other (truthful) rows once.  docs/mechanisms.md#prepared-calls.
+:class:`PreparedCall` makes plain calls of any forward; a mechanism's ``prepare(valuations, solver=None)`` returns a
+subclass that does the work depending only on its parameters or the other (truthful) rows once (docs/mechanisms.md).
 """
 
 from __future__ import annotations

@@ -20,13 +20,8 @@ __all__ = ["SinkhornMechanism", "layer_settings"]
 
 class SinkhornMechanism(SinkhornLayerMechanism):
     """Learned auction whose allocation is a Sinkhorn transport plan: bids ``(batch, agents, items)`` -> allocation
-    ``(batch, agents, items)`` (item totals exact, agent totals within ``settings.tol``) and payments
-    ``(batch, agents)``.
-
-    ``sinkhorn`` (the node ``mechanism.sinkhorn``) is held as :attr:`settings`; ``allocation_net`` and
-    ``payment_net`` are network factories.  For captured training steps :meth:`allocate_and_pay` takes a solver on
-    fixed iterations (:meth:`calibrate`): no checks and no host synchronization, the mechanism unchanged.
-    """
+    ``(batch, agents, items)`` (item totals exact, agent totals within ``settings.tol``) and payments ``(batch,
+    agents)``.  For captured training steps :meth:`allocate_and_pay` takes a solver on fixed iterations."""
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
                  sinkhorn: SinkhornSettings = SinkhornSettings(), allocation_net: NetworkFactory = MLP(),

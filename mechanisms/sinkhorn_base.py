@@ -44,8 +44,7 @@ class SinkhornLayerMechanism(Mechanism):
             raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
         self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
 
-    solver: Sinkhorn
-    """The solver of :attr:`settings` (kept in step with it)."""
+    solver: Sinkhorn  # the solver of settings, kept in step with it
 
     def set_sinkhorn(self, eps_init: float | None = None, eps_final: float | None = None,
                      eps_steps: int | None = None, tol: float | None = None, max_iter: int | None = None) -> None:

@@ -1,8 +1,7 @@
 """The Sinkhorn layer: a batched, log-domain, epsilon-scaled entropic transport solver (Algorithm 1 of the paper).
 
-The public surface over private modules: docs/sinkhorn_package.md lists it, docs/sinkhorn.md describes the method.
-Shapes: ``cost`` ``(batch, N, M)``, ``N = agents (+ dummy agent)``, ``M = items (+ dummy item)``; ``a`` ``(N,)``,
-``b`` ``(M,)``.
+The public surface over private modules (docs/sinkhorn_package.md; the method: docs/sinkhorn.md).  Shapes: ``cost``
+``(batch, N, M)``, ``N = agents (+ dummy agent)``, ``M = items (+ dummy item)``; ``a`` ``(N,)``, ``b`` ``(M,)``.
 """
 
 from mechanisms.sinkhorn._fixed import row_error

@@ -1,11 +1,9 @@
 """The stopping rule :class:`FixedIterations` (a set number of updates per epsilon, no host synchronization) and
 :class:`ImplicitSinkhorn`, the backward pass both stopping rules share.
 
-The same kernels run every call, so the solve fits a CUDA graph; the counts come from
-:meth:`~mechanisms.sinkhorn.Sinkhorn.calibrate`.  The iterates are those of the tolerance rule (a column update from
-``f = 0`` first, potentials in cost units across epsilons), so with the calibrated counts the plans agree up to
-rounding.  Inputs are trusted.  Backends: ``"torch"`` (also differentiable by unrolling), ``"triton"`` (one fused
-kernel on CUDA, :mod:`._triton`), ``"auto"`` (Triton on CUDA when installed).
+The same kernels run every call (a CUDA graph fits); the iterates are the tolerance rule's, so with the counts of
+:meth:`~mechanisms.sinkhorn.Sinkhorn.calibrate` the plans agree up to rounding.  Inputs are trusted.  Backends:
+``"torch"``, ``"triton"`` (:mod:`._triton`), ``"auto"`` (Triton on CUDA when installed).
 """
 
 from __future__ import annotations
@@ -26,15 +24,14 @@ _RIDGE = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-5, torch.
 
 
 class ImplicitSinkhorn(torch.autograd.Function):
-    """Plan as a function of the cost, differentiated with the implicit function theorem (shared by both stopping
-    rules: the gradient costs one batched ``(K, K)`` solve, ``K = min(N, M)``, whatever the number of iterations).
+    """Plan as a function of the cost, differentiated with the implicit function theorem: one batched ``(K, K)``
+    solve, ``K = min(N, M)``, whatever the number of iterations.
 
-    At a balanced plan ``P = exp((f + g - C) / eps)`` with row sums ``r`` and column sums ``c``, perturbing ``C``
-    and keeping the marginals fixed gives ``dL/dC = P * (x_i + y_j - G_ij) / eps`` where ``G = dL/dP`` and
-    ``(x, y)`` solve ``[[diag r, P], [P^T, diag c]] [x; y] = [(G*P) 1; (G*P)^T 1]``.  The system is reduced to its
-    smaller side by a Schur complement; its one null direction (``x + t, y - t``) does not change the gradient and
-    is removed by adding ``w w^T`` (``w``: the indicator of non-zero marginals), and a relative ridge on the
-    diagonal keeps near-permutation plans solvable.
+    At a balanced plan ``P = exp((f + g - C) / eps)`` with row sums ``r`` and column sums ``c``, perturbing ``C`` and
+    keeping the marginals fixed gives ``dL/dC = P * (x_i + y_j - G_ij) / eps`` where ``G = dL/dP`` and ``(x, y)``
+    solve ``[[diag r, P], [P^T, diag c]] [x; y] = [(G*P) 1; (G*P)^T 1]``, reduced to its smaller side by a Schur
+    complement; its null direction (``x + t, y - t``) is removed by adding ``w w^T`` (``w``: the indicator of
+    non-zero marginals), and a relative ridge keeps near-permutation plans solvable.
     """
 
     @staticmethod

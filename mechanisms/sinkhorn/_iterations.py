@@ -96,7 +96,7 @@ def iterate(kernel: Tensor, a: Tensor, b: Tensor, f: Tensor, epsilons: Sequence[
         column_scale = torch.addcmul(idle_b, plan.sum(0), inv_b).reciprocal()
         return multiply(plan, column_scale.unsqueeze(0)), multiply(pending, column_scale)
 
-    iterations, converged, error, previous_eps = 0, False, math.inf, float(epsilons[0])
+    converged, error, previous_eps = False, math.inf, float(epsilons[0])
     stage_iterations: list[int] = []
     for index, eps in enumerate(map(float, epsilons)):
         scaled = kernel / eps
@@ -129,11 +129,10 @@ def iterate(kernel: Tensor, a: Tensor, b: Tensor, f: Tensor, epsilons: Sequence[
                 pending, since_refresh = torch.ones_like(v), 0
             done += 1
         v = v + pending.log()
-        iterations += done
         stage_iterations.append(done)
     with torch.no_grad():  # u that reproduces the plan: a row update (in a fresh buffer) plus log(rows / a)
         v = v.detach()
         u = log_a - logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
     # The plan may live in the scratch buffer; (batch, N, M) is a view of it when batch == 1.
     plan = plan.permute(2, 0, 1).contiguous()
-    return _Iterates(plan, u, v, iterations, converged, error, tuple(stage_iterations))
+    return _Iterates(plan, u, v, sum(stage_iterations), converged, error, tuple(stage_iterations))

@@ -1,9 +1,5 @@
-"""The Sinkhorn solver (:class:`Sinkhorn`), the checks of its tensors, and its functional forms.
-
-The method (log-domain updates warm-started across a decreasing epsilon schedule, the tolerance rule, the batch-last
-rescaling iterations, the implicit and unrolled backward passes) is described in docs/sinkhorn.md; the stopping rule
-:class:`FixedIterations` runs :mod:`._fixed` (no checks, no host synchronization).  :func:`solve`, :func:`sinkhorn`,
-:func:`fixed_plan` and :func:`calibrate` are the functional forms for an explicit epsilon list.
+"""The Sinkhorn solver (:class:`Sinkhorn`; the method: docs/sinkhorn.md), the checks of its tensors, and its
+functional forms for an explicit epsilon list (:func:`solve`, :func:`sinkhorn`, :func:`fixed_plan`, :func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -122,12 +118,9 @@ class Sinkhorn:
     def solve(self, cost: Tensor, a: Tensor, b: Tensor, *, init: Tensor | None = None,
               check_every: int | None = None) -> SinkhornResult:
         """Solve the transport problems of ``cost`` ``(batch, N, M)`` with marginals ``a`` ``(N,)`` or ``(batch, N)``
-        and ``b`` ``(M,)`` or ``(batch, M)`` (only ``(N,)``, ``(M,)`` for fixed iterations).
-
-        ``init`` (warm-start row potentials ``(batch, N)``) and ``check_every`` (the longest interval between
-        convergence checks; default 1 on the CPU, 5 on accelerators) are the tolerance rule's: docs/sinkhorn.md.
-        The plan is differentiable in ``cost``; a solve that misses ``tol`` warns :class:`SinkhornNotConverged`.
-        """
+        and ``b`` ``(M,)`` or ``(batch, M)`` (fixed iterations: ``(N,)``, ``(M,)``); ``init`` (warm-start row
+        potentials ``(batch, N)``) and ``check_every`` (default 1 on the CPU, 5 on accelerators) are the tolerance
+        rule's (docs/sinkhorn.md).  A solve that misses ``tol`` warns :class:`SinkhornNotConverged`."""
         if isinstance(self.stopping, FixedIterations):
             if init is not None or check_every is not None:
                 raise ValueError("init and check_every apply to the tolerance rule, not to fixed iterations")

@@ -1,10 +1,8 @@
 """The fixed-schedule Sinkhorn solve as one fused Triton kernel.
 
-Each program holds a block of small problems ``(N, M)`` (padded to powers of two) in registers and runs the whole
-epsilon schedule on them: one launch and one read of the cost per solve.  The arithmetic is that of
-:func:`._fixed.torch_plan`, so the backends agree to rounding.  Counts and epsilons are read from device tensors: a
-recalibration changes no launch parameter, and the launch is safe to capture in a CUDA graph.  The warp count is tuned
-per problem size.  ``TRITON_INTERPRET=1`` (set before importing Triton) runs it on the CPU, as the tests do.
+Each program runs the whole schedule on a block of small problems ``(N, M)`` (padded to powers of two) in registers,
+with the arithmetic of :func:`._fixed.torch_plan`.  Counts and epsilons are device tensors: a recalibration changes
+no launch parameter (CUDA-graph safe).  ``TRITON_INTERPRET=1`` (set before importing Triton) runs it on the CPU.
 """
 
 from __future__ import annotations
