@@ -24,11 +24,8 @@ from utils.checks import check_positive_int, is_int
 
 __all__ = ["Demand", "KSpec", "SoftmaxHead", "make_demand", "marginals", "per_agent"]
 
-KSpec = Union[int, Sequence[int]]
-"""A demand's ``k``: one int for every agent, or one int per agent."""
-
-SoftmaxHead = Literal["additive", "unit", "exactly_one"]
-"""The softmax output layers of :class:`~mechanisms.regretnet.RegretNet`."""
+KSpec = Union[int, Sequence[int]]  # a demand's k: one int for every agent, or one int per agent
+SoftmaxHead = Literal["additive", "unit", "exactly_one"]  # the softmax output layers of RegretNet
 
 _REGISTRY: dict[str, type["Demand"]] = {}
 

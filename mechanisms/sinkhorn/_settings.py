@@ -146,8 +146,7 @@ class SinkhornSettings:
         for rule in (self.tolerance, self.stopping):  # building a rule validates its fields
             check_stopping(rule, self.epsilons)
 
-    epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    """The whole schedule, first to last (derived)."""
+    epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)  # the schedule (derived)
 
     @property
     def tolerance(self) -> Tolerance:

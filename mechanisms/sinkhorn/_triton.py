@@ -47,8 +47,11 @@ if triton is not None:
                               BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         problem = pid * BLOCK + tl.arange(0, BLOCK)
-        row, col = tl.arange(0, NP), tl.arange(0, MP)
-        p3, r3, c3 = problem[:, None, None], row[None, :, None], col[None, None, :]
+        row = tl.arange(0, NP)
+        col = tl.arange(0, MP)
+        p3 = problem[:, None, None]
+        r3 = row[None, :, None]
+        c3 = col[None, None, :]
         inside = (p3 < batch) & (r3 < N) & (c3 < M)
         offsets = p3 * (N * M) + r3 * M + c3
         cost = tl.load(cost_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
