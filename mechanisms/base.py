@@ -1,17 +1,8 @@
-"""The mechanism contract shared by learned, classical and user-written auctions.
+"""The mechanism contract shared by learned, classical and user-written auctions (docs/mechanisms.md).
 
-A mechanism is a ``torch.nn.Module`` whose ``forward(bids)`` maps bids
-``(batch, agents, items)`` to ``(allocation, payment)``:
-
-* ``allocation``: ``(batch, agents, items)`` in ``[0, 1]``, feasible for the
-  mechanism's demand type (item totals <= 1; agent totals <= k, or == k for
-  exactly-k demand; in general :meth:`mechanisms.demand.Demand.violation` is 0);
-* ``payment``: ``(batch, agents)``.
-
-Agent ``i``'s utility under valuation ``v`` is
-``sum_j v_ij * allocation_ij - payment_i`` (:func:`utility`).  Training,
-evaluation and plots accept any module that honours this contract; subclassing
-:class:`Mechanism` adds the bookkeeping (sizes, demand, input checks).
+A mechanism is a ``torch.nn.Module`` whose ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
+``(batch, agents, items)`` in ``[0, 1]``, feasible for its demand (:meth:`mechanisms.demand.Demand.violation` is 0),
+and a payment ``(batch, agents)``.  Subclassing :class:`Mechanism` adds the bookkeeping (sizes, demand, checks).
 """
 
 from __future__ import annotations
@@ -43,17 +34,14 @@ def utility(valuations: Tensor, allocation: Tensor, payment: Tensor) -> Tensor:
 
 
 class Mechanism(nn.Module):
-    """Base class: stores the setting and validates bids before :meth:`allocate_and_pay`.
-
-    Subclasses implement ``allocate_and_pay(bids) -> (allocation, payment)``.
-    """
+    """Base class: stores the setting and validates bids before :meth:`allocate_and_pay` (which subclasses
+    implement: ``allocate_and_pay(bids) -> (allocation, payment)``)."""
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__()
         self.demand = demand if isinstance(demand, Demand) else Demand(demand, k)
         self.capacities = self.demand.capacities(n_agents, n_items)  # validates sizes and k
-        self.n_agents = n_agents
-        self.n_items = n_items
+        self.n_agents, self.n_items = n_agents, n_items
 
     def forward(self, bids: Tensor) -> tuple[Tensor, Tensor]:
         """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for ``bids``."""

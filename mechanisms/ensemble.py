@@ -1,35 +1,8 @@
 """K mechanisms of one architecture as one batched mechanism (an ensemble; docs/ensembles.md).
 
-:func:`stack_members` turns K single mechanisms (same class, same architecture,
-e.g. built with seeds 0..K-1) into ONE mechanism of the same class whose every
-``nn.Linear`` is a :class:`BatchedLinear` holding the K members' weight
-matrices along a leading member dimension.  Everything else (the Sinkhorn
-layer, RegretNet's softmax heads, the payment head) is the members' own code,
-run once on all members' profiles.
-
-**The folded batch.**  The stacked mechanism takes ordinary bids
-``(batch, agents, items)`` whose batch is a multiple of K, with the member
-index innermost: profile ``j`` belongs to member ``j % K``
-(:func:`fold`: ``(batch, K, ...) -> (batch * K, ...)``; :func:`unfold`
-undoes it).  Any reshaping that keeps whole groups of K consecutive profiles
-together keeps this layout, so the misreport search, the regret, the
-measurement and the Sinkhorn calibration (:mod:`adversary`,
-:mod:`training.fast_step`), which stack profiles along the batch, run on a
-stacked mechanism unchanged: each member sees only its own profiles.
-
-**Mechanisms with state outside ``nn.Linear``** (the potential mechanism's scale and reserve, the
-lottery AMA's menu) are stacked member by member instead: every parameter holds the K members'
-values along a leading member dimension ``(K, ...)`` under its single state-dict key, and each call
-(``allocate_and_pay``, also with a ``solver``; ``calibrate``) runs the class's own code once per member,
-on that member's profiles ``bids[k::K]`` with its parameters (``torch.func.functional_call``), and
-interleaves the outputs back into the folded layout.  Such a member computes exactly what it computes
-alone (its Sinkhorn solves stop by its own tolerance); the calls are K instead of one.
-
-Member ``k`` is an ordinary mechanism again with :func:`member_mechanism`
-(its weights: :func:`member_state_dict`, the single mechanism's state-dict
-keys).  In a :class:`BatchedLinear` stack the Sinkhorn layer's tolerance rule stops when the worst
-profile of the whole batch converges, so on the tolerance rule a member iterates at
-least as long as alone (identical on a fixed schedule).
+:func:`stack_members` makes ONE mechanism whose every ``nn.Linear`` is a :class:`BatchedLinear` (other state:
+:mod:`mechanisms.member_loop`).  It takes the *folded* batch, member innermost: profile ``j`` belongs to member
+``j % K`` (:func:`fold`: ``(batch, K, ...) -> (batch * K, ...)``; :func:`unfold` undoes it).
 """
 
 from __future__ import annotations
@@ -40,29 +13,17 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from mechanisms.member_loop import LOOP, LOOPED, stack_by_member
+from mechanisms.member_loop import LOOP, LOOPED, set_child, stack_by_member
 
 __all__ = [
-    "BatchedLinear",
-    "ensemble_size",
-    "fold",
-    "fold_shared",
-    "member_mechanism",
-    "member_state_dict",
-    "members_of",
-    "set_member_state",
-    "stack_members",
-    "unfold",
-]
+    "BatchedLinear", "ensemble_size", "fold", "fold_shared", "member_mechanism", "member_state_dict", "members_of",
+    "set_member_state", "stack_members", "unfold",
+]  # fmt: skip
 
 
 class BatchedLinear(nn.Module):
-    """K linear layers ``(in_features -> out_features)`` applied to a folded batch.
-
-    ``weight`` is ``(K, out_features, in_features)`` and ``bias`` ``(K, out_features)``;
-    ``forward`` maps ``(batch * K, in_features)`` (member innermost, see :func:`fold`)
-    to ``(batch * K, out_features)`` with one batched matrix product.
-    """
+    """K linear layers: ``weight`` ``(K, out, in)``, ``bias`` ``(K, out)``; ``forward`` maps the folded
+    ``(batch * K, in)`` to ``(batch * K, out)`` with one batched matrix product."""
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
@@ -100,24 +61,10 @@ class BatchedLinear(nn.Module):
         return f"members={self.members}, in_features={self.weight.shape[2]}, out_features={self.weight.shape[1]}"
 
 
-def _linear_names(module: nn.Module) -> list[str]:
-    return [name for name, child in module.named_modules() if isinstance(child, nn.Linear)]
-
-
-def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(module.get_submodule(parent_name) if parent_name else module, child, new)
-
-
 def stack_members(members: Sequence[nn.Module]) -> nn.Module:
-    """One mechanism computing all ``members`` on a folded batch (see the module docstring).
-
-    The members must be of one class with the same state-dict keys and shapes.  When every parameter
-    belongs to an ``nn.Linear`` (:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`,
-    :class:`~mechanisms.regretnet.RegretNet`) the result is a copy of ``members[0]`` whose linear layers
-    are :class:`BatchedLinear` (one call for all members); otherwise a copy whose parameters are stacked
-    ``(K, ...)`` and whose calls run member by member.  The members are not changed.
-    """
+    """One mechanism computing all ``members`` (one class, same state-dict keys and shapes) on a folded batch: a
+    copy of ``members[0]`` whose linear layers are :class:`BatchedLinear` when every parameter belongs to one, else
+    one whose parameters are stacked ``(K, ...)`` and whose calls run member by member.  The members are unchanged."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
     first = members[0]
@@ -126,25 +73,22 @@ def stack_members(members: Sequence[nn.Module]) -> nn.Module:
         raise ValueError(f"ensemble members must be of one class, got {sorted(kinds)}")
     shapes = {name: tuple(value.shape) for name, value in first.state_dict().items()}
     for k, member in enumerate(members):
-        theirs = {name: tuple(value.shape) for name, value in member.state_dict().items()}
-        if theirs != shapes:
+        if {name: tuple(value.shape) for name, value in member.state_dict().items()} != shapes:
             raise ValueError(f"ensemble member {k} has another architecture than member 0")
-    names = _linear_names(first)
+    names = [name for name, child in first.named_modules() if isinstance(child, nn.Linear)]
     linear_keys = {f"{name}.{p}" for name in names for p in ("weight", "bias")}
     if set(shapes) != linear_keys:
         return stack_by_member(members, set(shapes))
     stacked = copy.deepcopy(first)
     for name in names:
-        _replace(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
+        set_child(stacked, name, BatchedLinear([m.get_submodule(name) for m in members]))
     return stacked
 
 
 def ensemble_size(mechanism: nn.Module) -> int:
     """K of a :func:`stack_members` mechanism (1 for an ordinary mechanism)."""
-    looped = getattr(mechanism, LOOP, None)
-    if looped is not None:
-        return looped
-    return next((m.members for m in mechanism.modules() if isinstance(m, BatchedLinear)), 1)
+    batched = (m.members for m in mechanism.modules() if isinstance(m, BatchedLinear))
+    return getattr(mechanism, LOOP, None) or next(batched, 1)
 
 
 def _check_member(mechanism: nn.Module, k: int) -> None:
@@ -165,14 +109,13 @@ def member_mechanism(mechanism: nn.Module, k: int) -> nn.Module:
     single = copy.deepcopy(mechanism)
     if getattr(single, LOOP, None) is not None:
         for name, value in list(single.named_parameters()):
-            owner, _, leaf = name.rpartition(".")
-            setattr(single.get_submodule(owner) if owner else single, leaf, nn.Parameter(value.detach()[k].clone()))
+            set_child(single, name, nn.Parameter(value.detach()[k].clone()))
         for attribute in (LOOP, *LOOPED):
             single.__dict__.pop(attribute, None)
         return single
     for name, child in list(single.named_modules()):
         if isinstance(child, BatchedLinear):
-            _replace(single, name, child.member(k))
+            set_child(single, name, child.member(k))
     return single
 
 

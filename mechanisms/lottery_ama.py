@@ -1,22 +1,8 @@
 """An entropic lottery affine maximizer: a learned menu of feasible lotteries, truthful by construction.
 
-The mechanism holds ``options`` lotteries ``A_k`` ``(options, agents, items)``, each the Sinkhorn plan of a learned
-cost under the demand's marginals (so every option, and every mixture of them, is a feasible allocation),
-boosts ``lambda_k``, bidder weights ``w_i > 0`` and a temperature ``T > 0``, all learned.  For bids ``b``
-``(batch, agents, items)`` the options' scores are
-
-    ``s_k(b) = sum_i w_i b_i . A_k,i + lambda_k``,
-
-the allocation is the softmax mixture ``x = sum_k softmax(s(b) / T)_k A_k``, and with
-``V(b) = T logsumexp(s(b) / T)`` and ``V_-i(b)`` the same without bidder ``i``'s term, bidder ``i`` pays
-
-    ``p_i = b_i . x_i - (V(b) - V_-i(b)) / w_i``.
-
-``V`` is convex in ``b_i`` with gradient ``w_i x_i`` and ``V_-i`` does not depend on ``b_i``, so for every value
-of the parameters the mechanism is dominant-strategy truthful, individually rational (``V >= V_-i``) and charges
-``0 <= p_i <= b_i . x_i`` (convexity): training maximizes revenue over a family of truthful mechanisms. As
-``T -> 0`` it is the lottery AMA of Curry, Sandholm and Dickerson (2023); with the deterministic assignments
-as options, unit weights and no boosts, the VCG auction.
+Scores ``s_k(b) = sum_i w_i b_i . A_k,i + lambda_k`` of the options ``A_k`` (Sinkhorn plans of learned costs),
+allocation ``x = sum_k softmax(s(b) / T)_k A_k``, payment ``p_i = b_i . x_i - (V(b) - V_-i(b)) / w_i`` with
+``V = T logsumexp(s / T)`` and ``V_-i`` the same without bidder ``i``'s term (docs/lottery_ama.md).
 """
 
 from __future__ import annotations
@@ -36,9 +22,7 @@ from mechanisms.sinkhorn_base import SinkhornLayerMechanism
 
 __all__ = ["LotteryAMA"]
 
-_EXP_FLOOR = -80.0
-"""Exponents below it are raised to it: ``e^-80 < 2e-35`` of the largest term, nothing in float32 or float64, and the
-CPU's ``exp`` of an argument that underflows (below about -87 in float32) is many times slower than of others."""
+_EXP_FLOOR = -80.0  # e^-80 < 2e-35 of the largest term; the CPU's exp of an underflowing argument is much slower
 
 
 class _FlooredExp(torch.autograd.Function):
@@ -67,32 +51,13 @@ def _exp_terms(z: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class LotteryAMA(SinkhornLayerMechanism):
-    """Entropic lottery affine maximizer (see the module docstring).
+    """Entropic lottery affine maximizer: bids ``(batch, agents, items)`` -> allocation ``(batch, agents, items)``
+    and payments ``(batch, agents)``.  ``options`` (>= 2) option costs start as ``cost_scale`` times standard normal
+    draws, the boosts at 0, the weights at 1; ``prepared_calls``: docs/mechanisms.md#prepared-calls."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation ``(batch, agents, items)`` and payments
-    ``(batch, agents)``.  ``options`` (>= 2: one option charges nothing) is the menu's size; the option costs start as ``cost_scale`` times standard
-    normal draws (the layer's epsilon is ``sinkhorn.eps_final``: a scale well above it makes the options nearly
-    deterministic), the boosts at 0, the weights at 1 and the temperature at ``temperature`` (value units).
-    Like :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` it is a
-    :class:`~mechanisms.sinkhorn_base.SinkhornLayerMechanism` (:attr:`settings`, :meth:`calibrate`) and takes a
-    ``solver`` argument to :meth:`allocate_and_pay`, for the captured training step.  The menu depends on the
-    parameters only: :meth:`prepare` solves it once for all of a misreport search's calls;
-    ``prepared_calls=False`` has the engines call the forward instead (:func:`adversary.deviation.prepared`),
-    which reproduces runs recorded before prepared calls bit for bit.
-    """
-
-    def __init__(
-        self,
-        n_agents: int,
-        n_items: int,
-        demand: str | Demand = "unit",
-        k: KSpec = 1,
-        sinkhorn: SinkhornSettings = SinkhornSettings(),
-        options: int = 128,
-        temperature: float = 0.01,
-        cost_scale: float = 0.2,
-        prepared_calls: bool = True,
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
+                 sinkhorn: SinkhornSettings = SinkhornSettings(), options: int = 128, temperature: float = 0.01,
+                 cost_scale: float = 0.2, prepared_calls: bool = True) -> None:
         check_positive_int(options, "options")
         if options < 2:  # V = V_-i + w_i b_i . A_0, so p_i = b_i . x_i - b_i . A_0 = 0 for every bid
             raise ValueError("options=1: a menu of one lottery charges every bidder 0 (revenue 0 by construction); "
@@ -127,9 +92,8 @@ class LotteryAMA(SinkhornLayerMechanism):
         return self._outcome(bids, self.lotteries(solver))
 
     def prepare(self, valuations: Tensor, solver: Sinkhorn | None = None) -> PreparedCall:
-        """Calls bound to valid ``valuations`` ``(batch, agents, items)`` (:mod:`mechanisms.prepared`) with the
-        menu solved once, now (in the graph of the parameters unless prepared under ``no_grad``), and every
-        agent's scores and ``V_-i`` without its own term: they do not change while it alone deviates."""
+        """Calls bound to valid ``valuations`` ``(batch, agents, items)`` (:mod:`mechanisms.prepared`) with the menu,
+        the scores and every agent's ``V_-i`` computed once, now: they do not change while it alone deviates."""
         check_dtype(valuations, self)
         return _PreparedMenu(self, valuations, self.lotteries(solver))
 

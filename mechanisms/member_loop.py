@@ -1,11 +1,8 @@
-"""K mechanisms whose state is not all in ``nn.Linear`` layers, stacked as one, run member by member.
+"""K mechanisms whose state is not all in ``nn.Linear`` layers, stacked as one and run member by member.
 
-:func:`stack_by_member` (used by :func:`mechanisms.ensemble.stack_members`) copies member 0 and replaces every
-parameter by the members' values stacked ``(K, ...)`` under its single state-dict key.  Each call the engines make
-(``allocate_and_pay``, also with a ``solver``; ``calibrate``; ``prepare``, :mod:`mechanisms.prepared`) then runs
-the class's own code once per member, on that member's profiles of the folded batch (``bids[k::K]``, member
-innermost) with its parameters (views ``p[k]``, :func:`as_member`), and interleaves the outputs back.  A member so
-computes exactly what it computes alone (its Sinkhorn solves stop by its own tolerance); the calls are K.
+:func:`stack_by_member` (for :func:`mechanisms.ensemble.stack_members`) stacks every parameter ``(K, ...)`` under its
+single state-dict key; each call of :data:`LOOPED` then runs the class's own code once per member, on its profiles
+``bids[k::K]`` with its parameters (:func:`as_member`), and interleaves the outputs back (docs/ensembles.md).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from torch import Tensor, nn
 from mechanisms.prepared import PreparedCall
 from mechanisms.sinkhorn import Calibration
 
-__all__ = ["LOOP", "LOOPED", "as_member", "stack_by_member"]
+__all__ = ["LOOP", "LOOPED", "as_member", "set_child", "stack_by_member"]
 
 LOOP = "_ensemble_members"
 """Attribute of a member-by-member stack: K."""
@@ -29,19 +26,23 @@ LOOPED = ("allocate_and_pay", "calibrate", "prepare")
 """The calls a member-by-member stack runs once per member (those its class has)."""
 
 
+def set_child(module: nn.Module, name: str, value: nn.Module | nn.Parameter) -> None:
+    """Set the submodule or parameter of dotted ``name`` in ``module`` to ``value``."""
+    owner, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(owner) if owner else module, leaf, value)
+
+
 def stack_by_member(members: Sequence[nn.Module], keys: set[str]) -> nn.Module:
-    """A copy of ``members[0]`` with every parameter stacked ``(K, ...)`` and :data:`LOOPED` run per member;
-    ``keys``: the members' state-dict keys (every one must be a parameter)."""
+    """A copy of ``members[0]`` with every parameter stacked ``(K, ...)`` and :data:`LOOPED` run per member (``keys``:
+    the state-dict keys, all parameters)."""
     first = members[0]
     parameters = dict(first.named_parameters())
     if keys != set(parameters):
-        raise ValueError(f"{type(first).__name__} has state that is not a parameter ({sorted(keys - set(parameters))}): "
-                         "it cannot be stacked into an ensemble")
+        raise ValueError(f"{type(first).__name__} has state that is not a parameter "
+                         f"({sorted(keys - set(parameters))}): it cannot be stacked into an ensemble")
     stacked = copy.deepcopy(first)
     for name in parameters:
-        owner, _, leaf = name.rpartition(".")
-        values = torch.stack([m.get_parameter(name).detach() for m in members]).clone()
-        setattr(stacked.get_submodule(owner) if owner else stacked, leaf, nn.Parameter(values))
+        set_child(stacked, name, nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in members]).clone()))
     setattr(stacked, LOOP, len(members))
     for call in LOOPED:
         if callable(getattr(type(stacked), call, None)):
@@ -71,8 +72,7 @@ def _single(stacked: nn.Module) -> Iterator[None]:
 
 
 def as_member(stacked: nn.Module, k: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` with ``stacked`` as member ``k``: its parameters the views ``p[k]`` (gradients reach the
-    stack), its methods its class's."""
+    """``fn(*args)`` with ``stacked`` as member ``k``: parameters the views ``p[k]``, methods its class's."""
     parameters = {f"mechanism.{name}": value[k] for name, value in stacked.named_parameters()}
     with _single(stacked):
         return torch.func.functional_call(_Run(stacked), parameters, (fn, *args))
@@ -90,16 +90,20 @@ def _interleave(parts: Sequence[Tensor], dim: int) -> Tensor:
     return torch.stack(list(parts), dim + 1).flatten(dim, dim + 1)
 
 
+def _per_member(self: nn.Module, call: Callable[..., Any], bids: Tensor, *args: Any, **kwargs: Any) -> list[Any]:
+    """``call(self, bids[k::K], ...)`` as each member ``k``."""
+    size = _size(self, bids.shape[0])
+    return [as_member(self, k, lambda b: call(self, b, *args, **kwargs), bids[k::size]) for k in range(size)]
+
+
 def _allocate_and_pay(self: nn.Module, bids: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-    size, call = _size(self, bids.shape[0]), type(self).allocate_and_pay
-    outputs = [as_member(self, k, lambda b: call(self, b, *args, **kwargs), bids[k::size]) for k in range(size)]
+    outputs = _per_member(self, type(self).allocate_and_pay, bids, *args, **kwargs)
     return tuple(_interleave(parts, 0) for parts in zip(*outputs))
 
 
 def _calibrate(self: nn.Module, bids: Tensor, *args: Any, **kwargs: Any) -> Calibration:
     """Every member's calibration on its profiles; one fixed schedule for all: the longest."""
-    size, call = _size(self, bids.shape[0]), type(self).calibrate
-    outputs = [as_member(self, k, lambda b: call(self, b, *args, **kwargs), bids[k::size]) for k in range(size)]
+    outputs = _per_member(self, type(self).calibrate, bids, *args, **kwargs)
     return Calibration(*(tuple(map(max, zip(*field))) if isinstance(field[0], tuple) else max(field)
                          for field in zip(*outputs)))
 
@@ -112,15 +116,12 @@ _METHODS = {"allocate_and_pay": _allocate_and_pay, "calibrate": _calibrate, "pre
 
 
 class _MemberCalls(PreparedCall):
-    """Every member's own prepared call on its profiles of the folded ``valuations`` ``(batch * K, agents, items)``,
-    each run as that member (:func:`as_member`); the outputs interleaved back into the folded layout."""
+    """Every member's own prepared call on its profiles of the folded ``valuations``, run as that member."""
 
     def __init__(self, stacked: nn.Module, valuations: Tensor, solver: Any) -> None:
         super().__init__(stacked, valuations)
         self.stacked, self.size = stacked, _size(stacked, valuations.shape[0])
-        prepare = type(stacked).prepare
-        self.parts = [as_member(stacked, k, lambda v: prepare(stacked, v, solver), valuations[k::self.size])
-                      for k in range(self.size)]
+        self.parts = _per_member(stacked, type(stacked).prepare, valuations, solver)
 
     def _each(self, call: Callable[[PreparedCall, int], Any]) -> list[Any]:
         return [as_member(self.stacked, k, lambda part: call(part, k), self.parts[k]) for k in range(self.size)]
@@ -138,8 +139,7 @@ class _MemberCalls(PreparedCall):
 
     def deviate(self, agent: int, sources: Tensor, reports: Tensor) -> tuple[Tensor, Tensor]:
         members = sources % self.size
-        allocation = reports.new_empty(reports.shape)
-        payment = reports.new_empty(reports.shape[:1])
+        allocation, payment = reports.new_empty(reports.shape), reports.new_empty(reports.shape[:1])
         for k, (alloc, pay) in enumerate(self._each(lambda part, k: part.deviate(
                 agent, sources[members == k] // self.size, reports[members == k]))):
             allocation[members == k], payment[members == k] = alloc, pay

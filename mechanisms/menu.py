@@ -1,10 +1,6 @@
-"""Two mechanisms the baselines and the distributions' optima are built from.
-
-* :class:`MenuMechanism` - one bidder gets the utility-maximizing entry of a fixed menu of (allocation, price);
-* :class:`Myerson` - one item, ``n`` bidders: second price with a reserve (``high / 2``: optimal for U[0, high],
-  revenue :func:`myerson_revenue`).
-
-Both are piecewise constant in the bids: their outputs never require grad.
+"""Two mechanisms the baselines and the distributions' optima are built from: :class:`MenuMechanism` (a fixed menu of
+(allocation, price) for one bidder) and :class:`Myerson` (one item, second price with reserve ``high / 2``).  Both
+are piecewise constant in the bids: their outputs never require grad.
 """
 
 from __future__ import annotations
@@ -35,24 +31,13 @@ def myerson_revenue(n_agents: int, high: float = 1.0) -> float:
 class MenuMechanism(Mechanism):
     """A single-bidder mechanism that sells the utility-maximizing entry of a fixed menu.
 
-    ``allocations`` is ``(entries, items)`` (each row feasible for the
-    demand), ``prices`` is ``(entries,)``; a zero-price entry is what the
-    bidder gets by "not buying" (add an all-zero row for free disposal).
-    Ties go to the more expensive entry, then to the earlier one.
-    ``expected_revenue`` is the closed-form revenue for the intended value
-    distribution (documented by the constructor function).
+    ``allocations`` is ``(entries, items)`` (each row feasible for the demand), ``prices`` is ``(entries,)``; a
+    zero-price entry is "not buying" (an all-zero row: free disposal).  Ties go to the more expensive entry, then to
+    the earlier one.  ``expected_revenue`` is the closed-form revenue for the intended value distribution.
     """
 
-    def __init__(
-        self,
-        allocations: Sequence[Sequence[float]],
-        prices: Sequence[float],
-        demand: str | Demand,
-        k: KSpec = 1,
-        *,
-        expected_revenue: float,
-        name: str,
-    ) -> None:
+    def __init__(self, allocations: Sequence[Sequence[float]], prices: Sequence[float], demand: str | Demand,
+                 k: KSpec = 1, *, expected_revenue: float, name: str) -> None:
         menu = torch.as_tensor(allocations, dtype=torch.float64)
         cost = torch.as_tensor(prices, dtype=torch.float64)
         if menu.dim() != 2 or cost.shape != (menu.shape[0],) or menu.shape[0] == 0:
@@ -77,14 +62,9 @@ class MenuMechanism(Mechanism):
 
 
 class Myerson(Mechanism):
-    """Optimal single-item auction for ``n`` bidders U[0, high]: second price with reserve ``high / 2``.
-
-    ``forward(bids)`` maps bids ``(batch, agents, 1)`` to the allocation
-    ``(batch, agents, 1)`` and payment ``(batch, agents)``: the highest bidder
-    (lowest index on ties) wins if its bid is at least the reserve and pays
-    ``max(reserve, highest other bid)``.  ``expected_revenue`` is
-    :func:`myerson_revenue`.
-    """
+    """Optimal single-item auction for ``n`` bidders U[0, high]: second price with reserve ``high / 2``
+    (:func:`~mechanisms.second_price.second_price`); bids ``(batch, agents, 1)`` -> allocation ``(batch, agents, 1)``
+    and payment ``(batch, agents)``."""
 
     def __init__(self, n_agents: int, high: float = 1.0, demand: str | Demand = "unit", k: KSpec = 1) -> None:
         super().__init__(n_agents, 1, demand, k)

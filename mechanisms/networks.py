@@ -1,13 +1,8 @@
 """Building blocks shared by the learned mechanisms: network factories (MLPs) and the IR payment head.
 
-A learned mechanism builds its allocation and payment networks from *network
-factories*: callables ``factory(in_features, out_features) -> nn.Module``
-mapping ``(batch, in_features)`` to ``(batch, out_features)``.  In the config
-they are the ``_target_`` nodes ``mechanism.allocation_net`` and
-``mechanism.payment_net``; :class:`MLP` is the default one.  Another
-architecture is any such factory: a frozen dataclass like :class:`MLP`, or an
-``nn.Module`` class whose constructor takes ``(in_features, out_features,
-...)`` given with ``_partial_: true``.
+A *network factory* ``factory(in_features, out_features) -> nn.Module`` maps ``(batch, in_features)`` to
+``(batch, out_features)``; in the config it is the ``_target_`` node ``mechanism.allocation_net`` or
+``mechanism.payment_net`` (:class:`MLP` by default; others: docs/sinkhorn_package.md).
 """
 
 from __future__ import annotations
@@ -26,10 +21,8 @@ __all__ = ["ACTIVATIONS", "MLP", "NetworkFactory", "PaymentHead", "Tanh", "check
 class _SigmoidTanh(torch.autograd.Function):
     """``tanh(x) = 2 sigmoid(2x) - 1`` forward, ``grad * (1 - y^2)`` backward (one fused kernel).
 
-    On a CPU without a vectorized ``tanh`` (torch 2.13's, here) this is 2.3x-2.6x
-    faster than ``torch.tanh`` forward + backward; it agrees with it to a few float
-    ulps (absolute error <= 2e-7 in float32).  The backward is itself
-    differentiable (``tanh_backward`` has a derivative), so double backward works.
+    On a CPU without a vectorized ``tanh`` (torch 2.13's, here) 2.3x-2.6x faster than ``torch.tanh`` forward +
+    backward, equal to a few ulps (<= 2e-7 in float32).  ``tanh_backward`` is differentiable: double backward works.
     """
 
     @staticmethod
@@ -45,39 +38,28 @@ class _SigmoidTanh(torch.autograd.Function):
 
 
 class Tanh(nn.Module):
-    """``nn.Tanh`` computed as ``2 sigmoid(2x) - 1`` (faster on CPU; see :class:`_SigmoidTanh`).
-
-    Parameter-free, so checkpoints are interchangeable with ``nn.Tanh`` networks.
-    """
+    """``nn.Tanh`` as ``2 sigmoid(2x) - 1`` (:class:`_SigmoidTanh`); parameter-free, so checkpoints interchange."""
 
     def forward(self, x: Tensor) -> Tensor:
         return _SigmoidTanh.apply(x)
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
+    "tanh": Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
     "sigmoid": nn.Sigmoid,
 }
 
 
-def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128), activation: str = "tanh") -> nn.Sequential:
-    """Feed-forward network ``(batch, in_features) -> (batch, out_features)``.
-
-    ``hidden`` lists the hidden widths (empty: one linear layer); ``activation``
-    (one of :data:`ACTIVATIONS`) follows every hidden layer, the output is linear.
-    """
+def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128),
+        activation: str = "tanh") -> nn.Sequential:
+    """Feed-forward network ``(batch, in_features) -> (batch, out_features)``: ``activation`` (one of
+    :data:`ACTIVATIONS`) after every hidden layer of widths ``hidden`` (empty: one linear layer), linear output."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
     widths = [in_features, *hidden, out_features]
     if not all(is_int(w) for w in widths):
-        raise ValueError(
-            f"layer widths must be positive integers, got in={in_features!r}, hidden={list(hidden)!r}, out={out_features!r}"
-        )
+        raise ValueError(f"layer widths must be positive integers, got in={in_features!r}, hidden={list(hidden)!r}, "
+                         f"out={out_features!r}")
     layers: list[nn.Module] = []
     for width_in, width_out in zip(widths[:-2], widths[1:-1]):
         layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
@@ -91,11 +73,8 @@ NetworkFactory = Callable[[int, int], nn.Module]
 
 @dataclass(frozen=True)
 class MLP:
-    """Network factory of :func:`mlp`: ``MLP(hidden, activation)(in_features, out_features)``.
-
-    ``hidden`` lists the hidden widths, ``activation`` is one of :data:`ACTIVATIONS`
-    (both checked when a network is built).  The paper's: ``MLP((128, 128), "tanh")``.
-    """
+    """Network factory of :func:`mlp`: ``MLP(hidden, activation)(in_features, out_features)`` (checked when a
+    network is built).  The paper's: ``MLP((128, 128), "tanh")``."""
 
     hidden: tuple[int, ...] = (128, 128)
     activation: str = "tanh"
@@ -111,26 +90,19 @@ def check_dtype(bids: Tensor, network: nn.Module) -> None:
     """Raise ``ValueError`` unless ``bids`` has the dtype of ``network``'s parameters."""
     dtype = next(network.parameters()).dtype
     if bids.dtype != dtype:
-        raise ValueError(f"bids are {bids.dtype} but the mechanism is {dtype}; cast one of them (e.g. mechanism.to({bids.dtype}))")
+        raise ValueError(f"bids are {bids.dtype} but the mechanism is {dtype}; cast one of them "
+                         f"(e.g. mechanism.to({bids.dtype}))")
 
 
 class PaymentHead(nn.Module):
-    """RegretNet payment network: ``payment_i = sigmoid(net(bids))_i * sum_j bids_ij * allocation_ij``,
-    ``net`` built by ``network`` (a :data:`NetworkFactory`, default :class:`MLP`).
-
-    The sigmoid fraction lies in ``[0, 1]``, so no agent is charged more than the
-    reported value of what it receives (individual rationality under truthful bids).
-    """
+    """RegretNet payment network: ``payment_i = sigmoid(net(bids))_i * sum_j bids_ij * allocation_ij``, ``net``
+    built by ``network``; the fraction in ``[0, 1]`` charges no agent more than its reported value (IR)."""
 
     def __init__(self, n_agents: int, n_items: int, network: NetworkFactory = MLP()) -> None:
         super().__init__()
         self.n_agents, self.n_items = n_agents, n_items
         self.net = network(n_agents * n_items, n_agents)  # flattened bids -> one logit per agent
 
-    def fraction(self, bids: Tensor) -> Tensor:
-        """Payment fractions ``(batch, agents)`` in ``[0, 1]`` for bids ``(batch, agents, items)``."""
-        return torch.sigmoid(self.net(bids.flatten(1)))
-
     def forward(self, bids: Tensor, allocation: Tensor) -> Tensor:
         """Payments ``(batch, agents)`` for bids and allocation, both ``(batch, agents, items)``."""
-        return self.fraction(bids) * (bids * allocation).sum(-1)
+        return torch.sigmoid(self.net(bids.flatten(1))) * (bids * allocation).sum(-1)

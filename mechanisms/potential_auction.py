@@ -1,28 +1,8 @@
 """A Sinkhorn auction whose payments come from the layer's own objective (an entropic VCG with a learned residual).
 
-The Sinkhorn layer at epsilon ``eps`` (the schedule's last) computes the plan ``P`` that minimizes
-``<C, P> + eps sum P log P`` under the demand's marginals, for the cost ``C`` ``(batch, agents + 1, items + 1)``
-(:meth:`~mechanisms.demand.Demand.cost` of the scores).  Here the scores are
-
-    ``scores = scale * (reserve - bids) + net(bids)``        ``(batch, agents, items)``,
-
-``scale > 0`` and ``reserve`` learned scalars, ``net`` the allocation network (its last layer starts at zero).
-With ``V(b) = -min_P (<C(b), P> + eps sum P log P) / scale`` (the regularized welfare of the bids net of the
-reserve, in value units), bidder ``i`` pays
-
-    ``p_i = clip(b_i . x_i - (V(b) - V(0_i, b_-i)), 0, b_i . x_i)``
-
-where ``x_i`` is its allocation and ``(0_i, b_-i)`` the bids with its own set to zero (one more Sinkhorn solve
-per bidder, batched; :meth:`~PotentialSinkhornMechanism.prepare` solves them once for a misreport search, where
-bidder ``i`` deviates alone and ``b_-i`` is the truth). While ``net`` is zero this is the entropic VCG auction
-with reserve ``reserve`` (an affine maximizer with an entropy term): ``V`` is convex in ``b_i`` with gradient
-``x_i``, so the payment is the one the envelope theorem fixes, the mechanism is dominant-strategy truthful and
-individually rational (up to the Sinkhorn tolerance), and the clip never binds. Training moves ``net``, ``scale``
-and ``reserve`` away from it wherever revenue pays for the regret (the Lagrangian measures the regret as for any
-mechanism); the clip keeps every payment between 0 and the reported value of the allocation (individually
-rational by construction, as the sigmoid-fraction payment network is).
-
-``scale`` sets the sharpness: the layer's epsilon in value units is ``eps / scale`` (``0.05 / 8`` by default).
+Scores ``scale * (reserve - bids) + net(bids)`` are the layer's cost; with ``V(b) = -min_P (<C(b), P> + eps sum P
+log P) / scale`` bidder ``i`` pays ``p_i = clip(b_i . x_i - (V(b) - V(0_i, b_-i)), 0, b_i . x_i)``.  While ``net`` is
+zero (as it starts) this is the entropic VCG auction with reserve ``reserve`` (docs/potential_payments.md).
 """
 
 from __future__ import annotations
@@ -44,31 +24,13 @@ __all__ = ["PotentialSinkhornMechanism"]
 
 
 class PotentialSinkhornMechanism(SinkhornMechanism):
-    """Sinkhorn auction with payments from the layer's objective (see the module docstring).
+    """Sinkhorn auction with payments from the layer's objective: bids ``(batch, agents, items)`` -> allocation
+    ``(batch, agents, items)`` and payments ``(batch, agents)``.  ``scale`` (> 0) and ``reserve`` start the two
+    learned scalars, ``allocation_net`` builds ``net``; ``prepared_calls``: docs/mechanisms.md#prepared-calls."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation ``(batch, agents, items)`` and
-    payments ``(batch, agents)``.  ``scale`` (> 0) and ``reserve`` (finite) are the starting values of the two
-    learned scalars; ``allocation_net`` builds the residual network (its last linear layer is zeroed, so the
-    mechanism starts as the entropic VCG auction with that reserve).  There is no payment network.
-    :meth:`prepare` solves ``V(0_i, v_-i)`` once for all of a misreport search's calls; ``prepared_calls=False``
-    has the engines call the forward instead (:func:`adversary.deviation.prepared`), each call solving
-    ``V(0_i, b_-i)`` for its own profiles, which reproduces runs recorded before prepared calls bit for bit
-    (under the tolerance rule the two differ by the Sinkhorn tolerance: the stopping iteration is the worst
-    problem's of each batch).
-    """
-
-    def __init__(
-        self,
-        n_agents: int,
-        n_items: int,
-        demand: str | Demand = "unit",
-        k: KSpec = 1,
-        sinkhorn: SinkhornSettings = SinkhornSettings(),
-        allocation_net: NetworkFactory = MLP(),
-        scale: float = 8.0,
-        reserve: float = 0.5,
-        prepared_calls: bool = True,
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
+                 sinkhorn: SinkhornSettings = SinkhornSettings(), allocation_net: NetworkFactory = MLP(),
+                 scale: float = 8.0, reserve: float = 0.5, prepared_calls: bool = True) -> None:
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         if not (isinstance(reserve, (int, float)) and math.isfinite(reserve)):
@@ -115,8 +77,7 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
     @staticmethod
     def _settle(value: Tensor, welfare: Tensor, welfare_without: Tensor) -> Tensor:
         """Payments ``clip(value - (welfare - welfare_without), 0, value)`` (broadcast; ``value``: ``b_i . x_i``)."""
-        raw = value - (welfare - welfare_without)
-        return torch.minimum(raw.clamp_min(0), value)
+        return torch.minimum((value - (welfare - welfare_without)).clamp_min(0), value)
 
     def _payment(self, bids: Tensor, allocation: Tensor, cost: Tensor, plan: Tensor, solver: Sinkhorn) -> Tensor:
         """Payments ``(batch, agents)``: ``b_i . x_i - (V(b) - V(0_i, b_-i))``, clipped to ``[0, b_i . x_i]``."""
@@ -132,9 +93,8 @@ class PotentialSinkhornMechanism(SinkhornMechanism):
         return allocation, self._welfare(cost, plan, solver.epsilons[-1]), (bids * allocation).sum(-1)
 
     def prepare(self, valuations: Tensor, solver: Sinkhorn | None = None) -> PreparedCall:
-        """Calls bound to valid ``valuations`` ``(batch, agents, items)`` with ``V(0_i, v_-i)`` solved once, now
-        (:mod:`mechanisms.prepared`; in the graph of the parameters unless prepared under ``no_grad``): when
-        agent ``i`` alone deviates, the others are truthful, so its payment's ``V(0_i, b_-i)`` is that one."""
+        """Calls bound to valid ``valuations`` ``(batch, agents, items)`` (:mod:`mechanisms.prepared`) with
+        ``V(0_i, v_-i)`` solved once, now: when agent ``i`` alone deviates, its payment's ``V(0_i, b_-i)`` is that."""
         check_dtype(valuations, self.allocation_net)
         return _PreparedPotential(self, valuations, self.solver if solver is None else solver)
 
@@ -157,9 +117,8 @@ class _PreparedPotential(PreparedCall):
     def deviations(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         starts, n, batch, _ = rows.shape
         allocation, welfare, value = self.mechanism._terms(deviation_profiles(self.valuations, rows), self.solver)
-        payment = self.mechanism._settle(
-            own_entries(value, starts, n, batch), welfare.view(starts, n, batch), self.welfare_without.T
-        )
+        payment = self.mechanism._settle(own_entries(value, starts, n, batch), welfare.view(starts, n, batch),
+                                         self.welfare_without.T)
         return own_entries(allocation, starts, n, batch), payment
 
     def deviate(self, agent: int, sources: Tensor, reports: Tensor) -> tuple[Tensor, Tensor]:

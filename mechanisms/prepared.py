@@ -1,24 +1,7 @@
 """Prepared calls: a mechanism bound to a batch of truthful profiles, for engines that score deviations from them.
 
-The misreport search, the regret, the audit and the strong adversary (:mod:`adversary`) call a mechanism many
-times, on the same weights, on profiles that are truthful valuations ``(batch, agents, items)`` with ONE agent's
-row replaced by a report, and they read only that agent's allocation and payment.  A :class:`PreparedCall`
-serves exactly these calls:
-
-* :meth:`PreparedCall.truthful` - the outcome of the valuations themselves;
-* :meth:`PreparedCall.deviations` - every agent deviating at once, the search's layout: rows
-  ``(starts, agents, batch, items)`` -> the deviator's allocation ``(starts, agents, batch, items)`` and payment
-  ``(starts, agents, batch)``; :meth:`PreparedCall.utilities` - the deviator's true utility ``(starts, batch,
-  agents)`` there (what the search ascends);
-* :meth:`PreparedCall.deviate` - one agent at many reports, the audit's layout.
-
-The base class makes plain mechanism calls (the profiles are built, the mechanism is run on them, the deviator's
-entries are read off): any module honouring the mechanism contract gets one.  A mechanism with work that depends
-only on its parameters, or only on the other agents' (truthful) rows, offers ``prepare(valuations, solver=None)``
-returning a subclass that does that work once, at preparation, and reuses it for every call (the lottery AMA's
-menu, :mod:`mechanisms.lottery_ama`; the potential mechanism's ``V(0_i, v_-i)``,
-:mod:`mechanisms.potential_auction`).  A preparation lives as long as the weights do not change: the engines
-prepare once per search (outside autograd) and once per regret (in the graph of the training loss).
+:class:`PreparedCall` makes plain calls of any forward; a mechanism's ``prepare(valuations, solver=None)`` returns a
+subclass that does the work depending only on its parameters or the other (truthful) rows once (docs/mechanisms.md).
 """
 
 from __future__ import annotations
@@ -35,10 +18,9 @@ Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def deviation_profiles(valuations: Tensor, rows: Tensor) -> Tensor:
-    """Profiles ``(starts * agents * batch, agents, items)``: ``valuations`` ``(batch, agents, items)`` with
-    agent ``i``'s row replaced by ``rows[s, i, b]`` (``rows`` ``(starts, agents, batch, items)``), in the order
-    ``(s, i, b)`` (the batch innermost, so a profile keeps its position modulo the batch: the member layout of
-    :mod:`mechanisms.ensemble`)."""
+    """Profiles ``(starts * agents * batch, agents, items)``: ``valuations`` ``(batch, agents, items)`` with agent
+    ``i``'s row replaced by ``rows[s, i, b]`` (``rows`` ``(starts, agents, batch, items)``), batch innermost (so a
+    profile keeps its position modulo the batch: the member layout of :mod:`mechanisms.ensemble`)."""
     starts, n, batch, m = rows.shape
     own = torch.eye(n, dtype=torch.bool, device=rows.device).view(1, n, 1, n, 1)
     profiles = torch.where(own, rows.unsqueeze(3), valuations.view(1, 1, batch, n, m))  # (S, n, B, n, m)
@@ -60,11 +42,8 @@ def agent_profiles(valuations: Tensor, agent: int, sources: Tensor, reports: Ten
 
 
 class PreparedCall:
-    """Plain calls of ``forward`` bound to truthful ``valuations`` ``(batch, agents, items)`` (module docstring).
-
-    Subclasses (a mechanism's ``prepare``) override the three calls; every result has the shapes and the
-    meaning documented here, and is differentiable in the parameters where the preparation was.
-    """
+    """Plain calls of ``forward`` bound to truthful ``valuations`` ``(batch, agents, items)``; subclasses (a
+    mechanism's ``prepare``) override the calls with the same shapes and meaning."""
 
     def __init__(self, forward: Forward, valuations: Tensor) -> None:
         self.forward, self.valuations = forward, valuations
@@ -82,8 +61,7 @@ class PreparedCall:
         return own_entries(allocation, starts, n, batch), own_entries(payment, starts, n, batch)
 
     def utilities(self, rows: Tensor) -> Tensor:
-        """Agent ``i``'s true utility ``(starts, batch, agents)`` when it alone reports ``rows[s, i, b]``
-        (``rows`` ``(starts, agents, batch, items)``): from :meth:`deviations`."""
+        """Agent ``i``'s true utility ``(starts, batch, agents)`` when it alone reports ``rows[s, i, b]``."""
         own_allocation, own_payment = self.deviations(rows)  # (S, n, B, m), (S, n, B)
         return (own_allocation.movedim(1, -1) * self.valuations.transpose(1, 2)).sum(2) - own_payment.movedim(1, -1)
 
@@ -95,9 +73,8 @@ class PreparedCall:
 
 
 class PlainCalls(nn.Module):
-    """``mechanism`` without its ``prepare``: the engines call its forward on every profile (plain calls), as
-    before prepared calls existed; for comparisons (tests, benchmarks).  ``n_agents``, ``n_items`` and
-    ``demand`` are the mechanism's."""
+    """``mechanism`` without its ``prepare`` (plain calls), for comparisons; its ``n_agents``, ``n_items``,
+    ``demand``."""
 
     def __init__(self, mechanism: nn.Module) -> None:
         super().__init__()

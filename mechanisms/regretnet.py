@@ -1,20 +1,8 @@
 """The RegretNet baseline (Duetting et al. 2019; section 3.2 of the paper).
 
-The allocation MLP maps the flattened bids to scores; a softmax output layer,
-the one the demand type names (:meth:`mechanisms.demand.Demand.softmax_head`),
-makes the allocation feasible by construction:
-
-* additive demand: for every item, a softmax over the agents plus a dummy agent
-  ("allocated to nobody");
-* unit demand (and k_demand with every k = 1): the elementwise minimum of the
-  item-wise softmax above and an agent-wise softmax over the items plus a dummy
-  item ("receives nothing"), computed from a second score matrix;
-* exactly_k with one agent and k = 1: a softmax over the items without the dummy
-  item (section 4.4).
-
-Other demand types (exactly_k with several agents, k_demand with k > 1) cannot
-be expressed with softmax outputs and are refused; use
-:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism`.
+The allocation MLP's scores go through the softmax output layer the demand type names
+(:meth:`mechanisms.demand.Demand.softmax_head`: ``additive``, ``unit`` or ``exactly_one``, docs/mechanisms.md), which
+makes the allocation feasible by construction; other demand types are refused.
 """
 
 from __future__ import annotations
@@ -30,24 +18,12 @@ __all__ = ["RegretNet"]
 
 
 class RegretNet(Mechanism):
-    """RegretNet: softmax allocation heads and the shared IR payment head.
+    """RegretNet: bids ``(batch, agents, items)`` -> an exactly feasible allocation ``(batch, agents, items)`` from
+    softmax heads and payments ``(batch, agents)`` from the shared IR payment head; ``allocation_net`` and
+    ``payment_net`` are network factories."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
-    ``(batch, agents, items)`` (exactly feasible) and payments ``(batch, agents)``.
-    ``allocation_net`` and ``payment_net`` are network factories
-    (:data:`~mechanisms.networks.NetworkFactory`, default :class:`~mechanisms.networks.MLP`).
-    Construction raises ``ValueError`` for demand types RegretNet cannot represent.
-    """
-
-    def __init__(
-        self,
-        n_agents: int,
-        n_items: int,
-        demand: str | Demand = "unit",
-        k: KSpec = 1,
-        allocation_net: NetworkFactory = MLP(),
-        payment_net: NetworkFactory = MLP(),
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
+                 allocation_net: NetworkFactory = MLP(), payment_net: NetworkFactory = MLP()) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.head: SoftmaxHead = self.demand.softmax_head(n_agents, n_items)
         item_wise = (n_agents + 1) * n_items  # softmax over agents + dummy agent, per item

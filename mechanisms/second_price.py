@@ -1,9 +1,6 @@
 """Second-price auctions with reserves, one per item: Myerson's auction and the item-wise and grand-bundle baselines.
 
-:func:`second_price` sells every item (a column of the bids) by its own
-second-price auction with a reserve.  Each auction is dominant-strategy
-truthful and individually rational; so is running one per item for bidders
-whose values are additive over the items.
+Each auction is dominant-strategy truthful and individually rational; so is one per item for additive values.
 """
 
 from __future__ import annotations
@@ -17,11 +14,9 @@ __all__ = ["second_price"]
 def second_price(bids: Tensor, reserves: Tensor) -> tuple[Tensor, Tensor]:
     """Allocation and payment ``(batch, agents, items)`` of a second-price auction with reserve on every item.
 
-    ``bids`` is ``(batch, agents, items)``, ``reserves`` ``(items,)`` (or a
-    shape broadcasting to it).  Item ``j`` goes to its highest bidder (lowest
-    index on ties) if that bid is at least ``reserves[j]``; the winner pays
-    ``max(reserves[j], highest other bid)`` (the reserve when it bids alone).
-    Neither output requires grad.
+    ``bids`` is ``(batch, agents, items)``, ``reserves`` ``(items,)`` (or broadcasting to it).  Item ``j`` goes to
+    its highest bidder (lowest index on ties) if that bid is at least ``reserves[j]``, who pays
+    ``max(reserves[j], highest other bid)``.  Neither output requires grad.
     """
     bids = bids.detach()
     n_agents = bids.shape[1]

@@ -1,11 +1,8 @@
-"""The Sinkhorn auction network (section 4.3 of the paper).
+"""The Sinkhorn auction network (section 4.3 of the paper; docs/mechanisms.md).
 
-An allocation network (an MLP by default) maps the flattened bids to an agents x items score matrix;
-the demand type turns it into the cost of the Sinkhorn layer (padded with a zero-cost dummy agent row
-and dummy item column), gives the marginals, and folds the plan back into the allocation (the dummy
-row and column cut off): :class:`~mechanisms.demand.Demand`.  Payments come from the shared
-:class:`~mechanisms.networks.PaymentHead`.  The architecture is the same for
-every demand type: only the demand's cost, marginals and folding change.
+An allocation network maps the flattened bids to agents x items scores; the demand type turns them into the
+Sinkhorn layer's cost (zero-cost dummy row and column), gives the marginals and folds the plan back into the
+allocation (:class:`~mechanisms.demand.Demand`).  Payments come from :class:`~mechanisms.networks.PaymentHead`.
 """
 
 from __future__ import annotations
@@ -22,38 +19,13 @@ __all__ = ["SinkhornMechanism", "layer_settings"]
 
 
 class SinkhornMechanism(SinkhornLayerMechanism):
-    """Learned auction whose allocation is a Sinkhorn transport plan.
+    """Learned auction whose allocation is a Sinkhorn transport plan: bids ``(batch, agents, items)`` -> allocation
+    ``(batch, agents, items)`` (item totals exact, agent totals within ``settings.tol``) and payments ``(batch,
+    agents)``.  For captured training steps :meth:`allocate_and_pay` takes a solver on fixed iterations."""
 
-    ``forward(bids)`` maps bids ``(batch, agents, items)`` to an allocation
-    ``(batch, agents, items)`` and payments ``(batch, agents)``.  Item totals are
-    exact; agent totals match their capacity up to the relative tolerance
-    ``settings.tol`` (the Sinkhorn stopping rule).
-
-    ``sinkhorn`` is the layer's frozen :class:`~mechanisms.sinkhorn.SinkhornSettings`
-    (the config node ``mechanism.sinkhorn``), held as :attr:`settings`: assign a new
-    one, or change the schedule with :meth:`set_sinkhorn`.  ``allocation_net`` and
-    ``payment_net`` are network factories (:data:`~mechanisms.networks.NetworkFactory`,
-    default :class:`~mechanisms.networks.MLP`; the config nodes ``mechanism.allocation_net``
-    and ``mechanism.payment_net``).  After each forward pass ``last_iterations`` and
-    ``last_marginal_error`` hold the Sinkhorn iteration count and the final
-    relative row-marginal error (NaN on fixed iterations).
-
-    For captured training steps, :meth:`calibrate` finds fixed iteration counts
-    from the tolerance rule, and :meth:`allocate_and_pay` takes a solver on them
-    (``solver=Sinkhorn.from_settings(settings.with_fixed_iterations(counts))``):
-    no checks and no host synchronization, the mechanism itself unchanged.
-    """
-
-    def __init__(
-        self,
-        n_agents: int,
-        n_items: int,
-        demand: str | Demand = "unit",
-        k: KSpec = 1,
-        sinkhorn: SinkhornSettings = SinkhornSettings(),
-        allocation_net: NetworkFactory = MLP(),
-        payment_net: NetworkFactory | None = MLP(),
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
+                 sinkhorn: SinkhornSettings = SinkhornSettings(), allocation_net: NetworkFactory = MLP(),
+                 payment_net: NetworkFactory | None = MLP()) -> None:
         super().__init__(n_agents, n_items, demand, k, sinkhorn)
         self.allocation_net = allocation_net(n_agents * n_items, n_agents * n_items)
         if payment_net is None and type(self)._payment is SinkhornMechanism._payment:
@@ -71,8 +43,8 @@ class SinkhornMechanism(SinkhornLayerMechanism):
         return self.demand.cost(self.allocation_net(bids.flatten(1)).view(batch, n, m))
 
     def allocate_and_pay(self, bids: Tensor, solver: Sinkhorn | None = None) -> tuple[Tensor, Tensor]:
-        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids, the layer
-        solved by ``solver`` (``None``: :attr:`solver`, the settings' own)."""
+        """Allocation ``(batch, agents, items)`` and payment ``(batch, agents)`` for valid bids, the layer solved by
+        ``solver`` (``None``: :attr:`solver`)."""
         check_dtype(bids, self.allocation_net)
         solver = self.solver if solver is None else solver
         cost = self._cost(bids)
@@ -90,6 +62,6 @@ class SinkhornMechanism(SinkhornLayerMechanism):
 
 
 def layer_settings(mechanism: nn.Module) -> SinkhornSettings | None:
-    """The Sinkhorn layer's settings of ``mechanism`` (a :class:`SinkhornMechanism`); ``None`` for a mechanism without one."""
+    """The Sinkhorn layer's settings of ``mechanism``; ``None`` for a mechanism without one."""
     settings = getattr(mechanism, "settings", None)
     return settings if isinstance(settings, SinkhornSettings) else None

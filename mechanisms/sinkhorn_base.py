@@ -1,9 +1,7 @@
 """What every mechanism built on the Sinkhorn layer holds: its settings, solver and the demand's marginals.
 
-:class:`SinkhornLayerMechanism` is the base of :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` (the plan
-of the bids' scores is the allocation) and :class:`~mechanisms.lottery_ama.LotteryAMA` (the plans of learned costs
-are the menu's lotteries).  A subclass says which cost it solves (:meth:`_calibration_cost`); the settings, the
-epsilon schedule's changes and the fixed-iteration calibration of the captured training step are here.
+:class:`SinkhornLayerMechanism` is the base of :class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` and
+:class:`~mechanisms.lottery_ama.LotteryAMA`; a subclass names the cost it solves (:meth:`_calibration_cost`).
 """
 
 from __future__ import annotations
@@ -26,17 +24,14 @@ class SinkhornLayerMechanism(Mechanism):
     :meth:`calibrate`.  After each solve ``last_iterations`` and ``last_marginal_error`` hold the iteration
     count and the final relative row-marginal error (NaN on fixed iterations)."""
 
-    def __init__(
-        self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
-        sinkhorn: SinkhornSettings = SinkhornSettings(),
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "unit", k: KSpec = 1,
+                 sinkhorn: SinkhornSettings = SinkhornSettings()) -> None:
         super().__init__(n_agents, n_items, demand, k)
         self.settings = sinkhorn
         a, b = self.demand.marginals(n_agents, n_items)
         self.register_buffer("row_marginals", a, persistent=False)  # (agents + 1,)
         self.register_buffer("col_marginals", b, persistent=False)  # (items + 1,)
-        self.last_iterations = 0
-        self.last_marginal_error = math.nan
+        self.last_iterations, self.last_marginal_error = 0, math.nan
 
     @property
     def settings(self) -> SinkhornSettings:
@@ -49,35 +44,18 @@ class SinkhornLayerMechanism(Mechanism):
             raise ValueError(f"sinkhorn must be a SinkhornSettings, got {type(settings).__name__}")
         self._settings, self.solver = settings, Sinkhorn.from_settings(settings)
 
-    solver: Sinkhorn
-    """The solver of :attr:`settings` (kept in step with it)."""
+    solver: Sinkhorn  # the solver of settings, kept in step with it
 
-    def set_sinkhorn(
-        self,
-        eps_init: float | None = None,
-        eps_final: float | None = None,
-        eps_steps: int | None = None,
-        tol: float | None = None,
-        max_iter: int | None = None,
-    ) -> None:
-        """Change the geometric epsilon schedule and stopping rule; ``None`` keeps the current value.
-
-        A change drops the fixed schedule (it was calibrated on the old rule).
-        """
+    def set_sinkhorn(self, eps_init: float | None = None, eps_final: float | None = None,
+                     eps_steps: int | None = None, tol: float | None = None, max_iter: int | None = None) -> None:
+        """Change the epsilon schedule and stopping rule (``None`` keeps a value); a change drops the fixed schedule."""
         self.settings = self.settings.replace(
             eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
         )
 
     def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
-        """Calibrate fixed iterations on ``bids`` ``(batch, agents, items)``.
-
-        The tolerance rule's per-epsilon counts on the layer's costs for these bids (:meth:`_calibration_cost`),
-        plus ``margin``, are the result's ``iterations`` (use them with
-        ``settings.with_fixed_iterations(result.iterations)``); the result also reports
-        the fixed iterations' marginal error on them (<= ``tol`` unless
-        ``max_iter`` was reached), run by ``backend`` (``None``: the settings').
-        Host synchronizations: call it outside captured regions.
-        """
+        """Calibrate fixed iterations on the layer's costs for ``bids`` ``(batch, agents, items)``
+        (:meth:`~mechanisms.sinkhorn.Sinkhorn.calibrate`; ``backend`` ``None``: the settings')."""
         settings = self.settings.replace(backend=backend).with_fixed_iterations(None)
         with torch.no_grad():
             cost = self._calibration_cost(bids)

@@ -1,14 +1,9 @@
 """Bidder demand types: what each bidder may receive, and what follows from it (section 4.1).
 
-Each type is one module of this package, a subclass of :class:`Demand`
-(:mod:`mechanisms.demand.base`) that states the agents' capacities and how
-many capacity slots may stay empty; the base class derives the Sinkhorn
-marginals, the plan's folding into an allocation, the violation, the
-welfare-maximizing assignment and the RegretNet head.  ``Demand(name, k)`` and
-the config group ``demand/`` (``name``, ``k``) build a type by name; a module
-``mechanisms/demand/<name>.py`` defining the type ``name`` is found without
-being listed here.  Row ``n`` of the transport problem is the dummy agent
-("allocated to nobody"), column ``m`` the dummy item ("receives nothing"):
+Each type is one module of this package, a subclass of :class:`Demand` (:mod:`mechanisms.demand.base`);
+``Demand(name, k)`` and the config group ``demand/`` build a type by name (a module ``mechanisms/demand/<name>.py``
+is found without being listed here).  Row ``n`` of the transport problem is the dummy agent ("allocated to
+nobody"), column ``m`` the dummy item ("receives nothing"):
 
 =============  =========  ===============  =======  ===============
 demand         a_i        a_dummy          b_j      b_dummy
@@ -19,8 +14,7 @@ k_demand       k_i        m                1        sum_i k_i
 exactly_k      k_i        m - sum_i k_i    1        0
 =============  =========  ===============  =======  ===============
 
-``additive`` is ``k_demand`` with ``k = m`` (no per-agent limit) and ``unit``
-is ``k_demand`` with ``k = 1``.
+``additive`` is ``k_demand`` with ``k = m`` (no per-agent limit) and ``unit`` is ``k_demand`` with ``k = 1``.
 """
 
 from mechanisms.demand.base import Demand, KSpec, SoftmaxHead, make_demand, marginals, per_agent
@@ -30,18 +24,9 @@ from mechanisms.demand.k_demand import KDemand
 from mechanisms.demand.exactly_k import ExactlyK
 
 __all__ = [
-    "DEMAND_TYPES",
-    "Additive",
-    "Demand",
-    "ExactlyK",
-    "KDemand",
-    "KSpec",
-    "SoftmaxHead",
-    "Unit",
-    "make_demand",
-    "marginals",
-    "per_agent",
-]
+    "DEMAND_TYPES", "Additive", "Demand", "ExactlyK", "KDemand", "KSpec", "SoftmaxHead", "Unit", "make_demand",
+    "marginals", "per_agent",
+]  # fmt: skip
 
 DEMAND_TYPES = (Additive.name, Unit.name, KDemand.name, ExactlyK.name)
 """The built-in demand types (the config group ``demand/`` has one YAML for each)."""

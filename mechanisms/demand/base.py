@@ -1,27 +1,9 @@
 """The demand-type contract: what a bidder may receive, and everything that follows from it.
 
-A demand type is a frozen dataclass subclass of :class:`Demand` with a class
-attribute ``name``; defining it registers the name, so ``Demand(name, k)``
-(:func:`make_demand`) and the config group ``demand/`` (``name``, ``k``) build
-it.  A type states two things:
-
-* :meth:`Demand.limits`: the most items each agent may receive, ``k_i``
-  (:meth:`Demand.capacities` is the checked list);
-* :meth:`Demand.disposal`: how many of the ``S = sum_i k_i`` capacity slots may
-  stay empty in all (the dummy item's Sinkhorn marginal): ``S`` is free disposal,
-  ``0`` forces every agent to exactly ``k_i`` items.
-
-The feasible allocations ``x`` ``(agents, items)`` are then those of a transport
-plan with these marginals (section 4.1): ``0 <= x <= 1``, item totals ``<= 1``,
-agent totals ``<= k_i`` and at least ``S - disposal`` items sold.  From the two
-statements the base class derives the Sinkhorn marginals (:meth:`Demand.marginals`),
-the Sinkhorn cost and the allocation folded from the plan (:meth:`Demand.cost`,
-:meth:`Demand.fold`), the largest constraint violation (:meth:`Demand.violation`),
-the welfare-maximizing 0/1 allocation VCG uses (:meth:`Demand.max_welfare`), the
-RegretNet output head (:meth:`Demand.softmax_head`) and the structural facts
-the references and baselines declare themselves on (:meth:`Demand.free_disposal`,
-:meth:`Demand.fixed_totals`).  A type overrides any of them where its meaning
-asks for it.
+A demand type is a frozen dataclass subclass of :class:`Demand` with a class attribute ``name`` (defining it
+registers the name for ``Demand(name, k)`` and the config group ``demand/``).  It states :meth:`Demand.limits` (the
+most items each agent may receive, ``k_i``) and :meth:`Demand.disposal` (how many of the ``S = sum_i k_i`` slots
+may stay empty); the base class derives the rest (docs/extending.md#a-new-demand-type).
 """
 
 from __future__ import annotations
@@ -42,11 +24,8 @@ from utils.checks import check_positive_int, is_int
 
 __all__ = ["Demand", "KSpec", "SoftmaxHead", "make_demand", "marginals", "per_agent"]
 
-KSpec = Union[int, Sequence[int]]
-"""A demand's ``k``: one int for every agent, or one int per agent."""
-
-SoftmaxHead = Literal["additive", "unit", "exactly_one"]
-"""The softmax output layers of :class:`~mechanisms.regretnet.RegretNet`."""
+KSpec = Union[int, Sequence[int]]  # a demand's k: one int for every agent, or one int per agent
+SoftmaxHead = Literal["additive", "unit", "exactly_one"]  # the softmax output layers of RegretNet
 
 _REGISTRY: dict[str, type["Demand"]] = {}
 
@@ -62,12 +41,8 @@ class _DemandMeta(ABCMeta):
 
 @dataclass(frozen=True)
 class Demand(metaclass=_DemandMeta):
-    """A demand type, e.g. ``Demand("exactly_k", k=1)`` or ``Demand("k_demand", k=[1, 2])``.
-
-    ``k`` is an int or one int per agent (a list becomes a tuple: the type is
-    hashable); types that do not use it ignore it.  Subclasses set ``name``
-    and implement :meth:`limits` and :meth:`disposal`.
-    """
+    """A demand type, e.g. ``Demand("exactly_k", k=1)`` or ``Demand("k_demand", k=[1, 2])``; ``k`` is an int or one
+    int per agent (a list becomes a tuple: the type is hashable), ignored by types that do not use it."""
 
     name: ClassVar[str]
     exact: ClassVar[bool] = False
@@ -89,17 +64,12 @@ class Demand(metaclass=_DemandMeta):
 
     @abstractmethod
     def limits(self, n_agents: int, n_items: int) -> list[int]:
-        """The most items each agent may receive: one int per agent; ``ValueError`` for a bad setting.
-
-        Called with valid sizes; :meth:`capacities` is the checked result.
-        """
+        """The most items each agent may receive (valid sizes): one int per agent; ``ValueError`` for a bad setting."""
 
     @abstractmethod
     def disposal(self, capacities: Sequence[int]) -> int:
-        """How many of the agents' ``sum(capacities)`` slots may stay empty in all, for agents with ``capacities``.
-
-        Called with the capacities of any subset of the agents too (VCG's problem without one agent).
-        """
+        """How many of the ``sum(capacities)`` slots of agents with ``capacities`` (any subset of the agents too, for
+        VCG) may stay empty in all."""
 
     @property
     def description(self) -> str:
@@ -107,7 +77,7 @@ class Demand(metaclass=_DemandMeta):
         return f"{self.name} demand (k={self.k})"
 
     def capacities(self, n_agents: int, n_items: int) -> list[int]:
-        """Items each agent may (or, with :meth:`fixed_totals`, must) receive: one int per agent; checks the setting."""
+        """Items each agent may (with :meth:`fixed_totals`: must) receive: one int per agent; checks the setting."""
         return self._slots(n_agents, n_items)[0]
 
     def free_disposal(self, n_agents: int, n_items: int) -> bool:
@@ -121,49 +91,40 @@ class Demand(metaclass=_DemandMeta):
 
     def _slots(self, n_agents: int, n_items: int) -> tuple[list[int], int]:
         """Capacities and disposal of a setting, checked: ``0 <= disposal`` and at most ``n_items`` items must sell."""
-        _check_sizes(n_agents, n_items)
+        check_positive_int(n_agents, "agents")
+        check_positive_int(n_items, "items")
         capacities = self.limits(n_agents, n_items)
         if len(capacities) != n_agents:
             raise ValueError(f"{self.name} gave {len(capacities)} capacities for {n_agents} agents")
         empty = self.disposal(capacities)
         if empty < 0:
-            raise ValueError(f"{self.name}: disposal gave {empty} empty slots for capacities {capacities}; it must be >= 0")
+            raise ValueError(f"{self.name}: disposal gave {empty} empty slots for capacities {capacities}; "
+                             "it must be >= 0")
         if sum(capacities) - empty > n_items:
-            raise ValueError(f"{self.description} needs at least {sum(capacities) - empty} items sold, there are {n_items}")
+            raise ValueError(f"{self.description} needs at least {sum(capacities) - empty} items sold, "
+                             f"there are {n_items}")
         return capacities, empty
 
-    def marginals(
-        self,
-        n_agents: int,
-        n_items: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Row marginals ``a`` ``(n_agents + 1,)`` and column marginals ``b`` ``(n_items + 1,)``.
-
-        ``a = (k_1, ..., k_n, items + disposal - S)`` (the dummy agent holds the unsold
-        items), ``b = (1, ..., 1, disposal)`` (the dummy item fills the empty slots).
-        """
+    def marginals(self, n_agents: int, n_items: int, *, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """Row marginals ``a = (k_1, ..., k_n, items + disposal - S)`` ``(n_agents + 1,)`` (the dummy agent holds the
+        unsold items) and column marginals ``b = (1, ..., 1, disposal)`` ``(n_items + 1,)``."""
         capacities, empty = self._slots(n_agents, n_items)
         a = torch.tensor([*capacities, n_items + empty - sum(capacities)], dtype=dtype, device=device)
         b = torch.tensor([1] * n_items + [empty], dtype=dtype, device=device)
         return a, b
 
     def cost(self, scores: Tensor) -> Tensor:
-        """Sinkhorn cost ``(batch, agents + 1, items + 1)`` of scores ``(batch, agents, items)``: zero dummy row and column."""
+        """Sinkhorn cost ``(batch, agents + 1, items + 1)`` of scores ``(batch, agents, items)``: zero dummies."""
         return F.pad(scores, (0, 1, 0, 1))
 
     def fold(self, plan: Tensor) -> Tensor:
-        """The allocation ``(batch, agents, items)`` of a plan ``(batch, agents + 1, items + 1)``: the dummies cut off."""
+        """The allocation ``(batch, agents, items)`` of a plan ``(batch, agents + 1, items + 1)``: dummies cut off."""
         return plan[:, :-1, :-1]
 
     def violation(self, allocation: Tensor) -> Tensor:
-        """Largest constraint violation ``(batch,)`` of an allocation ``(batch, agents, items)``.
-
-        The maximum over ``x < 0``, ``x > 1``, item totals above 1 and the
-        agents' totals (:meth:`_total_violation`); 0 when the allocation is feasible.
-        """
+        """Largest constraint violation ``(batch,)`` of an allocation ``(batch, agents, items)`` (``x < 0``, ``x > 1``,
+        item totals above 1, the agents' totals: :meth:`_total_violation`); 0 when feasible."""
         if not isinstance(allocation, Tensor) or allocation.dim() != 3 or not allocation.is_floating_point():
             shape = tuple(allocation.shape) if isinstance(allocation, Tensor) else type(allocation).__name__
             raise ValueError(f"allocation must be a floating-point (batch, agents, items) tensor, got {shape}")
@@ -187,14 +148,9 @@ class Demand(metaclass=_DemandMeta):
         return excess if minimum_sold <= 0 else torch.maximum(excess, minimum_sold - totals.sum(-1))
 
     def max_welfare(self, values: np.ndarray, capacities: Sequence[int]) -> tuple[np.ndarray, float]:
-        """A welfare-maximizing 0/1 allocation ``(agents, items)`` of one instance and its welfare.
-
-        ``values`` is ``(agents, items)`` for agents with ``capacities`` (all the
-        setting's agents, or some of them).  A rectangular assignment problem
-        (:func:`scipy.optimize.linear_sum_assignment`): agent ``i`` is replicated
-        ``k_i`` times as rows, the items are columns, plus :meth:`disposal`
-        zero-value "no item" columns that let that many slots stay empty.
-        """
+        """A welfare-maximizing 0/1 allocation ``(agents, items)`` of ``values`` ``(agents, items)`` for agents with
+        ``capacities``, and its welfare: an assignment problem with agent ``i`` as ``k_i`` rows and :meth:`disposal`
+        zero-value "no item" columns."""
         n_agents, n_items = values.shape
         owner = np.repeat(np.arange(n_agents), capacities)  # agent of each row (slot)
         gains = values[owner]
@@ -208,12 +164,8 @@ class Demand(metaclass=_DemandMeta):
         return allocation, float(gains[rows, cols].sum())
 
     def softmax_head(self, n_agents: int, n_items: int) -> SoftmaxHead:
-        """The RegretNet softmax output layer that makes exactly this type's allocations; ``ValueError`` if none does.
-
-        ``unit`` with free disposal and capacities 1, ``additive`` with free
-        disposal and no binding capacity, ``exactly_one`` for one agent that
-        must take exactly one item (paper section 4.4).
-        """
+        """The RegretNet softmax output layer that makes exactly this type's allocations (``unit``, ``additive``,
+        ``exactly_one``: paper section 4.4); ``ValueError`` if none does."""
         capacities, empty = self._slots(n_agents, n_items)
         if empty == 0:
             if n_agents == 1 and capacities[0] == 1:
@@ -244,11 +196,6 @@ def per_agent(k: KSpec, n_agents: int) -> list[int]:
     return ks
 
 
-def _check_sizes(n_agents: int, n_items: int) -> None:
-    for name, value in (("agents", n_agents), ("items", n_items)):
-        check_positive_int(value, name)
-
-
 def _register(cls: type[Demand]) -> None:
     """Register ``cls`` under ``cls.name``; a name taken by a class of another module or name is an error."""
     taken = _REGISTRY.get(cls.name)
@@ -258,11 +205,7 @@ def _register(cls: type[Demand]) -> None:
 
 
 def make_demand(name: str, k: KSpec = 1) -> Demand:
-    """The demand type ``name`` with ``k``.
-
-    ``name`` is a registered type, or one defined in the module
-    ``mechanisms.demand.<name>`` (imported here, which registers it).
-    """
+    """The demand type ``name`` (registered, or defined in the module ``mechanisms.demand.<name>``) with ``k``."""
     if not isinstance(name, str):
         raise ValueError(f"demand must be a demand type's name, got {name!r}")
     if name not in _REGISTRY and name.isidentifier():
@@ -274,14 +217,7 @@ def make_demand(name: str, k: KSpec = 1) -> Demand:
     return _REGISTRY[name](k)
 
 
-def marginals(
-    demand: str,
-    n_agents: int,
-    n_items: int,
-    k: KSpec = 1,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> tuple[Tensor, Tensor]:
+def marginals(demand: str, n_agents: int, n_items: int, k: KSpec = 1, *, dtype: torch.dtype = torch.float32,
+              device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Sinkhorn marginals ``(a, b)`` of shapes ``(n_agents + 1,)``, ``(n_items + 1,)`` for a demand type."""
     return make_demand(demand, k).marginals(n_agents, n_items, dtype=dtype, device=device)

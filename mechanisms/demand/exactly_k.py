@@ -23,9 +23,8 @@ class ExactlyK(Demand):
     def limits(self, n_agents: int, n_items: int) -> list[int]:
         ks = per_agent(self.k, n_agents)
         if sum(ks) > n_items:
-            raise ValueError(
-                f"exactly_k needs items >= sum(k): {n_agents} agents with k={self.k} need {sum(ks)} items, got {n_items}"
-            )
+            raise ValueError(f"exactly_k needs items >= sum(k): {n_agents} agents with k={self.k} need {sum(ks)} "
+                             f"items, got {n_items}")
         return ks
 
     def disposal(self, capacities: Sequence[int]) -> int:

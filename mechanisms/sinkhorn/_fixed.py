@@ -1,23 +1,9 @@
-"""The iterations of the stopping rule :class:`FixedIterations`: a set number per epsilon, no host synchronization.
+"""The stopping rule :class:`FixedIterations` (a set number of updates per epsilon, no host synchronization) and
+:class:`ImplicitSinkhorn`, the backward pass both stopping rules share.
 
-The tolerance rule checks the marginal error as it goes, which costs a host
-synchronization per check and makes the amount of work data-dependent:
-neither fits a CUDA graph.  :func:`run_fixed` runs ``iterations[s]``
-log-domain row+column updates at ``epsilons[s]`` and nothing else, so the same
-kernels run every call.  The counts come from
-:meth:`~mechanisms.sinkhorn.Sinkhorn.calibrate`, which runs the tolerance rule
-on representative costs and keeps its per-epsilon iteration counts (plus a
-margin), then checks that the fixed schedule meets ``tol`` on them.
-
-The iterates are those of the tolerance rule (both start with a column
-update from ``f = 0`` and keep the potentials in cost units across epsilons),
-so with the calibrated counts the two give the same plan up to rounding.
-Inputs are trusted: check them once with the tolerance rule (or the
-calibration), not in the hot loop.
-
-Backends: ``"torch"`` (any device, also differentiable by unrolling) and
-``"triton"`` (one fused kernel per solve on CUDA, :mod:`._triton`);
-``"auto"`` picks Triton on CUDA when it is installed.
+The same kernels run every call (a CUDA graph fits); the iterates are the tolerance rule's, so with the counts of
+:meth:`~mechanisms.sinkhorn.Sinkhorn.calibrate` the plans agree up to rounding.  Inputs are trusted.  Backends:
+``"torch"``, ``"triton"`` (:mod:`._triton`), ``"auto"`` (Triton on CUDA when installed).
 """
 
 from __future__ import annotations
@@ -28,11 +14,53 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mechanisms.sinkhorn._implicit import ImplicitSinkhorn
 from mechanisms.sinkhorn._iterations import logsumexp, safe_log
 from mechanisms.sinkhorn._settings import Backend, GradMode, check_backend
 
-__all__ = ["resolve_backend", "row_error", "run_fixed"]
+__all__ = ["ImplicitSinkhorn", "resolve_backend", "row_error", "run_fixed"]
+
+
+_RIDGE = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+class ImplicitSinkhorn(torch.autograd.Function):
+    """Plan as a function of the cost, differentiated with the implicit function theorem: one batched ``(K, K)``
+    solve, ``K = min(N, M)``, whatever the number of iterations.
+
+    At a balanced plan ``P = exp((f + g - C) / eps)`` with row sums ``r`` and column sums ``c``, perturbing ``C`` and
+    keeping the marginals fixed gives ``dL/dC = P * (x_i + y_j - G_ij) / eps`` where ``G = dL/dP`` and ``(x, y)``
+    solve ``[[diag r, P], [P^T, diag c]] [x; y] = [(G*P) 1; (G*P)^T 1]``, reduced to its smaller side by a Schur
+    complement; its null direction (``x + t, y - t``) is removed by adding ``w w^T`` (``w``: the indicator of
+    non-zero marginals), and a relative ridge keeps near-permutation plans solvable.
+    """
+
+    @staticmethod
+    def forward(ctx, cost: Tensor, plan: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(plan)
+        ctx.eps = eps
+        return plan
+
+    @staticmethod
+    def backward(ctx, grad_plan: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (plan,), eps = ctx.saved_tensors, ctx.eps
+        weighted = grad_plan * plan  # (batch, N, M)
+        # Eliminate the larger side; solve a (batch, K, K) system on the smaller one.
+        transpose = plan.shape[1] < plan.shape[2]
+        p = plan.transpose(1, 2) if transpose else plan  # (batch, L, K), L >= K
+        q = weighted.transpose(1, 2) if transpose else weighted
+        rows, cols = p.sum(2), p.sum(1)  # (batch, L), (batch, K)
+        rhs_rows, rhs_cols = q.sum(2), q.sum(1)
+        inv_rows = torch.where(rows > 0, 1.0 / rows.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(rows))
+        p_scaled = p * inv_rows.unsqueeze(2)  # diag(1/r) P
+        active = (cols > 0).to(p.dtype)
+        # The ridge's damped directions leave the gradient unchanged up to the tiny couplings.
+        schur = torch.diag_embed(cols * (1.0 + _RIDGE[p.dtype]) + (1 - active)) - p.transpose(1, 2) @ p_scaled
+        schur = schur + active.unsqueeze(2) * active.unsqueeze(1)
+        rhs = rhs_cols - (p_scaled.transpose(1, 2) @ rhs_rows.unsqueeze(2)).squeeze(2)
+        y = torch.linalg.solve_ex(schur, rhs)[0]  # (batch, K); _ex: no host synchronization
+        x = (rhs_rows - (p @ y.unsqueeze(2)).squeeze(2)) * inv_rows  # (batch, L)
+        grad = p * (x.unsqueeze(2) + y.unsqueeze(1)) - q
+        return (grad.transpose(1, 2) if transpose else grad) / eps, None, None
 
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:
@@ -75,20 +103,10 @@ def torch_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], it
     return ((f.unsqueeze(2) + g.unsqueeze(1) + kernel) / eps).exp()
 
 
-def run_fixed(
-    cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int], grad: GradMode, backend: Backend
-) -> Tensor:
-    """Transport plan ``(batch, N, M)`` after ``iterations[s]`` updates at each ``epsilons[s]``.
-
-    Args:
-        cost: ``(batch, N, M)`` finite costs (not checked).
-        a, b: ``(N,)`` and ``(M,)`` marginals shared by the batch, equal totals (not checked).
-        epsilons: the epsilon schedule; iterations: row+column updates at each epsilon (as many).
-        grad: ``"implicit"`` (the implicit-function backward) or ``"unroll"`` (torch backend only).
-        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
-
-    No host synchronization and no data-dependent control flow: safe to capture in a CUDA graph.
-    """
+def run_fixed(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int], grad: GradMode,
+              backend: Backend) -> Tensor:
+    """Transport plan ``(batch, N, M)`` after ``iterations[s]`` updates at each ``epsilons[s]``; ``a`` ``(N,)`` and
+    ``b`` ``(M,)`` shared by the batch; ``grad="unroll"`` needs the torch backend."""
     backend = resolve_backend(backend, cost.device)
     if grad == "unroll":
         if backend != "torch":

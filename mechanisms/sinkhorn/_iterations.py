@@ -1,9 +1,5 @@
-"""The iterations of the Sinkhorn layer: log-domain updates warm-started across the epsilon schedule.
-
-:func:`iterate` runs them (the stopping rule ``Tolerance``) in the batch-last layout for
-:meth:`mechanisms.sinkhorn.Sinkhorn.solve`, which prepares the inputs and attaches the backward
-pass; see its docstring for the method.
-"""
+"""The tolerance rule's iterations (:func:`iterate`, batch-last) for :meth:`mechanisms.sinkhorn.Sinkhorn.solve`;
+docs/sinkhorn.md ("How it is fast") describes them."""
 
 from __future__ import annotations
 
@@ -24,9 +20,7 @@ def safe_log(x: Tensor) -> Tensor:
 def logsumexp(x: Tensor, dim: int, inplace: bool) -> Tensor:
     """Max-shifted ``log sum exp`` of ``x`` over ``dim``; overwrites ``x`` when ``inplace``.
 
-    Written out because ``torch.logsumexp`` costs several times more for the
-    short reduction dimensions of this layer.  The shift is detached: its
-    gradient cancels exactly.
+    ``torch.logsumexp`` costs several times more for these short reductions.  The detached shift's gradient cancels.
     """
     shift = x.detach().amax(dim, keepdim=True)
     if inplace:
@@ -41,13 +35,8 @@ _REFRESH = 10
 
 
 def check_interval(previous: tuple[int, float] | None, done: int, error: float, tol: float, most: int) -> int:
-    """Iterations until the next convergence check, between ``min(2, most)`` and ``most``.
-
-    Fewer than ``most`` where the linear rate seen since the ``previous`` check
-    (iteration, error) predicts convergence sooner: overshooting by up to
-    ``most - 1`` iterations at every epsilon costs more than a few host
-    synchronizations, but two checks in a row are never needed.
-    """
+    """Iterations until the next convergence check, between ``min(2, most)`` and ``most``: fewer than ``most``
+    where the linear rate since the ``previous`` check (iteration, error) predicts convergence sooner."""
     shortest = min(2, most)
     if previous is None:
         return shortest
@@ -68,33 +57,16 @@ class _Iterates(NamedTuple):
     stage_iterations: tuple[int, ...]
 
 
-def iterate(
-    kernel: Tensor,
-    a: Tensor,
-    b: Tensor,
-    f: Tensor,
-    epsilons: Sequence[float],
-    tol: float,
-    max_iter: int,
-    check_every: int,
-) -> _Iterates:
+def iterate(kernel: Tensor, a: Tensor, b: Tensor, f: Tensor, epsilons: Sequence[float], tol: float, max_iter: int,
+            check_every: int) -> _Iterates:
     """Run the epsilon-scaled Sinkhorn iterations in the batch-last layout.
 
-    ``kernel`` is ``-cost`` as ``(N, M, batch)`` (contiguous, so that every
-    elementwise op and reduction runs over long contiguous batch vectors),
-    ``a`` is ``(N, batch)``, ``b`` is ``(M, batch)`` and ``f`` ``(N, batch)``
-    the starting row potentials in cost units (``-inf`` where ``a`` is 0).
-
-    The first epsilon starts with a column update from ``f``, every later one
-    with a log-domain iteration (a row then a column update, Algorithm 1);
-    both are stabilized and work from any starting point.  Once the plan's max
-    relative row error is below ``_SAFE_ERROR``, the iterations rescale the
-    plan's rows and columns directly (two reductions and two products, no
-    ``exp``), keeping track of the column scalings for ``v``.  This is safe:
-    the range of the row-sum ratios ``rows / a`` never widens under Sinkhorn
-    iterations, so no row or column can underflow to zero; entries that
-    underflow are restored by a log-domain iteration every ``_REFRESH``
-    iterations.  Without autograd everything runs in place in one buffer.
+    ``kernel`` is ``-cost`` as ``(N, M, batch)`` (contiguous: every op runs over long batch vectors), ``a`` is
+    ``(N, batch)``, ``b`` ``(M, batch)`` and ``f`` ``(N, batch)`` the starting row potentials in cost units (``-inf``
+    where ``a`` is 0).  The first epsilon starts with a column update from ``f``, every later one with a log-domain
+    iteration.  Below ``_SAFE_ERROR`` the plan's rows and columns are rescaled directly (tracking the column
+    scalings for ``v``): the range of the ratios ``rows / a`` never widens, so no row or column underflows, and a
+    log-domain iteration every ``_REFRESH`` restores underflowed entries.  Without autograd all runs in one buffer.
     """
     inplace = not (torch.is_grad_enabled() and kernel.requires_grad)
     scratch = torch.empty_like(kernel) if inplace else None
@@ -124,7 +96,7 @@ def iterate(
         column_scale = torch.addcmul(idle_b, plan.sum(0), inv_b).reciprocal()
         return multiply(plan, column_scale.unsqueeze(0)), multiply(pending, column_scale)
 
-    iterations, converged, error, previous_eps = 0, False, math.inf, float(epsilons[0])
+    converged, error, previous_eps = False, math.inf, float(epsilons[0])
     stage_iterations: list[int] = []
     for index, eps in enumerate(map(float, epsilons)):
         scaled = kernel / eps
@@ -157,11 +129,10 @@ def iterate(
                 pending, since_refresh = torch.ones_like(v), 0
             done += 1
         v = v + pending.log()
-        iterations += done
         stage_iterations.append(done)
     with torch.no_grad():  # u that reproduces the plan: a row update (in a fresh buffer) plus log(rows / a)
         v = v.detach()
         u = log_a - logsumexp(scaled + v.unsqueeze(0), 1, inplace=True) + row_ratio.detach().log()
     # The plan may live in the scratch buffer; (batch, N, M) is a view of it when batch == 1.
     plan = plan.permute(2, 0, 1).contiguous()
-    return _Iterates(plan, u, v, iterations, converged, error, tuple(stage_iterations))
+    return _Iterates(plan, u, v, sum(stage_iterations), converged, error, tuple(stage_iterations))

@@ -1,20 +1,6 @@
-"""The solver's settings: the epsilon schedule, the stopping rule, the gradient mode and the backend.
-
-Small frozen objects (as OTT-JAX separates a solver's settings from its
-iterations), and the one home of every check of a setting:
-
-* :class:`GeometricEpsilonSchedule` (and :func:`check_epsilons` for an explicit schedule);
-* the stopping rules :class:`Tolerance` (stop at each epsilon once the max relative
-  row-marginal error is below ``tol``, at most ``max_iter`` updates) and
-  :class:`FixedIterations` (a set number of updates per epsilon, no checks);
-* :func:`check_grad` and :func:`check_backend`.
-
-:class:`SinkhornSettings` gathers them as the flat fields of the ``sinkhorn``
-config node (``eps_init``, ``tol``, ...): it is what a
-:class:`~mechanisms.sinkhorn_auction.SinkhornMechanism` holds; its defaults
-are the paper's, and the one source of that node's values
-(:mod:`runs.config_store`).  :class:`~mechanisms.sinkhorn.Sinkhorn` is the
-solver built from it.
+"""The solver's settings (the epsilon schedule, the stopping rule, the gradient mode, the backend): small frozen
+objects, and the one home of every check of a setting.  :class:`SinkhornSettings` is the flat ``sinkhorn`` config
+node (its defaults are the paper's and that node's, :mod:`runs.config_store`); docs/sinkhorn_package.md.
 """
 
 from __future__ import annotations
@@ -27,8 +13,9 @@ from typing import Literal, Sequence, Union
 from utils.checks import check_int, check_positive_int
 
 __all__ = [
-    "BACKENDS", "Backend", "FixedIterations", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode", "SinkhornSettings",
-    "StoppingRule", "Tolerance", "check_backend", "check_epsilons", "check_grad", "check_stopping", "geometric_epsilons",
+    "BACKENDS", "Backend", "FixedIterations", "GRAD_MODES", "GeometricEpsilonSchedule", "GradMode",
+    "SinkhornSettings", "StoppingRule", "Tolerance", "check_backend", "check_epsilons", "check_grad", "check_stopping",
+    "geometric_epsilons",
 ]  # fmt: skip
 
 GradMode = Literal["implicit", "unroll"]
@@ -49,7 +36,7 @@ def check_backend(backend: str, name: str = "Sinkhorn backend") -> None:
 
 
 def check_epsilons(epsilons: Sequence[float]) -> tuple[float, ...]:
-    """``epsilons`` as a tuple of floats; ``ValueError`` unless it is a non-empty sequence of positive finite numbers."""
+    """``epsilons`` as a tuple of floats; ``ValueError`` unless a non-empty sequence of positive finite numbers."""
     if isinstance(epsilons, (str, bytes, int, float)):
         raise ValueError(f"epsilons must be a sequence of positive floats, e.g. [1.0, 0.05], got {epsilons!r}")
     if len(epsilons) == 0:
@@ -58,14 +45,11 @@ def check_epsilons(epsilons: Sequence[float]) -> tuple[float, ...]:
         raise ValueError(f"epsilon must be positive and finite, got {list(epsilons)}")
     return tuple(map(float, epsilons))
 
+
 @dataclass(frozen=True)
 class GeometricEpsilonSchedule:
-    """Geometric epsilon schedule from ``init`` to ``final`` in ``steps`` values.
-
-    A pure function of the step index (``schedule(t)``), so it is resume-safe;
-    ``schedule.values()`` gives the whole sequence, whose last entry is ``final``.
-    The paper uses ``GeometricEpsilonSchedule(1.0, 0.05, 10)``.
-    """
+    """Geometric epsilon schedule from ``init`` to ``final`` in ``steps`` values: ``schedule(t)`` (resume-safe),
+    ``schedule.values()`` the whole sequence.  The paper's: ``GeometricEpsilonSchedule(1.0, 0.05, 10)``."""
 
     init: float = 1.0
     final: float = 0.05
@@ -80,8 +64,7 @@ class GeometricEpsilonSchedule:
         """Epsilon at step ``t`` in ``[0, steps)``."""
         if not 0 <= t < self.steps:
             raise IndexError(f"step {t} outside the schedule's {self.steps} steps")
-        # Endpoints exactly (exp(log(x)) need not round-trip).
-        if t == self.steps - 1:
+        if t == self.steps - 1:  # endpoints exactly (exp(log(x)) need not round-trip)
             return float(self.final)
         if t == 0:
             return float(self.init)
@@ -133,21 +116,14 @@ def check_stopping(stopping: StoppingRule, epsilons: tuple[float, ...]) -> None:
     if not isinstance(stopping, (Tolerance, FixedIterations)):
         raise ValueError(f"the stopping rule must be Tolerance(...) or FixedIterations(...), got {stopping!r}")
     if isinstance(stopping, FixedIterations) and len(stopping.counts) != len(epsilons):
-        raise ValueError(
-            f"fixed iterations need one count per epsilon ({len(epsilons)}), got {len(stopping.counts)}"
-        )
+        raise ValueError(f"fixed iterations need one count per epsilon ({len(epsilons)}), got {len(stopping.counts)}")
 
 
 @dataclass(frozen=True)
 class SinkhornSettings:
-    """Geometric epsilon schedule ``eps_init -> eps_final`` in ``eps_steps`` values, the tolerance rule
-    (:class:`Tolerance` with ``tol`` and ``max_iter``) and the backward pass (``grad``: ``"implicit"`` or
-    ``"unroll"``).  Defaults: the paper's (section 4.3).
-
-    ``fixed_iterations`` (``None``: the tolerance rule) puts the solver on the stopping rule
-    :class:`FixedIterations`: that many updates at each epsilon, calibrated on the tolerance rule,
-    run by ``backend`` (``"auto"``: Triton on CUDA, else torch).  :attr:`stopping` is the rule in force.
-    """
+    """Geometric epsilon schedule ``eps_init -> eps_final`` in ``eps_steps`` values, the tolerance rule (``tol``,
+    ``max_iter``), the backward pass ``grad``, and ``fixed_iterations`` (``None``: the tolerance rule) run by
+    ``backend``; :attr:`stopping` is the rule in force.  Defaults: the paper's (section 4.3)."""
 
     eps_init: float = GeometricEpsilonSchedule.init
     eps_final: float = GeometricEpsilonSchedule.final
@@ -170,8 +146,7 @@ class SinkhornSettings:
         for rule in (self.tolerance, self.stopping):  # building a rule validates its fields
             check_stopping(rule, self.epsilons)
 
-    epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    """The whole schedule, first to last (derived)."""
+    epsilons: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)  # the schedule (derived)
 
     @property
     def tolerance(self) -> Tolerance:
@@ -180,14 +155,12 @@ class SinkhornSettings:
 
     @property
     def stopping(self) -> StoppingRule:
-        """The stopping rule in force: :class:`FixedIterations` when ``fixed_iterations`` is set, else :attr:`tolerance`."""
+        """The rule in force: :class:`FixedIterations` if ``fixed_iterations`` is set, else :attr:`tolerance`."""
         return self.tolerance if self.fixed_iterations is None else FixedIterations(self.fixed_iterations)
 
     def replace(self, **changes: object) -> "SinkhornSettings":
-        """A copy with the given fields changed (``None`` values keep the current ones), validated.
-
-        A change of the schedule or the stopping rule drops the fixed schedule calibrated on them.
-        """
+        """A copy with the given fields changed (``None`` values keep the current ones), validated; a change of the
+        schedule or the stopping rule drops the fixed schedule calibrated on them."""
         changes = {k: v for k, v in changes.items() if v is not None}
         if any(changes.get(name, getattr(self, name)) != getattr(self, name) for name in _TOLERANCE_RULE):
             changes.setdefault("fixed_iterations", None)

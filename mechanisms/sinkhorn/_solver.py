@@ -1,41 +1,5 @@
-"""Batched, log-domain, epsilon-scaled Sinkhorn layer (Algorithm 1 of the paper).
-
-The layer solves, for every problem ``b`` in a batch, the entropy-regularized
-transport problem
-
-    min_P  <P, C>  +  eps * sum_ij P_ij log P_ij      s.t.  P 1 = a,  P^T 1 = b
-
-with the stabilized log-domain updates of Peyre & Cuturi (2019)::
-
-    f_i = -eps * log sum_j exp((g_j - C_ij) / eps) + eps * log a_i
-    g_j = -eps * log sum_i exp((f_i - C_ij) / eps) + eps * log b_j
-
-and returns the plan ``P_ij = exp((f_i + g_j - C_ij) / eps)``.  The potentials
-are warm-started across a decreasing epsilon schedule.  Column marginals are
-exact after every column update; iteration at one epsilon stops when the
-maximum relative row-marginal error drops below ``tol``.  For speed the
-iterations run batch-last and, once the plan is close to balanced, rescale its
-rows and columns directly (the same Sinkhorn iterates without ``exp``/``log``;
-see :func:`._iterations.iterate`).
-
-:class:`Sinkhorn` is the solver, built from the frozen settings of
-:mod:`._settings` (the epsilon schedule, the stopping rule, the gradient mode
-and the backend); its stopping rule is either :class:`Tolerance` (the above)
-or :class:`FixedIterations` (a set number of updates per epsilon, no checks
-and no host synchronization, :mod:`._fixed`; :meth:`Sinkhorn.calibrate` finds
-the counts).  :func:`solve`, :func:`sinkhorn`, :func:`fixed_plan` and
-:func:`calibrate` are its functional forms for an explicit epsilon list.
-
-Two backward passes are available:
-
-* ``grad="implicit"`` (default): the forward iterations run without autograd
-  and the backward pass solves the linear system given by the implicit
-  function theorem at the returned plan (one batched ``(K, K)`` solve with
-  ``K = min(N, M)``).  Cost and memory do not grow with the iteration count.
-* ``grad="unroll"``: autograd through every iteration, as in the paper.
-
-Shapes: ``cost`` is ``(batch, N, M)`` with ``N = agents (+ dummy agent)`` and
-``M = items (+ dummy item)``.
+"""The Sinkhorn solver (:class:`Sinkhorn`; the method: docs/sinkhorn.md), the checks of its tensors, and its
+functional forms for an explicit epsilon list (:func:`solve`, :func:`sinkhorn`, :func:`fixed_plan`, :func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -50,21 +14,11 @@ import torch
 from torch import Tensor
 
 from utils.checks import check_positive_int
-from mechanisms.sinkhorn._checks import check_init, check_problem
-from mechanisms.sinkhorn._fixed import row_error, run_fixed
-from mechanisms.sinkhorn._implicit import ImplicitSinkhorn
+from mechanisms.sinkhorn._fixed import ImplicitSinkhorn, row_error, run_fixed
 from mechanisms.sinkhorn._iterations import iterate
 from mechanisms.sinkhorn._settings import (
-    Backend,
-    FixedIterations,
-    GradMode,
-    SinkhornSettings,
-    StoppingRule,
-    Tolerance,
-    check_backend,
-    check_epsilons,
-    check_grad,
-    check_stopping,
+    Backend, FixedIterations, GradMode, SinkhornSettings, StoppingRule, Tolerance, check_backend, check_epsilons,
+    check_grad, check_stopping,
 )
 
 __all__ = [
@@ -72,30 +26,59 @@ __all__ = [
 ]  # fmt: skip
 
 
+def check_problem(cost: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate the cost ``(batch, N, M)`` and the marginals; return them as ``(batch, N)``, ``(batch, M)``."""
+    if not isinstance(cost, Tensor) or cost.dim() != 3:
+        raise ValueError(f"cost must be a (batch, N, M) tensor, got shape {tuple(getattr(cost, 'shape', ()))}")
+    if cost.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"cost must be float32 or float64, got {cost.dtype}: cast it, e.g. cost.float()")
+    if cost.shape[0] == 0:
+        raise ValueError(f"cost holds no problem: batch size 0 (shape {tuple(cost.shape)})")
+    batch, n, m = cost.shape
+    if n == 0 or m == 0:
+        raise ValueError(f"cost must have at least one row and one column, got shape {tuple(cost.shape)}")
+    if not bool(torch.isfinite(cost).all()):
+        raise ValueError("cost contains NaN or Inf; check the bids and the allocation network")
+
+    def marginal(x: Tensor, size: int, name: str) -> Tensor:
+        x = torch.as_tensor(x, dtype=cost.dtype, device=cost.device)
+        if x.shape not in ((size,), (batch, size)):
+            raise ValueError(f"{name} must have shape ({size},) or ({batch}, {size}), got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+            raise ValueError(f"{name} must be finite and non-negative")
+        return x.expand(batch, size)
+
+    a, b = marginal(a, n, "a"), marginal(b, m, "b")
+    total_a, total_b = a.sum(-1), b.sum(-1)
+    if bool((total_a <= 0).any()):
+        raise ValueError("marginals must have a positive total")
+    if bool(((total_a - total_b).abs() > 1e-5 * total_a).any()):
+        raise ValueError(f"marginal totals differ: sum(a)={total_a.flatten()[0].item():g}, "
+                         f"sum(b)={total_b.flatten()[0].item():g}")
+    return a, b
+
+
+def check_init(init: Tensor, a: Tensor) -> Tensor:
+    """Validate warm-start row potentials against the ``(batch, N)`` marginals ``a``."""
+    if not isinstance(init, Tensor) or tuple(init.shape) != tuple(a.shape):
+        shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+        raise ValueError(f"init must be the row potentials f of shape {tuple(a.shape)}, got {shape}")
+    init = init.detach().to(dtype=a.dtype, device=a.device)
+    if not bool(torch.isfinite(init[a > 0]).all()):
+        raise ValueError("init must be finite where the row marginal is positive")
+    return init
+
+
 class SinkhornResult(NamedTuple):
-    """What :meth:`Sinkhorn.solve` returns.
+    """What :meth:`Sinkhorn.solve` returns (fields: docs/sinkhorn.md; ``None``/NaN ones: fixed iterations)."""
 
-    plan:            ``(batch, N, M)`` transport plan.
-    f, g:            ``(batch, N)``, ``(batch, M)`` dual potentials in cost units
-                     at the final epsilon (``-inf`` where a marginal is zero);
-                     detached from autograd (``None`` for fixed iterations).
-    iterations:      total row+column updates over the whole schedule.
-    converged:       whether the final epsilon met ``tol`` before ``max_iter``
-                     (``None`` for fixed iterations, which check nothing).
-    marginal_error:  max relative row-marginal error of ``plan`` (columns are
-                     exact); NaN for fixed iterations.
-    stage_iterations: row+column updates at each epsilon (what fixed
-                     iterations need to reproduce this solve, see
-                     :meth:`Sinkhorn.calibrate`).
-    """
-
-    plan: Tensor
-    f: Tensor | None
-    g: Tensor | None
-    iterations: int
-    converged: bool | None
-    marginal_error: float
-    stage_iterations: tuple[int, ...] = ()
+    plan: Tensor  # (batch, N, M)
+    f: Tensor | None  # (batch, N) detached potentials in cost units at the final epsilon (-inf at zero marginals)
+    g: Tensor | None  # (batch, M)
+    iterations: int  # row+column updates over the whole schedule
+    converged: bool | None  # whether the final epsilon met tol before max_iter
+    marginal_error: float  # max relative row-marginal error of plan (the columns are exact)
+    stage_iterations: tuple[int, ...] = ()  # updates at each epsilon (what Sinkhorn.calibrate reproduces)
 
 
 class SinkhornNotConverged(RuntimeWarning):
@@ -103,33 +86,18 @@ class SinkhornNotConverged(RuntimeWarning):
 
 
 class Calibration(NamedTuple):
-    """What :meth:`Sinkhorn.calibrate` returns.
+    """What :meth:`Sinkhorn.calibrate` returns."""
 
-    iterations:     row+column updates per epsilon for :class:`FixedIterations`.
-    marginal_error: max relative row error of the fixed iterations on the calibration costs.
-    tolerance_iterations: the tolerance rule's own per-epsilon counts on them.
-    """
-
-    iterations: tuple[int, ...]
-    marginal_error: float
-    tolerance_iterations: tuple[int, ...]
+    iterations: tuple[int, ...]  # row+column updates per epsilon for FixedIterations
+    marginal_error: float  # max relative row error of the fixed iterations on the calibration costs
+    tolerance_iterations: tuple[int, ...]  # the tolerance rule's own per-epsilon counts on them
 
 
 @dataclass(frozen=True)
 class Sinkhorn:
-    """The Sinkhorn solver: an epsilon schedule, a stopping rule, a gradient mode and a backend.
-
-    epsilons: decreasing epsilon schedule; the last entry is the final epsilon.
-    stopping: :class:`Tolerance` (checks the row marginals as it goes) or
-        :class:`FixedIterations` (a set number of updates per epsilon; inputs are
-        not checked; no host synchronization, safe to capture in a CUDA graph).
-    grad: ``"implicit"`` (implicit-function backward) or ``"unroll"`` (autograd
-        through the iterations; fixed iterations: the torch backend only).
-    backend: fixed iterations' kernels: ``"auto"`` (Triton on CUDA, else torch),
-        ``"torch"`` or ``"triton"`` (the tolerance rule always runs torch).
-
-    Build it from the settings of a mechanism or a config with :meth:`from_settings`.
-    """
+    """The Sinkhorn solver: a decreasing epsilon schedule (the last entry is the final epsilon), a stopping rule
+    (:class:`Tolerance` or :class:`FixedIterations`: unchecked inputs, no host synchronization), a gradient mode
+    and the fixed iterations' backend (the tolerance rule always runs torch); usually :meth:`from_settings`."""
 
     epsilons: tuple[float, ...]
     stopping: StoppingRule = Tolerance()
@@ -149,31 +117,10 @@ class Sinkhorn:
 
     def solve(self, cost: Tensor, a: Tensor, b: Tensor, *, init: Tensor | None = None,
               check_every: int | None = None) -> SinkhornResult:
-        """Solve a batch of entropy-regularized transport problems.
-
-        Args:
-            cost: ``(batch, N, M)`` cost matrices, finite.
-            a: ``(N,)`` or ``(batch, N)`` row marginals, non-negative (zeros allowed);
-                ``(N,)`` for fixed iterations.
-            b: ``(M,)`` or ``(batch, M)`` column marginals with the same totals as ``a``;
-                ``(M,)`` for fixed iterations.
-            init: tolerance rule only: warm start: row potentials ``f`` ``(batch, N)`` in cost
-                units, e.g. ``SinkhornResult.f`` of a previous solve of a similar cost (finite
-                where ``a > 0``; entries where ``a == 0`` are ignored).  The first update
-                computes ``g`` from them; the default is ``f = 0``.  With a warm start a
-                short schedule (often just the final epsilon) suffices.
-            check_every: tolerance rule only: the longest interval, in iterations, between
-                convergence checks (each is one host synchronization).  Default: 1 on the
-                CPU; 5 on accelerators, where checks come every 2 to 5 iterations, sooner
-                when the convergence rate seen so far predicts that ``tol`` is near.
-
-        Returns:
-            :class:`SinkhornResult` whose ``plan`` is ``(batch, N, M)`` and
-            differentiable with respect to ``cost``.  When some problem did not
-            reach ``tol`` at the final epsilon (``converged`` is false), a
-            :class:`SinkhornNotConverged` warning is issued: the plan's rows then
-            miss their marginals by ``marginal_error`` (relative).
-        """
+        """Solve the transport problems of ``cost`` ``(batch, N, M)`` with marginals ``a`` ``(N,)`` or ``(batch, N)``
+        and ``b`` ``(M,)`` or ``(batch, M)`` (fixed iterations: ``(N,)``, ``(M,)``); ``init`` (warm-start row
+        potentials ``(batch, N)``) and ``check_every`` (default 1 on the CPU, 5 on accelerators) are the tolerance
+        rule's (docs/sinkhorn.md).  A solve that misses ``tol`` warns :class:`SinkhornNotConverged`."""
         if isinstance(self.stopping, FixedIterations):
             if init is not None or check_every is not None:
                 raise ValueError("init and check_every apply to the tolerance rule, not to fixed iterations")
@@ -206,8 +153,9 @@ class Sinkhorn:
         if not out.converged:
             warnings.warn(
                 f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
-                f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their marginals "
-                "(SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or scale the cost down",
+                f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their "
+                "marginals (SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or "
+                "scale the cost down",
                 SinkhornNotConverged, stacklevel=3)
         if implicit and cost.requires_grad:
             plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
@@ -217,14 +165,12 @@ class Sinkhorn:
     def calibrate(self, cost: Tensor, a: Tensor, b: Tensor, margin: float = 0.25) -> Calibration:
         """Per-epsilon counts for :class:`FixedIterations` that bring ``cost`` ``(batch, N, M)`` within ``tol``.
 
-        Runs this solver's tolerance rule (which checks every input; ``a`` ``(N,)``, ``b`` ``(M,)``),
-        scales its per-epsilon counts by ``1 + margin`` (rounded up), then runs the fixed iterations
-        on the same costs with this solver's backend; while their row error exceeds ``tol`` the final
-        epsilon's count grows by half (at most ``max_iter``).  A few host synchronizations: call it
-        outside captured regions.
+        The tolerance rule's counts times ``1 + margin`` (rounded up); while the fixed iterations' row error on the
+        same costs exceeds ``tol`` the final count grows by half (at most ``max_iter``).  Host synchronizations.
         """
         if not isinstance(self.stopping, Tolerance):
-            raise ValueError("calibrate needs a solver on the tolerance rule: the counts are calibrated on tol and max_iter")
+            raise ValueError("calibrate needs a solver on the tolerance rule: the counts are calibrated on tol and "
+                             "max_iter")
         if not margin >= 0:
             raise ValueError(f"calibration margin must be >= 0, got {margin}")
         tol, max_iter = self.stopping.tol, self.stopping.max_iter
@@ -249,15 +195,13 @@ def solve(cost: Tensor, a: Tensor, b: Tensor, *, epsilons: Sequence[float], tol:
 
 
 def sinkhorn(cost: Tensor, a: Tensor, b: Tensor, **options: Any) -> Tensor:
-    """Transport plan ``(batch, N, M)`` of :func:`solve` (the same keyword ``options``; :func:`solve` gives the whole
-    :class:`SinkhornResult`: ``converged``, ``marginal_error``, ...)."""
+    """Transport plan ``(batch, N, M)`` of :func:`solve` (the same keyword ``options``)."""
     return solve(cost, a, b, **options).plan
 
 
 def fixed_plan(cost: Tensor, a: Tensor, b: Tensor, *, epsilons: Sequence[float], iterations: Sequence[int],
                grad: GradMode = "implicit", backend: Backend = "auto") -> Tensor:
-    """Plan ``(batch, N, M)`` of ``Sinkhorn(epsilons, FixedIterations(iterations), grad, backend)``: ``iterations[s]``
-    updates at each ``epsilons[s]``; ``cost`` and the marginals ``a`` ``(N,)``, ``b`` ``(M,)`` are not checked."""
+    """Plan ``(batch, N, M)`` of ``Sinkhorn(epsilons, FixedIterations(iterations), grad, backend)`` (unchecked)."""
     return Sinkhorn(epsilons, FixedIterations(tuple(iterations)), grad, backend).solve(cost, a, b).plan
 
 

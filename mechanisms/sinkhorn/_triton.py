@@ -1,17 +1,8 @@
 """The fixed-schedule Sinkhorn solve as one fused Triton kernel.
 
-Each program holds a block of small problems ``(N, M)`` (padded to powers of
-two) in registers and runs the whole epsilon schedule on them: one launch and
-one read of the cost per solve, instead of a dozen kernels per iteration.
-The arithmetic is that of :func:`._fixed.torch_plan`
-(log-domain updates of the potentials in cost units, per-problem cost
-centring), so the two backends agree to rounding.  The per-epsilon counts and
-epsilons are read from device tensors: a recalibration changes no launch
-parameter, and the launch is safe to capture in a CUDA graph.  The warp count
-is tuned by Triton on the first call for each problem size.
-
-Set ``TRITON_INTERPRET=1`` before importing Triton to run the kernel on the
-CPU (slow; what the tests do).
+Each program runs the whole schedule on a block of small problems ``(N, M)`` (padded to powers of two) in registers,
+with the arithmetic of :func:`._fixed.torch_plan`.  Counts and epsilons are device tensors: a recalibration changes
+no launch parameter (CUDA-graph safe).  ``TRITON_INTERPRET=1`` (set before importing Triton) runs it on the CPU.
 """
 
 from __future__ import annotations
@@ -51,21 +42,9 @@ if triton is not None:
         return tl.log(tl.sum(tl.exp(x - tl.expand_dims(top, axis)), axis)) + top
 
     @triton.jit
-    def _sinkhorn_kernel_body(
-        cost_ptr,
-        log_a_ptr,
-        log_b_ptr,
-        eps_ptr,
-        iters_ptr,
-        plan_ptr,
-        batch,
-        stages,
-        N: tl.constexpr,
-        M: tl.constexpr,
-        NP: tl.constexpr,
-        MP: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
+    def _sinkhorn_kernel_body(cost_ptr, log_a_ptr, log_b_ptr, eps_ptr, iters_ptr, plan_ptr, batch, stages,
+                              N: tl.constexpr, M: tl.constexpr, NP: tl.constexpr, MP: tl.constexpr,
+                              BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         problem = pid * BLOCK + tl.arange(0, BLOCK)
         row = tl.arange(0, NP)
@@ -109,19 +88,13 @@ if triton is not None:
 @functools.lru_cache(maxsize=64)
 def _schedule(device: torch.device, epsilons: tuple[float, ...], iterations: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """The schedule as device tensors (float32 epsilons, int32 counts), made once per schedule."""
-    return (
-        torch.tensor(epsilons, dtype=torch.float32, device=device),
-        torch.tensor(iterations, dtype=torch.int32, device=device),
-    )
+    as_tensor = functools.partial(torch.tensor, device=device)
+    return as_tensor(epsilons, dtype=torch.float32), as_tensor(iterations, dtype=torch.int32)
 
 
 def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], iterations: Sequence[int]) -> Tensor:
-    """Plan ``(batch, N, M)`` of the fixed schedule, computed in float32 by one kernel launch.
-
-    ``cost`` ``(batch, N, M)``; ``a`` ``(N,)``, ``b`` ``(M,)`` shared marginals.
-    The schedule's device copy is cached, so a call inside a CUDA graph
-    capture copies nothing from the host once the same schedule has run before.
-    """
+    """Plan ``(batch, N, M)`` of the fixed schedule, computed in float32 by one kernel launch; ``a`` ``(N,)``, ``b``
+    ``(M,)``.  The schedule's device copy is cached: a captured call copies nothing once the schedule has run."""
     if triton is None:
         raise RuntimeError("the triton backend needs Triton (pip install triton), or use backend='torch'")
     batch, n, m = cost.shape
@@ -131,5 +104,6 @@ def triton_plan(cost: Tensor, a: Tensor, b: Tensor, epsilons: Sequence[float], i
     np_, mp = triton.next_power_of_2(n), triton.next_power_of_2(m)
     block = max(1, _ELEMENTS_PER_PROGRAM // (np_ * mp))
     grid = (triton.cdiv(batch, block),)
-    _sinkhorn_kernel[grid](cost, safe_log(a).float(), safe_log(b).float(), eps, counts, plan, batch, len(eps), N=n, M=m, NP=np_, MP=mp, BLOCK=block)
+    _sinkhorn_kernel[grid](cost, safe_log(a).float(), safe_log(b).float(), eps, counts, plan, batch, len(eps),
+                           N=n, M=m, NP=np_, MP=mp, BLOCK=block)
     return plan
