@@ -33,13 +33,13 @@ class HeatmapLogger(pl.Callback):
     """
 
     def __init__(
-        self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps"
+        self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0,
+        tag: str = "heatmaps",
     ) -> None:
         super().__init__()
         check_positive_int(every_n_validations, "every_n_validations")
-        self.every_n_validations, self.resolution, self.others, self.agent, self.tag = (
-            every_n_validations, resolution, others, agent, tag
-        )
+        self.every_n_validations, self.resolution, self.others = every_n_validations, resolution, others
+        self.agent, self.tag = agent, tag
         self.validations = 0  # validations seen in this process (sanity checks excluded)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -54,16 +54,10 @@ class HeatmapLogger(pl.Callback):
         if not loggers or not trainer.is_global_zero:  # only the first process writes logs
             return
         members = members_of(mechanism)  # an ensemble: one figure per member
+        low, high = (bounds_of(getattr(pl_module, name, default)) for name, default in (("low", 0.0), ("high", 1.0)))
         for k, member in enumerate(members):
-            figure = heatmap_figure(
-                member,
-                agent=self.agent,
-                others=self.others,
-                resolution=self.resolution,
-                low=bounds_of(getattr(pl_module, "low", 0.0)),
-                high=bounds_of(getattr(pl_module, "high", 1.0)),
-                distribution=getattr(pl_module, "distribution", None),
-            )
+            figure = heatmap_figure(member, self.agent, self.others, self.resolution, low, high,
+                                    distribution=getattr(pl_module, "distribution", None))
             tag = self.tag if len(members) == 1 else f"{self.tag}/member_{k}"
             for logger in loggers:
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
