@@ -33,7 +33,7 @@ def describe(device: torch.device | str) -> str:
 
 
 def resolve_device(name: str, option: str = "--device") -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device; one-line ``ValueError`` otherwise."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device; else a one-line ``ValueError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
