@@ -131,6 +131,6 @@ def readme(jobs: Sequence[Job], results: Path = RESULTS, root: Path = ROOT) -> s
             "records here (`<job>/done.json`: hardware, torch, start and end; failed attempts' logs under `failed/`). "
             "How to run the queue: [docs/throughput.md](../../docs/throughput.md#the-gpu-queue). Test revenue and "
             "regret: the run's own test (the paper's protocol, 1000 profiles), mean over the seeds with the sd over "
-            "the seeds; audited and strong regret: `evaluate.py --audit` / `--strong` on 200 test profiles per seed.\n\n"
-            f"## Table rows\n\n{rows_table(presets, jobs, results)}\n\n"
+            "the seeds; audited and strong regret: `evaluate.py --audit` / `--strong` on 200 test profiles per seed."
+            f"\n\n## Table rows\n\n{rows_table(presets, jobs, results)}\n\n"
             f"## Jobs, in queue order\n\n{jobs_table(jobs, results, root)}\n")
