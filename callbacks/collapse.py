@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lagrangian.base import Softenable, check_lagrangian_state
+from utils.checks import is_int
 
 __all__ = ["CollapseGuard", "ON_COLLAPSE"]
 
@@ -30,10 +31,8 @@ class CollapseGuard(pl.Callback):
             raise ValueError(f"on_collapse must be one of {', '.join(ON_COLLAPSE)}, got {on_collapse!r}")
         if not 0 < fraction < 1:
             raise ValueError(f"collapse fraction must be in (0, 1), got {fraction}")
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0 and isinstance(hold_steps, int)
-                and hold_steps >= 0):
-            raise ValueError(f"warmup_steps and hold_steps must be integers >= 0, got {warmup_steps!r}, "
-                             f"{hold_steps!r}")
+        if not (is_int(warmup_steps, 0) and is_int(hold_steps, 0)):
+            raise ValueError(f"warmup_steps and hold_steps must be integers >= 0, got {warmup_steps!r}, {hold_steps!r}")
         self.warmup_steps, self.fraction, self.on_collapse = warmup_steps, fraction, on_collapse
         self.hold_steps, self.revenue_key = hold_steps, revenue_key
         self.best = float("-inf")
