@@ -166,24 +166,20 @@ def mirror_image(segments: Sequence[Segment], tol: float = 1e-9) -> list[Segment
 
 
 def heatmap_figure(mechanism: nn.Module, agent: int = 0, others: float | Tensor = 0.5, resolution: int = 101,
-                   low: Bounds = 0.0, high: Bounds = 1.0, boundaries: Sequence[Segment] | None = None,
-                   title: str | None = None, distribution: ValuationDistribution | None = None) -> Figure:
+                   low: Bounds = 0.0, high: Bounds = 1.0, distribution: ValuationDistribution | None = None) -> Figure:
     """Heatmaps of ``P(item 1)``, ``P(item 2)`` and the payment over bidder ``agent``'s (v1, v2) grid.
 
-    ``boundaries`` (segments ``((x0, y0), (x1, y1))``) are drawn as black dotted lines; by default those of the
-    known optimal mechanism (:func:`optimal_boundaries`; none for several bidders).  The other bidders' fixed bids
-    are stated in the title.  With ``distribution``, the value ranges and the optimum are the distribution's.
+    The boundaries of the known optimal mechanism (:func:`optimal_boundaries`; none for several bidders) are drawn
+    as black dotted lines, the other bidders' fixed bids stated in the title.  With ``distribution``, the value
+    ranges and the optimum are the distribution's.
     """
     if distribution is not None:
         low, high = distribution.agent_ranges()
     grid = mechanism_grid(mechanism, agent, others, resolution, low, high)
-    n_agents = grid.bids.shape[0]
-    mirrored: list[Segment] = []
-    if boundaries is None:
-        demand = getattr(mechanism, "demand", None)
-        boundaries = (optimal_boundaries(demand, agents=n_agents, low=low, high=high, distribution=distribution)
-                      if isinstance(demand, Demand) else [])
-        mirrored = mirror_image(boundaries)
+    n_agents, demand = grid.bids.shape[0], getattr(mechanism, "demand", None)
+    boundaries = (optimal_boundaries(demand, agents=n_agents, low=low, high=high, distribution=distribution)
+                  if isinstance(demand, Demand) else [])
+    mirrored = mirror_image(boundaries)
     lo, hi = float(grid.values[0]), float(grid.values[-1])
     figure = Figure(figsize=(13.5, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
@@ -201,7 +197,7 @@ def heatmap_figure(mechanism: nn.Module, agent: int = 0, others: float | Tensor 
         axes.set(xlim=(lo, hi), ylim=(lo, hi), title=label, xlabel=f"v1 (bidder {agent + 1}'s value for item 1)",
                  ylabel=f"v2 (bidder {agent + 1}'s value for item 2)")
         figure.colorbar(image, ax=axes, shrink=0.85)
-    heading = title or getattr(mechanism, "name", None) or type(mechanism).__name__
+    heading = getattr(mechanism, "name", None) or type(mechanism).__name__
     if n_agents > 1:
         heading += " - " + "; ".join(f"bidder {i + 1} bids ({', '.join(f'{v:.2f}' for v in grid.bids[i].tolist())})"
                                      for i in range(n_agents) if i != agent)
