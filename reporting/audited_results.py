@@ -19,7 +19,7 @@ from utils.atomic import check_new, write_json
 __all__ = ["audited_results"]
 
 
-def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any], checkpoint: str = "",
+def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any],
                     precise: dict[str, Any] | None = None) -> dict[str, Any]:
     """``metrics`` with the ``audit`` (or ``strong``) block of ``evaluation`` (``ValueError`` if it has neither) and,
     when given, the ``precise_revenue`` block."""
@@ -27,7 +27,7 @@ def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any], checkpo
     if not blocks:
         raise ValueError("the evaluation has no audit or strong block: run evaluate.py with --audit (<= 3 items) "
                          "or --strong")
-    source = checkpoint or evaluation.get("source", "")
+    source = evaluation.get("source", "")
     if precise is not None:
         if precise.get("checkpoint") and source and Path(precise["checkpoint"]).resolve() != Path(source).resolve():
             raise ValueError(f"the precise revenue is of {precise['checkpoint']}, the audit of {source}: give the "
