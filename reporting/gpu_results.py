@@ -79,12 +79,9 @@ def jobs_table(jobs: Sequence[Job], results: Path = RESULTS, root: Path = ROOT) 
 def _checked(folders: Sequence[Path], block: str) -> str:
     """Mean over the seeds of the ``audit`` or ``strong`` block's regret (sum over agents) in
     ``member_*/evaluation.json``."""
-    values = []
-    for folder in folders:
-        for evaluation in sorted(folder.glob("member_*/evaluation.json")):
-            found = json.loads(evaluation.read_text()).get(block)
-            if found:
-                values.append(found["regret_sum_over_agents_mean"])
+    paths = [path for folder in folders for path in sorted(folder.glob("member_*/evaluation.json"))]
+    blocks = (json.loads(path.read_text()).get(block) for path in paths)
+    values = [found["regret_sum_over_agents_mean"] for found in blocks if found]
     if not values:
         return "-"
     spread = f" (sd {number(statistics.stdev(values), 4)})" if len(values) > 1 else ""

@@ -22,7 +22,7 @@ from mechanisms.demand import Demand
 from mechanisms.menu import MenuMechanism
 from baselines.references import optimal_mechanism
 from distributions import Setting, Uniform, ValuationDistribution
-from utils.checks import Bounds, is_int
+from utils.checks import Bounds, check_int, is_int
 
 __all__ = ["HeatmapGrid", "Segment", "heatmap_figure", "mechanism_grid", "menu_boundaries", "mirror_image",
            "optimal_boundaries"]
@@ -68,8 +68,7 @@ def mechanism_grid(mechanism: nn.Module, agent: int = 0, others: float | Tensor 
         raise ValueError(f"heatmaps are drawn for two items, the mechanism has {n_items}")
     if not (is_int(agent, 0) and agent < n_agents):
         raise ValueError(f"agent must be an integer in [0, {n_agents - 1}], got {agent!r}")
-    if not is_int(resolution, 2):
-        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    check_int(resolution, "resolution", 2)
     lo, hi = _agent_bound(low, agent), _agent_bound(high, agent)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"the value range needs finite low < high, got [{lo}, {hi}]")
