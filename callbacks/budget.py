@@ -19,11 +19,8 @@ def budgeted_score(revenue: float, regret: float, budget: float) -> float:
 
 
 class RegretBudgetScore(pl.Callback):
-    """After each validation, log ``score_key = budgeted_score(val revenue, val regret, budget)``.
-
-    Lightning runs checkpoint callbacks after all others, so a ``ModelCheckpoint`` monitoring ``score_key``
-    sees the fresh score.
-    """
+    """After each validation, log ``score_key = budgeted_score(val revenue, val regret, budget)``; Lightning runs
+    checkpoint callbacks after all others, so a ``ModelCheckpoint`` monitoring ``score_key`` sees the fresh score."""
 
     def __init__(self, budget: float = 0.002, revenue_key: str = "val/revenue",
                  regret_key: str = "val/regret_mean_over_agents", score_key: str = "val/budgeted_revenue") -> None:

@@ -26,16 +26,12 @@ def bounds_of(value: Bounds | Tensor) -> Bounds:
 class HeatmapLogger(pl.Callback):
     """After every ``every_n_validations``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
 
-    Only for two-item settings (otherwise it does nothing) and only to a
-    :class:`TensorBoardLogger` (images tab, tag ``tag``, step = global step).
-    The bidder's value range is that of ``pl_module.distribution`` (else ``pl_module.low``/``high`` when
-    the module has them, else U[0, 1]); every other bidder bids ``others`` on each item.
+    Only for two-item settings and only to a :class:`TensorBoardLogger` (tag ``tag``, step = global step).  The
+    value range is that of ``pl_module.distribution`` (else ``pl_module.low``/``high``, else U[0, 1]).
     """
 
-    def __init__(
-        self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0,
-        tag: str = "heatmaps",
-    ) -> None:
+    def __init__(self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0,
+                 tag: str = "heatmaps") -> None:
         super().__init__()
         check_positive_int(every_n_validations, "every_n_validations")
         self.every_n_validations, self.resolution, self.others = every_n_validations, resolution, others
