@@ -36,9 +36,8 @@ class RegretAudit(pl.Callback):
     """After every ``every_n_validations``-th validation of an ``n_items`` setting, audit a subsample.
 
     The first ``samples`` profiles of the first validation batch are audited (a ``points`` x ``points`` grid,
-    ``refine_rounds`` rounds of local search) and searched with the module's ``train_search`` or ``val_search``
-    (``search``); the ``audit/*`` scalars, the warning and the default factor are in docs/regret_audit.md
-    ("During training").  Settings with another number of items are skipped.
+    ``refine_rounds`` rounds of local search) and searched with the module's ``{search}_search``; the logged
+    scalars, the warning and its default factor: docs/regret_audit.md ("During training").
     """
 
     def __init__(self, every_n_validations: int = 1, samples: int = 64, points: int = 41, refine_rounds: int = 6,

@@ -23,6 +23,8 @@ def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] 
         optimum = (f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
                    f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
     eps, baseline = report["setting"].get("eps_final"), report.get("baseline")  # baseline: none for a checkpoint
+    best_name = refs.get("best_truthful_baseline")
+    best = None if best_name is None else (best_name, refs["best_truthful_baseline_revenue_mean"])
     rows = [
         ("mechanism", f"{report['setting']['mechanism']} ({report['source']})"),
         ("setting", report["setting"]["description"]),
@@ -44,7 +46,9 @@ def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] 
                                           f"{baseline['revenue_stderr']:.4f} on {baseline['samples']} profiles)")]),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
-        *_reference_baseline_rows(refs, metrics["revenue_mean"], (baseline or {}).get("name")),
+        *((f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
+           + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()),
+        *baseline_rows(metrics["revenue_mean"], best, (baseline or {}).get("name")),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
@@ -64,12 +68,3 @@ def _adversary_rows(adversary: Adversary, found: dict[str, Any]) -> list[tuple[s
                                                  f"{found['time_s']:.1f} s" if "time_s" in found else "")))),
     ]
 
-
-def _reference_baseline_rows(refs: dict[str, Any], revenue: float, evaluated: str | None) -> list[tuple[str, str]]:
-    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it
-    (``evaluated``: the evaluated baseline's name, ``None`` for any other mechanism)."""
-    rows = [(f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
-             + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()]
-    best = refs.get("best_truthful_baseline")
-    best_revenue = None if best is None else (best, refs["best_truthful_baseline_revenue_mean"])
-    return rows + baseline_rows(revenue, best_revenue, evaluated)

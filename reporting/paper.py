@@ -1,10 +1,7 @@
 """The paper's Tables 1 and 2, as printed, keyed by the experiment preset that reproduces each row.
 
-Revenue and regret are "mean (std)" on the paper's 1000 test profiles;
-``reference`` is the optimal revenue (Table 1) or VCG's (Table 2); the
-training time was measured on one NVIDIA 2080Ti.  Table 2's RegretNet
-exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one
-demand for two bidders) and have no preset.
+Revenue and regret are "mean (std)" on the paper's 1000 test profiles; ``reference`` is the optimal revenue
+(Table 1) or VCG's (Table 2).  Table 2's RegretNet exactly-one rows are N/A in the paper and have no preset.
 """
 
 from __future__ import annotations
