@@ -6,28 +6,19 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor
 
-from utils.checks import Bounds, check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.ensemble import members_of
 from reporting.heatmaps import heatmap_figure
 
-__all__ = ["HeatmapLogger", "bounds_of"]
-
-
-def bounds_of(value: Bounds | Tensor) -> Bounds:
-    """A value bound as a float or one float per agent (from a float, a list or an ``(agents, 1)`` tensor)."""
-    if isinstance(value, Tensor):
-        values = value.flatten().tolist()
-        return values[0] if len(values) == 1 else values
-    return value if isinstance(value, (int, float)) else [float(v) for v in value]
+__all__ = ["HeatmapLogger"]
 
 
 class HeatmapLogger(pl.Callback):
     """After every ``every_n_validations``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
 
     Only for two-item settings and only to a :class:`TensorBoardLogger` (tag ``tag``, step = global step).  The
-    value range is that of ``pl_module.distribution`` (else ``pl_module.low``/``high``, else U[0, 1]).
+    value range is that of ``pl_module.distribution`` (U[0, 1] for a module without one).
     """
 
     def __init__(self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0,
@@ -50,9 +41,8 @@ class HeatmapLogger(pl.Callback):
         if not loggers or not trainer.is_global_zero:  # only the first process writes logs
             return
         members = members_of(mechanism)  # an ensemble: one figure per member
-        low, high = (bounds_of(getattr(pl_module, name, default)) for name, default in (("low", 0.0), ("high", 1.0)))
         for k, member in enumerate(members):
-            figure = heatmap_figure(member, self.agent, self.others, self.resolution, low, high,
+            figure = heatmap_figure(member, self.agent, self.others, self.resolution,
                                     distribution=getattr(pl_module, "distribution", None))
             tag = self.tag if len(members) == 1 else f"{self.tag}/member_{k}"
             for logger in loggers:
