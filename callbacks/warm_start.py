@@ -50,8 +50,7 @@ class WarmStart(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.init == "none" or trainer.global_step > 0:  # nothing to do, or a resume: the fit is done
             return
-        mechanism = pl_module.mechanism
-        size = ensemble_size(mechanism)
+        mechanism, size = pl_module.mechanism, ensemble_size(pl_module.mechanism)
         if len(self.seeds) not in (1, size):
             raise ValueError(f"WarmStart has seeds for {len(self.seeds)} members, the module has {size}")
         reports = []

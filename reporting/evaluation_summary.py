@@ -18,10 +18,9 @@ def _stat(source: dict[str, Any], name: str) -> str:
 def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] = ()) -> str:
     """The plain-text summary of ``report`` (``evaluation.json``), with a block for each of ``adversaries``."""
     metrics, refs, protocol = report["metrics"], report["references"], report["protocol"]
-    optimum = "unknown"
-    if refs["optimal_revenue_mean"] is not None:
-        optimum = (f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
-                   f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
+    optimum = "unknown" if refs["optimal_revenue_mean"] is None else (
+        f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
+        f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
     eps, baseline = report["setting"].get("eps_final"), report.get("baseline")  # baseline: none for a checkpoint
     best_name = refs.get("best_truthful_baseline")
     best = None if best_name is None else (best_name, refs["best_truthful_baseline_revenue_mean"])

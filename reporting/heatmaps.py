@@ -133,10 +133,8 @@ def menu_boundaries(menu: MenuMechanism, low: float = 0.0, high: float = 1.0, to
     return segments
 
 
-def optimal_boundaries(
-    demand: Demand | str, k: int = 1, agents: int = 1, items: int = 2, low: Bounds = 0.0, high: Bounds = 1.0,
-    *, distribution: ValuationDistribution | None = None,
-) -> list[Segment]:
+def optimal_boundaries(demand: Demand | str, k: int = 1, agents: int = 1, items: int = 2, low: Bounds = 0.0,
+                       high: Bounds = 1.0, *, distribution: ValuationDistribution | None = None) -> list[Segment]:
     """Boundaries of the known optimal mechanism for the setting (empty where none is known or it is no menu);
     values from ``distribution`` (default i.i.d. U[low, high])."""
     demand = demand if isinstance(demand, Demand) else Demand(demand, k)
@@ -150,11 +148,8 @@ def optimal_boundaries(
 
 
 def mirror_image(segments: Sequence[Segment], tol: float = 1e-9) -> list[Segment]:
-    """The segments with the two items swapped, or ``[]`` when that draws the same figure.
-
-    With equal ranges for both items, the mirror image of an optimal mechanism is optimal too (exactly-one demand:
-    "item 2 free, item 1 at 1/3" as well as the reverse).
-    """
+    """The segments with the two items swapped, or ``[]`` when that draws the same figure (with equal ranges for
+    both items, the mirror image of an optimal mechanism is optimal too)."""
     swapped = [((y0, x0), (y1, x1)) for (x0, y0), (x1, y1) in segments]
 
     def key(segment: Segment) -> tuple[float, ...]:

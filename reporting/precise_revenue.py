@@ -102,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = b["difference"]
         print(f"  {name:14s} {b['mean']:.5f} +- {b['stderr']:.5f}   learned - {name}: {d['mean']:+.5f} +- "
               f"{d['stderr']:.5f}")
-    if result["optimal"] is not None:
-        o = result["optimal"]
+    if (o := result["optimal"]) is not None:
         print(f"  optimal        {o['mean']:.5f} (closed form {o['closed_form']:.5f})   learned - optimal: "
               f"{o['difference']['mean']:+.5f} +- {o['difference']['stderr']:.5f}")
     print(f"wrote {out}")

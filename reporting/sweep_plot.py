@@ -203,9 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed, missing = incomplete_jobs(args.sweep_dir)
-    notes = [f"{what}: {', '.join(jobs)}" for what, jobs in (("failed (no metrics.json)", failed),
-                                                              ("never started", missing)) if jobs]
+    notes = [f"{what}: {', '.join(jobs)}" for what, jobs
+             in zip(("failed (no metrics.json)", "never started"), incomplete_jobs(args.sweep_dir)) if jobs]
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_figure(points, axis).savefig(out, dpi=100)
     table = sweep_table(points, axis)

@@ -59,10 +59,8 @@ def plain_table(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def allocation_tolerance(mechanism: object) -> float:
-    """The largest demand violation a feasible-up-to-tolerance allocation may have.
-
-    Sinkhorn mechanisms meet the agents' capacities up to their relative ``tol``; exact mechanisms up to rounding.
-    """
+    """The largest demand violation a feasible-up-to-tolerance allocation may have: Sinkhorn mechanisms meet the
+    agents' capacities up to their relative ``tol``, exact mechanisms up to rounding."""
     capacities = getattr(mechanism, "capacities", None) or [1]
     settings = layer_settings(mechanism)
     return (0.0 if settings is None else float(settings.tol)) * max(capacities) + 1e-5
