@@ -46,7 +46,6 @@ class RegretAudit(pl.Callback):
         super().__init__()
         if search not in SEARCHES:
             raise ValueError(f"RegretAudit.search must be one of {', '.join(SEARCHES)}, got {search!r}")
-        self.search = search
         for name, value in (("every_n_validations", every_n_validations), ("samples", samples), ("n_items", n_items)):
             check_positive_int(value, f"RegretAudit.{name}")
         if not (math.isfinite(warn_factor) and warn_factor >= 1):
@@ -55,7 +54,7 @@ class RegretAudit(pl.Callback):
             raise ValueError(f"RegretAudit.warn_min_regret must be finite and >= 0, got {warn_min_regret!r}")
         self.adversary = GridAudit(settings=AuditSettings(points=points, refine_rounds=refine_rounds))  # validates them
         self.every_n_validations, self.samples, self.n_items = every_n_validations, samples, n_items
-        self.warn_factor, self.warn_min_regret = warn_factor, warn_min_regret
+        self.warn_factor, self.warn_min_regret, self.search = warn_factor, warn_min_regret, search
         self.validations = 0
         self._profiles: Tensor | None = None
         self.last: dict[str, float] = {}

@@ -41,9 +41,8 @@ class CollapseGuard(pl.Callback):
     @property
     def state_key(self) -> str:
         """A single run's guard: the class name (as its checkpoints have it); a member's: with its revenue key."""
-        if self.revenue_key == "val/revenue":
-            return super().state_key
-        return self._generate_state_key(revenue_key=self.revenue_key)
+        return (super().state_key if self.revenue_key == "val/revenue"
+                else self._generate_state_key(revenue_key=self.revenue_key))
 
     def per_member(self, k: int) -> "CollapseGuard":
         """The same guard on ensemble member ``k``'s validation revenue; ``on_collapse=restore`` is refused (one

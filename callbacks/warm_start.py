@@ -81,8 +81,7 @@ class WarmStart(pl.Callback):
         report: dict[str, Any] = {
             "init": self.init, "teacher": teacher.name, "teacher_revenue": teacher.revenue, "fit": fit.to_dict(),
             "val_revenue": measured.revenue_mean, "val_regret_mean_over_agents": measured.regret_mean_over_agents_mean,
-            "val_regret_sum_over_agents": measured.regret_sum_over_agents_mean,
-        }
+            "val_regret_sum_over_agents": measured.regret_sum_over_agents_mean}
         if mechanism.n_items <= MAX_ITEMS:
             audited = audit(mechanism, validation[: self.audit_samples], AuditSettings(), pl_module.low, pl_module.high)
             report["audit_regret_mean_over_agents"] = audited.regret_mean_over_agents_mean

@@ -44,8 +44,7 @@ def read_scalars(path: Path | str) -> dict[str, Series]:
         raise ValueError(f"no TensorBoard event files under {path}")
     scalars: dict[str, Series] = {}
     for folder in folders:
-        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
-        accumulator.Reload()
+        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()  # 0: keep every point
         for tag in accumulator.Tags()["scalars"]:
             scalars.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
     return {tag: sorted(points) for tag, points in scalars.items()}

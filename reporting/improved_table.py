@@ -52,19 +52,17 @@ def _row(preset: str, results: dict[int, dict[str, Any]]) -> list[str]:
     baseline = [p["baselines"][p["best_truthful_baseline"]]["mean"] for p in precise if p.get("best_truthful_baseline")]
     margin = [p["baselines"][p["best_truthful_baseline"]]["difference"]["mean"] for p in precise
               if p.get("best_truthful_baseline")]
-    test = [r["test"]["revenue_mean"] for r in runs]
     regrets = [x for x in ((r.get("audit") or r.get("strong") or {}).get("regret_mean_over_agents_mean") for r in runs)
                if x is not None]
     paper = PAPER_ROWS.get(preset.replace("best_", "paper_", 1))
-    hardware = sorted({r.get("hardware", "?") for r in runs})
     time = "; ".join(f"{label} {_minutes([r[key] for r in runs if r.get(key) is not None])}" for label, key
                      in (("wall", "train_time_s"), ("CPU", "train_cpu_s")) if any(key in r for r in runs))
     return [
         preset, ", ".join(str(s) for s in sorted(results)),
         "n/a" if paper is None else f"{paper.revenue} at {paper.regret}",
         f"{'/'.join(sorted(best_names)) or 'n/a'} {_stats(baseline, 'min')}",
-        _stats(ours_large, "min"), _stats(margin, "min"), _stats(test, "min"), _stats(regrets, "max", 5),
-        time, "; ".join(hardware),
+        _stats(ours_large, "min"), _stats(margin, "min"), _stats([r["test"]["revenue_mean"] for r in runs], "min"),
+        _stats(regrets, "max", 5), time, "; ".join(sorted({r.get("hardware", "?") for r in runs})),
     ]
 
 

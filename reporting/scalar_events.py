@@ -34,11 +34,10 @@ def scalar_events(path: Path) -> list[Event]:
     for event in EventFileLoader(str(path)).Load():
         if event.HasField("summary"):
             values = [value for value in event.summary.value if _is_scalar(value)]
-            if not values:
-                continue
-            reduced = Event(wall_time=event.wall_time, step=event.step)
-            reduced.summary.value.extend(values)
-            kept.append(reduced)
+            if values:
+                reduced = Event(wall_time=event.wall_time, step=event.step)
+                reduced.summary.value.extend(values)
+                kept.append(reduced)
         elif event.HasField("file_version"):
             kept.append(event)
     return kept

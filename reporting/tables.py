@@ -94,5 +94,4 @@ def config_threads() -> int | None:
     """The training configuration's thread policy (``threads`` in conf/config.yaml), shared by every entry point."""
     from omegaconf import OmegaConf
 
-    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
-    return config.get("threads")
+    return OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml").get("threads")
