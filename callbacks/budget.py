@@ -30,9 +30,8 @@ class RegretBudgetScore(pl.Callback):
 
     def per_member(self, k: int) -> "RegretBudgetScore":
         """The same score of ensemble member ``k``'s metrics (``member_<k>/`` keys)."""
-        prefix = f"member_{k}/"
-        return RegretBudgetScore(self.budget, prefix + self.revenue_key, prefix + self.regret_key,
-                                 prefix + self.score_key)
+        keys = (self.revenue_key, self.regret_key, self.score_key)
+        return RegretBudgetScore(self.budget, *(f"member_{k}/{key}" for key in keys))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
