@@ -177,11 +177,8 @@ def heatmap_figure(mechanism: nn.Module, agent: int = 0, others: float | Tensor 
     lo, hi = float(grid.values[0]), float(grid.values[-1])
     figure = Figure(figsize=(13.5, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
-    panels = [
-        (grid.allocation[..., 0], "P(item 1)", "Blues", (0.0, 1.0)),
-        (grid.allocation[..., 1], "P(item 2)", "Blues", (0.0, 1.0)),
-        (grid.payment, "payment", "Oranges", (0.0, max(float(grid.payment.max()), 1e-9))),
-    ]
+    panels = [(grid.allocation[..., j], f"P(item {j + 1})", "Blues", (0.0, 1.0)) for j in range(2)]
+    panels.append((grid.payment, "payment", "Oranges", (0.0, max(float(grid.payment.max()), 1e-9))))
     for axes, (data, label, cmap, (vmin, vmax)) in zip(figure.subplots(1, 3), panels):
         image = axes.imshow(data.numpy(), origin="lower", extent=(lo, hi, lo, hi), cmap=cmap, vmin=vmin, vmax=vmax,
                             aspect="equal")
