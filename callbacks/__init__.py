@@ -1,5 +1,5 @@
-"""Training callbacks (the Lagrangian rules' schedules are in :mod:`lagrangian`): the regret-budget checkpoint score, the regret audit, the heatmaps,
-the warm start, the collapse guard."""
+"""Training callbacks: the regret-budget checkpoint score, the regret audit, the heatmaps, the warm start, the
+collapse guard (the Lagrangian rules' schedules are in :mod:`lagrangian`)."""
 
 from callbacks.audit import AuditWarning, RegretAudit
 from callbacks.collapse import CollapseGuard
@@ -7,4 +7,5 @@ from callbacks.budget import RegretBudgetScore, budgeted_score
 from callbacks.heatmaps import HeatmapLogger
 from callbacks.warm_start import WarmStart
 
-__all__ = ["AuditWarning", "CollapseGuard", "HeatmapLogger", "RegretAudit", "RegretBudgetScore", "WarmStart", "budgeted_score"]
+__all__ = ["AuditWarning", "CollapseGuard", "HeatmapLogger", "RegretAudit", "RegretBudgetScore", "WarmStart",
+           "budgeted_score"]

@@ -25,9 +25,7 @@ from lagrangian.base import member_prefix
 
 __all__ = ["AuditWarning", "RegretAudit"]
 
-
-SEARCHES = {"train": TRAIN_SEARCH, "val": VAL_SEARCH}
-"""The module's searches the audit can be compared with, and the defaults used when the module has none."""
+SEARCHES = {"train": TRAIN_SEARCH, "val": VAL_SEARCH}  # the searches to compare with; defaults when the module has none
 
 
 class AuditWarning(UserWarning):
@@ -35,45 +33,19 @@ class AuditWarning(UserWarning):
 
 
 class RegretAudit(pl.Callback):
-    """After every ``every_n_validations``-th validation of a two-item setting, audit a subsample.
+    """After every ``every_n_validations``-th validation of an ``n_items`` setting, audit a subsample.
 
-    The first ``samples`` profiles of the first validation batch are audited
-    (:class:`adversary.grid_audit.GridAudit`, a ``points`` x ``points`` grid
-    over each bidder's report and ``refine_rounds`` rounds of local search) and
-    searched with the module's ``train_search`` (``search="train"``, the
-    default: the regret estimate the training loss sees) or ``val_search``
-    (``search="val"``: the one of the validation curves), and logged
-    (TensorBoard scalars, step = global step):
-
-    * ``audit/regret_mean_over_agents``, ``audit/regret_sum_over_agents``,
-      ``audit/regret_sum_over_agents_max``: the audited regret;
-    * ``audit/search_regret_sum_over_agents``: the chosen gradient search on the same profiles;
-    * ``audit/ratio``: audited over searched (sum over agents; logged when the search's is > 0).
-
-    An :class:`AuditWarning` is issued when the audited regret (sum over agents)
-    exceeds ``warn_factor`` times the search's and is above ``warn_min_regret``
-    (below it both are noise).  The default factor 2 is documented in docs/regret_audit.md
-    ("Regret audit"): on a trained unit-demand mechanism the audit and the
-    searches agree within tens of percent, on the exactly-one plateau the
-    training search sees 3-6x less.  Settings with another number of items
-    are skipped (the callback does nothing).
+    The first ``samples`` profiles of the first validation batch are audited (a ``points`` x ``points`` grid,
+    ``refine_rounds`` rounds of local search) and searched with the module's ``{search}_search``; the logged
+    scalars, the warning and its default factor: docs/regret_audit.md ("During training").
     """
 
-    def __init__(
-        self,
-        every_n_validations: int = 1,
-        samples: int = 64,
-        points: int = 41,
-        refine_rounds: int = 6,
-        warn_factor: float = 2.0,
-        warn_min_regret: float = 5e-4,
-        n_items: int = 2,
-        search: str = "train",
-    ) -> None:
+    def __init__(self, every_n_validations: int = 1, samples: int = 64, points: int = 41, refine_rounds: int = 6,
+                 warn_factor: float = 2.0, warn_min_regret: float = 5e-4, n_items: int = 2,
+                 search: str = "train") -> None:
         super().__init__()
         if search not in SEARCHES:
             raise ValueError(f"RegretAudit.search must be one of {', '.join(SEARCHES)}, got {search!r}")
-        self.search = search
         for name, value in (("every_n_validations", every_n_validations), ("samples", samples), ("n_items", n_items)):
             check_positive_int(value, f"RegretAudit.{name}")
         if not (math.isfinite(warn_factor) and warn_factor >= 1):
@@ -82,7 +54,7 @@ class RegretAudit(pl.Callback):
             raise ValueError(f"RegretAudit.warn_min_regret must be finite and >= 0, got {warn_min_regret!r}")
         self.adversary = GridAudit(settings=AuditSettings(points=points, refine_rounds=refine_rounds))  # validates them
         self.every_n_validations, self.samples, self.n_items = every_n_validations, samples, n_items
-        self.warn_factor, self.warn_min_regret = warn_factor, warn_min_regret
+        self.warn_factor, self.warn_min_regret, self.search = warn_factor, warn_min_regret, search
         self.validations = 0
         self._profiles: Tensor | None = None
         self.last: dict[str, float] = {}
@@ -91,10 +63,8 @@ class RegretAudit(pl.Callback):
         mechanism: Any = getattr(pl_module, "mechanism", None)
         return mechanism is not None and getattr(mechanism, "n_items", None) == self.n_items
 
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
         """Keep the first ``samples`` profiles of the first validation batch."""
         if batch_idx == 0 and isinstance(batch, Tensor) and not trainer.sanity_checking and self._applies(pl_module):
             self._profiles = batch[: self.samples].detach()
@@ -118,24 +88,18 @@ class RegretAudit(pl.Callback):
         search: MisreportSearch = getattr(pl_module, f"{self.search}_search", None) or SEARCHES[self.search]
         searcher = GradientSearch(**asdict(search), batch_size=len(profiles))  # the profiles in one chunk
         audited = self.adversary.regret(mechanism, profiles, setting)
-        searched = searcher.regret(mechanism, profiles, setting)  # seed None: torch's generator, as the training's search
+        searched = searcher.regret(mechanism, profiles, setting)  # seed None: torch's generator, as in training
         found, seen = audited.regret_sum_over_agents_mean, searched.regret_sum_over_agents_mean
-        metrics = {
-            "audit/regret_mean_over_agents": audited.regret_mean_over_agents_mean,
-            "audit/regret_sum_over_agents": found,
-            "audit/regret_sum_over_agents_max": audited.regret_sum_over_agents_max,
-            "audit/search_regret_sum_over_agents": seen,
-        }
+        metrics = {"audit/regret_mean_over_agents": audited.regret_mean_over_agents_mean,
+                   "audit/regret_sum_over_agents": found, "audit/search_regret_sum_over_agents": seen,
+                   "audit/regret_sum_over_agents_max": audited.regret_sum_over_agents_max}
         if seen > 0:
             metrics["audit/ratio"] = found / seen
         for name, value in metrics.items():
             pl_module.log(prefix + name, value)
         if found > self.warn_min_regret and found > self.warn_factor * seen:
-            warnings.warn(
-                f"step {trainer.global_step}: {prefix}the regret audit finds {found:.4g} (sum over agents, {len(profiles)} "
-                f"validation profiles) but the {self.search} search only {seen:.4g} on the same profiles: more than "
-                f"{self.warn_factor:g}x; its regret estimate is too low (docs/regret_audit.md)",
-                AuditWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"step {trainer.global_step}: {prefix}the regret audit finds {found:.4g} (sum over agents, "
+                          f"{len(profiles)} validation profiles) but the {self.search} search only {seen:.4g} on the "
+                          f"same profiles: more than {self.warn_factor:g}x; its regret estimate is too low "
+                          "(docs/regret_audit.md)", AuditWarning, stacklevel=2)
         return metrics

@@ -1,12 +1,7 @@
-"""The checkpoint criterion that respects a regret budget.
+"""The checkpoint criterion that respects a regret budget (docs/training.md, "regret-budget score").
 
-``budgeted_score(revenue, regret, budget)`` is ``revenue`` when
-``regret <= budget`` and ``-regret`` otherwise.  Revenue is never negative
-(payments are a fraction of the allocated value), so every checkpoint within
-budget outranks every checkpoint over it; within budget the highest revenue
-wins, over it the lowest regret.  :class:`RegretBudgetScore` publishes this
-score after each validation, and a ``ModelCheckpoint(monitor=<score key>,
-mode="max")`` keeps the best checkpoint by it.
+Revenue is never negative (payments are a fraction of the allocated value), so with ``-regret`` over budget
+every checkpoint within budget outranks every checkpoint over it.
 """
 
 from __future__ import annotations
@@ -24,29 +19,19 @@ def budgeted_score(revenue: float, regret: float, budget: float) -> float:
 
 
 class RegretBudgetScore(pl.Callback):
-    """After each validation, log ``score_key = budgeted_score(val revenue, val regret, budget)``.
+    """After each validation, log ``score_key = budgeted_score(val revenue, val regret, budget)``; Lightning runs
+    checkpoint callbacks after all others, so a ``ModelCheckpoint`` monitoring ``score_key`` sees the fresh score."""
 
-    ``revenue_key`` and ``regret_key`` name the validation metrics the
-    LightningModule logs (by default mean revenue and the per-agent-mean
-    regret).  Lightning runs checkpoint callbacks after all others, so a
-    ``ModelCheckpoint`` monitoring ``score_key`` sees the fresh score.
-    """
-
-    def __init__(
-        self,
-        budget: float = 0.002,
-        revenue_key: str = "val/revenue",
-        regret_key: str = "val/regret_mean_over_agents",
-        score_key: str = "val/budgeted_revenue",
-    ) -> None:
+    def __init__(self, budget: float = 0.002, revenue_key: str = "val/revenue",
+                 regret_key: str = "val/regret_mean_over_agents", score_key: str = "val/budgeted_revenue") -> None:
         if not (math.isfinite(budget) and budget >= 0):
             raise ValueError(f"regret budget must be a finite number >= 0, got {budget}")
         self.budget, self.revenue_key, self.regret_key, self.score_key = budget, revenue_key, regret_key, score_key
 
     def per_member(self, k: int) -> "RegretBudgetScore":
         """The same score of ensemble member ``k``'s metrics (``member_<k>/`` keys)."""
-        prefix = f"member_{k}/"
-        return RegretBudgetScore(self.budget, prefix + self.revenue_key, prefix + self.regret_key, prefix + self.score_key)
+        keys = (self.revenue_key, self.regret_key, self.score_key)
+        return RegretBudgetScore(self.budget, *(f"member_{k}/{key}" for key in keys))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

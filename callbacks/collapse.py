@@ -1,12 +1,9 @@
-"""The collapse guard (issue 16, part 3): warn when validation revenue falls far below its best; optionally restore.
+"""The collapse guard (issue 16, part 3; docs/stable_lagrangian.md, "Collapse guard").
 
-After each validation, :class:`CollapseGuard` compares the validation revenue with the best seen so far
-(state saved in checkpoints).  From ``warmup_steps`` on, a revenue below ``fraction`` of the best is a
-collapse (e.g. the mechanism stops allocating as rho grows): it is logged as a warning, as the TensorBoard
-scalar ``collapse/detected`` (1 at that validation, else 0) and as a TensorBoard text.  With
-``on_collapse="restore"`` the module's weights and buffers (mechanism, lambda, rho) are reloaded from the
-best checkpoint (the regret-budget score's ``ModelCheckpoint``) and every rho schedule that supports it
-(:class:`lagrangian.base.Softenable`) is softened: rho halved and held for ``hold_steps`` steps.
+From ``warmup_steps`` on, a validation revenue below ``fraction`` of the best so far (state saved in checkpoints)
+is a collapse, e.g. the mechanism stops allocating as rho grows.  With ``on_collapse="restore"`` the weights and
+buffers (mechanism, lambda, rho) come back from the regret-budget-best checkpoint and every
+:class:`lagrangian.base.Softenable` rho schedule halves rho and holds it for ``hold_steps`` steps.
 """
 
 from __future__ import annotations
@@ -17,8 +14,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lagrangian.base import Softenable
-from lagrangian.base import check_lagrangian_state
+from lagrangian.base import Softenable, check_lagrangian_state
+from utils.checks import is_int
 
 __all__ = ["CollapseGuard", "ON_COLLAPSE"]
 
@@ -34,7 +31,7 @@ class CollapseGuard(pl.Callback):
             raise ValueError(f"on_collapse must be one of {', '.join(ON_COLLAPSE)}, got {on_collapse!r}")
         if not 0 < fraction < 1:
             raise ValueError(f"collapse fraction must be in (0, 1), got {fraction}")
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0 and isinstance(hold_steps, int) and hold_steps >= 0):
+        if not (is_int(warmup_steps, 0) and is_int(hold_steps, 0)):
             raise ValueError(f"warmup_steps and hold_steps must be integers >= 0, got {warmup_steps!r}, {hold_steps!r}")
         self.warmup_steps, self.fraction, self.on_collapse = warmup_steps, fraction, on_collapse
         self.hold_steps, self.revenue_key = hold_steps, revenue_key
@@ -44,7 +41,8 @@ class CollapseGuard(pl.Callback):
     @property
     def state_key(self) -> str:
         """A single run's guard: the class name (as its checkpoints have it); a member's: with its revenue key."""
-        return super().state_key if self.revenue_key == "val/revenue" else self._generate_state_key(revenue_key=self.revenue_key)
+        return (super().state_key if self.revenue_key == "val/revenue"
+                else self._generate_state_key(revenue_key=self.revenue_key))
 
     def per_member(self, k: int) -> "CollapseGuard":
         """The same guard on ensemble member ``k``'s validation revenue; ``on_collapse=restore`` is refused (one
@@ -66,8 +64,8 @@ class CollapseGuard(pl.Callback):
         if not collapsed:
             return
         self.collapses.append(step)
-        message = (f"collapse at step {step}: validation revenue {revenue:.4f} < {self.fraction} x its best {self.best:.4f}"
-                   + ("" if self.on_collapse == "warn" else self._restore(trainer, pl_module, step)))
+        message = (f"collapse at step {step}: validation revenue {revenue:.4f} < {self.fraction} x its best "
+                   f"{self.best:.4f}" + ("" if self.on_collapse == "warn" else self._restore(trainer, pl_module, step)))
         rank_zero_warn(message)
         for logger in trainer.loggers:
             add_text = getattr(getattr(logger, "experiment", None), "add_text", None)

@@ -6,40 +6,27 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor
 
-from utils.checks import Bounds, check_positive_int
+from utils.checks import check_positive_int
 from mechanisms.ensemble import members_of
 from reporting.heatmaps import heatmap_figure
 
-__all__ = ["HeatmapLogger", "bounds_of"]
-
-
-def bounds_of(value: Bounds | Tensor) -> Bounds:
-    """A value bound as a float or one float per agent (from a float, a list or an ``(agents, 1)`` tensor)."""
-    if isinstance(value, Tensor):
-        values = value.flatten().tolist()
-        return values[0] if len(values) == 1 else values
-    return value if isinstance(value, (int, float)) else [float(v) for v in value]
+__all__ = ["HeatmapLogger"]
 
 
 class HeatmapLogger(pl.Callback):
     """After every ``every_n_validations``-th validation, log :func:`heatmap_figure` of ``pl_module.mechanism``.
 
-    Only for two-item settings (otherwise it does nothing) and only to a
-    :class:`TensorBoardLogger` (images tab, tag ``tag``, step = global step).
-    The bidder's value range is that of ``pl_module.distribution`` (else ``pl_module.low``/``high`` when
-    the module has them, else U[0, 1]); every other bidder bids ``others`` on each item.
+    Only for two-item settings and only to a :class:`TensorBoardLogger` (tag ``tag``, step = global step).  The
+    value range is that of ``pl_module.distribution`` (U[0, 1] for a module without one).
     """
 
-    def __init__(
-        self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0, tag: str = "heatmaps"
-    ) -> None:
+    def __init__(self, every_n_validations: int = 1, resolution: int = 51, others: float = 0.5, agent: int = 0,
+                 tag: str = "heatmaps") -> None:
         super().__init__()
         check_positive_int(every_n_validations, "every_n_validations")
-        self.every_n_validations, self.resolution, self.others, self.agent, self.tag = (
-            every_n_validations, resolution, others, agent, tag
-        )
+        self.every_n_validations, self.resolution, self.others = every_n_validations, resolution, others
+        self.agent, self.tag = agent, tag
         self.validations = 0  # validations seen in this process (sanity checks excluded)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -55,15 +42,8 @@ class HeatmapLogger(pl.Callback):
             return
         members = members_of(mechanism)  # an ensemble: one figure per member
         for k, member in enumerate(members):
-            figure = heatmap_figure(
-                member,
-                agent=self.agent,
-                others=self.others,
-                resolution=self.resolution,
-                low=bounds_of(getattr(pl_module, "low", 0.0)),
-                high=bounds_of(getattr(pl_module, "high", 1.0)),
-                distribution=getattr(pl_module, "distribution", None),
-            )
+            figure = heatmap_figure(member, self.agent, self.others, self.resolution,
+                                    distribution=getattr(pl_module, "distribution", None))
             tag = self.tag if len(members) == 1 else f"{self.tag}/member_{k}"
             for logger in loggers:
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)

@@ -1,27 +1,15 @@
 """The warm start as a callback: before the Lagrangian phase, fit the mechanism to a baseline (issue 16, part 2).
 
-``init`` names the teacher (:data:`baselines.teachers.INITS`; ``none``: do nothing).  At the start of a
-fresh fit (not on a resume) :class:`WarmStart` fits the module's mechanism to the teacher's allocations
-and payments on the training profiles (:func:`training.warm_start.fit_to_teacher`), logging
-``init/loss``, ``init/allocation_mse``, ``init/payment_mse`` to TensorBoard, then measures the fitted
-mechanism before any fine-tuning on the validation set with the validation search (``init/val_revenue``,
-``init/val_regret_mean_over_agents``, ...) and, for at most 3 items, with the exhaustive audit on the first
-``audit_samples`` validation profiles (``init/audit_regret_mean_over_agents``).  All of it happens inside
-``trainer.fit``: its time is part of the run's train time (``train_time_s``); its steps are not optimizer
-steps of the run (``trainer.max_steps`` counts the Lagrangian phase only) and are reported as
-``warm_start.fit.steps`` in ``metrics.json`` (:attr:`WarmStart.report`).
-
+What it fits, logs and measures, and how its time and steps count: docs/stable_lagrangian.md ("Warm start").
+``init`` names the teacher (:data:`baselines.teachers.INITS`; ``none``: do nothing); a resume does nothing.
 An ensemble (:mod:`training.members`): every member is fitted as its single run would be (its own seed,
-:meth:`WarmStart.for_members`), one after the other; the report lists the members' reports, the metrics
-are logged under ``member_<k>/init/...``.
+:meth:`WarmStart.for_members`), one after the other; its metrics go under ``member_<k>/init/...``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
-from typing import Sequence
+from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -62,14 +50,14 @@ class WarmStart(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.init == "none" or trainer.global_step > 0:  # nothing to do, or a resume: the fit is done
             return
-        mechanism = pl_module.mechanism
-        size = ensemble_size(mechanism)
+        mechanism, size = pl_module.mechanism, ensemble_size(pl_module.mechanism)
         if len(self.seeds) not in (1, size):
             raise ValueError(f"WarmStart has seeds for {len(self.seeds)} members, the module has {size}")
         reports = []
         for k in range(size):
             member = mechanism if size == 1 else member_mechanism(mechanism, k)
-            reports.append(self._fit(trainer, pl_module, member, self.seeds[k % len(self.seeds)], member_prefix(k, size)))
+            seed = self.seeds[k % len(self.seeds)]
+            reports.append(self._fit(trainer, pl_module, member, seed, member_prefix(k, size)))
             if size > 1:
                 set_member_state(mechanism, k, member.state_dict())
         self.report = reports[0] if size == 1 else {"members": reports}
@@ -79,35 +67,30 @@ class WarmStart(pl.Callback):
         """Fit ``mechanism`` (one member) to the teacher with ``seed``, measure it; its report."""
         data = trainer.datamodule
         teacher = resolve_teacher(self.init, Setting.of(mechanism, data.distribution), seed=seed)
-        teacher_mechanism = teacher.mechanism.to(pl_module.device)
-        loggers = trainer.loggers
 
         def log(metrics: dict[str, float], step: int) -> None:
-            for logger in loggers:
+            for logger in trainer.loggers:
                 logger.log_metrics({prefix + name: value for name, value in metrics.items()}, step=step)
 
-        generator = torch.Generator().manual_seed(seed)
-        fit = fit_to_teacher(mechanism, teacher_mechanism, data.splits["train"].valuations, self.steps, self.lr,
-                             self.batch_size, generator, log)
+        fit = fit_to_teacher(mechanism, teacher.mechanism.to(pl_module.device), data.splits["train"].valuations,
+                             self.steps, self.lr, self.batch_size, torch.Generator().manual_seed(seed), log)
         validation = data.splits["val"].valuations
         measured = measure(mechanism, validation, pl_module.val_search, low=pl_module.low, high=pl_module.high,
-                           batch_size=data.val_batch_size, generator=torch.Generator(validation.device).manual_seed(seed))
+                           batch_size=data.val_batch_size,
+                           generator=torch.Generator(validation.device).manual_seed(seed))
         report: dict[str, Any] = {
             "init": self.init, "teacher": teacher.name, "teacher_revenue": teacher.revenue, "fit": fit.to_dict(),
-            "val_revenue": measured.revenue_mean,
-            "val_regret_mean_over_agents": measured.regret_mean_over_agents_mean,
-            "val_regret_sum_over_agents": measured.regret_sum_over_agents_mean,
-        }
+            "val_revenue": measured.revenue_mean, "val_regret_mean_over_agents": measured.regret_mean_over_agents_mean,
+            "val_regret_sum_over_agents": measured.regret_sum_over_agents_mean}
         if mechanism.n_items <= MAX_ITEMS:
             audited = audit(mechanism, validation[: self.audit_samples], AuditSettings(), pl_module.low, pl_module.high)
             report["audit_regret_mean_over_agents"] = audited.regret_mean_over_agents_mean
             report["audit_samples"] = audited.n_samples
         log({f"init/{key}": float(value) for key, value in report.items()
              if key.startswith(("val_", "audit_regret", "teacher_revenue"))}, self.steps)
-        rank_zero_info(
-            f"{prefix}warm start from {self.init} ({self.steps} steps, {fit.time_s:.0f} s): fitted revenue {fit.revenue:.4f} "
-            f"(teacher {fit.teacher_revenue:.4f}) on the training profiles; validation revenue {measured.revenue_mean:.4f}, "
-            f"regret {measured.regret_mean_over_agents_mean:.5f}"
-            + (f", audited {report['audit_regret_mean_over_agents']:.5f}" if "audit_regret_mean_over_agents" in report else "")
-        )
+        audited_text = f", audited {report['audit_regret_mean_over_agents']:.5f}" if "audit_samples" in report else ""
+        rank_zero_info(f"{prefix}warm start from {self.init} ({self.steps} steps, {fit.time_s:.0f} s): fitted revenue "
+                       f"{fit.revenue:.4f} (teacher {fit.teacher_revenue:.4f}) on the training profiles; validation "
+                       f"revenue {measured.revenue_mean:.4f}, regret {measured.regret_mean_over_agents_mean:.5f}"
+                       + audited_text)
         return report

@@ -1,13 +1,9 @@
 """One results file per run of the improved presets (issue 16): ``results/tables/<preset>_seed<k>.json``.
 
-The run's ``metrics.json`` plus an ``audit`` block (``evaluate.py <ckpt> --audit``'s ``evaluation.json``:
-the exhaustive audit's regret keys, ``regret_mean_over_agents_mean``, ..., for at most 3 items) or a
-``strong`` block (``--strong``, above 3 items), and the evaluated checkpoint's path::
-
-    python -m reporting.audited_results <run dir>/metrics.json <evaluation dir>/evaluation.json results/tables/best_1x2_unit_seed0.json
-
-``--precise FILE`` adds a ``precise_revenue`` block (``python -m reporting.precise_revenue``'s JSON: revenue, the
-baselines' and the optimum's, and the paired differences, on a large sample of truthful profiles).
+``python -m reporting.audited_results METRICS_JSON EVALUATION_JSON OUT_JSON [--precise FILE]``
+(docs/evaluation.md, docs/stable_lagrangian.md): the run's ``metrics.json`` plus the ``audit`` (or ``strong``)
+block of ``evaluate.py --audit`` (``--strong``)'s ``evaluation.json``, the evaluated checkpoint's path and, with
+``--precise``, ``python -m reporting.precise_revenue``'s JSON as a ``precise_revenue`` block.
 """
 
 from __future__ import annotations
@@ -23,18 +19,19 @@ from utils.atomic import check_new, write_json
 __all__ = ["audited_results"]
 
 
-def audited_results(
-    metrics: dict[str, Any], evaluation: dict[str, Any], checkpoint: str = "", precise: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def audited_results(metrics: dict[str, Any], evaluation: dict[str, Any],
+                    precise: dict[str, Any] | None = None) -> dict[str, Any]:
     """``metrics`` with the ``audit`` (or ``strong``) block of ``evaluation`` (``ValueError`` if it has neither) and,
     when given, the ``precise_revenue`` block."""
     blocks = {key: evaluation[key] for key in ("audit", "strong") if evaluation.get(key)}
     if not blocks:
-        raise ValueError("the evaluation has no audit or strong block: run evaluate.py with --audit (<= 3 items) or --strong")
-    source = checkpoint or evaluation.get("source", "")
+        raise ValueError("the evaluation has no audit or strong block: run evaluate.py with --audit (<= 3 items) "
+                         "or --strong")
+    source = evaluation.get("source", "")
     if precise is not None:
         if precise.get("checkpoint") and source and Path(precise["checkpoint"]).resolve() != Path(source).resolve():
-            raise ValueError(f"the precise revenue is of {precise['checkpoint']}, the audit of {source}: give the same checkpoint's")
+            raise ValueError(f"the precise revenue is of {precise['checkpoint']}, the audit of {source}: give the "
+                             "same checkpoint's")
         blocks["precise_revenue"] = precise
     return {**metrics, **blocks, "audited_checkpoint": source}
 
@@ -44,8 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reporting.audited_results", description=__doc__.splitlines()[0])
     parser.add_argument("metrics", type=Path, help="the run's metrics.json")
     parser.add_argument("evaluation", type=Path, help="evaluate.py --audit (or --strong)'s evaluation.json")
-    parser.add_argument("out", type=Path, help="the results file to write, e.g. results/tables/best_1x2_unit_seed0.json")
-    parser.add_argument("--precise", type=Path, default=None, help="python -m reporting.precise_revenue's JSON of the same checkpoint")
+    parser.add_argument("out", type=Path, help="the results file to write: results/tables/<preset>_seed<k>.json")
+    parser.add_argument("--precise", type=Path, default=None,
+                        help="python -m reporting.precise_revenue's JSON of the same checkpoint")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
     try:
@@ -55,7 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     metrics, evaluation = (json.loads(p.read_text()) for p in (args.metrics, args.evaluation))
     precise = None if args.precise is None else json.loads(args.precise.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, audited_results(metrics, evaluation, precise=precise))
     print(f"wrote {args.out}")
     return 0

@@ -1,12 +1,8 @@
 """The truthful baselines on the paper's settings, beside the paper's numbers: ``python -m reporting.baselines_table``.
 
-For each setting of the paper's Tables 1 and 2, and the field's standard
-additive settings (docs/standard_settings.md), values i.i.d. U[0, 1], every
-applicable baseline of :mod:`baselines` is fitted
-(:func:`baselines.fit_baseline`, default sample size and seed) and
-listed with its prices and revenue (mean +- standard error on an independent
-sample), next to the paper's learned revenues.  Prints a markdown table and
-writes it to ``--out`` (default ``results/baselines.md``).
+For each setting of the paper's Tables 1 and 2 and the standard additive settings (docs/standard_settings.md),
+values i.i.d. U[0, 1], every applicable baseline (:func:`baselines.fit_baseline`) with its prices and revenue,
+next to the paper's learned revenues; printed and written to ``--out`` (default ``results/baselines.md``).
 """
 
 from __future__ import annotations
@@ -43,12 +39,6 @@ SETTINGS = (
 )
 
 
-def _paper(rows: dict[str, str]) -> str:
-    if not rows:
-        return "-"
-    return "; ".join(f"{learned} {PAPER_ROWS[preset].revenue.split(' ')[0]}" for learned, preset in rows.items())
-
-
 def _prices(prices: tuple[float, ...]) -> str:
     """The prices to 3 decimals, e.g. ``0.658, 0.578``; one shared by more than two as ``0.500 (all 10)``."""
     shown = [f"{p:.3f}" for p in prices]
@@ -61,22 +51,27 @@ def baselines_table(samples: int = BASELINE_SAMPLES) -> tuple[str, float]:
     rows = []
     for label, agents, items, demand_name, paper_rows in SETTINGS:
         setting = Setting.uniform(agents, items, demand_name)
-        fitted = {name: fit_baseline(name, setting, samples=samples) for name in applicable_baselines(agents, items, setting.demand)}
-        cells = []
-        for name in BASELINE_NAMES:
-            found = fitted.get(name)
-            cells.append("-" if found is None else f"{found.revenue:.3f} +- {found.revenue_stderr:.3f} at {_prices(found.prices)}")
+        fitted = {name: fit_baseline(name, setting, samples=samples)
+                  for name in applicable_baselines(agents, items, setting.demand)}
+        cells = ["-" if name not in fitted else
+                 f"{fitted[name].revenue:.3f} +- {fitted[name].revenue_stderr:.3f} at {_prices(fitted[name].prices)}"
+                 for name in BASELINE_NAMES]
+        paper = "; ".join(f"{learned} {PAPER_ROWS[preset].revenue.split(' ')[0]}"
+                          for learned, preset in paper_rows.items())
         best = max(fitted.values(), key=lambda f: f.revenue)
-        rows.append([label, _paper(paper_rows), *cells, f"{best.name} {best.revenue:.3f}"])
-    headers = ["Setting", "Paper (learned, revenue)", *(f"{n} (revenue at prices)" for n in BASELINE_NAMES), "Best truthful baseline"]
+        rows.append([label, paper or "-", *cells, f"{best.name} {best.revenue:.3f}"])
+    headers = ["Setting", "Paper (learned, revenue)", *(f"{n} (revenue at prices)" for n in BASELINE_NAMES),
+               "Best truthful baseline"]
     return markdown_table(headers, rows), time.perf_counter() - start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: print the table and write it to ``--out``; 2 on bad input."""
     parser = argparse.ArgumentParser(prog="python -m reporting.baselines_table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=BASELINE_SAMPLES, help=f"fitting (and revenue) sample size (default {BASELINE_SAMPLES})")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "baselines.md", help="markdown file (default results/baselines.md)")
+    parser.add_argument("--samples", type=int, default=BASELINE_SAMPLES,
+                        help=f"fitting (and revenue) sample size (default {BASELINE_SAMPLES})")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "baselines.md",
+                        help="markdown file (default results/baselines.md)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -87,10 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    command = "python -m reporting.baselines_table" + ("" if args.samples == BASELINE_SAMPLES else f" --samples {args.samples}")
+    command = "python -m reporting.baselines_table" + (
+        "" if args.samples == BASELINE_SAMPLES else f" --samples {args.samples}")
     text = (f"Truthful baselines, values i.i.d. U[0, 1]: revenue (mean +- standard error on an independent "
             f"{args.samples}-profile sample) at the prices fitted on another (one price per bidder in bidder order; "
-            f"vcg_reserve, grand_bundle: the reserve; itemwise_myerson: one reserve per item). Generated by `{command}` ({seconds:.0f} s on the CPU, 1 thread).\n\n{table}\n")
+            f"vcg_reserve, grand_bundle: the reserve; itemwise_myerson: one reserve per item). Generated by "
+            f"`{command}` ({seconds:.0f} s on the CPU, 1 thread).\n\n{table}\n")
     write_text_atomic(args.out, text)
     print(text, end="")
     return 0

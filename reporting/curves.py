@@ -1,12 +1,7 @@
 """Training curves of revenue and regret, read from a run's TensorBoard event files.
 
-``python -m reporting.curves <run dir or tensorboard dir> [--out curves.png]``
-
-:func:`read_scalars` loads every scalar of the event files in a folder (found
-recursively) with TensorBoard's ``EventAccumulator``; :func:`curves_figure`
-draws revenue (train, validation, and the optimal and VCG references as
-horizontal lines) and regret (both conventions, log scale) against the
-training step.
+``python -m reporting.curves <run dir or tensorboard dir> [--out curves.png]``: revenue (train, validation, the
+references as horizontal lines) and regret (both conventions, log scale) against the training step.
 """
 
 from __future__ import annotations
@@ -29,7 +24,8 @@ Series = list[tuple[int, float]]
 REVENUE = ("train/revenue", "val/revenue")
 REFERENCES = (("reference/optimal_revenue", "optimal"), ("reference/vcg_revenue", "VCG"),
               ("reference/best_truthful_baseline_revenue", "best truthful baseline"))
-REGRET = ("train/regret_mean_over_agents", "val/regret_mean_over_agents", "train/regret_sum_over_agents", "val/regret_sum_over_agents")
+REGRET = ("train/regret_mean_over_agents", "val/regret_mean_over_agents", "train/regret_sum_over_agents",
+          "val/regret_sum_over_agents")
 
 
 def event_directories(path: Path | str) -> list[Path]:
@@ -41,17 +37,14 @@ def event_directories(path: Path | str) -> list[Path]:
 
 
 def read_scalars(path: Path | str) -> dict[str, Series]:
-    """Every scalar tag of the event files under ``path``: ``{tag: [(step, value), ...]}`` sorted by step.
-
-    Raises ``ValueError`` when there are no event files.
-    """
+    """Every scalar tag of the event files under ``path``: ``{tag: [(step, value), ...]}`` sorted by step;
+    ``ValueError`` when there are none."""
     folders = event_directories(path)
     if not folders:
         raise ValueError(f"no TensorBoard event files under {path}")
     scalars: dict[str, Series] = {}
     for folder in folders:
-        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
-        accumulator.Reload()
+        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()  # 0: keep every point
         for tag in accumulator.Tags()["scalars"]:
             scalars.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
     return {tag: sorted(points) for tag, points in scalars.items()}
@@ -65,24 +58,20 @@ def curves_figure(scalars: dict[str, Series], title: str | None = None) -> Figur
     figure = Figure(figsize=(12, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     revenue_axes, regret_axes = figure.subplots(1, 2)
-    for tag in REVENUE:
-        if scalars.get(tag):
-            steps, values = zip(*scalars[tag])
-            revenue_axes.plot(steps, values, label=tag, marker="." if len(steps) < 30 else None)
+    for axes, tags, name in ((revenue_axes, REVENUE, "revenue"), (regret_axes, REGRET, "regret")):
+        for tag in tags:
+            points = [(step, value) for step, value in scalars.get(tag, []) if name == "revenue" or value > 0]
+            if points:
+                steps, values = zip(*points)
+                axes.plot(steps, values, label=tag, marker="." if len(steps) < 30 else None)
+                if name == "regret":
+                    axes.set_yscale("log")
+        axes.set(xlabel="training step", ylabel=f"{name} per profile", title=name)
     for tag, label in REFERENCES:
         if scalars.get(tag):
-            revenue_axes.axhline(scalars[tag][-1][1], linestyle="--", color="gray" if label == "VCG" else "black", label=f"{label} {scalars[tag][-1][1]:.4f}")
-    revenue_axes.set(xlabel="training step", ylabel="revenue per profile", title="revenue")
-    drawn = False
-    for tag in REGRET:
-        points = [(step, value) for step, value in scalars.get(tag, []) if value > 0]
-        if points:
-            steps, values = zip(*points)
-            regret_axes.plot(steps, values, label=tag, marker="." if len(steps) < 30 else None)
-            drawn = True
-    if drawn:
-        regret_axes.set_yscale("log")
-    regret_axes.set(xlabel="training step", ylabel="regret per profile", title="regret")
+            value = scalars[tag][-1][1]
+            revenue_axes.axhline(value, linestyle="--", color="gray" if label == "VCG" else "black",
+                                 label=f"{label} {value:.4f}")
     for axes in (revenue_axes, regret_axes):
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")

@@ -18,11 +18,12 @@ def _stat(source: dict[str, Any], name: str) -> str:
 def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] = ()) -> str:
     """The plain-text summary of ``report`` (``evaluation.json``), with a block for each of ``adversaries``."""
     metrics, refs, protocol = report["metrics"], report["references"], report["protocol"]
-    optimum = "unknown"
-    if refs["optimal_revenue_mean"] is not None:
-        optimum = (f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
-                   f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
-    eps = report["setting"].get("eps_final")
+    optimum = "unknown" if refs["optimal_revenue_mean"] is None else (
+        f"{mean_std(refs['optimal_revenue_mean'], refs['optimal_revenue_std'], 4)}; "
+        f"closed form {refs['optimal_revenue_closed_form']:.4f} ({refs['optimal_mechanism']})")
+    eps, baseline = report["setting"].get("eps_final"), report.get("baseline")  # baseline: none for a checkpoint
+    best_name = refs.get("best_truthful_baseline")
+    best = None if best_name is None else (best_name, refs["best_truthful_baseline_revenue_mean"])
     rows = [
         ("mechanism", f"{report['setting']['mechanism']} ({report['source']})"),
         ("setting", report["setting"]["description"]),
@@ -34,13 +35,19 @@ def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] 
         ("regret, mean over agents", _stat(metrics, "regret_mean_over_agents")),
         ("regret, sum over agents", _stat(metrics, "regret_sum_over_agents")),
         *(row for adversary in adversaries for row in _adversary_rows(adversary, report[adversary.name])),
-        ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles (max {metrics['ir_violation_max']:.2e})"),
-        ("allocation violation", allocation_warning(metrics["allocation_violation_max"], report.get("allocation_tolerance"))
+        ("IR violations", f"{metrics['ir_violations']} of {metrics['n_samples']} profiles "
+                          f"(max {metrics['ir_violation_max']:.2e})"),
+        ("allocation violation", allocation_warning(metrics["allocation_violation_max"],
+                                                    report.get("allocation_tolerance"))
          or f"max {metrics['allocation_violation_max']:.2e}"),
-        *_baseline_rows(report.get("baseline")),
+        *([] if baseline is None else [("baseline prices", ", ".join(f"{p:.4f}" for p in baseline["prices"])
+                                        + f" (fitted revenue {baseline['revenue']:.4f} +- "
+                                          f"{baseline['revenue_stderr']:.4f} on {baseline['samples']} profiles)")]),
         ("VCG revenue, same profiles", mean_std(refs["vcg_revenue_mean"], refs["vcg_revenue_std"], 4)),
         ("optimal revenue, same profiles", optimum),
-        *_reference_baseline_rows(refs, metrics["revenue_mean"], (report.get("baseline") or {}).get("name")),
+        *((f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
+           + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()),
+        *baseline_rows(metrics["revenue_mean"], best, (baseline or {}).get("name")),
         ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
     ]
     return plain_table(rows)
@@ -60,20 +67,3 @@ def _adversary_rows(adversary: Adversary, found: dict[str, Any]) -> list[tuple[s
                                                  f"{found['time_s']:.1f} s" if "time_s" in found else "")))),
     ]
 
-
-def _baseline_rows(baseline: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The evaluated baseline's fitted prices (none for a checkpoint, VCG or the optimum)."""
-    if baseline is None:
-        return []
-    prices = ", ".join(f"{p:.4f}" for p in baseline["prices"])
-    return [("baseline prices", f"{prices} (fitted revenue {baseline['revenue']:.4f} +- {baseline['revenue_stderr']:.4f} "
-                                f"on {baseline['samples']} profiles)")]
-
-
-def _reference_baseline_rows(refs: dict[str, Any], revenue: float, evaluated: str | None) -> list[tuple[str, str]]:
-    """Each truthful baseline's revenue on the same profiles, the best one, and by how much the mechanism trails it
-    (``evaluated``: the evaluated baseline's name, ``None`` for any other mechanism)."""
-    rows = [(f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
-             + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()]
-    best = refs.get("best_truthful_baseline")
-    return rows + baseline_rows(revenue, None if best is None else (best, refs["best_truthful_baseline_revenue_mean"]), evaluated)

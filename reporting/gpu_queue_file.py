@@ -1,11 +1,7 @@
 """The GPU queue file, ``benchmarks/gpu_queue.yaml``: an ordered list of jobs, checked as it is read.
 
-Every lent GPU window runs the first jobs not yet done that fit in it (``python -m benchmarks.gpu_queue``,
-docs/throughput.md#the-gpu-queue).  A job (:class:`Job`) is a name, an estimate in minutes on one H100/H200
-(at most :data:`MAX_MINUTES`, so that one window always finishes one), the issue or table row it serves, its
-shell command(s), the files it writes and, optionally, the job it continues (``after``), the repository files it
-needs (``needs``), the table row whose results it holds (``row``) and a tiny CPU version of its command
-(``cpu_smoke``).  :func:`load_queue` reads the file and refuses a bad one with a one-line ``ValueError``.
+A job's fields (:class:`Job`) are described in the file's header; the queue's use in docs/throughput.md.
+:func:`load_queue` reads the file and refuses a bad one with a one-line ``ValueError`` naming the job.
 """
 
 from __future__ import annotations
@@ -50,7 +46,8 @@ class Job:
         return [need for need in self.needs if not (root / need).exists()]
 
     def resolved(self, out: Path, prev: Path | None, smoke: bool = False) -> list[str]:
-        """The shell commands to run (``cpu_smoke`` with ``smoke``), ``{out}`` and ``{prev}`` replaced by these folders."""
+        """The shell commands to run (``cpu_smoke`` with ``smoke``), ``{out}`` and ``{prev}`` replaced by these
+        folders."""
         if smoke and self.cpu_smoke is None:
             raise ValueError(f"job {self.name} has no cpu_smoke command")
         folders = {"out": out, "prev": prev}
@@ -86,13 +83,14 @@ def _job(entry: Any, index: int, earlier: dict[str, Job]) -> Job:
     if missing:
         raise ValueError(f"{where}: missing {missing[0]!r}")
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in RESERVED:
-        raise ValueError(f"{where}: name must be lower-case letters, digits and _ (not {', '.join(RESERVED)}), got {name!r}")
+        raise ValueError(f"{where}: name must be lower-case letters, digits and _ (not {', '.join(RESERVED)}), "
+                         f"got {name!r}")
     if name in earlier:
         raise ValueError(f"{where}: the name {name} is used twice")
     minutes = entry["minutes"]
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes <= MAX_MINUTES:
-        raise ValueError(f"{where}: minutes must be a number in (0, {MAX_MINUTES}], got {minutes!r}: split a longer job "
-                         "into jobs that each continue the previous one (after:, resume={prev}/...)")
+        raise ValueError(f"{where}: minutes must be a number in (0, {MAX_MINUTES}], got {minutes!r}: split a longer "
+                         "job into jobs that each continue the previous one (after:, resume={prev}/...)")
     if not isinstance(entry["serves"], str) or not entry["serves"].strip():
         raise ValueError(f"{where}: serves must name the issue or table row the job serves")
     after, row = entry.get("after"), entry.get("row")

@@ -1,12 +1,7 @@
 """The improved presets' results table (issue 16): one row per preset over its seeds' results files.
 
-Reads ``results/tables/<preset>_seed<k>.json`` (``python -m reporting.audited_results ... --precise ...``) and prints
-a markdown table: the paper's row, the best truthful baseline and ours on the same large sample of truthful profiles
-(``precise_revenue``), ours on the test protocol's 1000 profiles, the audited regret (mean over bidders; the
-exhaustive audit for at most 3 items, the strong adversary above), all as mean, sd and worst over the seeds, and
-the training time (wall and CPU) and hardware::
-
-    python -m reporting.improved_table [results/tables] [--out results/tables/summary.md]
+``python -m reporting.improved_table [results/tables] [--out results/tables/summary.md]`` reads
+``<preset>_seed<k>.json`` (``python -m reporting.audited_results``); the columns: docs/stable_lagrangian.md.
 """
 
 from __future__ import annotations
@@ -22,10 +17,14 @@ from typing import Any, Sequence
 
 from utils.atomic import check_new, write_text_atomic
 from reporting.paper import PAPER_ROWS
+from reporting.tables import markdown_table
 
 __all__ = ["improved_table"]
 
 FILE_NAME = re.compile(r"^(?P<preset>.+)_seed(?P<seed>\d+)\.json$")
+HEADERS = ("preset", "seeds", "paper (revenue at regret)", "best truthful baseline (large sample)",
+           "ours (large sample)", "ours - baseline (paired)", "ours (test, 1000 profiles)",
+           "audited regret (mean over bidders)", "training time (wall; CPU)", "hardware")
 
 
 def _stats(values: Sequence[float], worst: str, digits: int = 4) -> str:
@@ -45,12 +44,7 @@ def _minutes(seconds: Sequence[float]) -> str:
     return f"{mean:.1f} min" if len(seconds) == 1 else f"{mean:.1f} min (max {longest:.1f})"
 
 
-def _regret(result: dict[str, Any]) -> float | None:
-    block = result.get("audit") or result.get("strong") or {}
-    return block.get("regret_mean_over_agents_mean")
-
-
-def _row(preset: str, results: dict[int, dict[str, Any]]) -> str:
+def _row(preset: str, results: dict[int, dict[str, Any]]) -> list[str]:
     runs = [results[seed] for seed in sorted(results)]
     precise = [r["precise_revenue"] for r in runs if r.get("precise_revenue")]
     ours_large = [p["revenue"]["mean"] for p in precise]
@@ -58,20 +52,18 @@ def _row(preset: str, results: dict[int, dict[str, Any]]) -> str:
     baseline = [p["baselines"][p["best_truthful_baseline"]]["mean"] for p in precise if p.get("best_truthful_baseline")]
     margin = [p["baselines"][p["best_truthful_baseline"]]["difference"]["mean"] for p in precise
               if p.get("best_truthful_baseline")]
-    test = [r["test"]["revenue_mean"] for r in runs]
-    regrets = [x for x in (_regret(r) for r in runs) if x is not None]
+    regrets = [x for x in ((r.get("audit") or r.get("strong") or {}).get("regret_mean_over_agents_mean") for r in runs)
+               if x is not None]
     paper = PAPER_ROWS.get(preset.replace("best_", "paper_", 1))
-    hardware = sorted({r.get("hardware", "?") for r in runs})
-    time = "; ".join(f"{label} {_minutes([r[key] for r in runs if r.get(key) is not None])}"
-                     for label, key in (("wall", "train_time_s"), ("CPU", "train_cpu_s")) if any(key in r for r in runs))
-    cells = [
+    time = "; ".join(f"{label} {_minutes([r[key] for r in runs if r.get(key) is not None])}" for label, key
+                     in (("wall", "train_time_s"), ("CPU", "train_cpu_s")) if any(key in r for r in runs))
+    return [
         preset, ", ".join(str(s) for s in sorted(results)),
         "n/a" if paper is None else f"{paper.revenue} at {paper.regret}",
         f"{'/'.join(sorted(best_names)) or 'n/a'} {_stats(baseline, 'min')}",
-        _stats(ours_large, "min"), _stats(margin, "min"), _stats(test, "min"), _stats(regrets, "max", 5),
-        time, "; ".join(hardware),
+        _stats(ours_large, "min"), _stats(margin, "min"), _stats([r["test"]["revenue_mean"] for r in runs], "min"),
+        _stats(regrets, "max", 5), time, "; ".join(sorted({r.get("hardware", "?") for r in runs})),
     ]
-    return "| " + " | ".join(cells) + " |"
 
 
 def improved_table(folder: Path) -> str:
@@ -82,13 +74,9 @@ def improved_table(folder: Path) -> str:
         if match:
             grouped[match["preset"]][int(match["seed"])] = json.loads(path.read_text())
     if not grouped:
-        raise ValueError(f"no <preset>_seed<k>.json results file in {folder}: write them with python -m reporting.audited_results")
-    header = ("| preset | seeds | paper (revenue at regret) | best truthful baseline (large sample) | ours (large sample) "
-              "| ours - baseline (paired) | ours (test, 1000 profiles) | audited regret (mean over bidders) "
-              "| training time (wall; CPU) | hardware |")
-    lines = [header, "|" + " --- |" * header.count(" | ") + " --- |"]
-    lines += [_row(preset, results) for preset, results in sorted(grouped.items())]
-    return "\n".join(lines)
+        raise ValueError(f"no <preset>_seed<k>.json results file in {folder}: write them with "
+                         "python -m reporting.audited_results")
+    return markdown_table(HEADERS, [_row(preset, results) for preset, results in sorted(grouped.items())])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,12 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
-    if args.out is not None:
-        try:
-            check_new([args.out], args.force)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    try:
+        check_new([args.out] if args.out else [], args.force)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     table = improved_table(args.folder)
     print(table)
     if args.out is not None:

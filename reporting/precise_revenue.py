@@ -1,16 +1,7 @@
 """Revenue to a small standard error: a trained mechanism beside the truthful baselines on one large sample.
 
-The test protocol measures revenue on its 1000 profiles, where the standard error is about 0.007 for 1x2 unit
-(revenue sd 0.23) and 0.004 for exactly-one 1x2: two seeds' test sets differ by more than the margins the
-targets ask for (the optimal 1x2 unit mechanism earns 0.3755 on seed 2's test profiles and 0.3849 in
-expectation).  Revenue under truthful bids needs no misreport search, so this module measures it on a large
-fresh sample (by default 200,000 profiles, the same sample for every run), together with every applicable
-truthful baseline and the known optimum on the same profiles, and the paired difference learned - baseline,
-whose standard error is smaller still.  Regret stays the test protocol's and the audit's (on the test profiles)::
-
-    python -m reporting.precise_revenue <run>/checkpoints/last.ckpt [--samples 200000] [--seed 999] [--out FILE]
-
-writes ``precise_revenue.json`` beside the checkpoint's evaluations (``<run>/evaluation/``) unless ``--out`` is given.
+Why and how: docs/evaluation.md ("Revenue on a large sample").  ``python -m reporting.precise_revenue <ckpt>
+[--samples 200000] [--seed 999] [--out FILE]`` writes ``<run>/evaluation/precise_revenue_<ckpt>.json`` by default.
 """
 
 from __future__ import annotations
@@ -48,13 +39,14 @@ def _summary(revenue: Tensor) -> dict[str, float]:
     return {"mean": revenue.mean().item(), "stderr": revenue.std().item() / math.sqrt(len(revenue))}
 
 
-def precise_revenue(mechanism: nn.Module, valuations: Tensor, setting: Setting, *, batch_size: int = 8192) -> dict[str, Any]:
+def precise_revenue(mechanism: nn.Module, valuations: Tensor, setting: Setting, *,
+                    batch_size: int = 8192) -> dict[str, Any]:
     """Revenue of ``mechanism`` and of each applicable baseline on ``valuations`` ``(samples, agents, items)``,
     drawn from ``setting``'s distribution (the baselines are fitted to it, its optimum is known or not).
 
     Returns ``{"samples", "revenue": {mean, stderr}, "baselines": {name: {mean, stderr, prices, difference: {mean,
-    stderr}}}, "best_truthful_baseline", "optimal": {...} or None}``; ``difference`` is learned - baseline per profile
-    (paired), ``best_truthful_baseline`` the baseline with the highest mean on this sample.
+    stderr}}}, "best_truthful_baseline", "optimal": {...} or None}``; ``difference`` is learned - baseline per
+    profile (paired), ``best_truthful_baseline`` the baseline with the highest mean on this sample.
     """
     if valuations.dim() != 3 or len(valuations) < 2:
         raise ValueError(f"valuations must be (samples >= 2, agents, items), got {tuple(valuations.shape)}")
@@ -65,14 +57,12 @@ def precise_revenue(mechanism: nn.Module, valuations: Tensor, setting: Setting, 
         name: {**_summary(b.revenue), "prices": list(b.fitted.prices), "difference": _summary(learned - b.revenue)}
         for name, b in baselines.items()}}
     best = best_truthful_baseline(baselines)
-    result["best_truthful_baseline"] = best[0] if best else None
+    result["best_truthful_baseline"], result["optimal"] = best[0] if best else None, None
     optimum = optimal_mechanism(setting)
     if optimum is not None:
         revenue = _revenue(optimum, values, batch_size)
         result["optimal"] = {"name": optimum.name, "closed_form": optimum.expected_revenue, **_summary(revenue),
                              "difference": _summary(learned - revenue)}
-    else:
-        result["optimal"] = None
     return result
 
 
@@ -81,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reporting.precise_revenue", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a train.py checkpoint")
     parser.add_argument("--samples", type=int, default=PRECISE_SAMPLES, help=f"profiles (default {PRECISE_SAMPLES})")
-    parser.add_argument("--seed", type=int, default=PRECISE_SEED, help=f"data seed of the sample (default {PRECISE_SEED})")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default <run>/evaluation/precise_revenue_<ckpt>.json)")
+    parser.add_argument("--seed", type=int, default=PRECISE_SEED, help=f"the sample's seed (default {PRECISE_SEED})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON file (default <run>/evaluation/precise_revenue_<ckpt>.json)")
     parser.add_argument("--threads", type=int, default=config_threads(),
                         help="torch CPU threads (default: train.py's, threads in conf/config.yaml)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
@@ -101,18 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_new([out], args.force, inputs=[args.checkpoint])
     except ValueError as error:
         parser.error(str(error))
-    setting = run.setting
-    valuations = test_profiles(setting.distribution, args.samples, args.seed)
-    result = {"checkpoint": str(run.checkpoint), "seed": args.seed, **precise_revenue(run.mechanism, valuations, setting)}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    valuations = test_profiles(run.setting.distribution, args.samples, args.seed)
+    result = {"checkpoint": str(run.checkpoint), "seed": args.seed,
+              **precise_revenue(run.mechanism, valuations, run.setting)}
     write_json(out, result)
     r = result["revenue"]
     print(f"revenue {r['mean']:.5f} +- {r['stderr']:.5f} on {args.samples} profiles (seed {args.seed})")
     for name, b in result["baselines"].items():
         d = b["difference"]
-        print(f"  {name:14s} {b['mean']:.5f} +- {b['stderr']:.5f}   learned - {name}: {d['mean']:+.5f} +- {d['stderr']:.5f}")
-    if result["optimal"] is not None:
-        o = result["optimal"]
+        print(f"  {name:14s} {b['mean']:.5f} +- {b['stderr']:.5f}   learned - {name}: {d['mean']:+.5f} +- "
+              f"{d['stderr']:.5f}")
+    if (o := result["optimal"]) is not None:
         print(f"  optimal        {o['mean']:.5f} (closed form {o['closed_form']:.5f})   learned - optimal: "
               f"{o['difference']['mean']:+.5f} +- {o['difference']['stderr']:.5f}")
     print(f"wrote {out}")

@@ -22,26 +22,22 @@ from utils.atomic import write_text_atomic
 
 __all__ = ["HEADERS", "paper_row", "reproduction_table", "write_table"]
 
-HEADERS = (
+HEADERS = (  # one more column per adversary besides the audit and the strong one (``--adversary``)
     "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Audited regret (sum over agents)",
-    "Audited max", "Paper regret", "Optimal", "VCG", "Best truthful baseline", "Paper opt./VCG", "Train time", "Paper time",
-    "Hardware", "Budget", "Strong adversary regret (sum over agents)",
+    "Audited max", "Paper regret", "Optimal", "VCG", "Best truthful baseline", "Paper opt./VCG", "Train time",
+    "Paper time", "Hardware", "Budget", "Strong adversary regret (sum over agents)",
 )
-"""The columns; one more per adversary besides the audit and the strong one (``--adversary``)."""
 AUDIT, STRONG = GridAudit(), StrongSearch()  # how the two columns of their own show their reports
 
 
 def paper_row(preset: str):
-    """The paper's row a preset reproduces: ``paper_<row>`` and ``original_<row>`` both map to ``PAPER_ROWS["paper_<row>"]``."""
-    for prefix in ("paper_", "original_"):
-        if preset.startswith(prefix):
-            return PAPER_ROWS.get("paper_" + preset[len(prefix):])
-    return None
+    """The paper's row a preset reproduces: ``paper_<row>`` and ``original_<row>`` map to ``paper_<row>``'s."""
+    return PAPER_ROWS.get("paper_" + preset.removeprefix("original_") if preset.startswith("original_") else preset)
 
 
 def _adversary_cell(adversary: Adversary, report: dict[str, Any] | None) -> str:
-    """``mean (std)`` of the adversary's regret (sum over agents), its profiles, how it searched and the search's regret
-    on the same profiles; ``-`` when it did not run."""
+    """``mean (std)`` of the adversary's regret (sum over agents), its profiles, how it searched and the search's
+    regret on the same profiles; ``-`` when it did not run."""
     if report is None:
         return "-"
     text = mean_std(report["regret_sum_over_agents_mean"], report["regret_sum_over_agents_std"])
@@ -53,70 +49,61 @@ def _row(entry: dict[str, Any], extra: Sequence[Adversary]) -> list[str]:
     preset, sidecar, metrics, attacks = entry["preset"], entry["sidecar"], entry["metrics"], entry["adversaries"]
     paper = paper_row(preset)
     setting = f"{paper.setting if paper else preset} (`{preset}`)"
-    paper_revenue, paper_regret, paper_reference, paper_time = (
-        [paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time] if paper else ["-"] * 4)
+    paper_revenue, paper_regret, paper_reference, paper_time = ["-"] * 4 if paper is None else [
+        paper.revenue, paper.regret, f"{paper.reference} ({paper.reference_kind})", paper.train_time]
     budget = "" if sidecar is None else (" ".join(sidecar["overrides"]) or "paper's")
     if metrics is None:
         status = "not run" if sidecar is None else f"failed (exit {sidecar['returncode']}, log {sidecar['log']})"
-        return [setting, status, paper_revenue, "", "", "", paper_regret, "", "", "", paper_reference, "", paper_time, "",
-                budget, "", *[""] * len(extra)]
+        return [setting, status, paper_revenue, "", "", "", paper_regret, "", "", "", paper_reference, "", paper_time,
+                "", budget, "", *[""] * len(extra)]
     (test, note), refs, audited = row_test(metrics), metrics["references"], attacks.get(AUDIT.name)
+    best = refs.get("reference/best_truthful_baseline")  # None: a run older than the baselines
     return [
         setting, mean_std(test["revenue_mean"], test["revenue_std"]) + note, paper_revenue,
-        mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]), _adversary_cell(AUDIT, audited),
-        "-" if audited is None else number(audited["regret_sum_over_agents_max"]), paper_regret,
-        number(refs.get("reference/optimal_revenue")), number(refs.get("reference/vcg_revenue")), _best_baseline(refs),
-        paper_reference, duration(metrics.get("train_time_s")), paper_time, sidecar["hardware"] if sidecar else "unknown",
-        budget, _adversary_cell(STRONG, attacks.get(STRONG.name)), *(_adversary_cell(a, attacks.get(a.name)) for a in extra),
+        mean_std(test["regret_sum_over_agents_mean"], test["regret_sum_over_agents_std"]),
+        _adversary_cell(AUDIT, audited), "-" if audited is None else number(audited["regret_sum_over_agents_max"]),
+        paper_regret, number(refs.get("reference/optimal_revenue")), number(refs.get("reference/vcg_revenue")),
+        "-" if best is None else f"{best} {number(refs.get('reference/best_truthful_baseline_revenue'))}",
+        paper_reference, duration(metrics.get("train_time_s")), paper_time,
+        sidecar["hardware"] if sidecar else "unknown", budget, _adversary_cell(STRONG, attacks.get(STRONG.name)),
+        *(_adversary_cell(a, attacks.get(a.name)) for a in extra),
     ]
 
 
-def _best_baseline(refs: dict[str, Any]) -> str:
-    """``name revenue`` of the best truthful baseline on the run's test profiles; ``-`` for runs older than the baselines."""
-    name = refs.get("reference/best_truthful_baseline")
-    return "-" if name is None else f"{name} {number(refs.get('reference/best_truthful_baseline_revenue'))}"
-
-
-def reproduction_table(
-    entries: Sequence[dict[str, Any]], command: str = "", gpu_results: Path = GPU_RESULTS, extra: Sequence[Adversary] = ()
-) -> str:
+def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "", gpu_results: Path = GPU_RESULTS,
+                       extra: Sequence[Adversary] = ()) -> str:
     """The markdown report: a short legend, one row per :func:`runs.preset_runs.collect` entry (a column for each
     of the ``extra`` adversaries), then the GPU queue's runs of these rows as collected in ``gpu_results``."""
     legend = [
-        "# Reproduction of the paper's Tables 1 and 2",
-        "",
-        *([f"Generated by `{command}`.", ""] if command else []),
+        "# Reproduction of the paper's Tables 1 and 2\n",
+        *([f"Generated by `{command}`.\n"] if command else []),
         "Revenue and regret: mean (std) over the test profiles (the paper's protocol unless the budget overrides it: "
-        "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. Optimal: closed form where known; "
-        f"VCG: 10,000-profile Monte Carlo estimate. Best truthful baseline: the highest-earning of the simple truthful mechanisms "
-        "with fitted prices (posted prices, VCG with a reserve, pay to choose; `baselines`) on the run's test profiles. "
-        f"Paper times: one {PAPER_HARDWARE}. "
-        "Budget: the Hydra overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
+        "1000 profiles, 1000 misreport steps at lr 0.1, truthful + 10 random starts), regret summed over the agents. "
+        "Optimal: closed form where known; VCG: 10,000-profile Monte Carlo estimate. Best truthful baseline: the "
+        "highest-earning of the simple truthful mechanisms with fitted prices (posted prices, VCG with a reserve, pay "
+        f"to choose; `baselines`) on the run's test profiles. Paper times: one {PAPER_HARDWARE}. Budget: the Hydra "
+        "overrides of a reduced budget (\"paper's\": the paper's 100 epochs of 2^19 profiles).",
         "Audited regret (docs/regret_audit.md): mean (std) and max, summed over the agents, of the exhaustive audit "
         "(a grid over each bidder's report, 101 points per item for 2 items, 31 for 3, then a local refinement) of the "
-        "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not audited "
-        "(more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is exhaustive up to the grid.",
+        "tested weights on the test profiles, with the gradient search's regret on the same profiles; \"-\": not "
+        "audited (more than 3 items, or --no-audit). The gradient search's regret is a lower bound; the audit's is "
+        "exhaustive up to the grid.",
         "Strong adversary regret (docs/regret_audit.md, `--strong`): mean (std), summed over the agents, of the strong "
         "misreport search (random and structured starts, long Adam runs) on the test profiles; \"-\": not run.",
         *(["Further adversaries (`--adversary`, docs/evaluation.md): " + ", ".join(a.name for a in extra) + "; "
            "the same statistics."] if extra else []),
-        "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two bidders).",
-        "",
+        "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two "
+        "bidders).\n",
     ]
     headers = (*HEADERS, *(f"{a.label[0].upper() + a.label[1:]} regret (sum over agents)" for a in extra))
     table = "\n".join(legend) + "\n" + markdown_table(headers, [_row(e, extra) for e in entries]) + "\n"
-    return table + _gpu_rows([e["preset"] for e in entries], gpu_results)
-
-
-def _gpu_rows(presets: Sequence[str], results: Path) -> str:
-    """The GPU queue's collected runs of these rows (``results/gpu/``); ``""`` when the queue serves none of them."""
-    jobs = load_queue()
-    if not any(job.row in presets for job in jobs):
-        return ""
-    return ("\n## The same rows from the GPU queue\n\n"
+    presets, jobs = [e["preset"] for e in entries], load_queue()
+    if not any(job.row in presets for job in jobs):  # the GPU queue serves none of these rows
+        return table
+    return (table + "\n## The same rows from the GPU queue\n\n"
             "Seeds 0, 1, 2 as one ensemble at the paper's budget on one GPU (`benchmarks/gpu_queue.yaml`, collected "
             "into `results/gpu/`; `python -m benchmarks.gpu_queue status`). Revenue and regret: mean over the seeds "
-            "(sd over the seeds).\n\n" + gpu_rows_table(presets, jobs, results) + "\n")
+            "(sd over the seeds).\n\n" + gpu_rows_table(presets, jobs, gpu_results) + "\n")
 
 
 def write_table(out: Path, table: str, complete: bool, empty: bool) -> Path | None:

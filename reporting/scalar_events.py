@@ -34,11 +34,10 @@ def scalar_events(path: Path) -> list[Event]:
     for event in EventFileLoader(str(path)).Load():
         if event.HasField("summary"):
             values = [value for value in event.summary.value if _is_scalar(value)]
-            if not values:
-                continue
-            reduced = Event(wall_time=event.wall_time, step=event.step)
-            reduced.summary.value.extend(values)
-            kept.append(reduced)
+            if values:
+                reduced = Event(wall_time=event.wall_time, step=event.step)
+                reduced.summary.value.extend(values)
+                kept.append(reduced)
         elif event.HasField("file_version"):
             kept.append(event)
     return kept
@@ -56,9 +55,8 @@ def _thinned(events: list[Event], stride: int) -> bytes:
             continue
         values = []
         for value in event.summary.value:
-            index = seen[value.tag]
-            seen[value.tag] += 1
-            if index % stride == 0 or index == totals[value.tag] - 1:
+            seen[value.tag] += 1  # the value's index + 1
+            if (seen[value.tag] - 1) % stride == 0 or seen[value.tag] == totals[value.tag]:
                 values.append(value)
         if values:
             reduced = Event(wall_time=event.wall_time, step=event.step)
@@ -84,10 +82,9 @@ def pack_scalars(folder: Path, archive: Path, cap_bytes: int) -> dict[str, Any] 
     if not sources:
         return None
     events = {p.relative_to(folder).as_posix(): scalar_events(p) for p in sources}
-    stride = 1
+    stride, most = 1, max(len(found) for found in events.values())
     while True:
         data = _archive({name: _thinned(found, stride) for name, found in events.items()})
-        most = max((len(found) for found in events.values()), default=0)
         if len(data) <= cap_bytes or stride >= most:
             break
         stride *= 2

@@ -1,17 +1,9 @@
 """Revenue and regret against the final Sinkhorn epsilon, from a Hydra multirun (the paper's Appendix A).
 
-``sweep_plot <multirun dir> [--key sinkhorn.eps_final] [--out <dir>/sweep.png]``
-(or ``python -m reporting.sweep_plot ...``), after e.g.
-``python train.py -m sinkhorn.eps_final=0.02,0.05,0.1``.
-
-Every job folder under the sweep directory that holds a ``metrics.json`` (written
-by ``train.py``) and a ``.hydra/config.yaml`` is one point, labelled by the keys
-the multirun swept, read from its own record (Hydra's ``multirun.yaml`` and each
-job's ``.hydra/overrides.yaml``).  With one numeric swept key (or ``--key``) the
-points lie on that axis; with several (e.g. a lambda/rho grid) one tick per job,
-labelled by its values.  Jobs that failed (no ``metrics.json``) or never started
-(no folder) are listed.  Writes the plot, ``sweep.md`` (a markdown table) and
-``sweep.json`` (the points) next to each other.
+``sweep_plot <multirun dir> [--key sinkhorn.eps_final] [--out <dir>/sweep.png]``; what it reads and writes:
+docs/results.md.  Each point is labelled by the keys the multirun swept, read from its own record (Hydra's
+``multirun.yaml`` and each job's ``.hydra/overrides.yaml``); with one numeric swept key (or ``--key``) the points
+lie on that axis, with several (e.g. a lambda/rho grid) one tick per job.
 """
 
 from __future__ import annotations
@@ -98,12 +90,9 @@ def incomplete_jobs(sweep_dir: Path | str) -> tuple[list[str], list[str]]:
 
 
 def read_sweep(sweep_dir: Path | str, key: str | None = None) -> list[SweepPoint]:
-    """The sweep's points sorted by the swept value; jobs without ``metrics.json`` are skipped (:func:`incomplete_jobs`).
-
-    ``key``: the x axis (:func:`sweep_axis`; ``job``: the job number); each point is labelled by its swept
-    values.  Raises ``ValueError`` when there is no job with
-    metrics, or a job's config lacks ``key`` or holds a non-number there.
-    """
+    """The sweep's points sorted by the x axis ``key`` (:func:`sweep_axis`; ``job``: the job number); jobs without
+    ``metrics.json`` are skipped (:func:`incomplete_jobs`).  ``ValueError`` when there is no job with metrics, or a
+    job's config lacks ``key`` or holds a non-number there."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ValueError(f"not a directory: {sweep_dir}")
@@ -115,32 +104,19 @@ def read_sweep(sweep_dir: Path | str, key: str | None = None) -> list[SweepPoint
         config_file = job / ".hydra" / "config.yaml"
         if not config_file.is_file():
             continue
-        if axis == "job":
-            value = int(job.name) if job.name.isdigit() else len(points)
-        else:
-            value = OmegaConf.select(OmegaConf.load(config_file), axis, default=None)
+        value = ((int(job.name) if job.name.isdigit() else len(points)) if axis == "job"
+                 else OmegaConf.select(OmegaConf.load(config_file), axis, default=None))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{config_file} has no number at {axis!r} (got {value!r}); pass the swept key with --key")
         metrics = json.loads(metrics_file.read_text())
         test, refs = metrics["test"], metrics.get("references", {})
-        points.append(
-            SweepPoint(
-                value=float(value),
-                job=str(job.relative_to(sweep_dir)),
-                label=_job_label(job, keys) or f"{axis}={value:g}",
-                n_samples=int(test["n_samples"]),
-                revenue_mean=test["revenue_mean"],
-                revenue_std=test["revenue_std"],
-                regret_sum_mean=test["regret_sum_over_agents_mean"],
-                regret_sum_std=test["regret_sum_over_agents_std"],
-                regret_mean_mean=test["regret_mean_over_agents_mean"],
-                regret_mean_std=test["regret_mean_over_agents_std"],
-                regret_sum_max=test["regret_sum_over_agents_max"],
-                optimal_revenue=refs.get("reference/optimal_revenue"),
-                vcg_revenue=refs.get("reference/vcg_revenue"),
-                train_time_s=metrics.get("train_time_s"),
-            )
-        )
+        points.append(SweepPoint(
+            value=float(value), job=str(job.relative_to(sweep_dir)), label=_job_label(job, keys) or f"{axis}={value:g}",
+            n_samples=int(test["n_samples"]), revenue_mean=test["revenue_mean"], revenue_std=test["revenue_std"],
+            regret_sum_mean=test["regret_sum_over_agents_mean"], regret_sum_std=test["regret_sum_over_agents_std"],
+            regret_mean_mean=test["regret_mean_over_agents_mean"], regret_mean_std=test["regret_mean_over_agents_std"],
+            regret_sum_max=test["regret_sum_over_agents_max"], optimal_revenue=refs.get("reference/optimal_revenue"),
+            vcg_revenue=refs.get("reference/vcg_revenue"), train_time_s=metrics.get("train_time_s")))
     if not points:
         raise ValueError(f"no job with metrics.json and .hydra/config.yaml under {sweep_dir}")
     return sorted(points, key=lambda p: (p.value, p.job))
@@ -164,21 +140,14 @@ def sweep_axis(sweep_dir: Path | str, key: str | None = None) -> str:
 
 
 def sweep_figure(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> Figure:
-    """Revenue (left) and regret in both conventions (right, log scale) against the swept value (log scale).
-
-    Error bars: one standard error of the mean over the test profiles.  The
-    optimal and VCG revenue, where the runs report them, are dashed lines.
-    """
+    """Revenue (left) and regret in both conventions (right, log scale) against the swept value (log scale), error
+    bars one standard error; the optimal and VCG revenue, where the runs report them, as dashed lines."""
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     revenue_axes, regret_axes = figure.subplots(1, 2)
     values = [p.value for p in points]
-
-    def stderr(std: float, point: SweepPoint) -> float:
-        return std / math.sqrt(point.n_samples)
-
-    revenue_axes.errorbar(values, [p.revenue_mean for p in points], yerr=[stderr(p.revenue_std, p) for p in points],
-                          marker="o", capsize=3, label="test revenue")
+    revenue_axes.errorbar(values, [p.revenue_mean for p in points], marker="o", capsize=3, label="test revenue",
+                          yerr=[p.revenue_std / math.sqrt(p.n_samples) for p in points])
     for attribute, label, color in (("optimal_revenue", "optimal", "black"), ("vcg_revenue", "VCG", "gray")):
         reference = next((getattr(p, attribute) for p in points if getattr(p, attribute) is not None), None)
         if reference is not None:
@@ -188,7 +157,7 @@ def sweep_figure(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> Figure
         conventions.append(("regret_mean", "regret, mean over agents"))
     for attribute, label in conventions:
         means = [getattr(p, f"{attribute}_mean") for p in points]
-        errors = [stderr(getattr(p, f"{attribute}_std"), p) for p in points]
+        errors = [getattr(p, f"{attribute}_std") / math.sqrt(p.n_samples) for p in points]
         regret_axes.errorbar(values, means, yerr=errors, marker="o", capsize=3, label=label)
     if all(p.regret_sum_mean > 0 for p in points):
         regret_axes.set_yscale("log")
@@ -207,14 +176,11 @@ def sweep_figure(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> Figure
 
 def sweep_table(points: Sequence[SweepPoint], key: str = DEFAULT_KEY) -> str:
     """A markdown table of the points: value, revenue, regret (both conventions), max regret, training time."""
-    rows = [
-        [f"{p.value:g}", mean_std(p.revenue_mean, p.revenue_std, 4), mean_std(p.regret_sum_mean, p.regret_sum_std, 4),
-         mean_std(p.regret_mean_mean, p.regret_mean_std, 4), f"{p.regret_sum_max:.4f}", duration(p.train_time_s), p.job,
-         p.label]
-        for p in points
-    ]
-    headers = [key, "revenue", "regret (sum over agents)", "regret (mean over agents)", "max regret (sum)", "train time", "job",
-               "swept values"]
+    rows = [[f"{p.value:g}", *(mean_std(getattr(p, f"{name}_mean"), getattr(p, f"{name}_std"), 4)
+                               for name in ("revenue", "regret_sum", "regret_mean")),
+             f"{p.regret_sum_max:.4f}", duration(p.train_time_s), p.job, p.label] for p in points]
+    headers = [key, "revenue", "regret (sum over agents)", "regret (mean over agents)", "max regret (sum)",
+               "train time", "job", "swept values"]
     return markdown_table(headers, rows)
 
 
@@ -225,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="the multirun directory, e.g. multirun/<date>/<time>")
     parser.add_argument("--key", default=None, help="the x axis, a config key (default: the key the multirun swept, "
                         f"one tick per job when it swept several; {DEFAULT_KEY} for a sweep without multirun.yaml)")
-    parser.add_argument("--out", type=Path, default=None, help="PNG file (default <sweep dir>/sweep.png); sweep.md and sweep.json go next to it")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="PNG file (default <sweep dir>/sweep.png); sweep.md and sweep.json go next to it")
     parser.add_argument("--force", action="store_true", help="replace an existing output file (default: refused)")
     args = parser.parse_args(argv)
     out = args.out or args.sweep_dir / "sweep.png"
@@ -236,9 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed, missing = incomplete_jobs(args.sweep_dir)
-    notes = [f"{what}: {', '.join(jobs)}" for what, jobs in (("failed (no metrics.json)", failed),
-                                                              ("never started", missing)) if jobs]
+    notes = [f"{what}: {', '.join(jobs)}" for what, jobs
+             in zip(("failed (no metrics.json)", "never started"), incomplete_jobs(args.sweep_dir)) if jobs]
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_figure(points, axis).savefig(out, dpi=100)
     table = sweep_table(points, axis)

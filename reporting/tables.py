@@ -8,17 +8,16 @@ from typing import Sequence
 
 from mechanisms.sinkhorn_auction import layer_settings
 
-__all__ = ["allocation_tolerance", "allocation_warning", "baseline_rows", "config_threads", "duration", "markdown_table", "mean_std", "number", "plain_table"]
+__all__ = ["allocation_tolerance", "allocation_warning", "baseline_rows", "config_threads", "duration",
+           "markdown_table", "mean_std", "number", "plain_table"]
 
 
 def number(value: float | None, digits: int = 3) -> str:
-    """``value`` with ``digits`` decimals; ``<0.001`` (for 3 digits) when positive but smaller; ``n/a`` for ``None``/NaN."""
+    """``value`` with ``digits`` decimals; ``<0.001`` (for 3 digits) when positive but smaller; ``n/a`` for None/NaN."""
     if value is None or not math.isfinite(value):
         return "n/a"
     floor = 10.0**-digits
-    if 0 < value < floor:
-        return f"<{floor:.{digits}f}"
-    return f"{value:.{digits}f}"
+    return f"<{floor:.{digits}f}" if 0 < value < floor else f"{value:.{digits}f}"
 
 
 def mean_std(mean: float | None, std: float | None = None, digits: int = 3) -> str:
@@ -31,8 +30,7 @@ def duration(seconds: float | None) -> str:
     """A duration in the paper's style: ``3h25m``, ``18m34s``, ``42s``; ``n/a`` for ``None``."""
     if seconds is None or not math.isfinite(seconds):
         return "n/a"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
+    hours, rest = divmod(int(round(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
         return f"{hours}h{minutes:02d}m"
@@ -44,10 +42,8 @@ def _cell(value: object) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub markdown table; cells are stringified, whitespace collapsed and ``|`` escaped.
-
-    Raises ``ValueError`` when a row's length differs from the header's.
-    """
+    """A GitHub markdown table; cells are stringified, whitespace collapsed and ``|`` escaped; ``ValueError`` when a
+    row's length differs from the header's."""
     for row in rows:
         if len(row) != len(headers):
             raise ValueError(f"every row needs {len(headers)} cells, got {len(row)}: {row!r}")
@@ -63,10 +59,8 @@ def plain_table(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def allocation_tolerance(mechanism: object) -> float:
-    """The largest demand violation a feasible-up-to-tolerance allocation may have.
-
-    Sinkhorn mechanisms meet the agents' capacities up to their relative ``tol``; exact mechanisms up to rounding.
-    """
+    """The largest demand violation a feasible-up-to-tolerance allocation may have: Sinkhorn mechanisms meet the
+    agents' capacities up to their relative ``tol``, exact mechanisms up to rounding."""
     capacities = getattr(mechanism, "capacities", None) or [1]
     settings = layer_settings(mechanism)
     return (0.0 if settings is None else float(settings.tol)) * max(capacities) + 1e-5
@@ -76,15 +70,15 @@ def allocation_warning(violation: float | None, tolerance: float | None) -> str:
     """The text of an "allocation violation" table row, or ``""`` while the violation is within ``tolerance``."""
     if violation is None or tolerance is None or violation <= tolerance:
         return ""
-    return (
-        f"max {violation:.3g} > tolerance {tolerance:.3g}: allocations break the demand constraints "
-        "(Sinkhorn did not converge: raise sinkhorn.max_iter or sinkhorn.eps_final)"
-    )
+    return (f"max {violation:.3g} > tolerance {tolerance:.3g}: allocations break the demand constraints "
+            "(Sinkhorn did not converge: raise sinkhorn.max_iter or sinkhorn.eps_final)")
 
 
-def baseline_rows(revenue: float, best: tuple[str, float] | None, evaluated: str | None = None) -> list[tuple[str, str]]:
+def baseline_rows(revenue: float, best: tuple[str, float] | None,
+                  evaluated: str | None = None) -> list[tuple[str, str]]:
     """Rows naming the best truthful baseline ``(name, revenue)`` and, when ``revenue`` is lower by at least the
-    4 decimals shown, by how much; ``evaluated``: the name of the baseline whose ``revenue`` this is (no gap to itself)."""
+    4 decimals shown, by how much; ``evaluated``: the name of the baseline whose ``revenue`` this is (no gap to
+    itself)."""
     if best is None:
         return []
     name, best_revenue = best
@@ -97,8 +91,7 @@ def baseline_rows(revenue: float, best: tuple[str, float] | None, evaluated: str
 
 
 def config_threads() -> int | None:
-    """The training configuration's thread policy (``threads`` in conf/config.yaml: 1), shared by every entry point."""
+    """The training configuration's thread policy (``threads`` in conf/config.yaml), shared by every entry point."""
     from omegaconf import OmegaConf
 
-    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
-    return config.get("threads")
+    return OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml").get("threads")

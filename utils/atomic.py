@@ -1,18 +1,11 @@
-"""Results files written atomically and as strict JSON (issue 19, points 2 and 4).
+"""Results files written atomically and as strict JSON (issue 19, points 2 and 4; issue 29, property 1).
 
-Every results file (``metrics.json``, ``evaluation.json``, ``audit.json``, the reproduction and sweep
-tables, benchmark outputs) goes through :func:`write_text_atomic`: the text is written to a temporary
-file in the same directory, flushed to disk, then renamed over the target (``os.replace``), so a reader
-sees either the old file or the whole new one, never a partial one, even if the writer is killed.
-
-JSON has no NaN or Infinity (Python's ``json`` writes them, strict parsers reject them):
-:func:`strict_json` replaces every non-finite number by ``null`` and records why beside it, as
-``"<key>_reason": "NaN"`` (or ``"Infinity"``, ``"-Infinity"``; for a list, the indices:
-``"lambda_reason": "[1]: NaN"``).  :func:`write_json` writes the result atomically.
-
-No command replaces a file it did not create in the same call unless ``--force`` is given (issue 29,
-property 1): :func:`check_new` refuses, before any work, an output path that holds a file already (an
-earlier evaluation, table or summary) or that names one of the command's inputs (even with ``--force``).
+Every results file goes through :func:`write_text_atomic` (a temporary file in the same directory, flushed,
+then ``os.replace``d over the target), so a reader sees the old file or the whole new one, even if the writer
+is killed.  JSON has no NaN or Infinity: :func:`strict_json` replaces every non-finite number by ``null`` and
+records why beside it, as ``"<key>_reason": "NaN"`` (for a list, the indices: ``"lambda_reason": "[1]: NaN"``).
+:func:`check_new` refuses, before any work, an output that holds a file already (unless ``--force``) or that
+names one of the command's inputs.
 """
 
 from __future__ import annotations
@@ -29,7 +22,7 @@ __all__ = ["check_new", "check_writable", "strict_json", "write_json", "write_te
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``; returns ``path``."""
+    """Write ``text`` to ``path`` atomically (see the module docstring); returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,7 +43,8 @@ def check_writable(path: Path | str, option: str, folder: bool = False) -> None:
     existing ancestor is a writable folder.  Run before any work, so a long run cannot fail at its last write."""
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {'folder' if folder else 'file'} path")
+        kinds = ("folder", "file") if folder else ("file", "folder")
+        raise ValueError(f"{option} {path} is a {kinds[1]}; give a {kinds[0]} path")
     ancestor = path if folder else path.parent  # the folder written into, or the nearest one that exists
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -58,7 +52,8 @@ def check_writable(path: Path | str, option: str, folder: bool = False) -> None:
         raise ValueError(f"{option} {path} cannot be written ({ancestor} is not a writable folder)")
 
 
-def check_new(outputs: Iterable[Path | str], force: bool, option: str = "--out", inputs: Iterable[Path | str] = ()) -> None:
+def check_new(outputs: Iterable[Path | str], force: bool, option: str = "--out",
+              inputs: Iterable[Path | str] = ()) -> None:
     """One-line ``ValueError`` unless every path of ``outputs`` may be written by this call: none is one of
     ``inputs`` (refused even with ``force``), and none holds a file already unless ``force``.  Not a regular
     file (``/dev/null``, a missing path) is fine.  Run before any work."""
@@ -71,17 +66,15 @@ def check_new(outputs: Iterable[Path | str], force: bool, option: str = "--out",
                              "or another path")
 
 
-def _reason(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
 def _clean(value: Any) -> tuple[Any, str | None]:
-    """``(value with non-finite numbers replaced by None, why)``: ``why`` describes a replaced scalar or list entries."""
+    """``(value with non-finite numbers replaced by None, why)``: why a scalar or list entries were replaced."""
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value, None
     if isinstance(value, Real):  # float, numpy floats
         number = float(value)
-        return (number, None) if math.isfinite(number) else (None, _reason(number))
+        if math.isfinite(number):
+            return number, None
+        return None, "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
     if isinstance(value, dict):
         cleaned: dict[str, Any] = {}
         for key, item in value.items():
@@ -90,13 +83,9 @@ def _clean(value: Any) -> tuple[Any, str | None]:
                 cleaned[f"{key}_reason"] = why
         return cleaned, None
     if isinstance(value, (list, tuple)):
-        items, reasons = [], []
-        for index, item in enumerate(value):
-            cleaned_item, why = _clean(item)
-            items.append(cleaned_item)
-            if why is not None:
-                reasons.append(f"[{index}]: {why}")
-        return items, ("; ".join(reasons) or None)
+        pairs = [_clean(item) for item in value]
+        reasons = [f"[{index}]: {why}" for index, (_, why) in enumerate(pairs) if why is not None]
+        return [item for item, _ in pairs], ("; ".join(reasons) or None)
     if hasattr(value, "tolist"):  # tensors, numpy arrays
         return _clean(value.tolist())
     return value, None
@@ -104,10 +93,8 @@ def _clean(value: Any) -> tuple[Any, str | None]:
 
 def strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite number replaced by ``None`` and a ``<key>_reason`` entry beside it."""
-    cleaned, why = _clean(obj)
-    if why is not None:  # a bare non-finite number or a top-level list: nowhere to put the reason
-        return {"value": cleaned, "value_reason": why}
-    return cleaned
+    cleaned, why = _clean(obj)  # why: of a bare non-finite number or a top-level list, nowhere else to put it
+    return cleaned if why is None else {"value": cleaned, "value_reason": why}
 
 
 def write_json(path: Path | str, obj: Any) -> Path:

@@ -7,8 +7,7 @@ from typing import Any, Sequence, Union
 
 __all__ = ["Bounds", "check_flag", "check_int", "check_positive_int", "finite_or_none", "is_int", "one_line"]
 
-Bounds = Union[float, Sequence[float]]
-"""Lower or upper end of the valuations' support: one number, or one per agent."""
+Bounds = Union[float, Sequence[float]]  # lower or upper end of the valuations' support: one number, or one per agent
 
 
 def is_int(value: Any, minimum: int = 1) -> bool:

@@ -13,13 +13,10 @@ __all__ = ["cpu_name", "describe", "resolve_device"]
 
 def cpu_name() -> str:
     """The CPU model (from /proc/cpuinfo where there is one) and the number of logical cores."""
-    model = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    lines = cpuinfo.read_text(errors="replace").splitlines() if cpuinfo.is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor() or platform.machine())
     return f"{model or 'unknown CPU'}, {os.cpu_count()} cores"
 
 
@@ -33,7 +30,7 @@ def describe(device: torch.device | str) -> str:
 
 
 def resolve_device(name: str, option: str = "--device") -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device; one-line ``ValueError`` otherwise."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device; else a one-line ``ValueError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
