@@ -1,17 +1,5 @@
-"""Throughput of the Sinkhorn layer against POT's batched log-domain Sinkhorn.
-
-For each agents x items shape, a batch of unit-demand problems (dummy agent row and dummy item column with cost
-0, the other costs N(0, 1) like an allocation network's output) is solved forward and backward:
-
-* this layer: ``sinkhorn`` with the paper's schedule (10 epsilons, 1 -> 0.05) and ``tol=1e-2``;
-* POT: ``ot.solve_batch(M, reg=0.05, a, b, method='log_sinkhorn', grad='autodiff')`` with the loosest ``tol``
-  from ``POT_TOLS`` whose plan has a max relative row-marginal error <= 1e-2 (calibrated per shape, outside
-  the timing).
-
-Both are timed on the same forward + backward of a fixed random linear loss of the plan; the error columns are
-the same metric for all, the max relative row-marginal error computed from the returned plans (columns are
-exact in both).  The last three columns rerun this layer with ``tol`` set to POT's achieved error, so that its
-error is no larger than POT's.  Prints a markdown table.
+"""Throughput of the Sinkhorn layer against POT's batched log-domain Sinkhorn, forward + backward, as a markdown
+table (what is timed and how the errors compare: docs/sinkhorn.md, "Benchmark").
 
     python benchmarks/bench_sinkhorn.py                 # CPU, float32, batch 4096
     python benchmarks/bench_sinkhorn.py --device cuda
@@ -21,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import platform
 import statistics
 import time
 from functools import partial
@@ -33,6 +19,7 @@ from torch import Tensor
 
 from mechanisms.demand import marginals
 from mechanisms.sinkhorn import geometric_epsilons, row_error, sinkhorn
+from utils.hardware import describe
 
 SHAPES = ((1, 2), (2, 3), (2, 15), (5, 10))
 FINAL_EPS = 0.05
@@ -75,15 +62,6 @@ def calibrate_pot(cost: Tensor, a: Tensor, b: Tensor, max_iter: int) -> float:
     return POT_TOLS[-1]
 
 
-def cpu_name() -> str:
-    """The CPU model as ``lscpu`` reports it (Linux), else the machine type."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def sync(device: str) -> None:
     """Wait for queued device work so that wall-clock timings are complete."""
     if device.startswith("cuda"):
@@ -122,8 +100,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
-    print(f"device={args.device} ({name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
+    print(f"device={args.device} ({describe(args.device)}), torch {torch.__version__}, "
           f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, "
           f"warmup={args.warmup}, repeats={args.repeats} (median); layer: {sinkhorn.__module__} "
           f"({inspect.getsourcefile(sinkhorn)})\n")

@@ -1,21 +1,15 @@
-"""Time one complete training step: misreport search, regret, loss, backward, optimizer step, rho/lambda.
+"""Time one complete training step: misreport search, regret, loss, backward, optimizer step, rho/lambda
+(docs/throughput.md).
 
     python benchmarks/bench_step.py --device cpu --threads 1          # the CPU table
     python benchmarks/bench_step.py --device cuda                     # the GPU table
     python benchmarks/bench_step.py --device cuda --concurrent 1,2,4,6 --window 20   # runs sharing one GPU
     python benchmarks/bench_step.py --device cuda --ensemble 1,2,4,8,16   # K members as one model (docs/ensembles.md)
 
-Every (setting, mechanism, variant) is warmed up, then timed over ``--steps`` steps (synchronized); the table
-gives the median ms per step, profiles per second, the peak memory and, with ``--count-kernels`` on CUDA, the
-kernels launched per step (torch.profiler, eager variants).  Variants: ``eager``, the step of
-:class:`training.AuctionModule` without the fast path; ``fast``, :class:`training.fast_step.FastStep` run
-eagerly; ``graph``, the same captured as a CUDA graph (CUDA only).  The step:
-:mod:`benchmarks.bench_step_timing`; the cases (``--mechanisms``, ``NAME+plain``):
-:mod:`benchmarks.bench_step_cases`; ``--ensemble`` and ``--concurrent``: :mod:`benchmarks.bench_step_runs`.
-``--interleave`` builds and warms up every case, then times them in turns, so that load changes on a shared
-machine hit every case alike (``ratio_to_first``: to the setting's first mechanism).  Results go to ``--json``
-(a run never overwrites a file unless ``--force``); the exit status is 1 when a case failed (its row records
-the error).
+Variants: ``eager``, the step of :class:`training.AuctionModule` without the fast path; ``fast``,
+:class:`training.fast_step.FastStep` run eagerly; ``graph``, the same captured as a CUDA graph (CUDA only).
+Each case is warmed up, then timed (median ms per step, profiles per second, peak memory).  Results go to
+``--json``, never over a file unless ``--force``; the exit status is 1 when a case failed (its row says why).
 """
 
 from __future__ import annotations
@@ -114,9 +108,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --json file (default: refused)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
-    error = check_mechanism_names(args.mechanisms, args.variants)
-    if error:
-        parser.error(error)
+    check_mechanism_names(parser, args.mechanisms, args.variants)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -84,6 +85,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call of ``fn`` (synchronized)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def kernels_per_step(step: Step, valuations: Tensor) -> int:
     """CUDA kernels one step launches (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
@@ -117,10 +127,7 @@ class Case:
 
     def timed_step(self, i: int) -> float:
         """Seconds of one step on batch ``i % 4`` (synchronized)."""
-        start = time.perf_counter()
-        self.step(self.batches[i % 4])
-        sync(self.device)
-        return time.perf_counter() - start
+        return seconds(lambda: self.step(self.batches[i % 4]), self.device)
 
     def result(self, times: list[float], elapsed: float) -> dict:
         """The case's row: its median and fastest ms per step over ``times`` (seconds), profiles per second, peak

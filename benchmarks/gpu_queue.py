@@ -4,13 +4,9 @@
     python -m benchmarks.gpu_queue collect DIR [--force]
     python -m benchmarks.gpu_queue status
 
-``run`` (on the GPU machine) takes, in queue order, the jobs not yet done whose ``after`` job is done and whose
-``needs`` exist, as long as their estimates fit in M minutes, and runs each in ``W/<job>/`` with a timeout
-(1.5x its estimate, within the window) into one archive ``DIR/<job>.tar.gz`` (:mod:`benchmarks.gpu_queue_job`;
-hydra from ``.whl/``: :mod:`benchmarks.gpu_queue_env`); ``--cpu-smoke`` runs each job's tiny ``cpu_smoke``
-command instead.  ``collect`` (here) unpacks each finished job of DIR into ``results/gpu/<job>/``
-(:mod:`benchmarks.gpu_queue_collect`); ``status`` lists the jobs.  docs/throughput.md ("The GPU queue") says
-what a record holds and which jobs are refused.
+``run`` (on the GPU machine) runs the pending jobs that fit in M minutes, each into ``DIR/<job>.tar.gz``
+(:mod:`benchmarks.gpu_queue_job`); ``collect`` (here) unpacks them into ``results/gpu/<job>/``
+(:mod:`benchmarks.gpu_queue_collect`); ``status`` lists the jobs.  docs/throughput.md ("The GPU queue").
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Training searches from the truth against warm starts from persistent misreports: runs and table.
+"""Training searches from the truth against warm starts from persistent misreports: runs and table (docs/results.md).
 
-Runs ``python train.py`` for every setting x search variant x seed (each run's ``metrics.json`` lands in
-``<out>/<setting>-<variant>-seed<seed>/``), at most ``--jobs`` at a time, then prints a markdown table of test
-revenue, test regret (the paper's protocol, which ``train.py`` runs at the end) and wall time, with
-per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not run again, so an interrupted
-sweep resumes; ``--table-only`` only builds the table. A failed run makes the exit status 1 (the table lists
-the finished ones); logs are appended, never replaced.
+Runs ``python train.py`` for every setting x search variant x seed into ``<out>/<setting>-<variant>-seed<seed>/``,
+at most ``--jobs`` at a time, skipping runs whose ``metrics.json`` exists, then prints a markdown table of test
+revenue, regret and wall time with per-variant means.  A failed run makes the exit status 1.
 
     python benchmarks/persistent_misreports.py --out results/persistent_runs --jobs 2
     python benchmarks/persistent_misreports.py --out results/persistent_runs --table-only

@@ -1,21 +1,13 @@
-"""Train a list of runs side by side, audit each one's tested weights, and write one results file per run.
+"""Train a list of runs side by side, audit each one's tested weights, and write one results file per run
+(docs/stable_lagrangian.md, "Running the seeds": the runs file, what a rerun keeps, the exit status).
 
 A runs file has one run per line, ``NAME DEVICE OVERRIDES...`` (``DEVICE``: ``cpu`` or ``gpu``; ``#`` starts a
-comment), for example::
-
-    best_1x2_unit_seed1        cpu experiment=best_1x2_unit seed=1
-    best_2x3_unit_seed0_tau2e4 gpu experiment=best_2x3_unit seed=0 lagrangian.tau_end=0.0002
-
-Each run is ``python train.py OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after
-``--minutes`` by Lightning's ``max_time``; then ``evaluate.py --audit`` of its last weights and, when the run kept
-one, of its regret-budget-best checkpoint, ``reporting.precise_revenue`` and ``reporting.audited_results`` into
-``OUT/NAME/result.json`` (``result_best.json``).  At the end a table of every run goes to ``OUT/summary.md``.
-What is checked before the first run, what a rerun into the same ``OUT`` keeps, and the exit status (2: bad
-input, 1: a run failed or was skipped without results): docs/stable_lagrangian.md ("Running the seeds")::
+comment), e.g. ``best_1x2_unit_seed1 cpu experiment=best_1x2_unit seed=1``.  Each run is ``python train.py
+OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after ``--minutes``, then audited
+(``evaluate.py --audit``, ``reporting.precise_revenue``, ``reporting.audited_results``); ``OUT/summary.md``
+gets a table of every run.
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
-
-On a lent GPU machine, runs go through the GPU queue instead (``benchmarks/gpu_queue.yaml``, docs/throughput.md).
 """
 
 from __future__ import annotations
