@@ -20,24 +20,18 @@ import torch
 from runs.checkpoints import read_checkpoint
 from utils.atomic import check_new
 
-__all__ = ["ensemble_members", "export_member", "member_checkpoint"]
+__all__ = ["export_member", "member_checkpoint"]
 
 PER_MEMBER = {"lagrange_multipliers": 0, "rho": 0, "misreport_buffer": 1}
 """The ensemble module's buffers with a member dimension, and where it is."""
 MECHANISM = "mechanism."
 
 
-def ensemble_members(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") -> list[dict[str, Any]]:
-    """The members' run configurations stored in an ensemble checkpoint; ``ValueError`` for another checkpoint."""
+def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "the checkpoint") -> dict[str, Any]:
+    """Member ``k`` of an ensemble checkpoint dict (:func:`runs.checkpoints.read_checkpoint`) as a single-run one."""
     configs = checkpoint.get("hyper_parameters", {}).get("member_configs")
     if not configs:
         raise ValueError(f"{path} is not an ensemble checkpoint (no hyper_parameters.member_configs)")
-    return configs
-
-
-def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "the checkpoint") -> dict[str, Any]:
-    """Member ``k`` of an ensemble checkpoint dict (:func:`runs.checkpoints.read_checkpoint`) as a single-run one."""
-    configs = ensemble_members(checkpoint, path)
     if not (isinstance(k, int) and 0 <= k < len(configs)):
         raise ValueError(f"member must be an integer in [0, {len(configs)}) for {path}, got {k!r}")
     state = {}

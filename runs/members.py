@@ -31,13 +31,9 @@ from training.module import AuctionModule
 __all__ = ["MAX_MEMBERS", "VARY", "build_ensemble", "build_run", "ensemble_callbacks", "ensemble_size", "main",
            "member_configs", "pack_multirun"]
 
-VARY: dict[str, str] = {
-    "seed": "seed",
-    "lr": "model.lr",
-    "lr_final": "model.lr_final",
-    **{key: f"lagrangian.{key}" for key in (
-        "lambda_init", "rho_init", "rho_increment", "rho_every_n_steps", "max_rho", "lambda_every_n_steps")},
-}
+VARY: dict[str, str] = {"seed": "seed", "lr": "model.lr", "lr_final": "model.lr_final", **{
+    key: f"lagrangian.{key}"
+    for key in ("lambda_init", "rho_init", "rho_increment", "rho_every_n_steps", "max_rho", "lambda_every_n_steps")}}
 """``ensemble.vary.<key>``: the configuration key it sets in member ``k``'s configuration."""
 
 

@@ -68,17 +68,9 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
             returncode = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             returncode = -1
-    sidecar = {
-        "preset": preset,
-        "overrides": list(overrides),
-        "command": " ".join(command[1:]),
-        "returncode": returncode,
-        "wall_time_s": time.perf_counter() - start,
-        "started_at": started_at,
-        "hardware": _hardware(run_dir),
-        "log": str(log),
-        "date": datetime.date.today().isoformat(),
-    }
+    sidecar = {"preset": preset, "overrides": list(overrides), "command": " ".join(command[1:]),
+               "returncode": returncode, "wall_time_s": time.perf_counter() - start, "started_at": started_at,
+               "hardware": _hardware(run_dir), "log": str(log), "date": datetime.date.today().isoformat()}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / SIDECAR, sidecar)
     return sidecar

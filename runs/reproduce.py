@@ -1,12 +1,10 @@
 """Reproduce the paper's Tables 1 and 2: train a list of presets and write a markdown table.
 
 ``python -m runs.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
-(docs/results.md, "Reproducing the paper").  Each preset (default: every row of :data:`reporting.paper.PAPER_ROWS`)
-trains in a subprocess (:mod:`runs.preset_runs`); then adversaries attack the tested weights of every run without
-its ``<adversary>.json`` (docs/regret_audit.md): the audit (unless ``--no-audit``), ``--strong`` and each
-``--adversary NAME``.  The table (:mod:`reporting.reproduction_table`) adds the GPU queue's collected rows
-(:mod:`reporting.gpu_results`).  An existing ``--out`` is refused before any training unless ``--force``.  Exit
-status: 1 when a run failed or a row has no results, 2 on bad input.
+(docs/results.md, "Reproducing the paper"; the adversaries: docs/regret_audit.md).  Each preset trains in a
+subprocess (:mod:`runs.preset_runs`), then adversaries attack its tested weights; the table
+(:mod:`reporting.reproduction_table`) adds the GPU queue's collected rows.  Exit status: 1 when a run failed
+or a row has no results, 2 on bad input.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from utils.atomic import write_json
 from utils.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
 from runs.checkpoints import load_checkpoint
-from runs.config import TEST_CHECKPOINTS, Components, build_components, world_size
+from runs.config import Components, build_components, world_size
 from runs.export import export_member
 from runs.interrupt import StopOnSignal, stop_testing_on_signal
 from runs.members import VARY
@@ -66,9 +66,8 @@ def _save_last(trainer: pl.Trainer) -> Path | None:
 
 
 def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
-    """Checkpoint path to test, or ``None`` for the weights in memory (the last ones)."""
-    if choice not in TEST_CHECKPOINTS:
-        raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
+    """Checkpoint path to test (``choice``: last or best, checked by :mod:`runs.config`), or ``None`` for the
+    weights in memory (the last ones)."""
     checkpoint = _checkpoint(trainer)
     return (checkpoint.best_model_path or None) if choice == "best" and checkpoint is not None else None
 
@@ -182,17 +181,12 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
         members.append({
             "member": k, "seed": config["seed"],
             "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
-            "test": test, "tested_weights": tested,
-            "rho": float(model.rho[k]), "lambda": model.lagrange_multipliers[k].tolist(),
-            "best_checkpoint": best_path, "best_score": finite_or_none(best.best_model_score) if best else None,
-            "exported": exported,
-        })
+            "test": test, "tested_weights": tested, "rho": float(model.rho[k]),
+            "lambda": model.lagrange_multipliers[k].tolist(), "best_checkpoint": best_path,
+            "best_score": finite_or_none(best.best_model_score) if best else None, "exported": exported})
     summary = ensemble_summary([m["test"] for m in members])
-    return {
-        "ensemble": {"size": model.members, "data_seed": cfg.data.seed, "summary": summary},
-        "members": members,
-        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
-    }
+    return {"ensemble": {"size": model.members, "data_seed": cfg.data.seed, "summary": summary},
+            "members": members, "warm_start": _warm_start(parts)}
 
 
 def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
@@ -232,30 +226,27 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     if members_report is None:
         checkpoint = _checkpoint(trainer)
         metrics.update({
-            "test": model.test_results,
-            "tested_weights": weights or "last",
-            "rho": float(model.rho),
+            "test": model.test_results, "tested_weights": weights or "last", "rho": float(model.rho),
             "lambda": model.lagrange_multipliers.tolist(),
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
-            "best_score": finite_or_none(checkpoint.best_model_score) if checkpoint else None,
-            "test_best": test_best,
-            "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
-            "warnings": _warnings(trainer, parts, model.test_results),
-        })
+            "best_score": finite_or_none(checkpoint.best_model_score) if checkpoint else None, "test_best": test_best,
+            "warm_start": _warm_start(parts), "warnings": _warnings(trainer, parts, model.test_results)})
     else:
         metrics.update(members_report)
     metrics.update({
         "train_time_s": fitted - start,
         "train_cpu_s": cpu_fitted - cpu_start,  # this process's CPU time: the train time a loaded CPU does not inflate
-        "test_time_s": done - fitted,
-        "wall_time_s": done - start,
-        "hardware": describe(parts.model.device),
-    })
+        "test_time_s": done - fitted, "wall_time_s": done - start, "hardware": describe(parts.model.device)})
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "metrics.json", metrics)
     print(format_table(metrics) if members_report is None else format_ensemble_table(metrics))
     return metrics
+
+
+def _warm_start(parts: Components) -> dict[str, Any] | None:
+    """The warm start's report (:class:`callbacks.warm_start.WarmStart`), ``None`` without one."""
+    return next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None)
 
 
 def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> list[str]:

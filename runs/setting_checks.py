@@ -1,8 +1,5 @@
-"""Settings checked against their meaning before any work: :func:`check_meaning` (in
-:func:`runs.config.validate_config`, after the components' constructors checked each argument alone) refuses,
-with one line naming the setting, negative values or a value range too narrow for float32 to resolve a regret in,
-a starting ``mechanism.reserve`` outside the values' support, and a warm start (``init``) the demand does not admit
-or whose callback (``callbacks.warm_start``) is null.
+"""Settings checked against their meaning before any work (:func:`check_meaning`, in
+:func:`runs.config.validate_config`, after the components' constructors checked each argument alone).
 """
 
 from __future__ import annotations
