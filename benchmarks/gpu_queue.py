@@ -81,8 +81,7 @@ def _prev(job: Job, work: Path, out: Path, results: Path) -> Path | None:
     if (mine / DONE).is_file():
         return mine
     archive = out / f"{job.after}.tar.gz"
-    record = archived_record(archive) if archive.is_file() else None
-    if record is not None and record.get("state") == "done":
+    if (archived_record(archive) or {}).get("state") == "done":  # (None: no archive, or no readable record)
         if mine.exists():
             mine.rename(work / f"{job.after}.earlier-{stamp(now().isoformat())}")
         with tarfile.open(archive) as tar:
@@ -107,8 +106,8 @@ def run(jobs: Sequence[Job], minutes: float, out: Path, work: Path | None = None
     if require_cuda and not smoke and not cuda:
         raise ValueError("no CUDA device: the queue's jobs need a GPU (--cpu-smoke runs their tiny CPU versions)")
     if smoke:
-        lacking = [job.name for job in jobs if job.cpu_smoke is None and (only is None or job.name in only)]
-        if only is not None and lacking:
+        lacking = [job.name for job in jobs if job.cpu_smoke is None and job.name in (only or ())]
+        if lacking:
             raise ValueError(f"--cpu-smoke: job {lacking[0]} has no cpu_smoke command")
         jobs = [job for job in jobs if job.cpu_smoke is not None]
     out.mkdir(parents=True, exist_ok=True)

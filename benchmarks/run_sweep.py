@@ -137,22 +137,19 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
         return
     folder.mkdir(parents=True)
     run.status = "training"
-    start = time.monotonic()
-    minutes = args.minutes
+    start, limit = time.monotonic(), args.minutes + args.test_minutes
     command = [sys.executable, "train.py", *run.overrides, f"trainer.accelerator={run.device}", "threads=1",
-               f"trainer.max_time=00:00:{minutes:02d}:00", "trainer.enable_progress_bar=false",
+               f"trainer.max_time=00:00:{args.minutes:02d}:00", "trainer.enable_progress_bar=false",
                "callbacks.progress=null", f"hydra.run.dir={folder}"]
-    code = _call(command, folder / "train.log", minutes * 60 + args.test_minutes * 60)
+    code = _call(command, folder / "train.log", limit * 60)
     run.rows.append({"weights": "train", "exit": code, "wall_s": round(time.monotonic() - start)})
     if code != 0 or not (folder / "metrics.json").exists():
-        limit = minutes + args.test_minutes
         run.status = (f"timed out: training and test over {limit} min (--test-minutes)" if code == 124
                       else f"train failed ({code})")
         return
     run.status = "auditing"
     _audit(run, folder, folder / "checkpoints" / "last.ckpt", "last", args)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    best = (metrics.get("best_checkpoint") or "")
+    best = json.loads((folder / "metrics.json").read_text()).get("best_checkpoint") or ""
     if args.audit_best and best and Path(best).exists():
         _audit(run, folder, Path(best), "best", args)
     run.status = "done"
@@ -200,15 +197,14 @@ def check_runs(runs: Sequence[Run]) -> None:
     from hydra.errors import HydraException
 
     from utils.checks import one_line
-    from runs.config import validate_config
-    from runs.members import build_ensemble, ensemble_size
+    from runs.members import build_run
 
     for run in runs:
         overrides = [*run.overrides, f"trainer.accelerator={run.device}", "threads=1", "output_dir=."]
         try:
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
                 cfg = compose("config", overrides=overrides)
-            (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=False)
+            build_run(cfg, check_machine=False)
         except (ValueError, HydraException) as error:
             raise ValueError(f"run {run.name}: {one_line(error)}") from error
 
