@@ -49,16 +49,11 @@ def archived_record(archive: Path) -> dict[str, Any] | None:
     name = archive.name.removesuffix(".tar.gz")
     try:
         with tarfile.open(archive) as tar:
-            for state in ("done", "failed"):
-                try:
-                    member = tar.extractfile(f"{name}/{state}.json")
-                except KeyError:
-                    continue
-                if member is not None:
-                    return json.loads(member.read())
-    except (tarfile.TarError, OSError, ValueError):
+            names = set(tar.getnames())
+            member = next((m for m in (f"{name}/done.json", f"{name}/failed.json") if m in names), None)
+            return None if member is None else json.loads(tar.extractfile(member).read())
+    except (tarfile.TarError, OSError, ValueError, AttributeError):  # AttributeError: not a regular file
         return None
-    return None
 
 
 class Stopped(Exception):
@@ -160,20 +155,19 @@ def run_job(job: Job, work: Path, out: Path, prev: Path | None, timeout_s: float
     commands = job.resolved(folder, prev, smoke)
     started_at, started = now(), time.monotonic()
     code, reason = 1, "the runner stopped before the job began"
-    log = live.open("w")
     try:
-        log.write(f"# {job.name} started {started_at.isoformat(timespec='seconds')} on {machine['hardware']}"
-                  f"{' (CPU smoke run)' if smoke else ''}; timeout {duration(timeout_s)}\n")
-        for command in commands:
-            code, reason = 1, f"the runner stopped during: {command}"
-            code, reason = _execute(command, log, live, env, started + timeout_s, label, started)
-            if code != 0:
-                break
+        with live.open("w") as log:
+            log.write(f"# {job.name} started {started_at.isoformat(timespec='seconds')} on {machine['hardware']}"
+                      f"{' (CPU smoke run)' if smoke else ''}; timeout {duration(timeout_s)}\n")
+            for command in commands:
+                code, reason = 1, f"the runner stopped during: {command}"
+                code, reason = _execute(command, log, live, env, started + timeout_s, label, started)
+                if code != 0:
+                    break
     except (Stopped, KeyboardInterrupt) as stop:
         code, reason = 143, f"stopped ({stop or 'interrupted'}) after {duration(time.monotonic() - started)}"
         raise
     finally:
-        log.close()
         record = _finish(job, folder, live, commands, code, reason, started_at, timeout_s, smoke, machine)
         scalars = [SCALARS] if (folder / SCALARS).is_file() else []
         _pack(job, folder, [LOG, f"{record['state']}.json", *record["files"], *scalars], out / f"{job.name}.tar.gz")
@@ -196,12 +190,10 @@ def _finish(job: Job, folder: Path, live: Path, commands: list[str], code: int, 
             scalars = {"error": " ".join(str(error).split())[:300]}
             (folder / SCALARS).unlink(missing_ok=True)
     _keep_log(live, folder / LOG)
-    record = {
-        "job": job.name, "state": state, "reason": reason, "returncode": code, "smoke": smoke,
-        "commands": commands, "minutes_estimate": job.minutes, "timeout_s": round(timeout_s),
-        "started": started_at.isoformat(timespec="seconds"), "ended": ended_at.isoformat(timespec="seconds"),
-        "duration_s": round((ended_at - started_at).total_seconds(), 1), "environment": machine,
-        "files": files if state == "done" else [], "tensorboard": scalars,
-    }
+    record = {"job": job.name, "state": state, "reason": reason, "returncode": code, "smoke": smoke,
+              "commands": commands, "minutes_estimate": job.minutes, "timeout_s": round(timeout_s),
+              "started": started_at.isoformat(timespec="seconds"), "ended": ended_at.isoformat(timespec="seconds"),
+              "duration_s": round((ended_at - started_at).total_seconds(), 1), "environment": machine,
+              "files": files if state == "done" else [], "tensorboard": scalars}
     write_json(folder / f"{state}.json", record)
     return record
