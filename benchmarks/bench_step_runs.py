@@ -44,12 +44,8 @@ def ensembles(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 def concurrent(args: argparse.Namespace, script: Path) -> list[dict]:
-    """Total steps per second of K processes of ``script`` (``bench_step.py``) running the same 2x3 fast step
-    (graph on CUDA) over one shared window.
-
-    Each process warms up (capture, compilation) first; then all of them time steps over the same
-    ``--window`` seconds of wall clock, so the total counts only steps taken while all K were running.
-    """
+    """Total steps per second of K processes of ``script`` (``bench_step.py``) running the same 2x3 fast step (graph
+    on CUDA), all warmed up, then timing steps over the same ``--window`` seconds (docs/throughput.md)."""
     rows = []
     variant = "graph" if args.device == "cuda" else "fast"
     for k in args.concurrent:

@@ -1,10 +1,8 @@
 """Building the run's objects from the Hydra configuration, and rejecting bad configurations early.
 
-:func:`validate_config` checks the setting and the trainer, builds the components (:func:`build_components`: their
-constructors check their own arguments), then checks what the settings mean together
-(:func:`runs.setting_checks.check_meaning`) and whether a ``resume`` checkpoint fits
-(:func:`runs.resume_checks.check_resume`): every problem is one ``ValueError`` naming the config section.  The run
-trains the components it returns (:func:`runs.run.run`): each is built once.
+:func:`validate_config` checks the setting and the trainer, builds the components (their constructors check their
+own arguments), then checks what the settings mean together and whether a ``resume`` checkpoint fits: every
+problem is one ``ValueError`` naming the config section.  The run trains the components it returns.
 """
 
 from __future__ import annotations

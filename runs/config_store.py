@@ -1,10 +1,6 @@
-"""The configuration's defaults that live in Python, registered as Hydra config nodes (one source for each).
-
-The YAML files under ``conf/`` select these nodes (:data:`NODES`) through their defaults lists instead of repeating
-numbers (docs/training.md): ``model/search`` ``train``, ``val``, ``test`` (:mod:`adversary.search`'s searches as
-``_target_`` nodes), ``data/test_set`` ``paper`` (``test_size``) and ``sinkhorn`` ``paper``
-(:class:`~mechanisms.sinkhorn.SinkhornSettings`' defaults).  :func:`register_configs` stores them in Hydra's
-``ConfigStore``; importing :mod:`runs` calls it.  The nodes are plain dictionaries, overridden like YAML.
+"""The configuration's defaults that live in Python, registered as Hydra config nodes (docs/training.md): the
+YAML files under ``conf/`` select :data:`NODES` through their defaults lists instead of repeating numbers.
+:func:`register_configs` stores them in Hydra's ``ConfigStore``; importing :mod:`runs` calls it.
 """
 
 from __future__ import annotations

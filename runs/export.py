@@ -1,11 +1,7 @@
-"""Member ``k`` of an ensemble checkpoint as an ordinary single-run checkpoint.
+"""Member ``k`` of an ensemble checkpoint as an ordinary single-run checkpoint, for evaluation, not for resuming
+(docs/ensembles.md).
 
     python -m runs.export <run>/checkpoints/last.ckpt --member 1 --out member_1.ckpt
-
-The exported file holds member ``k``'s weights under the single mechanism's keys (``mechanism.*``), its
-``lagrange_multipliers`` ``(agents,)``, ``rho``, misreport buffer, step and own run configuration, so
-``evaluate.py`` and :func:`runs.checkpoints.load_checkpoint` read it as any ``train.py`` checkpoint.  Without
-optimizer state it is for evaluation, not for resuming (resume the ensemble checkpoint instead).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """From the ``ensemble`` configuration node to the members' run configurations and the ensemble's components.
 
-``ensemble.size=K`` trains K members (docs/ensembles.md): member ``k`` is the single run with ``seed`` =
-``ensemble.vary.seed[k]`` (default ``seed + k``), the ensemble's ``data.seed`` (every member trains, validates and
-tests on the same profiles) and ``ensemble.vary.<key>[k]`` for each varied key of :data:`VARY`.
-:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds each as ``train.py``
-would and stacks them into ONE :class:`training.AuctionModule` with a member dimension, with the members'
-schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what ``train.py`` calls.
+``ensemble.size=K`` trains K members (docs/ensembles.md): :func:`member_configs` writes each member's single-run
+configuration; :func:`build_ensemble` checks and builds each as ``train.py`` would and stacks them into ONE
+:class:`training.AuctionModule` with a member dimension.  :func:`build_run` is what ``train.py`` calls.
 """
 
 from __future__ import annotations

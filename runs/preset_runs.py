@@ -1,9 +1,7 @@
 """The runs of a reproduction: train presets in subprocesses, collect their results, attack their tested weights.
 
-Each preset's run lives in ``<runs dir>/<preset>``: ``metrics.json`` (``train.py``'s), the sidecar
-:data:`SIDECAR` (overrides, command, hardware, wall time: written by :func:`train_preset`) and one
-``<adversary>.json`` per adversary that attacked its tested weights (:func:`attack_run`: ``audit.json``,
-``strong.json``, ...).
+Each preset's run lives in ``<runs dir>/<preset>``: ``metrics.json``, the sidecar :data:`SIDECAR` (written by
+:func:`train_preset`) and one ``<adversary>.json`` per adversary that attacked its tested weights (:func:`attack_run`).
 """
 
 from __future__ import annotations

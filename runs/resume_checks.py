@@ -1,8 +1,6 @@
-"""Whether a ``resume`` checkpoint may be continued: the same run, a budget it has not passed, weights that fit.
-
-:func:`check_resume` refuses with one line a checkpoint whose settings in :data:`RESUME_COMPARED` differ
-(``resume_allow_changes`` prints them and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed
-the trainer's budget, or whose weights' shapes differ from this run's model.
+"""Whether a ``resume`` checkpoint may be continued (docs/training.md, "Resuming"): the same run (settings of
+:data:`RESUME_COMPARED`; ``resume_allow_changes`` except :data:`RESUME_FIXED`), a budget it has not passed, and
+weights that fit.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """One training run: build from the config, fit, test, report (the body of ``train.py``).
 
-:func:`run` fits the components :func:`runs.config.validate_config` built (resuming from ``cfg.resume``), tests the
-``cfg.test_checkpoint`` weights, prints :func:`format_table` and writes ``metrics.json`` into ``cfg.output_dir``.
-With several processes (DDP) every process trains on its share of the batches; the test runs once, in the first
-process, which alone reports (the others return an empty dict).  An ensemble run (``ensemble.size`` > 1,
-docs/ensembles.md) exports every member as a single-run checkpoint (:mod:`runs.export`) and reports each member
-and the ensemble's summary (:func:`ensemble_members`, :func:`format_ensemble_table`).
+:func:`run` fits the components :func:`runs.config.validate_config` built, tests the ``cfg.test_checkpoint``
+weights, prints :func:`format_table` and writes ``metrics.json``.  Under DDP the test runs once, in the first
+process, which alone reports.  An ensemble run (docs/ensembles.md) exports and reports every member.
 """
 
 from __future__ import annotations
