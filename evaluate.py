@@ -115,10 +115,8 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
             "eps_final": None if settings is None else float(f"{settings.epsilons[-1]:.12g}"),
         },
         **result,
-        "protocol": {**result["protocol"], "data_seed": target.data_seed},
-        "hardware": describe(device),
-        "allocation_tolerance": allocation_tolerance(mechanism),
-        "figures": [],
+        "protocol": {**result["protocol"], "data_seed": target.data_seed}, "hardware": describe(device),
+        "allocation_tolerance": allocation_tolerance(mechanism), "figures": [],
     }
     if target.baseline is not None:
         report["baseline"] = target.baseline.to_dict()

@@ -36,13 +36,9 @@ def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "th
             state[key] = value[k].clone()
         elif key in PER_MEMBER:
             state[key] = value.select(PER_MEMBER[key], k).clone()
-    return {
-        "state_dict": state,
-        "hyper_parameters": {"run_config": configs[k]},
-        "epoch": checkpoint.get("epoch", 0),
-        "global_step": checkpoint.get("global_step", 0),
-        "ensemble_member": {"member": k, "of": len(configs), "source": str(path)},
-    }
+    return {"state_dict": state, "hyper_parameters": {"run_config": configs[k]}, "epoch": checkpoint.get("epoch", 0),
+            "global_step": checkpoint.get("global_step", 0),
+            "ensemble_member": {"member": k, "of": len(configs), "source": str(path)}}
 
 
 def export_member(path: Path | str, k: int, out: Path | str) -> Path:

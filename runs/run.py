@@ -141,12 +141,10 @@ def format_ensemble_table(metrics: dict[str, Any]) -> str:
     """One line per member and the summary: test revenue and regret (mean over agents)."""
     lines = [f"{metrics['setting']}: ensemble of {metrics['ensemble']['size']}"]
     for member in metrics["members"]:
-        test = member["test"]
-        lines.append(
-            f"member {member['member']} (seed {member['seed']}{''.join(f', {k}={v}' for k, v in member['varied'].items())}): "
-            f"revenue {test['revenue_mean']:.4f}, regret {test['regret_mean_over_agents_mean']:.5f} "
-            f"(sum over agents {test['regret_sum_over_agents_mean']:.5f}), tested {Path(member['tested_weights']).name}"
-        )
+        test, varied = member["test"], "".join(f", {k}={v}" for k, v in member["varied"].items())
+        lines.append(f"member {member['member']} (seed {member['seed']}{varied}): revenue {test['revenue_mean']:.4f}, "
+                     f"regret {test['regret_mean_over_agents_mean']:.5f} (sum over agents "
+                     f"{test['regret_sum_over_agents_mean']:.5f}), tested {Path(member['tested_weights']).name}")
     s = metrics["ensemble"]["summary"]
     for name, label in (("revenue_mean", "revenue"), ("regret_mean_over_agents_mean", "regret")):
         lines.append(f"{label}: mean {s[f'{name}_members_mean']:.4f}, sd {s[f'{name}_members_sd']:.4f}, "
