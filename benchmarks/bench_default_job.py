@@ -74,10 +74,8 @@ def main() -> None:
             "fast tanh, warm start, 10 steps": train_step(True, 10, True),
             "fast tanh, warm start, 5 steps (after)": train_step(True, 5, True),
         },
-        "test protocol, 1000 steps (s)": {
-            "torch.tanh (before)": test_search(False),
-            "fast tanh (after)": test_search(True),
-        },
+        "test protocol, 1000 steps (s)": {"torch.tanh (before)": test_search(False),
+                                          "fast tanh (after)": test_search(True)},
     }
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
     for title, variants in groups.items():

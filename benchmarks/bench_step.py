@@ -129,8 +129,7 @@ def main() -> None:
         rows = result["concurrent"] = concurrent(args, Path(__file__))
     else:
         if not args.quiet:
-            print(result["hardware"], flush=True)
-            print(HEADER)
+            print(f"{result['hardware']}\n{HEADER}", flush=True)
         rows = interleaved(list(cases(args, device)), device, args) if args.interleave else []
         for row in rows if not args.quiet else []:
             print_row(row)

@@ -137,15 +137,14 @@ def _adam_options(member: AuctionModule) -> dict[str, Any]:
 
 
 def _check_members(members: Sequence[AuctionModule]) -> None:
-    first = members[0]
+    first, adam = members[0], _adam_options(members[0])
     for k, member in enumerate(members[1:], 1):
         for name in SHARED:
             if getattr(member, name) != getattr(first, name):
                 raise ValueError(f"ensemble members must share {name}: member {k} has {getattr(member, name)!r}, "
                                  f"member 0 {getattr(first, name)!r}")
-        if _adam_options(member) != _adam_options(first):
+        if _adam_options(member) != adam:
             raise ValueError(f"ensemble members must share the Adam options: member {k} differs")
-    _adam_options(first)
 
 
 def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) -> AuctionModule:
