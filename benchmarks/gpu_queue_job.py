@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 from utils.atomic import write_json
 from reporting.gpu_queue_file import ROOT, Job
@@ -136,14 +136,6 @@ def _kept(job: Job, folder: Path) -> tuple[list[str], str | None]:
     return files, None
 
 
-def _pack(job: Job, folder: Path, names: Sequence[str], archive: Path) -> None:
-    partial = archive.with_name(archive.name + ".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for name in names:
-            tar.add(folder / name, arcname=f"{job.name}/{name}")
-    partial.replace(archive)
-
-
 def run_job(job: Job, work: Path, out: Path, prev: Path | None, timeout_s: float, smoke: bool,
             env: dict[str, str], machine: dict[str, Any], label: str) -> dict[str, Any]:
     """Run ``job`` in ``work/<job>`` (moving an earlier attempt aside), pack ``out/<job>.tar.gz``; its record."""
@@ -170,7 +162,11 @@ def run_job(job: Job, work: Path, out: Path, prev: Path | None, timeout_s: float
     finally:
         record = _finish(job, folder, live, commands, code, reason, started_at, timeout_s, smoke, machine)
         scalars = [SCALARS] if (folder / SCALARS).is_file() else []
-        _pack(job, folder, [LOG, f"{record['state']}.json", *record["files"], *scalars], out / f"{job.name}.tar.gz")
+        partial = out / f"{job.name}.tar.gz.partial"  # renamed once complete
+        with tarfile.open(partial, "w:gz") as tar:
+            for name in [LOG, f"{record['state']}.json", *record["files"], *scalars]:
+                tar.add(folder / name, arcname=f"{job.name}/{name}")
+        partial.replace(out / f"{job.name}.tar.gz")
         live.unlink()
     return record
 

@@ -35,17 +35,10 @@ REPRODUCE_FLAGS = ("audit_samples", "audit_points", "strong_samples", "strong_st
 """The older adversary flags ``runs.reproduce`` takes (:data:`adversary.select.FLAGS`)."""
 
 
-def base_files() -> set[str]:
-    """The experiment files other presets build on (named in their ``defaults``: ``paper``, ``best``, ...): a budget
-    without a setting of their own, not presets."""
-    named = set()
-    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
-        named |= {entry for entry in OmegaConf.load(path).get("defaults", []) if isinstance(entry, str)}
-    return named
-
-
 def _check_presets(presets: Sequence[str]) -> None:
-    bases = base_files()
+    bases = set()  # the experiment files other presets build on (their defaults: paper, best, ...), not presets
+    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
+        bases |= {entry for entry in OmegaConf.load(path).get("defaults", []) if isinstance(entry, str)}
     available = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem not in bases)
     given_bases = [p for p in presets if p in bases]
     if given_bases:
