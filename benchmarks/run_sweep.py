@@ -66,16 +66,6 @@ def parse_runs(text: str) -> list[Run]:
     return runs
 
 
-def read_runs(path: Path) -> list[Run]:
-    """The runs of the runs file at ``path``; one-line ``ValueError`` naming the file for a missing or bad one."""
-    try:
-        return parse_runs(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"runs file {path}: {getattr(error, 'strerror', None) or error}") from error
-    except ValueError as error:
-        raise ValueError(f"runs file {path}: {error}") from error
-
-
 def _call(command: list[str], log: Path, timeout: float) -> int:
     with log.open("a") as out:
         out.write("$ " + shlex.join(command) + "\n")
@@ -230,13 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precise-samples", type=int, default=200_000,
                         help="profiles of the revenue measured without search (reporting.precise_revenue, default 200000)")
     args = parser.parse_args(argv)
-    for key in ("cpu_jobs", "gpu_jobs", "minutes", "audit_samples", "precise_samples"):
+    for key in ("cpu_jobs", "gpu_jobs", "audit_samples", "precise_samples"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if not 1 <= args.minutes <= 59:
         parser.error("--minutes must be between 1 and 59")
     try:
-        runs = read_runs(args.runs)
+        runs = parse_runs(args.runs.read_text())
+    except (OSError, ValueError) as error:  # (a UnicodeDecodeError is a ValueError)
+        print(f"error: runs file {args.runs}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return 2
+    try:
         check_writable(args.out, "out", folder=True)
         if not args.no_check:
             check_runs(runs)
