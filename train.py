@@ -47,8 +47,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     outcome = "failed"  # unless one below
     try:
-        metrics = run(cfg, components)
-        outcome = "finished"
+        metrics, outcome = run(cfg, components), "finished"
     except Interrupted as stop:
         saved = "nothing was saved" if stop.checkpoint is None else f"saved {stop.checkpoint}"
         command = "" if stop.checkpoint is None else (

@@ -53,10 +53,8 @@ def print_row(row: dict) -> None:
 
 def default_output(directory: Path, device: str) -> Path:
     """``directory/step_<device>.json``, or ``step_<device>_<UTC time>.json`` where that exists (never overwritten)."""
-    recorded = directory / f"step_{device}.json"
-    if not recorded.exists():
-        return recorded
-    return directory / f"step_{device}_{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    recorded, stamp = directory / f"step_{device}.json", time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return directory / f"step_{device}_{stamp}.json" if recorded.exists() else recorded
 
 
 def finish(path: Path, result: dict, rows: list[dict], quiet: bool) -> None:

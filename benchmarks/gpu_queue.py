@@ -162,8 +162,8 @@ def status(jobs: Sequence[Job], results: Path = RESULTS) -> str:
     states = job_states(jobs, results)
     width = max(len(s["job"]) for s in states)
     lines = [f"{'#':>3}  {'job':<{width}}  {'estimate':>8}  {'took':>7}  {'date':<10}  state"]
-    for number_, s in enumerate(states, 1):
-        lines.append(f"{number_:>3}  {s['job']:<{width}}  {s['estimate']:>8}  {s['took']:>7}  {s['date']:<10}  {s['state']}")
+    lines += [f"{number:>3}  {s['job']:<{width}}  {s['estimate']:>8}  {s['took']:>7}  {s['date']:<10}  {s['state']}"
+              for number, s in enumerate(states, 1)]
     pending = [job for job, s in zip(jobs, states) if s["state"] != "done"]
     lines.append(f"{len(jobs) - len(pending)} of {len(jobs)} jobs done; {sum(j.minutes for j in pending):g} min of "
                  f"estimates pending ({QUEUE.relative_to(ROOT) if QUEUE.is_relative_to(ROOT) else QUEUE})")
