@@ -73,9 +73,8 @@ class StopOnSignal(pl.Callback):
 
     def _save(self, trainer: pl.Trainer) -> Path | None:
         if self.saved is None and not trainer.fast_dev_run:
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path, weights_only=False)
-            self.saved = path
+            trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
+            self.saved = self.dirpath / "last.ckpt"
         return self.saved
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,

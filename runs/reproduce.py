@@ -67,13 +67,12 @@ def _check_runs(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str]
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Every option, before the first run: presets, overrides, paths, devices, counts."""
+    """Every option but the device, before the first run: presets, overrides, paths, counts."""
     _check_presets(args.presets)
     _check_overrides(args.override)
     check_positive_int(args.jobs, "--jobs")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    resolve_device(args.audit_device, "--audit-device")
     check_writable(args.out, "--out")
     check_new([args.out], args.force)
     check_writable(args.runs_dir, "--runs-dir", folder=True)
@@ -122,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--audit-points/--audit-samples set the audit that --no-audit leaves out: drop one or the other")
         args.adversary = [*([] if args.no_audit else ["audit"]), *args.adversary]
         adversaries = selected_adversaries(args)  # rejects bad values before any run
-        _check_options(args)
         device = str(resolve_device(args.audit_device, "--audit-device"))
+        _check_options(args)
         failed = False
         if not args.collect_only:
             failed = train_presets(args.presets, args.runs_dir, args.override, args.timeout, args.jobs)
