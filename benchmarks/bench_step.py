@@ -63,8 +63,7 @@ def finish(path: Path, result: dict, rows: list[dict], quiet: bool) -> None:
     if quiet:
         print(json.dumps(rows[-1] if rows else {}))
     if str(path) != "/dev/null":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, result)
+        write_json(path, result)  # (its folder made where missing)
         if not quiet:
             print(f"wrote {path}")
     failed = [f"{row.get('setting')} {row.get('mechanism')} {row.get('variant')}" for row in rows if "error" in row]

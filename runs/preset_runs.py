@@ -69,8 +69,7 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
     sidecar = {"preset": preset, "overrides": list(overrides), "command": " ".join(command[1:]),
                "returncode": returncode, "wall_time_s": time.perf_counter() - start, "started_at": started_at,
                "hardware": _hardware(run_dir), "log": str(log), "date": datetime.date.today().isoformat()}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / SIDECAR, sidecar)
+    write_json(run_dir / SIDECAR, sidecar)  # (run_dir made where the run did not)
     return sidecar
 
 

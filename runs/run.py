@@ -188,8 +188,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics.
     ``parts``: the components :func:`runs.config.validate_config` built (``None``: built here, unchecked)."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    if parts is None:
-        parts = build_components(cfg)
+    parts = parts or build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     stop = StopOnSignal(Path(cfg.output_dir) / "checkpoints")  # SIGTERM/SIGINT: last.ckpt, then Interrupted
     trainer: pl.Trainer = instantiate(cfg.trainer, strategy=trainer_strategy(cfg.trainer),
@@ -215,8 +214,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
                    f"{type(mechanism).__name__}",
         "fit": fit_metrics,
         "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
-        "allocation_tolerance": allocation_tolerance(mechanism),
-        "global_step": trainer.global_step,
+        "allocation_tolerance": allocation_tolerance(mechanism), "global_step": trainer.global_step,
     }
     if members_report is None:
         checkpoint = _checkpoint(trainer)
@@ -232,9 +230,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
         "train_time_s": fitted - start,
         "train_cpu_s": cpu_fitted - cpu_start,  # this process's CPU time: the train time a loaded CPU does not inflate
         "test_time_s": done - fitted, "wall_time_s": done - start, "hardware": describe(parts.model.device)})
-    output = Path(cfg.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(output / "metrics.json", metrics)
+    write_json(Path(cfg.output_dir) / "metrics.json", metrics)
     print(format_table(metrics) if members_report is None else format_ensemble_table(metrics))
     return metrics
 
