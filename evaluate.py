@@ -1,9 +1,7 @@
 """Test a trained auction (or a baseline) with the paper's protocol: ``python evaluate.py <checkpoint> [options]``.
 
-Writes ``evaluation.json`` (and, for two-item settings, ``heatmaps.png``; for a
-checkpoint with TensorBoard logs, ``curves.png``) into ``--out`` and prints a
-summary; an earlier evaluation there is kept unless ``--force``.  See docs/evaluation.md.
-Bad input exits with one line on stderr and status 2.
+Writes ``evaluation.json`` (and ``heatmaps.png``, ``curves.png`` where they apply) into ``--out``, never over an
+earlier evaluation unless ``--force``, and prints a summary (docs/evaluation.md).  Bad input: one line, status 2.
 """
 
 from __future__ import annotations
@@ -117,10 +115,8 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
             "eps_final": None if settings is None else float(f"{settings.epsilons[-1]:.12g}"),
         },
         **result,
-        "protocol": {**result["protocol"], "data_seed": target.data_seed},
-        "hardware": describe(device),
-        "allocation_tolerance": allocation_tolerance(mechanism),
-        "figures": [],
+        "protocol": {**result["protocol"], "data_seed": target.data_seed}, "hardware": describe(device),
+        "allocation_tolerance": allocation_tolerance(mechanism), "figures": [],
     }
     if target.baseline is not None:
         report["baseline"] = target.baseline.to_dict()

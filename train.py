@@ -1,10 +1,8 @@
 """Train and test a learned auction: ``python train.py [overrides]`` (see docs/training.md).
 
-A bad configuration exits with one line on stderr and status 2 before anything runs, as does a run directory
-holding another run's results (:mod:`runs.run_dir`).  SIGTERM or Ctrl-C ends a run with one line (what was saved,
-the command that resumes) and status 143 or 130 (:mod:`runs.interrupt`); a diverged run with status 3
-(:mod:`training.divergence`).  A multirun with a failed or interrupted job lists the jobs by outcome and exits
-non-zero.
+Exit status: 2 for a bad configuration or a run directory holding another run's results (one line on stderr,
+before anything runs); 143 or 130 for SIGTERM or Ctrl-C (:mod:`runs.interrupt`); 3 for a diverged run.  A
+multirun with a failed or interrupted job lists the jobs by outcome and exits non-zero.
 """
 
 from __future__ import annotations
@@ -49,8 +47,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     outcome = "failed"  # unless one below
     try:
-        metrics = run(cfg, components)
-        outcome = "finished"
+        metrics, outcome = run(cfg, components), "finished"
     except Interrupted as stop:
         saved = "nothing was saved" if stop.checkpoint is None else f"saved {stop.checkpoint}"
         command = "" if stop.checkpoint is None else (

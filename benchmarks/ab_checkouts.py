@@ -1,15 +1,12 @@
-"""Time one workload under two checkouts of the project, interleaved call by call (an A/B on a shared machine).
+"""Time one workload under two checkouts of the project, interleaved call by call (docs/mechanisms.md).
 
     git archive --prefix=base/ c918746 | tar -x -C /tmp       # the code before a change
     python benchmarks/ab_checkouts.py /tmp/base . --workload search --mechanism lottery_ama --setting 2x3
 
-Two worker processes, one per checkout (each imports the project from its own directory, torch on 1 thread),
-build the same workload from the same seed; then they take turns, one timed call each, ``--calls`` rounds, so
-that load changes hit both alike.  Prints each checkout's median seconds per call and the ratio A / B;
-``--json`` also writes them (never over an existing file).  Workloads (unit demand, on the CPU):
-
-* ``search``: ``find_misreports`` (``--search-steps`` Adam steps, ``--restarts`` random starts) on ``--batch`` profiles;
-* ``step``: one eager training step, :class:`benchmarks.bench_step.Step` of the checkout, on ``--batch`` profiles.
+One worker process per checkout (importing the project from its own directory, torch on 1 thread) builds the
+workload from seed 0; then they take turns, one timed call each, so that load changes hit both alike.  Prints
+the medians and the ratio A / B (also to a new ``--json`` file).  Workloads (unit demand, CPU): ``search``,
+``find_misreports`` on ``--batch`` profiles; ``step``, one eager step of the checkout's ``bench_step.Step``.
 """
 
 from __future__ import annotations

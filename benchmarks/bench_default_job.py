@@ -1,14 +1,9 @@
-"""Where the default job's time goes, before and after the speedups of issue 8 (section 5), timed interleaved.
+"""Where the default job's time goes, before and after the speedups of issue 8 (docs/results.md), timed interleaved.
 
-Times, on the default job's mechanism (1x2 unit-demand Sinkhorn, batch 512, ``threads=1``), with
-``torch.tanh`` (``nn.Tanh``, before) and the fast tanh (:class:`mechanisms.networks.Tanh`, after):
-
-* a complete training step (misreport search, regret, loss, backward, Adam) with the search from the truth
-  (25 steps) and warm-started (5 and 10 steps, from a persistent misreport; two starts per mechanism call);
-* steps of the test protocol's search (1000 profiles, truth + 10 random starts), extrapolated to its 1000 steps.
-
-Variants run in turn (A, B, C, ... A, B, C, ...), and the table gives medians and ratios to the first row, so a
-loaded machine slows all of them alike.
+On the default job's mechanism (1x2 unit-demand Sinkhorn, batch 512, 1 thread), with ``torch.tanh`` (before)
+and :class:`mechanisms.networks.Tanh` (after): a training step with the search from the truth (25 steps) and
+warm-started (10 and 5 steps), and the test protocol's search extrapolated to its 1000 steps.  Variants run in
+turn; the table gives medians and ratios to the first row.
 
     python benchmarks/bench_default_job.py [--repeats 10]
 """
@@ -79,10 +74,8 @@ def main() -> None:
             "fast tanh, warm start, 10 steps": train_step(True, 10, True),
             "fast tanh, warm start, 5 steps (after)": train_step(True, 5, True),
         },
-        "test protocol, 1000 steps (s)": {
-            "torch.tanh (before)": test_search(False),
-            "fast tanh (after)": test_search(True),
-        },
+        "test protocol, 1000 steps (s)": {"torch.tanh (before)": test_search(False),
+                                          "fast tanh (after)": test_search(True)},
     }
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
     for title, variants in groups.items():

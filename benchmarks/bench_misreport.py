@@ -1,32 +1,21 @@
-"""Cost of the misreport search, the training and evaluation hot path.
+"""Cost of the misreport search, the training and evaluation hot path (docs/throughput.md).
 
-For each mechanism and agents x items setting, times
-
-* a training step's regret work: ``find_misreports`` with the paper's 25 Adam steps on a batch, then
-  ``regret`` and a backward pass of ``regret.mean()``;
-* evaluation search steps: ``--eval-steps`` steps from the truth and 10 random starts on ``--eval-samples``
-  samples, reported per step and extrapolated to the paper's 1000 steps.
-
-Each timing is the median of ``--repeats`` calls (after one warm-up call); the repeats take turns over the
-mechanisms of a setting (interleaved), so that load changes on a shared machine hit them alike.  Prints a
-markdown table; ``--json`` also writes the rows.
+For each mechanism (those of ``benchmarks/bench_step.py``, unit demand) and setting: a training step's regret
+work (``find_misreports`` with 25 Adam steps, ``regret``, backward) and ``--eval-steps`` evaluation search
+steps (truth + 10 random starts), per step and extrapolated to 1000.  Medians of ``--repeats`` calls, the
+mechanisms of a setting in turn; a markdown table, and the rows in ``--json``.
 
     python benchmarks/bench_misreport.py                    # CPU
     python benchmarks/bench_misreport.py --device cuda --batch 4096 --eval-samples 1000
     python benchmarks/bench_misreport.py --mechanisms lottery_ama lottery_ama+plain --settings 2x3 2x15 --repeats 5
-
-Mechanisms: those of ``benchmarks/bench_step.py`` (unit demand; ``NAME+plain``: without its prepared calls).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -36,19 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adversary.regret import regret  # noqa: E402
 from adversary.search import MisreportSearch, find_misreports  # noqa: E402
 from benchmarks.ab_checkouts import setting  # noqa: E402
-from benchmarks.bench_step_cases import MECHANISMS, PLAIN, build_mechanism  # noqa: E402
+from benchmarks.bench_step_cases import MECHANISMS, PLAIN, build_mechanism, check_mechanism_names  # noqa: E402
+from benchmarks.bench_step_timing import seconds  # noqa: E402
 from utils.atomic import write_json  # noqa: E402
-
-
-def seconds(fn: Callable[[], object], device: str) -> float:
-    """Wall-clock seconds of one call of ``fn`` (synchronized)."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from utils.hardware import describe  # noqa: E402
 
 
 def main() -> None:
@@ -64,15 +44,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per measurement (median), interleaved")
     parser.add_argument("--json", default=None, help="also write the rows to this file (refused if it exists)")
     args = parser.parse_args()
-    unknown = [name for name in args.mechanisms if name.removesuffix(PLAIN) not in MECHANISMS]
-    if unknown:
-        parser.error(f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}")
+    check_mechanism_names(parser, args.mechanisms, ["eager"])  # NAME+plain: only eager calls are timed here
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.json and Path(args.json).exists():
         parser.error(f"--json {args.json} exists: name a new file")
     torch.set_num_threads(args.threads)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    name = describe(args.device)
     print(f"device: {args.device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"training: batch {args.batch}, 25 steps; evaluation: {args.eval_samples} samples, 11 starts; "
           f"median of {args.repeats}\n")
@@ -97,8 +75,8 @@ def main() -> None:
             work[mech_name] = (train_step, eval_search, [], [])
         for _ in range(args.repeats):  # the mechanisms take turns
             for train_step, eval_search, train_times, eval_times in work.values():
-                train_times.append(seconds(train_step, args.device))
-                eval_times.append(seconds(eval_search, args.device) / (args.eval_steps + 1))
+                train_times.append(seconds(train_step, torch.device(args.device)))
+                eval_times.append(seconds(eval_search, torch.device(args.device)) / (args.eval_steps + 1))
         for mech_name, (_, _, train_times, eval_times) in work.items():
             train_s, step_s = statistics.median(train_times), statistics.median(eval_times)
             rows.append({"mechanism": mech_name, "agents": n, "items": m, "train_step_regret_work_s": train_s,

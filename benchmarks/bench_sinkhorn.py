@@ -1,17 +1,5 @@
-"""Throughput of the Sinkhorn layer against POT's batched log-domain Sinkhorn.
-
-For each agents x items shape, a batch of unit-demand problems (dummy agent row and dummy item column with cost
-0, the other costs N(0, 1) like an allocation network's output) is solved forward and backward:
-
-* this layer: ``sinkhorn`` with the paper's schedule (10 epsilons, 1 -> 0.05) and ``tol=1e-2``;
-* POT: ``ot.solve_batch(M, reg=0.05, a, b, method='log_sinkhorn', grad='autodiff')`` with the loosest ``tol``
-  from ``POT_TOLS`` whose plan has a max relative row-marginal error <= 1e-2 (calibrated per shape, outside
-  the timing).
-
-Both are timed on the same forward + backward of a fixed random linear loss of the plan; the error columns are
-the same metric for all, the max relative row-marginal error computed from the returned plans (columns are
-exact in both).  The last three columns rerun this layer with ``tol`` set to POT's achieved error, so that its
-error is no larger than POT's.  Prints a markdown table.
+"""Throughput of the Sinkhorn layer against POT's batched log-domain Sinkhorn, forward + backward, as a markdown
+table (what is timed and how the errors compare: docs/sinkhorn.md, "Benchmark").
 
     python benchmarks/bench_sinkhorn.py                 # CPU, float32, batch 4096
     python benchmarks/bench_sinkhorn.py --device cuda
@@ -21,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import platform
 import statistics
 import time
 from functools import partial
@@ -33,6 +19,7 @@ from torch import Tensor
 
 from mechanisms.demand import marginals
 from mechanisms.sinkhorn import geometric_epsilons, row_error, sinkhorn
+from utils.hardware import describe
 
 SHAPES = ((1, 2), (2, 3), (2, 15), (5, 10))
 FINAL_EPS = 0.05
@@ -41,10 +28,9 @@ POT_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-def make_problem(n_agents: int, n_items: int, batch: int, dtype: torch.dtype, device: str,
-                 seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Cost ``(batch, agents + 1, items + 1)``, marginals ``a``, ``b`` ``(batch, .)`` and loss weights."""
-    generator = torch.Generator().manual_seed(seed)
+def make_problem(n_agents: int, n_items: int, batch: int, dtype: torch.dtype, device: str) -> tuple[Tensor, ...]:
+    """Cost ``(batch, agents + 1, items + 1)``, marginals ``a``, ``b`` ``(batch, .)`` and loss weights (seed 0)."""
+    generator = torch.Generator().manual_seed(0)
     cost = torch.zeros(batch, n_agents + 1, n_items + 1, dtype=dtype)
     cost[:, :n_agents, :n_items] = torch.randn(batch, n_agents, n_items, generator=generator, dtype=dtype)
     weights = torch.randn(batch, n_agents + 1, n_items + 1, generator=generator, dtype=dtype)
@@ -73,15 +59,6 @@ def calibrate_pot(cost: Tensor, a: Tensor, b: Tensor, max_iter: int) -> float:
         if row_error(plan, a[0]) <= TARGET_ERROR:
             return tol
     return POT_TOLS[-1]
-
-
-def cpu_name() -> str:
-    """The CPU model as ``lscpu`` reports it (Linux), else the machine type."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def sync(device: str) -> None:
@@ -122,14 +99,12 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
-    print(f"device={args.device} ({name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
+    print(f"device={args.device} ({describe(args.device)}), torch {torch.__version__}, "
           f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, "
           f"warmup={args.warmup}, repeats={args.repeats} (median); layer: {sinkhorn.__module__} "
           f"({inspect.getsourcefile(sinkhorn)})\n")
     print("| agents x items | layer problems/s | layer error | POT tol | POT problems/s | POT error | speedup "
-          "| layer at tol = POT error: problems/s | error | speedup |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| layer at tol = POT error: problems/s | error | speedup |\n" + "|---" * 10 + "|")
     timing = (args.warmup, args.repeats)
     for n_agents, n_items in SHAPES:
         problem = make_problem(n_agents, n_items, args.batch, dtype, args.device)

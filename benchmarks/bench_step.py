@@ -1,21 +1,15 @@
-"""Time one complete training step: misreport search, regret, loss, backward, optimizer step, rho/lambda.
+"""Time one complete training step: misreport search, regret, loss, backward, optimizer step, rho/lambda
+(docs/throughput.md).
 
     python benchmarks/bench_step.py --device cpu --threads 1          # the CPU table
     python benchmarks/bench_step.py --device cuda                     # the GPU table
     python benchmarks/bench_step.py --device cuda --concurrent 1,2,4,6 --window 20   # runs sharing one GPU
     python benchmarks/bench_step.py --device cuda --ensemble 1,2,4,8,16   # K members as one model (docs/ensembles.md)
 
-Every (setting, mechanism, variant) is warmed up, then timed over ``--steps`` steps (synchronized); the table
-gives the median ms per step, profiles per second, the peak memory and, with ``--count-kernels`` on CUDA, the
-kernels launched per step (torch.profiler, eager variants).  Variants: ``eager``, the step of
-:class:`training.AuctionModule` without the fast path; ``fast``, :class:`training.fast_step.FastStep` run
-eagerly; ``graph``, the same captured as a CUDA graph (CUDA only).  The step:
-:mod:`benchmarks.bench_step_timing`; the cases (``--mechanisms``, ``NAME+plain``):
-:mod:`benchmarks.bench_step_cases`; ``--ensemble`` and ``--concurrent``: :mod:`benchmarks.bench_step_runs`.
-``--interleave`` builds and warms up every case, then times them in turns, so that load changes on a shared
-machine hit every case alike (``ratio_to_first``: to the setting's first mechanism).  Results go to ``--json``
-(a run never overwrites a file unless ``--force``); the exit status is 1 when a case failed (its row records
-the error).
+Variants: ``eager``, the step of :class:`training.AuctionModule` without the fast path; ``fast``,
+:class:`training.fast_step.FastStep` run eagerly; ``graph``, the same captured as a CUDA graph (CUDA only).
+Each case is warmed up, then timed (median ms per step, profiles per second, peak memory).  Results go to
+``--json``, never over a file unless ``--force``; the exit status is 1 when a case failed (its row says why).
 """
 
 from __future__ import annotations
@@ -59,10 +53,8 @@ def print_row(row: dict) -> None:
 
 def default_output(directory: Path, device: str) -> Path:
     """``directory/step_<device>.json``, or ``step_<device>_<UTC time>.json`` where that exists (never overwritten)."""
-    recorded = directory / f"step_{device}.json"
-    if not recorded.exists():
-        return recorded
-    return directory / f"step_{device}_{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    recorded, stamp = directory / f"step_{device}.json", time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return directory / f"step_{device}_{stamp}.json" if recorded.exists() else recorded
 
 
 def finish(path: Path, result: dict, rows: list[dict], quiet: bool) -> None:
@@ -71,8 +63,7 @@ def finish(path: Path, result: dict, rows: list[dict], quiet: bool) -> None:
     if quiet:
         print(json.dumps(rows[-1] if rows else {}))
     if str(path) != "/dev/null":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, result)
+        write_json(path, result)  # (its folder made where missing)
         if not quiet:
             print(f"wrote {path}")
     failed = [f"{row.get('setting')} {row.get('mechanism')} {row.get('variant')}" for row in rows if "error" in row]
@@ -114,9 +105,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --json file (default: refused)")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON rows")
     args = parser.parse_args()
-    error = check_mechanism_names(args.mechanisms, args.variants)
-    if error:
-        parser.error(error)
+    check_mechanism_names(parser, args.mechanisms, args.variants)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -137,8 +126,7 @@ def main() -> None:
         rows = result["concurrent"] = concurrent(args, Path(__file__))
     else:
         if not args.quiet:
-            print(result["hardware"], flush=True)
-            print(HEADER)
+            print(f"{result['hardware']}\n{HEADER}", flush=True)
         rows = interleaved(list(cases(args, device)), device, args) if args.interleave else []
         for row in rows if not args.quiet else []:
             print_row(row)

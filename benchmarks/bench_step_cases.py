@@ -39,14 +39,13 @@ def build_mechanism(mechanism_name: str, demand: str, agents: int, items: int, s
     return PlainCalls(mechanism) if mechanism_name.endswith(PLAIN) else mechanism
 
 
-def check_mechanism_names(names: list[str], variants: list[str] | None) -> str | None:
-    """The error for ``--mechanisms`` ``names`` (with ``--variants``), or ``None`` when they are valid."""
+def check_mechanism_names(parser: argparse.ArgumentParser, names: list[str], variants: list[str] | None) -> None:
+    """``parser.error`` unless ``--mechanisms`` ``names`` are known and, with ``NAME+plain``, ``--variants`` eager."""
     unknown = [name for name in names if name.removesuffix(PLAIN) not in MECHANISMS]
     if unknown:
-        return f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}"
+        parser.error(f"unknown --mechanisms {unknown}: choose from {sorted(MECHANISMS)}, each optionally with {PLAIN}")
     if any(name.endswith(PLAIN) for name in names) and set(variants or ["fast"]) != {"eager"}:
-        return f"{PLAIN} mechanisms run the eager step only: add --variants eager"
-    return None
+        parser.error(f"{PLAIN} mechanisms run the eager step only: add --variants eager")
 
 
 def regretnet_applies(demand: str, agents: int, items: int) -> bool:

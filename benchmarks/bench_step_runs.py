@@ -23,12 +23,11 @@ def ensembles(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Every ``--ensemble`` size against one ordinary run, per setting, mechanism and variant: each row adds
     member-steps per second and the speedup over K single runs one after another."""
     rows = []
-    only = args.only or ENSEMBLE_SETTINGS
     if not args.quiet:
         print(f"{'setting':<12} {'mechanism':<10} {'variant':<6} {'members':>7} {'ms/step':>9} {'member-steps/s':>15} "
               f"{'vs K sequential':>16}", flush=True)  # fmt: skip
     for setting, mechanism, variant in cases(args, device):
-        if not any(o == setting[0] for o in only):
+        if setting[0] not in (args.only or ENSEMBLE_SETTINGS):
             continue
         single = measure(setting, mechanism, variant, device, args)
         for members in args.ensemble:
@@ -44,12 +43,8 @@ def ensembles(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 def concurrent(args: argparse.Namespace, script: Path) -> list[dict]:
-    """Total steps per second of K processes of ``script`` (``bench_step.py``) running the same 2x3 fast step
-    (graph on CUDA) over one shared window.
-
-    Each process warms up (capture, compilation) first; then all of them time steps over the same
-    ``--window`` seconds of wall clock, so the total counts only steps taken while all K were running.
-    """
+    """Total steps per second of K processes of ``script`` (``bench_step.py``) running the same 2x3 fast step (graph
+    on CUDA), all warmed up, then timing steps over the same ``--window`` seconds (docs/throughput.md)."""
     rows = []
     variant = "graph" if args.device == "cuda" else "fast"
     for k in args.concurrent:

@@ -1,9 +1,6 @@
-"""The timed training step of ``benchmarks/bench_step.py``: :class:`Step` (one step of a variant),
-:class:`Case` (a built, warmed-up case) and the ways to time them (:func:`measure`, :func:`interleaved`).
-
-The step is assembled from the functions :class:`training.AuctionModule` calls (``find_misreports``/``regret``
-or :class:`training.fast_step.FastStep`, :func:`training.members.member_losses`, its optimizer, the paper's
-rho/lambda rules), without Lightning's loop around it.
+"""The timed training step of ``benchmarks/bench_step.py``: :class:`Step` (one step of a variant, assembled from
+the functions :class:`training.AuctionModule` calls, without Lightning's loop), :class:`Case` (a built, warmed-up
+case) and the ways to time them (:func:`measure`, :func:`interleaved`).
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ import statistics
 import sys
 import time
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -31,12 +29,8 @@ RHO, LAMBDA = RhoStaircase(), LagrangeRule()  # the paper's: rho + 1 every 2 ste
 
 
 class Step:
-    """One training step of ``variant`` for a mechanism, with its own Adam, lambda (5) and rho (1).
-
-    ``members`` > 1: ``mechanism`` is a stacked ensemble (:func:`mechanisms.ensemble.stack_members`) trained on
-    the folded batch ``(batch * K, agents, items)`` with per-member lambda, rho and
-    :class:`training.member_adam.MemberAdam`, as :class:`training.AuctionModule` with several members.
-    """
+    """One training step of ``variant`` for a mechanism, with its own Adam, lambda (5) and rho (1); ``members`` > 1:
+    a stacked ensemble trained on the folded batch ``(batch * K, agents, items)``, as the training module does."""
 
     def __init__(self, mechanism: nn.Module, variant: str, device: torch.device, search_steps: int,
                  members: int = 1) -> None:
@@ -84,6 +78,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call of ``fn`` (synchronized)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def kernels_per_step(step: Step, valuations: Tensor) -> int:
     """CUDA kernels one step launches (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
@@ -117,10 +120,7 @@ class Case:
 
     def timed_step(self, i: int) -> float:
         """Seconds of one step on batch ``i % 4`` (synchronized)."""
-        start = time.perf_counter()
-        self.step(self.batches[i % 4])
-        sync(self.device)
-        return time.perf_counter() - start
+        return seconds(lambda: self.step(self.batches[i % 4]), self.device)
 
     def result(self, times: list[float], elapsed: float) -> dict:
         """The case's row: its median and fastest ms per step over ``times`` (seconds), profiles per second, peak

@@ -1,10 +1,5 @@
-"""Cost of the strong adversary (:mod:`adversary.strong`) on an untrained Sinkhorn mechanism.
-
-Runs :func:`adversary.strong.strong_regret` with the given settings on ``--samples`` U[0, 1] profiles of
-``--agents`` x ``--items`` (unit demand) and prints the wall time, the time per step and the regret (the
-paper's search is not run).  With fewer ``--steps`` than the default 2000, the time per step extrapolates the
-cost of a full run (every step costs the same: one mechanism call and one backward pass on all starts of a
-chunk).
+"""Cost of the strong adversary (:func:`adversary.strong.strong_regret`) on an untrained unit-demand Sinkhorn
+mechanism: wall time, time per step extrapolated to the default steps, and the regret (docs/regret_audit.md).
 
     python benchmarks/bench_strong.py --samples 100 --steps 20            # CPU, 1 thread
     python benchmarks/bench_strong.py --device cuda --samples 1000          # the defaults on a GPU

@@ -4,13 +4,9 @@
     python -m benchmarks.gpu_queue collect DIR [--force]
     python -m benchmarks.gpu_queue status
 
-``run`` (on the GPU machine) takes, in queue order, the jobs not yet done whose ``after`` job is done and whose
-``needs`` exist, as long as their estimates fit in M minutes, and runs each in ``W/<job>/`` with a timeout
-(1.5x its estimate, within the window) into one archive ``DIR/<job>.tar.gz`` (:mod:`benchmarks.gpu_queue_job`;
-hydra from ``.whl/``: :mod:`benchmarks.gpu_queue_env`); ``--cpu-smoke`` runs each job's tiny ``cpu_smoke``
-command instead.  ``collect`` (here) unpacks each finished job of DIR into ``results/gpu/<job>/``
-(:mod:`benchmarks.gpu_queue_collect`); ``status`` lists the jobs.  docs/throughput.md ("The GPU queue") says
-what a record holds and which jobs are refused.
+``run`` (on the GPU machine) runs the pending jobs that fit in M minutes, each into ``DIR/<job>.tar.gz``
+(:mod:`benchmarks.gpu_queue_job`); ``collect`` (here) unpacks them into ``results/gpu/<job>/``
+(:mod:`benchmarks.gpu_queue_collect`); ``status`` lists the jobs.  docs/throughput.md ("The GPU queue").
 """
 
 from __future__ import annotations
@@ -85,8 +81,7 @@ def _prev(job: Job, work: Path, out: Path, results: Path) -> Path | None:
     if (mine / DONE).is_file():
         return mine
     archive = out / f"{job.after}.tar.gz"
-    record = archived_record(archive) if archive.is_file() else None
-    if record is not None and record.get("state") == "done":
+    if (archived_record(archive) or {}).get("state") == "done":  # (None: no archive, or no readable record)
         if mine.exists():
             mine.rename(work / f"{job.after}.earlier-{stamp(now().isoformat())}")
         with tarfile.open(archive) as tar:
@@ -111,8 +106,8 @@ def run(jobs: Sequence[Job], minutes: float, out: Path, work: Path | None = None
     if require_cuda and not smoke and not cuda:
         raise ValueError("no CUDA device: the queue's jobs need a GPU (--cpu-smoke runs their tiny CPU versions)")
     if smoke:
-        lacking = [job.name for job in jobs if job.cpu_smoke is None and (only is None or job.name in only)]
-        if only is not None and lacking:
+        lacking = [job.name for job in jobs if job.cpu_smoke is None and job.name in (only or ())]
+        if lacking:
             raise ValueError(f"--cpu-smoke: job {lacking[0]} has no cpu_smoke command")
         jobs = [job for job in jobs if job.cpu_smoke is not None]
     out.mkdir(parents=True, exist_ok=True)
@@ -167,8 +162,8 @@ def status(jobs: Sequence[Job], results: Path = RESULTS) -> str:
     states = job_states(jobs, results)
     width = max(len(s["job"]) for s in states)
     lines = [f"{'#':>3}  {'job':<{width}}  {'estimate':>8}  {'took':>7}  {'date':<10}  state"]
-    for number_, s in enumerate(states, 1):
-        lines.append(f"{number_:>3}  {s['job']:<{width}}  {s['estimate']:>8}  {s['took']:>7}  {s['date']:<10}  {s['state']}")
+    lines += [f"{number:>3}  {s['job']:<{width}}  {s['estimate']:>8}  {s['took']:>7}  {s['date']:<10}  {s['state']}"
+              for number, s in enumerate(states, 1)]
     pending = [job for job, s in zip(jobs, states) if s["state"] != "done"]
     lines.append(f"{len(jobs) - len(pending)} of {len(jobs)} jobs done; {sum(j.minutes for j in pending):g} min of "
                  f"estimates pending ({QUEUE.relative_to(ROOT) if QUEUE.is_relative_to(ROOT) else QUEUE})")

@@ -82,14 +82,13 @@ def collect(out: Path, jobs: Sequence[Job], results: Path = RESULTS, force: bool
     logs = [log for log in sorted(out.glob("*.log")) if not (out / f"{log.stem}.tar.gz").exists()]
     if not archives and not logs:
         raise ValueError(f"{out} holds no job of a run (<job>.tar.gz, or <job>.log of one that did not finish)")
-    refused = sum(_collect_archive(archive, names, results, force) for archive in archives)
-    for log in logs:
+    refused = sum(_collect_archive(archive, names, results, force) for archive in archives) + len(logs)
+    for log in logs:  # of a job the window ended during, or of no job: refused
         if log.stem not in names:
             say(f"{log.stem}: refused, not a job of {QUEUE.name}")
         else:
             kept = _keep_failed(log.stem, _partial_record(log.stem, log), log, results)
             say(f"{log.stem}: refused, partial (the window ended while it ran); its log is kept in {kept}")
-        refused += 1
     write_text_atomic(results / "README.md", readme(jobs, results))
     say(f"wrote {results / 'README.md'}")
     return 1 if refused else 0

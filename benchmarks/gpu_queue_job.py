@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 from utils.atomic import write_json
 from reporting.gpu_queue_file import ROOT, Job
@@ -49,16 +49,11 @@ def archived_record(archive: Path) -> dict[str, Any] | None:
     name = archive.name.removesuffix(".tar.gz")
     try:
         with tarfile.open(archive) as tar:
-            for state in ("done", "failed"):
-                try:
-                    member = tar.extractfile(f"{name}/{state}.json")
-                except KeyError:
-                    continue
-                if member is not None:
-                    return json.loads(member.read())
-    except (tarfile.TarError, OSError, ValueError):
+            names = set(tar.getnames())
+            member = next((m for m in (f"{name}/done.json", f"{name}/failed.json") if m in names), None)
+            return None if member is None else json.loads(tar.extractfile(member).read())
+    except (tarfile.TarError, OSError, ValueError, AttributeError):  # AttributeError: not a regular file
         return None
-    return None
 
 
 class Stopped(Exception):
@@ -141,14 +136,6 @@ def _kept(job: Job, folder: Path) -> tuple[list[str], str | None]:
     return files, None
 
 
-def _pack(job: Job, folder: Path, names: Sequence[str], archive: Path) -> None:
-    partial = archive.with_name(archive.name + ".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for name in names:
-            tar.add(folder / name, arcname=f"{job.name}/{name}")
-    partial.replace(archive)
-
-
 def run_job(job: Job, work: Path, out: Path, prev: Path | None, timeout_s: float, smoke: bool,
             env: dict[str, str], machine: dict[str, Any], label: str) -> dict[str, Any]:
     """Run ``job`` in ``work/<job>`` (moving an earlier attempt aside), pack ``out/<job>.tar.gz``; its record."""
@@ -160,23 +147,26 @@ def run_job(job: Job, work: Path, out: Path, prev: Path | None, timeout_s: float
     commands = job.resolved(folder, prev, smoke)
     started_at, started = now(), time.monotonic()
     code, reason = 1, "the runner stopped before the job began"
-    log = live.open("w")
     try:
-        log.write(f"# {job.name} started {started_at.isoformat(timespec='seconds')} on {machine['hardware']}"
-                  f"{' (CPU smoke run)' if smoke else ''}; timeout {duration(timeout_s)}\n")
-        for command in commands:
-            code, reason = 1, f"the runner stopped during: {command}"
-            code, reason = _execute(command, log, live, env, started + timeout_s, label, started)
-            if code != 0:
-                break
+        with live.open("w") as log:
+            log.write(f"# {job.name} started {started_at.isoformat(timespec='seconds')} on {machine['hardware']}"
+                      f"{' (CPU smoke run)' if smoke else ''}; timeout {duration(timeout_s)}\n")
+            for command in commands:
+                code, reason = 1, f"the runner stopped during: {command}"
+                code, reason = _execute(command, log, live, env, started + timeout_s, label, started)
+                if code != 0:
+                    break
     except (Stopped, KeyboardInterrupt) as stop:
         code, reason = 143, f"stopped ({stop or 'interrupted'}) after {duration(time.monotonic() - started)}"
         raise
     finally:
-        log.close()
         record = _finish(job, folder, live, commands, code, reason, started_at, timeout_s, smoke, machine)
         scalars = [SCALARS] if (folder / SCALARS).is_file() else []
-        _pack(job, folder, [LOG, f"{record['state']}.json", *record["files"], *scalars], out / f"{job.name}.tar.gz")
+        partial = out / f"{job.name}.tar.gz.partial"  # renamed once complete
+        with tarfile.open(partial, "w:gz") as tar:
+            for name in [LOG, f"{record['state']}.json", *record["files"], *scalars]:
+                tar.add(folder / name, arcname=f"{job.name}/{name}")
+        partial.replace(out / f"{job.name}.tar.gz")
         live.unlink()
     return record
 
@@ -196,12 +186,10 @@ def _finish(job: Job, folder: Path, live: Path, commands: list[str], code: int, 
             scalars = {"error": " ".join(str(error).split())[:300]}
             (folder / SCALARS).unlink(missing_ok=True)
     _keep_log(live, folder / LOG)
-    record = {
-        "job": job.name, "state": state, "reason": reason, "returncode": code, "smoke": smoke,
-        "commands": commands, "minutes_estimate": job.minutes, "timeout_s": round(timeout_s),
-        "started": started_at.isoformat(timespec="seconds"), "ended": ended_at.isoformat(timespec="seconds"),
-        "duration_s": round((ended_at - started_at).total_seconds(), 1), "environment": machine,
-        "files": files if state == "done" else [], "tensorboard": scalars,
-    }
+    record = {"job": job.name, "state": state, "reason": reason, "returncode": code, "smoke": smoke,
+              "commands": commands, "minutes_estimate": job.minutes, "timeout_s": round(timeout_s),
+              "started": started_at.isoformat(timespec="seconds"), "ended": ended_at.isoformat(timespec="seconds"),
+              "duration_s": round((ended_at - started_at).total_seconds(), 1), "environment": machine,
+              "files": files if state == "done" else [], "tensorboard": scalars}
     write_json(folder / f"{state}.json", record)
     return record

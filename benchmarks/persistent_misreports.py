@@ -1,11 +1,8 @@
-"""Training searches from the truth against warm starts from persistent misreports: runs and table.
+"""Training searches from the truth against warm starts from persistent misreports: runs and table (docs/results.md).
 
-Runs ``python train.py`` for every setting x search variant x seed (each run's ``metrics.json`` lands in
-``<out>/<setting>-<variant>-seed<seed>/``), at most ``--jobs`` at a time, then prints a markdown table of test
-revenue, test regret (the paper's protocol, which ``train.py`` runs at the end) and wall time, with
-per-variant means over the seeds.  Runs whose ``metrics.json`` exists are not run again, so an interrupted
-sweep resumes; ``--table-only`` only builds the table. A failed run makes the exit status 1 (the table lists
-the finished ones); logs are appended, never replaced.
+Runs ``python train.py`` for every setting x search variant x seed into ``<out>/<setting>-<variant>-seed<seed>/``,
+at most ``--jobs`` at a time, skipping runs whose ``metrics.json`` exists, then prints a markdown table of test
+revenue, regret and wall time with per-variant means.  A failed run makes the exit status 1.
 
     python benchmarks/persistent_misreports.py --out results/persistent_runs --jobs 2
     python benchmarks/persistent_misreports.py --out results/persistent_runs --table-only
@@ -30,11 +27,8 @@ VARIANTS = {
     "warm-5": ["model.persistent_misreports=true", "model.train_search.steps=5"],
 }
 QUIET = ["callbacks.progress=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
-
-
-def _runs(seeds: list[int]) -> list[tuple[str, str, int]]:
-    """Interleaved (seed-major, variant-minor) so that the machine's load falls evenly on the variants."""
-    return [(setting, variant, seed) for seed in seeds for setting in SETTINGS for variant in VARIANTS]
+# A table row: setting, search variant, seed (or the count of seeds), test revenue, regret, worst regret, times.
+LINE = "| {} | {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.0f} | {:.0f} |"
 
 
 def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> tuple[str, bool]:
@@ -52,13 +46,6 @@ def _run(out: Path, setting: str, variant: str, seed: int, extra: list[str]) -> 
     return f"{folder.name}: rc {result.returncode}, {time.perf_counter() - start:.0f} s", result.returncode != 0
 
 
-def _line(setting: str, variant: str, seeds: object, revenue: float, regret: float, worst: float, train_s: float,
-          wall_s: float) -> str:
-    """One row of a table: a run (or the count of seeds), its test revenue, regret and worst regret, and times."""
-    return (f"| {setting} | {variant} | {seeds} | {revenue:.4f} | {regret:.4f} | {worst:.4f} | {train_s:.0f} "
-            f"| {wall_s:.0f} |")
-
-
 def table(out: Path) -> str:
     """The markdown table of every finished run under ``out``, with per-setting, per-variant means."""
     rows, summary = [], []
@@ -69,11 +56,11 @@ def table(out: Path) -> str:
             values = [(m["test"]["revenue_mean"], m["test"]["regret_mean_over_agents_mean"],
                        m["test"]["regret_mean_over_agents_max"], m["train_time_s"], m["wall_time_s"])
                       for _, m in found]
-            rows += [_line(setting, variant, seed, *run) for (seed, _), run in zip(found, values)]
+            rows += [LINE.format(setting, variant, seed, *run) for (seed, _), run in zip(found, values)]
             if values:  # the means over the seeds, and the worst seed's mean regret
                 revenue, regret, _, train_s, wall_s = zip(*values)
-                summary.append(_line(setting, variant, len(values), mean(revenue), mean(regret), max(regret),
-                                     mean(train_s), mean(wall_s)))
+                summary.append(LINE.format(setting, variant, len(values), mean(revenue), mean(regret), max(regret),
+                                           mean(train_s), mean(wall_s)))
     head = "| setting | training search | {} | test revenue | test regret | {} | train s | wall s |\n"
     head += "| --- " * 8 + "|"
     return "\n".join([head.format("seeds", "worst seed's regret"), *summary, "",
@@ -94,7 +81,9 @@ def main() -> int:
     failed = []
     if not args.table_only:
         with ThreadPoolExecutor(args.jobs) as pool:
-            jobs = [pool.submit(_run, args.out, *run, args.override) for run in _runs(args.seeds)]
+            # seed-major, variant-minor, so that the machine's load falls evenly on the variants
+            runs = [(setting, variant, seed) for seed in args.seeds for setting in SETTINGS for variant in VARIANTS]
+            jobs = [pool.submit(_run, args.out, *run, args.override) for run in runs]
             for job in jobs:
                 line, bad = job.result()
                 print(line, flush=True)

@@ -1,21 +1,13 @@
-"""Train a list of runs side by side, audit each one's tested weights, and write one results file per run.
+"""Train a list of runs side by side, audit each one's tested weights, and write one results file per run
+(docs/stable_lagrangian.md, "Running the seeds": the runs file, what a rerun keeps, the exit status).
 
 A runs file has one run per line, ``NAME DEVICE OVERRIDES...`` (``DEVICE``: ``cpu`` or ``gpu``; ``#`` starts a
-comment), for example::
-
-    best_1x2_unit_seed1        cpu experiment=best_1x2_unit seed=1
-    best_2x3_unit_seed0_tau2e4 gpu experiment=best_2x3_unit seed=0 lagrangian.tau_end=0.0002
-
-Each run is ``python train.py OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after
-``--minutes`` by Lightning's ``max_time``; then ``evaluate.py --audit`` of its last weights and, when the run kept
-one, of its regret-budget-best checkpoint, ``reporting.precise_revenue`` and ``reporting.audited_results`` into
-``OUT/NAME/result.json`` (``result_best.json``).  At the end a table of every run goes to ``OUT/summary.md``.
-What is checked before the first run, what a rerun into the same ``OUT`` keeps, and the exit status (2: bad
-input, 1: a run failed or was skipped without results): docs/stable_lagrangian.md ("Running the seeds")::
+comment), e.g. ``best_1x2_unit_seed1 cpu experiment=best_1x2_unit seed=1``.  Each run is ``python train.py
+OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after ``--minutes``, then audited
+(``evaluate.py --audit``, ``reporting.precise_revenue``, ``reporting.audited_results``); ``OUT/summary.md``
+gets a table of every run.
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
-
-On a lent GPU machine, runs go through the GPU queue instead (``benchmarks/gpu_queue.yaml``, docs/throughput.md).
 """
 
 from __future__ import annotations
@@ -72,16 +64,6 @@ def parse_runs(text: str) -> list[Run]:
     if not runs:
         raise ValueError("the runs file names no run")
     return runs
-
-
-def read_runs(path: Path) -> list[Run]:
-    """The runs of the runs file at ``path``; one-line ``ValueError`` naming the file for a missing or bad one."""
-    try:
-        return parse_runs(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"runs file {path}: {getattr(error, 'strerror', None) or error}") from error
-    except ValueError as error:
-        raise ValueError(f"runs file {path}: {error}") from error
 
 
 def _call(command: list[str], log: Path, timeout: float) -> int:
@@ -145,22 +127,19 @@ def execute(run: Run, out: Path, args: argparse.Namespace) -> None:
         return
     folder.mkdir(parents=True)
     run.status = "training"
-    start = time.monotonic()
-    minutes = args.minutes
+    start, limit = time.monotonic(), args.minutes + args.test_minutes
     command = [sys.executable, "train.py", *run.overrides, f"trainer.accelerator={run.device}", "threads=1",
-               f"trainer.max_time=00:00:{minutes:02d}:00", "trainer.enable_progress_bar=false",
+               f"trainer.max_time=00:00:{args.minutes:02d}:00", "trainer.enable_progress_bar=false",
                "callbacks.progress=null", f"hydra.run.dir={folder}"]
-    code = _call(command, folder / "train.log", minutes * 60 + args.test_minutes * 60)
+    code = _call(command, folder / "train.log", limit * 60)
     run.rows.append({"weights": "train", "exit": code, "wall_s": round(time.monotonic() - start)})
     if code != 0 or not (folder / "metrics.json").exists():
-        limit = minutes + args.test_minutes
         run.status = (f"timed out: training and test over {limit} min (--test-minutes)" if code == 124
                       else f"train failed ({code})")
         return
     run.status = "auditing"
     _audit(run, folder, folder / "checkpoints" / "last.ckpt", "last", args)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    best = (metrics.get("best_checkpoint") or "")
+    best = json.loads((folder / "metrics.json").read_text()).get("best_checkpoint") or ""
     if args.audit_best and best and Path(best).exists():
         _audit(run, folder, Path(best), "best", args)
     run.status = "done"
@@ -208,15 +187,14 @@ def check_runs(runs: Sequence[Run]) -> None:
     from hydra.errors import HydraException
 
     from utils.checks import one_line
-    from runs.config import validate_config
-    from runs.members import build_ensemble, ensemble_size
+    from runs.members import build_run
 
     for run in runs:
         overrides = [*run.overrides, f"trainer.accelerator={run.device}", "threads=1", "output_dir=."]
         try:
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
                 cfg = compose("config", overrides=overrides)
-            (build_ensemble if ensemble_size(cfg) > 1 else validate_config)(cfg, check_machine=False)
+            build_run(cfg, check_machine=False)
         except (ValueError, HydraException) as error:
             raise ValueError(f"run {run.name}: {one_line(error)}") from error
 
@@ -242,13 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precise-samples", type=int, default=200_000,
                         help="profiles of the revenue measured without search (reporting.precise_revenue, default 200000)")
     args = parser.parse_args(argv)
-    for key in ("cpu_jobs", "gpu_jobs", "minutes", "audit_samples", "precise_samples"):
+    for key in ("cpu_jobs", "gpu_jobs", "audit_samples", "precise_samples"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if not 1 <= args.minutes <= 59:
         parser.error("--minutes must be between 1 and 59")
     try:
-        runs = read_runs(args.runs)
+        runs = parse_runs(args.runs.read_text())
+    except (OSError, ValueError) as error:  # (a UnicodeDecodeError is a ValueError)
+        print(f"error: runs file {args.runs}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return 2
+    try:
         check_writable(args.out, "out", folder=True)
         if not args.no_check:
             check_runs(runs)

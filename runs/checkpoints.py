@@ -1,10 +1,8 @@
-"""Rebuilding a trained mechanism from a checkpoint written by ``train.py``.
+"""Rebuilding a trained mechanism from a checkpoint written by ``train.py``, without a Trainer.
 
-``train.py`` stores the resolved run configuration (``_target_`` keys kept) as the LightningModule's
-``hyper_parameters["run_config"]``, and the mechanism's weights under the ``mechanism.`` prefix of the state dict:
-:func:`load_checkpoint` rebuilds the mechanism from the first with ``hydra.utils.instantiate`` and loads the second,
-without a Trainer.  :func:`run_config` maps older layouts to today's: ``target`` for ``_target_``, moved targets
-(:data:`RENAMED_TARGETS`), and flat network and Sinkhorn arguments (``hidden``, ``eps_init``, ...).
+The checkpoint holds the resolved run configuration as ``hyper_parameters["run_config"]`` and the mechanism's
+weights under ``mechanism.``: :func:`load_checkpoint` instantiates the first and loads the second.
+:func:`run_config` maps older layouts to today's (``target``, :data:`RENAMED_TARGETS`, flat arguments).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Building the run's objects from the Hydra configuration, and rejecting bad configurations early.
 
-:func:`validate_config` checks the setting and the trainer, builds the components (:func:`build_components`: their
-constructors check their own arguments), then checks what the settings mean together
-(:func:`runs.setting_checks.check_meaning`) and whether a ``resume`` checkpoint fits
-(:func:`runs.resume_checks.check_resume`): every problem is one ``ValueError`` naming the config section.  The run
-trains the components it returns (:func:`runs.run.run`): each is built once.
+:func:`validate_config` checks the setting and the trainer, builds the components (their constructors check their
+own arguments), then checks what the settings mean together and whether a ``resume`` checkpoint fits: every
+problem is one ``ValueError`` naming the config section.  The run trains the components it returns.
 """
 
 from __future__ import annotations
@@ -81,10 +79,9 @@ def _check_data(cfg: DictConfig, world: int, check_machine: bool) -> None:
         val_batch = min(data.get("val_batch_size") or data.batch_size, data.val_size)
         for split, size, batch in (("train", data.train_size, data.batch_size), ("val", data.val_size, val_batch)):
             if -(-size // batch) < world:
-                raise ValueError(
-                    f"data.{split}_size={size} in batches of {batch} gives fewer batches than the {world} processes "
-                    f"(trainer.devices x trainer.num_nodes): make data.{split}_size >= {world * batch}"
-                )
+                raise ValueError(f"data.{split}_size={size} in batches of {batch} gives fewer batches than the "
+                                 f"{world} processes (trainer.devices x trainer.num_nodes): make "
+                                 f"data.{split}_size >= {world * batch}")
 
 
 def _check_run_options(cfg: DictConfig) -> None:
@@ -133,10 +130,9 @@ def _check_monitors(callbacks: list[pl.Callback]) -> None:
         if monitor is None or monitor in logged or (audited and monitor.startswith("audit/")):
             continue
         hint = " (callbacks.budget=null removes the callback that logs it)" if monitor == "val/budgeted_revenue" else ""
-        raise ValueError(
-            f"callbacks: {type(callback).__name__} monitors {monitor!r}, which nothing logs{hint}: monitor one of "
-            f"{', '.join(sorted(k for k in logged if k.startswith('val/')))} (e.g. callbacks.checkpoint.monitor=val/revenue)"
-        )
+        shown = ", ".join(sorted(k for k in logged if k.startswith("val/")))
+        raise ValueError(f"callbacks: {type(callback).__name__} monitors {monitor!r}, which nothing logs{hint}: "
+                         f"monitor one of {shown} (e.g. callbacks.checkpoint.monitor=val/revenue)")
 
 
 STRATEGIES = ("auto", "ddp")

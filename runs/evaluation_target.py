@@ -51,27 +51,20 @@ def evaluation_target(args: argparse.Namespace, device: torch.device) -> Target:
         run = load_checkpoint(args.checkpoint, device)
         seeds = (run.data_seed, run.test_seed) if args.seed is None else (args.seed, args.seed)
         suffix = "" if args.eps_final is None else f"_eps{args.eps_final:g}"
-        return Target(
-            mechanism=run.mechanism, setting=run.setting, data_seed=seeds[0], search_seed=seeds[1],
-            source=str(run.checkpoint), run_dir=run.run_dir,
-            out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{suffix}",
-        )
+        return Target(run.mechanism, run.setting, *seeds, source=str(run.checkpoint), run_dir=run.run_dir,
+                      out=args.out or run.run_dir / "evaluation" / f"{run.checkpoint.stem}{suffix}")
     setting = Setting(args.agents, args.items, Demand(args.demand, args.k), named_distribution(args.distribution, args.agents, args.items))
-    mechanism: nn.Module | None
     fitted = fit_baseline(args.mechanism, setting) if args.mechanism in BASELINE_NAMES else None
     if fitted is not None:
         mechanism = fitted.mechanism
     elif args.mechanism == "vcg":
         mechanism = VCG(args.agents, args.items, setting.demand)
-    else:
-        mechanism = optimal_mechanism(setting)
-        if mechanism is None:
-            raise ValueError(f"no optimal mechanism is known for {args.agents} bidder(s), {args.items} item(s), "
-                             f"{setting.demand.name} demand, {args.distribution} values (known: uniform 1x2 unit/exactly_k/"
-                             "additive and n bidders x 1 item; exponential n x 1; triangle 1x2 additive)")
+    elif (mechanism := optimal_mechanism(setting)) is None:
+        raise ValueError(f"no optimal mechanism is known for {args.agents} bidder(s), {args.items} item(s), "
+                         f"{setting.demand.name} demand, {args.distribution} values (known: uniform 1x2 unit/exactly_k/"
+                         "additive and n bidders x 1 item; exponential n x 1; triangle 1x2 additive)")
     seed = 0 if args.seed is None else args.seed
-    return Target(
-        mechanism=mechanism.to(device), setting=setting, data_seed=seed, search_seed=seed, source=args.mechanism, baseline=fitted,
-        out=args.out or Path("outputs") / "evaluate" / (f"{args.mechanism}_{setting.demand.name}_{args.agents}x{args.items}"
-                                                  + ("" if args.distribution == "uniform" else f"_{args.distribution}")),
-    )
+    name = f"{args.mechanism}_{setting.demand.name}_{args.agents}x{args.items}"
+    name += "" if args.distribution == "uniform" else f"_{args.distribution}"
+    return Target(mechanism.to(device), setting, seed, seed, source=args.mechanism, baseline=fitted,
+                  out=args.out or Path("outputs") / "evaluate" / name)

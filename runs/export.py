@@ -1,11 +1,7 @@
-"""Member ``k`` of an ensemble checkpoint as an ordinary single-run checkpoint.
+"""Member ``k`` of an ensemble checkpoint as an ordinary single-run checkpoint, for evaluation, not for resuming
+(docs/ensembles.md).
 
     python -m runs.export <run>/checkpoints/last.ckpt --member 1 --out member_1.ckpt
-
-The exported file holds member ``k``'s weights under the single mechanism's keys (``mechanism.*``), its
-``lagrange_multipliers`` ``(agents,)``, ``rho``, misreport buffer, step and own run configuration, so
-``evaluate.py`` and :func:`runs.checkpoints.load_checkpoint` read it as any ``train.py`` checkpoint.  Without
-optimizer state it is for evaluation, not for resuming (resume the ensemble checkpoint instead).
 """
 
 from __future__ import annotations
@@ -20,24 +16,18 @@ import torch
 from runs.checkpoints import read_checkpoint
 from utils.atomic import check_new
 
-__all__ = ["ensemble_members", "export_member", "member_checkpoint"]
+__all__ = ["export_member", "member_checkpoint"]
 
 PER_MEMBER = {"lagrange_multipliers": 0, "rho": 0, "misreport_buffer": 1}
 """The ensemble module's buffers with a member dimension, and where it is."""
 MECHANISM = "mechanism."
 
 
-def ensemble_members(checkpoint: dict[str, Any], path: Path | str = "the checkpoint") -> list[dict[str, Any]]:
-    """The members' run configurations stored in an ensemble checkpoint; ``ValueError`` for another checkpoint."""
+def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "the checkpoint") -> dict[str, Any]:
+    """Member ``k`` of an ensemble checkpoint dict (:func:`runs.checkpoints.read_checkpoint`) as a single-run one."""
     configs = checkpoint.get("hyper_parameters", {}).get("member_configs")
     if not configs:
         raise ValueError(f"{path} is not an ensemble checkpoint (no hyper_parameters.member_configs)")
-    return configs
-
-
-def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "the checkpoint") -> dict[str, Any]:
-    """Member ``k`` of an ensemble checkpoint dict (:func:`runs.checkpoints.read_checkpoint`) as a single-run one."""
-    configs = ensemble_members(checkpoint, path)
     if not (isinstance(k, int) and 0 <= k < len(configs)):
         raise ValueError(f"member must be an integer in [0, {len(configs)}) for {path}, got {k!r}")
     state = {}
@@ -46,13 +36,9 @@ def member_checkpoint(checkpoint: dict[str, Any], k: int, path: Path | str = "th
             state[key] = value[k].clone()
         elif key in PER_MEMBER:
             state[key] = value.select(PER_MEMBER[key], k).clone()
-    return {
-        "state_dict": state,
-        "hyper_parameters": {"run_config": configs[k]},
-        "epoch": checkpoint.get("epoch", 0),
-        "global_step": checkpoint.get("global_step", 0),
-        "ensemble_member": {"member": k, "of": len(configs), "source": str(path)},
-    }
+    return {"state_dict": state, "hyper_parameters": {"run_config": configs[k]}, "epoch": checkpoint.get("epoch", 0),
+            "global_step": checkpoint.get("global_step", 0),
+            "ensemble_member": {"member": k, "of": len(configs), "source": str(path)}}
 
 
 def export_member(path: Path | str, k: int, out: Path | str) -> Path:

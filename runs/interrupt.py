@@ -1,11 +1,9 @@
 """Interrupts (SIGTERM, SIGINT) end a run with a checkpoint, one line and a non-zero status (docs/scaling_out.md).
 
 Lightning alone finishes the epoch on SIGTERM and exits 0, and exits 1 on Ctrl-C without a resumable checkpoint.
-:class:`StopOnSignal` (in every :func:`runs.run.run`) instead stops at the end of the current training batch, writes
-``checkpoints/last.ckpt`` and raises :class:`Interrupted`, which ``train.py`` turns into one line and exit status
-``128 + signal``; a second Ctrl-C stops at once.  Under DDP, Lightning raises on every process at the next batch
-and the checkpoint is written from ``on_exception``.  During the test after training, :func:`stop_testing_on_signal`
-stops at once.  Lightning's SLURM requeue (SIGUSR1, ``hpc_ckpt_<n>.ckpt``) is left as it is.
+:class:`StopOnSignal` instead stops at the end of the current training batch, writes ``checkpoints/last.ckpt`` and
+raises :class:`Interrupted` (``train.py``: one line, status ``128 + signal``); under DDP, Lightning raises on every
+process at the next batch and the checkpoint is written from ``on_exception``.
 """
 
 from __future__ import annotations
@@ -75,9 +73,8 @@ class StopOnSignal(pl.Callback):
 
     def _save(self, trainer: pl.Trainer) -> Path | None:
         if self.saved is None and not trainer.fast_dev_run:
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path, weights_only=False)
-            self.saved = path
+            trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
+            self.saved = self.dirpath / "last.ckpt"
         return self.saved
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,

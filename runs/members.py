@@ -1,11 +1,8 @@
 """From the ``ensemble`` configuration node to the members' run configurations and the ensemble's components.
 
-``ensemble.size=K`` trains K members (docs/ensembles.md): member ``k`` is the single run with ``seed`` =
-``ensemble.vary.seed[k]`` (default ``seed + k``), the ensemble's ``data.seed`` (every member trains, validates and
-tests on the same profiles) and ``ensemble.vary.<key>[k]`` for each varied key of :data:`VARY`.
-:func:`member_configs` writes these configurations; :func:`build_ensemble` checks and builds each as ``train.py``
-would and stacks them into ONE :class:`training.AuctionModule` with a member dimension, with the members'
-schedules, scores and checkpoints (:func:`ensemble_callbacks`).  :func:`build_run` is what ``train.py`` calls.
+``ensemble.size=K`` trains K members (docs/ensembles.md): :func:`member_configs` writes each member's single-run
+configuration; :func:`build_ensemble` checks and builds each as ``train.py`` would and stacks them into ONE
+:class:`training.AuctionModule` with a member dimension.  :func:`build_run` is what ``train.py`` calls.
 """
 
 from __future__ import annotations
@@ -31,13 +28,9 @@ from training.module import AuctionModule
 __all__ = ["MAX_MEMBERS", "VARY", "build_ensemble", "build_run", "ensemble_callbacks", "ensemble_size", "main",
            "member_configs", "pack_multirun"]
 
-VARY: dict[str, str] = {
-    "seed": "seed",
-    "lr": "model.lr",
-    "lr_final": "model.lr_final",
-    **{key: f"lagrangian.{key}" for key in (
-        "lambda_init", "rho_init", "rho_increment", "rho_every_n_steps", "max_rho", "lambda_every_n_steps")},
-}
+VARY: dict[str, str] = {"seed": "seed", "lr": "model.lr", "lr_final": "model.lr_final", **{
+    key: f"lagrangian.{key}"
+    for key in ("lambda_init", "rho_init", "rho_increment", "rho_every_n_steps", "max_rho", "lambda_every_n_steps")}}
 """``ensemble.vary.<key>``: the configuration key it sets in member ``k``'s configuration."""
 
 
@@ -144,15 +137,14 @@ def _adam_options(member: AuctionModule) -> dict[str, Any]:
 
 
 def _check_members(members: Sequence[AuctionModule]) -> None:
-    first = members[0]
+    first, adam = members[0], _adam_options(members[0])
     for k, member in enumerate(members[1:], 1):
         for name in SHARED:
             if getattr(member, name) != getattr(first, name):
                 raise ValueError(f"ensemble members must share {name}: member {k} has {getattr(member, name)!r}, "
                                  f"member 0 {getattr(first, name)!r}")
-        if _adam_options(member) != _adam_options(first):
+        if _adam_options(member) != adam:
             raise ValueError(f"ensemble members must share the Adam options: member {k} differs")
-    _adam_options(first)
 
 
 def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) -> AuctionModule:

@@ -1,9 +1,8 @@
 """A run whose mechanism stopped earning: test revenue near 0 at the end of the run (docs/scaling_out.md).
 
 E.g. ``model.lr=10`` drives the networks to give an item away or to allocate nothing, and to charge nothing: zero
-regret, zero revenue, a table that looks normal.  :func:`no_revenue_warning` names it, with the allocated mass
-(:func:`allocated_mass`), a collapse only when the run earned revenue in validation before, and no cause it cannot
-know; :func:`runs.run.run` prints it and writes it to ``metrics.json`` and TensorBoard.
+regret, zero revenue, a table that looks normal.  :func:`runs.run.run` prints :func:`no_revenue_warning` and writes
+it to ``metrics.json`` and TensorBoard.
 """
 
 from __future__ import annotations

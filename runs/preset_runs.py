@@ -1,9 +1,7 @@
 """The runs of a reproduction: train presets in subprocesses, collect their results, attack their tested weights.
 
-Each preset's run lives in ``<runs dir>/<preset>``: ``metrics.json`` (``train.py``'s), the sidecar
-:data:`SIDECAR` (overrides, command, hardware, wall time: written by :func:`train_preset`) and one
-``<adversary>.json`` per adversary that attacked its tested weights (:func:`attack_run`: ``audit.json``,
-``strong.json``, ...).
+Each preset's run lives in ``<runs dir>/<preset>``: ``metrics.json``, the sidecar :data:`SIDECAR` (written by
+:func:`train_preset`) and one ``<adversary>.json`` per adversary that attacked its tested weights (:func:`attack_run`).
 """
 
 from __future__ import annotations
@@ -68,19 +66,10 @@ def train_preset(preset: str, runs_dir: Path, overrides: Sequence[str] = (), tim
             returncode = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             returncode = -1
-    sidecar = {
-        "preset": preset,
-        "overrides": list(overrides),
-        "command": " ".join(command[1:]),
-        "returncode": returncode,
-        "wall_time_s": time.perf_counter() - start,
-        "started_at": started_at,
-        "hardware": _hardware(run_dir),
-        "log": str(log),
-        "date": datetime.date.today().isoformat(),
-    }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / SIDECAR, sidecar)
+    sidecar = {"preset": preset, "overrides": list(overrides), "command": " ".join(command[1:]),
+               "returncode": returncode, "wall_time_s": time.perf_counter() - start, "started_at": started_at,
+               "hardware": _hardware(run_dir), "log": str(log), "date": datetime.date.today().isoformat()}
+    write_json(run_dir / SIDECAR, sidecar)  # (run_dir made where the run did not)
     return sidecar
 
 

@@ -1,12 +1,10 @@
 """Reproduce the paper's Tables 1 and 2: train a list of presets and write a markdown table.
 
 ``python -m runs.reproduce [PRESET ...] [--override KEY=VALUE ...] [--out results/reproduction.md]``
-(docs/results.md, "Reproducing the paper").  Each preset (default: every row of :data:`reporting.paper.PAPER_ROWS`)
-trains in a subprocess (:mod:`runs.preset_runs`); then adversaries attack the tested weights of every run without
-its ``<adversary>.json`` (docs/regret_audit.md): the audit (unless ``--no-audit``), ``--strong`` and each
-``--adversary NAME``.  The table (:mod:`reporting.reproduction_table`) adds the GPU queue's collected rows
-(:mod:`reporting.gpu_results`).  An existing ``--out`` is refused before any training unless ``--force``.  Exit
-status: 1 when a run failed or a row has no results, 2 on bad input.
+(docs/results.md, "Reproducing the paper"; the adversaries: docs/regret_audit.md).  Each preset trains in a
+subprocess (:mod:`runs.preset_runs`), then adversaries attack its tested weights; the table
+(:mod:`reporting.reproduction_table`) adds the GPU queue's collected rows.  Exit status: 1 when a run failed
+or a row has no results, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -37,17 +35,10 @@ REPRODUCE_FLAGS = ("audit_samples", "audit_points", "strong_samples", "strong_st
 """The older adversary flags ``runs.reproduce`` takes (:data:`adversary.select.FLAGS`)."""
 
 
-def base_files() -> set[str]:
-    """The experiment files other presets build on (named in their ``defaults``: ``paper``, ``best``, ...): a budget
-    without a setting of their own, not presets."""
-    named = set()
-    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
-        named |= {entry for entry in OmegaConf.load(path).get("defaults", []) if isinstance(entry, str)}
-    return named
-
-
 def _check_presets(presets: Sequence[str]) -> None:
-    bases = base_files()
+    bases = set()  # the experiment files other presets build on (their defaults: paper, best, ...), not presets
+    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
+        bases |= {entry for entry in OmegaConf.load(path).get("defaults", []) if isinstance(entry, str)}
     available = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem not in bases)
     given_bases = [p for p in presets if p in bases]
     if given_bases:
@@ -76,13 +67,12 @@ def _check_runs(presets: Sequence[str], runs_dir: Path, overrides: Sequence[str]
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Every option, before the first run: presets, overrides, paths, devices, counts."""
+    """Every option but the device, before the first run: presets, overrides, paths, counts."""
     _check_presets(args.presets)
     _check_overrides(args.override)
     check_positive_int(args.jobs, "--jobs")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    resolve_device(args.audit_device, "--audit-device")
     check_writable(args.out, "--out")
     check_new([args.out], args.force)
     check_writable(args.runs_dir, "--runs-dir", folder=True)
@@ -131,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--audit-points/--audit-samples set the audit that --no-audit leaves out: drop one or the other")
         args.adversary = [*([] if args.no_audit else ["audit"]), *args.adversary]
         adversaries = selected_adversaries(args)  # rejects bad values before any run
-        _check_options(args)
         device = str(resolve_device(args.audit_device, "--audit-device"))
+        _check_options(args)
         failed = False
         if not args.collect_only:
             failed = train_presets(args.presets, args.runs_dir, args.override, args.timeout, args.jobs)

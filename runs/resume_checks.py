@@ -1,8 +1,6 @@
-"""Whether a ``resume`` checkpoint may be continued: the same run, a budget it has not passed, weights that fit.
-
-:func:`check_resume` refuses with one line a checkpoint whose settings in :data:`RESUME_COMPARED` differ
-(``resume_allow_changes`` prints them and continues, except in :data:`RESUME_FIXED`), whose epochs or steps exceed
-the trainer's budget, or whose weights' shapes differ from this run's model.
+"""Whether a ``resume`` checkpoint may be continued (docs/training.md, "Resuming"): the same run (settings of
+:data:`RESUME_COMPARED`; ``resume_allow_changes`` except :data:`RESUME_FIXED`), a budget it has not passed, and
+weights that fit.
 """
 
 from __future__ import annotations
@@ -101,22 +99,17 @@ def check_resume(cfg: DictConfig, model: nn.Module | None = None) -> None:
         raise ValueError(f"resume: {error}") from error
     _check_resume_budget(cfg.trainer, checkpoint)
     differences = resume_differences(stored, OmegaConf.to_container(cfg, resolve=True))
-    if differences:
-        _refuse_differences(cfg, differences)
-    if model is not None:
-        _check_shapes(checkpoint, model)
-
-
-def _refuse_differences(cfg: DictConfig, differences: list[tuple[str, Any, Any]]) -> None:
-    """Refuse a resume whose settings differ from the checkpoint's; with resume_allow_changes, print them instead."""
     listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in differences)
     if any(key == f or key.startswith(f + ".") for key, _, _ in differences for f in RESUME_FIXED):
         raise ValueError(f"resume: the checkpoint is of another setting or architecture ({listed}); it cannot be continued")
-    if not cfg.get("resume_allow_changes", False):
+    if differences and not cfg.get("resume_allow_changes", False):
         raise ValueError(f"resume: this run's configuration differs from the checkpoint's ({listed}); use the "
                          "checkpoint's values, or add resume_allow_changes=true to continue with the new ones")
-    print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with ({listed})",
-          file=sys.stderr)
+    if differences:  # resume_allow_changes=true
+        print(f"warning: resume_allow_changes=true: continuing with settings the checkpoint was not trained with "
+              f"({listed})", file=sys.stderr)
+    if model is not None:
+        _check_shapes(checkpoint, model)
 
 
 def _check_resume_budget(trainer: DictConfig, checkpoint: dict[str, Any]) -> None:

@@ -1,11 +1,8 @@
 """One training run: build from the config, fit, test, report (the body of ``train.py``).
 
-:func:`run` fits the components :func:`runs.config.validate_config` built (resuming from ``cfg.resume``), tests the
-``cfg.test_checkpoint`` weights, prints :func:`format_table` and writes ``metrics.json`` into ``cfg.output_dir``.
-With several processes (DDP) every process trains on its share of the batches; the test runs once, in the first
-process, which alone reports (the others return an empty dict).  An ensemble run (``ensemble.size`` > 1,
-docs/ensembles.md) exports every member as a single-run checkpoint (:mod:`runs.export`) and reports each member
-and the ensemble's summary (:func:`ensemble_members`, :func:`format_ensemble_table`).
+:func:`run` fits the components :func:`runs.config.validate_config` built, tests the ``cfg.test_checkpoint``
+weights, prints :func:`format_table` and writes ``metrics.json``.  Under DDP the test runs once, in the first
+process, which alone reports.  An ensemble run (docs/ensembles.md) exports and reports every member.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from utils.atomic import write_json
 from utils.hardware import describe
 from reporting.tables import allocation_tolerance, allocation_warning, baseline_rows
 from runs.checkpoints import load_checkpoint
-from runs.config import TEST_CHECKPOINTS, Components, build_components, world_size
+from runs.config import Components, build_components, world_size
 from runs.export import export_member
 from runs.interrupt import StopOnSignal, stop_testing_on_signal
 from runs.members import VARY
@@ -66,9 +63,8 @@ def _save_last(trainer: pl.Trainer) -> Path | None:
 
 
 def _test_weights(trainer: pl.Trainer, choice: str) -> str | None:
-    """Checkpoint path to test, or ``None`` for the weights in memory (the last ones)."""
-    if choice not in TEST_CHECKPOINTS:
-        raise ValueError(f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {choice!r}")
+    """Checkpoint path to test (``choice``: last or best, checked by :mod:`runs.config`), or ``None`` for the
+    weights in memory (the last ones)."""
     checkpoint = _checkpoint(trainer)
     return (checkpoint.best_model_path or None) if choice == "best" and checkpoint is not None else None
 
@@ -145,12 +141,10 @@ def format_ensemble_table(metrics: dict[str, Any]) -> str:
     """One line per member and the summary: test revenue and regret (mean over agents)."""
     lines = [f"{metrics['setting']}: ensemble of {metrics['ensemble']['size']}"]
     for member in metrics["members"]:
-        test = member["test"]
-        lines.append(
-            f"member {member['member']} (seed {member['seed']}{''.join(f', {k}={v}' for k, v in member['varied'].items())}): "
-            f"revenue {test['revenue_mean']:.4f}, regret {test['regret_mean_over_agents_mean']:.5f} "
-            f"(sum over agents {test['regret_sum_over_agents_mean']:.5f}), tested {Path(member['tested_weights']).name}"
-        )
+        test, varied = member["test"], "".join(f", {k}={v}" for k, v in member["varied"].items())
+        lines.append(f"member {member['member']} (seed {member['seed']}{varied}): revenue {test['revenue_mean']:.4f}, "
+                     f"regret {test['regret_mean_over_agents_mean']:.5f} (sum over agents "
+                     f"{test['regret_sum_over_agents_mean']:.5f}), tested {Path(member['tested_weights']).name}")
     s = metrics["ensemble"]["summary"]
     for name, label in (("revenue_mean", "revenue"), ("regret_mean_over_agents_mean", "regret")):
         lines.append(f"{label}: mean {s[f'{name}_members_mean']:.4f}, sd {s[f'{name}_members_sd']:.4f}, "
@@ -182,25 +176,19 @@ def ensemble_members(trainer: pl.Trainer, parts: Components, cfg: DictConfig, sa
         members.append({
             "member": k, "seed": config["seed"],
             "varied": {key: vary[key][k] for key in VARY if vary.get(key) is not None},
-            "test": test, "tested_weights": tested,
-            "rho": float(model.rho[k]), "lambda": model.lagrange_multipliers[k].tolist(),
-            "best_checkpoint": best_path, "best_score": finite_or_none(best.best_model_score) if best else None,
-            "exported": exported,
-        })
+            "test": test, "tested_weights": tested, "rho": float(model.rho[k]),
+            "lambda": model.lagrange_multipliers[k].tolist(), "best_checkpoint": best_path,
+            "best_score": finite_or_none(best.best_model_score) if best else None, "exported": exported})
     summary = ensemble_summary([m["test"] for m in members])
-    return {
-        "ensemble": {"size": model.members, "data_seed": cfg.data.seed, "summary": summary},
-        "members": members,
-        "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
-    }
+    return {"ensemble": {"size": model.members, "data_seed": cfg.data.seed, "summary": summary},
+            "members": members, "warm_start": _warm_start(parts)}
 
 
 def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
     """Train and test the configured mechanism; returns (and writes as ``metrics.json``) the final metrics.
     ``parts``: the components :func:`runs.config.validate_config` built (``None``: built here, unchecked)."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    if parts is None:
-        parts = build_components(cfg)
+    parts = parts or build_components(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     stop = StopOnSignal(Path(cfg.output_dir) / "checkpoints")  # SIGTERM/SIGINT: last.ckpt, then Interrupted
     trainer: pl.Trainer = instantiate(cfg.trainer, strategy=trainer_strategy(cfg.trainer),
@@ -226,36 +214,30 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
                    f"{type(mechanism).__name__}",
         "fit": fit_metrics,
         "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
-        "allocation_tolerance": allocation_tolerance(mechanism),
-        "global_step": trainer.global_step,
+        "allocation_tolerance": allocation_tolerance(mechanism), "global_step": trainer.global_step,
     }
     if members_report is None:
         checkpoint = _checkpoint(trainer)
         metrics.update({
-            "test": model.test_results,
-            "tested_weights": weights or "last",
-            "rho": float(model.rho),
+            "test": model.test_results, "tested_weights": weights or "last", "rho": float(model.rho),
             "lambda": model.lagrange_multipliers.tolist(),
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
-            "best_score": finite_or_none(checkpoint.best_model_score) if checkpoint else None,
-            "test_best": test_best,
-            "warm_start": next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None),
-            "warnings": _warnings(trainer, parts, model.test_results),
-        })
+            "best_score": finite_or_none(checkpoint.best_model_score) if checkpoint else None, "test_best": test_best,
+            "warm_start": _warm_start(parts), "warnings": _warnings(trainer, parts, model.test_results)})
     else:
         metrics.update(members_report)
     metrics.update({
         "train_time_s": fitted - start,
         "train_cpu_s": cpu_fitted - cpu_start,  # this process's CPU time: the train time a loaded CPU does not inflate
-        "test_time_s": done - fitted,
-        "wall_time_s": done - start,
-        "hardware": describe(parts.model.device),
-    })
-    output = Path(cfg.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(output / "metrics.json", metrics)
+        "test_time_s": done - fitted, "wall_time_s": done - start, "hardware": describe(parts.model.device)})
+    write_json(Path(cfg.output_dir) / "metrics.json", metrics)
     print(format_table(metrics) if members_report is None else format_ensemble_table(metrics))
     return metrics
+
+
+def _warm_start(parts: Components) -> dict[str, Any] | None:
+    """The warm start's report (:class:`callbacks.warm_start.WarmStart`), ``None`` without one."""
+    return next((c.report for c in parts.callbacks if isinstance(c, WarmStart) and c.report), None)
 
 
 def _warnings(trainer: pl.Trainer, parts: Components, test: dict[str, Any]) -> list[str]:

@@ -1,8 +1,5 @@
-"""A run never writes into another run's directory (docs/scaling_out.md, "One run per run directory").
-
-:func:`check_run_dir` refuses a directory holding results unless ``resume`` points into it or the run is a
-requeued SLURM job; :func:`claim_run_dir` then holds it with a lock file created atomically (``O_EXCL``), taking
-over a lock whose process (same host) is gone.  Only the first process of a run checks and claims.
+"""A run never writes into another run's directory (docs/scaling_out.md, "One run per run directory"):
+:func:`check_run_dir` refuses one holding results, :func:`claim_run_dir` holds it with a lock file.
 """
 
 from __future__ import annotations

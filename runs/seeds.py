@@ -35,13 +35,10 @@ def row_test(metrics: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if "ensemble" not in metrics:
         return metrics["test"], ""
     summary, members = metrics["ensemble"]["summary"], metrics["members"]
-    test = {
-        "revenue_mean": summary["revenue_mean_members_mean"],
-        "revenue_std": summary["revenue_mean_members_sd"],
-        "regret_sum_over_agents_mean": summary["regret_sum_over_agents_mean_members_mean"],
-        "regret_sum_over_agents_std": summary["regret_sum_over_agents_mean_members_sd"],
-        "n_samples": members[0]["test"]["n_samples"],
-    }
+    test = {"revenue_mean": summary["revenue_mean_members_mean"], "revenue_std": summary["revenue_mean_members_sd"],
+            "regret_sum_over_agents_mean": summary["regret_sum_over_agents_mean_members_mean"],
+            "regret_sum_over_agents_std": summary["regret_sum_over_agents_mean_members_sd"],
+            "n_samples": members[0]["test"]["n_samples"]}
     seeds = ",".join(str(m["seed"]) for m in members)
     note = (f" [seeds {seeds}: (sd over seeds); worst {summary['revenue_mean_members_worst']:.3f} / "
             f"{summary['regret_sum_over_agents_mean_members_worst']:.4f}]")

@@ -1,8 +1,5 @@
-"""Settings checked against their meaning before any work: :func:`check_meaning` (in
-:func:`runs.config.validate_config`, after the components' constructors checked each argument alone) refuses,
-with one line naming the setting, negative values or a value range too narrow for float32 to resolve a regret in,
-a starting ``mechanism.reserve`` outside the values' support, and a warm start (``init``) the demand does not admit
-or whose callback (``callbacks.warm_start``) is null.
+"""Settings checked against their meaning before any work (:func:`check_meaning`, in
+:func:`runs.config.validate_config`, after the components' constructors checked each argument alone).
 """
 
 from __future__ import annotations
@@ -21,30 +18,27 @@ RESOLUTION = 1e-4
 regret of 1e-3 of the range to about 1%."""
 
 
-def _check_values(distribution: ValuationDistribution) -> None:
+def check_meaning(cfg: DictConfig, distribution: ValuationDistribution) -> None:
+    """One-line ``ValueError`` for a setting of ``cfg`` that is meaningless for the run: negative values or a value
+    range too narrow for float32 to resolve a regret in (``distribution``: the run's, as built), a starting
+    ``mechanism.reserve`` outside the values' range, a warm start (``init``) the demand does not admit or whose
+    callback (``callbacks.warm_start``) is null."""
     low, high = distribution.support
+    lowest, highest = float(low.min()), float(high.max())
     if bool((low < 0).any()):
         raise ValueError(f"distribution: values must be >= 0 (individual rationality and the payments' bounds are "
-                         f"stated for nonnegative values), got a lowest value of {float(low.min()):g}")
+                         f"stated for nonnegative values), got a lowest value of {lowest:g}")
     width, magnitude = high - low, torch.maximum(low.abs(), high.abs())
     if bool((width < RESOLUTION * magnitude).any()):
-        raise ValueError(f"distribution: the value range [{float(low.min()):g}, {float(high.max()):g}] is narrower than "
+        raise ValueError(f"distribution: the value range [{lowest:g}, {highest:g}] is narrower than "
                          f"{RESOLUTION:g} of its magnitude: float32 training cannot resolve regret in it; shift the values "
                          "toward 0 or widen the range")
-
-
-def _check_reserve(mechanism: DictConfig, distribution: ValuationDistribution) -> None:
-    reserve = mechanism.get("reserve")
-    if reserve is None:
-        return
-    low, high = (float(bound) for bound in (distribution.support.low.min(), distribution.support.high.max()))
-    if not low <= reserve < high:
-        raise ValueError(f"mechanism.reserve={reserve:g} lies outside the values' range [{low:g}, {high:g}): every item "
-                         f"would start {'unsold' if reserve >= high else 'sold at any bid'}; set a reserve in the range "
-                         "(the fitted vcg_reserve's price is a good start: baselines)")
-
-
-def _check_warm_start(cfg: DictConfig) -> None:
+    reserve = cfg.mechanism.get("reserve")
+    if reserve is not None and not lowest <= reserve < highest:
+        start = "unsold" if reserve >= highest else "sold at any bid"
+        raise ValueError(f"mechanism.reserve={reserve:g} lies outside the values' range [{lowest:g}, {highest:g}): "
+                         f"every item would start {start}; set a reserve in the range (the fitted vcg_reserve's price "
+                         "is a good start: baselines)")
     init = cfg.get("init", "none")
     try:
         check_teacher(init, cfg["agents"], cfg["items"], Demand(cfg.demand.name, cfg.demand.k))
@@ -53,11 +47,3 @@ def _check_warm_start(cfg: DictConfig) -> None:
     if init != "none" and (cfg.get("callbacks") or {}).get("warm_start") is None:
         raise ValueError(f"warm start: init={init} but callbacks.warm_start, which runs it, is null; drop init or the "
                          "callbacks.warm_start=null override")
-
-
-def check_meaning(cfg: DictConfig, distribution: ValuationDistribution) -> None:
-    """One-line ``ValueError`` for a setting of ``cfg`` that is meaningless for the run (module docstring);
-    ``distribution``: the run's valuation distribution, as built."""
-    _check_values(distribution)
-    _check_reserve(cfg.mechanism, distribution)
-    _check_warm_start(cfg)
