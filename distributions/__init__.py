@@ -7,7 +7,7 @@ run's distribution from its stored configuration; :class:`Setting` (:mod:`distri
 joins a distribution with its bidders, items and demand.
 """
 
-from distributions.base import DTYPES, Support, ValuationDistribution, unit_uniform
+from distributions.base import Support, ValuationDistribution, unit_uniform
 from distributions.config import DISTRIBUTION_NAMES, distribution_node, distribution_of, named_distribution
 from distributions.setting import Setting
 from distributions.exponential import Exponential, exponential_bundle_price, exponential_myerson_revenue
@@ -15,19 +15,7 @@ from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
 
 __all__ = [
-    "DISTRIBUTION_NAMES",
-    "DTYPES",
-    "Exponential",
-    "Setting",
-    "Support",
-    "Triangle",
-    "Uniform",
-    "ValuationDistribution",
-    "distribution_node",
-    "distribution_of",
-    "exponential_bundle_price",
-    "exponential_myerson_revenue",
-    "named_distribution",
-    "triangle_bundle_revenue",
-    "unit_uniform",
+    "DISTRIBUTION_NAMES", "Exponential", "Setting", "Support", "Triangle", "Uniform", "ValuationDistribution",
+    "distribution_node", "distribution_of", "exponential_bundle_price", "exponential_myerson_revenue",
+    "named_distribution", "triangle_bundle_revenue", "unit_uniform",
 ]

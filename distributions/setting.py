@@ -1,10 +1,9 @@
 """The setting of an auction: who bids on what, with what demand, and where the values come from.
 
-A :class:`Setting` is built once (from a run configuration, a mechanism, or by hand) and passed
-wherever a setting is needed: the baselines' fit and the reference revenues (:mod:`baselines`),
-the adversaries (:mod:`adversary.base`), the test protocol (:mod:`adversary.protocol`).  It lives
-here, below both :mod:`baselines` and :mod:`adversary` (it needs only :mod:`mechanisms.demand` and
-the distribution), so that everything above can import it without a cycle.
+A :class:`Setting` is built once (from a run configuration, a mechanism, or by hand) and passed wherever a setting
+is needed: the baselines (:mod:`baselines`), the adversaries (:mod:`adversary.base`), the test protocol
+(:mod:`adversary.protocol`).  It lives here, below both :mod:`baselines` and :mod:`adversary` (it needs only
+:mod:`mechanisms.demand` and the distribution), so that everything above can import it without a cycle.
 """
 
 from __future__ import annotations
@@ -28,10 +27,9 @@ __all__ = ["Setting"]
 class Setting:
     """``agents`` bidders, ``items`` items, each bidder's ``demand``, values drawn from ``distribution``.
 
-    Valuation profiles are ``(batch, agents, items)`` tensors; the report domain is the
-    distribution's support, ``low``/``high`` of shape ``(agents, items)``.  Settings are
-    hashable and compare by value (the baselines' fits are cached on them).  A one-line
-    ``ValueError`` refuses a demand or distribution that does not fit ``agents`` x ``items``.
+    Valuation profiles are ``(batch, agents, items)``; the report domain is the distribution's support,
+    ``(agents, items)``.  Settings are hashable and compare by value (the baselines' fits are cached on them).
+    A one-line ``ValueError`` refuses a demand or distribution that does not fit ``agents`` x ``items``.
     """
 
     agents: int
@@ -76,9 +74,7 @@ class Setting:
         low, high = self.distribution.support
         return low.to(device), high.to(device)
 
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
         """``n`` valuation profiles ``(n, agents, items)`` (:meth:`ValuationDistribution.sample`)."""
         return self.distribution.sample(n, generator, device, dtype)
