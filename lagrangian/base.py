@@ -1,18 +1,18 @@
 """What every Lagrangian rule acts on, and the callback shape every rule's schedule has.
 
-* :class:`LagrangianState`: the training module's buffers ``rho`` and ``lagrange_multipliers`` (saved in
-  every checkpoint); :func:`member_penalties` views them per member, ``(K,)`` and ``(K, agents)`` (K = 1: a
-  single run's scalar and ``(agents,)``), so in-place updates reach the buffers;
+* :class:`LagrangianState`: the training module's buffers ``rho`` and ``lagrange_multipliers`` (saved in every
+  checkpoint); :func:`member_penalties` views them per member, ``(K,)`` and ``(K, agents)`` (K = 1: a single run's
+  scalar and ``(agents,)``), so in-place updates reach the buffers;
 * :data:`REGRET_KEY`: where ``training_step`` returns the per-member, per-agent batch-mean regret;
-* :class:`MemberRules`: a Lightning callback holding one rule per member (or one for every member), which
-  applies rule ``k`` to member ``k`` at ``trainer.global_step`` (optimizer steps taken, also restored from a
-  checkpoint), so a resumed run applies the same updates at the same steps as an uninterrupted one;
+* :class:`MemberRules`: a Lightning callback holding one rule per member (or one for every member), which applies
+  rule ``k`` to member ``k`` at ``trainer.global_step`` (also restored from a checkpoint), so a resumed run applies
+  the same updates at the same steps as an uninterrupted one;
 * :class:`Softenable`: a schedule the collapse guard (:class:`callbacks.CollapseGuard`, ``on_collapse=restore``)
   can soften: rho halved and held for a number of steps (callback state, saved in checkpoints).
 
-A rule is one module of this package (its rule, a pure function of the state, the step and the regret, and
-its :class:`MemberRules` callback; :mod:`lagrangian.paper`, :mod:`lagrangian.target_regret`) plus one YAML
-in ``conf/lagrangian/`` (docs/extending.md).
+A rule is one module of this package (its rule, a pure function of the state, the step and the regret, and its
+:class:`MemberRules` callback; :mod:`lagrangian.paper`, :mod:`lagrangian.target_regret`) plus one YAML in
+``conf/lagrangian/`` (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from typing import Any, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 import lightning.pytorch as pl
 from torch import Tensor
 
-__all__ = [
-    "REGRET_KEY", "LagrangianState", "MemberRules", "Softenable", "batch_regret", "check_lagrangian_state",
-    "member_penalties", "member_prefix",
-]
+__all__ = ["REGRET_KEY", "LagrangianState", "MemberRules", "Softenable", "batch_regret", "check_lagrangian_state",
+           "member_penalties", "member_prefix"]
 
 Rules = TypeVar("Rules", bound="MemberRules")
 
@@ -36,21 +34,18 @@ REGRET_KEY = "regret"
 
 @runtime_checkable
 class LagrangianState(Protocol):
-    """What the Lagrangian schedules act on: two buffers of the training module (saved in checkpoints)."""
+    """What the Lagrangian schedules act on: two buffers of the training module (saved in checkpoints), the
+    scalar quadratic penalty weight ``rho`` and the ``(agents,)`` Lagrange multipliers lambda."""
 
     rho: Tensor
-    """Scalar quadratic penalty weight."""
     lagrange_multipliers: Tensor
-    """``(agents,)`` Lagrange multipliers lambda."""
 
 
 def check_lagrangian_state(module: object) -> LagrangianState:
     """``module`` itself, or a one-line ``ValueError`` unless it holds the two tensor buffers."""
     if not all(isinstance(getattr(module, name, None), Tensor) for name in ("rho", "lagrange_multipliers")):
-        raise ValueError(
-            f"{type(module).__name__} has no tensor attributes 'rho' and 'lagrange_multipliers' "
-            "(lagrangian.base.LagrangianState) for the Lagrangian schedules"
-        )
+        raise ValueError(f"{type(module).__name__} has no tensor attributes 'rho' and 'lagrange_multipliers' "
+                         "(lagrangian.base.LagrangianState) for the Lagrangian schedules")
     return module  # type: ignore[return-value]
 
 
@@ -101,5 +96,3 @@ class MemberRules(pl.Callback):
         if len(self.rules) not in (1, size):
             raise ValueError(f"{type(self).__name__} has rules for {len(self.rules)} members, the module has {size}")
         return self.rules if len(self.rules) == size else self.rules * size
-
-
