@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from adversary.regret import regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
@@ -44,7 +45,7 @@ from training.members import (
     test_outcome,
 )
 from training.metric_logging import add_custom_scalars, baseline_references_on, log_calibration, reference_revenues
-from training.validation import allocated_mass_metrics, measure_member, validation_generator, validation_metrics
+from training.validation import measure_member, validation_generator, validation_metrics
 from utils.checks import Bounds
 
 __all__ = ["AuctionModule"]
@@ -117,7 +118,7 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         self._watch = DivergenceWatch()
         # per member: epoch aggregates (synchronized across processes), each bidder's allocated mass
         self.val_metrics = nn.ModuleList(validation_metrics() for _ in range(size))
-        self.val_mass = nn.ModuleList(allocated_mass_metrics(self.n_agents) for _ in range(size))
+        self.val_mass = nn.ModuleList(nn.ModuleList(MeanMetric() for _ in range(self.n_agents)) for _ in range(size))
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
