@@ -1,13 +1,9 @@
 """What :class:`training.AuctionModule` keeps beyond the weights: the random states and the persistent misreports.
 
-* the random states (torch, CUDA, NumPy, Python) as values ``torch.load(weights_only=True)`` reads, so a resumed
-  run draws what an uninterrupted one would;
-* the persistent misreport buffer (``model.persistent_misreports``; buffer ``misreport_buffer``,
-  ``(train_size, agents, items)``, K members ``(train_size, K, agents, items)``, in every checkpoint): every
-  training profile's best misreport per agent, from which the next search on that profile starts as well as from
-  the truth, as the original RegretNet code does.  It starts with draws from the distribution (:func:`new_buffer`),
-  is read by :func:`recall` and written by :func:`remember`; the training loader must then yield
-  :class:`datamodules.TrainBatch` es.  Runs with and without persistent misreports resume each other's checkpoints.
+The random states (torch, CUDA, NumPy, Python) are stored as values ``torch.load(weights_only=True)`` reads, so a
+resumed run draws what an uninterrupted one would.  The persistent misreport buffer (docs/training.md, "Persistent
+misreports"; buffer ``misreport_buffer``, ``(train_size, agents, items)``, K members ``(train_size, K, agents,
+items)``) is read by :func:`recall` and written by :func:`remember`; checkpoints with and without it resume each other.
 """
 
 from __future__ import annotations
@@ -56,9 +52,8 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
 
 
 def restore_state(checkpoint: dict[str, Any], buffer: Tensor | None) -> None:
-    """Prepare ``checkpoint``'s state dict for a module with misreport buffer ``buffer`` (``None``: none): one
-    without the buffer gets the module's current one, a buffer the module does not keep is dropped; restore the
-    random states (``checkpoint["rng_states"]``, where present)."""
+    """Fit ``checkpoint``'s state dict to a module with misreport buffer ``buffer`` (``None``: none; a missing
+    buffer is the module's current one); restore the random states where the checkpoint has them."""
     state = checkpoint.get("state_dict", {})
     if buffer is not None:
         state.setdefault(BUFFER_KEY, buffer)
@@ -97,8 +92,7 @@ def split_batch(batch: TrainBatch | Tensor, persistent: bool) -> tuple[Tensor | 
 
 
 def recall(module: pl.LightningModule, indices: Tensor | None) -> Tensor | None:
-    """``module``'s buffered misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (``None``:
-    none)."""
+    """The buffered misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (``None``: none)."""
     return None if indices is None else getattr(module, BUFFER_KEY)[indices].flatten(0, -3)
 
 

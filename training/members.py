@@ -1,11 +1,8 @@
 """The member dimension of the training module: K mechanisms trained as one (K = 1: the ordinary run).
 
 :class:`training.AuctionModule` trains a :func:`mechanisms.ensemble.stack_members` mechanism on the folded batch
-``(batch * K, agents, items)`` (member innermost).  Per member it keeps its settings (:func:`member_settings`),
-``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (:func:`initial_penalties`; K = 1: a single run's
-``(agents,)`` and scalar, so its checkpoints are a single run's), its Lagrangian (:func:`member_losses`), gradient
-norm (:func:`clip_member_gradients`), learning rate (:class:`training.member_adam.MemberAdam`), metrics under
-``member_<k>/`` (:class:`MemberView`) and test (:func:`test_outcome`, with :func:`ensemble_summary`).
+``(batch * K, agents, items)`` (member innermost; docs/ensembles.md).  Here: each member's settings, penalties,
+Lagrangian, gradient norm, metrics under ``member_<k>/`` and test.
 """
 
 from __future__ import annotations
@@ -70,13 +67,8 @@ def member_losses(revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Te
 
 
 def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float | None) -> Tensor | None:
-    """Rescale each member's gradient to at most ``max_norm`` (2-norm over its parameters); its norms ``(K,)``
-    (``max_norm`` ``None``: no clipping, ``None``).
-
-    ``size`` = 1: ``torch.nn.utils.clip_grad_norm_`` of the whole gradient.  Otherwise every parameter is
-    ``(K, ...)`` and member ``k``'s gradient is slice ``k`` of each, scaled as ``clip_grad_norm_`` would scale it
-    alone (by ``min(1, max_norm / (norm + 1e-6))``).
-    """
+    """Rescale each member's gradient (slice ``k`` of every ``(K, ...)`` parameter) as ``clip_grad_norm_`` would
+    alone, by ``min(1, max_norm / (norm + 1e-6))``; its norms ``(K,)`` (``max_norm`` ``None``: no clipping, ``None``)."""
     if max_norm is None:
         return None
     parameters = list(parameters)

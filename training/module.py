@@ -1,19 +1,11 @@
 """The LightningModule that trains a mechanism with the RegretNet augmented Lagrangian (section 4.5).
 
-Each training step (docs/training.md) searches every agent's best misreport on a batch ``(batch, agents, items)``
-(detached), takes ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2`` (``rgt_i`` agent
-``i``'s batch-mean regret at those misreports; other penalty forms: :mod:`lagrangian`), one optimizer step on the
-mechanism and one of the learning-rate schedule (:mod:`training.lr_schedule`).  The module is a
-:class:`lagrangian.base.LagrangianState`: ``lambda`` (buffer ``lagrange_multipliers``) and ``rho`` are saved in
-every checkpoint and changed by the callbacks of :mod:`lagrangian`, which read the regret ``training_step`` returns
-under :data:`~lagrangian.base.REGRET_KEY`.  Validation uses a stronger misreport search; test runs the evaluation
-engine, once, in the first process (under DDP every process validates its share: :mod:`training.validation`).
-Checkpoints also hold the random states and the persistent misreports (:mod:`training.checkpoint_state`).
-
-**Members** (docs/ensembles.md, :mod:`training.members`): with a mechanism of K stacked members
-(:func:`mechanisms.ensemble.stack_members`, built by :mod:`runs.members`) the same module trains all K at once on
-one shared batch, folded to ``(batch * K, agents, items)``; ``lr``, ``lr_final``, ``lambda_init``, ``rho_init`` and
-``test_seed`` may give one value per member.  K = 1 is the ordinary run.
+Each training step (docs/training.md) searches every agent's best misreport on a batch ``(batch, agents, items)``,
+takes the Lagrangian of :mod:`lagrangian.loss`, one optimizer step and one of the learning-rate schedule.  ``lambda``
+(buffer ``lagrange_multipliers``) and ``rho`` are saved in every checkpoint and changed by the callbacks of
+:mod:`lagrangian`, which read the regret ``training_step`` returns under :data:`~lagrangian.base.REGRET_KEY`.  With a
+mechanism of K stacked members (docs/ensembles.md, :mod:`training.members`) the module trains all K at once on one
+shared batch folded to ``(batch * K, agents, items)``; K = 1 is the ordinary run.
 """
 
 from __future__ import annotations
@@ -40,16 +32,13 @@ from training import lr_schedule
 from training.checkpoint_state import check_buffer, new_buffer, recall, remember, restore_state, rng_states, split_batch
 from training.divergence import DivergenceWatch
 from training.fast_step import FastStep, FastStepSettings
-from training.members import (
-    clip_member_gradients, initial_penalties, log_member_steps, log_member_validation, member_losses, member_settings,
-    test_outcome,
-)
+from training.members import (clip_member_gradients, initial_penalties, log_member_steps, log_member_validation,
+                              member_losses, member_settings, test_outcome)
 from training.metric_logging import add_custom_scalars, baseline_references_on, log_calibration, reference_revenues
 from training.validation import measure_member, validation_generator, validation_metrics
 from utils.checks import Bounds
 
 __all__ = ["AuctionModule"]
-
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
