@@ -1,10 +1,5 @@
-"""The augmented Lagrangian: its loss, the state its rules act on, and the rules with their callbacks.
-
-* :mod:`lagrangian.loss` - the loss of the paper's Eq. 1 and the original code's penalty forms;
-* :mod:`lagrangian.base` - the state (rho, lambda; per member), the regret key, the callback shape;
-* :mod:`lagrangian.paper` - the paper's rho staircase and dual ascent;
-* :mod:`lagrangian.target_regret` - the stable target-regret controller.
-"""
+"""The augmented Lagrangian: its loss (:mod:`lagrangian.loss`), the state its rules act on (:mod:`lagrangian.base`),
+and the rules with their callbacks (:mod:`lagrangian.paper`, :mod:`lagrangian.target_regret`)."""
 
 from lagrangian.base import REGRET_KEY, LagrangianState, MemberRules, Softenable, check_lagrangian_state
 from lagrangian.loss import check_penalty_options, lagrangian_loss

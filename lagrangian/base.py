@@ -1,18 +1,9 @@
-"""What every Lagrangian rule acts on, and the callback shape every rule's schedule has.
+"""What every Lagrangian rule acts on, and the callback shape every rule's schedule has (docs/extending.md).
 
-* :class:`LagrangianState`: the training module's buffers ``rho`` and ``lagrange_multipliers`` (saved in every
-  checkpoint); :func:`member_penalties` views them per member, ``(K,)`` and ``(K, agents)`` (K = 1: a single run's
-  scalar and ``(agents,)``), so in-place updates reach the buffers;
-* :data:`REGRET_KEY`: where ``training_step`` returns the per-member, per-agent batch-mean regret;
-* :class:`MemberRules`: a Lightning callback holding one rule per member (or one for every member), which applies
-  rule ``k`` to member ``k`` at ``trainer.global_step`` (also restored from a checkpoint), so a resumed run applies
-  the same updates at the same steps as an uninterrupted one;
-* :class:`Softenable`: a schedule the collapse guard (:class:`callbacks.CollapseGuard`, ``on_collapse=restore``)
-  can soften: rho halved and held for a number of steps (callback state, saved in checkpoints).
-
-A rule is one module of this package (its rule, a pure function of the state, the step and the regret, and its
-:class:`MemberRules` callback; :mod:`lagrangian.paper`, :mod:`lagrangian.target_regret`) plus one YAML in
-``conf/lagrangian/`` (docs/extending.md).
+A rule is a pure function of the state (:class:`LagrangianState`, the module's buffers, viewed per member by
+:func:`member_penalties`), the step and the regret (returned by ``training_step`` under :data:`REGRET_KEY`); its
+:class:`MemberRules` callback applies rule ``k`` to member ``k`` at ``trainer.global_step`` (restored from a
+checkpoint), so a resumed run applies the same updates at the same steps as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -62,7 +53,8 @@ def member_prefix(k: int, size: int) -> str:
 
 @runtime_checkable
 class Softenable(Protocol):
-    """A rho schedule the collapse guard can soften: halve rho now and hold it for ``hold_steps`` steps."""
+    """A rho schedule the collapse guard (:class:`callbacks.CollapseGuard`) can soften: halve rho now and hold it
+    for ``hold_steps`` steps (callback state, saved in checkpoints)."""
 
     def soften(self, step: int, hold_steps: int, rho: Tensor) -> None: ...
 
