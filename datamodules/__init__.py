@@ -1,11 +1,6 @@
 """Valuation-profile data: seeded samples of the run's distribution (distributions/) served as whole batches."""
 
-from datamodules.valuations import (
-    BatchShuffleSampler,
-    TrainBatch,
-    ValuationDataModule,
-    ValuationDataset,
-    sample_valuations,
-)
+from datamodules.valuations import (BatchShuffleSampler, TrainBatch, ValuationDataModule, ValuationDataset,
+                                    sample_valuations)
 
 __all__ = ["BatchShuffleSampler", "TrainBatch", "ValuationDataModule", "ValuationDataset", "sample_valuations"]

@@ -1,20 +1,14 @@
 """The training step's gradient computation without host synchronization, replayed as a CUDA graph.
 
-One training step (section 4.5) is a misreport search (Adam steps through the mechanism), the regret at the
-misreports, the augmented-Lagrangian loss and its backward pass.  On a GPU the eager step is launch-bound (tens of
-thousands of small kernels and a host synchronization per Sinkhorn check), so :class:`FastStep` runs it
-
-* with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`, a solver on the stopping rule
-  ``FixedIterations`` passed to ``allocate_and_pay`` or ``prepare``), re-calibrated every ``recalibrate_every``
-  steps outside the captured region, the fixed schedule's marginal error checked against ``tol`` each time,
-* with the written-out optimizer of :func:`adversary.search.ascend`, the mechanism's prepared calls
-  (:func:`adversary.deviation.prepared`: one for the search, outside autograd, one for the regret, in the loss's
-  graph) and no input checks (calibration checks the batch when it first sees it), and
-* on CUDA, captured once as a CUDA graph and replayed every step (recaptured when the calibrated schedule or the
-  batch shape changes).
-
-It fills the parameters' ``.grad``; the caller then takes the optimizer step (eagerly, so Lightning counts it).
-The outputs are device tensors: reading them is the caller's only synchronization.
+One training step (a misreport search, the regret at the misreports, the Lagrangian and its backward pass) is
+launch-bound on a GPU (tens of thousands of small kernels, a host synchronization per Sinkhorn check), so
+:class:`FastStep` runs it with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`,
+re-calibrated every ``recalibrate_every`` steps outside the captured region, the schedule's marginal error checked
+against ``tol`` each time), with the written-out optimizer of :func:`adversary.search.ascend`, the mechanism's
+prepared calls (:func:`adversary.deviation.prepared`) and no input checks (calibration checks the batch when it
+first sees it), and on CUDA captured once as a CUDA graph and replayed every step (recaptured when the schedule or
+the batch shape changes).  It fills the parameters' ``.grad``; the caller then takes the optimizer step (eagerly,
+so Lightning counts it).  The outputs are device tensors: reading them is the caller's only synchronization.
 """
 
 from __future__ import annotations
@@ -68,8 +62,8 @@ class FastStepSettings:
 
 
 class StepOutputs(NamedTuple):
-    """Detached device tensors of one step: ``loss`` (scalar), ``revenue`` ``(batch,)``,
-    ``regrets`` ``(batch, agents)`` and ``misreports`` ``(batch, agents, items)``."""
+    """Detached device tensors of one step: ``loss`` (scalar), ``revenue`` ``(batch,)``, ``regrets`` ``(batch,
+    agents)`` and ``misreports`` ``(batch, agents, items)``."""
 
     loss: Tensor
     revenue: Tensor
@@ -183,10 +177,8 @@ class FastStep:
         self._graph = graph
 
     def __call__(self, valuations: Tensor, init: Tensor | None = None) -> StepOutputs:
-        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``.
-
-        ``init`` ``(batch, agents, items)``: an extra start of the search beside the truth (a warm start).
-        """
+        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``; ``init``
+        ``(batch, agents, items)``: an extra start of the search beside the truth (a warm start)."""
         if self.calls % self.settings.recalibrate_every == 0:
             self._calibrate(valuations)
         self.calls += 1
