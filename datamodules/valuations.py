@@ -1,13 +1,9 @@
-"""Seeded valuation profiles for training, validation and test (section 4.5).
+"""Seeded valuation profiles for training, validation and test (section 4.5), drawn from the run's distribution.
 
-Every profile is an ``(agents, items)`` matrix drawn from the run's :class:`distributions.ValuationDistribution`
-(default: entry ``(i, j)`` from ``U[low_i, high_i]``).  The three splits come from independent streams spawned
-from one seed, so a run is reproducible on a given device type (CPU and CUDA generators differ).
-
-Batches are served whole: the dataset is indexed with a tensor of indices and the loader runs with
-``batch_size=None``, so no per-sample collation happens and data generated on the GPU stays there.  Training
-batches are :class:`TrainBatch` ``(indices, valuations)``, so that per-profile state (the persistent misreports
-of :class:`training.AuctionModule`) can follow each profile; validation and test batches are plain tensors.
+The three splits come from independent streams spawned from one seed (reproducible on a given device type: CPU and
+CUDA generators differ).  Batches are served whole (an index tensor per batch, ``batch_size=None``: no collation,
+data generated on the GPU stays there); training batches are :class:`TrainBatch` ``(indices, valuations)``, so that
+per-profile state (the persistent misreports) can follow each profile.
 """
 
 from __future__ import annotations
@@ -69,13 +65,10 @@ class ValuationDataset(Dataset[Tensor]):
 
 
 class BatchShuffleSampler(Sampler[Tensor]):
-    """Yields index tensors of ``batch_size`` (the last one may be shorter).
-
-    With ``shuffle``, epoch ``e`` uses the permutation seeded by ``(seed, e)``: Lightning calls :meth:`set_epoch`
-    before every epoch, so a resumed run sees exactly the batches an uninterrupted run would have seen.  Across
-    ``num_replicas`` processes, process ``rank`` takes batches ``rank, rank + num_replicas, ...``; with ``even``
-    every process gets as many (the last ``len % num_replicas`` are dropped: DDP steps must stay in lockstep).
-    """
+    """Yields index tensors of ``batch_size`` (the last one may be shorter); with ``shuffle``, epoch ``e``'s
+    permutation is seeded by ``(seed, e)`` (Lightning calls :meth:`set_epoch`), so a resumed run sees the batches
+    an uninterrupted one would.  Process ``rank`` of ``num_replicas`` takes batches ``rank, rank + num_replicas,
+    ...``; ``even``: as many on every process (the last ``len % num_replicas`` dropped: DDP steps in lockstep)."""
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0, num_replicas: int = 1,
                  rank: int = 0, even: bool = False) -> None:
@@ -110,12 +103,10 @@ class BatchShuffleSampler(Sampler[Tensor]):
 
 
 class ValuationDataModule(pl.LightningDataModule):
-    """Training, validation and test valuation profiles ``(batch, agents, items)``.
+    """Training, validation and test valuation profiles ``(batch, agents, items)`` (defaults: the paper's sizes).
 
-    Defaults follow the paper: 2^19 training profiles in batches of 4096 and a 1000-profile test set, which the
-    test loader yields as one batch (the evaluation engine chunks it).  ``device="auto"`` samples and keeps the
-    data on the trainer's device; ``"cpu"`` on the CPU (Lightning moves each batch).  ``distribution`` draws the
-    profiles; without it, values are ``U[low_i, high_i]`` (``low``/``high`` are used only then).
+    ``device="auto"`` samples and keeps the data on the trainer's device; ``"cpu"`` on the CPU (Lightning moves
+    each batch).  Without ``distribution``, values are ``U[low_i, high_i]`` (``low``/``high`` are used only then).
     """
 
     def __init__(self, n_agents: int, n_items: int, low: Bounds = 0.0, high: Bounds = 1.0, train_size: int = 2**19,

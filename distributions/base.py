@@ -1,10 +1,7 @@
 """The valuation distribution of a setting: what every profile is drawn from and the domain reports live in.
 
-A :class:`ValuationDistribution` draws valuation profiles ``(n, agents, items)`` (:meth:`~ValuationDistribution.sample`),
-names its report domain (:attr:`~ValuationDistribution.support`, where the misreport search clamps its reports)
-and may know its revenue-optimal mechanism (:meth:`~ValuationDistribution.optimal_mechanism`, a reference line of
-training and evaluation).  Subclasses implement ``_sample`` and ``support`` and validate their own parameters;
-docs/extending.md shows one.
+A :class:`ValuationDistribution` draws profiles ``(n, agents, items)``, names its report domain (``support``, where
+the misreport search clamps) and may know its revenue-optimal mechanism (a reference line); docs/extending.md.
 """
 
 from __future__ import annotations

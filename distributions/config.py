@@ -1,9 +1,5 @@
-"""A run's distribution from its stored configuration (checkpoints, resume), old runs included.
-
-Runs from before the ``distribution`` group had no such node: their values were
-``U[data.low, data.high]``, which :func:`distribution_node` spells as the node
-``distribution=uniform`` composes.
-"""
+"""A run's distribution from its stored configuration (checkpoints, resume), old runs included: runs from before
+the ``distribution`` group drew ``U[data.low, data.high]``, which :func:`distribution_node` spells as a node."""
 
 from __future__ import annotations
 

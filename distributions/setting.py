@@ -1,9 +1,7 @@
 """The setting of an auction: who bids on what, with what demand, and where the values come from.
 
-A :class:`Setting` is built once (from a run configuration, a mechanism, or by hand) and passed wherever a setting
-is needed: the baselines (:mod:`baselines`), the adversaries (:mod:`adversary.base`), the test protocol
-(:mod:`adversary.protocol`).  It lives here, below both :mod:`baselines` and :mod:`adversary` (it needs only
-:mod:`mechanisms.demand` and the distribution), so that everything above can import it without a cycle.
+It lives here, below both :mod:`baselines` and :mod:`adversary` (it needs only :mod:`mechanisms.demand` and the
+distribution), so that everything that takes a setting can import it without a cycle.
 """
 
 from __future__ import annotations
@@ -25,12 +23,9 @@ __all__ = ["Setting"]
 
 @dataclass(frozen=True)
 class Setting:
-    """``agents`` bidders, ``items`` items, each bidder's ``demand``, values drawn from ``distribution``.
-
-    Valuation profiles are ``(batch, agents, items)``; the report domain is the distribution's support,
-    ``(agents, items)``.  Settings are hashable and compare by value (the baselines' fits are cached on them).
-    A one-line ``ValueError`` refuses a demand or distribution that does not fit ``agents`` x ``items``.
-    """
+    """``agents`` bidders, ``items`` items, each bidder's ``demand``, values drawn from ``distribution``; hashable
+    and compared by value (the baselines' fits are cached on them).  A one-line ``ValueError`` refuses a demand or
+    distribution that does not fit ``agents`` x ``items``."""
 
     agents: int
     items: int

@@ -1,9 +1,5 @@
-"""The paper's rule (section 4.5): rho on a capped staircase, lambda by dual ascent every so many steps.
-
-:class:`RhoStaircase` is a pure function of the global step (resume-safe by construction); :class:`LagrangeRule`
-is ``lambda_i += rho * rgt_i``.  :class:`RhoSchedule` and :class:`LagrangeUpdate` are their callbacks
-(``conf/lagrangian/paper.yaml``, ``original.yaml``; ``conf/callbacks/default.yaml``).
-"""
+"""The paper's rule (section 4.5): rho on a capped staircase, lambda by dual ascent every so many steps; the callbacks
+:class:`RhoSchedule` and :class:`LagrangeUpdate` (``conf/lagrangian/paper.yaml``, ``original.yaml``)."""
 
 from __future__ import annotations
 

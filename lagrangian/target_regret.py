@@ -1,10 +1,5 @@
-"""The stable rule (issue 16, ``conf/lagrangian/stable.yaml``): a target-regret controller.
-
-:class:`TargetRegretRule` lets the multipliers fall and grows rho only while the regret is above an annealed
-target, :class:`TargetSchedule` (a pure function of the step); :class:`TargetRegretUpdate` is its callback, in
-place of both of the paper's (``conf/callbacks/stable.yaml``).  Gradient-norm clipping is the module's
-``clip_grad_norm`` (``lagrangian.clip_grad_norm``).
-"""
+"""The stable rule (issue 16, docs/stable_lagrangian.md): a target-regret controller, :class:`TargetRegretRule`,
+with an annealed target (:class:`TargetSchedule`) and its callback :class:`TargetRegretUpdate`."""
 
 from __future__ import annotations
 
@@ -106,13 +101,8 @@ class TargetRegretRule:
 
 
 class TargetRegretUpdate(MemberRules):
-    """The target-regret controller (:class:`TargetRegretRule`) in place of both :class:`RhoSchedule` and
-    :class:`LagrangeUpdate` (``conf/callbacks/stable.yaml``).
-
-    ``tau`` anneals from ``tau_start`` to ``tau_end`` (``shape``: geometric or linear) over the first
-    ``anneal_fraction`` of the run's optimizer steps (``trainer.estimated_stepping_batches``), then stays.
-    rho starts at the module's ``rho_init`` (``lagrangian.rho_init``).
-    """
+    """The target-regret controller in place of both :class:`RhoSchedule` and :class:`LagrangeUpdate`; ``tau``
+    anneals over the first ``anneal_fraction`` of the run's optimizer steps, then stays."""
 
     def __init__(self, eta: float = 1.0, every_n_steps: int = 1, rho_increment: float = 1.0,
                  max_rho: float | None = None, tau_start: float = 0.01, tau_end: float = 0.001,
@@ -120,12 +110,12 @@ class TargetRegretUpdate(MemberRules):
         if not (isinstance(anneal_fraction, (int, float)) and 0 <= anneal_fraction <= 1):
             raise ValueError(f"anneal_fraction must be in [0, 1], got {anneal_fraction!r}")
         self.anneal_fraction = float(anneal_fraction)
-        # anneal_steps is set from the run's length when training starts (setup).
         self.rules: list[TargetRegretRule] = [
             TargetRegretRule(eta, every_n_steps, rho_increment, max_rho, TargetSchedule(tau_start, tau_end, 0, shape))]
         self.hold_until = 0  # rho does not grow before this step (after a softening)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Set ``anneal_steps`` from the run's length."""
         if stage != "fit":
             return
         anneal = round(self.anneal_fraction * int(trainer.estimated_stepping_batches))

@@ -1,15 +1,8 @@
 """Divergence: a run stops at the first non-finite training value, and refuses penalty weights that overflow float32.
 
-:class:`DivergenceWatch` keeps, on the training device, the first global step at which the loss, a parameter
-gradient, a Lagrange multiplier or rho was not finite (``record``: no host synchronization), and
-:meth:`DivergenceWatch.check` reads it (one synchronization) and raises :class:`TrainingDiverged`.  The eager
-training step checks every step, before the optimizer step; the fast (CUDA-graph) step at its logging steps.
-Before a validation and before a checkpoint is written, the current weights, lambda and rho are checked too
-(:meth:`DivergenceWatch.check_state`), so no checkpoint ever holds diverged values.
-
-:func:`check_penalty_weights` refuses, before any work, a ``lambda_init``, ``rho_init`` or a largest rho of the
-run's schedule above :data:`PENALTY_LIMIT`: the loss gradient scales with them and Adam squares it, which
-overflows float32 above ``sqrt(float32 max)`` (about 1.8e19).
+:class:`DivergenceWatch` keeps, on the device, the first step with a non-finite loss, gradient, lambda or rho
+(no host synchronization) until :meth:`~DivergenceWatch.check` reads it: every eager step, the fast step's logging
+steps, and before every validation and checkpoint, with the current state (docs/scaling_out.md).
 """
 
 from __future__ import annotations

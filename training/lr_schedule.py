@@ -1,10 +1,7 @@
 """The optimizer and learning-rate schedule of :class:`training.AuctionModule`: constant, or a cosine decay, by step.
 
-One run: ``model.optimizer`` with a :class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a pure function of
-the scheduler's step count, which the module keeps equal to the trainer's global step: :func:`align` puts it there
-when training starts (fresh or resumed), then one ``scheduler.step()`` follows every optimizer step
-(:func:`optimizer_step`).  K members: one :class:`training.member_adam.MemberAdam` whose K rates
-:func:`optimizer_step` sets every step.
+One run: a ``LambdaLR`` whose step count the module keeps equal to the global step (:func:`align` at the start,
+one step after every optimizer step); K members: one :class:`training.member_adam.MemberAdam`, rates set every step.
 """
 
 from __future__ import annotations
@@ -41,13 +38,8 @@ def cosine_lr(step: int, total: int, lr: float, lr_final: float | None) -> float
 
 
 def align(scheduler: LambdaLR | None, step: int, lr: float) -> None:
-    """Put ``scheduler`` and its optimizer's learning rates on optimizer step ``step`` of this run's schedule
-    (``None``, several members: nothing).
-
-    A resumed optimizer holds the learning rate of the checkpoint's run, whose schedule may span fewer steps, a
-    restored scheduler that run's base ``lr``, and an old checkpoint no scheduler state at all.  With this the
-    learning rate is a pure function of the step and the current ``lr``, ``lr_final`` and run length.
-    """
+    """Put ``scheduler`` (``None``: nothing) and its optimizer's rates on step ``step`` of this run's schedule: a
+    resumed one holds the checkpoint run's rate and base ``lr`` (or none), whose schedule may span fewer steps."""
     if scheduler is None:
         return
     scheduler.base_lrs = [lr] * len(scheduler.optimizer.param_groups)

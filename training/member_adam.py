@@ -1,9 +1,8 @@
 """Adam over stacked ensemble parameters ``(K, ...)`` with one learning rate per member.
 
-Adam acts on every element by itself, so one Adam over the stacked parameters of K members is K independent Adams;
-only the learning rate, a scalar of the parameter group in ``torch.optim.Adam``, cannot differ between members
-there.  :class:`MemberAdam` is torch's Adam (no weight decay, no amsgrad; the arithmetic of its single-tensor
-path) with the learning rate a list of K values, one per leading index of every parameter.
+Adam is elementwise, so one Adam over K members' stacked parameters is K independent Adams, but for the learning
+rate, a scalar of ``torch.optim.Adam``'s parameter group; :class:`MemberAdam` is torch's Adam (no weight decay, no
+amsgrad; the arithmetic of its single-tensor path) with K rates, one per leading index of every parameter.
 """
 
 from __future__ import annotations

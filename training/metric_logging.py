@@ -1,7 +1,4 @@
-"""What :class:`training.AuctionModule` logs, written once: metric names, the reference revenues, TensorBoard's layout.
-
-Every function takes the LightningModule and calls its ``log``; the module decides when.
-"""
+"""What :class:`training.AuctionModule` logs: metric names, the reference revenues, TensorBoard's layout."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """The measurement of :class:`training.AuctionModule`: validation (seeded random starts, epoch aggregates) and test.
 
-Under DDP every process validates its share of the validation batches; the epoch metrics are torchmetrics
-aggregates (mean over all validation profiles, max) synchronized across processes, so they equal the metrics of
-the whole validation set computed in one process.  The random starts of the validation search come from a
-generator seeded by the run seed, the global step and the batch's index in the whole validation set: validation is
-reproducible, independent of the number of processes and of a resume.  The test measures each member with the
-test protocol and its own test seed (:func:`measure_member`).
+The epoch metrics are torchmetrics aggregates synchronized across processes, and the validation starts are seeded
+by the run seed, the step and the batch's index in the whole set: validation does not depend on the number of
+processes or a resume.  The test measures each member with its own test seed (:func:`measure_member`).
 """
 
 from __future__ import annotations
