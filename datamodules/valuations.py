@@ -38,16 +38,14 @@ def sample_valuations(n: int, n_agents: int, n_items: int, low: Bounds = 0.0, hi
 
 
 class TrainBatch(NamedTuple):
-    """A training batch: the profiles' positions in the training set ``(batch,)`` int64 (on the valuations'
-    device) and their valuations ``(batch, agents, items)``."""
+    """A training batch: the profiles' positions ``(batch,)`` (int64) and valuations ``(batch, agents, items)``."""
 
     indices: Tensor
     valuations: Tensor
 
 
 class ValuationDataset(Dataset[Tensor]):
-    """Valuation profiles ``(n, agents, items)``; indexing with an index tensor returns a whole batch
-    (a :class:`TrainBatch` ``with_indices``)."""
+    """Profiles ``(n, agents, items)``; an index tensor gets a whole batch (a :class:`TrainBatch` ``with_indices``)."""
 
     def __init__(self, valuations: Tensor, with_indices: bool = False) -> None:
         if valuations.dim() != 3:
@@ -155,8 +153,7 @@ class ValuationDataModule(pl.LightningDataModule):
         return DataLoader(self.splits[split], batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled :class:`TrainBatch` es, as many on every process (after a mid-epoch resume, the first
-        iteration skips ``resume_batches``)."""
+        """Shuffled :class:`TrainBatch` es, as many per process (after a mid-epoch resume: from ``resume_batches``)."""
         loader = self._loader("train", self.batch_size, shuffle=True)
         start, self.resume_batches = self.resume_batches, 0
         if start < len(loader.sampler):  # (a checkpoint at the end of an epoch: the next one starts afresh)

@@ -22,14 +22,14 @@ DTYPES = (torch.float32, torch.float64)
 
 
 class Support(NamedTuple):
-    """The report domain: agent ``i`` reports item ``j`` in ``[low[i, j], high[i, j]]`` (``(agents, items)``
-    float64 CPU tensors, ``low < high``)."""
+    """The report domain: agent ``i`` reports item ``j`` in ``[low[i, j], high[i, j]]`` (``(agents, items)``)."""
 
     low: Tensor
     high: Tensor
 
 
-def unit_uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+def unit_uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+                 dtype: torch.dtype) -> Tensor:
     """Draws U[0, 1) of ``shape`` from ``generator`` (``None``: torch's default one), as ``torch.rand`` would."""
     return torch.empty(shape, dtype=dtype, device=device).uniform_(0.0, 1.0, generator=generator)
 
@@ -71,7 +71,7 @@ class ValuationDistribution(ABC):
         return self._sample(n, generator, where, dtype)
 
     def check_setting(self, n_agents: int, n_items: int, what: str = "the setting") -> None:
-        """``ValueError`` unless this distribution is over ``n_agents`` x ``n_items`` (``what`` names the other side)."""
+        """``ValueError`` unless the distribution is over ``n_agents`` x ``n_items`` (``what`` names the other side)."""
         if (self.n_agents, self.n_items) != (n_agents, n_items):
             raise ValueError(f"the distribution is over {self.n_agents} agent(s) x {self.n_items} item(s) "
                              f"but {what} over {n_agents} x {n_items}")
@@ -88,8 +88,7 @@ class ValuationDistribution(ABC):
         return bool((low == low[0]).all() and (high == high[0]).all())
 
     def optimal_mechanism(self, demand: Demand) -> Mechanism | None:
-        """The known revenue-optimal mechanism for ``demand`` (``None``: none known); its ``expected_revenue``
-        is the published or closed-form revenue, ``name`` says where it comes from."""
+        """The known revenue-optimal mechanism for ``demand`` (``expected_revenue``, source ``name``), or ``None``."""
         return None
 
     def _key(self) -> tuple:

@@ -37,7 +37,7 @@ def distribution_of(config: Mapping[str, Any]) -> ValuationDistribution:
 
 
 def named_distribution(name: str, agents: int, items: int) -> ValuationDistribution:
-    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for ``agents`` x ``items``;
+    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for agents x items;
     a one-line ``ValueError`` for a setting it does not cover (e.g. ``triangle`` with other than 2 items)."""
     if name not in DISTRIBUTION_NAMES:
         raise ValueError(f"unknown distribution {name!r}; distributions: {', '.join(DISTRIBUTION_NAMES)}")

@@ -36,14 +36,15 @@ __all__ = ["Exponential", "exponential_bundle_price", "exponential_myerson_reven
 
 
 def exponential_myerson_revenue(n_agents: int, scale: float = 1.0) -> float:
-    """Revenue of Myerson's auction (second price, reserve ``scale``) for ``n_agents`` i.i.d. Exp(mean ``scale``) bidders."""
+    """Revenue of Myerson's auction (second price, reserve ``scale``), ``n_agents`` i.i.d. Exp(mean ``scale``)."""
     return scale * sum(math.comb(n_agents, k) * (-1) ** (k + 1) * math.exp(-k) / k for k in range(1, n_agents + 1))
 
 
 def exponential_bundle_price(items: int, scale: float = 1.0) -> tuple[float, float]:
     """``(price, revenue)`` of the optimal grand bundle for one additive bidder, ``items`` i.i.d. Exp(mean ``scale``):
     the root of ``x^m / (m-1)! = sum_{k<m} x^k / k!`` (bisection), times ``scale``."""
-    gap = lambda x: x**items / math.factorial(items - 1) - sum(x**k / math.factorial(k) for k in range(items))  # noqa: E731
+    def gap(x: float) -> float:
+        return x**items / math.factorial(items - 1) - sum(x**k / math.factorial(k) for k in range(items))
     low, high = 0.0, 10.0 * items + 10.0  # gap(0) = -1 < 0 < gap(high)
     for _ in range(200):
         middle = (low + high) / 2
@@ -85,7 +86,10 @@ class Exponential(ValuationDistribution):
         if not demand.free_disposal(self.n_agents, self.n_items):
             return None
         if self.n_items == 1:
-            return _ExponentialMyerson(self.n_agents, self.scale, demand)
+            myerson = Myerson(self.n_agents, 2.0 * self.scale, demand)  # Myerson's reserve is high / 2
+            myerson.expected_revenue = exponential_myerson_revenue(self.n_agents, self.scale)
+            myerson.name = f"second price with reserve {self.scale:g} (Myerson 1981, exponential values)"
+            return myerson
         if self.n_agents != 1 or demand.capacities(1, self.n_items)[0] < self.n_items:
             return None
         price, revenue = exponential_bundle_price(self.n_items, self.scale)
@@ -93,12 +97,3 @@ class Exponential(ValuationDistribution):
             [[0.0] * self.n_items, [1.0] * self.n_items], [0.0, price], demand, expected_revenue=revenue,
             name=f"grand bundle at {price:.4g} (Giannakopoulos 2015, exponential values)",
         )
-
-
-class _ExponentialMyerson(Myerson):
-    """:class:`mechanisms.menu.Myerson` with reserve ``scale`` (the exponential's monopoly price)."""
-
-    def __init__(self, n_agents: int, scale: float, demand: Demand) -> None:
-        super().__init__(n_agents, 2.0 * scale, demand)  # Myerson's reserve is high / 2
-        self.expected_revenue = exponential_myerson_revenue(n_agents, scale)
-        self.name = f"second price with reserve {scale:g} (Myerson 1981, exponential values)"

@@ -41,17 +41,17 @@ class Setting:
         self.distribution.check_setting(self.agents, self.items)
 
     @classmethod
-    def uniform(cls, agents: int, items: int, demand: Demand | str = "unit", low: Bound = 0.0, high: Bound = 1.0) -> Setting:
-        """Values i.i.d. ``U[low, high]`` (bounds shared, per agent, or per agent and item); ``demand`` a type or its name."""
+    def uniform(cls, agents: int, items: int, demand: Demand | str = "unit", low: Bound = 0.0,
+                high: Bound = 1.0) -> Setting:
+        """Values i.i.d. ``U[low, high]`` (bounds shared, per agent, or per agent and item); ``demand`` or its name."""
         demand = demand if isinstance(demand, Demand) else Demand(demand)
         return cls(agents, items, demand, Uniform(agents, items, low, high))
 
     @classmethod
     def of(cls, mechanism: nn.Module, distribution: ValuationDistribution | None = None) -> Setting:
-        """The setting of ``mechanism`` (its ``n_agents``, ``n_items``, ``demand``) with values from ``distribution``
-        (default i.i.d. U[0, 1])."""
+        """The setting of ``mechanism`` (agents, items, demand), values from ``distribution`` (or U[0, 1])."""
         agents, items = mechanism.n_agents, mechanism.n_items
-        return cls(agents, items, mechanism.demand, distribution if distribution is not None else Uniform(agents, items))
+        return cls(agents, items, mechanism.demand, distribution or Uniform(agents, items))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Setting:

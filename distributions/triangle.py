@@ -35,7 +35,7 @@ def triangle_bundle_revenue(size: float = 1.0) -> float:
 
 
 class Triangle(ValuationDistribution):
-    """Every bidder's ``(v1, v2)`` uniform on ``{v >= 0, v1 + v2 <= size}``, independently across bidders (two items)."""
+    """Every bidder's ``(v1, v2)`` uniform on ``{v >= 0, v1 + v2 <= size}``, independently across bidders."""
 
     name = "triangle"
 
@@ -61,7 +61,7 @@ class Triangle(ValuationDistribution):
         return self.size * torch.where(outside, 1 - unit, unit)
 
     def optimal_mechanism(self, demand: Demand) -> Mechanism | None:
-        """The grand bundle at ``size / sqrt 3`` for one bidder who can take both items (free disposal), else ``None``."""
+        """The grand bundle at ``size / sqrt 3`` for one bidder who can take both items (free disposal), or ``None``."""
         if self.n_agents != 1 or not demand.free_disposal(1, 2) or demand.capacities(1, 2)[0] < 2:
             return None
         return MenuMechanism(

@@ -65,7 +65,8 @@ class Uniform(ValuationDistribution):
     def _bounds(self, dtype: torch.dtype, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
         """``(low, high)`` as ``(agents, 1)`` (shared or per agent) or ``(agents, items)`` tensors of ``dtype``."""
         def tensor(bound: float | tuple) -> Tensor:
-            t = torch.tensor((bound,) * self.n_agents if isinstance(bound, float) else bound, dtype=dtype, device=device)
+            bound = (bound,) * self.n_agents if isinstance(bound, float) else bound
+            t = torch.tensor(bound, dtype=dtype, device=device)
             return t if t.dim() == 2 else t.unsqueeze(-1)
         return tensor(self.low), tensor(self.high)
 

@@ -25,8 +25,7 @@ REGRET_KEY = "regret"
 
 @runtime_checkable
 class LagrangianState(Protocol):
-    """What the Lagrangian schedules act on: two buffers of the training module (saved in checkpoints), the
-    scalar quadratic penalty weight ``rho`` and the ``(agents,)`` Lagrange multipliers lambda."""
+    """What the Lagrangian schedules act on: the module's buffers ``rho`` and ``lagrange_multipliers`` ``(agents,)``."""
 
     rho: Tensor
     lagrange_multipliers: Tensor
@@ -60,8 +59,7 @@ class Softenable(Protocol):
 
 
 def batch_regret(trainer: pl.Trainer, outputs: Any, state: Any, who: str) -> Tensor:
-    """The per-member, per-agent batch-mean regret ``(K, agents)`` of ``training_step``'s outputs, averaged over
-    processes."""
+    """The per-member, per-agent batch-mean regret ``(K, agents)`` of ``training_step``'s outputs (all processes)."""
     if not isinstance(outputs, Mapping) or REGRET_KEY not in outputs:
         raise ValueError(f"{who} needs training_step to return a dict with the per-agent {REGRET_KEY!r}")
     # Under DDP every process saw other batches: the mean over processes is the regret of the global
@@ -78,7 +76,7 @@ class MemberRules(pl.Callback):
     rules: list[Any]
 
     def for_members(self: Rules, schedules: Sequence[Rules]) -> Rules:
-        """This schedule with the rules of ``schedules`` (one per member, e.g. built from the members' configurations)."""
+        """This schedule with the rules of ``schedules`` (one per member, e.g. built from the members' configs)."""
         joined = copy.copy(self)
         joined.rules = [rule for schedule in schedules for rule in schedule.rules]
         return joined

@@ -113,8 +113,7 @@ class RhoSchedule(MemberRules):
 
 
 class LagrangeUpdate(MemberRules):
-    """Dual ascent (:class:`LagrangeRule`) after every ``every_n_steps``-th optimizer step (the paper: 100), on the
-    batch-mean regret ``training_step`` returns (averaged over the processes of a distributed run)."""
+    """Dual ascent (:class:`LagrangeRule`) after every ``every_n_steps``-th optimizer step (the paper: 100)."""
 
     def __init__(self, every_n_steps: int = 100) -> None:
         self.rules: list[LagrangeRule] = [LagrangeRule(every_n_steps)]

@@ -83,8 +83,7 @@ def check_buffer(buffer: Tensor, datamodule: Any) -> None:
 
 
 def split_batch(batch: TrainBatch | Tensor, persistent: bool) -> tuple[Tensor | None, Tensor]:
-    """A training batch's profile indices (``None`` without persistent misreports) and valuations ``(batch, agents,
-    items)``, from a :class:`datamodules.TrainBatch` or plain valuations."""
+    """A training batch's profile indices (``None``: not persistent) and valuations ``(batch, agents, items)``."""
     indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
     if persistent and indices is None:
         raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")

@@ -46,8 +46,7 @@ class TrainingDiverged(Exception):
 
 
 class DivergenceWatch:
-    """The first step with a non-finite loss, gradient, lambda or rho, kept on the device until :meth:`check`;
-    ``checkpoint_dir``: where the run's checkpoints go (``last.ckpt`` is named as the last good one)."""
+    """The first non-finite step, kept on the device; ``last.ckpt`` in ``checkpoint_dir`` is the last good one."""
 
     def __init__(self, checkpoint_dir: Path | str | None = None) -> None:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)

@@ -140,8 +140,7 @@ class FastStep:
         self._fixed_solver = Sinkhorn.from_settings(fixed)
 
     def _prepared(self, valuations: Tensor) -> PreparedCall:
-        """The mechanism bound to ``valuations`` (:func:`adversary.deviation.prepared`), unchecked, its Sinkhorn
-        layer (if any) on the calibrated fixed iterations."""
+        """The mechanism bound to ``valuations``, unchecked, its Sinkhorn layer (if any) on the calibrated schedule."""
         forward = (trusted_forward(self.mechanism) if self._fixed_solver is None
                    else functools.partial(self.mechanism.allocate_and_pay, solver=self._fixed_solver))
         return prepared(self.mechanism, valuations, forward, self._fixed_solver)

@@ -63,8 +63,7 @@ def optimizer_config(factory: Callable[..., Optimizer], parameters: Iterable[nn.
 
 def optimizer_step(optimizer: Optimizer, scheduler: LambdaLR | None, step: int, total: int,
                    rates: Rates) -> list[float]:
-    """One optimizer step at global step ``step``, then one of ``scheduler`` (``None``: several members, whose
-    rates are set first); the learning rates it used, one per member."""
+    """One optimizer step, then one of ``scheduler`` (``None``: several members, rates set first); the rates used."""
     if scheduler is None:
         optimizer.param_groups[0]["lr"] = [cosine_lr(step, total, lr, final) for lr, final in rates]
     used = optimizer.param_groups[0]["lr"]

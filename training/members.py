@@ -68,7 +68,7 @@ def member_losses(revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Te
 
 def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float | None) -> Tensor | None:
     """Rescale each member's gradient (slice ``k`` of every ``(K, ...)`` parameter) as ``clip_grad_norm_`` would
-    alone, by ``min(1, max_norm / (norm + 1e-6))``; its norms ``(K,)`` (``max_norm`` ``None``: no clipping, ``None``)."""
+    alone, by ``min(1, max_norm / (norm + 1e-6))``; its norms ``(K,)`` (``max_norm`` ``None``: none, ``None``)."""
     if max_norm is None:
         return None
     parameters = list(parameters)
@@ -83,8 +83,7 @@ def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_nor
 
 
 class MemberView:
-    """Member ``k`` of a module as the logging helpers see a module: its ``rho``, ``lagrange_multipliers``, the
-    mechanism, and ``log`` under :func:`member_prefix`."""
+    """Member ``k`` of a module as the logging helpers see a module (its ``rho``, multipliers, prefixed ``log``)."""
 
     def __init__(self, module: Any, k: int) -> None:
         multipliers, rho = member_penalties(module)
@@ -97,8 +96,7 @@ class MemberView:
 
 def log_member_steps(module: Any, revenue: Tensor, regrets: Tensor, losses: Tensor, rates: Sequence[float],
                      norms: Tensor | None) -> None:
-    """Log every member's training step: revenue ``(batch, K)``, regrets ``(batch, K, agents)``, losses ``(K,)``,
-    learning rates (K), gradient norms ``(K,)`` (``None``: no clipping)."""
+    """Log every member's training step: revenue ``(batch, K)``, regrets ``(batch, K, agents)``, losses ``(K,)``."""
     for k in range(losses.numel()):
         view = MemberView(module, k)
         log_training(view, revenue[:, k], regrets[:, k], losses[k], rates[k])
@@ -107,8 +105,7 @@ def log_member_steps(module: Any, revenue: Tensor, regrets: Tensor, losses: Tens
 
 
 def log_member_validation(module: Any, revenue: Tensor, regrets: Tensor, allocation: Tensor) -> None:
-    """Add one validation batch to every member's epoch aggregates (``module.val_metrics[k]``, ``module.val_mass[k]``):
-    revenue ``(batch, K)``, regrets ``(batch, K, agents)``, the truthful allocation ``(batch, K, agents, items)``."""
+    """Add one validation batch (revenue ``(batch, K)``, regrets, allocation) to every member's epoch metrics."""
     for k in range(revenue.shape[1]):
         log_validation(MemberView(module, k), module.val_metrics[k], module.val_mass[k], revenue[:, k], regrets[:, k],
                        allocation[:, k])

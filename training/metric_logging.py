@@ -61,8 +61,7 @@ def best_baseline_reference(refs: Mapping[str, Any]) -> tuple[str, float] | None
 
 
 def add_custom_scalars(logger: Any, reference_names: list[str]) -> None:
-    """Lay out TensorBoard's Custom Scalars tab (revenue against the references, regret, Lagrangian); other
-    loggers: nothing."""
+    """Lay out TensorBoard's Custom Scalars tab (revenue against the references, regret, Lagrangian)."""
     if isinstance(logger, TensorBoardLogger):
         logger.experiment.add_custom_scalars({"auction": {
             "revenue": ["Multiline", ["train/revenue", "val/revenue", *reference_names]],

@@ -163,7 +163,7 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         return terms.payment.sum(-1), terms.regret, terms.allocation
 
     def member_losses(self, revenue: Tensor, regrets: Tensor) -> Tensor:
-        """Every member's Lagrangian ``(K,)`` from folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
+        """Every member's Lagrangian ``(K,)`` of folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
         multipliers, rho = member_penalties(self)
         return member_losses(revenue, regrets, multipliers, rho,
                              quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
@@ -225,22 +225,21 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Every member's revenue, regret and each bidder's allocated mass on validation valuations (epoch aggregates)."""
+        """Every member's revenue, regret and each bidder's allocated mass on a validation batch (epoch aggregates)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
-        measured = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
+        generator = self.validation_generator(self.global_step, index, batch.device)
+        measured = self._regret(batch, self.val_search, generator)
         log_member_validation(self, *(unfold(x, self.members) for x in measured))  # with the truthful allocation
 
     def on_validation_epoch_end(self) -> None:
-        """Log the reference revenues next to the validation curves, and the members' mean validation revenue
-        as hp_metric (at test, hp_metric becomes the test revenue)."""
+        """Log the reference revenues and, as hp_metric, the members' mean validation revenue (at test: the test's)."""
         self.log_dict(self.references)
         if all(metrics["revenue"].update_called for metrics in self.val_metrics):  # this validation's (all processes)
             self.log("hp_metric", torch.stack([metrics["revenue"].compute() for metrics in self.val_metrics]).mean())
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Evaluate every member with the test protocol on the test set (one batch) into :attr:`test_results`
-        (:func:`training.members.test_outcome`)."""
+        """Measure every member with the test protocol on the test set (one batch) into :attr:`test_results`."""
         if batch_idx:
             raise ValueError("the test loader must yield the whole test set as one batch")
         results = [measure_member(self, k, batch) for k in range(self.members)]
