@@ -1,16 +1,9 @@
 """The augmented Lagrangian's loss (section 4.5, Eq. 1), which every rule and every training path minimizes.
 
-With ``r[b, i]`` agent ``i``'s regret in profile ``b`` of a batch, ``n`` agents, and ``rgt_i = mean_b r[b, i]``:
-
-* ``penalty_over_agents="sum"`` (default, Eq. 1): ``sum_i lambda_i rgt_i``; ``"mean"`` (the original code): both
-  penalty terms averaged over the agents, ``1/n`` of the sum (the code's ``(lambda * r).mean()``).
-* ``quadratic_penalty="batch_mean"`` (default, Eq. 1): ``rho/2 sum_i rgt_i^2``, the square of the batch mean;
-  ``"per_sample"`` (the original code): ``rho/2 sum_i mean_b r[b, i]^2``, the batch mean of the squares.
-
-The original code's loss is ``penalty_over_agents="mean", quadratic_penalty="per_sample"``:
-``-mean_b sum_i p[b, i] + mean_{b,i} lambda_i r[b, i] + rho/2 mean_{b,i} r[b, i]^2``.  By Jensen
-``mean_b r^2 >= rgt^2``, so the per-sample quadratic penalizes regret concentrated on few profiles more than the
-paper's; with one agent the two agent reductions agree.
+The options choose between the paper's Eq. 1 and the original code's penalty forms (docs/training.md, "Paper vs
+original code"): ``penalty_over_agents`` ``"sum"`` or ``"mean"`` (``1/n`` of the sum) over the agents,
+``quadratic_penalty`` ``"batch_mean"`` (``rgt_i^2``, the square of agent ``i``'s batch-mean regret) or
+``"per_sample"`` (the batch mean of the squares; by Jensen larger, penalizing regret concentrated on few profiles).
 """
 
 from __future__ import annotations

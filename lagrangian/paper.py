@@ -19,13 +19,8 @@ __all__ = ["LagrangeRule", "LagrangeUpdate", "RhoSchedule", "RhoStaircase"]
 
 @dataclass(frozen=True)
 class RhoStaircase:
-    """``rho(step) = min(rho_init + increment * floor(step / every_n_steps), max_rho)``.
-
-    The batch at global step ``step`` (optimizer steps taken before it) trains with ``rho(step)``: the weight
-    rises before every batch whose step is a positive multiple of ``every_n_steps`` (the paper: every 2 batches).
-    The cap ``max_rho`` (``None``: none) applies from the first increase on, so a ``rho_init`` above it is kept
-    until then.
-    """
+    """``rho(step) = min(rho_init + increment * floor(step / every_n_steps), max_rho)`` for the batch at global
+    step ``step`` (the paper: +1 every 2 batches); the cap (``None``: none) applies from the first increase on."""
 
     increment: float = 1.0
     every_n_steps: int = 2
@@ -70,13 +65,9 @@ class LagrangeRule:
 
 
 class RhoSchedule(MemberRules):
-    """Before every training batch, set ``rho`` to :class:`RhoStaircase` at the global step, so the batch and any
-    Lagrange update after it use the same ``rho``.
-
-    After :meth:`soften` at step ``s`` with the module's ``rho = r`` (a single run): ``r / 2`` until step
-    ``s + hold``, then the same staircase from there (``r / 2 + increment * floor((step - s - hold) /
-    every_n_steps)``, capped).
-    """
+    """Before every training batch, set ``rho`` to :class:`RhoStaircase` at the global step (the batch and any
+    Lagrange update after it use the same ``rho``); after :meth:`soften` at step ``s`` with ``rho = r``: ``r / 2``
+    until step ``s + hold``, then the staircase's growth from there."""
 
     def __init__(self, increment: float = 1.0, every_n_steps: int = 2, max_rho: float | None = None,
                  rho_init: float = 1.0) -> None:

@@ -22,12 +22,8 @@ ANNEAL_SHAPES = ("geometric", "linear")  # how TargetSchedule moves the target f
 
 @dataclass(frozen=True)
 class TargetSchedule:
-    """The regret target ``tau(step)``: ``tau_start`` at step 0, ``tau_end`` from ``anneal_steps`` on.
-
-    In between, ``shape="geometric"``: ``tau_start * (tau_end / tau_start) ** (step / anneal_steps)``; ``"linear"``:
-    ``tau_start + (tau_end - tau_start) * step / anneal_steps``.  ``anneal_steps=0``: ``tau_end`` throughout.  A pure
-    function of the step (resume-safe).
-    """
+    """The regret target ``tau(step)``, a pure function of the step: ``tau_start`` at step 0, ``tau_end`` from
+    ``anneal_steps`` on (0: throughout), a geometric or linear interpolation in between."""
 
     tau_start: float = 0.01
     tau_end: float = 0.001
@@ -59,14 +55,9 @@ class TargetSchedule:
 
 @dataclass(frozen=True)
 class TargetRegretRule:
-    """The target-regret controller: after every ``every_n_steps``-th optimizer step, with ``tau = target(step)``,
-
-    * ``lambda_i <- max(0, lambda_i + eta * (rgt_i - tau))`` (lambda falls while agent ``i`` is below target);
-    * ``rho <- min(rho + rho_increment, max_rho)`` if the mean over agents of ``rgt_i`` exceeds ``tau``, else
-      ``rho`` stays (``max_rho=None``: no cap).
-
-    A pure function of the state (the module's buffers), the step and the regret: a resumed run continues exactly.
-    """
+    """The target-regret controller, after every ``every_n_steps``-th optimizer step with ``tau = target(step)``:
+    ``lambda_i <- max(0, lambda_i + eta * (rgt_i - tau))``, and ``rho <- min(rho + rho_increment, max_rho)`` while
+    the mean over agents of ``rgt_i`` exceeds ``tau`` (``max_rho=None``: no cap)."""
 
     eta: float = 1.0
     every_n_steps: int = 1

@@ -33,14 +33,7 @@ __all__ = ["FastStep", "FastStepSettings", "StepOutputs", "reattach_grads"]
 
 @dataclass(frozen=True)
 class FastStepSettings:
-    """How the training step runs.
-
-    enabled:           ``"auto"`` (on CUDA only: on a CPU the eager step is as fast), ``True`` or ``False``.
-    cuda_graph:        capture the step as a CUDA graph (CUDA only).
-    recalibrate_every: training steps between Sinkhorn calibrations.
-    margin:            extra iterations per epsilon over the tolerance solver's count (a fraction).
-    backend:           fixed-schedule Sinkhorn backend: ``auto`` (Triton on CUDA), ``torch`` or ``triton``.
-    """
+    """How the training step runs (``model.fast``: the fields are described in conf/model/augmented_lagrangian.yaml)."""
 
     enabled: bool | str = "auto"
     cuda_graph: bool = True
