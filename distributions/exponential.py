@@ -1,22 +1,19 @@
 """Independent exponential values with mean ``scale``, truncated at a high quantile (the report domain).
 
 The misreport search needs a bounded report domain: values are drawn from the exponential conditioned on
-``v <= cap`` with ``cap = -scale ln(1 - quantile)`` (inverse CDF of the truncated law, so no sample is clamped),
-and ``[0, cap]`` is the report domain.  The default ``quantile = 0.9999`` puts ``cap`` at ``9.21 scale``.
+``v <= cap = -scale ln(1 - quantile)`` (inverse CDF of the truncated law, so no sample is clamped; the default
+``quantile = 0.9999`` puts ``cap`` at ``9.21 scale``), and ``[0, cap]`` is the report domain.
 
-References.  ``items = 1``, free disposal: Myerson's optimal auction, the second-price auction with reserve
-``scale`` (the virtual value is ``v - scale``); its revenue for ``n`` bidders is
-``E[(max_i v_i - scale)^+] = scale * sum_{k=1..n} C(n, k) (-1)^(k+1) e^(-k) / k`` (``scale / e`` for one bidder).
-Dütting et al.'s MyersonNet benchmark (3 bidders, ``numpy.random.exponential(3.0)``:
-github.com/saisrivatsan/deep-opt-auctions, ``myersonNet/data/exp_3.py`` and
-``MyersonNet/plots/3agent_exponential/result.txt``) reports 2.749 (Monte Carlo); the closed form gives 2.7517.
-One additive bidder, ``m >= 2`` items: the grand bundle is optimal for i.i.d. exponential values (Giannakopoulos,
-"Bounding the optimal revenue of selling multiple goods", arXiv:1404.2832, a corollary in its abstract).  The
-bundle's value is Gamma(m, scale), so its price ``scale x`` maximizes ``x P(Gamma(m, 1) >= x) = x e^(-x) sum_{k<m}
-x^k / k!``: ``x^m / (m-1)! = sum_{k<m} x^k / k!``, for two items ``x^2 = 1 + x``, the golden ratio ``phi``, revenue
-``phi^3 e^(-phi) scale = 0.8399 scale`` (selling the items separately earns ``2 scale / e = 0.7358 scale``).
-The truncation changes these revenues by about ``n m (1 - quantile)`` relative (``3e-4`` for 3 bidders at the
-default), well below a test's Monte Carlo error.
+References.  ``items = 1``, free disposal: Myerson's optimal auction, second price with reserve ``scale`` (the
+virtual value is ``v - scale``), revenue ``E[(max_i v_i - scale)^+] = scale * sum_{k=1..n} C(n, k) (-1)^(k+1)
+e^(-k) / k`` for ``n`` bidders.  Dütting et al.'s MyersonNet benchmark (3 bidders, ``numpy.random.exponential(3.0)``:
+github.com/saisrivatsan/deep-opt-auctions, ``myersonNet/data/exp_3.py``, ``MyersonNet/plots/3agent_exponential/
+result.txt``) reports 2.749 (Monte Carlo); the closed form gives 2.7517.  One additive bidder, ``m >= 2`` items: the
+grand bundle is optimal for i.i.d. exponential values (Giannakopoulos, arXiv:1404.2832, a corollary in its
+abstract).  Its value is Gamma(m, scale), so its price ``scale x`` maximizes ``x e^(-x) sum_{k<m} x^k / k!``:
+``x^m / (m-1)! = sum_{k<m} x^k / k!``; two items: ``x^2 = 1 + x``, the golden ratio, revenue ``0.8399 scale``
+(separate sales: ``2 scale / e = 0.7358 scale``).  The truncation changes these revenues by about
+``n m (1 - quantile)`` relative (``3e-4`` for 3 bidders), well below a test's Monte Carlo error.
 """
 
 from __future__ import annotations

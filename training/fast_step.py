@@ -81,12 +81,9 @@ def reattach_grads(grads: list[tuple[nn.Parameter, Tensor]]) -> int:
 
 
 class FastStep:
-    """Computes one step's loss and parameter gradients for ``mechanism`` on a batch of valuations.
-
-    ``loss_fn(revenue (batch,), regrets (batch, agents)) -> scalar`` is the objective (it reads the Lagrange
-    multipliers and rho, which may change in place between steps); ``low``/``high`` ``(agents, 1)`` or
-    ``(agents, items)`` bound the misreports.
-    """
+    """One step's loss and parameter gradients for ``mechanism``: ``loss_fn(revenue (batch,), regrets (batch,
+    agents)) -> scalar`` (it reads lambda and rho, which may change in place between steps); ``low``/``high``
+    ``(agents, 1)`` or ``(agents, items)`` bound the misreports."""
 
     def __init__(self, mechanism: nn.Module, search: MisreportSearch, loss_fn: Callable[[Tensor, Tensor], Tensor],
                  low: Tensor, high: Tensor, settings: FastStepSettings) -> None:
