@@ -1,11 +1,5 @@
 """Valuation-profile data: seeded samples of the run's distribution (distributions/) served as whole batches."""
 
-from datamodules.valuations import (
-    BatchShuffleSampler,
-    TrainBatch,
-    ValuationDataModule,
-    ValuationDataset,
-    sample_valuations,
-)
+from datamodules.valuations import BatchShuffleSampler, TrainBatch, ValuationDataModule, sample_valuations
 
-__all__ = ["BatchShuffleSampler", "TrainBatch", "ValuationDataModule", "ValuationDataset", "sample_valuations"]
+__all__ = ["BatchShuffleSampler", "TrainBatch", "ValuationDataModule", "sample_valuations"]

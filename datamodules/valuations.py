@@ -1,18 +1,9 @@
-"""Seeded valuation profiles for training, validation and test (section 4.5).
+"""Seeded valuation profiles for training, validation and test (section 4.5), drawn from the run's distribution.
 
-Every profile is an ``(agents, items)`` matrix drawn from the run's
-:class:`distributions.ValuationDistribution` (default: entry ``(i, j)`` from
-``U[low_i, high_i]``, ``low`` and ``high`` one float for every agent or one
-float per agent).  The three splits come from independent streams
-spawned from one seed, so a run is reproducible on a given device type (CPU
-and CUDA generators produce different streams for the same seed).
-
-Batches are served whole: the dataset is indexed with a tensor of indices and
-the loader runs with ``batch_size=None``, so no per-sample collation happens
-and data generated on the GPU stays there.  Training batches are
-:class:`TrainBatch` ``(indices, valuations)``, so that per-profile state (the
-persistent misreports of :class:`training.AuctionModule`) can follow each
-profile; validation and test batches are plain valuation tensors.
+The three splits come from independent streams spawned from one seed (reproducible on a given device type: CPU and
+CUDA generators differ).  Batches are served whole (an index tensor per batch, ``batch_size=None``: no collation,
+data generated on the GPU stays there); training batches are :class:`TrainBatch` ``(indices, valuations)``, so that
+per-profile state (the persistent misreports) can follow each profile.
 """
 
 from __future__ import annotations
@@ -28,55 +19,38 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from distributions import Uniform, ValuationDistribution
 from utils.checks import Bounds, check_positive_int
 
-__all__ = [
-    "BatchShuffleSampler",
-    "TrainBatch",
-    "derive_seed",
-    "ValuationDataModule",
-    "ValuationDataset",
-    "sample_valuations",
-]
+__all__ = ["BatchShuffleSampler", "TrainBatch", "derive_seed", "ValuationDataModule", "ValuationDataset",
+           "sample_valuations"]
+
+_SHUFFLE_STREAM = 3  # streams 0, 1, 2 sample the train, val and test splits
 
 
+def derive_seed(seed: int, *stream: int) -> int:
+    """A 63-bit seed for one random stream of a run, independent of every other (seed, stream) pair."""
+    sequence = np.random.SeedSequence(seed, spawn_key=stream)
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
-def sample_valuations(
-    n: int,
-    n_agents: int,
-    n_items: int,
-    low: Bounds = 0.0,
-    high: Bounds = 1.0,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``n`` valuation profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]``
-    (:class:`distributions.Uniform`'s samples)."""
-    check_positive_int(n, "number of profiles")
+
+def sample_valuations(n: int, n_agents: int, n_items: int, low: Bounds = 0.0, high: Bounds = 1.0, *,
+                      generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
+    """``n`` profiles ``(n, agents, items)``, entry ``(b, i, j)`` uniform on ``[low_i, high_i]`` (:class:`Uniform`)."""
     return Uniform(n_agents, n_items, low, high).sample(n, generator, device)
 
 
 class TrainBatch(NamedTuple):
-    """A training batch: the profiles' positions in the training set and their valuations.
-
-    indices:    ``(batch,)`` int64, on the valuations' device.
-    valuations: ``(batch, agents, items)``.
-    """
+    """A training batch: the profiles' positions ``(batch,)`` (int64) and valuations ``(batch, agents, items)``."""
 
     indices: Tensor
     valuations: Tensor
 
 
 class ValuationDataset(Dataset[Tensor]):
-    """Valuation profiles ``(n, agents, items)``; indexing with an index tensor returns a whole batch.
-
-    With ``with_indices`` an item is a :class:`TrainBatch` (the indices on the valuations' device).
-    """
+    """Profiles ``(n, agents, items)``; an index tensor gets a whole batch (a :class:`TrainBatch` ``with_indices``)."""
 
     def __init__(self, valuations: Tensor, with_indices: bool = False) -> None:
         if valuations.dim() != 3:
             raise ValueError(f"valuations must have shape (n, agents, items), got {tuple(valuations.shape)}")
-        self.valuations = valuations
-        self.with_indices = with_indices
+        self.valuations, self.with_indices = valuations, with_indices
 
     def __len__(self) -> int:
         return self.valuations.shape[0]
@@ -89,41 +63,22 @@ class ValuationDataset(Dataset[Tensor]):
 
 
 class BatchShuffleSampler(Sampler[Tensor]):
-    """Yields index tensors of ``batch_size`` (the last one may be shorter).
+    """Yields index tensors of ``batch_size`` (the last one may be shorter); with ``shuffle``, epoch ``e``'s
+    permutation is seeded by ``(seed, e)`` (Lightning calls :meth:`set_epoch`), so a resumed run sees the batches
+    an uninterrupted one would.  Process ``rank`` of ``num_replicas`` takes batches ``rank, rank + num_replicas,
+    ...``; ``even``: as many on every process (the last ``len % num_replicas`` dropped: DDP steps in lockstep)."""
 
-    With ``shuffle``, epoch ``e`` uses the permutation seeded by ``(seed, e)``:
-    Lightning calls :meth:`set_epoch` before every epoch, so a resumed run
-    sees exactly the batches an uninterrupted run would have seen.
-
-    Across ``num_replicas`` processes (distributed training), process ``rank``
-    takes batches ``rank, rank + num_replicas, ...`` of that sequence, so every
-    batch is used by exactly one process.  With ``even`` every process gets
-    the same number of batches (the last ``len % num_replicas`` batches of an
-    epoch are dropped): DDP training steps must stay in lockstep.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        num_replicas: int = 1,
-        rank: int = 0,
-        even: bool = False,
-    ) -> None:
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0, even: bool = False) -> None:
         if batch_size < 1 or batch_size > n:
             raise ValueError(f"batch size must be in [1, {n}] (the data set size), got {batch_size}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.num_replicas, self.rank, self.even = num_replicas, rank, even
-        self.epoch = 0
-        self.start = 0
+        self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the permutation used by the next iteration."""
         self.epoch = epoch
 
     def set_start(self, batches: int) -> None:
@@ -132,9 +87,7 @@ class BatchShuffleSampler(Sampler[Tensor]):
 
     def __len__(self) -> int:
         total = -(-self.n // self.batch_size)
-        if self.even:
-            return total // self.num_replicas
-        return len(range(self.rank, total, self.num_replicas))
+        return total // self.num_replicas if self.even else len(range(self.rank, total, self.num_replicas))
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
@@ -148,31 +101,15 @@ class BatchShuffleSampler(Sampler[Tensor]):
 
 
 class ValuationDataModule(pl.LightningDataModule):
-    """Training, validation and test valuation profiles ``(batch, agents, items)``.
+    """Training, validation and test valuation profiles ``(batch, agents, items)`` (defaults: the paper's sizes).
 
-    Defaults follow the paper: 2^19 training profiles in batches of 4096 and a
-    1000-profile test set.  The test loader yields the whole test set as one
-    batch (the evaluation engine chunks it itself).  ``device="auto"``
-    samples and keeps the data on the trainer's device; ``"cpu"`` keeps it on
-    the CPU (Lightning moves each batch).  ``distribution`` draws the profiles; without it, values are
-    ``U[low_i, high_i]`` (:class:`distributions.Uniform`; ``low``/``high`` are used only then).
+    ``device="auto"`` samples and keeps the data on the trainer's device; ``"cpu"`` on the CPU (Lightning moves
+    each batch).  Without ``distribution``, values are ``U[low_i, high_i]`` (``low``/``high`` are used only then).
     """
 
-    def __init__(
-        self,
-        n_agents: int,
-        n_items: int,
-        low: Bounds = 0.0,
-        high: Bounds = 1.0,
-        train_size: int = 2**19,
-        val_size: int = 4096,
-        test_size: int = 1000,
-        batch_size: int = 4096,
-        val_batch_size: int | None = None,
-        seed: int = 0,
-        device: str = "auto",
-        distribution: ValuationDistribution | None = None,
-    ) -> None:
+    def __init__(self, n_agents: int, n_items: int, low: Bounds = 0.0, high: Bounds = 1.0, train_size: int = 2**19,
+                 val_size: int = 4096, test_size: int = 1000, batch_size: int = 4096, val_batch_size: int | None = None,
+                 seed: int = 0, device: str = "auto", distribution: ValuationDistribution | None = None) -> None:
         super().__init__()
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             check_positive_int(value, f"data.{name}")
@@ -186,43 +123,37 @@ class ValuationDataModule(pl.LightningDataModule):
         else:
             distribution.check_setting(n_agents, n_items, "the data")
         self.save_hyperparameters(ignore=["distribution"])
-        self.n_agents, self.n_items = n_agents, n_items
-        self.distribution = distribution
+        self.n_agents, self.n_items, self.distribution = n_agents, n_items, distribution
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.seed, self.device = seed, device
         self.splits: dict[str, ValuationDataset] = {}
         self.resume_batches = 0  # set by a resume from a mid-epoch checkpoint (runs/interrupt.py)
 
-    def _device(self) -> torch.device:
-        if self.device != "auto":
-            return torch.device(self.device)
-        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-
     def setup(self, stage: str | None = None) -> None:
         """Sample all three splits once (idempotent)."""
         if self.splits:
             return
-        device = self._device()
+        if self.device != "auto":
+            device = torch.device(self.device)
+        else:
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         for stream, (split, size) in enumerate(self.sizes.items()):
             generator = torch.Generator(device=device).manual_seed(derive_seed(self.seed, stream))
             values = self.distribution.sample(size, generator)
             self.splits[split] = ValuationDataset(values, with_indices=split == "train")
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        """Batches of ``split``; under a multi-process trainer, this process's share of them (see BatchShuffleSampler)."""
+        """Batches of ``split``; under a multi-process trainer, this process's share (see BatchShuffleSampler)."""
         self.setup()
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = BatchShuffleSampler(
-            self.sizes[split], batch_size, shuffle=shuffle, seed=self.seed,
-            num_replicas=replicas, rank=rank, even=split == "train",
-        )
+        sampler = BatchShuffleSampler(self.sizes[split], batch_size, shuffle=shuffle, seed=self.seed,
+                                      num_replicas=replicas, rank=rank, even=split == "train")
         return DataLoader(self.splits[split], batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches :class:`TrainBatch` ``(indices (batch_size,), valuations (batch_size, agents, items))``,
-        the same number on every process (after a mid-epoch resume, the first iteration skips ``resume_batches``)."""
+        """Shuffled :class:`TrainBatch` es, as many per process (after a mid-epoch resume: from ``resume_batches``)."""
         loader = self._loader("train", self.batch_size, shuffle=True)
         start, self.resume_batches = self.resume_batches, 0
         if start < len(loader.sampler):  # (a checkpoint at the end of an epoch: the next one starts afresh)
@@ -230,18 +161,9 @@ class ValuationDataModule(pl.LightningDataModule):
         return loader
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches ``(val_batch_size, agents, items)`` in a fixed order (batch ``i`` to process ``i % world_size``)."""
+        """Validation batches in a fixed order (batch ``i`` to process ``i % world_size``)."""
         return self._loader("val", self.val_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The whole test set as one batch ``(test_size, agents, items)`` (to the first process only: the test runs once)."""
+        """The whole test set as one batch (to the first process only: the test runs once)."""
         return self._loader("test", self.sizes["test"], shuffle=False)
-
-
-_SHUFFLE_STREAM = 3  # streams 0, 1, 2 sample the train, val and test splits
-
-
-def derive_seed(seed: int, *stream: int) -> int:
-    """A 63-bit seed for one random stream of a run, independent of every other (seed, stream) pair."""
-    sequence = np.random.SeedSequence(seed, spawn_key=stream)
-    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -1,33 +1,15 @@
-"""Valuation distributions: the Hydra group ``distribution/`` (conf/distribution/), one module per distribution.
+"""Valuation distributions: the Hydra group ``distribution/`` (conf/distribution/), one module per distribution;
+:class:`ValuationDistribution` is the interface, :class:`Setting` joins one with its bidders, items and demand."""
 
-:class:`ValuationDistribution` (:mod:`distributions.base`) is the interface;
-:class:`Uniform` (the default: ``data.low``/``data.high``), :class:`Exponential`
-and :class:`Triangle` are the shipped ones; :func:`distribution_of` rebuilds a
-run's distribution from its stored configuration; :class:`Setting` (:mod:`distributions.setting`)
-joins a distribution with its bidders, items and demand.
-"""
-
-from distributions.base import DTYPES, Support, ValuationDistribution, unit_uniform
-from distributions.config import DISTRIBUTION_NAMES, distribution_node, distribution_of, named_distribution
+from distributions.base import Support, ValuationDistribution, unit_uniform
+from distributions.config import DISTRIBUTION_NAMES, distribution_node, named_distribution
 from distributions.setting import Setting
 from distributions.exponential import Exponential, exponential_bundle_price, exponential_myerson_revenue
 from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
 
 __all__ = [
-    "DISTRIBUTION_NAMES",
-    "DTYPES",
-    "Exponential",
-    "Setting",
-    "Support",
-    "Triangle",
-    "Uniform",
-    "ValuationDistribution",
-    "distribution_node",
-    "distribution_of",
-    "exponential_bundle_price",
-    "exponential_myerson_revenue",
-    "named_distribution",
-    "triangle_bundle_revenue",
-    "unit_uniform",
+    "DISTRIBUTION_NAMES", "Exponential", "Setting", "Support", "Triangle", "Uniform", "ValuationDistribution",
+    "distribution_node", "exponential_bundle_price", "exponential_myerson_revenue",
+    "named_distribution", "triangle_bundle_revenue", "unit_uniform",
 ]

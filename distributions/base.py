@@ -1,12 +1,7 @@
 """The valuation distribution of a setting: what every profile is drawn from and the domain reports live in.
 
-A :class:`ValuationDistribution` draws valuation profiles ``(n, agents, items)``
-(:meth:`~ValuationDistribution.sample`), names its report domain
-(:attr:`~ValuationDistribution.support`: ``low``/``high`` per agent and item,
-where the misreport search clamps its reports) and may know its revenue-optimal
-mechanism (:meth:`~ValuationDistribution.optimal_mechanism`, a reference line
-of training and evaluation).  Subclasses implement ``_sample`` and ``support``
-and validate their own parameters; docs/extending.md shows one.
+A :class:`ValuationDistribution` draws profiles ``(n, agents, items)``, names its report domain (``support``, where
+the misreport search clamps) and may know its revenue-optimal mechanism (a reference line); docs/extending.md.
 """
 
 from __future__ import annotations
@@ -27,16 +22,14 @@ DTYPES = (torch.float32, torch.float64)
 
 
 class Support(NamedTuple):
-    """The report domain: every agent ``i`` reports item ``j`` in ``[low[i, j], high[i, j]]``.
-
-    low, high: ``(agents, items)`` float64 tensors on the CPU, ``low < high``.
-    """
+    """The report domain: agent ``i`` reports item ``j`` in ``[low[i, j], high[i, j]]`` (``(agents, items)``)."""
 
     low: Tensor
     high: Tensor
 
 
-def unit_uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+def unit_uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+                 dtype: torch.dtype) -> Tensor:
     """Draws U[0, 1) of ``shape`` from ``generator`` (``None``: torch's default one), as ``torch.rand`` would."""
     return torch.empty(shape, dtype=dtype, device=device).uniform_(0.0, 1.0, generator=generator)
 
@@ -44,9 +37,7 @@ def unit_uniform(shape: tuple[int, ...], generator: torch.Generator | None, devi
 class ValuationDistribution(ABC):
     """Valuation profiles of ``n_agents`` bidders over ``n_items`` items.
 
-    Subclasses set :attr:`name`, implement :meth:`_sample` and :attr:`support`,
-    and may override :meth:`optimal_mechanism`.  Two distributions are equal when
-    their class and :meth:`parameters` are (so that references can be cached on them).
+    Two distributions are equal when their class and :meth:`parameters` are (references are cached on them).
     """
 
     name: str = "distribution"
@@ -69,13 +60,8 @@ class ValuationDistribution(ABC):
         """The constructor's arguments besides the shape (hashable values), e.g. ``{"scale": 1.0}``."""
         return {}
 
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
         """``n`` valuation profiles ``(n, agents, items)`` drawn from ``generator`` (on its device; ``None``:
         torch's default generator on ``device``, default the CPU)."""
         check_positive_int(n, "number of profiles")
@@ -85,31 +71,24 @@ class ValuationDistribution(ABC):
         return self._sample(n, generator, where, dtype)
 
     def check_setting(self, n_agents: int, n_items: int, what: str = "the setting") -> None:
-        """``ValueError`` unless this distribution is over ``n_agents`` x ``n_items`` (``what`` names the other side)."""
+        """``ValueError`` unless the distribution is over ``n_agents`` x ``n_items`` (``what`` names the other side)."""
         if (self.n_agents, self.n_items) != (n_agents, n_items):
             raise ValueError(f"the distribution is over {self.n_agents} agent(s) x {self.n_items} item(s) "
                              f"but {what} over {n_agents} x {n_items}")
 
     def agent_ranges(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Each agent's value range over all items, ``(lows, highs)`` with one float per agent: its smallest and
-        largest report in :attr:`support` (a price's search interval, a plot's axes)."""
+        """``(lows, highs)``, one float per agent: its smallest and largest report in :attr:`support`."""
         low, high = self.support
         return tuple(low.min(-1).values.tolist()), tuple(high.max(-1).values.tolist())
 
     def identical_bidders(self) -> bool:
-        """Whether every bidder's values have the same law (VCG and optimum references assume it).
-
-        This default compares the bidders' report domains; a distribution whose bidders differ within
-        equal domains overrides it.
-        """
+        """Whether every bidder's values have the same law (VCG and optimum references assume it); by default,
+        whether their report domains agree (a distribution whose bidders differ within them overrides this)."""
         low, high = self.support
         return bool((low == low[0]).all() and (high == high[0]).all())
 
     def optimal_mechanism(self, demand: Demand) -> Mechanism | None:
-        """The known revenue-optimal mechanism for this distribution and ``demand`` (``None``: none known).
-
-        Its ``expected_revenue`` is the published or closed-form revenue, ``name`` says where it comes from.
-        """
+        """The known revenue-optimal mechanism for ``demand`` (``expected_revenue``, source ``name``), or ``None``."""
         return None
 
     def _key(self) -> tuple:

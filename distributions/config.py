@@ -1,9 +1,5 @@
-"""A run's distribution from its stored configuration (checkpoints, resume), old runs included.
-
-Runs from before the ``distribution`` group had no such node: their values were
-``U[data.low, data.high]``, which :func:`distribution_node` spells as the node
-``distribution=uniform`` composes.
-"""
+"""A run's distribution from its stored configuration (checkpoints, resume), old runs included: runs from before
+the ``distribution`` group drew ``U[data.low, data.high]``, which :func:`distribution_node` spells as a node."""
 
 from __future__ import annotations
 
@@ -41,7 +37,7 @@ def distribution_of(config: Mapping[str, Any]) -> ValuationDistribution:
 
 
 def named_distribution(name: str, agents: int, items: int) -> ValuationDistribution:
-    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for ``agents`` x ``items``;
+    """The distribution ``distribution=<name>`` composes with its defaults (uniform: U[0, 1]) for agents x items;
     a one-line ``ValueError`` for a setting it does not cover (e.g. ``triangle`` with other than 2 items)."""
     if name not in DISTRIBUTION_NAMES:
         raise ValueError(f"unknown distribution {name!r}; distributions: {', '.join(DISTRIBUTION_NAMES)}")

@@ -1,28 +1,19 @@
 """Independent exponential values with mean ``scale``, truncated at a high quantile (the report domain).
 
-The exponential's support is unbounded, but the misreport search needs a
-bounded report domain: values are drawn from the exponential conditioned on
-``v <= cap`` with ``cap = -scale ln(1 - quantile)`` (inverse CDF of the
-truncated law, so no sample is clamped), and ``[0, cap]`` is the report domain.
-The default ``quantile = 0.9999`` puts ``cap`` at ``9.21 scale``.
+The misreport search needs a bounded report domain: values are drawn from the exponential conditioned on
+``v <= cap = -scale ln(1 - quantile)`` (inverse CDF of the truncated law, so no sample is clamped; the default
+``quantile = 0.9999`` puts ``cap`` at ``9.21 scale``), and ``[0, cap]`` is the report domain.
 
-References.  ``items = 1``, free disposal: Myerson's optimal auction.  The
-virtual value is ``v - scale``, so it is the second-price auction with reserve
-``scale``; its revenue for ``n`` bidders is
-``E[(max_i v_i - scale)^+] = scale * sum_{k=1..n} C(n, k) (-1)^(k+1) e^(-k) / k``
-(``scale / e`` for one bidder).  Dütting et al.'s MyersonNet benchmark
-(3 bidders, ``numpy.random.exponential(3.0)``: github.com/saisrivatsan/deep-opt-auctions,
-``myersonNet/data/exp_3.py`` and ``MyersonNet/plots/3agent_exponential/result.txt``)
-reports the optimal revenue 2.749 (Monte Carlo); the closed form gives 2.7517.
-One additive bidder, ``m >= 2`` items: the grand bundle is optimal for i.i.d.
-exponential values (Giannakopoulos, "Bounding the optimal revenue of selling
-multiple goods", arXiv:1404.2832, a corollary in its abstract).  The bundle's
-value is Gamma(m, scale), so its price ``scale x`` maximizes
-``x P(Gamma(m, 1) >= x) = x e^(-x) sum_{k<m} x^k / k!``: ``x^m / (m-1)! = sum_{k<m} x^k / k!``,
-for two items ``x^2 = 1 + x``, the golden ratio ``phi``, revenue ``phi^3 e^(-phi) scale = 0.8399 scale``
-(selling the items separately earns ``2 scale / e = 0.7358 scale``).
-The truncation changes these revenues by about ``n m (1 - quantile)`` relative
-(``3e-4`` for 3 bidders at the default), well below a test's Monte Carlo error.
+References.  ``items = 1``, free disposal: Myerson's optimal auction, second price with reserve ``scale`` (the
+virtual value is ``v - scale``), revenue ``E[(max_i v_i - scale)^+] = scale * sum_{k=1..n} C(n, k) (-1)^(k+1)
+e^(-k) / k`` for ``n`` bidders.  Dütting et al.'s MyersonNet benchmark (3 bidders, ``numpy.random.exponential(3.0)``:
+github.com/saisrivatsan/deep-opt-auctions, ``myersonNet/data/exp_3.py``, ``MyersonNet/plots/3agent_exponential/
+result.txt``) reports 2.749 (Monte Carlo); the closed form gives 2.7517.  One additive bidder, ``m >= 2`` items: the
+grand bundle is optimal for i.i.d. exponential values (Giannakopoulos, arXiv:1404.2832, a corollary in its
+abstract).  Its value is Gamma(m, scale), so its price ``scale x`` maximizes ``x e^(-x) sum_{k<m} x^k / k!``:
+``x^m / (m-1)! = sum_{k<m} x^k / k!``; two items: ``x^2 = 1 + x``, the golden ratio, revenue ``0.8399 scale``
+(separate sales: ``2 scale / e = 0.7358 scale``).  The truncation changes these revenues by about
+``n m (1 - quantile)`` relative (``3e-4`` for 3 bidders), well below a test's Monte Carlo error.
 """
 
 from __future__ import annotations
@@ -42,25 +33,22 @@ __all__ = ["Exponential", "exponential_bundle_price", "exponential_myerson_reven
 
 
 def exponential_myerson_revenue(n_agents: int, scale: float = 1.0) -> float:
-    """Revenue of Myerson's auction (second price, reserve ``scale``) for ``n_agents`` i.i.d. Exp(mean ``scale``) bidders."""
+    """Revenue of Myerson's auction (second price, reserve ``scale``), ``n_agents`` i.i.d. Exp(mean ``scale``)."""
     return scale * sum(math.comb(n_agents, k) * (-1) ** (k + 1) * math.exp(-k) / k for k in range(1, n_agents + 1))
-
-
-def _bundle_tail(x: float, items: int) -> float:
-    """``P(Gamma(items, 1) >= x) = e^(-x) sum_{k < items} x^k / k!``."""
-    return math.exp(-x) * sum(x**k / math.factorial(k) for k in range(items))
 
 
 def exponential_bundle_price(items: int, scale: float = 1.0) -> tuple[float, float]:
     """``(price, revenue)`` of the optimal grand bundle for one additive bidder, ``items`` i.i.d. Exp(mean ``scale``):
     the root of ``x^m / (m-1)! = sum_{k<m} x^k / k!`` (bisection), times ``scale``."""
-    gap = lambda x: x**items / math.factorial(items - 1) - sum(x**k / math.factorial(k) for k in range(items))  # noqa: E731
+    def gap(x: float) -> float:
+        return x**items / math.factorial(items - 1) - sum(x**k / math.factorial(k) for k in range(items))
     low, high = 0.0, 10.0 * items + 10.0  # gap(0) = -1 < 0 < gap(high)
     for _ in range(200):
         middle = (low + high) / 2
         low, high = (middle, high) if gap(middle) < 0 else (low, middle)
     x = (low + high) / 2
-    return scale * x, scale * x * _bundle_tail(x, items)
+    tail = math.exp(-x) * sum(x**k / math.factorial(k) for k in range(items))  # P(Gamma(items, 1) >= x)
+    return scale * x, scale * x * tail
 
 
 class Exponential(ValuationDistribution):
@@ -95,7 +83,10 @@ class Exponential(ValuationDistribution):
         if not demand.free_disposal(self.n_agents, self.n_items):
             return None
         if self.n_items == 1:
-            return _ExponentialMyerson(self.n_agents, self.scale, demand)
+            myerson = Myerson(self.n_agents, 2.0 * self.scale, demand)  # Myerson's reserve is high / 2
+            myerson.expected_revenue = exponential_myerson_revenue(self.n_agents, self.scale)
+            myerson.name = f"second price with reserve {self.scale:g} (Myerson 1981, exponential values)"
+            return myerson
         if self.n_agents != 1 or demand.capacities(1, self.n_items)[0] < self.n_items:
             return None
         price, revenue = exponential_bundle_price(self.n_items, self.scale)
@@ -103,12 +94,3 @@ class Exponential(ValuationDistribution):
             [[0.0] * self.n_items, [1.0] * self.n_items], [0.0, price], demand, expected_revenue=revenue,
             name=f"grand bundle at {price:.4g} (Giannakopoulos 2015, exponential values)",
         )
-
-
-class _ExponentialMyerson(Myerson):
-    """:class:`mechanisms.menu.Myerson` with reserve ``scale`` (the exponential's monopoly price)."""
-
-    def __init__(self, n_agents: int, scale: float, demand: Demand) -> None:
-        super().__init__(n_agents, 2.0 * scale, demand)  # Myerson's reserve is high / 2
-        self.expected_revenue = exponential_myerson_revenue(n_agents, scale)
-        self.name = f"second price with reserve {scale:g} (Myerson 1981, exponential values)"

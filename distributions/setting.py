@@ -1,10 +1,7 @@
 """The setting of an auction: who bids on what, with what demand, and where the values come from.
 
-A :class:`Setting` is built once (from a run configuration, a mechanism, or by hand) and passed
-wherever a setting is needed: the baselines' fit and the reference revenues (:mod:`baselines`),
-the adversaries (:mod:`adversary.base`), the test protocol (:mod:`adversary.protocol`).  It lives
-here, below both :mod:`baselines` and :mod:`adversary` (it needs only :mod:`mechanisms.demand` and
-the distribution), so that everything above can import it without a cycle.
+It lives here, below both :mod:`baselines` and :mod:`adversary` (it needs only :mod:`mechanisms.demand` and the
+distribution), so that everything that takes a setting can import it without a cycle.
 """
 
 from __future__ import annotations
@@ -26,13 +23,9 @@ __all__ = ["Setting"]
 
 @dataclass(frozen=True)
 class Setting:
-    """``agents`` bidders, ``items`` items, each bidder's ``demand``, values drawn from ``distribution``.
-
-    Valuation profiles are ``(batch, agents, items)`` tensors; the report domain is the
-    distribution's support, ``low``/``high`` of shape ``(agents, items)``.  Settings are
-    hashable and compare by value (the baselines' fits are cached on them).  A one-line
-    ``ValueError`` refuses a demand or distribution that does not fit ``agents`` x ``items``.
-    """
+    """``agents`` bidders, ``items`` items, each bidder's ``demand``, values drawn from ``distribution``; hashable
+    and compared by value (the baselines' fits are cached on them).  A one-line ``ValueError`` refuses a demand or
+    distribution that does not fit ``agents`` x ``items``."""
 
     agents: int
     items: int
@@ -48,17 +41,17 @@ class Setting:
         self.distribution.check_setting(self.agents, self.items)
 
     @classmethod
-    def uniform(cls, agents: int, items: int, demand: Demand | str = "unit", low: Bound = 0.0, high: Bound = 1.0) -> Setting:
-        """Values i.i.d. ``U[low, high]`` (bounds shared, per agent, or per agent and item); ``demand`` a type or its name."""
+    def uniform(cls, agents: int, items: int, demand: Demand | str = "unit", low: Bound = 0.0,
+                high: Bound = 1.0) -> Setting:
+        """Values i.i.d. ``U[low, high]`` (bounds shared, per agent, or per agent and item); ``demand`` or its name."""
         demand = demand if isinstance(demand, Demand) else Demand(demand)
         return cls(agents, items, demand, Uniform(agents, items, low, high))
 
     @classmethod
     def of(cls, mechanism: nn.Module, distribution: ValuationDistribution | None = None) -> Setting:
-        """The setting of ``mechanism`` (its ``n_agents``, ``n_items``, ``demand``) with values from ``distribution``
-        (default i.i.d. U[0, 1])."""
+        """The setting of ``mechanism`` (agents, items, demand), values from ``distribution`` (or U[0, 1])."""
         agents, items = mechanism.n_agents, mechanism.n_items
-        return cls(agents, items, mechanism.demand, distribution if distribution is not None else Uniform(agents, items))
+        return cls(agents, items, mechanism.demand, distribution or Uniform(agents, items))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Setting:
@@ -76,9 +69,7 @@ class Setting:
         low, high = self.distribution.support
         return low.to(device), high.to(device)
 
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
         """``n`` valuation profiles ``(n, agents, items)`` (:meth:`ValuationDistribution.sample`)."""
         return self.distribution.sample(n, generator, device, dtype)

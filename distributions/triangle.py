@@ -1,20 +1,12 @@
 """Correlated values: each bidder's two item values uniform on the triangle ``v1, v2 >= 0, v1 + v2 <= size``.
 
-Dütting et al.'s RegretNet/RochetNet benchmark "a single additive bidder with
-preferences over two items, where (v1, v2) are drawn jointly and uniformly from
-a unit-triangle with vertices (0, 0), (0, 1) and (1, 0)" (github.com/saisrivatsan/deep-opt-auctions,
-``README.md`` setting additive_1x2_uniform_triangle; its notebook
-``rochetNet/visualize_additive_1x2_uniform_triangle.ipynb`` draws the optimal
-mechanism's only boundary, the line ``v1 + v2 = sqrt(1/3)``).  The optimal
-mechanism (Haghpanah and Hartline, "When is pure bundling optimal?") sells the
-grand bundle at ``p = size / sqrt(3)``: ``v1 + v2`` has density ``2 s / size^2``,
-so the revenue ``p (1 - p^2 / size^2)`` peaks there at ``2 size / (3 sqrt 3) = 0.3849 size``.
-(tests/test_distributions.py checks it with Rochet's linear program on grids of the triangle: no menu,
-lotteries included, earns more.)
-
-A point is drawn as two U[0, 1] numbers, reflected through ``(1/2, 1/2)`` when
-their sum exceeds 1 (uniform on the triangle), times ``size``.  The report
-domain is the box ``[0, size]^2``.
+Dütting et al.'s RegretNet/RochetNet benchmark additive_1x2_uniform_triangle (github.com/saisrivatsan/
+deep-opt-auctions; its notebook ``rochetNet/visualize_additive_1x2_uniform_triangle.ipynb`` draws the optimum's only
+boundary, ``v1 + v2 = sqrt(1/3)``).  The optimal mechanism (Haghpanah and Hartline, "When is pure bundling
+optimal?") sells the grand bundle at ``p = size / sqrt(3)``: ``v1 + v2`` has density ``2 s / size^2``, so the
+revenue ``p (1 - p^2 / size^2)`` peaks there at ``2 size / (3 sqrt 3) = 0.3849 size`` (tests/test_distributions.py
+checks it with Rochet's linear program).  A point is two U[0, 1] numbers, reflected through ``(1/2, 1/2)`` when
+their sum exceeds 1, times ``size``; the report domain is the box ``[0, size]^2``.
 """
 
 from __future__ import annotations
@@ -39,7 +31,7 @@ def triangle_bundle_revenue(size: float = 1.0) -> float:
 
 
 class Triangle(ValuationDistribution):
-    """Every bidder's ``(v1, v2)`` uniform on ``{v >= 0, v1 + v2 <= size}``, independently across bidders (two items)."""
+    """Every bidder's ``(v1, v2)`` uniform on ``{v >= 0, v1 + v2 <= size}``, independently across bidders."""
 
     name = "triangle"
 
@@ -65,7 +57,7 @@ class Triangle(ValuationDistribution):
         return self.size * torch.where(outside, 1 - unit, unit)
 
     def optimal_mechanism(self, demand: Demand) -> Mechanism | None:
-        """The grand bundle at ``size / sqrt 3`` for one bidder who can take both items (free disposal), else ``None``."""
+        """The grand bundle at ``size / sqrt 3`` for one bidder who can take both items (free disposal), or ``None``."""
         if self.n_agents != 1 or not demand.free_disposal(1, 2) or demand.capacities(1, 2)[0] < 2:
             return None
         return MenuMechanism(

@@ -1,13 +1,10 @@
 """Independent uniform values: agent ``i``'s value for item ``j`` is ``U[low_ij, high_ij]``.
 
-``low`` and ``high`` are one number (every agent and item), one number per
-agent (the data config's ``data.low``/``data.high``, e.g. ``[1.0, 2.0]``), or
-one row of numbers per agent, one per item (e.g. ``[[4, 4]]``/``[[16, 7]]``:
-Daskalakis, Deckelbaum and Tzamos' asymmetric one-bidder setting, a benchmark
-of Dütting et al.'s RegretNet, README of github.com/saisrivatsan/deep-opt-auctions;
-its published optimum is not among the references here).  Samples are exactly
-those the data module drew before this package existed: ``low + (high - low) * U``
-with ``U`` from ``torch.rand``'s stream.
+``low`` and ``high`` are one number (every agent and item), one number per agent (``data.low``/``data.high``,
+e.g. ``[1.0, 2.0]``), or one row per agent, one number per item (e.g. ``[[4, 4]]``/``[[16, 7]]``: Daskalakis,
+Deckelbaum and Tzamos' asymmetric one-bidder setting, a benchmark of Dütting et al.'s RegretNet, README of
+github.com/saisrivatsan/deep-opt-auctions).  Samples are ``low + (high - low) * U`` with ``U`` from
+``torch.rand``'s stream (what the data module drew before this package existed).
 """
 
 from __future__ import annotations
@@ -31,24 +28,22 @@ def _is_number(value: Any) -> bool:
 
 def _normalized(value: Bound, name: str, agents: int, items: int) -> float | tuple:
     """``value`` as a float, a tuple per agent, or a tuple of per-item tuples; ``ValueError`` if malformed."""
+    nested = False
     if _is_number(value):
-        entries = [value]
+        rows = [[value]]
     else:
-        entries = list(value)
-        if len(entries) != agents:
-            raise ValueError(f"{name} has {len(entries)} entries but there are {agents} agents")
-        rows = [list(row) if isinstance(row, (list, tuple)) else None for row in entries]
-        if all(row is not None for row in rows):
-            if any(len(row) != items for row in rows):
-                raise ValueError(f"{name} needs one row of {items} numbers (one per item) per agent, got {value!r}")
-            entries = [v for row in rows for v in row]
-    if not all(_is_number(v) and math.isfinite(v) for v in entries):
+        rows = list(value)
+        if len(rows) != agents:
+            raise ValueError(f"{name} has {len(rows)} entries but there are {agents} agents")
+        nested = all(isinstance(row, (list, tuple)) for row in rows)
+        if nested and any(len(row) != items for row in rows):
+            raise ValueError(f"{name} needs one row of {items} numbers (one per item) per agent, got {value!r}")
+        rows = rows if nested else [rows]
+    if not all(_is_number(v) and math.isfinite(v) for row in rows for v in row):
         raise ValueError(f"{name} must be finite numbers, got {value!r}")
     if _is_number(value):
         return float(value)
-    if all(isinstance(row, (list, tuple)) for row in value):
-        return tuple(tuple(float(v) for v in row) for row in value)
-    return tuple(float(v) for v in value)
+    return tuple(tuple(float(v) for v in row) for row in rows) if nested else tuple(float(v) for v in rows[0])
 
 
 class Uniform(ValuationDistribution):
@@ -70,8 +65,7 @@ class Uniform(ValuationDistribution):
     def _bounds(self, dtype: torch.dtype, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
         """``(low, high)`` as ``(agents, 1)`` (shared or per agent) or ``(agents, items)`` tensors of ``dtype``."""
         def tensor(bound: float | tuple) -> Tensor:
-            if isinstance(bound, float):
-                bound = (bound,) * self.n_agents
+            bound = (bound,) * self.n_agents if isinstance(bound, float) else bound
             t = torch.tensor(bound, dtype=dtype, device=device)
             return t if t.dim() == 2 else t.unsqueeze(-1)
         return tensor(self.low), tensor(self.high)

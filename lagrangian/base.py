@@ -1,18 +1,9 @@
-"""What every Lagrangian rule acts on, and the callback shape every rule's schedule has.
+"""What every Lagrangian rule acts on, and the callback shape every rule's schedule has (docs/extending.md).
 
-* :class:`LagrangianState`: the training module's buffers ``rho`` and ``lagrange_multipliers`` (saved in
-  every checkpoint); :func:`member_penalties` views them per member, ``(K,)`` and ``(K, agents)`` (K = 1: a
-  single run's scalar and ``(agents,)``), so in-place updates reach the buffers;
-* :data:`REGRET_KEY`: where ``training_step`` returns the per-member, per-agent batch-mean regret;
-* :class:`MemberRules`: a Lightning callback holding one rule per member (or one for every member), which
-  applies rule ``k`` to member ``k`` at ``trainer.global_step`` (optimizer steps taken, also restored from a
-  checkpoint), so a resumed run applies the same updates at the same steps as an uninterrupted one;
-* :class:`Softenable`: a schedule the collapse guard (:class:`callbacks.CollapseGuard`, ``on_collapse=restore``)
-  can soften: rho halved and held for a number of steps (callback state, saved in checkpoints).
-
-A rule is one module of this package (its rule, a pure function of the state, the step and the regret, and
-its :class:`MemberRules` callback; :mod:`lagrangian.paper`, :mod:`lagrangian.target_regret`) plus one YAML
-in ``conf/lagrangian/`` (docs/extending.md).
+A rule is a pure function of the state (:class:`LagrangianState`, the module's buffers, viewed per member by
+:func:`member_penalties`), the step and the regret (returned by ``training_step`` under :data:`REGRET_KEY`); its
+:class:`MemberRules` callback applies rule ``k`` to member ``k`` at ``trainer.global_step`` (restored from a
+checkpoint), so a resumed run applies the same updates at the same steps as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -23,10 +14,8 @@ from typing import Any, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 import lightning.pytorch as pl
 from torch import Tensor
 
-__all__ = [
-    "REGRET_KEY", "LagrangianState", "MemberRules", "Softenable", "batch_regret", "check_lagrangian_state",
-    "member_penalties", "member_prefix",
-]
+__all__ = ["REGRET_KEY", "LagrangianState", "MemberRules", "Softenable", "batch_regret", "check_lagrangian_state",
+           "member_penalties", "member_prefix"]
 
 Rules = TypeVar("Rules", bound="MemberRules")
 
@@ -36,21 +25,17 @@ REGRET_KEY = "regret"
 
 @runtime_checkable
 class LagrangianState(Protocol):
-    """What the Lagrangian schedules act on: two buffers of the training module (saved in checkpoints)."""
+    """What the Lagrangian schedules act on: the module's buffers ``rho`` and ``lagrange_multipliers`` ``(agents,)``."""
 
     rho: Tensor
-    """Scalar quadratic penalty weight."""
     lagrange_multipliers: Tensor
-    """``(agents,)`` Lagrange multipliers lambda."""
 
 
 def check_lagrangian_state(module: object) -> LagrangianState:
     """``module`` itself, or a one-line ``ValueError`` unless it holds the two tensor buffers."""
     if not all(isinstance(getattr(module, name, None), Tensor) for name in ("rho", "lagrange_multipliers")):
-        raise ValueError(
-            f"{type(module).__name__} has no tensor attributes 'rho' and 'lagrange_multipliers' "
-            "(lagrangian.base.LagrangianState) for the Lagrangian schedules"
-        )
+        raise ValueError(f"{type(module).__name__} has no tensor attributes 'rho' and 'lagrange_multipliers' "
+                         "(lagrangian.base.LagrangianState) for the Lagrangian schedules")
     return module  # type: ignore[return-value]
 
 
@@ -67,14 +52,14 @@ def member_prefix(k: int, size: int) -> str:
 
 @runtime_checkable
 class Softenable(Protocol):
-    """A rho schedule the collapse guard can soften: halve rho now and hold it for ``hold_steps`` steps."""
+    """A rho schedule the collapse guard (:class:`callbacks.CollapseGuard`) can soften: halve rho now and hold it
+    for ``hold_steps`` steps (callback state, saved in checkpoints)."""
 
     def soften(self, step: int, hold_steps: int, rho: Tensor) -> None: ...
 
 
 def batch_regret(trainer: pl.Trainer, outputs: Any, state: Any, who: str) -> Tensor:
-    """The per-member, per-agent batch-mean regret ``(K, agents)`` of ``training_step``'s outputs, averaged over
-    processes."""
+    """The per-member, per-agent batch-mean regret ``(K, agents)`` of ``training_step``'s outputs (all processes)."""
     if not isinstance(outputs, Mapping) or REGRET_KEY not in outputs:
         raise ValueError(f"{who} needs training_step to return a dict with the per-agent {REGRET_KEY!r}")
     # Under DDP every process saw other batches: the mean over processes is the regret of the global
@@ -91,7 +76,7 @@ class MemberRules(pl.Callback):
     rules: list[Any]
 
     def for_members(self: Rules, schedules: Sequence[Rules]) -> Rules:
-        """This schedule with the rules of ``schedules`` (one per member, e.g. built from the members' configurations)."""
+        """This schedule with the rules of ``schedules`` (one per member, e.g. built from the members' configs)."""
         joined = copy.copy(self)
         joined.rules = [rule for schedule in schedules for rule in schedule.rules]
         return joined
@@ -101,5 +86,3 @@ class MemberRules(pl.Callback):
         if len(self.rules) not in (1, size):
             raise ValueError(f"{type(self).__name__} has rules for {len(self.rules)} members, the module has {size}")
         return self.rules if len(self.rules) == size else self.rules * size
-
-

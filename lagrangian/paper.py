@@ -1,9 +1,5 @@
-"""The paper's rule (section 4.5): rho on a capped staircase, lambda by dual ascent every so many steps.
-
-:class:`RhoStaircase` is a pure function of the global step (resume-safe by construction); :class:`LagrangeRule`
-is ``lambda_i += rho * rgt_i``.  :class:`RhoSchedule` and :class:`LagrangeUpdate` are their callbacks
-(``conf/lagrangian/paper.yaml``, ``original.yaml``; ``conf/callbacks/default.yaml``).
-"""
+"""The paper's rule (section 4.5): rho on a capped staircase, lambda by dual ascent every so many steps; the callbacks
+:class:`RhoSchedule` and :class:`LagrangeUpdate` (``conf/lagrangian/paper.yaml``, ``original.yaml``)."""
 
 from __future__ import annotations
 
@@ -23,14 +19,8 @@ __all__ = ["LagrangeRule", "LagrangeUpdate", "RhoSchedule", "RhoStaircase"]
 
 @dataclass(frozen=True)
 class RhoStaircase:
-    """``rho(step) = min(rho_init + increment * floor(step / every_n_steps), max_rho)``.
-
-    The batch at global step ``step`` (optimizer steps taken before it) trains
-    with ``rho(step)``: the weight rises before every batch whose step is a
-    positive multiple of ``every_n_steps`` (the paper: every 2 batches).  The cap
-    ``max_rho`` (``None``: none) applies from the first increase on, so a
-    ``rho_init`` above it is kept until then.
-    """
+    """``rho(step) = min(rho_init + increment * floor(step / every_n_steps), max_rho)`` for the batch at global
+    step ``step`` (the paper: +1 every 2 batches); the cap (``None``: none) applies from the first increase on."""
 
     increment: float = 1.0
     every_n_steps: int = 2
@@ -75,25 +65,14 @@ class LagrangeRule:
 
 
 class RhoSchedule(MemberRules):
-    """Before every training batch, set ``rho`` to :class:`~lagrangian.paper.RhoStaircase` at the global step.
+    """Before every training batch, set ``rho`` to :class:`RhoStaircase` at the global step (the batch and any
+    Lagrange update after it use the same ``rho``); after :meth:`soften` at step ``s`` with ``rho = r``: ``r / 2``
+    until step ``s + hold``, then the staircase's growth from there."""
 
-    ``rho = min(rho_init + increment * floor(step / every_n_steps), max_rho)`` (the paper:
-    +1 every 2 batches), so the batch and any Lagrange update after it use the same ``rho``.
-    ``max_rho=None`` means no cap.  After :meth:`soften` at step ``s`` with the module's ``rho = r`` (a single
-    run): ``r / 2`` until step ``s + hold``, then the same staircase from there (``r / 2 + increment *
-    floor((step - s - hold) / every_n_steps)``, capped).
-    """
-
-    def __init__(
-        self, increment: float = 1.0, every_n_steps: int = 2, max_rho: float | None = None, rho_init: float = 1.0
-    ) -> None:
+    def __init__(self, increment: float = 1.0, every_n_steps: int = 2, max_rho: float | None = None,
+                 rho_init: float = 1.0) -> None:
         self.rules: list[RhoStaircase] = [RhoStaircase(increment, every_n_steps, max_rho, rho_init)]
         self.anchor: tuple[int, float] | None = None  # (step where growth resumes, rho there) after a softening
-
-    @property
-    def staircase(self) -> RhoStaircase:
-        """The (first member's) staircase."""
-        return self.rules[0]
 
     def rho(self, step: int, k: int = 0) -> float:
         """rho of member ``k`` for the batch at global step ``step``."""
@@ -110,9 +89,8 @@ class RhoSchedule(MemberRules):
         self.anchor = (step + hold_steps, float(rho) / 2)
         rho.fill_(self.anchor[1])
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         _, rho = member_penalties(check_lagrangian_state(pl_module))
         self.member_rules(rho.numel())
         rho.copy_(torch.tensor([self.rho(trainer.global_step, k) for k in range(rho.numel())], dtype=rho.dtype))
@@ -126,23 +104,13 @@ class RhoSchedule(MemberRules):
 
 
 class LagrangeUpdate(MemberRules):
-    """Dual ascent after every ``every_n_steps``-th optimizer step (the paper: 100): :class:`~lagrangian.paper.LagrangeRule`.
-
-    ``rgt_i`` is the batch-mean regret ``(agents,)`` that ``training_step`` returns under
-    :data:`~lagrangian.base.REGRET_KEY`, averaged over the processes of a distributed run.
-    """
+    """Dual ascent (:class:`LagrangeRule`) after every ``every_n_steps``-th optimizer step (the paper: 100)."""
 
     def __init__(self, every_n_steps: int = 100) -> None:
         self.rules: list[LagrangeRule] = [LagrangeRule(every_n_steps)]
 
-    @property
-    def rule(self) -> LagrangeRule:
-        """The (first member's) rule."""
-        return self.rules[0]
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         state = check_lagrangian_state(pl_module)
         multipliers, rho = member_penalties(state)
         due = [(k, rule) for k, rule in enumerate(self.member_rules(rho.numel())) if rule.due(trainer.global_step)]
@@ -151,5 +119,3 @@ class LagrangeUpdate(MemberRules):
         regret = batch_regret(trainer, outputs, state, "LagrangeUpdate")
         for k, rule in due:
             rule.apply(multipliers[k], rho[k], regret[k])
-
-

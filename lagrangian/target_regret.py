@@ -1,15 +1,10 @@
-"""The stable rule (issue 16, ``conf/lagrangian/stable.yaml``): a target-regret controller.
-
-:class:`TargetRegretRule` lets the multipliers fall and grows rho only while the regret is above an annealed
-target, :class:`TargetSchedule` (a pure function of the step); :class:`TargetRegretUpdate` is its callback, in
-place of both of the paper's (``conf/callbacks/stable.yaml``).  Gradient-norm clipping is the module's
-``clip_grad_norm`` (``lagrangian.clip_grad_norm``).
-"""
+"""The stable rule (issue 16, docs/stable_lagrangian.md): a target-regret controller, :class:`TargetRegretRule`,
+with an annealed target (:class:`TargetSchedule`) and its callback :class:`TargetRegretUpdate`."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,19 +17,13 @@ from utils.checks import check_positive_int
 __all__ = ["ANNEAL_SHAPES", "TargetRegretRule", "TargetRegretUpdate", "TargetSchedule"]
 
 
-ANNEAL_SHAPES = ("geometric", "linear")
-"""How :class:`TargetSchedule` moves the target from ``tau_start`` to ``tau_end``."""
+ANNEAL_SHAPES = ("geometric", "linear")  # how TargetSchedule moves the target from tau_start to tau_end
 
 
 @dataclass(frozen=True)
 class TargetSchedule:
-    """The regret target ``tau(step)``: ``tau_start`` at step 0, ``tau_end`` from ``anneal_steps`` on.
-
-    In between, ``shape="geometric"``: ``tau_start * (tau_end / tau_start) ** (step / anneal_steps)``;
-    ``"linear"``: ``tau_start + (tau_end - tau_start) * step / anneal_steps``.  ``anneal_steps=0``:
-    ``tau_end`` throughout.  A pure function of the step (resume-safe).  ``tau_end <= tau_start``: a target that
-    rose would loosen the constraint as training goes on (``ValueError``).
-    """
+    """The regret target ``tau(step)``, a pure function of the step: ``tau_start`` at step 0, ``tau_end`` from
+    ``anneal_steps`` on (0: throughout), a geometric or linear interpolation in between."""
 
     tau_start: float = 0.01
     tau_end: float = 0.001
@@ -46,9 +35,9 @@ class TargetSchedule:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite regret target, got {value!r}")
-        if self.tau_end > self.tau_start:  # a target is tightened, never loosened: most likely swapped values
-            raise ValueError(f"the regret target must not rise: tau_start={self.tau_start:g} < tau_end={self.tau_end:g}; "
-                             "swap them (equal values: a constant target)")
+        if self.tau_end > self.tau_start:  # a rising target would loosen the constraint: most likely swapped values
+            raise ValueError(f"the regret target must not rise: tau_start={self.tau_start:g} < "
+                             f"tau_end={self.tau_end:g}; swap them (equal values: a constant target)")
         if not (isinstance(self.anneal_steps, int) and self.anneal_steps >= 0):
             raise ValueError(f"anneal_steps must be an integer >= 0, got {self.anneal_steps!r}")
         if self.shape not in ANNEAL_SHAPES:
@@ -66,15 +55,9 @@ class TargetSchedule:
 
 @dataclass(frozen=True)
 class TargetRegretRule:
-    """The target-regret controller: after every ``every_n_steps``-th optimizer step, with ``tau = target(step)``,
-
-    * ``lambda_i <- max(0, lambda_i + eta * (rgt_i - tau))`` (lambda falls while agent ``i`` is below target);
-    * ``rho <- min(rho + rho_increment, max_rho)`` if the mean over agents of ``rgt_i`` exceeds ``tau``,
-      else ``rho`` stays (``max_rho=None``: no cap).
-
-    The state (lambda, rho) lives in the module's buffers (saved in checkpoints); the update is a pure
-    function of the state, the step and the measured regret, so a resumed run continues exactly.
-    """
+    """The target-regret controller, after every ``every_n_steps``-th optimizer step with ``tau = target(step)``:
+    ``lambda_i <- max(0, lambda_i + eta * (rgt_i - tau))``, and ``rho <- min(rho + rho_increment, max_rho)`` while
+    the mean over agents of ``rgt_i`` exceeds ``tau`` (``max_rho=None``: no cap)."""
 
     eta: float = 1.0
     every_n_steps: int = 1
@@ -109,58 +92,33 @@ class TargetRegretRule:
 
 
 class TargetRegretUpdate(MemberRules):
-    """The target-regret controller (:class:`~lagrangian.target_regret.TargetRegretRule`) in place of both
-    :class:`RhoSchedule` and :class:`LagrangeUpdate` (``conf/callbacks/stable.yaml``).
+    """The target-regret controller in place of both :class:`RhoSchedule` and :class:`LagrangeUpdate`; ``tau``
+    anneals over the first ``anneal_fraction`` of the run's optimizer steps, then stays."""
 
-    After every ``every_n_steps``-th optimizer step: ``lambda_i <- max(0, lambda_i + eta (rgt_i - tau))``, and
-    ``rho <- min(rho + rho_increment, max_rho)`` while the mean over agents of ``rgt_i`` exceeds ``tau``.
-    ``tau`` anneals from ``tau_start`` to ``tau_end`` (``shape``: geometric or linear) over the first
-    ``anneal_fraction`` of the run's optimizer steps (``trainer.estimated_stepping_batches``), then stays.
-    rho starts at the module's ``rho_init`` (``lagrangian.rho_init``).
-    """
-
-    def __init__(
-        self,
-        eta: float = 1.0,
-        every_n_steps: int = 1,
-        rho_increment: float = 1.0,
-        max_rho: float | None = None,
-        tau_start: float = 0.01,
-        tau_end: float = 0.001,
-        anneal_fraction: float = 0.0,
-        shape: str = "geometric",
-    ) -> None:
+    def __init__(self, eta: float = 1.0, every_n_steps: int = 1, rho_increment: float = 1.0,
+                 max_rho: float | None = None, tau_start: float = 0.01, tau_end: float = 0.001,
+                 anneal_fraction: float = 0.0, shape: str = "geometric") -> None:
         if not (isinstance(anneal_fraction, (int, float)) and 0 <= anneal_fraction <= 1):
             raise ValueError(f"anneal_fraction must be in [0, 1], got {anneal_fraction!r}")
         self.anneal_fraction = float(anneal_fraction)
-        # anneal_steps is set from the run's length when training starts (setup).
         self.rules: list[TargetRegretRule] = [
             TargetRegretRule(eta, every_n_steps, rho_increment, max_rho, TargetSchedule(tau_start, tau_end, 0, shape))]
         self.hold_until = 0  # rho does not grow before this step (after a softening)
 
-    @property
-    def rule(self) -> TargetRegretRule:
-        """The (first member's) rule."""
-        return self.rules[0]
-
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Set ``anneal_steps`` from the run's length."""
         if stage != "fit":
             return
         anneal = round(self.anneal_fraction * int(trainer.estimated_stepping_batches))
-        self.rules = [
-            TargetRegretRule(rule.eta, rule.every_n_steps, rule.rho_increment, rule.max_rho,
-                             TargetSchedule(rule.target.tau_start, rule.target.tau_end, anneal, rule.target.shape))
-            for rule in self.rules
-        ]
+        self.rules = [replace(rule, target=replace(rule.target, anneal_steps=anneal)) for rule in self.rules]
 
     def soften(self, step: int, hold_steps: int, rho: Tensor) -> None:
         """Halve rho now and let it grow again only from step ``step + hold_steps`` on."""
         rho.mul_(0.5)
         self.hold_until = step + hold_steps
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         step, state = trainer.global_step, check_lagrangian_state(pl_module)
         multipliers, rho = member_penalties(state)
         due = [(k, rule) for k, rule in enumerate(self.member_rules(rho.numel())) if rule.due(step)]

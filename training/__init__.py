@@ -1,7 +1,5 @@
-"""Training: the LightningModule (one run, or K members as one), its fast step, validation, metrics and warm start.
-
-The run pipeline behind ``train.py`` (configuration, run directory, interrupts, reports) is :mod:`runs`.
-"""
+"""Training: the LightningModule (one run, or K members as one), its fast step, validation, metrics and warm start
+(the run pipeline behind ``train.py`` is :mod:`runs`)."""
 
 from training.module import AuctionModule
 

@@ -1,15 +1,9 @@
-"""What :class:`training.AuctionModule` keeps beyond the weights: the random states and the persistent misreport buffer.
+"""What :class:`training.AuctionModule` keeps beyond the weights: the random states and the persistent misreports.
 
-* the random states (torch, CUDA, NumPy, Python) as values ``torch.load(weights_only=True)`` reads,
-  so a resumed run draws what an uninterrupted one would;
-* the persistent misreport buffer (``model.persistent_misreports``; buffer ``misreport_buffer``,
-  ``(train_size, agents, items)``, K members ``(train_size, K, agents, items)``, on the training device and in
-  every checkpoint): every training profile's best misreport per agent, from which the next search on that
-  profile starts as well as from the truth, as the original RegretNet code does (it caches one misreport per
-  training profile and writes the searched one back after every batch).  It starts with draws from the
-  distribution (:func:`new_buffer`), is read by :func:`recall` and written by :func:`remember`; the training
-  loader must then yield :class:`datamodules.TrainBatch` ``(indices, valuations)`` (:func:`split_batch`).  In checkpoints it is
-  optional in both directions: runs with and without persistent misreports resume each other's checkpoints.
+The random states (torch, CUDA, NumPy, Python) are stored as values ``torch.load(weights_only=True)`` reads, so a
+resumed run draws what an uninterrupted one would.  The persistent misreport buffer (docs/training.md, "Persistent
+misreports"; buffer ``misreport_buffer``, ``(train_size, agents, items)``, K members ``(train_size, K, agents,
+items)``) is read by :func:`recall` and written by :func:`remember`; checkpoints with and without it resume each other.
 """
 
 from __future__ import annotations
@@ -26,8 +20,8 @@ from datamodules.valuations import TrainBatch
 from distributions import ValuationDistribution
 from utils.checks import is_int
 
-__all__ = ["check_buffer", "new_buffer", "recall", "remember", "restore_state", "rng_states", "save_state",
-           "set_rng_states", "split_batch"]
+__all__ = ["check_buffer", "new_buffer", "recall", "remember", "restore_state", "rng_states", "set_rng_states",
+           "split_batch"]
 
 BUFFER_KEY = "misreport_buffer"  # the buffer's name in the module's state dict
 
@@ -39,7 +33,8 @@ def rng_states() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss), float(gauss)],
+        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss),
+                  float(gauss)],
         "python": [version, list(state), python_gauss],
     }
 
@@ -56,50 +51,39 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(state), python_gauss))
 
 
-def save_state(checkpoint: dict[str, Any]) -> None:
-    """Store the process's random states in ``checkpoint``."""
-    checkpoint["rng_states"] = rng_states()
-
-
 def restore_state(checkpoint: dict[str, Any], buffer: Tensor | None) -> None:
-    """Prepare ``checkpoint``'s state dict for a module with misreport buffer ``buffer`` (``None``: it keeps
-    none), and restore the random states of :func:`save_state` (a checkpoint without them is accepted).
-
-    A checkpoint without the buffer gets the module's current one (the search then warm-starts from it);
-    a buffer in the checkpoint of a run that keeps none is dropped.
-    """
+    """Fit ``checkpoint``'s state dict to a module with misreport buffer ``buffer`` (``None``: none; a missing
+    buffer is the module's current one); restore the random states where the checkpoint has them."""
     state = checkpoint.get("state_dict", {})
     if buffer is not None:
         state.setdefault(BUFFER_KEY, buffer)
     else:
         state.pop(BUFFER_KEY, None)
-    states = checkpoint.get("rng_states")
-    if states is not None:
-        set_rng_states(states)
+    if checkpoint.get("rng_states") is not None:
+        set_rng_states(checkpoint["rng_states"])
 
 
 def new_buffer(distribution: ValuationDistribution, train_size: Any, members: int) -> Tensor:
-    """A run's first misreport buffer: draws from ``distribution``, ``(train_size, agents, items)`` for one member,
-    ``(train_size, K, agents, items)`` for K."""
+    """A run's first misreport buffer: draws from ``distribution``, ``(train_size, agents, items)``.  K members:
+    an uninitialized ``(train_size, K, agents, items)``, which :func:`runs.members.stack_modules` fills with the
+    members' own first buffers (no draws made only to be overwritten)."""
     if not is_int(train_size):
         raise ValueError(f"persistent_misreports needs train_size, a positive integer, got {train_size!r}")
-    draws = [distribution.sample(train_size) for _ in range(members)]
-    return draws[0] if members == 1 else torch.stack(draws, 1)
+    if members == 1:
+        return distribution.sample(train_size)
+    return torch.empty(train_size, members, distribution.n_agents, distribution.n_items, dtype=torch.float32)
 
 
 def check_buffer(buffer: Tensor, datamodule: Any) -> None:
     """``ValueError`` unless ``buffer`` holds as many profiles as the data module's training set (where it says)."""
     sizes = getattr(datamodule, "sizes", None)
     if isinstance(sizes, dict) and sizes.get("train") != len(buffer):
-        raise ValueError(
-            f"the misreport buffer holds {len(buffer)} profiles but the training set "
-            f"{sizes.get('train')}: set model.train_size to data.train_size"
-        )
+        raise ValueError(f"the misreport buffer holds {len(buffer)} profiles but the training set "
+                         f"{sizes.get('train')}: set model.train_size to data.train_size")
 
 
 def split_batch(batch: TrainBatch | Tensor, persistent: bool) -> tuple[Tensor | None, Tensor]:
-    """A training batch's profile indices (``None`` without persistent misreports) and valuations ``(batch, agents,
-    items)``, from a :class:`datamodules.TrainBatch` or plain valuations."""
+    """A training batch's profile indices (``None``: not persistent) and valuations ``(batch, agents, items)``."""
     indices, valuations = batch if isinstance(batch, tuple) else (None, batch)
     if persistent and indices is None:
         raise ValueError("persistent_misreports needs training batches (indices, valuations), e.g. TrainBatch")
@@ -107,8 +91,7 @@ def split_batch(batch: TrainBatch | Tensor, persistent: bool) -> tuple[Tensor | 
 
 
 def recall(module: pl.LightningModule, indices: Tensor | None) -> Tensor | None:
-    """``module``'s buffered misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (a warm
-    start; ``None``: none)."""
+    """The buffered misreports ``(batch * K, agents, items)`` of training profiles ``indices`` (``None``: none)."""
     return None if indices is None else getattr(module, BUFFER_KEY)[indices].flatten(0, -3)
 
 

@@ -1,16 +1,8 @@
 """Divergence: a run stops at the first non-finite training value, and refuses penalty weights that overflow float32.
 
-:class:`DivergenceWatch` keeps, on the training device, the first global step at which the loss, a
-parameter gradient, a Lagrange multiplier or rho was not finite (``record``: no host synchronization),
-and :meth:`DivergenceWatch.check` reads it (one synchronization) and raises :class:`TrainingDiverged`.
-The eager training step checks every step, before the optimizer step; the fast (CUDA-graph) step at
-its logging steps (``trainer.log_every_n_steps``).  Before a validation and before a checkpoint is
-written, the record and the current weights, lambda and rho are checked (:meth:`DivergenceWatch.check_state`),
-so no checkpoint ever holds diverged values.
-
-:func:`check_penalty_weights` refuses, before any work, a ``lambda_init``, ``rho_init`` or a largest rho
-of the run's schedule above :data:`PENALTY_LIMIT`: the loss gradient scales with them and Adam squares
-it, which overflows float32 above ``sqrt(float32 max)`` (about 1.8e19).
+:class:`DivergenceWatch` keeps, on the device, the first step with a non-finite loss, gradient, lambda or rho
+(no host synchronization) until :meth:`~DivergenceWatch.check` reads it: every eager step, the fast step's logging
+steps, and before every validation and checkpoint, with the current state (docs/scaling_out.md).
 """
 
 from __future__ import annotations
@@ -24,26 +16,22 @@ from torch import Tensor
 
 __all__ = ["PENALTY_LIMIT", "DivergenceWatch", "TrainingDiverged", "check_penalty_weights"]
 
-PENALTY_LIMIT = math.sqrt(torch.finfo(torch.float32).max)
-"""Largest |lambda| and rho accepted: Adam squares gradients that scale with them (float32 training)."""
+PENALTY_LIMIT = math.sqrt(torch.finfo(torch.float32).max)  # the largest |lambda| and rho accepted
 
 _WHAT = ("loss", "gradient", "lambda", "rho", "or exploding weights (|w| > 1e12)")
+# A network weight above this in magnitude has exploded (e.g. a learning rate of 1e30): training stops as for a
+# non-finite value, instead of running on with every Sinkhorn solve at its iteration cap.
 EXPLODED = 1e12
-"""A network weight above this in magnitude has exploded (e.g. a learning rate of 1e30): training stops as for a
-non-finite value, instead of running on with every Sinkhorn solve at its iteration cap."""
 
 
 def check_penalty_weights(lambda_init: float, rho_init: float, largest_rho: float | None = None) -> None:
     """One-line ``ValueError`` unless ``lambda_init``, ``rho_init`` (and the schedule's ``largest_rho``) are
     finite and at most :data:`PENALTY_LIMIT` in magnitude (``rho_init >= 0``)."""
-    for name, value in (("lambda_init", lambda_init), ("rho_init", rho_init), ("the largest rho of the schedule", largest_rho)):
-        if value is None:
-            continue
-        if not math.isfinite(value) or abs(value) > PENALTY_LIMIT:
-            raise ValueError(
-                f"{name}={value:g} overflows float32 training (the loss gradient scales with it and Adam squares "
-                f"it): use |{name}| <= {PENALTY_LIMIT:.2g}"
-            )
+    for name, value in (("lambda_init", lambda_init), ("rho_init", rho_init),
+                        ("the largest rho of the schedule", largest_rho)):
+        if value is not None and (not math.isfinite(value) or abs(value) > PENALTY_LIMIT):
+            raise ValueError(f"{name}={value:g} overflows float32 training (the loss gradient scales with it and "
+                             f"Adam squares it): use |{name}| <= {PENALTY_LIMIT:.2g}")
     if rho_init < 0:
         raise ValueError(f"need rho_init >= 0, got {rho_init}")
 
@@ -58,10 +46,7 @@ class TrainingDiverged(Exception):
 
 
 class DivergenceWatch:
-    """The first step with a non-finite loss, gradient, lambda or rho, kept on the device until :meth:`check`.
-
-    ``checkpoint_dir``: where the run's checkpoints go (``last.ckpt`` is named as the last good one).
-    """
+    """The first non-finite step, kept on the device; ``last.ckpt`` in ``checkpoint_dir`` is the last good one."""
 
     def __init__(self, checkpoint_dir: Path | str | None = None) -> None:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -73,12 +58,13 @@ class DivergenceWatch:
         """Note whether this step's ``loss`` (scalar), ``gradients``, ``lambdas`` (any shape) and ``rho`` are finite
         and whether the ``weights`` (the parameters before the step) stay below :data:`EXPLODED`."""
         grads = [g for g in gradients if g is not None]
-        grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else loss.new_ones((), dtype=torch.bool)
+        no = loss.new_zeros((), dtype=torch.bool)
+        grads_bad = ~torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else no
         weights = [w.detach() for w in weights]
         exploded = (torch.stack(torch._foreach_norm(weights, float("inf"))).nan_to_num(float("inf")).max() > EXPLODED
-                    if weights else loss.new_zeros((), dtype=torch.bool))
-        bad = torch.stack([~loss.detach().isfinite().all(), ~grads_finite, ~lambdas.isfinite().all(), ~rho.isfinite().all(),
-                           exploded])
+                    if weights else no)
+        bad = torch.stack([~loss.detach().isfinite().all(), grads_bad, ~lambdas.isfinite().all(),
+                           ~rho.isfinite().all(), exploded])
         if self._first is None:  # made once: no host-to-device copy per step
             self._first = torch.tensor([-1, 0], device=bad.device)
             self._bits = torch.tensor([1, 2, 4, 8, 16], device=bad.device)
@@ -88,16 +74,14 @@ class DivergenceWatch:
 
     def check(self) -> None:
         """Raise :class:`TrainingDiverged` if a recorded step was not finite (reads one small tensor)."""
-        if self._first is None:
-            return
-        step, mask = (int(v) for v in self._first.tolist())
-        if step < 0:
-            return
-        raise TrainingDiverged(step, ", ".join(name for bit, name in enumerate(_WHAT) if mask >> bit & 1), self._last())
+        step, mask = (-1, 0) if self._first is None else (int(v) for v in self._first.tolist())
+        if step >= 0:
+            what = ", ".join(name for bit, name in enumerate(_WHAT) if mask >> bit & 1)
+            raise TrainingDiverged(step, what, self._last())
 
     def _last(self) -> Path | None:
         """``last.ckpt`` of the run if it exists (written before the divergence: see the module docstring)."""
-        last = None if self.checkpoint_dir is None else self.checkpoint_dir / "last.ckpt"
+        last = self.checkpoint_dir and self.checkpoint_dir / "last.ckpt"
         return last if last is not None and last.is_file() else None
 
     def check_state(self, step: int, parameters: Iterable[Tensor], lambdas: Tensor, rho: Tensor) -> None:

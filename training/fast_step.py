@@ -1,25 +1,14 @@
 """The training step's gradient computation without host synchronization, replayed as a CUDA graph.
 
-One training step (section 4.5) is: a misreport search (25 Adam steps through
-the mechanism), the regret at the misreports, the augmented-Lagrangian loss
-and its backward pass.  On a GPU the eager step is launch-bound (tens of
-thousands of small kernels and a host synchronization per Sinkhorn check), so
-:class:`FastStep` runs the same computation
-
-* with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`, passed to the
-  mechanism's ``allocate_and_pay`` (or its ``prepare``) as a solver on the stopping rule ``FixedIterations``,
-  re-calibrated every ``recalibrate_every`` steps outside the captured region,
-  with the fixed schedule's marginal error checked against ``tol`` each time),
-* with the written-out optimizer of :func:`adversary.search.ascend`, the mechanism's prepared
-  calls (:func:`adversary.deviation.prepared`: one for the search, outside autograd, one for the
-  regret, in the loss's graph) and no input checks (the batch is checked when it is first seen
-  by calibration), and
-* on CUDA, captured once as a CUDA graph and replayed every step (recaptured
-  when the calibrated schedule or the batch shape changes).
-
-It fills the parameters' ``.grad``; the caller then takes the optimizer step
-(eagerly, so Lightning counts it).  The outputs are device tensors: reading
-them is the caller's only synchronization.
+One training step (a misreport search, the regret at the misreports, the Lagrangian and its backward pass) is
+launch-bound on a GPU (tens of thousands of small kernels, a host synchronization per Sinkhorn check), so
+:class:`FastStep` runs it with the Sinkhorn layer on fixed iterations (:meth:`SinkhornMechanism.calibrate`,
+re-calibrated every ``recalibrate_every`` steps outside the captured region, the schedule's marginal error checked
+against ``tol`` each time), with the written-out optimizer of :func:`adversary.search.ascend`, the mechanism's
+prepared calls (:func:`adversary.deviation.prepared`) and no input checks (calibration checks the batch when it
+first sees it), and on CUDA captured once as a CUDA graph and replayed every step (recaptured when the schedule or
+the batch shape changes).  It fills the parameters' ``.grad``; the caller then takes the optimizer step (eagerly,
+so Lightning counts it).  The outputs are device tensors: reading them is the caller's only synchronization.
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from adversary.deviation import Forward, prepared, trusted_forward
+from adversary.deviation import prepared, trusted_forward
 from adversary.regret import regret_terms
 from adversary.search import MisreportSearch, ascend, step_scale, truthful_starts
 from utils.checks import check_positive_int
@@ -44,14 +33,7 @@ __all__ = ["FastStep", "FastStepSettings", "StepOutputs", "reattach_grads"]
 
 @dataclass(frozen=True)
 class FastStepSettings:
-    """How the training step runs.
-
-    enabled:           ``"auto"`` (on CUDA only: on a CPU the eager step is as fast), ``True`` or ``False``.
-    cuda_graph:        capture the step as a CUDA graph (CUDA only).
-    recalibrate_every: training steps between Sinkhorn calibrations.
-    margin:            extra iterations per epsilon over the tolerance solver's count (a fraction).
-    backend:           fixed-schedule Sinkhorn backend: ``auto`` (Triton on CUDA), ``torch`` or ``triton``.
-    """
+    """How the training step runs (``model.fast``: the fields are described in conf/model/augmented_lagrangian.yaml)."""
 
     enabled: bool | str = "auto"
     cuda_graph: bool = True
@@ -73,8 +55,8 @@ class FastStepSettings:
 
 
 class StepOutputs(NamedTuple):
-    """Detached device tensors of one step: ``loss`` (scalar), ``revenue`` ``(batch,)``,
-    ``regrets`` ``(batch, agents)`` and ``misreports`` ``(batch, agents, items)``."""
+    """Detached device tensors of one step: ``loss`` (scalar), ``revenue`` ``(batch,)``, ``regrets`` ``(batch,
+    agents)`` and ``misreports`` ``(batch, agents, items)``."""
 
     loss: Tensor
     revenue: Tensor
@@ -99,23 +81,12 @@ def reattach_grads(grads: list[tuple[nn.Parameter, Tensor]]) -> int:
 
 
 class FastStep:
-    """Computes one step's loss and parameter gradients for ``mechanism`` on a batch of valuations.
+    """One step's loss and parameter gradients for ``mechanism``: ``loss_fn(revenue (batch,), regrets (batch,
+    agents)) -> scalar`` (it reads lambda and rho, which may change in place between steps); ``low``/``high``
+    ``(agents, 1)`` or ``(agents, items)`` bound the misreports."""
 
-    ``loss_fn(revenue (batch,), regrets (batch, agents)) -> scalar`` is the
-    objective (it reads the Lagrange multipliers and rho, which may change in
-    place between steps); ``low``/``high`` ``(agents, 1)`` or ``(agents, items)`` (the distribution's
-    support) bound the misreports.
-    """
-
-    def __init__(
-        self,
-        mechanism: nn.Module,
-        search: MisreportSearch,
-        loss_fn: Callable[[Tensor, Tensor], Tensor],
-        low: Tensor,
-        high: Tensor,
-        settings: FastStepSettings,
-    ) -> None:
+    def __init__(self, mechanism: nn.Module, search: MisreportSearch, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                 low: Tensor, high: Tensor, settings: FastStepSettings) -> None:
         if search.restarts:
             raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
@@ -132,7 +103,6 @@ class FastStep:
         self._static_outputs: StepOutputs | None = None
         self._static_grads: list[tuple[nn.Parameter, Tensor]] = []  # the graph's .grad tensors, by parameter
 
-    # ----------------------------------------------------------- computation
     def _compute(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """Search, regret, loss, backward: no host synchronization."""
         n = valuations.shape[1]
@@ -159,16 +129,11 @@ class FastStep:
         fixed = self.mechanism.settings.replace(backend=backend).with_fixed_iterations(self.last_calibration.iterations)
         self._fixed_solver = Sinkhorn.from_settings(fixed)
 
-    def _forward(self) -> Forward:
-        """The mechanism's unchecked forward, its Sinkhorn layer (if any) on the calibrated fixed iterations."""
-        if self._fixed_solver is None:
-            return trusted_forward(self.mechanism)
-        return functools.partial(self.mechanism.allocate_and_pay, solver=self._fixed_solver)
-
     def _prepared(self, valuations: Tensor) -> PreparedCall:
-        """The mechanism bound to ``valuations`` (:func:`adversary.deviation.prepared`), unchecked, on the
-        calibrated fixed iterations."""
-        return prepared(self.mechanism, valuations, self._forward(), self._fixed_solver)
+        """The mechanism bound to ``valuations``, unchecked, its Sinkhorn layer (if any) on the calibrated schedule."""
+        forward = (trusted_forward(self.mechanism) if self._fixed_solver is None
+                   else functools.partial(self.mechanism.allocate_and_pay, solver=self._fixed_solver))
+        return prepared(self.mechanism, valuations, forward, self._fixed_solver)
 
     def _uncaptured(self, valuations: Tensor, init: Tensor | None) -> StepOutputs:
         """The same step run eagerly (fresh ``.grad``), on the calibrated fixed schedule."""
@@ -200,17 +165,13 @@ class FastStep:
         self._static_grads = [(p, p.grad) for p in self.mechanism.parameters() if p.grad is not None]
         self._graph = graph
 
-    # ------------------------------------------------------------------ call
     def __call__(self, valuations: Tensor, init: Tensor | None = None) -> StepOutputs:
-        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``.
-
-        ``init`` ``(batch, agents, items)``: an extra start of the search beside the truth (a warm start).
-        """
+        """Loss and gradients (in ``.grad``) of one step on ``valuations`` ``(batch, agents, items)``; ``init``
+        ``(batch, agents, items)``: an extra start of the search beside the truth (a warm start)."""
         if self.calls % self.settings.recalibrate_every == 0:
             self._calibrate(valuations)
         self.calls += 1
-        use_graph = self.settings.cuda_graph and valuations.is_cuda
-        if not use_graph:
+        if not (self.settings.cuda_graph and valuations.is_cuda):
             return self._uncaptured(valuations, init)
         schedule = None if self.last_calibration is None else self.last_calibration.iterations
         key = (tuple(valuations.shape), schedule, init is None)

@@ -1,10 +1,7 @@
 """The optimizer and learning-rate schedule of :class:`training.AuctionModule`: constant, or a cosine decay, by step.
 
-:func:`optimizer_config` builds the optimizer.  One run: ``model.optimizer`` wrapped by :func:`lr_scheduler` in a
-:class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a pure function of the scheduler's step count, which
-the module keeps equal to the trainer's global step: :func:`align` puts it there when training starts (fresh or
-resumed), then one ``scheduler.step()`` follows every optimizer step (:func:`optimizer_step`).  K members: one
-:class:`training.member_adam.MemberAdam` whose K rates :func:`optimizer_step` sets to :func:`member_rates` every step.
+One run: a ``LambdaLR`` whose step count the module keeps equal to the global step (:func:`align` at the start,
+one step after every optimizer step); K members: one :class:`training.member_adam.MemberAdam`, rates set every step.
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from training.member_adam import MemberAdam
 
-__all__ = ["align", "check_learning_rates", "cosine_lr", "lr_scheduler", "member_rates", "optimizer_config",
-           "optimizer_step"]
+__all__ = ["align", "check_learning_rates", "cosine_lr", "optimizer_config", "optimizer_step"]
 
 Rates = Sequence[tuple[float, float | None]]  # (lr, lr_final) of every member
 
@@ -41,24 +37,9 @@ def cosine_lr(step: int, total: int, lr: float, lr_final: float | None) -> float
     return lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def lr_scheduler(optimizer: Optimizer, lr: float, lr_final: float | None, total: int) -> LambdaLR:
-    """A scheduler setting ``optimizer``'s learning rate (base ``lr``) to :func:`cosine_lr` at each step.
-
-    ``total``: the optimizer steps of the run (e.g. ``trainer.estimated_stepping_batches``).
-    """
-    return LambdaLR(optimizer, lambda step: cosine_lr(step, total, lr, lr_final) / lr)
-
-
 def align(scheduler: LambdaLR | None, step: int, lr: float) -> None:
-    """Put ``scheduler`` and its optimizer's learning rates on optimizer step ``step`` of this run's schedule
-    (``None``, several members: nothing, :func:`optimizer_step` sets their rates every step).
-
-    At the start of training, fresh or resumed: a resumed optimizer holds the learning rate of the
-    checkpoint's run, whose schedule may span fewer steps (a longer ``trainer.max_epochs``), a restored
-    scheduler that run's base ``lr``, and a checkpoint written before the scheduler existed no
-    scheduler state at all.  With this the learning rate is a pure function of the step and the
-    current ``lr``, ``lr_final`` and run length.
-    """
+    """Put ``scheduler`` (``None``: nothing) and its optimizer's rates on step ``step`` of this run's schedule: a
+    resumed one holds the checkpoint run's rate and base ``lr`` (or none), whose schedule may span fewer steps."""
     if scheduler is None:
         return
     scheduler.base_lrs = [lr] * len(scheduler.optimizer.param_groups)
@@ -68,27 +49,23 @@ def align(scheduler: LambdaLR | None, step: int, lr: float) -> None:
         scheduler.step()
 
 
-def member_rates(step: int, total: int, rates: Rates) -> list[float]:
-    """Every member's learning rate at optimizer step ``step`` of ``total`` (constant, or its cosine decay)."""
-    return [cosine_lr(step, total, lr, final) for lr, final in rates]
-
-
 def optimizer_config(factory: Callable[..., Optimizer], parameters: Iterable[nn.Parameter], rates: Rates,
                      total: int) -> dict[str, Any] | Optimizer:
     """The optimizer of a run of ``total`` optimizer steps: one member, ``factory(parameters, lr=lr)`` (a
-    ``functools.partial``) with its :func:`lr_scheduler`; several, one :class:`MemberAdam` with ``factory``'s keywords."""
+    ``functools.partial``) with its scheduler; several, one :class:`MemberAdam` with ``factory``'s keywords."""
     if len(rates) > 1:
-        return MemberAdam(parameters, lr=member_rates(0, total, rates), **factory.keywords)
+        return MemberAdam(parameters, lr=[cosine_lr(0, total, lr, final) for lr, final in rates], **factory.keywords)
     (lr, lr_final), = rates
     optimizer = factory(parameters, lr=lr)
-    return {"optimizer": optimizer, "lr_scheduler": lr_scheduler(optimizer, lr, lr_final, total)}
+    return {"optimizer": optimizer,
+            "lr_scheduler": LambdaLR(optimizer, lambda step: cosine_lr(step, total, lr, lr_final) / lr)}
 
 
-def optimizer_step(optimizer: Optimizer, scheduler: LambdaLR | None, step: int, total: int, rates: Rates) -> list[float]:
-    """One optimizer step at global step ``step``, then one of ``scheduler`` (``None``: several members, whose
-    rates are set to :func:`member_rates` first); the learning rates it used, one per member."""
+def optimizer_step(optimizer: Optimizer, scheduler: LambdaLR | None, step: int, total: int,
+                   rates: Rates) -> list[float]:
+    """One optimizer step, then one of ``scheduler`` (``None``: several members, rates set first); the rates used."""
     if scheduler is None:
-        optimizer.param_groups[0]["lr"] = member_rates(step, total, rates)
+        optimizer.param_groups[0]["lr"] = [cosine_lr(step, total, lr, final) for lr, final in rates]
     used = optimizer.param_groups[0]["lr"]
     optimizer.step()
     if scheduler is not None:

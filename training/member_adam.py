@@ -1,11 +1,8 @@
 """Adam over stacked ensemble parameters ``(K, ...)`` with one learning rate per member.
 
-Adam acts on every element by itself, so one Adam over the stacked parameters
-of K members is K independent Adams; only the learning rate, a scalar of the
-parameter group in ``torch.optim.Adam``, cannot differ between members there.
-:class:`MemberAdam` is torch's Adam (no weight decay, no amsgrad; the same
-arithmetic as its single-tensor path) with the learning rate a list of K values,
-one per leading index of every parameter.
+Adam is elementwise, so one Adam over K members' stacked parameters is K independent Adams, but for the learning
+rate, a scalar of ``torch.optim.Adam``'s parameter group; :class:`MemberAdam` is torch's Adam (no weight decay, no
+amsgrad; the arithmetic of its single-tensor path) with K rates, one per leading index of every parameter.
 """
 
 from __future__ import annotations
@@ -26,13 +23,8 @@ class MemberAdam(torch.optim.Optimizer):
     them, e.g. on a schedule).  ``betas``, ``eps``: as ``torch.optim.Adam``.
     """
 
-    def __init__(
-        self,
-        params: Iterable[nn.Parameter],
-        lr: Sequence[float],
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
+    def __init__(self, params: Iterable[nn.Parameter], lr: Sequence[float], betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
         lr = [float(value) for value in lr]
         if not lr or not all(math.isfinite(value) and value > 0 for value in lr):
             raise ValueError(f"MemberAdam needs one positive learning rate per member, got {lr}")
@@ -42,11 +34,12 @@ class MemberAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() == 0 or p.shape[0] != len(lr):
-                    raise ValueError(f"MemberAdam: every parameter needs a leading member dimension {len(lr)}, got {tuple(p.shape)}")
+                    raise ValueError(f"MemberAdam: every parameter needs a leading member dimension {len(lr)}, "
+                                     f"got {tuple(p.shape)}")
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One Adam step of every parameter with a gradient (after calling ``closure``, if given; its result returned)."""
+        """One Adam step of every parameter with a gradient (after ``closure``, if given; its result returned)."""
         result = None
         if closure is not None:
             with torch.enable_grad():
@@ -58,9 +51,7 @@ class MemberAdam(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
                 state["step"] += 1
                 step, grad = state["step"], p.grad
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]

@@ -1,19 +1,8 @@
 """The member dimension of the training module: K mechanisms trained as one (K = 1: the ordinary run).
 
-:class:`training.AuctionModule` trains a :func:`mechanisms.ensemble.stack_members` mechanism on the
-folded batch ``(batch * K, agents, items)`` (member innermost).  What it keeps per member:
-
-* its settings (:func:`member_settings`: ``lr``, ``lr_final``, ``lambda_init``, ``rho_init``, ``test_seed``, one
-  value or one per member);
-* ``lagrange_multipliers`` ``(K, agents)`` and ``rho`` ``(K,)`` (:func:`initial_penalties`; for K = 1 the plain
-  ``(agents,)`` and scalar buffers of a single run, so its checkpoints are a single run's);
-  :func:`lagrangian.base.member_penalties` views both as ``(K, agents)`` and ``(K,)`` for the schedules of
-  :mod:`lagrangian`;
-* its Lagrangian (:func:`member_losses`), its gradient norm (:func:`clip_member_gradients`), its learning
-  rate (:class:`training.member_adam.MemberAdam` for K > 1), its metrics under ``member_<k>/``
-  (:class:`MemberView`: :func:`log_member_steps`, :func:`log_member_validation`), its test with its own test seed;
-* :func:`ensemble_summary`: the mean, standard deviation and worst member of the members' tests, which
-  :func:`test_outcome` reports with every member's test.
+:class:`training.AuctionModule` trains a :func:`mechanisms.ensemble.stack_members` mechanism on the folded batch
+``(batch * K, agents, items)`` (member innermost; docs/ensembles.md).  Here: each member's settings, penalties,
+Lagrangian, gradient norm, metrics under ``member_<k>/`` and test.
 """
 
 from __future__ import annotations
@@ -30,12 +19,10 @@ from lagrangian.loss import lagrangian_loss
 from training.divergence import check_penalty_weights
 from training.lr_schedule import Rates, check_learning_rates
 from training.metric_logging import flatten, log_training
-from training.validation import log_allocated_mass, log_validation
+from training.validation import log_validation
 
-__all__ = [
-    "MemberView", "clip_member_gradients", "ensemble_summary", "initial_penalties", "log_member_steps",
-    "log_member_validation", "member_losses", "member_settings", "per_member", "test_outcome",
-]
+__all__ = ["MemberView", "clip_member_gradients", "ensemble_summary", "initial_penalties", "log_member_steps",
+           "log_member_validation", "member_losses", "member_settings", "per_member", "test_outcome"]
 
 
 def per_member(value: Any, size: int, name: str) -> list[Any]:
@@ -49,9 +36,8 @@ def per_member(value: Any, size: int, name: str) -> list[Any]:
 
 def member_settings(size: int, lr: Any, lr_final: Any, lambda_init: Any, rho_init: Any,
                     test_seed: Any) -> tuple[Rates, list, list, list]:
-    """Every member's ``(lr, lr_final)``, ``lambda_init``, ``rho_init`` (:func:`per_member`; checked:
-    :func:`training.lr_schedule.check_learning_rates`, :func:`training.divergence.check_penalty_weights`) and test
-    seed (its single run's)."""
+    """Every member's ``(lr, lr_final)``, ``lambda_init``, ``rho_init`` (checked) and test seed (its single run's),
+    each one value for all members or one per member."""
     rates = list(zip(per_member(lr, size, "lr"), per_member(lr_final, size, "lr_final")))
     lambdas, rhos = per_member(lambda_init, size, "lambda_init"), per_member(rho_init, size, "rho_init")
     for (rate, final), lam, rho in zip(rates, lambdas, rhos):
@@ -69,32 +55,20 @@ def initial_penalties(lambdas: Sequence[float], rhos: Sequence[float], agents: i
     return multipliers, torch.tensor(rhos, dtype=dtype).view(members)
 
 
-def member_losses(
-    revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Tensor, *,
-    quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum",
-) -> Tensor:
-    """Every member's :func:`lagrangian.loss.lagrangian_loss` ``(K,)``.
-
-    ``revenue`` ``(batch * K,)`` and ``regrets`` ``(batch * K, agents)`` are folded (member innermost);
-    ``multipliers`` ``(K, agents)``, ``rho`` ``(K,)``.
-    """
+def member_losses(revenue: Tensor, regrets: Tensor, multipliers: Tensor, rho: Tensor, *,
+                  quadratic_penalty: str = "batch_mean", penalty_over_agents: str = "sum") -> Tensor:
+    """Every member's :func:`lagrangian.loss.lagrangian_loss` ``(K,)`` from the folded revenue ``(batch * K,)`` and
+    regrets ``(batch * K, agents)`` (member innermost), ``multipliers`` ``(K, agents)`` and ``rho`` ``(K,)``."""
     size = rho.numel()
     revenue, regrets = unfold(revenue, size), unfold(regrets, size)
-    return torch.stack([
-        lagrangian_loss(revenue[:, k], regrets[:, k], multipliers[k], rho[k],
-                        quadratic_penalty=quadratic_penalty, penalty_over_agents=penalty_over_agents)
-        for k in range(size)
-    ])
+    return torch.stack([lagrangian_loss(revenue[:, k], regrets[:, k], multipliers[k], rho[k],
+                                        quadratic_penalty=quadratic_penalty, penalty_over_agents=penalty_over_agents)
+                        for k in range(size)])
 
 
 def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_norm: float | None) -> Tensor | None:
-    """Rescale each member's gradient to at most ``max_norm`` (2-norm over its parameters); its norms ``(K,)``
-    (``max_norm`` ``None``: no clipping, ``None``).
-
-    ``size`` = 1: ``torch.nn.utils.clip_grad_norm_`` of the whole gradient.  Otherwise every parameter is
-    ``(K, ...)`` and member ``k``'s gradient is slice ``k`` of each, scaled as ``clip_grad_norm_`` would scale it
-    alone (by ``min(1, max_norm / (norm + 1e-6))``).
-    """
+    """Rescale each member's gradient (slice ``k`` of every ``(K, ...)`` parameter) as ``clip_grad_norm_`` would
+    alone, by ``min(1, max_norm / (norm + 1e-6))``; its norms ``(K,)`` (``max_norm`` ``None``: none, ``None``)."""
     if max_norm is None:
         return None
     parameters = list(parameters)
@@ -109,9 +83,7 @@ def clip_member_gradients(parameters: Iterable[nn.Parameter], size: int, max_nor
 
 
 class MemberView:
-    """Member ``k`` of a module as the logging helpers (:mod:`training.metric_logging`,
-    :mod:`training.validation`) see a module: its ``rho``, ``lagrange_multipliers``, the mechanism, and ``log``
-    under :func:`member_prefix`."""
+    """Member ``k`` of a module as the logging helpers see a module (its ``rho``, multipliers, prefixed ``log``)."""
 
     def __init__(self, module: Any, k: int) -> None:
         multipliers, rho = member_penalties(module)
@@ -124,8 +96,7 @@ class MemberView:
 
 def log_member_steps(module: Any, revenue: Tensor, regrets: Tensor, losses: Tensor, rates: Sequence[float],
                      norms: Tensor | None) -> None:
-    """Log every member's training step (:func:`training.metric_logging.log_training`): revenue ``(batch, K)``,
-    regrets ``(batch, K, agents)``, losses ``(K,)``, learning rates (K), gradient norms ``(K,)`` (``None``: no clipping)."""
+    """Log every member's training step: revenue ``(batch, K)``, regrets ``(batch, K, agents)``, losses ``(K,)``."""
     for k in range(losses.numel()):
         view = MemberView(module, k)
         log_training(view, revenue[:, k], regrets[:, k], losses[k], rates[k])
@@ -134,12 +105,10 @@ def log_member_steps(module: Any, revenue: Tensor, regrets: Tensor, losses: Tens
 
 
 def log_member_validation(module: Any, revenue: Tensor, regrets: Tensor, allocation: Tensor) -> None:
-    """Add one validation batch to every member's epoch aggregates (``module.val_metrics[k]``, ``module.val_mass[k]``):
-    revenue ``(batch, K)``, regrets ``(batch, K, agents)``, the truthful allocation ``(batch, K, agents, items)``."""
+    """Add one validation batch (revenue ``(batch, K)``, regrets, allocation) to every member's epoch metrics."""
     for k in range(revenue.shape[1]):
-        view = MemberView(module, k)
-        log_validation(view, module.val_metrics[k], revenue[:, k], regrets[:, k])
-        log_allocated_mass(view, module.val_mass[k], allocation[:, k])
+        log_validation(MemberView(module, k), module.val_metrics[k], module.val_mass[k], revenue[:, k], regrets[:, k],
+                       allocation[:, k])
 
 
 def test_outcome(results: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], float, dict[str, float]]:
@@ -156,13 +125,11 @@ def test_outcome(results: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], flo
 
 
 def ensemble_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Mean, sd (over the members, ``ddof=1``; 0 for one member) and worst member of revenue and both regrets.
-
-    ``results``: the members' test dicts (:class:`adversary.regret.Measurement` fields).  Worst: the lowest
-    revenue, the highest regret.
-    """
+    """Mean, sd (over the members, ``ddof=1``; 0 for one member) and worst member (lowest revenue, highest regret)
+    of revenue and both regrets of the members' test dicts (:class:`adversary.regret.Measurement` fields)."""
     summary: dict[str, float] = {}
-    for name, worst in (("revenue_mean", min), ("regret_mean_over_agents_mean", max), ("regret_sum_over_agents_mean", max)):
+    for name, worst in (("revenue_mean", min), ("regret_mean_over_agents_mean", max),
+                        ("regret_sum_over_agents_mean", max)):
         values = [float(result[name]) for result in results]
         mean = sum(values) / len(values)
         sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0

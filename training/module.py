@@ -1,34 +1,11 @@
 """The LightningModule that trains a mechanism with the RegretNet augmented Lagrangian (section 4.5).
 
-Each training step, for a batch of valuations ``(batch, agents, items)``:
-
-1. the misreport engine searches every agent's best misreport (the paper: 25 Adam steps, lr 0.1), detached;
-2. ``rgt_i`` is agent ``i``'s batch-mean regret ``(agents,)`` at those misreports, differentiable w.r.t. the
-   mechanism's parameters;
-3. ``loss = -mean revenue + sum_i lambda_i rgt_i + rho / 2 * sum_i rgt_i^2`` (the paper's Eq. 1; the original
-   code's penalty forms are options, see :mod:`lagrangian`);
-4. one optimizer step (``model.optimizer``: Adam, lr 1e-3) on the mechanism (allocation and payment networks
-   together), then one step of the learning-rate scheduler (:mod:`training.lr_schedule`).
-
-The module is a :class:`lagrangian.base.LagrangianState`: ``lambda`` (buffer ``lagrange_multipliers``,
-``(agents,)``) and ``rho`` (buffer ``rho``) are saved in every checkpoint; the schedules that change them
-(:class:`~lagrangian.paper.RhoStaircase`, :class:`~lagrangian.paper.LagrangeRule`) run as the callbacks
-:class:`lagrangian.RhoSchedule` and :class:`lagrangian.LagrangeUpdate`, which read the regret that
-``training_step`` returns under :data:`~lagrangian.base.REGRET_KEY`.  Validation measures revenue and regret with a
-stronger misreport search; test runs the evaluation engine.
-
-Distributed training (DDP): every process validates its share of the validation batches, reproducibly
-(:mod:`training.validation`).  The test runs once, in the first process (the data module gives the others no test
-batch).  Checkpoints also hold the random states and, with ``persistent_misreports``, every training profile's best
-misreport per agent, from which the next search on that profile starts (:mod:`training.checkpoint_state`).
-
-Regret is reported in two conventions: ``regret_mean_over_agents`` (the mean of the agents' expected regrets,
-RegretNet's convention) and ``regret_sum_over_agents`` (their sum, the convention of the paper's tables).
-
-**Members** (docs/ensembles.md, :mod:`training.members`): with a mechanism of K stacked members
-(:func:`mechanisms.ensemble.stack_members`, built by :mod:`runs.members`) the same module trains all K at once on
-one shared batch, folded to ``(batch * K, agents, items)``; ``lr``, ``lr_final``, ``lambda_init``, ``rho_init`` and
-``test_seed`` may give one value per member.  K = 1 is the ordinary run.
+Each training step (docs/training.md) searches every agent's best misreport on a batch ``(batch, agents, items)``,
+takes the Lagrangian of :mod:`lagrangian.loss`, one optimizer step and one of the learning-rate schedule.  ``lambda``
+(buffer ``lagrange_multipliers``) and ``rho`` are saved in every checkpoint and changed by the callbacks of
+:mod:`lagrangian`, which read the regret ``training_step`` returns under :data:`~lagrangian.base.REGRET_KEY`.  With a
+mechanism of K stacked members (docs/ensembles.md, :mod:`training.members`) the module trains all K at once on one
+shared batch folded to ``(batch * K, agents, items)``; K = 1 is the ordinary run.
 """
 
 from __future__ import annotations
@@ -42,6 +19,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from adversary.regret import regret
 from adversary.search import TEST_SEARCH, TRAIN_SEARCH, VAL_SEARCH, MisreportSearch, find_misreports
@@ -51,19 +29,16 @@ from lagrangian.base import REGRET_KEY, member_penalties
 from lagrangian.loss import check_penalty_options
 from mechanisms.ensemble import ensemble_size, fold_shared, unfold
 from training import lr_schedule
-from training.checkpoint_state import check_buffer, new_buffer, recall, remember, restore_state, save_state, split_batch
+from training.checkpoint_state import check_buffer, new_buffer, recall, remember, restore_state, rng_states, split_batch
 from training.divergence import DivergenceWatch
 from training.fast_step import FastStep, FastStepSettings
-from training.members import (
-    clip_member_gradients, initial_penalties, log_member_steps, log_member_validation, member_losses, member_settings,
-    test_outcome,
-)
+from training.members import (clip_member_gradients, initial_penalties, log_member_steps, log_member_validation,
+                              member_losses, member_settings, test_outcome)
 from training.metric_logging import add_custom_scalars, baseline_references_on, log_calibration, reference_revenues
-from training.validation import allocated_mass_metrics, measure_member, validation_generator, validation_metrics
+from training.validation import measure_member, validation_generator, validation_metrics
 from utils.checks import Bounds
 
 __all__ = ["AuctionModule"]
-
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -71,20 +46,15 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
     """Trains ``mechanism`` (bids ``(batch, agents, items)`` -> allocation, payment ``(batch, agents)``).
 
-    ``optimizer`` builds the optimizer from the mechanism's parameters and a learning rate (``model.optimizer``, a
-    Hydra ``_partial_``; default Adam); ``lr`` decays to ``lr_final`` on a cosine over the run when given
-    (:mod:`training.lr_schedule`).  ``distribution`` is the valuations' distribution: its support bounds the
-    misreports (buffers :attr:`low`/:attr:`high`, ``(agents, items)``) and it gives the reference revenues; without
-    it, values are U[``low``, ``high``] (one float, or one per agent).  ``persistent_misreports`` warm-starts every
-    training search from the profile's misreports of its last visit (:mod:`training.checkpoint_state`); it needs
-    ``train_size``, the number of training profiles.  ``run_config`` (optional, e.g. the whole resolved run
-    configuration) is stored with the hyperparameters so that it shows in TensorBoard's HParams tab and travels with
-    checkpoints.  After ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty``
-    and ``penalty_over_agents`` choose the penalty convention of :func:`lagrangian.loss.lagrangian_loss` (defaults:
-    the paper's Eq. 1; ``"per_sample"`` and ``"mean"``: the original code).  ``clip_grad_norm`` (``None``: no
-    clipping) rescales the mechanism's gradient to at most that total 2-norm before every optimizer step, in the
-    eager and the fast step alike (``torch.nn.utils.clip_grad_norm_``; the Trainer's ``gradient_clip_val`` does not
-    apply to manual optimization).
+    ``optimizer``: ``model.optimizer``, a Hydra ``_partial_`` (default Adam); ``lr`` decays to ``lr_final`` on a
+    cosine when given.  ``distribution``'s support bounds the misreports (buffers :attr:`low`/:attr:`high`,
+    ``(agents, items)``) and it gives the reference revenues (default U[``low``, ``high``]).
+    ``persistent_misreports`` warm-starts every training search from the profile's misreports of its last visit
+    (it needs ``train_size``).  ``run_config`` is stored with the hyperparameters (TensorBoard's HParams tab,
+    checkpoints).  After ``trainer.test``, :attr:`test_results` holds the evaluation's dict.  ``quadratic_penalty``
+    and ``penalty_over_agents``: :func:`lagrangian.loss.lagrangian_loss`.  ``clip_grad_norm`` (``None``: none)
+    rescales the gradient to at most that 2-norm before every optimizer step, eager and fast step alike (the
+    Trainer's ``gradient_clip_val`` does not apply to manual optimization).
     """
 
     def __init__(self, mechanism: nn.Module, lr: float = 1e-3, lr_final: float | None = None,
@@ -106,7 +76,8 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         self.clip_grad_norm = clip_grad_norm
         self.quadratic_penalty, self.penalty_over_agents = quadratic_penalty, penalty_over_agents
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast", "distribution"])
+        self.save_hyperparameters(ignore=["mechanism", "optimizer", "train_search", "val_search", "test_search", "fast",
+                                          "distribution"])
         self.mechanism = mechanism
         self.n_agents: int = mechanism.n_agents
         self.train_search, self.val_search = train_search or TRAIN_SEARCH, val_search or VAL_SEARCH
@@ -120,7 +91,7 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         else:
             distribution.check_setting(self.n_agents, mechanism.n_items, "the mechanism")
         self.distribution = distribution
-        self.register_buffer("low", distribution.support.low.float(), persistent=False)  # (agents, items): the report domain
+        self.register_buffer("low", distribution.support.low.float(), persistent=False)  # (agents, items)
         self.register_buffer("high", distribution.support.high.float(), persistent=False)
         multipliers, rho = initial_penalties(lambdas, rhos, self.n_agents)
         self.register_buffer("lagrange_multipliers", multipliers)  # (K, agents); K = 1: (agents,)
@@ -134,16 +105,14 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         self._fast_step: FastStep | None = None
         self._total_steps = 1  # optimizer steps of the run (several members' cosine decays)
         self._watch = DivergenceWatch()
-        # per member: epoch aggregates (synchronized across processes), each bidder's allocated mass (the collapse guard's view)
+        # per member: epoch aggregates (synchronized across processes), each bidder's allocated mass
         self.val_metrics = nn.ModuleList(validation_metrics() for _ in range(size))
-        self.val_mass = nn.ModuleList(allocated_mass_metrics(self.n_agents) for _ in range(size))
+        self.val_mass = nn.ModuleList(nn.ModuleList(MeanMetric() for _ in range(self.n_agents)) for _ in range(size))
         # The test batch goes to the first process only (see ValuationDataModule.test_dataloader).
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
-    # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig | torch.optim.Optimizer:
-        """``model.optimizer`` on all mechanism parameters, with the learning-rate schedule of the run's steps;
-        several members: one :class:`training.member_adam.MemberAdam` (:func:`training.lr_schedule.optimizer_config`)."""
+        """:func:`training.lr_schedule.optimizer_config` over the run's optimizer steps."""
         decays = any(final is not None for _, final in self.learning_rates)
         self._total_steps = int(self.trainer.estimated_stepping_batches) if decays else 1
         return lr_schedule.optimizer_config(self.optimizer_factory, self.mechanism.parameters(), self.learning_rates,
@@ -155,18 +124,16 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
             self.references = reference_revenues(self.mechanism, self.distribution)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Accept checkpoints with or without a misreport buffer; restore the random states (:mod:`training.checkpoint_state`)."""
+        """Accept checkpoints with or without a misreport buffer; restore the random states."""
         restore_state(checkpoint, self.misreport_buffer if self.persistent_misreports else None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the random states (torch, CUDA, NumPy, Python) so that a resumed run draws what this one would
-        (never diverged weights: :class:`training.divergence.TrainingDiverged` instead)."""
+        """Store the random states, so that a resumed run draws what this one would (never diverged weights)."""
         self._check_finite()
-        save_state(checkpoint)
+        checkpoint["rng_states"] = rng_states()
 
     def on_fit_start(self) -> None:
-        """Check the misreport buffer against the training set; build the fast step where it applies;
-        lay out TensorBoard's Custom Scalars tab."""
+        """Check the misreport buffer; build the fast step where it applies; lay out TensorBoard's Custom Scalars."""
         if self.members > 1 and self.trainer.world_size > 1:
             raise ValueError("an ensemble trains in one process: set trainer.devices=1 and trainer.num_nodes=1")
         if self.persistent_misreports:
@@ -182,30 +149,21 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         """Put the learning-rate schedule on the global step (after a resume: the checkpoint's step)."""
         lr_schedule.align(self.lr_schedulers(), self.global_step, self.lr)  # one member: its scheduler
 
-    # ----------------------------------------------------------------- shared
-    def _fold(self, valuations: Tensor) -> Tensor:
-        """Valuations ``(batch, agents, items)`` shared by every member, folded: ``(batch * K, agents, items)``."""
-        return fold_shared(valuations, self.members)
-
     def _regret(self, valuations: Tensor, search: MisreportSearch, generator: torch.Generator | None = None,
                 indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Revenue ``(batch * K,)``, regret ``(batch * K, agents)`` at the best misreports ``search`` finds, and the
-        truthful allocation ``(batch * K, agents, items)`` of valuations ``(batch, agents, items)`` (folded).
-
-        With ``indices`` (training profiles' positions) and persistent misreports, the search also
-        starts from the buffer's misreports of these profiles, and its result is written back.
-        """
-        valuations = self._fold(valuations)
+        truthful allocation ``(batch * K, agents, items)`` of valuations ``(batch, agents, items)`` (folded).  With
+        ``indices`` (persistent misreports), the search also starts from, and writes back to, the buffer."""
+        valuations = fold_shared(valuations, self.members)
         with torch.enable_grad():
-            misreports = find_misreports(
-                self.mechanism, valuations, search, self.low, self.high, generator, init=recall(self, indices)
-            )
+            misreports = find_misreports(self.mechanism, valuations, search, self.low, self.high, generator,
+                                         init=recall(self, indices))
         remember(self, indices, misreports)
         terms = regret(self.mechanism, valuations, misreports)
         return terms.payment.sum(-1), terms.regret, terms.allocation
 
     def member_losses(self, revenue: Tensor, regrets: Tensor) -> Tensor:
-        """Every member's Lagrangian ``(K,)`` from folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
+        """Every member's Lagrangian ``(K,)`` of folded revenue ``(batch * K,)`` and regrets ``(batch * K, agents)``."""
         multipliers, rho = member_penalties(self)
         return member_losses(revenue, regrets, multipliers, rho,
                              quadratic_penalty=self.quadratic_penalty, penalty_over_agents=self.penalty_over_agents)
@@ -214,20 +172,16 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         """The sum of the members' Lagrangians: member ``k``'s parameters get member ``k``'s gradient only."""
         return self.member_losses(revenue, regrets).sum()
 
-    # --------------------------------------------------------------- training
     def training_step(self, batch: TrainBatch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """One augmented-Lagrangian step of every member on a :class:`TrainBatch` (or plain valuations
-        ``(batch, agents, items)``), shared by the members.
-
-        Returns ``{"loss": sum, "member_losses": (K,), REGRET_KEY: (K, agents)}`` (detached; a single run:
-        ``REGRET_KEY`` ``(agents,)``) for the Lagrangian callbacks.
-        """
+        ``(batch, agents, items)``).  Returns ``{"loss": sum, "member_losses": (K,), REGRET_KEY: (K, agents)}``
+        (detached; a single run: ``REGRET_KEY`` ``(agents,)``) for the Lagrangian callbacks."""
         indices, valuations = split_batch(batch, self.persistent_misreports)
         optimizer = self.optimizers()
         try:
             if self._fast_step is not None:  # gradients computed by the (captured) fast step
                 calibrated = self._fast_step.last_calibration
-                outputs = self._fast_step(self._fold(valuations), recall(self, indices))
+                outputs = self._fast_step(fold_shared(valuations, self.members), recall(self, indices))
                 remember(self, indices, outputs.misreports)
                 revenue, regrets = outputs.revenue, outputs.regrets
                 if self._fast_step.last_calibration is not calibrated:
@@ -250,12 +204,12 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         norms = clip_member_gradients(self.mechanism.parameters(), self.members, self.clip_grad_norm)
         rates = lr_schedule.optimizer_step(optimizer, self.lr_schedulers(), self.global_step, self._total_steps,
                                            self.learning_rates)  # this step's: the schedule's value
-        revenue, regrets, losses = unfold(revenue.detach(), self.members), unfold(regrets.detach(), self.members), losses.detach()
+        losses = losses.detach()
+        revenue, regrets = (unfold(x.detach(), self.members) for x in (revenue, regrets))
         log_member_steps(self, revenue, regrets, losses, rates, norms)
         regret = regrets.mean(0)
         return {"loss": loss.detach(), "member_losses": losses, REGRET_KEY: regret[0] if self.members == 1 else regret}
 
-    # ------------------------------------------------------------- validation
     def on_validation_start(self) -> None:
         """Stop a diverged run before validating it (:class:`training.divergence.DivergenceWatch`)."""
         self._check_finite()
@@ -266,31 +220,26 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
         self._watch.check_state(self.global_step, self.mechanism.parameters(), self.lagrange_multipliers, self.rho)
 
     def validation_generator(self, step: int, batch_index: int, device: torch.device | str = "cpu") -> torch.Generator:
-        """The generator of the random validation starts at global step ``step`` for batch ``batch_index``
-        of the whole validation set (:func:`training.validation.validation_generator`, seeded by ``test_seed``;
-        several members: one generator for the folded batch, so their starts differ from their single runs')."""
+        """:func:`training.validation.validation_generator` seeded by ``test_seed`` (several members: one for the
+        folded batch, so their starts differ from their single runs')."""
         return validation_generator(self.test_seed, step, batch_index, device)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Every member's revenue, regret and each bidder's allocated mass on validation valuations
-        ``(batch, agents, items)`` (epoch means and max)."""
+        """Every member's revenue, regret and each bidder's allocated mass on a validation batch (epoch aggregates)."""
         # This process holds batches rank, rank + world_size, ... of the validation set.
         index = batch_idx * self.trainer.world_size + self.trainer.global_rank
-        measured = self._regret(batch, self.val_search, self.validation_generator(self.global_step, index, batch.device))
+        generator = self.validation_generator(self.global_step, index, batch.device)
+        measured = self._regret(batch, self.val_search, generator)
         log_member_validation(self, *(unfold(x, self.members) for x in measured))  # with the truthful allocation
 
     def on_validation_epoch_end(self) -> None:
-        """Log the reference revenues next to the validation curves, and the members' mean validation revenue
-        as hp_metric (at test, hp_metric becomes the test revenue)."""
+        """Log the reference revenues and, as hp_metric, the members' mean validation revenue (at test: the test's)."""
         self.log_dict(self.references)
         if all(metrics["revenue"].update_called for metrics in self.val_metrics):  # this validation's (all processes)
             self.log("hp_metric", torch.stack([metrics["revenue"].compute() for metrics in self.val_metrics]).mean())
 
-    # ------------------------------------------------------------------- test
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        """Evaluate every member with the test protocol on test valuations ``(batch, agents, items)`` (one batch:
-        the test set).  :attr:`test_results`: a single run's test dict; several members:
-        ``{"members": [test dict per member], "summary": ensemble_summary}``."""
+        """Measure every member with the test protocol on the test set (one batch) into :attr:`test_results`."""
         if batch_idx:
             raise ValueError("the test loader must yield the whole test set as one batch")
         results = [measure_member(self, k, batch) for k in range(self.members)]

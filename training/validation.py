@@ -1,13 +1,8 @@
 """The measurement of :class:`training.AuctionModule`: validation (seeded random starts, epoch aggregates) and test.
 
-Under DDP every process validates its share of the validation batches; the
-epoch metrics are torchmetrics aggregates (mean over all validation profiles,
-max) synchronized across processes, so they equal the metrics of the whole
-validation set computed in one process.  The random starts of the validation
-search come from a generator seeded by the run seed, the global step and the
-batch's index in the whole validation set: validation is reproducible,
-independent of the number of processes and of a resume.  The test measures
-each member with the test protocol and its own test seed (:func:`measure_member`).
+The epoch metrics are torchmetrics aggregates synchronized across processes, and the validation starts are seeded
+by the run seed, the step and the batch's index in the whole set: validation does not depend on the number of
+processes or a resume.  The test measures each member with its own test seed (:func:`measure_member`).
 """
 
 from __future__ import annotations
@@ -23,8 +18,7 @@ from adversary.regret import measure
 from datamodules.valuations import derive_seed
 from mechanisms.ensemble import member_mechanism
 
-__all__ = ["VALIDATION_STREAM", "allocated_mass_metrics", "log_allocated_mass", "log_validation", "measure_member",
-           "validation_generator", "validation_metrics"]
+__all__ = ["VALIDATION_STREAM", "log_validation", "measure_member", "validation_generator", "validation_metrics"]
 
 VALIDATION_STREAM = 4  # datamodules.valuations uses streams 0-3
 
@@ -36,44 +30,26 @@ def validation_generator(seed: int, step: int, batch_index: int, device: torch.d
 
 
 def validation_metrics() -> nn.ModuleDict:
-    """The validation epoch aggregates, synchronized across processes; keys are logged as ``val/<key>``."""
-    return nn.ModuleDict(
-        {
-            "revenue": MeanMetric(),
-            "regret_mean_over_agents": MeanMetric(),
-            "regret_sum_over_agents": MeanMetric(),
-            "regret_max": MaxMetric(),  # the largest regret of any agent on any validation profile
-        }
-    )
+    """The validation epoch aggregates, synchronized across processes; keys are logged as ``val/<key>``
+    (``regret_max``: the largest regret of any agent on any validation profile)."""
+    return nn.ModuleDict({"revenue": MeanMetric(), "regret_mean_over_agents": MeanMetric(),
+                          "regret_sum_over_agents": MeanMetric(), "regret_max": MaxMetric()})
 
 
-def log_validation(module: pl.LightningModule, metrics: nn.ModuleDict, revenue: Tensor, regrets: Tensor) -> None:
-    """Add one validation batch, revenue ``(batch,)`` and regrets ``(batch, agents)``, to ``metrics``
-    (:func:`validation_metrics`) and log them as epoch values."""
-    values = {
-        "revenue": revenue,
-        "regret_mean_over_agents": regrets.mean(-1),
-        "regret_sum_over_agents": regrets.sum(-1),
-        "regret_max": regrets.amax(-1),
-    }
+def log_validation(module: pl.LightningModule, metrics: nn.ModuleDict, mass: nn.ModuleList, revenue: Tensor,
+                   regrets: Tensor, allocation: Tensor) -> None:
+    """Add one validation batch, revenue ``(batch,)``, regrets ``(batch, agents)`` and the truthful allocation
+    ``(batch, agents, items)``, to ``metrics`` (:func:`validation_metrics`) and to ``mass``, one mean per bidder of
+    its allocated mass (``val/allocated_mass_agent<i>``: a bidder whose mass falls to 0 has been shut out, the
+    collapse of issue 16), and log them as epoch values."""
+    values = {"revenue": revenue, "regret_mean_over_agents": regrets.mean(-1),
+              "regret_sum_over_agents": regrets.sum(-1), "regret_max": regrets.amax(-1)}
     for name, value in values.items():
-        metric = metrics[name]
-        metric.update(value.detach())
-        module.log(f"val/{name}", metric, on_step=False, on_epoch=True, prog_bar=name != "regret_max")
-
-
-def allocated_mass_metrics(n_agents: int) -> nn.ModuleList:
-    """One epoch mean per bidder of its allocated mass (items received), logged as ``val/allocated_mass_agent<i>``."""
-    return nn.ModuleList(MeanMetric() for _ in range(n_agents))
-
-
-def log_allocated_mass(module: pl.LightningModule, metrics: nn.ModuleList, allocation: Tensor) -> None:
-    """Add the truthful allocation ``(batch, agents, items)`` of one validation batch: bidder ``i``'s
-    ``sum_j allocation[:, i, j]`` to ``metrics[i]`` (:func:`allocated_mass_metrics`), logged per epoch
-    (a bidder whose mass falls to 0 has been shut out: the collapse of issue 16)."""
-    mass = allocation.detach().sum(-1)  # (batch, agents)
-    for agent, metric in enumerate(metrics):
-        metric.update(mass[:, agent])
+        metrics[name].update(value.detach())
+        module.log(f"val/{name}", metrics[name], on_step=False, on_epoch=True, prog_bar=name != "regret_max")
+    allocated = allocation.detach().sum(-1)  # (batch, agents)
+    for agent, metric in enumerate(mass):
+        metric.update(allocated[:, agent])
         module.log(f"val/allocated_mass_agent{agent}", metric, on_step=False, on_epoch=True)
 
 

@@ -1,10 +1,9 @@
-"""Supervised warm start (issue 16, part 2): fit a mechanism to a teacher's allocations and payments.
+"""Supervised warm start (issue 16, part 2; docs/stable_lagrangian.md): fit a mechanism to a teacher's outcomes.
 
-:func:`fit_to_teacher` is independent of where the teacher comes from (any module mapping bids
-``(batch, agents, items)`` to allocation ``(batch, agents, items)`` and payment ``(batch, agents)``);
-:mod:`baselines.teachers` resolves ``init=<name>``, and :class:`callbacks.WarmStart` runs the fit before
-the Lagrangian phase.  The loss is ``mean (a - a_teacher)^2 + mean (p - p_teacher)^2`` on batches drawn
-from the training profiles.
+:func:`fit_to_teacher` takes any teacher module mapping bids ``(batch, agents, items)`` to allocation ``(batch,
+agents, items)`` and payment ``(batch, agents)``, and minimizes ``mean (a - a_teacher)^2 + mean (p - p_teacher)^2``
+on batches drawn from the training profiles (:mod:`baselines.teachers` resolves ``init=<name>``;
+:class:`callbacks.WarmStart` runs the fit before the Lagrangian phase).
 """
 
 from __future__ import annotations
@@ -46,20 +45,12 @@ def _outputs(mechanism: nn.Module, profiles: Tensor, batch_size: int) -> tuple[T
     return torch.cat([a for a, _ in parts]), torch.cat([p for _, p in parts])
 
 
-def fit_to_teacher(
-    mechanism: nn.Module,
-    teacher: nn.Module,
-    profiles: Tensor,
-    steps: int,
-    lr: float = 1e-3,
-    batch_size: int = 512,
-    generator: torch.Generator | None = None,
-    log: Callable[[dict[str, float], int], None] | None = None,
-    log_every: int = 50,
-) -> FitStats:
+def fit_to_teacher(mechanism: nn.Module, teacher: nn.Module, profiles: Tensor, steps: int, lr: float = 1e-3,
+                   batch_size: int = 512, generator: torch.Generator | None = None,
+                   log: Callable[[dict[str, float], int], None] | None = None, log_every: int = 50) -> FitStats:
     """Fit ``mechanism`` to ``teacher`` by Adam (``lr``) on ``steps`` batches of ``batch_size`` profiles drawn
-    (with ``generator``, a CPU generator) from ``profiles`` ``(n, agents, items)``; ``log(metrics, step)`` gets ``init/loss``,
-    ``init/allocation_mse`` and ``init/payment_mse`` every ``log_every`` steps and after the last."""
+    (with ``generator``, a CPU generator) from ``profiles`` ``(n, agents, items)``; ``log(metrics, step)`` gets
+    ``init/loss``, ``init/allocation_mse`` and ``init/payment_mse`` every ``log_every`` steps and after the last."""
     check_positive_int(steps, "warm start steps")
     check_positive_int(batch_size, "warm start batch_size")
     if profiles.dim() != 3 or len(profiles) == 0:
@@ -80,12 +71,10 @@ def fit_to_teacher(
         last = float(loss.detach())
         first = last if step == 0 else first
         if log is not None and (step % log_every == 0 or step == steps - 1):
-            log({"init/loss": last, "init/allocation_mse": float(allocation_mse.detach()), "init/payment_mse": float(payment_mse.detach())}, step)
+            log({"init/loss": last, "init/allocation_mse": float(allocation_mse.detach()),
+                 "init/payment_mse": float(payment_mse.detach())}, step)
     allocation, payment = _outputs(mechanism, profiles, 4096)
-    return FitStats(
-        steps=steps, loss_first=first, loss_last=last,
-        allocation_mse=float((allocation - targets[0]).pow(2).mean()),
-        payment_mse=float((payment - targets[1]).pow(2).mean()),
-        revenue=float(payment.sum(-1).mean()), teacher_revenue=float(targets[1].sum(-1).mean()),
-        time_s=time.perf_counter() - start,
-    )
+    return FitStats(steps=steps, loss_first=first, loss_last=last,
+                    allocation_mse=float((allocation - targets[0]).pow(2).mean()),
+                    payment_mse=float((payment - targets[1]).pow(2).mean()), revenue=float(payment.sum(-1).mean()),
+                    teacher_revenue=float(targets[1].sum(-1).mean()), time_s=time.perf_counter() - start)
