@@ -36,14 +36,19 @@ class MisreportSearch:
     lr:        optimizer learning rate, relative to the width of the report domain (the paper: 0.1 on [0, 1]).
     restarts:  uniform random starts in addition to the truthful start.
     optimizer: ``"adam"`` (the paper) or ``"sgd"``.
+    shading:   factors ``f`` in [0, 1] of further starts ``low + f (v - low)``, the truth shaded (empty: none).
     """
 
     steps: int = 25
     lr: float = 0.1
     restarts: int = 0
     optimizer: str = "adam"
+    shading: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "shading", tuple(self.shading))  # a list from the configuration, hashable here
+        if not all(isinstance(f, (int, float)) and 0 <= f <= 1 for f in self.shading):
+            raise ValueError(f"MisreportSearch.shading must be numbers in [0, 1], got {list(self.shading)!r}")
         for name in ("steps", "restarts"):
             check_int(getattr(self, name), f"MisreportSearch.{name}", minimum=0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
@@ -170,6 +175,8 @@ def find_misreports(mechanism: nn.Module, valuations: Tensor, search: MisreportS
                                  f"(or (starts, *that)), got {shape}")
             init = init.detach().to(dtype=truth.dtype, device=truth.device)
         starts = [truthful_starts(truth, init, low_t, high_t)]  # (1 + init's starts, n, B, m)
+        rows = starts[0][:1]  # the truth (1, n, B, m)
+        starts.extend(low_t + f * (rows - low_t) for f in search.shading)
         if search.restarts:
             noise = torch.rand((search.restarts, n, batch, m), generator=generator, dtype=truth.dtype,
                                device=truth.device)

@@ -97,7 +97,8 @@ def quadratic_regret(valuations: Tensor) -> Tensor:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(steps=-1), dict(lr=0.0), dict(restarts=-1), dict(optimizer="lbfgs"), dict(steps=2.5)]
+    "kwargs",
+    [dict(steps=-1), dict(lr=0.0), dict(restarts=-1), dict(optimizer="lbfgs"), dict(steps=2.5), dict(shading=[1.5])],
 )
 def test_search_settings_are_validated(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="MisreportSearch"):
@@ -177,6 +178,17 @@ def test_mechanisms_without_bid_gradients_are_searched_by_their_starts(mechanism
     else:
         assert float(found.detach().max()) == 0.0  # a posted price is truthful
         assert mechanism.price.grad is None
+
+
+def test_shaded_starts_are_searched_by_their_own_values() -> None:
+    # Pay-your-bid without steps: the best report among the truth and its shadings low + f (v - low) is the most
+    # shaded one, and its regret is (1 - f) (v - low) exactly.
+    valuations = torch.rand(64, 1, 1) * 0.5 + 0.25
+    search = MisreportSearch(steps=0, shading=[0.9, 0.5])
+    found = find_misreports(PayYourBid(), valuations, search, low=0.2, high=1.0)
+    torch.testing.assert_close(found, 0.2 + 0.5 * (valuations - 0.2))
+    torch.testing.assert_close(regret(PayYourBid(), valuations, found).regret[:, 0], 0.5 * (valuations[:, 0, 0] - 0.2))
+    assert MisreportSearch(shading=[0.5]) == MisreportSearch(shading=(0.5,))  # a list from the config, a tuple here
 
 
 def test_parameter_gradients_and_mode_are_untouched() -> None:

@@ -87,8 +87,9 @@ class FastStep:
 
     def __init__(self, mechanism: nn.Module, search: MisreportSearch, loss_fn: Callable[[Tensor, Tensor], Tensor],
                  low: Tensor, high: Tensor, settings: FastStepSettings) -> None:
-        if search.restarts:
-            raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0")
+        if search.restarts or search.shading:
+            raise ValueError("the fast training step searches from the truth only: set model.train_search.restarts=0 "
+                             "and model.train_search.shading=[]")
         self.mechanism, self.search, self.loss_fn, self.settings = mechanism, search, loss_fn, settings
         self.low, self.high = low, high
         n = low.shape[0]
