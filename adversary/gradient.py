@@ -30,6 +30,7 @@ class GradientSearch(Adversary):
     steps, lr:  optimizer steps per start and learning rate (relative to the report domain's width).
     restarts:   random starts besides the truthful one.
     optimizer:  ``"adam"`` or ``"sgd"``.
+    shading:    factors of further starts at the truth shaded (:class:`adversary.search.MisreportSearch`).
     batch_size: profiles per chunk of the search (one progress-bar tick each).
     """
 
@@ -39,6 +40,7 @@ class GradientSearch(Adversary):
     lr: float = TEST_SEARCH.lr
     restarts: int = TEST_SEARCH.restarts
     optimizer: str = TEST_SEARCH.optimizer
+    shading: tuple[float, ...] = TEST_SEARCH.shading
     batch_size: int = 100
 
     def __post_init__(self) -> None:
@@ -49,7 +51,8 @@ class GradientSearch(Adversary):
     @property
     def search(self) -> MisreportSearch:
         """The misreport search of this adversary."""
-        return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts, optimizer=self.optimizer)
+        return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts, optimizer=self.optimizer,
+                               shading=self.shading)
 
     def regret(
         self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False

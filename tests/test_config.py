@@ -125,7 +125,8 @@ def test_the_searches_sinkhorn_and_test_size_come_from_python() -> None:
     for key, search in (("train_search", TRAIN_SEARCH), ("val_search", VAL_SEARCH), ("test_search", TEST_SEARCH)):
         node = cfg.model[key]
         assert (node.steps, node.lr, node.restarts) == (search.steps, search.lr, search.restarts), key
-        expected = {k: v for k, v in dataclasses.asdict(search).items() if k != "optimizer"}  # adam: the default
+        expected = {k: list(v) if isinstance(v, tuple) else v  # a tuple field is a list in the config
+                    for k, v in dataclasses.asdict(search).items() if k != "optimizer"}  # adam: the default
         assert OmegaConf.to_container(node) == {"_target_": "adversary.search.MisreportSearch", **expected}, key
         assert instantiate(node) == search, key
     assert cfg.data.test_size == TEST_SAMPLES
