@@ -1,7 +1,8 @@
 """The gradient misreport search: every agent's best report, by projected gradient ascent.
 
-With ``S = restarts + 1`` starts, each step is ONE mechanism call on ``S * agents * batch`` bid profiles, each
-the truth except for one agent's row, through the mechanism's prepared call (:func:`adversary.deviation.prepared`).
+With ``S`` starts (the truth, a warm start if given, the shaded truths, the random restarts), each step is ONE
+mechanism call on ``S * agents * batch`` bid profiles, each the truth except for one agent's row, through the
+mechanism's prepared call (:func:`adversary.deviation.prepared`).
 :func:`find_misreports` checks its inputs; :func:`ascend`, :func:`truthful_starts` and :func:`step_scale` are its
 check-free core, shared with the fast training step.
 
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from adversary.deviation import check_domain, check_valuations, prepared
-from utils.checks import Bounds, check_int
+from utils.checks import Bounds, check_fractions, check_int
 from mechanisms.prepared import PreparedCall
 
 __all__ = ["MisreportSearch", "TEST_SAMPLES", "TEST_SEARCH", "TRAIN_SEARCH", "VAL_SEARCH", "ascend", "find_misreports",
@@ -47,8 +48,7 @@ class MisreportSearch:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shading", tuple(self.shading))  # a list from the configuration, hashable here
-        if not all(isinstance(f, (int, float)) and 0 <= f <= 1 for f in self.shading):
-            raise ValueError(f"MisreportSearch.shading must be numbers in [0, 1], got {list(self.shading)!r}")
+        check_fractions(self.shading, "MisreportSearch.shading")
         for name in ("steps", "restarts"):
             check_int(getattr(self, name), f"MisreportSearch.{name}", minimum=0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):

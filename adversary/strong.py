@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from adversary.deviation import check_domain, check_valuations, domain_bounds
 from adversary.regret import RegretSummary, regret, regret_statistics
 from adversary.search import OPTIMIZERS, MisreportSearch, find_misreports
-from utils.checks import Bounds, check_flag, check_int
+from utils.checks import Bounds, check_flag, check_fractions, check_int
 
 __all__ = ["StrongReport", "StrongSettings", "strong_misreports", "strong_regret", "structured_starts"]
 
@@ -49,8 +49,7 @@ class StrongSettings:
             check_int(getattr(self, name), f"StrongSettings.{name}", minimum)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"StrongSettings.lr must be positive, got {self.lr!r}")
-        if not all(isinstance(f, (int, float)) and 0 <= f <= 1 for f in self.scales):
-            raise ValueError(f"StrongSettings.scales must be numbers in [0, 1], got {self.scales!r}")
+        check_fractions(self.scales, "StrongSettings.scales")
         for k in self.top_k:
             check_int(k, "StrongSettings.top_k entries", 1)
         for name in ("single_items", "extremes"):

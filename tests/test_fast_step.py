@@ -307,3 +307,14 @@ def test_fixed_schedule_lives_in_the_settings_and_a_new_rule_drops_it() -> None:
         SinkhornSettings(eps_steps=3).with_fixed_iterations((4, 5))
     with pytest.raises(ValueError, match="backend must be auto, torch or triton"):
         SinkhornSettings(backend="cuda")
+
+
+def test_auto_selects_the_fast_step_only_on_cuda_for_a_search_from_the_truth() -> None:
+    from adversary.search import MisreportSearch
+    from training.fast_step import FastStepSettings
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto, on = FastStepSettings(enabled="auto"), FastStepSettings(enabled=True)
+    assert auto.active(cuda, MisreportSearch()) and not auto.active(cpu, MisreportSearch())
+    assert not auto.active(cuda, MisreportSearch(restarts=1)) and not auto.active(cuda, MisreportSearch(shading=[0.9]))
+    assert on.active(cpu, MisreportSearch(shading=[0.9]))  # asked for: FastStep itself then refuses the search

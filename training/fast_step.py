@@ -49,9 +49,11 @@ class FastStepSettings:
             raise ValueError(f"fast.margin must be >= 0, got {self.margin!r}")
         check_backend(self.backend, "fast.backend")
 
-    def active(self, device: torch.device) -> bool:
-        """Whether the fast step runs on ``device``."""
-        return self.enabled is True or (self.enabled == "auto" and device.type == "cuda")
+    def active(self, device: torch.device, search: MisreportSearch) -> bool:
+        """Whether the fast step runs on ``device`` for training search ``search`` ("auto": on CUDA, for a search
+        from the truth only, the one the fast step runs)."""
+        truth_only = not (search.restarts or search.shading)
+        return self.enabled is True or (self.enabled == "auto" and device.type == "cuda" and truth_only)
 
 
 class StepOutputs(NamedTuple):

@@ -138,9 +138,10 @@ class AuctionModule(pl.LightningModule):  # a lagrangian.base.LagrangianState
             raise ValueError("an ensemble trains in one process: set trainer.devices=1 and trainer.num_nodes=1")
         if self.persistent_misreports:
             check_buffer(self.misreport_buffer, getattr(self.trainer, "datamodule", None))
-        if self.fast.active(self.device) and self.trainer.world_size > 1:
+        fast = self.fast.active(self.device, self.train_search)
+        if fast and self.trainer.world_size > 1:
             rank_zero_warn("the fast training step is single-process: running the eager step on every process")
-        elif self.fast.active(self.device):
+        elif fast:
             self._fast_step = FastStep(self.mechanism, self.train_search, self._loss, self.low, self.high, self.fast)
         self._watch = DivergenceWatch(next((c.dirpath for c in self.trainer.checkpoint_callbacks if c.dirpath), None))
         add_custom_scalars(self.logger, list(self.references))

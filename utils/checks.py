@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence, Union
 
-__all__ = ["Bounds", "check_flag", "check_int", "check_positive_int", "finite_or_none", "is_int", "one_line"]
+__all__ = ["Bounds", "check_flag", "check_fractions", "check_int", "check_positive_int", "finite_or_none", "is_int",
+           "one_line"]
 
 Bounds = Union[float, Sequence[float]]  # lower or upper end of the valuations' support: one number, or one per agent
 
@@ -25,6 +26,12 @@ def check_int(value: Any, name: str, minimum: int = 1) -> None:
     """``ValueError("<name> must be an integer >= <minimum>, got ...")`` unless ``value`` is such an int."""
     if not is_int(value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_fractions(values: Any, name: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``values`` are numbers in [0, 1] (e.g. shading factors)."""
+    if not all(isinstance(f, (int, float)) and 0 <= f <= 1 for f in values):
+        raise ValueError(f"{name} must be numbers in [0, 1], got {list(values)!r}")
 
 
 def check_flag(value: Any, name: str) -> None:
