@@ -26,7 +26,7 @@ def make_config(*overrides: str, output_dir: Path | str = "unused") -> DictConfi
 
 def test_groups_are_complete() -> None:
     assert DEMANDS == ["additive", "exactly_k", "k_demand", "unit"]
-    assert MECHANISMS == ["lottery_ama", "regretnet", "sinkhorn", "sinkhorn_potential"]
+    assert MECHANISMS == ["lottery_ama", "regretnet", "sequential_menu", "sinkhorn", "sinkhorn_potential"]
     assert {"cpu", "gpu", "default", "debug"} <= {p.stem for p in (CONF / "trainer").glob("*.yaml")}
     assert len(PRESETS) == 9  # the rows of the paper's Tables 1 and 2 (RegretNet exactly-one is N/A)
 
@@ -43,6 +43,9 @@ def test_every_demand_and_mechanism_composes(demand: str, mechanism: str) -> Non
     assert cfg.mechanism.demand == demand and cfg.mechanism.n_items == 3
     if mechanism == "regretnet" and demand in REGRETNET_CANNOT:
         with pytest.raises(ValueError, match="RegretNet cannot represent"):
+            validate_config(cfg)
+    elif mechanism == "sequential_menu" and demand != "exactly_k":
+        with pytest.raises(ValueError, match="sequential_menu is for exactly-one demand"):
             validate_config(cfg)
     else:
         validate_config(cfg)
