@@ -41,11 +41,12 @@ class SequentialMenu(Mechanism):
     the ``l = 1`` entry (the best item) at ``prices[i]`` (a number: every bidder's; pay_to_choose's fitted prices
     are a good start), the others at a price falling linearly to 0 at ``l = r``, plus ``margin``.  ``temperature``
     (learned) is the choice's softness in value units: it costs at most ``T log(options + 1)`` of revenue per bidder.
+    ``jitter``: the standard deviation of normal noise on the starting logits (seeded runs start apart).
     """
 
     def __init__(self, n_agents: int, n_items: int, demand: str | Demand = "exactly_k", k: KSpec = 1,
                  options: int = 8, prices: float | Sequence[float] = 0.25, temperature: float = 0.001,
-                 margin: float = 0.02, spread: float = 6.0) -> None:
+                 margin: float = 0.02, spread: float = 6.0, jitter: float = 0.1) -> None:
         super().__init__(n_agents, n_items, demand, k)
         if not self.demand.fixed_totals(n_agents, n_items) or set(self.capacities) != {1}:
             raise ValueError(f"sequential_menu is for exactly-one demand (demand=exactly_k, k=1), got "
@@ -59,9 +60,10 @@ class SequentialMenu(Mechanism):
         if len(start) != n_agents or not all(_finite(p) for p in start):
             raise ValueError(f"sequential_menu: prices must be a number or {n_agents} finite numbers (one per "
                              f"bidder), got {prices!r}")
-        if not (_finite(temperature) and temperature > 0 and _finite(margin) and _finite(spread) and spread >= 0):
-            raise ValueError(f"sequential_menu: temperature must be > 0, margin finite and spread >= 0, got "
-                             f"{temperature!r}, {margin!r}, {spread!r}")
+        if not (_finite(temperature) and temperature > 0 and _finite(margin) and _finite(spread) and spread >= 0
+                and _finite(jitter) and jitter >= 0):
+            raise ValueError(f"sequential_menu: temperature must be > 0, margin finite, spread and jitter >= 0, got "
+                             f"{temperature!r}, {margin!r}, {spread!r}, {jitter!r}")
         logits = torch.full((n_agents, options, n_items), -spread)
         price = torch.empty(n_agents, options)
         for i, p in enumerate(start):
@@ -70,7 +72,8 @@ class SequentialMenu(Mechanism):
                 top = 1 + round((r - 1) * entry / options)  # top-l lottery, l = 1 .. r
                 logits[i, entry, top - 1] = 0.0
                 price[i, entry] = p * (r - top) / max(r - 1, 1) + (margin if entry else 0.0)
-        self.rank_logits = nn.Parameter(logits)  # (agents, options, items): bidder i uses its first items - i
+        # (agents, options, items): bidder i uses its first items - i
+        self.rank_logits = nn.Parameter(logits + jitter * torch.randn(logits.shape))
         self.prices = nn.Parameter(price)  # (agents, options)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
 

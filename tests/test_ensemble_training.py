@@ -86,6 +86,7 @@ MECHANISM_OVERRIDES = {  # potential, lottery: member by member (state outside n
     "regretnet": NETWORKS,
     "sinkhorn_potential": ["mechanism.allocation_net.hidden=[16,16]"],
     "lottery_ama": ["mechanism.options=8"],
+    "sequential_menu": ["demand=exactly_k", "mechanism.options=4"],
 }
 LAGRANGIANS = {
     "paper": ["lagrangian.rho_every_n_steps=1", "lagrangian.lambda_every_n_steps=2"],

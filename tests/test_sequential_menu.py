@@ -32,7 +32,7 @@ def _random_menu(agents: int, items: int, seed: int = 0, temperature: float = 0.
 @pytest.mark.parametrize("agents, items", [(1, 4), (2, 3), (2, 15), (3, 5)])
 def test_the_menu_best_item_or_free_is_pay_to_choose(agents: int, items: int) -> None:
     prices = [0.3 + 0.05 * i for i in range(agents)]
-    mechanism = SequentialMenu(agents, items, prices=prices, temperature=1e-9, spread=200.0).double()
+    mechanism = SequentialMenu(agents, items, prices=prices, temperature=1e-9, spread=200.0, jitter=0.0).double()
     with torch.no_grad():
         mechanism.prices[:, 1:] = 10.0  # no bidder takes the other entries
     bids = torch.rand(256, agents, items, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -87,7 +87,8 @@ def test_allocations_are_feasible_and_payments_individually_rational() -> None:
     ({"prices": [0.3]}, "prices must be a number or 2 finite numbers"),
     ({"prices": float("nan")}, "prices must be a number or 2 finite numbers"),
     ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"spread": -1.0}, "spread >= 0"),
+    ({"spread": -1.0}, "spread and jitter >= 0"),
+    ({"jitter": float("inf")}, "spread and jitter >= 0"),
     ({"options": 0}, "options must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_in_one_line(kwargs: dict, message: str) -> None:
