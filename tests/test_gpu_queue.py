@@ -130,8 +130,8 @@ def test_the_first_window_of_the_real_queue_runs_its_first_two_jobs() -> None:
     jobs = load_queue()
     selected, waiting = gpu_queue.select(jobs, set(), 7)
     assert [job.name for job in selected] == ["cuda_tests", "ensemble_step_bench"]
-    assert dict((job.name, why) for job, why in waiting)["best_2x15_exactly_one_s012"].startswith(
-        "needs conf/experiment/best_2x15_exactly_one.yaml")
+    # every file a real job needs is in the repository: the others wait for time only
+    assert all("do not fit" in why for _, why in waiting), waiting
     selected, _ = gpu_queue.select(jobs, {"cuda_tests", "ensemble_step_bench"}, 9)
     assert [job.name for job in selected][:1] == ["best_2x3_unit_s012"]
 
