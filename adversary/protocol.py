@@ -33,10 +33,8 @@ def test_profiles(distribution: ValuationDistribution, samples: int, seed: int,
                   device: torch.device | str = "cpu") -> Tensor:
     """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)``: with
     the run's distribution, seed, size and device type, the profiles ``train.py`` tested on."""
-    data = ValuationDataModule(
-        distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples, batch_size=1,
-        seed=seed, device=str(device), distribution=distribution,
-    )
+    data = ValuationDataModule(distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples,
+                               batch_size=1, seed=seed, device=str(device), distribution=distribution)
     return next(iter(data.test_dataloader()))
 
 

@@ -170,20 +170,16 @@ class Demand(metaclass=_DemandMeta):
         if empty == 0:
             if n_agents == 1 and capacities[0] == 1:
                 return "exactly_one"
-            raise ValueError(
-                f"RegretNet cannot represent {self.name} demand with {n_agents} agents and k={self.k}: "
-                "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
-                "only one agent with k=1 works); use SinkhornMechanism"
-            )
+            raise ValueError(f"RegretNet cannot represent {self.name} demand with {n_agents} agents and k={self.k}: "
+                             "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
+                             "only one agent with k=1 works); use SinkhornMechanism")
         if empty >= sum(capacities):
             if max(capacities) == 1:
                 return "unit"
             if min(capacities) >= n_items:
                 return "additive"  # a capacity of at least all items is no constraint
-        raise ValueError(
-            f"RegretNet cannot represent {self.name} with k={self.k}: its softmax outputs only enforce "
-            "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism"
-        )
+        raise ValueError(f"RegretNet cannot represent {self.name} with k={self.k}: its softmax outputs only enforce "
+                         "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism")
 
 
 def per_agent(k: KSpec, n_agents: int) -> list[int]:
