@@ -132,12 +132,8 @@ class Demand(metaclass=_DemandMeta):
             raise ValueError("allocation contains NaN or Inf")
         _, n_agents, n_items = allocation.shape
         capacities, _ = self._slots(n_agents, n_items)
-        terms = (
-            (-allocation).amax((1, 2)),
-            (allocation - 1).amax((1, 2)),
-            (allocation.sum(1) - 1).amax(-1),
-            self._total_violation(allocation.sum(-1), capacities),
-        )
+        terms = ((-allocation).amax((1, 2)), (allocation - 1).amax((1, 2)), (allocation.sum(1) - 1).amax(-1),
+                 self._total_violation(allocation.sum(-1), capacities))
         worst = torch.stack(terms, -1).amax(-1)
         return torch.where(worst > 0, worst, 0.0)  # not clamp_min: it keeps -0.0
 
