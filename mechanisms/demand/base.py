@@ -34,9 +34,7 @@ class _DemandMeta(ABCMeta):
     """Makes ``Demand(name, k)`` build the registered type ``name`` (:func:`make_demand`)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Demand:
-            return make_demand(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
+        return make_demand(*args, **kwargs) if cls is Demand else super().__call__(*args, **kwargs)
 
 
 @dataclass(frozen=True)
