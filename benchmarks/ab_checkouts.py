@@ -23,9 +23,7 @@ from pathlib import Path
 MECHANISMS = {  # name: (module, class) in every checkout
     "sinkhorn": ("mechanisms.sinkhorn_auction", "SinkhornMechanism"),
     "sinkhorn_potential": ("mechanisms.potential_auction", "PotentialSinkhornMechanism"),
-    "lottery_ama": ("mechanisms.lottery_ama", "LotteryAMA"),
-    "regretnet": ("mechanisms.regretnet", "RegretNet"),
-}
+    "lottery_ama": ("mechanisms.lottery_ama", "LotteryAMA"), "regretnet": ("mechanisms.regretnet", "RegretNet")}
 
 
 def setting(text: str) -> tuple[int, int]:
