@@ -112,12 +112,10 @@ def write_report(args: argparse.Namespace) -> tuple[dict[str, Any], list[Adversa
             "k": list(demand.k) if isinstance(demand.k, tuple) else demand.k,
             "distribution": {"name": setting.distribution.name, **setting.distribution.parameters()},
             "low": low.tolist(), "high": high.tolist(),
-            "eps_final": None if settings is None else float(f"{settings.epsilons[-1]:.12g}"),
-        },
+            "eps_final": None if settings is None else float(f"{settings.epsilons[-1]:.12g}")},
         **result,
         "protocol": {**result["protocol"], "data_seed": target.data_seed}, "hardware": describe(device),
-        "allocation_tolerance": allocation_tolerance(mechanism), "figures": [],
-    }
+        "allocation_tolerance": allocation_tolerance(mechanism), "figures": []}
     if target.baseline is not None:
         report["baseline"] = target.baseline.to_dict()
     target.out.mkdir(parents=True, exist_ok=True)

@@ -82,12 +82,6 @@ class AuditReport(RegretSummary):
     time_s: float
 
 
-def _device(mechanism: nn.Module, fallback: torch.device) -> torch.device:
-    for tensor in itertools.chain(mechanism.parameters(), mechanism.buffers()):
-        return tensor.device
-    return fallback
-
-
 def _check(mechanism: nn.Module, valuations: Tensor) -> None:
     if not isinstance(valuations, Tensor) or valuations.dim() != 3 or 0 in valuations.shape:
         shape = tuple(valuations.shape) if isinstance(valuations, Tensor) else type(valuations).__name__
@@ -115,7 +109,7 @@ def audit_misreports(mechanism: nn.Module, valuations: Tensor, settings: AuditSe
     if not isinstance(settings, AuditSettings):
         raise ValueError(f"settings must be an AuditSettings, got {type(settings).__name__}")
     _check(mechanism, valuations)
-    device = _device(mechanism, valuations.device)
+    device = next((t.device for t in itertools.chain(mechanism.parameters(), mechanism.buffers())), valuations.device)
     valuations = valuations.detach().to(device)
     lo, hi = domain_bounds(low, high, valuations)  # (n, m)
     samples, n, m = valuations.shape

@@ -54,9 +54,8 @@ class GradientSearch(Adversary):
         return MisreportSearch(steps=self.steps, lr=self.lr, restarts=self.restarts, optimizer=self.optimizer,
                                shading=self.shading)
 
-    def regret(
-        self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False
-    ) -> Measurement:
+    def regret(self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None,
+               progress: bool = False) -> Measurement:
         generator = None if seed is None else torch.Generator(device=valuations.device).manual_seed(seed)
         low, high = setting.domain(valuations.device)
         return measure(mechanism, valuations, self.search, low, high, self.batch_size, generator, progress, setting.demand)

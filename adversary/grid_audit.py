@@ -30,9 +30,8 @@ class GridAudit(Adversary):
         if setting.items > MAX_ITEMS:
             raise ValueError(f"the audit grids each bidder's report: at most {MAX_ITEMS} items, this setting has {setting.items}")
 
-    def regret(
-        self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False
-    ) -> AuditReport:
+    def regret(self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None,
+               progress: bool = False) -> AuditReport:
         low, high = setting.domain(valuations.device)
         return audit(mechanism, valuations, self.settings, low, high, progress)
 

@@ -33,10 +33,8 @@ def test_profiles(distribution: ValuationDistribution, samples: int, seed: int,
                   device: torch.device | str = "cpu") -> Tensor:
     """The test split ``(samples, agents, items)`` of ``ValuationDataModule(seed=seed, test_size=samples)``: with
     the run's distribution, seed, size and device type, the profiles ``train.py`` tested on."""
-    data = ValuationDataModule(
-        distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples, batch_size=1,
-        seed=seed, device=str(device), distribution=distribution,
-    )
+    data = ValuationDataModule(distribution.n_agents, distribution.n_items, train_size=1, val_size=1, test_size=samples,
+                               batch_size=1, seed=seed, device=str(device), distribution=distribution)
     return next(iter(data.test_dataloader()))
 
 
@@ -58,8 +56,7 @@ def reference_revenues(valuations: Tensor, setting: Setting) -> dict[str, Any]:
             "vcg_revenue_mean": vcg_mean, "vcg_revenue_std": vcg_std,
             "baselines": {name: found.to_dict() for name, found in baselines.items()},
             "best_truthful_baseline": None if best is None else best[0],
-            "best_truthful_baseline_revenue_mean": None if best is None else best[1],
-        }
+            "best_truthful_baseline_revenue_mean": None if best is None else best[1]}
         if optimum is None:
             return {**result, "optimal_revenue_mean": None, "optimal_revenue_std": None,
                     "optimal_revenue_closed_form": None, "optimal_mechanism": None}
@@ -82,12 +79,8 @@ def run_protocol(mechanism: nn.Module, valuations: Tensor, setting: Setting, pro
     metrics = protocol.regret(mechanism, valuations, setting, seed=seed, progress=progress).to_dict()
     elapsed = time.perf_counter() - start
     metrics["ir_violations"] = int(round(metrics["ir_violation_fraction"] * metrics["n_samples"]))
-    report = {
-        "metrics": metrics,
-        "references": reference_revenues(valuations, setting),
-        "protocol": {**asdict(protocol), "samples": len(valuations), "seed": seed},
-        "evaluation_time_s": elapsed,
-    }
+    report = {"metrics": metrics, "references": reference_revenues(valuations, setting),
+              "protocol": {**asdict(protocol), "samples": len(valuations), "seed": seed}, "evaluation_time_s": elapsed}
     for adversary in adversaries:
         report[adversary.name] = against_search(adversary, mechanism, valuations, setting, search_metrics=metrics,
                                                 protocol=protocol, seed=seed, progress=progress)

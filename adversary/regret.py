@@ -113,10 +113,9 @@ def regret_statistics(regret: Tensor) -> dict[str, float | list[float]]:
     return stats
 
 
-def measure(mechanism: nn.Module, valuations: Tensor, search: MisreportSearch = TEST_SEARCH,
-            low: Bounds | Tensor = 0.0, high: Bounds | Tensor = 1.0, batch_size: int = 1024,
-            generator: torch.Generator | None = None, progress: bool = False,
-            demand: Demand | str | None = None) -> Measurement:
+def measure(mechanism: nn.Module, valuations: Tensor, search: MisreportSearch = TEST_SEARCH, low: Bounds | Tensor = 0.0,
+            high: Bounds | Tensor = 1.0, batch_size: int = 1024, generator: torch.Generator | None = None,
+            progress: bool = False, demand: Demand | str | None = None) -> Measurement:
     """Revenue, regret, IR and feasibility of ``mechanism`` on ``valuations`` ``(samples, agents, items)``.
 
     Misreports are searched with :func:`find_misreports` (default: the paper's test search) in batches of

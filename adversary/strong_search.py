@@ -27,9 +27,8 @@ class StrongSearch(Adversary):
     label = "strong adversary"
     settings: StrongSettings = StrongSettings()
 
-    def regret(
-        self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None, progress: bool = False
-    ) -> StrongReport:
+    def regret(self, mechanism: nn.Module, valuations: Tensor, setting: Setting, *, seed: int | None = None,
+               progress: bool = False) -> StrongReport:
         low, high = setting.domain(valuations.device)
         seed = int(torch.randint(2**31 - 1, ())) if seed is None else seed
         return strong_regret(mechanism, valuations, self.settings, low, high, seed=seed, progress=progress)

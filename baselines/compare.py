@@ -41,9 +41,8 @@ class BaselineRevenue:
                 "fitted_revenue": fit["revenue"], "fitted_revenue_stderr": fit["revenue_stderr"], "fitted_samples": fit["samples"]}
 
 
-def baseline_revenues(
-    valuations: Tensor, setting: Setting, *, samples: int = BASELINE_SAMPLES, batch_size: int = 65536,
-) -> dict[str, BaselineRevenue]:
+def baseline_revenues(valuations: Tensor, setting: Setting, *, samples: int = BASELINE_SAMPLES,
+                      batch_size: int = 65536) -> dict[str, BaselineRevenue]:
     """Every baseline applicable to ``setting``, fitted with ``samples`` profiles of its distribution, measured on
     ``valuations`` ``(samples, agents, items)`` in chunks of ``batch_size`` profiles."""
     values = valuations.detach().cpu().double()

@@ -35,9 +35,8 @@ def free_disposal(demand: Demand, n_agents: int, n_items: int) -> bool:
 def check_prices(prices: Sequence[float], count: int, what: str) -> tuple[float, ...]:
     """``prices`` as a tuple of ``count`` finite floats; one-line ``ValueError`` otherwise."""
     values = tuple(prices)
-    if len(values) != count or not all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in values
-    ):
+    if len(values) != count or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p)
+                                       for p in values):
         raise ValueError(f"{what} needs {count} finite price(s), got {prices!r}")
     return tuple(float(p) for p in values)
 

@@ -50,9 +50,7 @@ def optimal_mechanism(setting: Setting) -> Mechanism | None:
     if known is not None or not isinstance(values, Uniform) or values.shared_range() is None:
         return known
     low, high = values.shared_range()
-    if low != 0:
-        return None
-    return known_optimum(setting.demand, setting.agents, setting.items, high)
+    return known_optimum(setting.demand, setting.agents, setting.items, high) if low == 0 else None
 
 
 @lru_cache(maxsize=None)

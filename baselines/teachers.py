@@ -36,6 +36,4 @@ def resolve_teacher(name: str, setting: Setting, seed: int = 0) -> FittedBaselin
     values from ``setting``'s distribution."""
     if name not in INITS or name == "none":
         raise ValueError(f"init must be one of {', '.join(INITS)} (none: no teacher), got {name!r}")
-    if name == "best":
-        return best_baseline(setting, seed=seed)
-    return fit_baseline(name, setting, seed=seed)
+    return best_baseline(setting, seed=seed) if name == "best" else fit_baseline(name, setting, seed=seed)

@@ -23,9 +23,7 @@ from pathlib import Path
 MECHANISMS = {  # name: (module, class) in every checkout
     "sinkhorn": ("mechanisms.sinkhorn_auction", "SinkhornMechanism"),
     "sinkhorn_potential": ("mechanisms.potential_auction", "PotentialSinkhornMechanism"),
-    "lottery_ama": ("mechanisms.lottery_ama", "LotteryAMA"),
-    "regretnet": ("mechanisms.regretnet", "RegretNet"),
-}
+    "lottery_ama": ("mechanisms.lottery_ama", "LotteryAMA"), "regretnet": ("mechanisms.regretnet", "RegretNet")}
 
 
 def setting(text: str) -> tuple[int, int]:
@@ -119,10 +117,9 @@ def main() -> None:
         worker.wait()
     medians = [statistics.median(t) for t in times]
     result = {"a": str(args.a), "b": str(args.b), "workload": args.workload, "mechanism": args.mechanism,
-              "setting": f"{args.setting[0]}x{args.setting[1]}", "batch": args.batch,
-              "search_steps": args.search_steps, "restarts": args.restarts, "calls": args.calls,
-              "median_s_a": medians[0], "median_s_b": medians[1], "ratio_a_over_b": medians[0] / medians[1],
-              "times_a": times[0], "times_b": times[1]}
+              "setting": f"{args.setting[0]}x{args.setting[1]}", "batch": args.batch, "search_steps": args.search_steps,
+              "restarts": args.restarts, "calls": args.calls, "median_s_a": medians[0], "median_s_b": medians[1],
+              "ratio_a_over_b": medians[0] / medians[1], "times_a": times[0], "times_b": times[1]}
     print(f"{args.workload} {args.mechanism} {result['setting']} batch {args.batch}: A {medians[0]:.3f} s, "
           f"B {medians[1]:.3f} s per call (medians of {args.calls}); A / B = {result['ratio_a_over_b']:.2f}")
     if args.json:

@@ -67,16 +67,12 @@ def main() -> None:
         search = MisreportSearch(args.eval_steps, 0.1, 10)
         return lambda: find_misreports(mechanism, test, search, generator=torch.Generator().manual_seed(0))
 
-    groups = {
-        "training step (ms)": {
-            "torch.tanh, truth, 25 steps (before)": train_step(False, 25, False),
-            "fast tanh, truth, 25 steps": train_step(True, 25, False),
-            "fast tanh, warm start, 10 steps": train_step(True, 10, True),
-            "fast tanh, warm start, 5 steps (after)": train_step(True, 5, True),
-        },
-        "test protocol, 1000 steps (s)": {"torch.tanh (before)": test_search(False),
-                                          "fast tanh (after)": test_search(True)},
-    }
+    groups = {"training step (ms)": {"torch.tanh, truth, 25 steps (before)": train_step(False, 25, False),
+                                     "fast tanh, truth, 25 steps": train_step(True, 25, False),
+                                     "fast tanh, warm start, 10 steps": train_step(True, 10, True),
+                                     "fast tanh, warm start, 5 steps (after)": train_step(True, 5, True)},
+              "test protocol, 1000 steps (s)": {"torch.tanh (before)": test_search(False),
+                                                "fast tanh (after)": test_search(True)}}
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
     for title, variants in groups.items():
         times: dict[str, list[float]] = {name: [] for name in variants}

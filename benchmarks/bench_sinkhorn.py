@@ -89,10 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--pot-max-iter", type=int, default=10000)
+    for flag, default in (("--batch", 4096), ("--warmup", 2), ("--repeats", 5), ("--pot-max-iter", 10000)):
+        parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-pot", action="store_true", help="time only this layer")
     args = parser.parse_args()
@@ -100,9 +98,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     print(f"device={args.device} ({describe(args.device)}), torch {torch.__version__}, "
-          f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, "
-          f"warmup={args.warmup}, repeats={args.repeats} (median); layer: {sinkhorn.__module__} "
-          f"({inspect.getsourcefile(sinkhorn)})\n")
+          f"threads={torch.get_num_threads()}, dtype={args.dtype}, batch={args.batch}, warmup={args.warmup}, "
+          f"repeats={args.repeats} (median); layer: {sinkhorn.__module__} ({inspect.getsourcefile(sinkhorn)})\n")
     print("| agents x items | layer problems/s | layer error | POT tol | POT problems/s | POT error | speedup "
           "| layer at tol = POT error: problems/s | error | speedup |\n" + "|---" * 10 + "|")
     timing = (args.warmup, args.repeats)

@@ -17,15 +17,9 @@ from mechanisms.regretnet import RegretNet
 from mechanisms.sinkhorn_auction import SinkhornMechanism
 
 Setting = tuple[str, str, int, int, int]  # (name, demand, agents, items, batch)
-SETTINGS: list[Setting] = [
-    ("1x2 unit b512", "unit", 1, 2, 512),
-    ("1x2 unit", "unit", 1, 2, 4096),
-    ("2x3 unit", "unit", 2, 3, 4096),
-    ("2x15 unit", "unit", 2, 15, 4096),
-    ("1x2 exactly-one", "exactly_k", 1, 2, 4096),
-    ("2x3 exactly-one", "exactly_k", 2, 3, 4096),
-    ("2x15 exactly-one", "exactly_k", 2, 15, 4096),
-]
+SETTINGS: list[Setting] = [("1x2 unit b512", "unit", 1, 2, 512), *(  # then 1x2, 2x3 and 2x15 of each demand
+    (f"{n}x{m} {label}", demand, n, m, 4096) for demand, label in (("unit", "unit"), ("exactly_k", "exactly-one"))
+    for n, m in ((1, 2), (2, 3), (2, 15)))]
 MECHANISMS = {"sinkhorn": SinkhornMechanism, "sinkhorn_potential": PotentialSinkhornMechanism,
               "lottery_ama": LotteryAMA, "regretnet": RegretNet}
 PLAIN = "+plain"  # suffix: the mechanism's plain calls (no prepare)

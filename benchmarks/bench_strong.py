@@ -20,11 +20,9 @@ from utils.hardware import describe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--agents", type=int, default=2)
-    parser.add_argument("--items", type=int, default=15)
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=StrongSettings.steps)
+    for flag, default in (("--threads", 1), ("--agents", 2), ("--items", 15), ("--samples", 100),
+                          ("--steps", StrongSettings.steps)):
+        parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--starts", type=int, default=StrongSettings.random_starts, help="random starts")
     parser.add_argument("--max-profiles", type=int, default=StrongSettings.max_profiles)
     args = parser.parse_args()

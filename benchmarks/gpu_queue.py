@@ -87,9 +87,7 @@ def _prev(job: Job, work: Path, out: Path, results: Path) -> Path | None:
         with tarfile.open(archive) as tar:
             tar.extractall(work, filter="data")
         return mine
-    if (results / job.after / DONE).is_file():
-        return results / job.after
-    return None
+    return results / job.after if (results / job.after / DONE).is_file() else None
 
 
 def run(jobs: Sequence[Job], minutes: float, out: Path, work: Path | None = None, only: Sequence[str] | None = None,

@@ -24,8 +24,7 @@ SETTINGS = {"unit": [], "exactly_one": ["demand=exactly_k"]}  # the default job 
 VARIANTS = {
     "truth-25": ["model.persistent_misreports=false", "model.train_search.steps=25"],
     "warm-10": ["model.persistent_misreports=true", "model.train_search.steps=10"],
-    "warm-5": ["model.persistent_misreports=true", "model.train_search.steps=5"],
-}
+    "warm-5": ["model.persistent_misreports=true", "model.train_search.steps=5"]}
 QUIET = ["callbacks.progress=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 # A table row: setting, search variant, seed (or the count of seeds), test revenue, regret, worst regret, times.
 LINE = "| {} | {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.0f} | {:.0f} |"

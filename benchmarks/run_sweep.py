@@ -207,9 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu-jobs", type=int, default=2, help="cpu runs at once (default 2)")
     parser.add_argument("--gpu-jobs", type=int, default=4, help="gpu runs at once (default 4)")
     parser.add_argument("--minutes", type=int, default=15, help="training time cap per run (default 15)")
-    parser.add_argument("--test-minutes", type=int, default=30,
-                        help="time allowed for the test after training (default 30: a 2x3 test of both checkpoints "
-                             "on a loaded CPU takes over 10)")
+    parser.add_argument("--test-minutes", type=int, default=30, help="time allowed for the test after training "
+                        "(default 30: a 2x3 test of both checkpoints on a loaded CPU takes over 10)")
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
     parser.add_argument("--audit-minutes", type=int, default=30, help="time cap per audit (default 30: a 2x3 audit of 200 "
                         "profiles of the potential-payment mechanism, with its search, takes 7.5 min on a loaded CPU)")

@@ -8,8 +8,6 @@ from distributions.exponential import Exponential, exponential_bundle_price, exp
 from distributions.triangle import Triangle, triangle_bundle_revenue
 from distributions.uniform import Uniform
 
-__all__ = [
-    "DISTRIBUTION_NAMES", "Exponential", "Setting", "Support", "Triangle", "Uniform", "ValuationDistribution",
-    "distribution_node", "exponential_bundle_price", "exponential_myerson_revenue",
-    "named_distribution", "triangle_bundle_revenue", "unit_uniform",
-]
+__all__ = ["DISTRIBUTION_NAMES", "Exponential", "Setting", "Support", "Triangle", "Uniform", "ValuationDistribution",
+           "distribution_node", "exponential_bundle_price", "exponential_myerson_revenue", "named_distribution",
+           "triangle_bundle_revenue", "unit_uniform"]

@@ -90,7 +90,6 @@ class Exponential(ValuationDistribution):
         if self.n_agents != 1 or demand.capacities(1, self.n_items)[0] < self.n_items:
             return None
         price, revenue = exponential_bundle_price(self.n_items, self.scale)
-        return MenuMechanism(
-            [[0.0] * self.n_items, [1.0] * self.n_items], [0.0, price], demand, expected_revenue=revenue,
-            name=f"grand bundle at {price:.4g} (Giannakopoulos 2015, exponential values)",
-        )
+        name = f"grand bundle at {price:.4g} (Giannakopoulos 2015, exponential values)"
+        return MenuMechanism([[0.0] * self.n_items, [1.0] * self.n_items], [0.0, price], demand,
+                             expected_revenue=revenue, name=name)

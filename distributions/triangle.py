@@ -60,8 +60,6 @@ class Triangle(ValuationDistribution):
         """The grand bundle at ``size / sqrt 3`` for one bidder who can take both items (free disposal), or ``None``."""
         if self.n_agents != 1 or not demand.free_disposal(1, 2) or demand.capacities(1, 2)[0] < 2:
             return None
-        return MenuMechanism(
-            [[0.0, 0.0], [1.0, 1.0]], [0.0, self.size / math.sqrt(3.0)], demand,
-            expected_revenue=triangle_bundle_revenue(self.size),
-            name="grand bundle at 1/sqrt(3) (Haghpanah and Hartline; Dütting et al.'s triangle setting)",
-        )
+        name = "grand bundle at 1/sqrt(3) (Haghpanah and Hartline; Dütting et al.'s triangle setting)"
+        return MenuMechanism([[0.0, 0.0], [1.0, 1.0]], [0.0, self.size / math.sqrt(3.0)], demand,
+                             expected_revenue=triangle_bundle_revenue(self.size), name=name)

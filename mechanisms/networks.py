@@ -44,10 +44,8 @@ class Tanh(nn.Module):
         return _SigmoidTanh.apply(x)
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
-    "sigmoid": nn.Sigmoid,
-}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU,
+                                            "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 
 
 def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128),

@@ -49,9 +49,8 @@ class SinkhornLayerMechanism(Mechanism):
     def set_sinkhorn(self, eps_init: float | None = None, eps_final: float | None = None,
                      eps_steps: int | None = None, tol: float | None = None, max_iter: int | None = None) -> None:
         """Change the epsilon schedule and stopping rule (``None`` keeps a value); a change drops the fixed schedule."""
-        self.settings = self.settings.replace(
-            eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol, max_iter=max_iter
-        )
+        self.settings = self.settings.replace(eps_init=eps_init, eps_final=eps_final, eps_steps=eps_steps, tol=tol,
+                                              max_iter=max_iter)
 
     def calibrate(self, bids: Tensor, margin: float = 0.25, backend: Backend | None = None) -> Calibration:
         """Calibrate fixed iterations on the layer's costs for ``bids`` ``(batch, agents, items)``

@@ -48,8 +48,7 @@ def evaluation_summary(report: dict[str, Any], adversaries: Sequence[Adversary] 
         *((f"{name} revenue, same profiles", f"{mean_std(found['revenue_mean'], found['revenue_std'], 4)}; prices "
            + ", ".join(f"{p:.4f}" for p in found["prices"])) for name, found in refs.get("baselines", {}).items()),
         *baseline_rows(metrics["revenue_mean"], best, (baseline or {}).get("name")),
-        ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}"),
-    ]
+        ("time", f"{report['evaluation_time_s']:.1f} s on {report['hardware']}")]
     return plain_table(rows)
 
 

@@ -62,8 +62,7 @@ def _row(preset: str, results: dict[int, dict[str, Any]]) -> list[str]:
         "n/a" if paper is None else f"{paper.revenue} at {paper.regret}",
         f"{'/'.join(sorted(best_names)) or 'n/a'} {_stats(baseline, 'min')}",
         _stats(ours_large, "min"), _stats(margin, "min"), _stats([r["test"]["revenue_mean"] for r in runs], "min"),
-        _stats(regrets, "max", 5), time, "; ".join(sorted({r.get("hardware", "?") for r in runs})),
-    ]
+        _stats(regrets, "max", 5), time, "; ".join(sorted({r.get("hardware", "?") for r in runs}))]
 
 
 def improved_table(folder: Path) -> str:

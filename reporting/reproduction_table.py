@@ -25,8 +25,7 @@ __all__ = ["HEADERS", "paper_row", "reproduction_table", "write_table"]
 HEADERS = (  # one more column per adversary besides the audit and the strong one (``--adversary``)
     "Setting (preset)", "Revenue", "Paper revenue", "Regret (sum over agents)", "Audited regret (sum over agents)",
     "Audited max", "Paper regret", "Optimal", "VCG", "Best truthful baseline", "Paper opt./VCG", "Train time",
-    "Paper time", "Hardware", "Budget", "Strong adversary regret (sum over agents)",
-)
+    "Paper time", "Hardware", "Budget", "Strong adversary regret (sum over agents)")
 AUDIT, STRONG = GridAudit(), StrongSearch()  # how the two columns of their own show their reports
 
 
@@ -66,8 +65,7 @@ def _row(entry: dict[str, Any], extra: Sequence[Adversary]) -> list[str]:
         "-" if best is None else f"{best} {number(refs.get('reference/best_truthful_baseline_revenue'))}",
         paper_reference, duration(metrics.get("train_time_s")), paper_time,
         sidecar["hardware"] if sidecar else "unknown", budget, _adversary_cell(STRONG, attacks.get(STRONG.name)),
-        *(_adversary_cell(a, attacks.get(a.name)) for a in extra),
-    ]
+        *(_adversary_cell(a, attacks.get(a.name)) for a in extra)]
 
 
 def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "", gpu_results: Path = GPU_RESULTS,
@@ -93,8 +91,7 @@ def reproduction_table(entries: Sequence[dict[str, Any]], command: str = "", gpu
         *(["Further adversaries (`--adversary`, docs/evaluation.md): " + ", ".join(a.name for a in extra) + "; "
            "the same statistics."] if extra else []),
         "RegretNet exactly-one rows are N/A in the paper (RegretNet cannot represent exactly-one demand for two "
-        "bidders).\n",
-    ]
+        "bidders).\n"]
     headers = (*HEADERS, *(f"{a.label[0].upper() + a.label[1:]} regret (sum over agents)" for a in extra))
     table = "\n".join(legend) + "\n" + markdown_table(headers, [_row(e, extra) for e in entries]) + "\n"
     presets, jobs = [e["preset"] for e in entries], load_queue()

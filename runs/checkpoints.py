@@ -54,11 +54,8 @@ class TrainedRun:
         return folder.parent if folder.name == "checkpoints" else folder
 
 
-RENAMED_TARGETS = {
-    "callbacks.RhoSchedule": "lagrangian.RhoSchedule",
-    "callbacks.LagrangeUpdate": "lagrangian.LagrangeUpdate",
-    "callbacks.TargetRegretUpdate": "lagrangian.TargetRegretUpdate",
-}
+RENAMED_TARGETS = {f"callbacks.{name}": f"lagrangian.{name}"
+                   for name in ("RhoSchedule", "LagrangeUpdate", "TargetRegretUpdate")}
 """``_target_``s that moved, as a stored run configuration may name them: old name -> today's."""
 
 
@@ -69,9 +66,7 @@ def _with_targets(node: Any) -> Any:
         return {("_target_" if key == "target" else key):
                 RENAMED_TARGETS.get(value, value) if key in ("target", "_target_") and isinstance(value, str)
                 else _with_targets(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_with_targets(value) for value in node]
-    return node
+    return [_with_targets(value) for value in node] if isinstance(node, list) else node
 
 
 _FLAT_NETWORK = ("hidden", "activation")  # the MLP arguments the mechanisms took before mechanism.allocation_net

@@ -29,9 +29,8 @@ def _node(target: str, settings: Any, left_out: tuple[str, ...] = ()) -> dict[st
 # (group, name): node.  Left out: the search's optimizer ("adam"), and the fixed Sinkhorn schedule and its backend
 # (the fast training step's calibration, model.fast).
 NODES: dict[tuple[str, str], dict[str, Any]] = {
-    ("model/search", "train"): _node(SEARCH_TARGET, TRAIN_SEARCH, ("optimizer",)),
-    ("model/search", "val"): _node(SEARCH_TARGET, VAL_SEARCH, ("optimizer",)),
-    ("model/search", "test"): _node(SEARCH_TARGET, TEST_SEARCH, ("optimizer",)),
+    **{("model/search", name): _node(SEARCH_TARGET, search, ("optimizer",))
+       for name, search in (("train", TRAIN_SEARCH), ("val", VAL_SEARCH), ("test", TEST_SEARCH))},
     ("data/test_set", "paper"): {"test_size": TEST_SAMPLES},
     ("sinkhorn", "paper"): _node(SINKHORN_TARGET, SinkhornSettings(), ("fixed_iterations", "backend")),
 }

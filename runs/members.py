@@ -156,8 +156,7 @@ def stack_modules(members: Sequence[AuctionModule], run_config: dict[str, Any]) 
         stack_members([m.mechanism for m in members]), optimizer=first.optimizer_factory, run_config=run_config,
         lr=[m.lr for m in members], lr_final=[m.lr_final for m in members], test_seed=[m.test_seed for m in members],
         member_configs=[m.hparams["run_config"] for m in members], **{name: getattr(first, name) for name in SHARED},
-        **{name: first.hparams[name] for name in ("low", "high", "train_size")},
-    )
+        **{name: first.hparams[name] for name in ("low", "high", "train_size")})
     with torch.no_grad():
         model.lagrange_multipliers.copy_(torch.stack([m.lagrange_multipliers for m in members]))
         model.rho.copy_(torch.stack([m.rho for m in members]))

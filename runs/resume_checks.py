@@ -21,8 +21,7 @@ __all__ = ["RESUME_COMPARED", "RESUME_FIXED", "check_resume", "resume_difference
 # What defines a training run: a resume refuses to continue a checkpoint whose stored values differ here.
 RESUME_COMPARED = (  # the Sinkhorn settings as the mechanism holds them: mechanism.sinkhorn
     "agents", "items", "seed", "demand", "distribution", "mechanism", "data", "model", "lagrangian",
-    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "callbacks.warm_start", "callbacks.collapse", "ensemble",
-)
+    "callbacks.rho", "callbacks.lagrange", "callbacks.budget", "callbacks.warm_start", "callbacks.collapse", "ensemble")
 # Callbacks added after the first checkpoints were written: not compared with a checkpoint that lacks the section.
 RESUME_ADDED_SINCE = ("callbacks.warm_start", "callbacks.collapse")
 RESUME_IGNORED = ("data.device",)  # where the data lives does not change the run

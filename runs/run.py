@@ -127,8 +127,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("tested weights", metrics["tested_weights"]),
         *_best_rows(metrics),
         ("wall time", f"{_duration(metrics['wall_time_s'])} (train {_duration(metrics['train_time_s'])}, "
-                      f"test {_duration(metrics['test_time_s'])})"),
-    ]
+                      f"test {_duration(metrics['test_time_s'])})")]
     rows += [("warning", text) for text in metrics.get("warnings", [])]
     warning = allocation_warning(test.get("allocation_violation_max"), metrics.get("allocation_tolerance"))
     if warning:
@@ -214,8 +213,7 @@ def run(cfg: DictConfig, parts: Components | None = None) -> dict[str, Any]:
                    f"{type(mechanism).__name__}",
         "fit": fit_metrics,
         "references": {**model.references, **({} if best is None else {"reference/best_truthful_baseline": best[0]})},
-        "allocation_tolerance": allocation_tolerance(mechanism), "global_step": trainer.global_step,
-    }
+        "allocation_tolerance": allocation_tolerance(mechanism), "global_step": trainer.global_step}
     if members_report is None:
         checkpoint = _checkpoint(trainer)
         metrics.update({

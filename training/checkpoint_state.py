@@ -30,13 +30,10 @@ def rng_states() -> dict[str, Any]:
     """The global random states as tensors and plain Python values (loadable with ``weights_only=True``)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     version, state, python_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss),
-                  float(gauss)],
-        "python": [version, list(state), python_gauss],
-    }
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss),
+                      float(gauss)],
+            "python": [version, list(state), python_gauss]}
 
 
 def set_rng_states(states: Mapping[str, Any]) -> None:

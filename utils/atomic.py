@@ -86,9 +86,7 @@ def _clean(value: Any) -> tuple[Any, str | None]:
         pairs = [_clean(item) for item in value]
         reasons = [f"[{index}]: {why}" for index, (_, why) in enumerate(pairs) if why is not None]
         return [item for item, _ in pairs], ("; ".join(reasons) or None)
-    if hasattr(value, "tolist"):  # tensors, numpy arrays
-        return _clean(value.tolist())
-    return value, None
+    return _clean(value.tolist()) if hasattr(value, "tolist") else (value, None)  # tolist: tensors, numpy arrays
 
 
 def strict_json(obj: Any) -> Any:

@@ -34,9 +34,7 @@ class _DemandMeta(ABCMeta):
     """Makes ``Demand(name, k)`` build the registered type ``name`` (:func:`make_demand`)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Demand:
-            return make_demand(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
+        return make_demand(*args, **kwargs) if cls is Demand else super().__call__(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -132,12 +130,8 @@ class Demand(metaclass=_DemandMeta):
             raise ValueError("allocation contains NaN or Inf")
         _, n_agents, n_items = allocation.shape
         capacities, _ = self._slots(n_agents, n_items)
-        terms = (
-            (-allocation).amax((1, 2)),
-            (allocation - 1).amax((1, 2)),
-            (allocation.sum(1) - 1).amax(-1),
-            self._total_violation(allocation.sum(-1), capacities),
-        )
+        terms = ((-allocation).amax((1, 2)), (allocation - 1).amax((1, 2)), (allocation.sum(1) - 1).amax(-1),
+                 self._total_violation(allocation.sum(-1), capacities))
         worst = torch.stack(terms, -1).amax(-1)
         return torch.where(worst > 0, worst, 0.0)  # not clamp_min: it keeps -0.0
 
@@ -170,20 +164,16 @@ class Demand(metaclass=_DemandMeta):
         if empty == 0:
             if n_agents == 1 and capacities[0] == 1:
                 return "exactly_one"
-            raise ValueError(
-                f"RegretNet cannot represent {self.name} demand with {n_agents} agents and k={self.k}: "
-                "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
-                "only one agent with k=1 works); use SinkhornMechanism"
-            )
+            raise ValueError(f"RegretNet cannot represent {self.name} demand with {n_agents} agents and k={self.k}: "
+                             "min-of-softmax outputs cannot force every agent's total to equal k (paper section 4.4; "
+                             "only one agent with k=1 works); use SinkhornMechanism")
         if empty >= sum(capacities):
             if max(capacities) == 1:
                 return "unit"
             if min(capacities) >= n_items:
                 return "additive"  # a capacity of at least all items is no constraint
-        raise ValueError(
-            f"RegretNet cannot represent {self.name} with k={self.k}: its softmax outputs only enforce "
-            "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism"
-        )
+        raise ValueError(f"RegretNet cannot represent {self.name} with k={self.k}: its softmax outputs only enforce "
+                         "agent totals <= 1 or none at all (paper section 4.4); use SinkhornMechanism")
 
 
 def per_agent(k: KSpec, n_agents: int) -> list[int]:

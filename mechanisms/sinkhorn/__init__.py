@@ -5,13 +5,10 @@ The public surface over private modules (docs/sinkhorn_package.md; the method: d
 """
 
 from mechanisms.sinkhorn._fixed import row_error
-from mechanisms.sinkhorn._settings import (
-    Backend, FixedIterations, GeometricEpsilonSchedule, GradMode, SinkhornSettings, StoppingRule, Tolerance,
-    check_backend, geometric_epsilons,
-)
-from mechanisms.sinkhorn._solver import (
-    Calibration, Sinkhorn, SinkhornNotConverged, SinkhornResult, calibrate, fixed_plan, sinkhorn, solve,
-)
+from mechanisms.sinkhorn._settings import (Backend, FixedIterations, GeometricEpsilonSchedule, GradMode,
+                                           SinkhornSettings, StoppingRule, Tolerance, check_backend, geometric_epsilons)
+from mechanisms.sinkhorn._solver import (Calibration, Sinkhorn, SinkhornNotConverged, SinkhornResult, calibrate,
+                                         fixed_plan, sinkhorn, solve)
 
 __all__ = [
     "Backend", "Calibration", "FixedIterations", "GeometricEpsilonSchedule", "GradMode", "Sinkhorn",

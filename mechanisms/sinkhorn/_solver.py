@@ -16,10 +16,8 @@ from torch import Tensor
 from utils.checks import check_positive_int
 from mechanisms.sinkhorn._fixed import ImplicitSinkhorn, row_error, run_fixed
 from mechanisms.sinkhorn._iterations import iterate
-from mechanisms.sinkhorn._settings import (
-    Backend, FixedIterations, GradMode, SinkhornSettings, StoppingRule, Tolerance, check_backend, check_epsilons,
-    check_grad, check_stopping,
-)
+from mechanisms.sinkhorn._settings import (Backend, FixedIterations, GradMode, SinkhornSettings, StoppingRule,
+                                           Tolerance, check_backend, check_epsilons, check_grad, check_stopping)
 
 __all__ = [
     "Calibration", "Sinkhorn", "SinkhornNotConverged", "SinkhornResult", "calibrate", "fixed_plan", "sinkhorn", "solve",
@@ -151,12 +149,10 @@ class Sinkhorn:
             out = iterate(kernel, a_t, b.t().contiguous(), f, epsilons, tol, max_iter, check_every)
         plan = out.plan
         if not out.converged:
-            warnings.warn(
-                f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) after "
-                f"max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's rows miss their "
-                "marginals (SinkhornResult.marginal_error holds the error); raise max_iter or the final epsilon, or "
-                "scale the cost down",
-                SinkhornNotConverged, stacklevel=3)
+            warnings.warn(f"Sinkhorn did not converge: some row marginals miss by more than tol={tol:g} (relative) "
+                          f"after max_iter={max_iter} iterations at the final epsilon {final_eps:g}, so the plan's "
+                          "rows miss their marginals (SinkhornResult.marginal_error holds the error); raise max_iter "
+                          "or the final epsilon, or scale the cost down", SinkhornNotConverged, stacklevel=3)
         if implicit and cost.requires_grad:
             plan = ImplicitSinkhorn.apply(cost, plan, final_eps)
         f, g = (out.u * final_eps).t().contiguous(), (out.v * final_eps + shift.detach()).t().contiguous()
