@@ -4,8 +4,8 @@
 A runs file has one run per line, ``NAME DEVICE OVERRIDES...`` (``DEVICE``: ``cpu`` or ``gpu``; ``#`` starts a
 comment), e.g. ``best_1x2_unit_seed1 cpu experiment=best_1x2_unit seed=1``.  Each run is ``python train.py
 OVERRIDES trainer.accelerator=DEVICE threads=1`` in ``OUT/NAME``, stopped after ``--minutes``, then audited
-(``evaluate.py --audit``, ``reporting.precise_revenue``, ``reporting.audited_results``); ``OUT/summary.md``
-gets a table of every run.
+(``evaluate.py --audit``, or ``--adversary NAME``; ``reporting.precise_revenue``, ``reporting.audited_results``);
+``OUT/summary.md`` gets a table of every run.
 
     python benchmarks/run_sweep.py RUNS_FILE OUT [--cpu-jobs 2] [--gpu-jobs 4] [--minutes 15] [--audit-samples 300]
 """
@@ -84,7 +84,7 @@ def _row(folder: Path, tag: str) -> dict | None:
     if not report.is_file():
         return None
     evaluated = json.loads(report.read_text())
-    test, audit = evaluated.get("metrics", {}), evaluated.get("audit") or {}
+    test, audit = evaluated.get("metrics", {}), evaluated.get("audit") or evaluated.get("strong") or {}
     precise = folder / f"precise_{tag}.json"
     large = json.loads(precise.read_text()) if precise.is_file() else {}
     best = large.get("best_truthful_baseline")
@@ -94,12 +94,22 @@ def _row(folder: Path, tag: str) -> dict | None:
             "audited_regret": audit.get("regret_mean_over_agents_mean")}
 
 
+def _audit_flags(args: argparse.Namespace) -> list[str]:
+    """evaluate.py's flags for the audit: the grid audit, or ``--adversary`` after a test search of
+    ``--test-steps`` from the truth and ``--test-restarts`` random starts (evaluate.py's defaults where unset)."""
+    if args.adversary is None:
+        return ["--audit"]
+    search = {"--steps": args.test_steps, "--restarts": args.test_restarts}
+    return [*(item for flag, value in search.items() if value is not None for item in (flag, str(value))),
+            "--adversary", args.adversary]
+
+
 def _audit(run: Run, folder: Path, checkpoint: Path, tag: str, args: argparse.Namespace) -> None:
     """Audit the ``tag`` weights at ``checkpoint``, measure their precise revenue, write their results file and
     append their summary row (with the errors of the steps that failed) to ``run.rows``."""
     evaluation, precise = folder / f"eval_{tag}", folder / f"precise_{tag}.json"
     call = partial(_call, log=folder / "audit.log", timeout=args.audit_minutes * 60)
-    code = call([sys.executable, "evaluate.py", str(checkpoint), "--samples", str(args.audit_samples), "--audit",
+    code = call([sys.executable, "evaluate.py", str(checkpoint), "--samples", str(args.audit_samples), *_audit_flags(args),
                  "--device", "cuda" if run.device == "gpu" else "cpu", "--threads", "1", "--no-progress", "--out",
                  str(evaluation)])
     if code != 0 or not (evaluation / "evaluation.json").exists():
@@ -212,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--audit-samples", type=int, default=300, help="profiles of each audit (default 300)")
     parser.add_argument("--audit-minutes", type=int, default=30, help="time cap per audit (default 30: a 2x3 audit of 200 "
                         "profiles of the potential-payment mechanism, with its search, takes 7.5 min on a loaded CPU)")
+    adversaries = sorted(path.stem for path in (ROOT / "conf" / "adversary").glob("*.yaml"))
+    parser.add_argument("--adversary", metavar="NAME", choices=adversaries, help="audit with evaluate.py's adversary NAME (conf/adversary/, "
+                        "e.g. strong_reduced: the results file's 'strong' block) instead of the grid audit")
+    parser.add_argument("--test-steps", type=int, help="with --adversary: the test search's steps (default: evaluate.py's)")
+    parser.add_argument("--test-restarts", type=int,
+                        help="with --adversary: the test search's random starts (default: evaluate.py's)")
     parser.add_argument("--no-audit-best", dest="audit_best", action="store_false",
                         help="audit only the last weights, not also the regret-budget-best checkpoint")
     parser.add_argument("--no-check", action="store_true",
@@ -222,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("cpu_jobs", "gpu_jobs", "audit_samples", "precise_samples"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    if args.adversary is None and (args.test_steps, args.test_restarts) != (None, None):
+        parser.error("--test-steps and --test-restarts need --adversary (the grid audit keeps evaluate.py's test search)")
+    if min(value for value in (args.test_steps, args.test_restarts, 0) if value is not None) < 0:
+        parser.error("--test-steps and --test-restarts must be >= 0")
     if not 1 <= args.minutes <= 59:
         parser.error("--minutes must be between 1 and 59")
     try:

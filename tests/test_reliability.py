@@ -290,11 +290,53 @@ def test_a_sweep_run_whose_precise_revenue_failed_counts_as_failed(tmp_path: Pat
     monkeypatch.setattr(run_sweep, "_call", call)
     run = run_sweep.parse_runs("r cpu seed=0")[0]
     run_sweep._audit(run, tmp_path, tmp_path / "last.ckpt", "last", argparse.Namespace(audit_samples=10, audit_minutes=1,
-                                                                                       precise_samples=10))
+                                                                                       precise_samples=10, adversary=None))
     run.status = "done"
     assert run.rows == [{"weights": "last", "revenue": 0.37, "precise": None, "vs_baseline": None, "test_regret": 0.001,
                          "audited_regret": 0.002, "error": "precise revenue exit 1"}]
     assert run_sweep.failed(run) and "precise revenue exit 1" in run_sweep.summary([run])
+
+
+def test_a_sweep_audited_by_an_adversary_passes_it_to_evaluate_and_reports_its_regret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluations = []
+
+    def call(command: list[str], log: Path, timeout: float) -> int:
+        if "evaluate.py" in command:
+            evaluations.append(command)
+            _audited(tmp_path, 0.61)
+            report = tmp_path / "eval_last" / "evaluation.json"
+            evaluated = json.loads(report.read_text())
+            evaluated["strong"] = evaluated.pop("audit")  # what --adversary strong_reduced writes
+            report.write_text(json.dumps(evaluated))
+        return 0
+
+    monkeypatch.setattr(run_sweep, "_call", call)
+    run = run_sweep.parse_runs("r cpu seed=0")[0]
+    args = argparse.Namespace(audit_samples=200, audit_minutes=1, precise_samples=10, adversary="strong_reduced",
+                              test_steps=25, test_restarts=0)
+    run_sweep._audit(run, tmp_path, tmp_path / "last.ckpt", "last", args)
+    (command,) = evaluations
+    assert "--audit" not in command
+    assert command[command.index("--samples"):command.index("--device")] == [
+        "--samples", "200", "--steps", "25", "--restarts", "0", "--adversary", "strong_reduced"]
+    assert run.rows[0]["audited_regret"] == 0.002  # from the "strong" block
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--test-steps", "25"], "--test-steps and --test-restarts need --adversary"),
+    (["--adversary", "strong_reduced", "--test-restarts", "-1"], "--test-steps and --test-restarts must be >= 0"),
+    (["--adversary", "strongest"], "argument --adversary: invalid choice: 'strongest'"),
+])
+def test_run_sweep_refuses_bad_audit_flags_in_one_line(flags: list[str], message: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    runs = tmp_path / "runs.txt"
+    runs.write_text("a cpu seed=0\n")
+    with pytest.raises(SystemExit) as stopped:
+        run_sweep.main([str(runs), str(tmp_path / "out"), *flags])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------ benchmarks/persistent_misreports.py
